@@ -1,0 +1,159 @@
+"""The application factory and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from wardrobe.core.db import create_engine, create_session_factory, pool_status, unit_of_work
+from wardrobe.core.handlers import install_exception_handlers
+from wardrobe.core.infra import Infra
+from wardrobe.core.logging import configure_logging, get_logger
+from wardrobe.core.metrics import register_pool_collector
+from wardrobe.core.middleware import EdgeMiddleware
+from wardrobe.core.ratelimit import RateLimiter
+from wardrobe.core.redis import create_redis
+from wardrobe.core.security import TokenCodec
+from wardrobe.migrations import runner
+from wardrobe.modules.admin.endpoints import router as admin_router
+from wardrobe.modules.auth.endpoints import router as auth_router
+from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsSender, TencentSmsSender
+from wardrobe.modules.auth.wechat_client import WeChatClient
+from wardrobe.modules.ops.endpoints import router as ops_router
+from wardrobe.modules.users import invite_codes
+from wardrobe.modules.users.endpoints import router as users_router
+from wardrobe.seed import seed_demo_data
+from wardrobe.settings import Environment, Settings, SmsBackend, get_settings
+
+log = get_logger("wardrobe.app")
+INVITE_POOL_CHECK_SECONDS = 60.0
+
+
+def build_sms_sender(settings: Settings) -> SmsSender:
+    if settings.sms_backend is SmsBackend.TENCENT:
+        return TencentSmsSender(
+            secret_id=settings.tencent_secret_id,
+            secret_key=settings.tencent_secret_key.get_secret_value(),
+            region=settings.tencent_region,
+            sdk_app_id=settings.tencent_sms_sdk_app_id,
+            sign_name=settings.tencent_sms_sign_name,
+            template_id=settings.tencent_sms_template_id,
+            endpoint=settings.tencent_sms_endpoint or None,
+            scheme=settings.tencent_sms_scheme,
+        )
+    return ConsoleSmsSender()
+
+
+def build_infra(settings: Settings) -> Infra:
+    engine = create_engine(settings)
+    redis = create_redis(settings)
+    limiter = (
+        RateLimiter.for_redis(redis, settings.redis_key_prefix) if redis is not None else RateLimiter.in_memory()
+    )
+    wechat = None
+    if settings.wechat_appid:
+        wechat = WeChatClient(
+            appid=settings.wechat_appid,
+            secret=settings.wechat_secret.get_secret_value(),
+            base_url=settings.wechat_api_base,
+            timeout=settings.wechat_timeout_seconds,
+            redis=redis,
+            cache_key_prefix=settings.redis_key_prefix,
+        )
+    return Infra(
+        settings=settings,
+        engine=engine,
+        session_factory=create_session_factory(engine),
+        redis=redis,
+        limiter=limiter,
+        tokens=TokenCodec(
+            settings.jwt_secret.get_secret_value(),
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            settings.access_token_ttl_seconds,
+        ),
+        sms_sender=build_sms_sender(settings),
+        wechat=wechat,
+    )
+
+
+async def prepare_database(infra: Infra) -> None:
+    """Migrate and seed when configured to (the embedded default does both on first start)."""
+    settings = infra.settings
+    if settings.auto_migrate:
+        await runner.upgrade(infra.engine)
+    if settings.seed_demo_data and settings.env is not Environment.PRODUCTION:
+        async with unit_of_work(infra.session_factory) as session:
+            await seed_demo_data(session, settings)
+
+
+async def keep_invite_pool_full(infra: Infra) -> None:
+    """Embedded mode's stand-in for the scheduler: top the invite pool up now and then."""
+    while True:
+        try:
+            async with unit_of_work(infra.session_factory) as session:
+                await invite_codes.refill_pool(
+                    session, infra.settings.invite_pool_target, infra.settings.invite_code_length
+                )
+        except Exception:
+            log.exception("invite_pool_refill_failed")
+        await asyncio.sleep(INVITE_POOL_CHECK_SECONDS)
+
+
+async def close_infra(infra: Infra) -> None:
+    if infra.wechat is not None:
+        await infra.wechat.aclose()
+    if infra.redis is not None:
+        await infra.redis.aclose()
+    await infra.engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        infra = build_infra(settings)
+        app.state.infra = infra
+        register_pool_collector(lambda: pool_status(infra.engine))
+        await prepare_database(infra)
+        refill: asyncio.Task[None] | None = None
+        if settings.embedded and settings.env is not Environment.TEST:
+            refill = asyncio.create_task(keep_invite_pool_full(infra))
+        log.info("started", env=settings.env.value, db=infra.engine.dialect.name, embedded=settings.embedded)
+        try:
+            yield
+        finally:
+            if refill is not None:
+                refill.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refill
+            await close_infra(infra)
+
+    app = FastAPI(
+        title="Wardrobe API",
+        version="0.1.0",
+        description="Backend of the Wardrobe AI image platform. Every JSON answer is the envelope "
+        "`{success, code, message, data, request_id}`; send `Authorization: Bearer <access_token>`.",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    install_exception_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    for router in (ops_router, auth_router, users_router, admin_router):
+        app.include_router(router)
+    return app

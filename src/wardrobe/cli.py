@@ -1,0 +1,135 @@
+"""Command line: ``wardrobe serve | migrate | seed | scheduler | admin create-user``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+
+app = typer.Typer(help="Wardrobe: AI image platform backend", no_args_is_help=True, add_completion=False)
+admin_app = typer.Typer(help="Administrative commands", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+
+async def _prepare(migrate: bool, seed: bool) -> None:
+    from wardrobe.app import build_infra, close_infra, prepare_database
+    from wardrobe.settings import get_settings
+
+    settings = get_settings().model_copy(update={"auto_migrate": migrate, "seed_demo_data": seed})
+    infra = build_infra(settings)
+    try:
+        await prepare_database(infra)
+    finally:
+        await close_infra(infra)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default WARDROBE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default WARDROBE_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(help="API processes (default WARDROBE_WORKERS)")] = None,
+) -> None:
+    """Run the API. Embedded by default: SQLite under var/, migrations and demo data applied."""
+    import uvicorn
+
+    from wardrobe.core.logging import configure_logging
+    from wardrobe.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    n = workers or settings.workers
+    if n > 1:
+        # Migrate and seed once here, not racing in every worker process.
+        asyncio.run(_prepare(settings.auto_migrate, settings.seed_demo_data))
+        os.environ["WARDROBE_AUTO_MIGRATE"] = "false"
+        os.environ["WARDROBE_SEED_DEMO_DATA"] = "false"
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            metrics_dir = settings.var_dir / "prometheus"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+    uvicorn.run(
+        "wardrobe.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=n,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every pending database migration."""
+    asyncio.run(_prepare(migrate=True, seed=False))
+    typer.echo("migrations applied")
+
+
+@app.command()
+def seed() -> None:
+    """Create the demo data (idempotent)."""
+    asyncio.run(_prepare(migrate=False, seed=True))
+    typer.echo("demo data ready")
+
+
+@app.command()
+def scheduler(
+    once: Annotated[bool, typer.Option(help="Run each periodic job once and exit")] = False,
+) -> None:
+    """Run the periodic jobs (invite-code pool refill, expired auth data cleanup)."""
+    from wardrobe.scheduler import run_scheduler
+
+    asyncio.run(run_scheduler(once=once))
+
+
+@admin_app.command("create-user")
+def create_user(
+    phone: Annotated[str, typer.Option(help="Mainland mobile number")],
+    password: Annotated[str, typer.Option(help="At least 8 characters, letters and digits")],
+    role: Annotated[str, typer.Option(help="admin | operator | distributor | user")] = "user",
+) -> None:
+    """Create an account with a password and a role."""
+    from wardrobe.modules.admin.schemas import AdminUserCreate
+
+    try:
+        body = TypeAdapter(AdminUserCreate).validate_python({"phone": phone, "password": password, "role": role})
+    except ValidationError as exc:
+        for err in exc.errors():
+            typer.echo(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}", err=True)
+        raise typer.Exit(2) from exc
+    user_id = asyncio.run(_create_user(body.phone, body.password, body.role))
+    typer.echo(f"created user {user_id} with role {body.role}")
+
+
+async def _create_user(phone: str, password: str, role: str) -> int:
+    from wardrobe.app import build_infra, close_infra
+    from wardrobe.core.db import unit_of_work
+    from wardrobe.core.errors import AppError
+    from wardrobe.modules.admin import service as admin_service
+    from wardrobe.settings import get_settings
+
+    infra = build_infra(get_settings())
+    try:
+        async with unit_of_work(infra.session_factory) as session:
+            user = await admin_service.create_user(
+                session, actor_id=None, phone=phone, password=password, role=role,
+                invite_code_length=infra.settings.invite_code_length,
+            )
+            return user.id
+    except AppError as exc:
+        typer.echo(f"error: {exc.code.name} {exc.data or ''}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        await close_infra(infra)
+
+
+def main() -> None:
+    app()

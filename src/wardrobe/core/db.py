@@ -1,0 +1,87 @@
+"""Async engines for SQLite, MySQL/MariaDB and PostgreSQL, and the session discipline.
+
+One session per request (or job); only its owner commits. Services and repositories ``flush()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from wardrobe.settings import Settings
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    # WAL lets readers run beside the single writer; busy_timeout makes concurrent writers wait
+    # for the lock instead of failing at once with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_engine(settings: Settings, *, database_url: str | None = None) -> AsyncEngine:
+    """Build the engine with the pool tuned from settings (seed 000 P0-003)."""
+    url = make_url(database_url or settings.database_url)
+    kwargs: dict[str, Any] = {"echo": settings.db_echo}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            from pathlib import Path
+
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite has one writer; a pool only multiplies lock contention. NullPool opens a
+        # connection per session, which for a local file costs microseconds.
+        kwargs["poolclass"] = NullPool
+        kwargs["connect_args"] = {"timeout": 15}
+    else:
+        kwargs.update(
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+            pool_recycle=settings.db_pool_recycle,
+            pool_pre_ping=settings.db_pool_pre_ping,
+        )
+        if url.get_backend_name() == "mysql":
+            kwargs["connect_args"] = {"charset": "utf8mb4"}
+            kwargs["isolation_level"] = "READ COMMITTED"
+    engine = create_async_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session owned by the caller: committed when the block ends cleanly, rolled back otherwise."""
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def pool_status(engine: AsyncEngine) -> dict[str, int]:
+    pool = engine.pool
+    size = getattr(pool, "size", None)
+    if not callable(size):
+        return {"size": 0, "checked_out": 0, "overflow": 0, "checked_in": 0}
+    return {
+        "size": int(size()),
+        "checked_out": int(pool.checkedout()),  # type: ignore[attr-defined]
+        "overflow": int(pool.overflow()),  # type: ignore[attr-defined]
+        "checked_in": int(pool.checkedin()),  # type: ignore[attr-defined]
+    }

@@ -1,0 +1,80 @@
+"""Exception handlers: every failure, ours or the framework's, leaves in the envelope (A2, A3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from wardrobe.core.envelope import error_response
+from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.logging import get_logger
+
+log = get_logger("wardrobe.errors")
+
+_HTTP_STATUS_CODES = {
+    400: ErrorCode.MALFORMED_REQUEST,
+    401: ErrorCode.AUTH_REQUIRED,
+    403: ErrorCode.PERMISSION_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    422: ErrorCode.VALIDATION_FAILED,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.DEPENDENCY_UNAVAILABLE,
+}
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_items(errors: Any) -> list[dict[str, str]]:
+    items = []
+    for err in errors:
+        message = str(err.get("msg", "invalid"))
+        # Pydantic prefixes custom ValueErrors; the client needs only the sentence.
+        message = message.removeprefix("Value error, ")
+        items.append({"field": _field_path(err.get("loc", ())), "message": message})
+    return items
+
+
+async def app_error_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    if exc.code.status >= 500:
+        log.error("app_error", error_code=exc.code.name, detail=exc.detail)
+    return error_response(exc.code, exc.data, exc.headers)
+
+
+async def validation_error_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return error_response(ErrorCode.MALFORMED_REQUEST)
+    return error_response(ErrorCode.VALIDATION_FAILED, validation_items(errors))
+
+
+async def http_error_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_STATUS_CODES.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(code, None, headers)
+
+
+async def unhandled_error_handler(_: Request, exc: Exception) -> Response:
+    log.exception("unhandled_error", error_type=type(exc).__name__)
+    return error_response(ErrorCode.INTERNAL_ERROR)
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(Exception, unhandled_error_handler)

@@ -1,0 +1,65 @@
+"""Prometheus metrics (H1). Multiprocess-safe when PROMETHEUS_MULTIPROC_DIR is set (gunicorn)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY, Collector
+
+HTTP_REQUESTS = Counter(
+    "wardrobe_http_requests_total", "HTTP requests by route template", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "wardrobe_http_request_duration_seconds",
+    "HTTP latency by route template",
+    ["method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0),
+)
+AUTH_EVENTS = Counter("wardrobe_auth_events_total", "Authentication outcomes", ["event", "outcome"])
+SMS_SENT = Counter("wardrobe_sms_sent_total", "SMS codes sent", ["backend", "outcome"])
+
+
+class DbPoolCollector(Collector):
+    """Reads the SQLAlchemy pool at scrape time, so the gauges are never stale."""
+
+    def __init__(self, status: Callable[[], dict[str, int]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        status = self._status()
+        for key, value in status.items():
+            yield GaugeMetricFamily(f"wardrobe_db_pool_{key}", f"DB pool {key.replace('_', ' ')}", value=value)
+
+
+_pool_collector: DbPoolCollector | None = None
+
+
+def register_pool_collector(status: Callable[[], dict[str, int]]) -> None:
+    global _pool_collector
+    if _pool_collector is not None:
+        REGISTRY.unregister(_pool_collector)
+    _pool_collector = DbPoolCollector(status)
+    REGISTRY.register(_pool_collector)
+
+
+def render_metrics() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        body = generate_latest(registry)
+        if _pool_collector is not None:
+            local = CollectorRegistry()
+            local.register(DbPoolCollector(_pool_collector._status))
+            body += generate_latest(local)
+        return body, CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

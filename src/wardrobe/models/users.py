@@ -1,0 +1,95 @@
+"""Accounts: users, invite-code pool, referrals, audit log."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import Boolean, Date, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from wardrobe.models.base import Base, BigId, UTCDateTime, utcnow
+
+
+class Role(StrEnum):
+    USER = "user"
+    DISTRIBUTOR = "distributor"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class Gender(StrEnum):
+    UNKNOWN = "unknown"
+    MALE = "male"
+    FEMALE = "female"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.USER.value)
+    status: Mapped[str] = mapped_column(String(16), default=UserStatus.ACTIVE.value)
+    nickname: Mapped[str | None] = mapped_column(String(32))
+    avatar_url: Mapped[str | None] = mapped_column(String(512))
+    gender: Mapped[str] = mapped_column(String(8), default=Gender.UNKNOWN.value)
+    birthday: Mapped[date | None] = mapped_column(Date)
+    bio: Mapped[str | None] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(String(64))
+    profile_completed: Mapped[bool] = mapped_column(Boolean, default=False)
+    invite_code: Mapped[str] = mapped_column(String(16), unique=True)
+    referrer_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"), index=True)
+    wechat_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    wechat_unionid: Mapped[str | None] = mapped_column(String(64), index=True)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == UserStatus.ACTIVE.value
+
+
+class InviteCodePool(Base):
+    """Pre-generated unused invite codes, so registration never waits on code generation (B7)."""
+
+    __tablename__ = "invite_code_pool"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Referral(Base):
+    """Who invited whom; bound once at registration. Billing credits the reward later (B8)."""
+
+    __tablename__ = "referrals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    referrer_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), index=True)
+    referee_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), unique=True)
+    invite_code: Mapped[str] = mapped_column(String(16))
+    reward_status: Mapped[str] = mapped_column(String(16), default="pending")
+    rewarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditLog(Base):
+    """Operator and admin actions, with the reason they gave."""
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (Index("ix_audit_logs_target", "target_type", "target_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

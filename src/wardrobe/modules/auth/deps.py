@@ -1,0 +1,108 @@
+"""The one authentication dependency every route uses, and permission checks (B5).
+
+``CurrentUser`` costs one indexed query: the session row and its user. A revoked session, a
+disabled account or a changed role therefore takes effect on the very next request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wardrobe.core.context import user_id_var
+from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.infra import Infra
+from wardrobe.models import User
+from wardrobe.modules.auth import repository
+from wardrobe.modules.auth.permissions import Permission, has_permission
+
+
+async def get_infra(request: Request) -> Infra:
+    infra: Infra = request.app.state.infra
+    return infra
+
+
+InfraDep = Annotated[Infra, Depends(get_infra)]
+
+
+async def get_session(infra: InfraDep) -> AsyncIterator[AsyncSession]:
+    """The request's session: committed when the handler returns, rolled back if it raises.
+    ``scope="function"`` makes the commit happen before the response is sent."""
+    async with infra.session_factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/login")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: User
+    session_id: str
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    def can(self, permission: Permission) -> bool:
+        return has_permission(self.user.role, permission)
+
+
+async def get_principal(
+    infra: InfraDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise AppError(ErrorCode.AUTH_REQUIRED)
+    claims = infra.tokens.decode_access(credentials.credentials)
+    found = await repository.load_session_and_user(session, claims.session_id)
+    if found is None:
+        raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="unknown session")
+    auth_session, user = found
+    if auth_session.user_id != claims.user_id:
+        raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="session/user mismatch")
+    if auth_session.revoked_at is not None:
+        raise AppError(ErrorCode.AUTH_SESSION_REVOKED)
+    if not user.is_active:
+        raise AppError(ErrorCode.ACCOUNT_DISABLED)
+    user_id_var.set(user.id)
+    return Principal(user=user, session_id=auth_session.id)
+
+
+CurrentUser = Annotated[Principal, Depends(get_principal)]
+
+
+def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that admits only principals whose role grants ``permission``."""
+
+    async def check(principal: CurrentUser) -> Principal:
+        if not principal.can(permission):
+            raise AppError(ErrorCode.PERMISSION_DENIED)
+        return principal
+
+    check.__name__ = f"require_{permission.value.replace(':', '_')}"
+    return check
+
+
+def client_ip(request: Request) -> str:
+    # uvicorn/gunicorn rewrite scope["client"] from X-Forwarded-For only for trusted proxies
+    # (--forwarded-allow-ips), so this is never taken from a header a client can forge.
+    return request.client.host if request.client else "unknown"
+
+
+def client_label(request: Request) -> str | None:
+    agent = request.headers.get("user-agent")
+    return agent[:128] if agent else None

@@ -1,0 +1,200 @@
+"""HTTP routes of /api/v1/auth (api.md "Auth")."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Request
+
+from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
+from wardrobe.core.errors import ErrorCode
+from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.modules.auth import service, sms_codes, tokens
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep, client_ip, client_label
+from wardrobe.modules.auth.schemas import (
+    LoggedOut,
+    LoginRequest,
+    LoginResponse,
+    PasswordChange,
+    PasswordChanged,
+    PasswordLogin,
+    PasswordReset,
+    PhoneBindSms,
+    PhoneBindWeChat,
+    RefreshRequest,
+    SmsCodeRequest,
+    SmsCodeSent,
+    SmsLogin,
+    TokenResponse,
+)
+from wardrobe.modules.auth.tokens import TokenPair
+from wardrobe.modules.users.schemas import UserOut
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+def _token_body(pair: TokenPair) -> dict[str, object]:
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": pair.expires_in,
+        "refresh_expires_in": pair.refresh_expires_in,
+    }
+
+
+@router.post(
+    "/sms-codes",
+    summary="Send an SMS verification code",
+    description="Same answer whether or not the phone is registered. 60 s cooldown and daily caps "
+    "per phone and per IP; `debug_code` only with the development console sender.",
+    response_model=Envelope[SmsCodeSent],
+    responses=errors(ErrorCode.RATE_LIMITED, ErrorCode.DEPENDENCY_UNAVAILABLE),
+)
+async def send_sms_code(
+    body: SmsCodeRequest, request: Request, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    sent = await sms_codes.send_code(
+        session, infra, phone=body.phone, purpose=body.purpose, client_ip=client_ip(request)
+    )
+    data: dict[str, object] = {"cooldown_seconds": sent.cooldown_seconds}
+    if sent.debug_code is not None:
+        data["debug_code"] = sent.debug_code
+    return ok(data)
+
+
+@router.post(
+    "/login",
+    summary="Log in (SMS code, password or WeChat); SMS and WeChat register new users",
+    response_model=Envelope[LoginResponse],
+    responses=errors(
+        ErrorCode.AUTH_CODE_INVALID,
+        ErrorCode.AUTH_INVALID_CREDENTIALS,
+        ErrorCode.INVITE_CODE_INVALID,
+        ErrorCode.ACCOUNT_DISABLED,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.DEPENDENCY_UNAVAILABLE,
+    ),
+)
+async def login(
+    request: Request, infra: InfraDep, session: SessionDep, body: LoginRequest = Body(...)
+) -> OrjsonResponse:
+    client = client_label(request)
+    if isinstance(body, SmsLogin):
+        result = await service.login_with_sms(
+            session, infra, phone=body.phone, code=body.code, invite_code=body.invite_code, client=client
+        )
+    elif isinstance(body, PasswordLogin):
+        result = await service.login_with_password(
+            session, infra, phone=body.phone, password=body.password, client_ip=client_ip(request), client=client
+        )
+    else:
+        result = await service.login_with_wechat(
+            session, infra, code=body.code, invite_code=body.invite_code, client=client
+        )
+    data = _token_body(result.tokens)
+    data["is_new_user"] = result.is_new_user
+    data["user"] = UserOut.of(result.user).model_dump(mode="json")
+    return ok(data)
+
+
+@router.post(
+    "/refresh",
+    summary="Rotate a refresh token into a new pair",
+    description="Each refresh token works once. Presenting a used one revokes the whole session.",
+    response_model=Envelope[TokenResponse],
+    responses=errors(
+        ErrorCode.AUTH_TOKEN_INVALID,
+        ErrorCode.AUTH_TOKEN_EXPIRED,
+        ErrorCode.AUTH_SESSION_REVOKED,
+        ErrorCode.AUTH_REFRESH_REUSED,
+    ),
+)
+async def refresh(body: RefreshRequest, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    pair = await tokens.rotate(session, infra, body.refresh_token)
+    return ok(_token_body(pair))
+
+
+@router.post(
+    "/logout",
+    summary="Log out this session",
+    response_model=Envelope[LoggedOut],
+    responses=errors(*AUTH_ERRORS),
+)
+async def logout(principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
+    revoked = await tokens.revoke(session, principal.session_id, "logout")
+    return ok({"sessions_revoked": int(revoked)})
+
+
+@router.post(
+    "/logout-all",
+    summary="Log out every session of this account",
+    response_model=Envelope[LoggedOut],
+    responses=errors(*AUTH_ERRORS),
+)
+async def logout_all(principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
+    revoked = await tokens.revoke_all(session, principal.id, "logout_all")
+    return ok({"sessions_revoked": revoked})
+
+
+@router.post(
+    "/password/reset",
+    summary="Reset a forgotten password with an SMS code (purpose reset_password)",
+    description="Revokes every session of the account.",
+    response_model=Envelope[None],
+    responses=errors(ErrorCode.AUTH_CODE_INVALID, ErrorCode.ACCOUNT_DISABLED),
+)
+async def reset_password(body: PasswordReset, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    await service.reset_password(session, infra, phone=body.phone, code=body.code, new_password=body.new_password)
+    return ok(None)
+
+
+@router.put(
+    "/password",
+    summary="Set or change the password",
+    description="`old_password` is required when a password is already set. Every other session is revoked.",
+    response_model=Envelope[PasswordChanged],
+    responses=errors(*AUTH_ERRORS, ErrorCode.AUTH_INVALID_CREDENTIALS, ErrorCode.RATE_LIMITED),
+)
+async def change_password(
+    body: PasswordChange, principal: CurrentUser, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    revoked = await service.change_password(
+        session,
+        infra,
+        principal.user,
+        old_password=body.old_password,
+        new_password=body.new_password,
+        current_session_id=principal.session_id,
+    )
+    return ok({"other_sessions_revoked": revoked})
+
+
+@router.put(
+    "/phone",
+    summary="Bind a phone number with an SMS code (purpose bind_phone)",
+    response_model=Envelope[UserOut],
+    responses=errors(*AUTH_ERRORS, ErrorCode.AUTH_CODE_INVALID, ErrorCode.PHONE_ALREADY_BOUND),
+)
+async def bind_phone_sms(
+    body: PhoneBindSms, principal: CurrentUser, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    user = await service.bind_phone_with_sms(session, infra, principal.user, body.phone, body.code)
+    return ok(UserOut.of(user).model_dump(mode="json"))
+
+
+@router.post(
+    "/wechat/phone",
+    summary="Bind the phone number from WeChat getPhoneNumber",
+    response_model=Envelope[UserOut],
+    responses=errors(
+        *AUTH_ERRORS,
+        ErrorCode.AUTH_CODE_INVALID,
+        ErrorCode.PHONE_ALREADY_BOUND,
+        ErrorCode.FEATURE_UNAVAILABLE,
+        ErrorCode.DEPENDENCY_UNAVAILABLE,
+    ),
+)
+async def bind_phone_wechat(
+    body: PhoneBindWeChat, principal: CurrentUser, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    user = await service.bind_phone_with_wechat(session, infra, principal.user, body.code)
+    return ok(UserOut.of(user).model_dump(mode="json"))

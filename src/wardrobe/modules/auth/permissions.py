@@ -1,0 +1,31 @@
+"""Role-based permissions (B5): roles map to permission sets; routes ask for permissions."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from wardrobe.models import Role
+
+
+class Permission(StrEnum):
+    PROFILE_SELF = "profile:self"
+    USERS_READ = "users:read"
+    USERS_WRITE = "users:write"
+    SESSIONS_REVOKE = "sessions:revoke"
+    AUDIT_READ = "audit:read"
+
+
+_USER = frozenset({Permission.PROFILE_SELF})
+_OPERATOR = _USER | {Permission.USERS_READ, Permission.AUDIT_READ}
+_ADMIN = frozenset(Permission)
+
+ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    Role.USER.value: _USER,
+    Role.DISTRIBUTOR.value: _USER,
+    Role.OPERATOR.value: _OPERATOR,
+    Role.ADMIN.value: _ADMIN,
+}
+
+
+def has_permission(role: str, permission: Permission) -> bool:
+    return permission in ROLE_PERMISSIONS.get(role, frozenset())

@@ -1,0 +1,131 @@
+"""Auth DTOs: requests validated at the edge, responses as in api.md."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from wardrobe.modules.auth.phone import Phone
+from wardrobe.modules.auth.sms_codes import CodePurpose
+from wardrobe.modules.users.schemas import UserOut
+from wardrobe.settings import get_settings
+
+_COMMON_PASSWORDS = frozenset(
+    {"password", "password1", "12345678", "123456789", "1234567890", "qwerty123", "11111111", "iloveyou",
+     "abc12345", "a1234567", "88888888", "00000000", "qwertyuiop", "1qaz2wsx", "woaini1314"}
+)
+
+
+def _strong_password(value: str) -> str:
+    settings = get_settings()
+    if len(value) < settings.password_min_length:
+        raise ValueError(f"must be at least {settings.password_min_length} characters")
+    if len(value) > settings.password_max_length:
+        raise ValueError(f"must be at most {settings.password_max_length} characters")
+    if not any(c.isalpha() for c in value) or not any(c.isdigit() for c in value):
+        raise ValueError("must contain both letters and digits")
+    if len(set(value)) < 4 or value.lower() in _COMMON_PASSWORDS:
+        raise ValueError("is too easy to guess")
+    return value
+
+
+NewPassword = Annotated[str, Field(max_length=1024), AfterValidator(_strong_password)]
+SmsCode = Annotated[str, Field(pattern=r"^\d{6}$", examples=["123456"])]
+InviteCode = Annotated[str, Field(min_length=4, max_length=20, examples=["7K3M9QXD"])]
+
+
+class SmsCodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Phone = Field(examples=["13812345678"])
+    purpose: CodePurpose = CodePurpose.LOGIN
+
+
+class SmsCodeSent(BaseModel):
+    cooldown_seconds: int
+    debug_code: str | None = Field(default=None, description="Only with the console sender in development")
+
+
+class SmsLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["sms"]
+    phone: Phone = Field(examples=["13812345678"])
+    code: SmsCode
+    invite_code: InviteCode | None = None
+
+
+class PasswordLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["password"]
+    phone: Phone = Field(examples=["13812345678"])
+    # Not checked for strength here: a login only compares; the cap keeps hashing bounded.
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class WeChatLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["wechat"]
+    code: str = Field(min_length=1, max_length=128, description="wx.login() code")
+    invite_code: InviteCode | None = None
+
+
+LoginRequest = Annotated[SmsLogin | PasswordLogin | WeChatLogin, Field(discriminator="method")]
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    refresh_expires_in: int
+
+
+class LoginResponse(TokenResponse):
+    is_new_user: bool
+    user: UserOut
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class PasswordReset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Phone
+    code: SmsCode
+    new_password: NewPassword
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    old_password: str | None = Field(default=None, max_length=1024)
+    new_password: NewPassword
+
+
+class PasswordChanged(BaseModel):
+    other_sessions_revoked: int
+
+
+class PhoneBindSms(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Phone
+    code: SmsCode
+
+
+class PhoneBindWeChat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=128, description="getPhoneNumber code")
+
+
+class LoggedOut(BaseModel):
+    sessions_revoked: int

@@ -1,0 +1,170 @@
+"""Login by SMS code, password or WeChat; passwords; phone binding (B1-B3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, RateLimited
+from wardrobe.core.infra import Infra
+from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import AUTH_EVENTS
+from wardrobe.core.ratelimit import parse_limits, per_seconds
+from wardrobe.core.security import hash_password, verify_password
+from wardrobe.models import User
+from wardrobe.models.base import utcnow
+from wardrobe.modules.auth import sms_codes, tokens
+from wardrobe.modules.auth.sms_codes import CodePurpose
+from wardrobe.modules.auth.tokens import TokenPair
+from wardrobe.modules.auth.wechat_client import (
+    WeChatCodeInvalidError,
+    WeChatError,
+    WeChatRateLimitedError,
+    WeChatUserBlockedError,
+)
+from wardrobe.modules.users import repository as users_repo
+from wardrobe.modules.users import service as users_service
+
+log = get_logger("wardrobe.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    tokens: TokenPair
+    user: User
+    is_new_user: bool
+
+
+def _ensure_active(user: User) -> None:
+    if not user.is_active:
+        raise AppError(ErrorCode.ACCOUNT_DISABLED)
+
+
+async def _referrer_for(session: AsyncSession, invite_code: str | None) -> User | None:
+    # Checked before anything else and whether or not the phone is registered, so a bad invite
+    # code gets the same answer for every phone and reveals nothing about registration.
+    if not invite_code:
+        return None
+    return await users_service.find_referrer(session, invite_code)
+
+
+async def login_with_sms(
+    session: AsyncSession, infra: Infra, *, phone: str, code: str, invite_code: str | None, client: str | None
+) -> LoginResult:
+    referrer = await _referrer_for(session, invite_code)
+    await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.LOGIN, code=code)
+    user, created = await users_service.get_or_create_by_phone(
+        session, phone, length=infra.settings.invite_code_length, referrer=referrer
+    )
+    _ensure_active(user)
+    pair = await tokens.start_session(session, infra, user, method="sms", client=client)
+    AUTH_EVENTS.labels("login_sms", "registered" if created else "ok").inc()
+    return LoginResult(pair, user, created)
+
+
+async def login_with_password(
+    session: AsyncSession, infra: Infra, *, phone: str, password: str, client_ip: str, client: str | None
+) -> LoginResult:
+    """Every attempt spends a unit of the account's progressive windows (5/min, 10/h, 20/day by
+    default), atomically, so guessing is bounded exactly however many processes serve it."""
+    limits = parse_limits(infra.settings.login_failure_limits)
+    await infra.limiter.hit([per_seconds(30, 60)], "login-ip", client_ip)
+    await infra.limiter.hit(limits, "login-account", phone)
+    user = await users_repo.get_by_phone(session, phone)
+    if not await verify_password(password, user.password_hash if user else None) or user is None:
+        AUTH_EVENTS.labels("login_password", "failed").inc()
+        raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
+    _ensure_active(user)
+    await infra.limiter.clear(limits, "login-account", phone)
+    pair = await tokens.start_session(session, infra, user, method="password", client=client)
+    AUTH_EVENTS.labels("login_password", "ok").inc()
+    return LoginResult(pair, user, False)
+
+
+async def login_with_wechat(
+    session: AsyncSession, infra: Infra, *, code: str, invite_code: str | None, client: str | None
+) -> LoginResult:
+    if infra.wechat is None:
+        raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat login is not configured")
+    referrer = await _referrer_for(session, invite_code)
+    try:
+        wx = await infra.wechat.code2session(code)
+    except WeChatCodeInvalidError as exc:
+        raise AppError(ErrorCode.AUTH_CODE_INVALID) from exc
+    except WeChatRateLimitedError as exc:
+        raise RateLimited(60, detail="wechat 45011") from exc
+    except WeChatUserBlockedError as exc:
+        raise AppError(ErrorCode.ACCOUNT_DISABLED, detail="wechat 40226") from exc
+    except WeChatError as exc:
+        raise DependencyUnavailable(detail=f"wechat {exc}") from exc
+    user, created = await users_service.get_or_create_by_openid(
+        session, wx.openid, wx.unionid, length=infra.settings.invite_code_length, referrer=referrer
+    )
+    _ensure_active(user)
+    pair = await tokens.start_session(session, infra, user, method="wechat", client=client)
+    AUTH_EVENTS.labels("login_wechat", "registered" if created else "ok").inc()
+    return LoginResult(pair, user, created)
+
+
+async def bind_phone_with_wechat(session: AsyncSession, infra: Infra, user: User, phone_code: str) -> User:
+    """Bind the phone WeChat vouches for (getPhoneNumber) to the logged-in user."""
+    if infra.wechat is None:
+        raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat is not configured")
+    try:
+        phone_info = await infra.wechat.get_phone_number(phone_code)
+    except WeChatCodeInvalidError as exc:
+        raise AppError(ErrorCode.AUTH_CODE_INVALID) from exc
+    except WeChatRateLimitedError as exc:
+        raise RateLimited(60, detail="wechat 45011") from exc
+    except WeChatError as exc:
+        raise DependencyUnavailable(detail=f"wechat {exc}") from exc
+    from wardrobe.modules.auth.phone import normalize_phone
+
+    try:
+        phone = normalize_phone(phone_info.pure_phone_number)
+    except ValueError as exc:
+        raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "code", "message": str(exc)}]) from exc
+    return await users_service.set_phone(session, user, phone)
+
+
+async def bind_phone_with_sms(session: AsyncSession, infra: Infra, user: User, phone: str, code: str) -> User:
+    await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.BIND_PHONE, code=code)
+    return await users_service.set_phone(session, user, phone)
+
+
+async def change_password(
+    session: AsyncSession,
+    infra: Infra,
+    user: User,
+    *,
+    old_password: str | None,
+    new_password: str,
+    current_session_id: str,
+) -> int:
+    """Set or change the password; every other session is revoked at once. Returns how many."""
+    if user.password_hash:
+        limits = parse_limits(infra.settings.login_failure_limits)
+        await infra.limiter.hit(limits, "password-change", str(user.id))
+        if old_password is None or not await verify_password(old_password, user.password_hash):
+            raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
+    user.password_hash = await hash_password(new_password)
+    user.password_changed_at = utcnow()
+    revoked = await tokens.revoke_all(session, user.id, "password_changed", keep_session_id=current_session_id)
+    await session.flush()
+    return revoked
+
+
+async def reset_password(session: AsyncSession, infra: Infra, *, phone: str, code: str, new_password: str) -> None:
+    """Forgot-password: the SMS code proves the phone; every session of the account is revoked.
+    An unregistered phone fails exactly like a wrong code."""
+    await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.RESET_PASSWORD, code=code)
+    user = await users_repo.get_by_phone(session, phone)
+    if user is None:
+        raise AppError(ErrorCode.AUTH_CODE_INVALID)
+    _ensure_active(user)
+    user.password_hash = await hash_password(new_password)
+    user.password_changed_at = utcnow()
+    await tokens.revoke_all(session, user.id, "password_reset")
+    await infra.limiter.clear(parse_limits(infra.settings.login_failure_limits), "login-account", phone)
+    await session.flush()

@@ -1,0 +1,115 @@
+"""Login sessions and the dual tokens (B4): rotation, reuse detection, immediate revocation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wardrobe.core.db import unit_of_work
+from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.infra import Infra
+from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import AUTH_EVENTS
+from wardrobe.core.security import hash_token, new_refresh_token, new_session_id
+from wardrobe.models import AuthSession, RefreshToken, User
+from wardrobe.models.base import utcnow
+from wardrobe.modules.auth import repository
+
+log = get_logger("wardrobe.auth.tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+    session_id: str
+
+
+async def _issue_refresh(session: AsyncSession, infra: Infra, session_id: str) -> str:
+    token = new_refresh_token()
+    session.add(
+        RefreshToken(
+            session_id=session_id,
+            token_hash=hash_token(token),
+            expires_at=utcnow() + timedelta(seconds=infra.settings.refresh_token_ttl_seconds),
+        )
+    )
+    await session.flush()
+    return token
+
+
+def _pair(infra: Infra, user: User, session_id: str, refresh: str) -> TokenPair:
+    access = infra.tokens.issue_access(user.id, user.role, session_id)
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=infra.settings.access_token_ttl_seconds,
+        refresh_expires_in=infra.settings.refresh_token_ttl_seconds,
+        session_id=session_id,
+    )
+
+
+async def start_session(
+    session: AsyncSession, infra: Infra, user: User, *, method: str, client: str | None
+) -> TokenPair:
+    """A new login: a session (the token family) and its first refresh token."""
+    session_id = new_session_id()
+    session.add(AuthSession(id=session_id, user_id=user.id, method=method, client=(client or "")[:128] or None))
+    await session.flush()
+    refresh = await _issue_refresh(session, infra, session_id)
+    return _pair(infra, user, session_id, refresh)
+
+
+async def rotate(session: AsyncSession, infra: Infra, refresh_token: str) -> TokenPair:
+    """Exchange a refresh token for a new pair. A token already used means it was stolen or
+    replayed: the whole family is revoked, so neither the thief nor the owner keeps it."""
+    found = await repository.find_refresh_token(session, hash_token(refresh_token))
+    if found is None:
+        raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="unknown refresh token")
+    token, auth_session = found
+    if auth_session.revoked_at is not None:
+        raise AppError(ErrorCode.AUTH_SESSION_REVOKED)
+    now = utcnow()
+    if token.expires_at <= now:
+        raise AppError(ErrorCode.AUTH_TOKEN_EXPIRED)
+    if token.used_at is not None or not await _claim(infra, token.id):
+        await _revoke_family_now(infra, auth_session.id)
+        AUTH_EVENTS.labels("refresh", "reused").inc()
+        raise AppError(ErrorCode.AUTH_REFRESH_REUSED)
+    user = await session.get(User, auth_session.user_id)
+    if user is None or not user.is_active:
+        raise AppError(ErrorCode.AUTH_SESSION_REVOKED)
+    auth_session.last_refreshed_at = now
+    refresh = await _issue_refresh(session, infra, auth_session.id)
+    AUTH_EVENTS.labels("refresh", "ok").inc()
+    return _pair(infra, user, auth_session.id, refresh)
+
+
+async def _claim(infra: Infra, token_id: int) -> bool:
+    # The claim commits on its own, before this request writes anything: exactly one of any
+    # number of racing requests wins it, and the losers can then revoke the family without
+    # waiting on a lock their own request holds (SQLite has a single writer).
+    async with unit_of_work(infra.session_factory) as session:
+        return await repository.mark_refresh_used(session, token_id, utcnow())
+
+
+async def _revoke_family_now(infra: Infra, session_id: str) -> None:
+    # Its own transaction: the request that detected the reuse fails and rolls back, but the
+    # revocation must stand.
+    async with unit_of_work(infra.session_factory) as session:
+        await repository.revoke_session(session, session_id, "refresh_reused", utcnow())
+    log.warning("refresh_token_reused", session_id=session_id)
+
+
+async def revoke(session: AsyncSession, session_id: str, reason: str) -> bool:
+    return await repository.revoke_session(session, session_id, reason, utcnow())
+
+
+async def revoke_all(
+    session: AsyncSession, user_id: int, reason: str, keep_session_id: str | None = None
+) -> int:
+    return await repository.revoke_user_sessions(session, user_id, reason, utcnow(), keep_session_id)

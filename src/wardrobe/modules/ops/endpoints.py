@@ -1,0 +1,83 @@
+"""Liveness, readiness and metrics (A6, H1)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import text
+from starlette.responses import Response
+
+from wardrobe.core.envelope import Envelope, OrjsonResponse, error_response, ok
+from wardrobe.core.errors import ErrorCode
+from wardrobe.core.infra import Infra
+from wardrobe.core.metrics import render_metrics
+from wardrobe.core.openapi import errors
+from wardrobe.modules.auth.deps import InfraDep
+
+router = APIRouter(tags=["ops"])
+PROBE_TIMEOUT = 2.0
+
+
+class Check(BaseModel):
+    status: str
+    detail: str | None = None
+
+
+async def _check_db(infra: Infra) -> Check:
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT), infra.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return Check(status="ok", detail=infra.engine.dialect.name)
+    except Exception as exc:
+        return Check(status="down", detail=type(exc).__name__)
+
+
+async def _check_redis(infra: Infra) -> Check:
+    if infra.redis is None:
+        return Check(status="ok", detail="embedded (in-process)")
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            await infra.redis.ping()
+        return Check(status="ok", detail="redis")
+    except Exception as exc:
+        return Check(status="down", detail=type(exc).__name__)
+
+
+def _answer(checks: dict[str, Check]) -> OrjsonResponse:
+    body = {name: c.model_dump() for name, c in checks.items()}
+    if all(c.status == "ok" for c in checks.values()):
+        return ok(body)
+    return error_response(ErrorCode.DEPENDENCY_UNAVAILABLE, body)
+
+
+@router.get("/health", summary="Liveness: the process answers", response_model=Envelope[Check])
+async def health() -> OrjsonResponse:
+    return ok({"status": "ok"})
+
+
+@router.get("/health/db", summary="Database reachable", response_model=Envelope[dict[str, Check]],
+            responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE))
+async def health_db(infra: InfraDep) -> OrjsonResponse:
+    return _answer({"db": await _check_db(infra)})
+
+
+@router.get("/health/redis", summary="Redis reachable (or embedded mode)", response_model=Envelope[dict[str, Check]],
+            responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE))
+async def health_redis(infra: InfraDep) -> OrjsonResponse:
+    return _answer({"redis": await _check_redis(infra)})
+
+
+@router.get("/health/ready", summary="Readiness: every dependency reachable", response_model=Envelope[dict[str, Check]],
+            responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE))
+async def health_ready(infra: InfraDep) -> OrjsonResponse:
+    db, redis = await asyncio.gather(_check_db(infra), _check_redis(infra))
+    return _answer({"db": db, "redis": redis})
+
+
+@router.get("/metrics", summary="Prometheus metrics (text exposition format)",
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
+async def metrics() -> Response:
+    body, content_type = render_metrics()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,57 @@
+"""Queries on users, referrals and the audit log."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wardrobe.models import AuditLog, Referral, User
+
+
+async def get_by_id(session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def get_by_phone(session: AsyncSession, phone: str) -> User | None:
+    return await session.scalar(select(User).where(User.phone == phone))
+
+
+async def get_by_openid(session: AsyncSession, openid: str) -> User | None:
+    return await session.scalar(select(User).where(User.wechat_openid == openid))
+
+
+async def get_by_invite_code(session: AsyncSession, code: str) -> User | None:
+    return await session.scalar(select(User).where(User.invite_code == code))
+
+
+async def count_referrals(session: AsyncSession, referrer_id: int) -> int:
+    stmt = select(func.count()).select_from(Referral).where(Referral.referrer_id == referrer_id)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def list_users(
+    session: AsyncSession, *, limit: int, before_id: int | None, phone: str | None, role: str | None
+) -> list[User]:
+    """Newest first, keyset-paginated on the primary key."""
+    stmt = select(User).order_by(User.id.desc()).limit(limit)
+    if before_id is not None:
+        stmt = stmt.where(User.id < before_id)
+    if phone:
+        stmt = stmt.where(User.phone == phone)
+    if role:
+        stmt = stmt.where(User.role == role)
+    return list(await session.scalars(stmt))
+
+
+def add_audit(
+    session: AsyncSession,
+    *,
+    actor_id: int | None,
+    action: str,
+    target_type: str,
+    target_id: str,
+    reason: str | None,
+) -> None:
+    session.add(
+        AuditLog(actor_id=actor_id, action=action, target_type=target_type, target_id=target_id, reason=reason)
+    )

@@ -1,0 +1,105 @@
+"""Profile DTOs (B6). Text is validated to be safe to render: no markup, no control characters."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from wardrobe.core.logging import mask_phone
+from wardrobe.models import User
+
+
+def _clean_text(value: str, *, multiline: bool = False) -> str:
+    value = unicodedata.normalize("NFC", value).strip()
+    for ch in value:
+        if ch in "<>":
+            raise ValueError("must not contain < or >")
+        if unicodedata.category(ch) in ("Cc", "Cf") and not (multiline and ch == "\n"):
+            raise ValueError("must not contain control or invisible formatting characters")
+    return value
+
+
+def _single_line(value: str) -> str:
+    return _clean_text(value)
+
+
+def _multi_line(value: str) -> str:
+    return _clean_text(value, multiline=True)
+
+
+Nickname = Annotated[str, AfterValidator(_single_line), Field(min_length=1, max_length=32)]
+Region = Annotated[str, AfterValidator(_single_line), Field(min_length=1, max_length=64)]
+Bio = Annotated[str, AfterValidator(_multi_line), Field(max_length=500)]
+
+
+class UserOut(BaseModel):
+    id: int
+    phone_masked: str | None
+    nickname: str | None
+    avatar_url: str | None
+    gender: str
+    birthday: date | None = None
+    bio: str | None = None
+    region: str | None = None
+    role: str
+    profile_completed: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            phone_masked=mask_phone(user.phone) if user.phone else None,
+            nickname=user.nickname,
+            avatar_url=user.avatar_url,
+            gender=user.gender,
+            birthday=user.birthday,
+            bio=user.bio,
+            region=user.region,
+            role=user.role,
+            profile_completed=user.profile_completed,
+            created_at=user.created_at,
+        )
+
+
+class ProfileUpdate(BaseModel):
+    """Any subset of the profile. Setting a nickname completes the two-step registration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nickname: Nickname | None = None
+    avatar_url: AnyHttpUrl | None = Field(default=None, examples=["https://cdn.example.com/a.png"])
+    gender: Literal["unknown", "male", "female"] | None = None
+    birthday: date | None = None
+    bio: Bio | None = None
+    region: Region | None = None
+
+    @field_validator("avatar_url")
+    @classmethod
+    def _https_only(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if value is not None and value.scheme != "https":
+            raise ValueError("must be an https URL")
+        if value is not None and len(str(value)) > 512:
+            raise ValueError("must be at most 512 characters")
+        return value
+
+    @field_validator("birthday")
+    @classmethod
+    def _plausible_birthday(cls, value: date | None) -> date | None:
+        if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+            raise ValueError("must be between 1900-01-01 and today")
+        return value
+
+
+class InviteOut(BaseModel):
+    invite_code: str
+    invited_count: int
+
+
+class ReferrerBind(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invite_code: str = Field(min_length=4, max_length=20, examples=["7K3M9QXD"])

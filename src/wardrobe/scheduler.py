@@ -1,0 +1,61 @@
+"""Periodic jobs for production (``wardrobe scheduler``); one instance per deployment."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from wardrobe.core.db import unit_of_work
+from wardrobe.core.infra import Infra
+from wardrobe.core.logging import configure_logging, get_logger
+from wardrobe.models import AuthSession, RefreshToken, SmsCode
+from wardrobe.models.base import utcnow
+from wardrobe.modules.users import invite_codes
+
+log = get_logger("wardrobe.scheduler")
+TICK_SECONDS = 60.0
+# Kept this long after they stop mattering, for support questions and abuse investigations.
+RETENTION = timedelta(days=30)
+
+
+async def refill_invite_pool(infra: Infra) -> int:
+    async with unit_of_work(infra.session_factory) as session:
+        return await invite_codes.refill_pool(
+            session, infra.settings.invite_pool_target, infra.settings.invite_code_length
+        )
+
+
+async def purge_expired_auth_data(infra: Infra) -> int:
+    """Delete SMS codes and refresh tokens long past expiry, and tokens of long-revoked sessions."""
+    cutoff = utcnow() - RETENTION
+    async with unit_of_work(infra.session_factory) as session:
+        codes = await session.execute(delete(SmsCode).where(SmsCode.expires_at < cutoff))
+        revoked = select(AuthSession.id).where(AuthSession.revoked_at < cutoff).scalar_subquery()
+        tokens = await session.execute(
+            delete(RefreshToken).where((RefreshToken.expires_at < cutoff) | RefreshToken.session_id.in_(revoked))
+        )
+        return int(codes.rowcount + tokens.rowcount)  # type: ignore[attr-defined]
+
+
+async def run_scheduler(once: bool = False) -> None:
+    from wardrobe.app import build_infra, close_infra
+    from wardrobe.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    infra = build_infra(settings)
+    try:
+        while True:
+            for job in (refill_invite_pool, purge_expired_auth_data):
+                try:
+                    count = await job(infra)
+                    log.info("job_done", job=job.__name__, count=count)
+                except Exception:
+                    log.exception("job_failed", job=job.__name__)
+            if once:
+                return
+            await asyncio.sleep(TICK_SECONDS)
+    finally:
+        await close_infra(infra)

@@ -1,0 +1,159 @@
+"""Typed configuration from the environment (prefix ``WARDROBE_``).
+
+Every variable is listed with its meaning in ``.env.example``. With no configuration at all the
+service runs embedded: SQLite under ``var/``, in-process cache, limiter and queue, console SMS.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - refused in production
+DEFAULT_CODE_PEPPER = "dev-only-insecure-code-pepper-change-me-000"  # noqa: S105 - refused in production
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SmsBackend(StrEnum):
+    CONSOLE = "console"
+    TENCENT = "tencent"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WARDROBE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = Environment.DEVELOPMENT
+    debug: bool = False
+    var_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Database: SQLite (aiosqlite), MySQL/MariaDB (asyncmy) or PostgreSQL (asyncpg).
+    database_url: str = ""
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    db_pool_timeout: float = 10.0
+    db_pool_recycle: int = 1800
+    db_pool_pre_ping: bool = True
+    db_echo: bool = False
+    auto_migrate: bool = True
+    seed_demo_data: bool = True
+
+    # Redis: empty means embedded (in-process) cache, limiter and pub/sub.
+    redis_url: str = ""
+    redis_max_connections: int = 256
+    redis_pool_timeout: float = 5.0
+    redis_key_prefix: str = "wardrobe"
+
+    # HTTP edge
+    max_body_bytes: int = 1_048_576
+    cors_origins: list[str] = Field(default_factory=list)
+
+    # Tokens (B4)
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_issuer: str = "wardrobe"
+    jwt_audience: str = "wardrobe-api"
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 7 * 24 * 3600
+
+    # SMS codes (B1) and their limits (F3)
+    sms_backend: SmsBackend = SmsBackend.CONSOLE
+    sms_code_pepper: SecretStr = SecretStr(DEFAULT_CODE_PEPPER)
+    sms_code_ttl_seconds: int = 300
+    sms_code_max_attempts: int = 5
+    sms_cooldown_seconds: int = 60
+    sms_daily_cap_per_phone: int = 10
+    sms_hourly_cap_per_ip: int = 20
+    sms_daily_cap_per_ip: int = 100
+    sms_debug_codes: bool = True
+    tencent_secret_id: str = ""
+    tencent_secret_key: SecretStr = SecretStr("")
+    tencent_region: str = "ap-guangzhou"
+    tencent_sms_endpoint: str = ""
+    tencent_sms_scheme: str = "https"
+    tencent_sms_sdk_app_id: str = ""
+    tencent_sms_sign_name: str = ""
+    tencent_sms_template_id: str = ""
+
+    # Login back-off (B2): failures per account, progressive windows.
+    login_failure_limits: str = "5/minute;10/hour;20/day"
+
+    # WeChat mini program (B3)
+    wechat_appid: str = ""
+    wechat_secret: SecretStr = SecretStr("")
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_timeout_seconds: float = 5.0
+
+    # Invite codes (B7)
+    invite_code_length: int = 8
+    invite_pool_target: int = 200
+    invite_pool_low_water: int = 50
+
+    # Passwords
+    password_min_length: int = 8
+    password_max_length: int = 128
+
+    # Demo data (embedded mode only)
+    demo_operator_phone: str = "13800000000"
+    demo_operator_password: SecretStr = SecretStr("wardrobe-demo-1")
+
+    @model_validator(mode="after")
+    def _defaults_and_production_guard(self) -> Self:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'wardrobe.db'}"
+        if self.env is Environment.PRODUCTION:
+            problems = self.production_problems()
+            if problems:
+                raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    def production_problems(self) -> list[str]:
+        """Insecure defaults that production must not run with (A8)."""
+        problems: list[str] = []
+        secret = self.jwt_secret.get_secret_value()
+        if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
+            problems.append("WARDROBE_JWT_SECRET is the default or shorter than 32 characters")
+        if self.sms_code_pepper.get_secret_value() == DEFAULT_CODE_PEPPER:
+            problems.append("WARDROBE_SMS_CODE_PEPPER is the default")
+        if self.sms_backend is SmsBackend.CONSOLE:
+            problems.append("WARDROBE_SMS_BACKEND=console is for development only")
+        if self.sms_debug_codes:
+            problems.append("WARDROBE_SMS_DEBUG_CODES must be false")
+        if self.debug:
+            problems.append("WARDROBE_DEBUG must be false")
+        if self.seed_demo_data:
+            problems.append("WARDROBE_SEED_DEMO_DATA must be false")
+        return problems
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured: everything shared lives in this process."""
+        return not self.redis_url
+
+    @property
+    def debug_codes_enabled(self) -> bool:
+        return self.sms_debug_codes and self.sms_backend is SmsBackend.CONSOLE
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,319 @@
+"""Local peer of the WeChat mini-program server API (design/protocols.md §1).
+
+Covers ``/sns/jscode2session``, ``/cgi-bin/stable_token`` and
+``/wxa/business/getuserphonenumber`` with WeChat's rules: single-use codes that expire, the stable
+token that rotates in its last five minutes (both tokens valid meanwhile) and is revoked by
+``force_refresh``, and errors that always arrive as HTTP 200 with ``errcode``/``errmsg``.
+``jscode2session`` answers with ``text/plain`` as WeChat does, so clients must parse JSON whatever
+the Content-Type.
+
+Handling is synchronous under one lock: the server thread and the test thread share the state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+Clock = Callable[[], float]
+
+# Obviously fake application credentials, shared by the peer fixture and the tests.
+TEST_WECHAT_APPID = "wx-test-appid-0000"
+TEST_WECHAT_SECRET = "wechat-test-secret-not-real"
+
+JSCODE2SESSION_PATH = "/sns/jscode2session"
+STABLE_TOKEN_PATH = "/cgi-bin/stable_token"
+PHONE_NUMBER_PATH = "/wxa/business/getuserphonenumber"
+
+_CHINA_TZ = timezone(timedelta(hours=8))
+_JSON = "application/json; charset=UTF-8"
+
+Answer = dict[str, Any]
+
+
+def _rid() -> str:
+    return "-".join(uuid.uuid4().hex[i : i + 8] for i in (0, 8, 16))
+
+
+def _error(errcode: int, errmsg: str) -> Answer:
+    return {"errcode": errcode, "errmsg": f"{errmsg} rid: {_rid()}"}
+
+
+@dataclass(slots=True)
+class _LoginCode:
+    openid: str | None
+    unionid: str | None
+    issued_at: float
+    blocked: bool = False
+    used: bool = False
+
+
+@dataclass(slots=True)
+class _PhoneCode:
+    phone: str
+    country_code: str
+    issued_at: float
+    used: bool = False
+
+
+@dataclass(slots=True)
+class _Token:
+    value: str
+    expires_at: float
+    revoked: bool = False
+
+
+class WeChatPeer:
+    """State and behaviour of the peer; the Starlette app only moves bytes in and out."""
+
+    def __init__(
+        self,
+        appid: str = TEST_WECHAT_APPID,
+        secret: str = TEST_WECHAT_SECRET,
+        *,
+        clock: Clock = time.time,
+        code_ttl: float = 300,
+        token_ttl: int = 7200,
+        rotation_window: int = 300,
+        code2session_per_minute: int = 100,
+        force_refresh_per_day: int = 20,
+        force_refresh_gap: float = 30,
+    ) -> None:
+        self.appid = appid
+        self.secret = secret
+        self.clock = clock
+        self.code_ttl = code_ttl
+        self.token_ttl = token_ttl
+        self.rotation_window = rotation_window
+        self.code2session_per_minute = code2session_per_minute
+        self.force_refresh_per_day = force_refresh_per_day
+        self.force_refresh_gap = force_refresh_gap
+        self.tokens_issued = 0
+        self.stable_token_calls = 0
+        self.phone_number_calls = 0
+        self.code2session_calls = 0
+        self.session_keys: dict[str, str] = {}  # openid -> last session_key handed out
+        self._login_codes: dict[str, _LoginCode] = {}
+        self._phone_codes: dict[str, _PhoneCode] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._current: _Token | None = None
+        self._force_refreshes: list[float] = []
+        self._logins: dict[str, list[float]] = {}
+        self._faults: list[str | None] = []
+        self._lock = threading.Lock()
+
+    # -- test controls -------------------------------------------------------------------------
+
+    def register_login_code(self, code: str, openid: str, unionid: str | None = None) -> None:
+        with self._lock:
+            self._login_codes[code] = _LoginCode(openid, unionid, self.clock())
+
+    def block_code(self, code: str) -> None:
+        """Make ``code`` belong to a user WeChat blocks as high-risk (errcode 40226)."""
+        with self._lock:
+            existing = self._login_codes.get(code)
+            if existing is None:
+                self._login_codes[code] = _LoginCode(None, None, self.clock(), blocked=True)
+            else:
+                existing.blocked = True
+
+    def register_phone_code(self, code: str, phone: str, country_code: str = "86") -> None:
+        """``phone`` is the number without its country code, e.g. ``13800138000``."""
+        with self._lock:
+            self._phone_codes[code] = _PhoneCode(phone, country_code, self.clock())
+
+    def fail_next(self, count: int, *, path: str | None = None) -> None:
+        """Answer the next ``count`` requests (to ``path`` only, if given) with errcode -1."""
+        with self._lock:
+            self._faults.extend([path] * count)
+
+    @property
+    def current_token(self) -> str | None:
+        with self._lock:
+            return self._current.value if self._current else None
+
+    # -- protocol ------------------------------------------------------------------------------
+
+    def handle(
+        self, *, method: str, path: str, query: Mapping[str, str], content_type: str, body: bytes
+    ) -> tuple[str, bytes]:
+        """Answer one request; returns media type and body (the status is always 200)."""
+        with self._lock:
+            answer = self._dispatch(method, path, query, content_type, body)
+        media_type = "text/plain" if path == JSCODE2SESSION_PATH else _JSON
+        return media_type, json.dumps(answer, ensure_ascii=False).encode("utf-8")
+
+    def _dispatch(
+        self, method: str, path: str, query: Mapping[str, str], content_type: str, body: bytes
+    ) -> Answer:
+        routes: dict[tuple[str, str], Callable[[], Answer]] = {
+            ("GET", JSCODE2SESSION_PATH): lambda: self._jscode2session(query),
+            ("POST", STABLE_TOKEN_PATH): lambda: self._stable_token(content_type, body),
+            ("POST", PHONE_NUMBER_PATH): lambda: self._phone_number(query, content_type, body),
+        }
+        route = routes.get((method, path))
+        if route is None:
+            return _error(40066, "invalid url")
+        for index, fault_path in enumerate(self._faults):
+            if fault_path is None or fault_path == path:
+                del self._faults[index]
+                return {"errcode": -1, "errmsg": "system error"}
+        return route()
+
+    def _check_app(self, appid: object, secret: object) -> Answer | None:
+        if not appid:
+            return _error(41002, "appid missing")
+        if not secret:
+            return _error(41004, "appsecret missing")
+        if appid != self.appid:
+            return _error(40013, "invalid appid")
+        if secret != self.secret:
+            return _error(40125, "invalid appsecret")
+        return None
+
+    def _jscode2session(self, query: Mapping[str, str]) -> Answer:
+        self.code2session_calls += 1
+        if query.get("grant_type") != "authorization_code":
+            return _error(40002, "invalid grant_type")
+        app_error = self._check_app(query.get("appid"), query.get("secret"))
+        if app_error is not None:
+            return app_error
+        js_code = query.get("js_code")
+        if not js_code:
+            return _error(41008, "missing code")
+        now = self.clock()
+        entry = self._login_codes.get(js_code)
+        if entry is not None and entry.blocked:
+            return _error(40226, "high risk user, login blocked")
+        if entry is None or entry.openid is None or entry.used or now - entry.issued_at >= self.code_ttl:
+            return _error(40029, "invalid code,")
+        recent = [at for at in self._logins.get(entry.openid, []) if now - 60 < at <= now]
+        if len(recent) >= self.code2session_per_minute:
+            # The code stays unused: WeChat refused before looking at it.
+            return _error(45011, "api minute-quota reach limit  mustslower  retry next minute,")
+        recent.append(now)
+        self._logins[entry.openid] = recent
+        entry.used = True
+        session_key = base64.b64encode(secrets.token_bytes(16)).decode("ascii")
+        self.session_keys[entry.openid] = session_key
+        answer: Answer = {"session_key": session_key, "openid": entry.openid}
+        if entry.unionid is not None:
+            answer["unionid"] = entry.unionid
+        return answer
+
+    @staticmethod
+    def _json_body(content_type: str, body: bytes) -> dict[str, Any] | None:
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            return None
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+
+    def _stable_token(self, content_type: str, body: bytes) -> Answer:
+        self.stable_token_calls += 1
+        params = self._json_body(content_type, body)
+        if params is None:
+            return _error(47001, "data format error hint:")
+        if params.get("grant_type") != "client_credential":
+            return _error(40002, "invalid grant_type")
+        app_error = self._check_app(params.get("appid"), params.get("secret"))
+        if app_error is not None:
+            return app_error
+        now = self.clock()
+        if params.get("force_refresh") is True:
+            if self._force_refreshes and now - self._force_refreshes[-1] < self.force_refresh_gap:
+                return _error(45011, "api minute-quota reach limit  mustslower  retry next minute,")
+            today = datetime.fromtimestamp(now, _CHINA_TZ).date()
+            used_today = sum(
+                1 for at in self._force_refreshes if datetime.fromtimestamp(at, _CHINA_TZ).date() == today
+            )
+            if used_today >= self.force_refresh_per_day:
+                return _error(45009, "reach max api daily quota limit")
+            self._force_refreshes.append(now)
+            # Force mode kills every live token, including one still in its overlap window.
+            for token in self._tokens.values():
+                token.revoked = True
+            token = self._issue(now)
+        else:
+            current = self._current
+            if current is None or current.revoked or now >= current.expires_at - self.rotation_window:
+                # The old token stays valid until its own expiry: that is the overlap.
+                current = self._issue(now)
+            token = current
+        return {"access_token": token.value, "expires_in": int(token.expires_at - now)}
+
+    def _issue(self, now: float) -> _Token:
+        token = _Token(f"test-access-token-{secrets.token_hex(12)}", now + self.token_ttl)
+        self._tokens[token.value] = token
+        self._current = token
+        self.tokens_issued += 1
+        return token
+
+    def _phone_number(self, query: Mapping[str, str], content_type: str, body: bytes) -> Answer:
+        self.phone_number_calls += 1
+        access_token = query.get("access_token")
+        if not access_token:
+            return _error(41001, "access_token missing")
+        now = self.clock()
+        token = self._tokens.get(access_token)
+        if token is None or token.revoked:
+            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        if now >= token.expires_at:
+            return _error(42001, "access_token expired")
+        params = self._json_body(content_type, body)
+        if params is None:
+            return _error(47001, "data format error hint:")
+        code = params.get("code")
+        if not isinstance(code, str) or not code:
+            return _error(41008, "missing code")
+        entry = self._phone_codes.get(code)
+        if entry is None or entry.used or now - entry.issued_at >= self.code_ttl:
+            return _error(40029, "invalid code,")
+        entry.used = True
+        full = entry.phone if entry.country_code == "86" else f"+{entry.country_code}{entry.phone}"
+        return {
+            "errcode": 0,
+            "errmsg": "ok",
+            "phone_info": {
+                "phoneNumber": full,
+                "purePhoneNumber": entry.phone,
+                "countryCode": entry.country_code,
+                "watermark": {"timestamp": int(now), "appid": self.appid},
+            },
+        }
+
+
+def create_wechat_app(peer: WeChatPeer) -> Starlette:
+    """The ASGI app; tests may replace ``app.state.peer`` to start from fresh state."""
+
+    async def endpoint(request: Request) -> Response:
+        current: WeChatPeer = request.app.state.peer
+        body = await request.body()
+        media_type, content = current.handle(
+            method=request.method,
+            path=request.url.path,
+            query=dict(request.query_params),
+            content_type=request.headers.get("content-type", ""),
+            body=body,
+        )
+        return Response(content, status_code=200, media_type=media_type)
+
+    paths = (JSCODE2SESSION_PATH, STABLE_TOKEN_PATH, PHONE_NUMBER_PATH)
+    app = Starlette(routes=[Route(path, endpoint, methods=["GET", "POST"]) for path in paths])
+    app.state.peer = peer
+    return app
