@@ -53,7 +53,9 @@ def build_infra(settings: Settings) -> Infra:
     engine = create_engine(settings)
     redis = create_redis(settings)
     limiter = (
-        RateLimiter.for_redis(redis, settings.redis_key_prefix) if redis is not None else RateLimiter.in_memory()
+        RateLimiter.for_redis(redis, settings.redis_key_prefix)
+        if redis is not None
+        else RateLimiter.in_memory()
     )
     wechat = None
     if settings.wechat_appid:

@@ -100,7 +100,9 @@ def create_user(
     from wardrobe.modules.admin.schemas import AdminUserCreate
 
     try:
-        body = TypeAdapter(AdminUserCreate).validate_python({"phone": phone, "password": password, "role": role})
+        body = TypeAdapter(AdminUserCreate).validate_python(
+            {"phone": phone, "password": password, "role": role}
+        )
     except ValidationError as exc:
         for err in exc.errors():
             typer.echo(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}", err=True)
@@ -120,7 +122,11 @@ async def _create_user(phone: str, password: str, role: str) -> int:
     try:
         async with unit_of_work(infra.session_factory) as session:
             user = await admin_service.create_user(
-                session, actor_id=None, phone=phone, password=password, role=role,
+                session,
+                actor_id=None,
+                phone=phone,
+                password=password,
+                role=role,
                 invite_code_length=infra.settings.invite_code_length,
             )
             return user.id

@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - refused in production
-DEFAULT_CODE_PEPPER = "dev-only-insecure-code-pepper-change-me-000"  # noqa: S105 - refused in production
+DEFAULT_CODE_PEPPER = "dev-only-insecure-code-pepper-change-me-000"
 
 
 class Environment(StrEnum):

@@ -47,14 +47,16 @@ def validation_items(errors: Any) -> list[dict[str, str]]:
 
 
 async def app_error_handler(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, AppError)
+    if not isinstance(exc, AppError):
+        raise TypeError(type(exc))
     if exc.code.status >= 500:
         log.error("app_error", error_code=exc.code.name, detail=exc.detail)
     return error_response(exc.code, exc.data, exc.headers)
 
 
 async def validation_error_handler(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        raise TypeError(type(exc))
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(ErrorCode.MALFORMED_REQUEST)
@@ -62,7 +64,8 @@ async def validation_error_handler(_: Request, exc: Exception) -> Response:
 
 
 async def http_error_handler(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        raise TypeError(type(exc))
     code = _HTTP_STATUS_CODES.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
     headers = dict(exc.headers) if exc.headers else None
     return error_response(code, None, headers)

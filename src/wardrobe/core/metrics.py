@@ -38,7 +38,9 @@ class DbPoolCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         status = self._status()
         for key, value in status.items():
-            yield GaugeMetricFamily(f"wardrobe_db_pool_{key}", f"DB pool {key.replace('_', ' ')}", value=value)
+            yield GaugeMetricFamily(
+                f"wardrobe_db_pool_{key}", f"DB pool {key.replace('_', ' ')}", value=value
+            )
 
 
 _pool_collector: DbPoolCollector | None = None
@@ -55,7 +57,7 @@ def register_pool_collector(status: Callable[[], dict[str, int]]) -> None:
 def render_metrics() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = generate_latest(registry)
         if _pool_collector is not None:
             local = CollectorRegistry()

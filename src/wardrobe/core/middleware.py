@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,6 +68,12 @@ class EdgeMiddleware:
         except BodyTooLarge:
             if not response_started:
                 await self._reject_too_large(send_wrapper)
+        except Exception as exc:
+            # Handled here rather than by Starlette's outermost error middleware, so the answer
+            # still carries the request id and is logged with it. Nothing about the cause leaks.
+            log.exception("unhandled_error", error_type=type(exc).__name__)
+            if not response_started:
+                await self._send_error(send_wrapper, ErrorCode.INTERNAL_ERROR)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -102,15 +109,17 @@ class EdgeMiddleware:
         return wrapped
 
     async def _reject_too_large(self, send: Send) -> None:
-        import orjson
+        await self._send_error(send, ErrorCode.PAYLOAD_TOO_LARGE, close=True)
 
-        body = orjson.dumps(error_body(ErrorCode.PAYLOAD_TOO_LARGE))
+    async def _send_error(self, send: Send, code: ErrorCode, close: bool = False) -> None:
+        body = orjson.dumps(error_body(code))
         headers: list[Any] = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
         ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": code.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -71,4 +71,8 @@ async def test_each_role_gets_exactly_its_access(api: Api) -> None:
             elif who == PUBLIC:
                 assert (resp.status_code, resp.json()["code"]) == (401, "AUTH_REQUIRED"), (method, template)
             else:
-                assert (resp.status_code, resp.json()["code"]) == (403, "PERMISSION_DENIED"), (method, template, who)
+                assert (resp.status_code, resp.json()["code"]) == (403, "PERMISSION_DENIED"), (
+                    method,
+                    template,
+                    who,
+                )

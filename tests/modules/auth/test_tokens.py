@@ -124,18 +124,27 @@ async def test_bad_tokens_are_refused_with_their_codes(api: Api) -> None:
     payload = _b64(jwt.api_jws.json.dumps(_claims(api, s)).encode())
     cases = {
         "alg none": (f"{header_none}.{payload}.", "AUTH_TOKEN_INVALID"),
-        "forged signature": (jwt.encode(_claims(api, s), "another-secret-of-enough-length-000000", "HS256"),
-                             "AUTH_TOKEN_INVALID"),
+        "forged signature": (
+            jwt.encode(_claims(api, s), "another-secret-of-enough-length-000000", "HS256"),
+            "AUTH_TOKEN_INVALID",
+        ),
         "wrong aud": (jwt.encode(_claims(api, s, aud="someone-else"), secret, "HS256"), "AUTH_TOKEN_INVALID"),
         "wrong iss": (jwt.encode(_claims(api, s, iss="evil"), secret, "HS256"), "AUTH_TOKEN_INVALID"),
-        "expired": (jwt.encode(_claims(api, s, iat=now - 2000, exp=now - 1000), secret, "HS256"),
-                    "AUTH_TOKEN_EXPIRED"),
+        "expired": (
+            jwt.encode(_claims(api, s, iat=now - 2000, exp=now - 1000), secret, "HS256"),
+            "AUTH_TOKEN_EXPIRED",
+        ),
         "HS512 not pinned": (jwt.encode(_claims(api, s), secret, "HS512"), "AUTH_TOKEN_INVALID"),
-        "missing sid": (jwt.encode({k: v for k, v in _claims(api, s).items() if k != "sid"}, secret, "HS256"),
-                        "AUTH_TOKEN_INVALID"),
+        "missing sid": (
+            jwt.encode({k: v for k, v in _claims(api, s).items() if k != "sid"}, secret, "HS256"),
+            "AUTH_TOKEN_INVALID",
+        ),
         "refresh used as access": (s.refresh, "AUTH_TOKEN_INVALID"),
         "garbage": ("not-a-token", "AUTH_TOKEN_INVALID"),
-        "other user's sid": (jwt.encode(_claims(api, s, sub="999999"), secret, "HS256"), "AUTH_TOKEN_INVALID"),
+        "other user's sid": (
+            jwt.encode(_claims(api, s, sub="999999"), secret, "HS256"),
+            "AUTH_TOKEN_INVALID",
+        ),
     }
     for name, (token, code) in cases.items():
         assert await _me(api, token) == (401, code), name

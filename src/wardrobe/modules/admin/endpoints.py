@@ -41,8 +41,12 @@ def _admin_body(user: object) -> dict[str, object]:
     return base
 
 
-@router.get("/users", summary="List users, newest first (keyset pagination)",
-            response_model=Envelope[AdminUserPage], responses=errors(*DENIED))
+@router.get(
+    "/users",
+    summary="List users, newest first (keyset pagination)",
+    response_model=Envelope[AdminUserPage],
+    responses=errors(*DENIED),
+)
 async def list_users(
     _: Reader,
     session: SessionDep,
@@ -60,29 +64,55 @@ async def list_users(
             from wardrobe.core.errors import ValidationFailed
 
             raise ValidationFailed("phone", str(exc)) from exc
-    users = await users_repo.list_users(session, limit=limit + 1, before_id=before_id, phone=phone_norm, role=role)
+    users = await users_repo.list_users(
+        session, limit=limit + 1, before_id=before_id, phone=phone_norm, role=role
+    )
     next_cursor = encode_cursor(users[limit - 1].id) if len(users) > limit else None
     return ok({"items": [_admin_body(u) for u in users[:limit]], "next_cursor": next_cursor})
 
 
-@router.post("/users", summary="Create a user with a password and a role", status_code=201,
-             response_model=Envelope[AdminUserOut], responses=errors(*DENIED, ErrorCode.CONFLICT))
-async def create_user(body: AdminUserCreate, actor: Writer, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    user = await service.create_user(session, actor_id=actor.id, phone=body.phone, password=body.password,
-                                      role=body.role, invite_code_length=infra.settings.invite_code_length)
+@router.post(
+    "/users",
+    summary="Create a user with a password and a role",
+    status_code=201,
+    response_model=Envelope[AdminUserOut],
+    responses=errors(*DENIED, ErrorCode.CONFLICT),
+)
+async def create_user(
+    body: AdminUserCreate, actor: Writer, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    user = await service.create_user(
+        session,
+        actor_id=actor.id,
+        phone=body.phone,
+        password=body.password,
+        role=body.role,
+        invite_code_length=infra.settings.invite_code_length,
+    )
     return ok(_admin_body(user), status_code=201)
 
 
-@router.patch("/users/{user_id}", summary="Change a user's role or status (disabling revokes sessions)",
-              response_model=Envelope[AdminUserOut], responses=errors(*DENIED, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT))
-async def update_user(user_id: int, body: AdminUserUpdate, actor: Writer, session: SessionDep) -> OrjsonResponse:
-    user = await service.update_user(session, actor_id=actor.id, user_id=user_id, role=body.role,
-                                     status=body.status, reason=body.reason)
+@router.patch(
+    "/users/{user_id}",
+    summary="Change a user's role or status (disabling revokes sessions)",
+    response_model=Envelope[AdminUserOut],
+    responses=errors(*DENIED, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
+)
+async def update_user(
+    user_id: int, body: AdminUserUpdate, actor: Writer, session: SessionDep
+) -> OrjsonResponse:
+    user = await service.update_user(
+        session, actor_id=actor.id, user_id=user_id, role=body.role, status=body.status, reason=body.reason
+    )
     return ok(_admin_body(user))
 
 
-@router.post("/users/{user_id}/revoke-sessions", summary="Revoke every session of a user at once",
-             response_model=Envelope[SessionsRevoked], responses=errors(*DENIED, ErrorCode.NOT_FOUND))
+@router.post(
+    "/users/{user_id}/revoke-sessions",
+    summary="Revoke every session of a user at once",
+    response_model=Envelope[SessionsRevoked],
+    responses=errors(*DENIED, ErrorCode.NOT_FOUND),
+)
 async def revoke_sessions(user_id: int, body: Reason, actor: Revoker, session: SessionDep) -> OrjsonResponse:
     revoked = await service.revoke_sessions(session, actor_id=actor.id, user_id=user_id, reason=body.reason)
     return ok({"sessions_revoked": revoked})

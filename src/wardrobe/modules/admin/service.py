@@ -12,36 +12,66 @@ from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users import service as users_service
 
 
-async def create_user(session: AsyncSession, *, actor_id: int | None, phone: str, password: str, role: str,
-                      invite_code_length: int) -> User:
+async def create_user(
+    session: AsyncSession,
+    *,
+    actor_id: int | None,
+    phone: str,
+    password: str,
+    role: str,
+    invite_code_length: int,
+) -> User:
     """Create an account with a password (``wardrobe admin create-user`` and the admin API)."""
     if await users_repo.get_by_phone(session, phone) is not None:
         raise AppError(ErrorCode.CONFLICT, data=[{"field": "phone", "message": "already registered"}])
     user = await users_service.create_user(
-        session, phone=phone, role=Role(role), password_hash=await hash_password(password), length=invite_code_length
+        session,
+        phone=phone,
+        role=Role(role),
+        password_hash=await hash_password(password),
+        length=invite_code_length,
     )
     if user is None:
         raise AppError(ErrorCode.CONFLICT, data=[{"field": "phone", "message": "already registered"}])
-    users_repo.add_audit(session, actor_id=actor_id, action="user.create", target_type="user",
-                         target_id=str(user.id), reason=f"role={role}")
+    users_repo.add_audit(
+        session,
+        actor_id=actor_id,
+        action="user.create",
+        target_type="user",
+        target_id=str(user.id),
+        reason=f"role={role}",
+    )
     await session.flush()
     return user
 
 
-async def update_user(session: AsyncSession, *, actor_id: int, user_id: int, role: str | None,
-                      status: str | None, reason: str) -> User:
+async def update_user(
+    session: AsyncSession, *, actor_id: int, user_id: int, role: str | None, status: str | None, reason: str
+) -> User:
     user = await users_repo.get_by_id(session, user_id)
     if user is None:
         raise NotFound()
     if user.id == actor_id and (role not in (None, user.role) or status == UserStatus.DISABLED.value):
         raise AppError(ErrorCode.CONFLICT, detail="admins cannot demote or disable themselves")
     if role is not None and role != user.role:
-        users_repo.add_audit(session, actor_id=actor_id, action="user.role", target_type="user",
-                             target_id=str(user.id), reason=f"{user.role}->{role}: {reason}")
+        users_repo.add_audit(
+            session,
+            actor_id=actor_id,
+            action="user.role",
+            target_type="user",
+            target_id=str(user.id),
+            reason=f"{user.role}->{role}: {reason}",
+        )
         user.role = role
     if status is not None and status != user.status:
-        users_repo.add_audit(session, actor_id=actor_id, action="user.status", target_type="user",
-                             target_id=str(user.id), reason=f"{user.status}->{status}: {reason}")
+        users_repo.add_audit(
+            session,
+            actor_id=actor_id,
+            action="user.status",
+            target_type="user",
+            target_id=str(user.id),
+            reason=f"{user.status}->{status}: {reason}",
+        )
         user.status = status
         if status == UserStatus.DISABLED.value:
             await tokens.revoke_all(session, user.id, "account_disabled")
@@ -53,7 +83,13 @@ async def revoke_sessions(session: AsyncSession, *, actor_id: int, user_id: int,
     if await users_repo.get_by_id(session, user_id) is None:
         raise NotFound()
     revoked = await tokens.revoke_all(session, user_id, "admin_revoke")
-    users_repo.add_audit(session, actor_id=actor_id, action="user.revoke_sessions", target_type="user",
-                         target_id=str(user_id), reason=reason)
+    users_repo.add_audit(
+        session,
+        actor_id=actor_id,
+        action="user.revoke_sessions",
+        target_type="user",
+        target_id=str(user_id),
+        reason=reason,
+    )
     await session.flush()
     return revoked

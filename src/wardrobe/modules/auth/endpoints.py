@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Body, Request
 
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
@@ -75,7 +77,7 @@ async def send_sms_code(
     ),
 )
 async def login(
-    request: Request, infra: InfraDep, session: SessionDep, body: LoginRequest = Body(...)
+    request: Request, infra: InfraDep, session: SessionDep, body: Annotated[LoginRequest, Body()]
 ) -> OrjsonResponse:
     client = client_label(request)
     if isinstance(body, SmsLogin):
@@ -84,7 +86,12 @@ async def login(
         )
     elif isinstance(body, PasswordLogin):
         result = await service.login_with_password(
-            session, infra, phone=body.phone, password=body.password, client_ip=client_ip(request), client=client
+            session,
+            infra,
+            phone=body.phone,
+            password=body.password,
+            client_ip=client_ip(request),
+            client=client,
         )
     else:
         result = await service.login_with_wechat(
@@ -143,7 +150,9 @@ async def logout_all(principal: CurrentUser, session: SessionDep) -> OrjsonRespo
     responses=errors(ErrorCode.AUTH_CODE_INVALID, ErrorCode.ACCOUNT_DISABLED),
 )
 async def reset_password(body: PasswordReset, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    await service.reset_password(session, infra, phone=body.phone, code=body.code, new_password=body.new_password)
+    await service.reset_password(
+        session, infra, phone=body.phone, code=body.code, new_password=body.new_password
+    )
     return ok(None)
 
 

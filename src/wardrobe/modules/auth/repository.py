@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wardrobe.models import AuthSession, RefreshToken, SmsCode, User
 
 
-async def load_session_and_user(session: AsyncSession, session_id: str) -> Row[tuple[AuthSession, User]] | None:
+async def load_session_and_user(session: AsyncSession, session_id: str) -> Row[AuthSession, User] | None:
     """One query for every authenticated request: the login session and its user."""
     stmt = (
         select(AuthSession, User)
@@ -20,7 +20,7 @@ async def load_session_and_user(session: AsyncSession, session_id: str) -> Row[t
     return (await session.execute(stmt)).first()
 
 
-async def find_refresh_token(session: AsyncSession, token_hash: str) -> Row[tuple[RefreshToken, AuthSession]] | None:
+async def find_refresh_token(session: AsyncSession, token_hash: str) -> Row[RefreshToken, AuthSession] | None:
     stmt = (
         select(RefreshToken, AuthSession)
         .join(AuthSession, AuthSession.id == RefreshToken.session_id)

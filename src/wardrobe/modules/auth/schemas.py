@@ -12,8 +12,23 @@ from wardrobe.modules.users.schemas import UserOut
 from wardrobe.settings import get_settings
 
 _COMMON_PASSWORDS = frozenset(
-    {"password", "password1", "12345678", "123456789", "1234567890", "qwerty123", "11111111", "iloveyou",
-     "abc12345", "a1234567", "88888888", "00000000", "qwertyuiop", "1qaz2wsx", "woaini1314"}
+    {
+        "password",
+        "password1",
+        "12345678",
+        "123456789",
+        "1234567890",
+        "qwerty123",
+        "11111111",
+        "iloveyou",
+        "abc12345",
+        "a1234567",
+        "88888888",
+        "00000000",
+        "qwertyuiop",
+        "1qaz2wsx",
+        "woaini1314",
+    }
 )
 
 
@@ -79,7 +94,7 @@ LoginRequest = Annotated[SmsLogin | PasswordLogin | WeChatLogin, Field(discrimin
 class TokenResponse(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme name, not a secret
     expires_in: int
     refresh_expires_in: int
 

@@ -26,7 +26,7 @@ log = get_logger("wardrobe.auth.sms")
 
 class CodePurpose(StrEnum):
     LOGIN = "login"
-    RESET_PASSWORD = "reset_password"
+    RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose, not a secret
     BIND_PHONE = "bind_phone"
 
 
@@ -44,7 +44,9 @@ async def send_code(
     limiter = infra.limiter
     await limiter.hit([per_seconds(1, s.sms_cooldown_seconds)], "sms-cooldown", phone)
     await limiter.hit([per_day(s.sms_daily_cap_per_phone)], "sms-phone-day", phone)
-    await limiter.hit([per_hour(s.sms_hourly_cap_per_ip), per_day(s.sms_daily_cap_per_ip)], "sms-ip", client_ip)
+    await limiter.hit(
+        [per_hour(s.sms_hourly_cap_per_ip), per_day(s.sms_daily_cap_per_ip)], "sms-ip", client_ip
+    )
 
     now = utcnow()
     code = new_numeric_code()

@@ -7,10 +7,13 @@ ambiguous (``InternalError.*``, network); ``LimitExceeded.*`` is never retried.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 import httpx
+from tencentcloud.common.abstract_client import LOGGER_NAME as SDK_LOGGER_NAME
 from tencentcloud.common.credential import Credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
@@ -74,6 +77,9 @@ class ConsoleSmsSender:
     def last_code_for(self, phone_e164: str) -> str | None:
         return self._last_codes.get(phone_e164)
 
+    async def aclose(self) -> None:
+        """Nothing to release; present so both senders close the same way."""
+
 
 def _is_rate_limit(code: str) -> bool:
     return code.startswith("LimitExceeded.") or code == "RequestLimitExceeded"
@@ -118,6 +124,18 @@ class TencentSmsSender:
         profile = ClientProfile(httpProfile=http_profile, disable_region_breaker=True)
         self._client = SmsClient(Credential(secret_id, secret_key), region, profile)
         self._log = get_logger(__name__)
+        # At DEBUG the SDK logs whole request bodies, which hold the code and the phone number.
+        sdk_logger = logging.getLogger(SDK_LOGGER_NAME)
+        if sdk_logger.getEffectiveLevel() < logging.INFO:
+            sdk_logger.setLevel(logging.INFO)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -58,7 +58,9 @@ async def start_session(
 ) -> TokenPair:
     """A new login: a session (the token family) and its first refresh token."""
     session_id = new_session_id()
-    session.add(AuthSession(id=session_id, user_id=user.id, method=method, client=(client or "")[:128] or None))
+    session.add(
+        AuthSession(id=session_id, user_id=user.id, method=method, client=(client or "")[:128] or None)
+    )
     await session.flush()
     refresh = await _issue_refresh(session, infra, session_id)
     return _pair(infra, user, session_id, refresh)

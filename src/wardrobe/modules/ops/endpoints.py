@@ -57,27 +57,42 @@ async def health() -> OrjsonResponse:
     return ok({"status": "ok"})
 
 
-@router.get("/health/db", summary="Database reachable", response_model=Envelope[dict[str, Check]],
-            responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE))
+@router.get(
+    "/health/db",
+    summary="Database reachable",
+    response_model=Envelope[dict[str, Check]],
+    responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE),
+)
 async def health_db(infra: InfraDep) -> OrjsonResponse:
     return _answer({"db": await _check_db(infra)})
 
 
-@router.get("/health/redis", summary="Redis reachable (or embedded mode)", response_model=Envelope[dict[str, Check]],
-            responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE))
+@router.get(
+    "/health/redis",
+    summary="Redis reachable (or embedded mode)",
+    response_model=Envelope[dict[str, Check]],
+    responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE),
+)
 async def health_redis(infra: InfraDep) -> OrjsonResponse:
     return _answer({"redis": await _check_redis(infra)})
 
 
-@router.get("/health/ready", summary="Readiness: every dependency reachable", response_model=Envelope[dict[str, Check]],
-            responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE))
+@router.get(
+    "/health/ready",
+    summary="Readiness: every dependency reachable",
+    response_model=Envelope[dict[str, Check]],
+    responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE),
+)
 async def health_ready(infra: InfraDep) -> OrjsonResponse:
     db, redis = await asyncio.gather(_check_db(infra), _check_redis(infra))
     return _answer({"db": db, "redis": redis})
 
 
-@router.get("/metrics", summary="Prometheus metrics (text exposition format)",
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+)
 async def metrics() -> Response:
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)

@@ -70,9 +70,7 @@ async def generate_unique_codes(session: AsyncSession, count: int, length: int) 
 async def claim_invite_code(session: AsyncSession, length: int) -> str:
     """Take a code from the pool (skipping rows other transactions hold), else make one now."""
     for _ in range(3):
-        code = await session.scalar(
-            select(InviteCodePool.code).limit(1).with_for_update(skip_locked=True)
-        )
+        code = await session.scalar(select(InviteCodePool.code).limit(1).with_for_update(skip_locked=True))
         if code is None:
             break
         result = await session.execute(delete(InviteCodePool).where(InviteCodePool.code == code))

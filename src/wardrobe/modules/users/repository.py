@@ -53,5 +53,7 @@ def add_audit(
     reason: str | None,
 ) -> None:
     session.add(
-        AuditLog(actor_id=actor_id, action=action, target_type=target_type, target_id=target_id, reason=reason)
+        AuditLog(
+            actor_id=actor_id, action=action, target_type=target_type, target_id=target_id, reason=reason
+        )
     )

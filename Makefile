@@ -1,0 +1,29 @@
+# Wardrobe task runner. Every target goes through dev.py, which installs what it needs first.
+.DEFAULT_GOAL := help
+PY ?= python3
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+serve: ## Run the embedded service on http://127.0.0.1:8000 (SQLite, demo data)
+	$(PY) dev.py serve
+
+test: ## Run the whole test suite (SQLite and MariaDB + Redis)
+	$(PY) dev.py test
+
+lint: ## ruff format check, ruff lint, mypy strict
+	$(PY) dev.py lint
+
+format: ## Format the code with ruff
+	$(PY) dev.py wardrobe --help >/dev/null && .venv/bin/ruff format src tests bench && .venv/bin/ruff check --fix src tests bench
+
+migrate: ## Apply database migrations (WARDROBE_DATABASE_URL)
+	$(PY) dev.py wardrobe migrate
+
+bench: ## Run the benchmarks (see bench/README.md)
+	$(PY) dev.py bench
+
+ci: ## What CI runs
+	bash .ci/run
+
+.PHONY: help serve test lint format migrate bench ci

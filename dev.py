@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Wardrobe's bootstrap: needs only Python >= 3.11 on the machine.
+
+    python3 dev.py serve     # install (first run) and start the embedded service on :8000
+    python3 dev.py test      # install (first run) and run the whole test suite
+
+It keeps uv in .tools/ and the locked environment in .venv/, then runs the command inside it.
+Any extra arguments go to the command (e.g. `python3 dev.py test -k refresh`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+TOOLS = ROOT / ".tools"
+VENV = ROOT / ".venv"
+UV_VERSION = "0.13.9"
+BIN = "Scripts" if os.name == "nt" else "bin"
+
+COMMANDS = {
+    "serve": ["wardrobe", "serve"],
+    "test": ["python", "-m", "pytest"],
+    "lint": None,
+    "bench": None,
+    "wardrobe": ["wardrobe"],
+}
+
+
+def run(cmd: list[str], **kwargs: object) -> None:
+    result = subprocess.run(cmd, cwd=ROOT, check=False, **kwargs)  # noqa: S603 - our own fixed commands
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_uv() -> Path:
+    uv = TOOLS / BIN / "uv"
+    if not uv.exists():
+        print(f"bootstrap: installing uv {UV_VERSION} into {TOOLS.name}/", flush=True)
+        venv.create(TOOLS, with_pip=True, clear=True)
+        run([str(TOOLS / BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             f"uv=={UV_VERSION}"])
+    return uv
+
+
+def ensure_env(groups: list[str]) -> None:
+    uv = ensure_uv()
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV), "UV_PYTHON_DOWNLOADS": "never"}
+    cmd = [str(uv), "sync", "--frozen", "--quiet", "--python", sys.executable]
+    for group in groups:
+        cmd += ["--group", group]
+    run(cmd, env=env)
+
+
+def venv_bin(name: str) -> str:
+    return str(VENV / BIN / name)
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(__doc__)
+        print("commands: serve, test, lint, bench, wardrobe <args>")
+        sys.exit(2)
+    command, extra = sys.argv[1], sys.argv[2:]
+    ensure_env(["bench"] if command == "bench" else [])
+    os.chdir(ROOT)
+    if command == "lint":
+        run([venv_bin("ruff"), "format", "--check", "src", "tests", "bench"])
+        run([venv_bin("ruff"), "check", "src", "tests", "bench"])
+        run([venv_bin("mypy"), "src"])
+        return
+    if command == "bench":
+        run([venv_bin("python"), "bench/run.py", *extra])
+        return
+    base = COMMANDS[command] or []
+    executable = venv_bin(base[0])
+    os.execv(executable, [executable, *base[1:], *extra])  # noqa: S606 - replaces this process on purpose
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Production refuses insecure defaults (A8); the embedded default needs no configuration (A9)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from wardrobe.settings import Settings
+
+
+def test_embedded_default_is_sqlite_under_var() -> None:
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.database_url.startswith("sqlite+aiosqlite:///")
+    assert s.database_url.endswith("var/wardrobe.db")
+    assert s.embedded
+
+
+def test_production_refuses_every_insecure_default() -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(env="production", _env_file=None)  # type: ignore[call-arg]
+    message = str(info.value)
+    for needle in (
+        "JWT_SECRET",
+        "SMS_CODE_PEPPER",
+        "SMS_BACKEND=console",
+        "SMS_DEBUG_CODES",
+        "SEED_DEMO_DATA",
+    ):
+        assert needle in message
+
+
+def test_production_starts_with_real_settings() -> None:
+    s = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env="production",
+        jwt_secret="x" * 48,
+        sms_code_pepper="p" * 48,
+        sms_backend="tencent",
+        sms_debug_codes=False,
+        seed_demo_data=False,
+    )
+    assert s.production_problems() == []
+    assert not s.debug_codes_enabled
