@@ -69,9 +69,10 @@ def main() -> None:
     ensure_env(["bench"] if command == "bench" else [])
     os.chdir(ROOT)
     if command == "lint":
-        run([venv_bin("ruff"), "format", "--check", "src", "tests", "bench"])
-        run([venv_bin("ruff"), "check", "src", "tests", "bench"])
-        run([venv_bin("mypy"), "src"])
+        paths = [p for p in ("src", "tests", "bench") if (ROOT / p).exists()]
+        run([venv_bin("ruff"), "format", "--check", *paths])
+        run([venv_bin("ruff"), "check", *paths])
+        run([venv_bin("mypy"), "src", "tests"])
         return
     if command == "bench":
         run([venv_bin("python"), "bench/run.py", *extra])

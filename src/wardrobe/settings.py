@@ -102,7 +102,6 @@ class Settings(BaseSettings):
     # Invite codes (B7)
     invite_code_length: int = 8
     invite_pool_target: int = 200
-    invite_pool_low_water: int = 50
 
     # Passwords
     password_min_length: int = 8

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
 from tests.conftest import Api
 
 
-def _envelope_error(resp, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
+def _envelope_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
-    body = resp.json()
+    body: dict[str, Any] = resp.json()
     assert set(body) == {"success", "code", "message", "data", "request_id"}
     assert body["success"] is False
     assert body["code"] == code
     assert resp.headers["x-request-id"] == body["request_id"]
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 async def test_unknown_route_and_wrong_method(api: Api) -> None:
@@ -45,7 +50,7 @@ async def test_body_too_large_declared_and_streamed(api_factory: object) -> None
     )
     _envelope_error(resp, 413, "PAYLOAD_TOO_LARGE")
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b"x" * 500
 

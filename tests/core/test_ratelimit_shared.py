@@ -14,7 +14,8 @@ from tests.fixtures.auth import new_phone, sms_login
 async def test_sms_cooldown_is_exact_across_two_instances(api_factory: object) -> None:
     a: Api = await api_factory()  # type: ignore[operator]
     b: Api = await api_factory()  # type: ignore[operator]
-    assert a.app is not b.app and a.infra.redis is not b.infra.redis
+    assert a.app is not b.app
+    assert a.infra.redis is not b.infra.redis
     phone = new_phone()
     sends = [
         (a if i % 2 else b).client.post("/api/v1/auth/sms-codes", json={"phone": phone}) for i in range(20)

@@ -9,7 +9,7 @@ from wardrobe.settings import Settings
 
 
 def test_embedded_default_is_sqlite_under_var() -> None:
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    s = Settings(_env_file=None)
     assert s.database_url.startswith("sqlite+aiosqlite:///")
     assert s.database_url.endswith("var/wardrobe.db")
     assert s.embedded
@@ -17,7 +17,7 @@ def test_embedded_default_is_sqlite_under_var() -> None:
 
 def test_production_refuses_every_insecure_default() -> None:
     with pytest.raises(ValidationError) as info:
-        Settings(env="production", _env_file=None)  # type: ignore[call-arg]
+        Settings(env="production", _env_file=None)
     message = str(info.value)
     for needle in (
         "JWT_SECRET",
@@ -30,7 +30,7 @@ def test_production_refuses_every_insecure_default() -> None:
 
 
 def test_production_starts_with_real_settings() -> None:
-    s = Settings(  # type: ignore[call-arg]
+    s = Settings(
         _env_file=None,
         env="production",
         jwt_secret="x" * 48,
@@ -41,3 +41,13 @@ def test_production_starts_with_real_settings() -> None:
     )
     assert s.production_problems() == []
     assert not s.debug_codes_enabled
+
+
+def test_env_example_lists_every_setting() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / ".env.example").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^(WARDROBE_[A-Z0-9_]+)=", text, re.MULTILINE))
+    expected = {f"WARDROBE_{name.upper()}" for name in Settings.model_fields}
+    assert documented == expected

@@ -61,8 +61,8 @@ async def test_each_role_gets_exactly_its_access(api: Api) -> None:
             if who != PUBLIC and template in ENDS_OWN_SESSION:
                 sessions[who] = await login_as(api, who)
             headers = sessions[who].headers if who != PUBLIC else {}
-            kwargs = {"json": {}} if method in ("post", "put", "patch") else {}
-            resp = await api.client.request(method.upper(), path, headers=headers, **kwargs)
+            body: dict[str, object] | None = {} if method in ("post", "put", "patch") else None
+            resp = await api.client.request(method.upper(), path, headers=headers, json=body)
             allowed = RANK[who] >= RANK[needed]
             if who != PUBLIC and template in ENDS_OWN_SESSION:
                 sessions[who] = await login_as(api, who)

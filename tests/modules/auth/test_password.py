@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tests.conftest import Api
 from tests.fixtures.auth import data, new_phone, request_code, sms_login
 from wardrobe.core.ratelimit import per_seconds
 
 
-async def _password_login(api: Api, phone: str, password: str) -> tuple[int, dict]:
+async def _password_login(api: Api, phone: str, password: str) -> tuple[int, dict[str, Any]]:
     resp = await api.client.post(
         "/api/v1/auth/login", json={"method": "password", "phone": phone, "password": password}
     )

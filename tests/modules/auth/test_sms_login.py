@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -15,7 +16,7 @@ from wardrobe.models import SmsCode, User
 from wardrobe.models.base import utcnow
 
 
-async def _login(api: Api, phone: str, code: str) -> tuple[int, dict]:
+async def _login(api: Api, phone: str, code: str) -> tuple[int, dict[str, Any]]:
     resp = await api.client.post("/api/v1/auth/login", json={"method": "sms", "phone": phone, "code": code})
     return resp.status_code, resp.json()
 

@@ -44,4 +44,6 @@ async def test_unsafe_or_invalid_profile_input_is_refused_and_nothing_changes(ap
         assert resp.status_code == 422, body
         assert resp.json()["data"][0]["field"] == field, body
     me = data(await api.client.get("/api/v1/users/me", headers=s.headers))
-    assert me["nickname"] is None and me["role"] == "user" and me["profile_completed"] is False
+    assert me["nickname"] is None
+    assert me["role"] == "user"
+    assert me["profile_completed"] is False
