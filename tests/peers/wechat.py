@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -102,9 +103,7 @@ class WeChatPeer:
         self.force_refresh_per_day = force_refresh_per_day
         self.force_refresh_gap = force_refresh_gap
         self.tokens_issued = 0
-        self.stable_token_calls = 0
-        self.phone_number_calls = 0
-        self.code2session_calls = 0
+        self.calls: Counter[str] = Counter()  # path -> requests, faults included
         self.session_keys: dict[str, str] = {}  # openid -> last session_key handed out
         self._login_codes: dict[str, _LoginCode] = {}
         self._phone_codes: dict[str, _PhoneCode] = {}
@@ -141,6 +140,18 @@ class WeChatPeer:
             self._faults.extend([path] * count)
 
     @property
+    def code2session_calls(self) -> int:
+        return self.calls[JSCODE2SESSION_PATH]
+
+    @property
+    def stable_token_calls(self) -> int:
+        return self.calls[STABLE_TOKEN_PATH]
+
+    @property
+    def phone_number_calls(self) -> int:
+        return self.calls[PHONE_NUMBER_PATH]
+
+    @property
     def current_token(self) -> str | None:
         with self._lock:
             return self._current.value if self._current else None
@@ -167,6 +178,7 @@ class WeChatPeer:
         route = routes.get((method, path))
         if route is None:
             return _error(40066, "invalid url")
+        self.calls[path] += 1
         for index, fault_path in enumerate(self._faults):
             if fault_path is None or fault_path == path:
                 del self._faults[index]
@@ -185,7 +197,6 @@ class WeChatPeer:
         return None
 
     def _jscode2session(self, query: Mapping[str, str]) -> Answer:
-        self.code2session_calls += 1
         if query.get("grant_type") != "authorization_code":
             return _error(40002, "invalid grant_type")
         app_error = self._check_app(query.get("appid"), query.get("secret"))
@@ -225,7 +236,6 @@ class WeChatPeer:
         return parsed if isinstance(parsed, dict) else None
 
     def _stable_token(self, content_type: str, body: bytes) -> Answer:
-        self.stable_token_calls += 1
         params = self._json_body(content_type, body)
         if params is None:
             return _error(47001, "data format error hint:")
@@ -265,7 +275,6 @@ class WeChatPeer:
         return token
 
     def _phone_number(self, query: Mapping[str, str], content_type: str, body: bytes) -> Answer:
-        self.phone_number_calls += 1
         access_token = query.get("access_token")
         if not access_token:
             return _error(41001, "access_token missing")
