@@ -108,6 +108,7 @@ async def keep_invite_pool_full(infra: Infra) -> None:
 
 
 async def close_infra(infra: Infra) -> None:
+    await infra.sms_sender.aclose()
     if infra.wechat is not None:
         await infra.wechat.aclose()
     if infra.redis is not None:

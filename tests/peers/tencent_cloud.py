@@ -55,23 +55,17 @@ _CHINA_TZ = timezone(timedelta(hours=8))
 _MAINLAND = re.compile(r"(?:\+86|0086|86)?(1[3-9]\d{9})")
 _E164 = re.compile(r"\+([1-9]\d{6,14})")
 _VERIFICATION_PARAM = re.compile(r"\d{0,6}")
-_ISO_BY_PREFIX = {"1": "US", "44": "GB", "60": "MY", "61": "AU", "65": "SG", "81": "JP", "82": "KR"}
-_ISO_BY_PREFIX |= {"852": "HK", "853": "MO", "886": "TW"}
+_ISO_BY_PREFIX = {"1": "US", "44": "GB", "65": "SG", "81": "JP", "852": "HK", "853": "MO", "886": "TW"}
 
 _MESSAGES = {
     "Ok": "send success",
     "InvalidParameterValue.IncorrectPhoneNumber": "invalid mobile number",
     "FailedOperation.TemplateIncorrectOrUnapproved": "template is not approved or does not exist",
-    "FailedOperation.TemplateParamSetNotMatchApprovedTemplate": (
-        "the number of template parameters does not match the approved template"
-    ),
+    "FailedOperation.TemplateParamSetNotMatchApprovedTemplate": "template parameter count mismatch",
     "FailedOperation.SignatureIncorrectOrUnapproved": "signature is not approved or format error",
-    "LimitExceeded.PhoneNumberThirtySecondLimit": "the number of sms messages sent from a single mobile "
-    "number within 30 seconds exceeds the upper limit",
-    "LimitExceeded.PhoneNumberOneHourLimit": "the number of sms messages sent from a single mobile "
-    "number within 1 hour exceeds the upper limit",
-    "LimitExceeded.PhoneNumberDailyLimit": "the number of sms messages sent from a single mobile "
-    "number every day exceeds the upper limit",
+    "LimitExceeded.PhoneNumberThirtySecondLimit": "too many messages to this number within 30 seconds",
+    "LimitExceeded.PhoneNumberOneHourLimit": "too many messages to this number within 1 hour",
+    "LimitExceeded.PhoneNumberDailyLimit": "too many messages to this number today",
 }
 
 
@@ -153,14 +147,14 @@ def tc3_signature(
 
 def signed_headers_for(
     *,
-    secret_id: str,
-    secret_key: str,
     host: str,
-    service: str,
-    action: str,
-    version: str,
     body: bytes,
     timestamp: int,
+    secret_id: str = TEST_SECRET_ID,
+    secret_key: str = TEST_SECRET_KEY,
+    service: str = "sms",
+    action: str = "SendSms",
+    version: str = SMS_VERSION,
     region: str = TEST_REGION,
 ) -> dict[str, str]:
     """Headers of a signed JSON POST to ``/``, for tests that need to choose the timestamp (the SDK
@@ -269,18 +263,14 @@ class TencentCloudPeer:
         with self._lock:
             self._http_faults.extend([status] * count)
 
-    def last_params_for(self, phone: str) -> list[str] | None:
-        normalized = normalize_phone(phone) or phone
-        with self._lock:
-            for sms in reversed(self.sent):
-                if sms.phone == normalized:
-                    return list(sms.params)
-        return None
-
     def sent_to(self, phone: str) -> list[SentSms]:
         normalized = normalize_phone(phone) or phone
         with self._lock:
             return [sms for sms in self.sent if sms.phone == normalized]
+
+    def last_params_for(self, phone: str) -> list[str] | None:
+        sent = self.sent_to(phone)
+        return list(sent[-1].params) if sent else None
 
     # -- protocol ------------------------------------------------------------------------------
 
@@ -294,14 +284,11 @@ class TencentCloudPeer:
             if self._http_faults:
                 status = self._http_faults.pop(0)
                 return status, "text/plain", b"Bad Gateway"
-            request_id = str(uuid.uuid4())
             try:
-                result = self._dispatch(method, path, query, headers, body)
+                payload = self._dispatch(method, path, query, headers, body)
             except TencentCloudError as exc:
-                payload: dict[str, Any] = {"Error": {"Code": exc.code, "Message": exc.message}}
-            else:
-                payload = result
-            payload["RequestId"] = request_id
+                payload = {"Error": {"Code": exc.code, "Message": exc.message}}
+            payload["RequestId"] = str(uuid.uuid4())
             return 200, "application/json", json.dumps({"Response": payload}).encode("utf-8")
 
     def _dispatch(

@@ -275,8 +275,8 @@ async def test_token_is_shared_through_redis_for_expires_in_minus_300(
     await wechat_client_factory(redis=wechat_redis).get_phone_number("phone-code-2")
 
     assert wechat_peer.stable_token_calls == 1
-    cached: bytes | None = await wechat_redis.get(_token_key(wechat_cache_prefix))
-    assert cached is not None
+    cached = await wechat_redis.get(_token_key(wechat_cache_prefix))
+    assert isinstance(cached, bytes)
     assert cached.decode() == wechat_peer.current_token
     assert 6890 < await wechat_redis.ttl(_token_key(wechat_cache_prefix)) <= 6900
 

@@ -59,6 +59,8 @@ class SmsSender(Protocol):
 
     async def send_code(self, phone_e164: str, code: str, ttl_minutes: int) -> SmsSendResult: ...
 
+    async def aclose(self) -> None: ...
+
 
 class ConsoleSmsSender:
     """Development sender: records the code in memory instead of sending it."""
