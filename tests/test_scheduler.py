@@ -1,0 +1,43 @@
+"""The scheduler's periodic jobs do their work and are idempotent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from tests.conftest import Api
+from tests.fixtures.auth import sms_login
+from wardrobe.core.db import unit_of_work
+from wardrobe.models import AuthSession, InviteCodePool, RefreshToken, SmsCode
+from wardrobe.models.base import utcnow
+from wardrobe.scheduler import purge_expired_auth_data, refill_invite_pool
+
+
+async def test_refill_tops_the_pool_up_to_the_target(api_factory: object) -> None:
+    api: Api = await api_factory(invite_pool_target=12)  # type: ignore[operator]
+    assert await refill_invite_pool(api.infra) == 12
+    assert await refill_invite_pool(api.infra) == 0
+    await sms_login(api.client)  # takes one code from the pool
+    assert await refill_invite_pool(api.infra) == 1
+    async with unit_of_work(api.infra.session_factory) as db:
+        assert await db.scalar(select(func.count()).select_from(InviteCodePool)) == 12
+
+
+async def test_purge_removes_only_long_dead_auth_data(api: Api) -> None:
+    old = await sms_login(api.client)
+    fresh = await sms_login(api.client)
+    long_ago = utcnow() - timedelta(days=40)
+    async with unit_of_work(api.infra.session_factory) as db:
+        await db.execute(update(SmsCode).where(SmsCode.phone == old.phone).values(expires_at=long_ago))
+        await db.execute(
+            update(AuthSession).where(AuthSession.user_id == old.user["id"]).values(revoked_at=long_ago)
+        )
+    removed = await purge_expired_auth_data(api.infra)
+    assert removed == 2  # the old code and the old session's refresh token
+    async with unit_of_work(api.infra.session_factory) as db:
+        assert await db.scalar(select(func.count()).select_from(SmsCode)) == 1
+        tokens = (await db.scalars(select(RefreshToken.session_id))).all()
+    assert len(tokens) == 1
+    assert (await api.client.get("/api/v1/users/me", headers=fresh.headers)).status_code == 200
+    assert await purge_expired_auth_data(api.infra) == 0
