@@ -1,6 +1,6 @@
 """Wardrobe's benchmark: open-model HTTP load with k6, the Express baseline beside it, argon2 rates.
 
-    python3 dev.py bench                                  # 500, 1000, 2000 rps, 20 s each
+    python3 dev.py bench                                  # 250, 500, 1000, 2000 rps, 20 s each
     python3 dev.py bench --rates 300,600 --duration 10    # quicker
     python3 dev.py bench --skip-baseline                  # Wardrobe only
 
@@ -50,6 +50,16 @@ REDIS_URL = f"redis://{LOOPBACK}:6379/14"
 REDIS_PREFIX = "wardrobe-bench"
 WARDROBE_PATH = "/api/v1/users/me"
 EXPRESS_PATH = "/tasks"
+# Set by this script; the tokens and the database depend on them, so --wardrobe-env can't change them.
+FIXED_SETTINGS = (
+    "WARDROBE_DATABASE_URL",
+    "WARDROBE_REDIS_URL",
+    "WARDROBE_REDIS_KEY_PREFIX",
+    "WARDROBE_JWT_SECRET",
+    "WARDROBE_JWT_ISSUER",
+    "WARDROBE_JWT_AUDIENCE",
+    "WARDROBE_VAR_DIR",
+)
 EXPRESS_USERS = 2000  # setup_db.sql makes tasks for users 1..2000
 
 # Bounds, so that no wait or loop of this script can run on for ever.
@@ -94,6 +104,7 @@ class ProcInfo:
     pgrp: int
     cpu_ticks: int
     rss_bytes: int
+    start_ticks: int  # when it started, since boot: tells a process from a later one with its pid
 
 
 def read_proc(pid: int) -> ProcInfo | None:
@@ -104,12 +115,13 @@ def read_proc(pid: int) -> ProcInfo | None:
         return None
     # The command name may hold spaces or parentheses: the fields start after the last ')'.
     rest = raw[raw.rindex(")") + 2 :].split()
-    # rest[i] is field i + 3 of proc(5): ppid 4, pgrp 5, utime 14, stime 15, rss 24 (pages).
+    # rest[i] is field i + 3 of proc(5): ppid 4, pgrp 5, utime 14, stime 15, starttime 22, rss 24.
     return ProcInfo(
         ppid=int(rest[1]),
         pgrp=int(rest[2]),
         cpu_ticks=int(rest[11]) + int(rest[12]),
         rss_bytes=int(rest[21]) * PAGE_SIZE,
+        start_ticks=int(rest[19]),
     )
 
 
@@ -182,7 +194,10 @@ class Started:
     def stop(self) -> None:
         """SIGTERM the process (both servers stop their own workers on it), then SIGKILL what is left
         of its tree, each by pid."""
-        tree = process_tree(self.pid, all_procs()) if self.alive() else []
+        procs = all_procs()
+        tree = (
+            [(pid, procs[pid].start_ticks) for pid in process_tree(self.pid, procs)] if self.alive() else []
+        )
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
             try:
@@ -192,12 +207,18 @@ class Started:
                 self.popen.kill()
                 self.popen.wait(timeout=STOP_TIMEOUT_S)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        for pid in tree:
+
+        def same(pid: int, started: int) -> bool:
+            info = read_proc(pid)
+            return info is not None and info.start_ticks == started
+
+        for pid, started in tree:
             if pid == self.pid:
                 continue
-            while read_proc(pid) is not None and time.monotonic() < deadline:
+            while same(pid, started) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if read_proc(pid) is not None:
+            if same(pid, started):
+                say(f"{self.name}: child {pid} outlived its parent: SIGKILL")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self._log_file.close()
@@ -342,15 +363,19 @@ def wait_for_idle(limit_s: float) -> float:
     """Wait (at most ``limit_s``) for the machine to be nearly idle; the busy cores last seen."""
     deadline = time.monotonic() + limit_s
     busy = busy_cores_now(1.0)
+    if busy > IDLE_CORES and limit_s > 0:
+        say(f"other processes keep {busy:.2f} cores busy: waiting up to {limit_s:.0f} s for quiet")
     while busy > IDLE_CORES and time.monotonic() < deadline:
-        say(f"machine not idle ({busy:.2f} cores busy by other processes): waiting")
         busy = busy_cores_now(2.0)
+    if busy > IDLE_CORES:
+        say(f"WARNING: going on with {busy:.2f} cores busy elsewhere; the figures will be low")
     return busy
 
 
-def tree_cpu_ticks(root: int) -> int:
+def tree_cpu_ticks(root: int) -> dict[int, int]:
+    """CPU ticks of each process in the tree of ``root``."""
     procs = all_procs()
-    return sum(procs[pid].cpu_ticks for pid in process_tree(root, procs))
+    return {pid: procs[pid].cpu_ticks for pid in process_tree(root, procs)}
 
 
 def pids_cpu_ticks(pids: Sequence[int]) -> int:
@@ -372,6 +397,7 @@ class Usage:
     rss_peak_mib: float
     rss_mean_mib: float
     processes: int
+    per_process_cores: dict[int, float]  # pid -> cores, to see how evenly the workers share the load
 
 
 class Sampler:
@@ -416,17 +442,19 @@ class Sampler:
 
     def usage(self) -> Usage:
         rss = [s[0] for s in self.samples] or [0]
+        per_pid = {pid: ticks - self._cpu0.get(pid, 0) for pid, ticks in self._cpu1.items()}
         busy = self._busy1[0] - self._busy0[0]
         total = max(1, self._busy1[1] - self._busy0[1])
         return Usage(
             wall_s=self._wall,
-            server_cpu_s=(self._cpu1 - self._cpu0) / CLOCK_TICKS,
+            server_cpu_s=sum(per_pid.values()) / CLOCK_TICKS,
             db_cpu_s=(self._db1 - self._db0) / CLOCK_TICKS,
             client_cpu_s=self._children1 - self._children0,
             machine_busy_cores=busy / total * CPU_COUNT,
             rss_peak_mib=max(rss) / 2**20,
             rss_mean_mib=sum(rss) / len(rss) / 2**20,
             processes=max((s[1] for s in self.samples), default=0),
+            per_process_cores={pid: t / CLOCK_TICKS / self._wall for pid, t in sorted(per_pid.items())},
         )
 
 
@@ -497,9 +525,10 @@ class LoadPlan:
 
 
 def vus_for(rate: int, max_vus: int | None) -> tuple[int, int]:
-    """Pre-allocated VUs for ~50 ms of latency, the cap for ~250 ms (Little's law: VUs = rate x latency)."""
+    """VUs for ~100 ms of latency allocated up front, capped at ~250 ms (Little's law: VUs = rate x
+    latency). Past the cap k6 drops iterations (counted) instead of queueing them."""
     cap = max_vus if max_vus is not None else max(50, -(-rate // 4))
-    pre = min(cap, max(10, -(-rate // 20)))
+    pre = min(cap, max(20, -(-rate // 10)))
     return pre, cap
 
 
@@ -604,7 +633,8 @@ def run_stages(
             f"p95 {result.p95_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
             f"errors {result.error_rate:.2%}, dropped {result.dropped}, "
             f"server CPU {result.usage.server_cpu_s / result.usage.wall_s:.2f} cores, "
-            f"peak RSS {result.usage.rss_peak_mib:.0f} MiB"
+            f"peak RSS {result.usage.rss_peak_mib:.0f} MiB; per process: "
+            + ", ".join(f"{pid} {cores:.2f}" for pid, cores in result.usage.per_process_cores.items())
         )
         results.append(result)
         time.sleep(plan.pause)
@@ -771,6 +801,7 @@ def bench_wardrobe(
         WARDROBE_AUTO_MIGRATE="true",
         WARDROBE_VAR_DIR=str(var_dir),
     )
+    env.update(report.wardrobe_env)
 
     say(f"MariaDB: recreating database {WARDROBE_DB}")
     report.mariadb = asyncio.run(_recreate_database(WARDROBE_DB))
@@ -804,10 +835,10 @@ def bench_wardrobe(
             "/api/v1/auth/login",
             body={"method": "password", "phone": "13900000001", "password": password},
         )
-        if status != 200 or not body.get("data", {}).get("access_token"):
+        if status != 200 or not isinstance(body, dict) or not body.get("data", {}).get("access_token"):
             raise BenchError(f"login as the first bench user failed: {status} {body}")
         status, body = http_call(port, "GET", WARDROBE_PATH, token=tokens[-1])
-        if status != 200 or body.get("data", {}).get("id") != sessions[-1][0]:
+        if status != 200 or not isinstance(body, dict) or body.get("data", {}).get("id") != sessions[-1][0]:
             raise BenchError(f"GET {WARDROBE_PATH} with a pre-issued token failed: {status} {body}")
         target = Target(f"Wardrobe ({workers} workers)", port, WARDROBE_PATH, tokens_file, proc)
         return run_stages(k6, registry, target, plan, work, report)
@@ -936,6 +967,7 @@ class Report:
     baseline: list[StageResult] = field(default_factory=list)
     baseline_unavailable: str = ""
     busy_before: dict[str, float] = field(default_factory=dict)
+    wardrobe_env: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -968,6 +1000,11 @@ def render(report: Report) -> str:
         f"- Load: k6 `constant-arrival-rate` (open model), {plan.duration} s per rate after a "
         f"{plan.warmup} s warm-up; {report.users:,} users, each request with the next user's token; "
         f"both servers with {report.workers} processes; k6 and MariaDB share the same cores.",
+        *(
+            [f"- Wardrobe settings given: `{' '.join(f'{k}={v}' for k, v in report.wardrobe_env.items())}`"]
+            if report.wardrobe_env
+            else []
+        ),
         f"- Whole run: {report.seconds:.0f} s",
         "",
         "## HTTP under a fixed arrival rate",
@@ -980,6 +1017,8 @@ def render(report: Report) -> str:
     for stage in [*report.wardrobe, *report.baseline]:
         by_rate.setdefault(stage.offered_rps, []).append(stage)
     stages = [s for rate in sorted(by_rate) for s in by_rate[rate]]
+    if not stages:
+        lines.append("| (no stage ran) | | | | | | | | | |")
     for s in stages:
         lines.append(
             f"| {s.server} | `GET {s.endpoint}` | {s.offered_rps:,} | {_fmt(s.achieved_rps, 0)} | "
@@ -1033,7 +1072,7 @@ def render(report: Report) -> str:
         "bare array. Each is the realistic authenticated read of its own stack: compare them as "
         "such, not as equals.",
         "",
-        f"## Password hashing (argon2id via `hash_password_sync`, {report.argon2})",
+        f"## Password hashing (argon2id via `hash_password_sync`, {report.argon2 or 'skipped'})",
         "",
         "| caller threads | hashes/s | ms per hash (as the caller waits) | CPU cores busy |",
         "| ---: | ---: | ---: | ---: |",
@@ -1089,7 +1128,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Open-model HTTP benchmark of Wardrobe (k6) beside the Express baseline; argon2 rates.",
     )
     parser.add_argument(
-        "--rates", type=_rates, default=[500, 1000, 2000], help="requests/s, comma-separated (500,1000,2000)"
+        "--rates",
+        type=_rates,
+        default=[250, 500, 1000, 2000],
+        help="requests/s, comma-separated (250,500,1000,2000)",
     )
     parser.add_argument(
         "--duration", type=_bounded(1, MAX_DURATION_S, int), default=20, help="seconds per rate (20)"
@@ -1117,6 +1159,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=_bounded(0, 600),
         default=30.0,
         help="wait up to this many seconds for other processes to go quiet before each server (30)",
+    )
+    parser.add_argument(
+        "--wardrobe-env",
+        action="append",
+        default=[],
+        metavar="WARDROBE_NAME=VALUE",
+        help="extra setting for the Wardrobe server, repeatable (e.g. WARDROBE_DB_POOL_SIZE=20)",
     )
     parser.add_argument("--skip-baseline", action="store_true", help="do not run the Express baseline")
     parser.add_argument("--skip-wardrobe", action="store_true", help="do not run Wardrobe (baseline only)")
@@ -1149,6 +1198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         users=args.users,
         workers=args.workers,
     )
+    for item in args.wardrobe_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("WARDROBE_") or name in FIXED_SETTINGS:
+            say(f"--wardrobe-env wants WARDROBE_NAME=VALUE, other than {', '.join(FIXED_SETTINGS)}: {item!r}")
+            return 2
+        report.wardrobe_env[name] = value
     registry = Registry()
     work = Path(tempfile.mkdtemp(prefix="wardrobe-bench-"))
     say(f"temporary folder {work}")
@@ -1171,7 +1226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             try:
                 report.baseline = bench_express(k6, registry, plan, work, args.users, args.workers, report)
-            except BaselineUnavailable as exc:
+            except BenchError as exc:  # BaselineUnavailable included: Wardrobe's figures still count
                 say(f"Express baseline unavailable: {exc}")
                 report.baseline_unavailable = str(exc).splitlines()[0]
         report.seconds = time.monotonic() - _T0

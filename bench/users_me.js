@@ -7,8 +7,8 @@
 //   TARGET_PATH  default /api/v1/users/me (the Express baseline uses /tasks)
 //   RATE         requests started per second (default 500)
 //   DURATION     seconds at that rate (default 20)
-//   PRE_VUS      VUs allocated before the start (default RATE / 20)
-//   MAX_VUS      hard cap on VUs; past it k6 drops iterations instead of queueing (default RATE / 4)
+//   PRE_VUS      VUs allocated before the start (default RATE / 10, at least 20)
+//   MAX_VUS      cap on VUs; past it k6 drops iterations instead of queueing (default RATE / 4, >= 50)
 //   TIMEOUT      per-request timeout (default 10s)
 import http from 'k6/http';
 import exec from 'k6/execution';
@@ -22,7 +22,7 @@ if (!BASE_URL || !TOKENS_FILE) {
 const TARGET_PATH = __ENV.TARGET_PATH || '/api/v1/users/me';
 const RATE = parseInt(__ENV.RATE || '500', 10);
 const DURATION = parseInt(__ENV.DURATION || '20', 10);
-const PRE_VUS = parseInt(__ENV.PRE_VUS || String(Math.max(10, Math.ceil(RATE / 20))), 10);
+const PRE_VUS = parseInt(__ENV.PRE_VUS || String(Math.max(20, Math.ceil(RATE / 10))), 10);
 const MAX_VUS = parseInt(__ENV.MAX_VUS || String(Math.max(50, Math.ceil(RATE / 4))), 10);
 const TIMEOUT = __ENV.TIMEOUT || '10s';
 

@@ -24,6 +24,7 @@ from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsSender, TencentSmsSender
 from wardrobe.modules.auth.wechat_client import WeChatClient
+from wardrobe.modules.billing.endpoints import router as billing_router
 from wardrobe.modules.ops.endpoints import router as ops_router
 from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users.endpoints import router as users_router
@@ -157,6 +158,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (ops_router, auth_router, users_router, admin_router):
+    for router in (ops_router, auth_router, users_router, billing_router, admin_router):
         app.include_router(router)
     return app

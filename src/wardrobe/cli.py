@@ -116,6 +116,7 @@ async def _create_user(phone: str, password: str, role: str) -> int:
     from wardrobe.core.db import unit_of_work
     from wardrobe.core.errors import AppError
     from wardrobe.modules.admin import service as admin_service
+    from wardrobe.modules.users.service import SignupPolicy
     from wardrobe.settings import get_settings
 
     infra = build_infra(get_settings())
@@ -127,7 +128,7 @@ async def _create_user(phone: str, password: str, role: str) -> int:
                 phone=phone,
                 password=password,
                 role=role,
-                invite_code_length=infra.settings.invite_code_length,
+                policy=SignupPolicy.of(infra.settings),
             )
             return user.id
     except AppError as exc:

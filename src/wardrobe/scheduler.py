@@ -41,6 +41,20 @@ async def purge_expired_auth_data(infra: Infra) -> int:
         return int(codes.rowcount + tokens.rowcount)  # type: ignore[attr-defined]
 
 
+async def release_expired_holds(infra: Infra) -> int:
+    """The sweeper (C3): holds past their TTL belong to tasks that can no longer finish; each is
+    released exactly once (a concurrent settlement wins and this skips it)."""
+    from wardrobe.modules.billing import quota
+
+    released = 0
+    async with unit_of_work(infra.session_factory) as session:
+        refs = await quota.expired_hold_refs(session, utcnow())
+    for ref in refs:
+        async with unit_of_work(infra.session_factory) as session:
+            released += await quota.cancel(session, ref)
+    return released
+
+
 async def run_scheduler(once: bool = False) -> None:
     from wardrobe.app import build_infra, close_infra
     from wardrobe.settings import get_settings
@@ -50,7 +64,7 @@ async def run_scheduler(once: bool = False) -> None:
     infra = build_infra(settings)
     try:
         while True:
-            for job in (refill_invite_pool, purge_expired_auth_data):
+            for job in (refill_invite_pool, purge_expired_auth_data, release_expired_holds):
                 try:
                     count = await job(infra)
                     log.info("job_done", job=job.__name__, count=count)

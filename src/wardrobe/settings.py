@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     invite_code_length: int = 8
     invite_pool_target: int = 200
 
+    # Billing (C2, C3)
+    free_grant_quota: int = 10
+    referral_reward_quota: int = 5
+    quota_hold_ttl_seconds: int = 6 * 3600
+
     # Passwords
     password_min_length: int = 8
     password_max_length: int = 128

@@ -2,6 +2,15 @@
 
 from wardrobe.models.auth import AuthSession, RefreshToken, SmsCode
 from wardrobe.models.base import Base
+from wardrobe.models.billing import (
+    HoldStatus,
+    LedgerEntry,
+    LedgerKind,
+    Plan,
+    PlanKind,
+    QuotaAccount,
+    QuotaHold,
+)
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
 __all__ = [
@@ -9,7 +18,14 @@ __all__ = [
     "AuthSession",
     "Base",
     "Gender",
+    "HoldStatus",
     "InviteCodePool",
+    "LedgerEntry",
+    "LedgerKind",
+    "Plan",
+    "PlanKind",
+    "QuotaAccount",
+    "QuotaHold",
     "Referral",
     "RefreshToken",
     "Role",

@@ -87,7 +87,7 @@ async def test_invite_endpoint_and_referral_at_registration(api: Api) -> None:
     async with unit_of_work(api.infra.session_factory) as db:
         referral = (await db.scalars(select(Referral))).one()
     assert referral.referrer_id == referrer.user["id"]
-    assert referral.reward_status == "pending"
+    assert referral.reward_status == "rewarded"  # credited by billing in the same transaction
 
 
 async def _login_with_invite(api: Api, invite_code: str, phone: str | None = None) -> Any:
@@ -154,7 +154,7 @@ async def test_concurrent_first_logins_of_one_phone_create_one_user(api: Api) ->
 
     async def first_login() -> int:
         async with unit_of_work(api.infra.session_factory) as db:
-            user, _ = await service.get_or_create_by_phone(db, phone, length=8)
+            user, _ = await service.get_or_create_by_phone(db, phone, policy=service.SignupPolicy())
             return user.id
 
     ids = await asyncio.gather(*(first_login() for _ in range(10)))

@@ -25,6 +25,7 @@ from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.auth.phone import normalize_phone
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users.schemas import UserOut
+from wardrobe.modules.users.service import SignupPolicy
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -87,7 +88,7 @@ async def create_user(
         phone=body.phone,
         password=body.password,
         role=body.role,
-        invite_code_length=infra.settings.invite_code_length,
+        policy=SignupPolicy.of(infra.settings),
     )
     return ok(_admin_body(user), status_code=201)
 

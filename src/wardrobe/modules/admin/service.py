@@ -10,6 +10,7 @@ from wardrobe.models import Role, User, UserStatus
 from wardrobe.modules.auth import tokens
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users import service as users_service
+from wardrobe.modules.users.service import SignupPolicy
 
 
 async def create_user(
@@ -19,7 +20,7 @@ async def create_user(
     phone: str,
     password: str,
     role: str,
-    invite_code_length: int,
+    policy: SignupPolicy,
 ) -> User:
     """Create an account with a password (``wardrobe admin create-user`` and the admin API)."""
     if await users_repo.get_by_phone(session, phone) is not None:
@@ -29,7 +30,7 @@ async def create_user(
         phone=phone,
         role=Role(role),
         password_hash=await hash_password(password),
-        length=invite_code_length,
+        policy=policy,
     )
     if user is None:
         raise AppError(ErrorCode.CONFLICT, data=[{"field": "phone", "message": "already registered"}])

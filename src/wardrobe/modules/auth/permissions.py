@@ -13,6 +13,7 @@ class Permission(StrEnum):
     USERS_WRITE = "users:write"
     SESSIONS_REVOKE = "sessions:revoke"
     AUDIT_READ = "audit:read"
+    QUOTA_ADJUST = "quota:adjust"
 
 
 _USER = frozenset({Permission.PROFILE_SELF})

@@ -25,6 +25,7 @@ from wardrobe.modules.auth.wechat_client import (
 )
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users import service as users_service
+from wardrobe.modules.users.service import SignupPolicy
 
 log = get_logger("wardrobe.auth")
 
@@ -55,7 +56,7 @@ async def login_with_sms(
     referrer = await _referrer_for(session, invite_code)
     await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.LOGIN, code=code)
     user, created = await users_service.get_or_create_by_phone(
-        session, phone, length=infra.settings.invite_code_length, referrer=referrer
+        session, phone, policy=SignupPolicy.of(infra.settings), referrer=referrer
     )
     _ensure_active(user)
     pair = await tokens.start_session(session, infra, user, method="sms", client=client)
@@ -99,7 +100,7 @@ async def login_with_wechat(
     except WeChatError as exc:
         raise DependencyUnavailable(detail=f"wechat {exc}") from exc
     user, created = await users_service.get_or_create_by_openid(
-        session, wx.openid, wx.unionid, length=infra.settings.invite_code_length, referrer=referrer
+        session, wx.openid, wx.unionid, policy=SignupPolicy.of(infra.settings), referrer=referrer
     )
     _ensure_active(user)
     pair = await tokens.start_session(session, infra, user, method="wechat", client=client)

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.modules.auth.deps import CurrentUser, SessionDep
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep
 from wardrobe.modules.users import repository, service
 from wardrobe.modules.users.schemas import InviteOut, ProfileUpdate, ReferrerBind, UserOut
 
@@ -53,6 +53,9 @@ async def my_invite(principal: CurrentUser, session: SessionDep) -> OrjsonRespon
     response_model=Envelope[UserOut],
     responses=errors(*AUTH_ERRORS, ErrorCode.INVITE_CODE_INVALID, ErrorCode.REFERRER_ALREADY_BOUND),
 )
-async def bind_referrer(body: ReferrerBind, principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
-    user = await service.bind_referrer_later(session, principal.user, body.invite_code)
+async def bind_referrer(
+    body: ReferrerBind, principal: CurrentUser, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    policy = service.SignupPolicy.of(infra.settings)
+    user = await service.bind_referrer_later(session, principal.user, body.invite_code, policy)
     return ok(_user_body(user))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -10,8 +11,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.models import Referral, Role, User
 from wardrobe.models.base import utcnow
+from wardrobe.modules.billing import service as billing
 from wardrobe.modules.users import invite_codes, repository
 from wardrobe.modules.users.schemas import ProfileUpdate
+from wardrobe.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SignupPolicy:
+    """What every new account gets: an invite code of this length, a free grant, and a reward
+    for whoever referred it."""
+
+    invite_code_length: int = 8
+    free_grant: int = 0
+    referral_reward: int = 0
+
+    @classmethod
+    def of(cls, settings: Settings) -> SignupPolicy:
+        return cls(settings.invite_code_length, settings.free_grant_quota, settings.referral_reward_quota)
+
 
 # A referrer may still be bound in the second registration step, for this long after sign-up.
 REFERRER_BIND_WINDOW = timedelta(days=7)
@@ -30,16 +48,18 @@ async def find_referrer(session: AsyncSession, raw_code: str, registrant: User |
     return referrer
 
 
-async def _bind_referrer(session: AsyncSession, user: User, referrer: User, code: str) -> None:
+async def _bind_referrer(session: AsyncSession, user: User, referrer: User, policy: SignupPolicy) -> None:
     user.referrer_id = referrer.id
-    session.add(Referral(referrer_id=referrer.id, referee_id=user.id, invite_code=code))
+    referral = Referral(referrer_id=referrer.id, referee_id=user.id, invite_code=referrer.invite_code)
+    session.add(referral)
     await session.flush()
+    await billing.reward_referral(session, referral, amount=policy.referral_reward)
 
 
 async def create_user(
     session: AsyncSession,
     *,
-    length: int,
+    policy: SignupPolicy,
     phone: str | None = None,
     openid: str | None = None,
     unionid: str | None = None,
@@ -49,7 +69,7 @@ async def create_user(
 ) -> User | None:
     """Insert a user inside a savepoint. Returns None when a concurrent insert won the unique
     phone/openid race, so the caller can load that user instead."""
-    code = await invite_codes.claim_invite_code(session, length)
+    code = await invite_codes.claim_invite_code(session, policy.invite_code_length)
     user = User(
         phone=phone,
         wechat_openid=openid,
@@ -65,27 +85,33 @@ async def create_user(
             await session.flush()
     except IntegrityError:
         return None
+    await billing.on_user_created(session, user.id, free_grant=policy.free_grant)
     if referrer is not None:
-        await _bind_referrer(session, user, referrer, referrer.invite_code)
+        await _bind_referrer(session, user, referrer, policy)
     return user
 
 
 async def get_or_create_by_phone(
-    session: AsyncSession, phone: str, *, length: int, referrer: User | None = None
+    session: AsyncSession, phone: str, *, policy: SignupPolicy, referrer: User | None = None
 ) -> tuple[User, bool]:
     """The user owning ``phone``, created if absent; concurrent first logins create one user."""
     for _ in range(3):
         user = await repository.get_by_phone(session, phone)
         if user is not None:
             return user, False
-        created = await create_user(session, phone=phone, length=length, referrer=referrer)
+        created = await create_user(session, phone=phone, policy=policy, referrer=referrer)
         if created is not None:
             return created, True
     raise AppError(ErrorCode.CONFLICT, detail="phone insert kept conflicting")
 
 
 async def get_or_create_by_openid(
-    session: AsyncSession, openid: str, unionid: str | None, *, length: int, referrer: User | None = None
+    session: AsyncSession,
+    openid: str,
+    unionid: str | None,
+    *,
+    policy: SignupPolicy,
+    referrer: User | None = None,
 ) -> tuple[User, bool]:
     for _ in range(3):
         user = await repository.get_by_openid(session, openid)
@@ -93,7 +119,7 @@ async def get_or_create_by_openid(
             if unionid and not user.wechat_unionid:
                 user.wechat_unionid = unionid
             return user, False
-        created = await create_user(session, openid=openid, unionid=unionid, length=length, referrer=referrer)
+        created = await create_user(session, openid=openid, unionid=unionid, policy=policy, referrer=referrer)
         if created is not None:
             return created, True
     raise AppError(ErrorCode.CONFLICT, detail="openid insert kept conflicting")
@@ -118,7 +144,7 @@ async def update_profile(session: AsyncSession, user: User, update: ProfileUpdat
     return user
 
 
-async def bind_referrer_later(session: AsyncSession, user: User, raw_code: str) -> User:
+async def bind_referrer_later(session: AsyncSession, user: User, raw_code: str, policy: SignupPolicy) -> User:
     """Second-step referrer binding: once, immutable, only shortly after sign-up."""
     if user.referrer_id is not None:
         raise AppError(ErrorCode.REFERRER_ALREADY_BOUND)
@@ -130,7 +156,7 @@ async def bind_referrer_later(session: AsyncSession, user: User, raw_code: str) 
             ],
         )
     referrer = await find_referrer(session, raw_code, registrant=user)
-    await _bind_referrer(session, user, referrer, referrer.invite_code)
+    await _bind_referrer(session, user, referrer, policy)
     return user
 
 

@@ -1,0 +1,112 @@
+"""HTTP routes of /api/v1/billing and the admin quota adjustment (api.md "Billing")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
+from wardrobe.core.errors import ErrorCode
+from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.pagination import decode_cursor, encode_cursor
+from wardrobe.modules.auth.deps import CurrentUser, Principal, SessionDep, require
+from wardrobe.modules.auth.permissions import Permission
+from wardrobe.modules.billing import quota, service
+from wardrobe.modules.billing.schemas import LedgerPage, PlanOut, QuotaAdjusted, QuotaAdjustment, QuotaOut
+
+router = APIRouter(tags=["billing"])
+Adjuster = Annotated[Principal, Depends(require(Permission.QUOTA_ADJUST))]
+
+
+@router.get(
+    "/api/v1/billing/plans",
+    summary="Membership plans and quota packs on sale",
+    response_model=Envelope[list[PlanOut]],
+    responses=errors(),
+)
+async def list_plans(session: SessionDep) -> OrjsonResponse:
+    plans = await service.active_plans(session)
+    return ok(
+        [
+            {
+                "sku": p.sku,
+                "kind": p.kind,
+                "name": p.name,
+                "price_fen": p.price_fen,
+                "quota": p.quota,
+                "period_days": p.period_days,
+            }
+            for p in plans
+        ]
+    )
+
+
+@router.get(
+    "/api/v1/billing/quota",
+    summary="My quota: balance, held by running tasks, available",
+    response_model=Envelope[QuotaOut],
+    responses=errors(*AUTH_ERRORS),
+)
+async def my_quota(principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
+    balance = await quota.get_balance(session, principal.id)
+    membership = await service.membership_of(session, principal.id)
+    return ok(
+        {
+            "balance": balance.balance,
+            "held": balance.held,
+            "available": balance.available,
+            "membership": {"plan": membership[0], "expires_at": membership[1]} if membership else None,
+        }
+    )
+
+
+@router.get(
+    "/api/v1/billing/ledger",
+    summary="My quota ledger, newest first (keyset pagination)",
+    response_model=Envelope[LedgerPage],
+    responses=errors(*AUTH_ERRORS),
+)
+async def my_ledger(
+    principal: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> OrjsonResponse:
+    before = decode_cursor(cursor) if cursor else None
+    rows = await quota.ledger_page(session, principal.id, limit=limit + 1, before_id=before)
+    items = [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "amount": e.amount,
+            "balance_after": e.balance_after,
+            "ref": _public_ref(e.ref),
+            "created_at": e.created_at,
+        }
+        for e in rows[:limit]
+    ]
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return ok({"items": items, "next_cursor": next_cursor})
+
+
+def _public_ref(ref: str) -> str:
+    # Admin adjustment refs are internal nonces; the user sees only that it was an adjustment.
+    return "admin" if ref.startswith("admin:") else ref
+
+
+@router.post(
+    "/api/v1/admin/users/{user_id}/quota-adjustments",
+    summary="Add or remove quota with a reason (audited; never below what is available)",
+    response_model=Envelope[QuotaAdjusted],
+    responses=errors(
+        *AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.NOT_FOUND, ErrorCode.QUOTA_INSUFFICIENT
+    ),
+)
+async def adjust_quota(
+    user_id: int, body: QuotaAdjustment, actor: Adjuster, session: SessionDep
+) -> OrjsonResponse:
+    balance = await service.adjust(
+        session, actor_id=actor.id, user_id=user_id, delta=body.delta, reason=body.reason
+    )
+    return ok({"balance": balance.balance, "held": balance.held, "available": balance.available})

@@ -1,0 +1,233 @@
+"""Quota accounting (C2, C3): every change is a conditional update plus a ledger row, in the
+caller's transaction, so money and its record commit together or not at all.
+
+No check-then-act in Python: the database decides. A reserve is
+``UPDATE … SET held = held + c WHERE balance - held >= c``; a settlement first flips the hold
+``WHERE status = 'held'``. However many processes race, nothing is oversold and nothing is settled
+twice. Settlements and credits are idempotent by their reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.models import HoldStatus, LedgerEntry, LedgerKind, QuotaAccount, QuotaHold
+from wardrobe.models.base import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    balance: int
+    held: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+class QuotaInsufficient(AppError):
+    code = ErrorCode.QUOTA_INSUFFICIENT
+
+
+async def open_account(session: AsyncSession, user_id: int) -> None:
+    """Create the user's (empty) account; called once, when the user is created."""
+    session.add(QuotaAccount(user_id=user_id, balance=0, held=0))
+    await session.flush()
+
+
+async def get_balance(session: AsyncSession, user_id: int) -> Balance:
+    row = (
+        await session.execute(
+            select(QuotaAccount.balance, QuotaAccount.held).where(QuotaAccount.user_id == user_id)
+        )
+    ).first()
+    if row is None:
+        return Balance(0, 0)
+    return Balance(int(row.balance), int(row.held))
+
+
+async def _record(
+    session: AsyncSession,
+    user_id: int,
+    kind: LedgerKind,
+    *,
+    amount: int,
+    hold_delta: int,
+    ref: str,
+    note: str | None = None,
+    actor_id: int | None = None,
+) -> LedgerEntry:
+    # Read back inside the same transaction, after our own update: on MySQL the row is locked by
+    # it, on SQLite the whole database is, so these are exactly the values our change produced.
+    after = await get_balance(session, user_id)
+    entry = LedgerEntry(
+        user_id=user_id,
+        kind=kind.value,
+        amount=amount,
+        hold_delta=hold_delta,
+        balance_after=after.balance,
+        held_after=after.held,
+        ref=ref,
+        note=note,
+        actor_id=actor_id,
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def _already_recorded(session: AsyncSession, kind: LedgerKind, ref: str) -> bool:
+    found = await session.scalar(
+        select(LedgerEntry.id).where(LedgerEntry.kind == kind.value, LedgerEntry.ref == ref)
+    )
+    return found is not None
+
+
+async def credit(
+    session: AsyncSession,
+    user_id: int,
+    amount: int,
+    *,
+    kind: LedgerKind,
+    ref: str,
+    note: str | None = None,
+    actor_id: int | None = None,
+) -> bool:
+    """Add (or, for admin adjustments, remove) quota. Idempotent by ``(kind, ref)``: returns False
+    if this credit was already made. A removal never takes more than is available."""
+    if amount == 0:
+        raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "delta", "message": "must not be 0"}])
+    if await _already_recorded(session, kind, ref):
+        return False
+    stmt = update(QuotaAccount).where(QuotaAccount.user_id == user_id)
+    if amount < 0:
+        stmt = stmt.where(QuotaAccount.balance - QuotaAccount.held >= -amount)
+    result = await session.execute(stmt.values(balance=QuotaAccount.balance + amount, updated_at=utcnow()))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise QuotaInsufficient(detail=f"cannot remove {-amount}")
+    try:
+        async with session.begin_nested():
+            await _record(
+                session, user_id, kind, amount=amount, hold_delta=0, ref=ref, note=note, actor_id=actor_id
+            )
+    except IntegrityError:
+        # A concurrent credit with the same reference won; undo ours (same transaction).
+        await session.execute(
+            update(QuotaAccount)
+            .where(QuotaAccount.user_id == user_id)
+            .values(balance=QuotaAccount.balance - amount)
+        )
+        return False
+    return True
+
+
+async def reserve(session: AsyncSession, user_id: int, amount: int, *, ref: str, ttl: timedelta) -> QuotaHold:
+    """Hold ``amount`` for the task ``ref``. Raises QUOTA_INSUFFICIENT, with nothing held, when the
+    available quota is short. The same ``ref`` twice returns the existing hold."""
+    if amount <= 0:
+        raise ValueError("a hold must be positive")
+    existing = await session.scalar(select(QuotaHold).where(QuotaHold.ref == ref))
+    if existing is not None:
+        return existing
+    result = await session.execute(
+        update(QuotaAccount)
+        .where(QuotaAccount.user_id == user_id, QuotaAccount.balance - QuotaAccount.held >= amount)
+        .values(held=QuotaAccount.held + amount, updated_at=utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise QuotaInsufficient(detail=f"user {user_id} cannot hold {amount}")
+    hold = QuotaHold(user_id=user_id, ref=ref, amount=amount, expires_at=utcnow() + ttl)
+    try:
+        async with session.begin_nested():
+            session.add(hold)
+            await session.flush()
+    except IntegrityError:
+        # The same ref reserved concurrently and committed first: give our units back, use theirs.
+        await session.execute(
+            update(QuotaAccount)
+            .where(QuotaAccount.user_id == user_id)
+            .values(held=QuotaAccount.held - amount)
+        )
+        winner = await session.scalar(select(QuotaHold).where(QuotaHold.ref == ref))
+        if winner is None:
+            raise
+        return winner
+    await _record(session, user_id, LedgerKind.RESERVE, amount=0, hold_delta=amount, ref=ref)
+    return hold
+
+
+async def _settle(session: AsyncSession, ref: str, to: HoldStatus, now: datetime) -> QuotaHold | None:
+    hold = await session.scalar(select(QuotaHold).where(QuotaHold.ref == ref))
+    if hold is None:
+        return None
+    flipped = await session.execute(
+        update(QuotaHold)
+        .where(QuotaHold.id == hold.id, QuotaHold.status == HoldStatus.HELD.value)
+        .values(status=to.value, settled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if flipped.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    await session.refresh(hold)
+    return hold
+
+
+async def confirm(session: AsyncSession, ref: str) -> bool:
+    """Charge the held quota for ``ref``. Exactly once: False if already settled or never held."""
+    hold = await _settle(session, ref, HoldStatus.CONFIRMED, utcnow())
+    if hold is None:
+        return False
+    await session.execute(
+        update(QuotaAccount)
+        .where(QuotaAccount.user_id == hold.user_id)
+        .values(
+            balance=QuotaAccount.balance - hold.amount,
+            held=QuotaAccount.held - hold.amount,
+            updated_at=utcnow(),
+        )
+    )
+    await _record(
+        session, hold.user_id, LedgerKind.CONFIRM, amount=-hold.amount, hold_delta=-hold.amount, ref=ref
+    )
+    return True
+
+
+async def cancel(session: AsyncSession, ref: str, *, kind: LedgerKind = LedgerKind.CANCEL) -> bool:
+    """Release the hold for ``ref`` (the refund). Exactly once: False if already settled."""
+    hold = await _settle(session, ref, HoldStatus.CANCELED, utcnow())
+    if hold is None:
+        return False
+    await session.execute(
+        update(QuotaAccount)
+        .where(QuotaAccount.user_id == hold.user_id)
+        .values(held=QuotaAccount.held - hold.amount, updated_at=utcnow())
+    )
+    await _record(session, hold.user_id, kind, amount=0, hold_delta=-hold.amount, ref=ref)
+    return True
+
+
+async def expired_hold_refs(session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:
+    stmt = (
+        select(QuotaHold.ref)
+        .where(QuotaHold.status == HoldStatus.HELD.value, QuotaHold.expires_at < now)
+        .order_by(QuotaHold.expires_at)
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def ledger_page(
+    session: AsyncSession, user_id: int, *, limit: int, before_id: int | None
+) -> list[LedgerEntry]:
+    stmt = (
+        select(LedgerEntry).where(LedgerEntry.user_id == user_id).order_by(LedgerEntry.id.desc()).limit(limit)
+    )
+    if before_id is not None:
+        stmt = stmt.where(LedgerEntry.id < before_id)
+    return list(await session.scalars(stmt))

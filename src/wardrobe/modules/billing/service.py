@@ -1,0 +1,79 @@
+"""Billing rules around the quota core: sign-up grants, referral rewards, admin adjustments."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wardrobe.core.errors import NotFound
+from wardrobe.models import LedgerKind, Plan, QuotaAccount, Referral
+from wardrobe.models.base import utcnow
+from wardrobe.modules.billing import quota
+from wardrobe.modules.users import repository as users_repo
+
+
+async def on_user_created(session: AsyncSession, user_id: int, *, free_grant: int) -> None:
+    """Open the account and make the sign-up grant, in the transaction that creates the user."""
+    await quota.open_account(session, user_id)
+    if free_grant > 0:
+        await quota.credit(session, user_id, free_grant, kind=LedgerKind.GRANT, ref=f"signup:{user_id}")
+
+
+async def reward_referral(session: AsyncSession, referral: Referral, *, amount: int) -> bool:
+    """Credit the referrer once per referral (B8); the referral row records that it was paid."""
+    if amount <= 0:
+        return False
+    credited = await quota.credit(
+        session, referral.referrer_id, amount, kind=LedgerKind.REFERRAL_REWARD, ref=f"referral:{referral.id}"
+    )
+    if credited:
+        await session.execute(
+            update(Referral)
+            .where(Referral.id == referral.id)
+            .values(reward_status="rewarded", rewarded_at=utcnow())
+        )
+    return credited
+
+
+async def adjust(
+    session: AsyncSession, *, actor_id: int, user_id: int, delta: int, reason: str
+) -> quota.Balance:
+    """Admin adjustment (C4): needs a reason, is audited, and never takes more than is available."""
+    if await users_repo.get_by_id(session, user_id) is None:
+        raise NotFound()
+    ref = f"admin:{uuid.uuid4().hex}"
+    await quota.credit(
+        session, user_id, delta, kind=LedgerKind.ADMIN_ADJUSTMENT, ref=ref, note=reason, actor_id=actor_id
+    )
+    users_repo.add_audit(
+        session,
+        actor_id=actor_id,
+        action="quota.adjust",
+        target_type="user",
+        target_id=str(user_id),
+        reason=f"{delta:+d}: {reason}",
+    )
+    await session.flush()
+    return await quota.get_balance(session, user_id)
+
+
+async def active_plans(session: AsyncSession) -> list[Plan]:
+    stmt = select(Plan).where(Plan.is_active.is_(True)).order_by(Plan.sort_order, Plan.sku)
+    return list(await session.scalars(stmt))
+
+
+async def membership_of(session: AsyncSession, user_id: int) -> tuple[str, object] | None:
+    row = (
+        await session.execute(
+            select(QuotaAccount.membership_sku, QuotaAccount.membership_expires_at).where(
+                QuotaAccount.user_id == user_id
+            )
+        )
+    ).first()
+    if row is None or row.membership_sku is None or row.membership_expires_at is None:
+        return None
+    if row.membership_expires_at <= utcnow():
+        return None
+    return row.membership_sku, row.membership_expires_at
