@@ -7,6 +7,7 @@ for and not reachable fails the run; nothing is ever skipped.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,9 +30,7 @@ from wardrobe.settings import Environment, Settings
 
 pytest_plugins = ["tests.peers.fixtures"]
 
-BACKENDS = [
-    b.strip() for b in os.environ.get("WARDROBE_TEST_BACKENDS", "sqlite,mariadb").split(",") if b.strip()
-]
+BACKENDS = [b.strip() for b in os.environ.get("WARDROBE_TEST_BACKENDS", "sqlite,mariadb").split(",") if b.strip()]
 MARIADB_SERVER = os.environ.get("WARDROBE_TEST_MARIADB_SERVER", "mysql+asyncmy://root@127.0.0.1:3306")
 MARIADB_DB = os.environ.get("WARDROBE_TEST_MARIADB_DB", "wardrobe_test")
 REDIS_URL = os.environ.get("WARDROBE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -49,9 +48,7 @@ async def _prepare_mariadb() -> str:
     try:
         async with server.connect() as conn:
             await conn.execute(text(f"DROP DATABASE IF EXISTS `{MARIADB_DB}`"))
-            await conn.execute(
-                text(f"CREATE DATABASE `{MARIADB_DB}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-            )
+            await conn.execute(text(f"CREATE DATABASE `{MARIADB_DB}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
     except Exception as exc:
         pytest.fail(f"MariaDB at {MARIADB_SERVER} is required for the mariadb backend: {exc!r}")
     finally:
@@ -103,6 +100,7 @@ def make_settings(backend: Backend, **overrides: object) -> Settings:
         "sms_debug_codes": True,
         "log_json": True,
         "db_pool_size": 20,
+        "storage_local_root": Path(tempfile.mkdtemp(prefix="wardrobe-objects-")),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -129,9 +127,7 @@ async def _purge_redis(prefix: str) -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-async def backend(
-    request: pytest.FixtureRequest, migrated_backends: dict[str, Backend]
-) -> AsyncIterator[Backend]:
+async def backend(request: pytest.FixtureRequest, migrated_backends: dict[str, Backend]) -> AsyncIterator[Backend]:
     chosen = migrated_backends[request.param]
     yield chosen
     settings = Settings(env=Environment.TEST, database_url=chosen.database_url)

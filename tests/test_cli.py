@@ -58,9 +58,7 @@ def test_migrate_seed_and_create_user(fresh_db: str) -> None:
 def test_create_user_rejects_bad_input_and_duplicates(fresh_db: str) -> None:
     runner = CliRunner()
     runner.invoke(app, ["migrate"])
-    result = runner.invoke(
-        app, ["admin", "create-user", "--phone", "123", "--password", "short", "--role", "king"]
-    )
+    result = runner.invoke(app, ["admin", "create-user", "--phone", "123", "--password", "short", "--role", "king"])
     assert result.exit_code == 2
     for field in ("phone", "password", "role"):
         assert field in result.output

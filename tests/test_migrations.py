@@ -17,9 +17,7 @@ from wardrobe.migrations import runner
 from wardrobe.models import Base
 from wardrobe.settings import Environment, Settings
 
-POSTGRES_SERVER = os.environ.get(
-    "WARDROBE_TEST_POSTGRES_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432"
-)
+POSTGRES_SERVER = os.environ.get("WARDROBE_TEST_POSTGRES_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 POSTGRES_DB = "wardrobe_migrations_test"
 
 

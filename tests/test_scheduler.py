@@ -30,9 +30,7 @@ async def test_purge_removes_only_long_dead_auth_data(api: Api) -> None:
     long_ago = utcnow() - timedelta(days=40)
     async with unit_of_work(api.infra.session_factory) as db:
         await db.execute(update(SmsCode).where(SmsCode.phone == old.phone).values(expires_at=long_ago))
-        await db.execute(
-            update(AuthSession).where(AuthSession.user_id == old.user["id"]).values(revoked_at=long_ago)
-        )
+        await db.execute(update(AuthSession).where(AuthSession.user_id == old.user["id"]).values(revoked_at=long_ago))
     removed = await purge_expired_auth_data(api.infra)
     assert removed == 2  # the old code and the old session's refresh token
     async with unit_of_work(api.infra.session_factory) as db:

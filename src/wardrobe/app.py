@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,11 +26,20 @@ from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsSender, TencentSmsSender
 from wardrobe.modules.auth.wechat_client import WeChatClient
 from wardrobe.modules.billing.endpoints import router as billing_router
+from wardrobe.modules.catalog.endpoints import router as catalog_router
+from wardrobe.modules.catalog.service import CatalogCache
 from wardrobe.modules.ops.endpoints import router as ops_router
+from wardrobe.modules.providers.base import ProviderRegistry
+from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
+from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
+from wardrobe.modules.storage.deps import build_storage
+from wardrobe.modules.storage.endpoints import router as storage_router
+from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users.endpoints import router as users_router
 from wardrobe.seed import seed_demo_data
 from wardrobe.settings import Environment, Settings, SmsBackend, get_settings
+from wardrobe.worker.runtime import TaskRuntime
 
 log = get_logger("wardrobe.app")
 INVITE_POOL_CHECK_SECONDS = 60.0
@@ -50,14 +60,26 @@ def build_sms_sender(settings: Settings) -> SmsSender:
     return ConsoleSmsSender()
 
 
-def build_infra(settings: Settings) -> Infra:
+def build_providers(settings: Settings, storage: ObjectStorage) -> ProviderRegistry:
+    """The local providers, plus any listed in WARDROBE_EXTRA_PROVIDERS as "module:factory"
+    (a factory returns one provider or a list of them)."""
+    registry = ProviderRegistry()
+    registry.register(LocalImageProvider(storage, max_pixels=settings.max_image_pixels))
+    registry.register(InstantProvider())
+    for spec in settings.extra_providers:
+        module_name, _, attr = spec.partition(":")
+        made = getattr(importlib.import_module(module_name), attr)()
+        for provider in made if isinstance(made, list) else [made]:
+            registry.register(provider)
+    return registry
+
+
+def build_infra(settings: Settings, *, consume_tasks: bool | None = None) -> Infra:
+    """Everything a process needs. ``consume_tasks``: whether this process executes tasks
+    (default: the API does in embedded mode; `wardrobe worker` always does)."""
     engine = create_engine(settings)
     redis = create_redis(settings)
-    limiter = (
-        RateLimiter.for_redis(redis, settings.redis_key_prefix)
-        if redis is not None
-        else RateLimiter.in_memory()
-    )
+    limiter = RateLimiter.for_redis(redis, settings.redis_key_prefix) if redis is not None else RateLimiter.in_memory()
     wechat = None
     if settings.wechat_appid:
         wechat = WeChatClient(
@@ -68,10 +90,14 @@ def build_infra(settings: Settings) -> Infra:
             redis=redis,
             cache_key_prefix=settings.redis_key_prefix,
         )
+    session_factory = create_session_factory(engine)
+    storage = build_storage(settings)
+    providers = build_providers(settings, storage)
+    consume = settings.runs_worker_in_process if consume_tasks is None else consume_tasks
     return Infra(
         settings=settings,
         engine=engine,
-        session_factory=create_session_factory(engine),
+        session_factory=session_factory,
         redis=redis,
         limiter=limiter,
         tokens=TokenCodec(
@@ -82,6 +108,10 @@ def build_infra(settings: Settings) -> Infra:
         ),
         sms_sender=build_sms_sender(settings),
         wechat=wechat,
+        storage=storage,
+        providers=providers,
+        catalog_cache=CatalogCache(),
+        runtime=TaskRuntime(settings, session_factory, providers, consume=consume),
     )
 
 
@@ -92,7 +122,7 @@ async def prepare_database(infra: Infra) -> None:
         await runner.upgrade(infra.engine)
     if settings.seed_demo_data and settings.env is not Environment.PRODUCTION:
         async with unit_of_work(infra.session_factory) as session:
-            await seed_demo_data(session, settings)
+            await seed_demo_data(session, settings, infra.providers)
 
 
 async def keep_invite_pool_full(infra: Infra) -> None:
@@ -109,6 +139,7 @@ async def keep_invite_pool_full(infra: Infra) -> None:
 
 
 async def close_infra(infra: Infra) -> None:
+    await infra.runtime.stop()
     await infra.sms_sender.aclose()
     if infra.wechat is not None:
         await infra.wechat.aclose()
@@ -127,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.infra = infra
         register_pool_collector(lambda: pool_status(infra.engine))
         await prepare_database(infra)
+        await infra.runtime.start()
         refill: asyncio.Task[None] | None = None
         if settings.embedded and settings.env is not Environment.TEST:
             refill = asyncio.create_task(keep_invite_pool_full(infra))
@@ -157,7 +189,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (ops_router, auth_router, users_router, billing_router, admin_router):
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_caps={OBJECTS_PATH: settings.max_upload_bytes},
+    )
+    for router in (
+        ops_router,
+        auth_router,
+        users_router,
+        billing_router,
+        tasks_router,
+        catalog_router,
+        storage_router,
+        admin_router,
+    ):
         app.include_router(router)
     return app

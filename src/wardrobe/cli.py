@@ -81,6 +81,37 @@ def seed() -> None:
 
 
 @app.command()
+def worker() -> None:
+    """Run tasks from the queue (production: Redis stream broker), until SIGTERM/SIGINT."""
+    asyncio.run(_run_worker())
+
+
+async def _run_worker() -> None:
+    import signal
+
+    from wardrobe.app import build_infra, close_infra
+    from wardrobe.core.logging import configure_logging, get_logger
+    from wardrobe.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    log = get_logger("wardrobe.worker")
+    infra = build_infra(settings, consume_tasks=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await infra.runtime.start()
+    log.info("worker_started", worker=infra.runtime.engine.worker_id)
+    try:
+        await stop.wait()
+    finally:
+        # Leases of tasks still running expire and another worker resumes them.
+        await close_infra(infra)
+        log.info("worker_stopped")
+
+
+@app.command()
 def scheduler(
     once: Annotated[bool, typer.Option(help="Run each periodic job once and exit")] = False,
 ) -> None:
@@ -100,9 +131,7 @@ def create_user(
     from wardrobe.modules.admin.schemas import AdminUserCreate
 
     try:
-        body = TypeAdapter(AdminUserCreate).validate_python(
-            {"phone": phone, "password": password, "role": role}
-        )
+        body = TypeAdapter(AdminUserCreate).validate_python({"phone": phone, "password": password, "role": role})
     except ValidationError as exc:
         for err in exc.errors():
             typer.echo(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}", err=True)
@@ -140,3 +169,7 @@ async def _create_user(phone: str, password: str, role: str) -> int:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

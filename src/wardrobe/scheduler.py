@@ -34,9 +34,7 @@ async def purge_expired_auth_data(infra: Infra) -> int:
         codes = await session.execute(delete(SmsCode).where(SmsCode.expires_at < cutoff))
         revoked = select(AuthSession.id).where(AuthSession.revoked_at < cutoff).scalar_subquery()
         tokens = await session.execute(
-            delete(RefreshToken).where(
-                (RefreshToken.expires_at < cutoff) | RefreshToken.session_id.in_(revoked)
-            )
+            delete(RefreshToken).where((RefreshToken.expires_at < cutoff) | RefreshToken.session_id.in_(revoked))
         )
         return int(codes.rowcount + tokens.rowcount)  # type: ignore[attr-defined]
 

@@ -6,8 +6,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.logging import get_logger, mask_phone
+from wardrobe.demo_catalog import seed_demo_catalog
 from wardrobe.models import Plan, PlanKind
 from wardrobe.modules.admin import service as admin_service
+from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users.service import SignupPolicy
@@ -70,10 +72,11 @@ async def seed_plans(session: AsyncSession) -> int:
     return len(missing)
 
 
-async def seed_demo_data(session: AsyncSession, settings: Settings) -> bool:
+async def seed_demo_data(session: AsyncSession, settings: Settings, registry: ProviderRegistry) -> bool:
     """Idempotent: creates what is missing, touches nothing that exists. True if it created."""
     await invite_codes.refill_pool(session, settings.invite_pool_target, settings.invite_code_length)
     await seed_plans(session)
+    await seed_demo_catalog(session, registry)
     phone = settings.demo_operator_phone
     if await users_repo.get_by_phone(session, phone) is not None:
         return False

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - refused in production
 DEFAULT_CODE_PEPPER = "dev-only-insecure-code-pepper-change-me-000"
+DEFAULT_STORAGE_SIGNING_KEY = "dev-only-insecure-storage-signing-key-0000"
 
 
 class Environment(StrEnum):
@@ -108,6 +109,27 @@ class Settings(BaseSettings):
     referral_reward_quota: int = 5
     quota_hold_ttl_seconds: int = 6 * 3600
 
+    # Tasks and workers (D4)
+    worker_in_process: bool | None = None
+    worker_concurrency: int = 8
+    task_lease_seconds: float = 30.0
+    task_heartbeat_seconds: float = 10.0
+    task_reap_interval_seconds: float = 15.0
+    task_requeue_after_seconds: float = 300.0
+    extra_providers: list[str] = Field(default_factory=list)
+
+    # Storage (E1-E6) ----------------------------------------------------------------------------
+    storage_backend: str = "local"  # only "local" so far; COS and S3 later
+    storage_local_root: Path = Path("var/objects")
+    storage_public_base_url: str = ""  # "" = relative URLs (/api/v1/storage/objects/...)
+    storage_signing_key: SecretStr = SecretStr(DEFAULT_STORAGE_SIGNING_KEY)  # refused in production
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    upload_url_ttl_seconds: int = 900
+    download_url_ttl_seconds: int = 3600
+    upload_rate_limits: str = "60/hour"
+    # --- end of Storage (E1-E6) -----------------------------------------------------------------
+
     # Passwords
     password_min_length: int = 8
     password_max_length: int = 128
@@ -120,6 +142,8 @@ class Settings(BaseSettings):
     def _defaults_and_production_guard(self) -> Self:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'wardrobe.db'}"
+        if "storage_local_root" not in self.model_fields_set:
+            self.storage_local_root = self.var_dir / "objects"
         if self.env is Environment.PRODUCTION:
             problems = self.production_problems()
             if problems:
@@ -134,6 +158,9 @@ class Settings(BaseSettings):
             problems.append("WARDROBE_JWT_SECRET is the default or shorter than 32 characters")
         if self.sms_code_pepper.get_secret_value() == DEFAULT_CODE_PEPPER:
             problems.append("WARDROBE_SMS_CODE_PEPPER is the default")
+        storage_key = self.storage_signing_key.get_secret_value()
+        if storage_key == DEFAULT_STORAGE_SIGNING_KEY or len(storage_key) < 32:
+            problems.append("WARDROBE_STORAGE_SIGNING_KEY is the default or shorter than 32 characters")
         if self.sms_backend is SmsBackend.CONSOLE:
             problems.append("WARDROBE_SMS_BACKEND=console is for development only")
         if self.sms_debug_codes:
@@ -152,6 +179,11 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no Redis is configured: everything shared lives in this process."""
         return not self.redis_url
+
+    @property
+    def runs_worker_in_process(self) -> bool:
+        """The API process also executes tasks: by default only when embedded."""
+        return self.embedded if self.worker_in_process is None else self.worker_in_process
 
     @property
     def debug_codes_enabled(self) -> bool:

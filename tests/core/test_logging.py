@@ -35,9 +35,7 @@ async def test_auth_flows_leave_no_personal_data_in_logs(api: Api, captured_logs
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     await api.client.get("/api/v1/users/me", headers=headers)
     await api.client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    await api.client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
-    )  # reuse: warns
+    await api.client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})  # reuse: warns
     # Deliberately log the secrets through both loggers: redaction must still catch them.
     from wardrobe.core.logging import get_logger
 

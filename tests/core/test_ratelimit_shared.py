@@ -17,9 +17,7 @@ async def test_sms_cooldown_is_exact_across_two_instances(api_factory: object) -
     assert a.app is not b.app
     assert a.infra.redis is not b.infra.redis
     phone = new_phone()
-    sends = [
-        (a if i % 2 else b).client.post("/api/v1/auth/sms-codes", json={"phone": phone}) for i in range(20)
-    ]
+    sends = [(a if i % 2 else b).client.post("/api/v1/auth/sms-codes", json={"phone": phone}) for i in range(20)]
     results = await asyncio.gather(*sends)
     statuses = sorted(r.status_code for r in results)
     assert statuses.count(200) == 1
@@ -30,10 +28,7 @@ async def test_sms_cooldown_is_exact_across_two_instances(api_factory: object) -
 async def test_ip_cap_is_exact_across_two_instances(api_factory: object) -> None:
     a: Api = await api_factory(sms_hourly_cap_per_ip=7)  # type: ignore[operator]
     b: Api = await api_factory(sms_hourly_cap_per_ip=7)  # type: ignore[operator]
-    sends = [
-        (a if i % 2 else b).client.post("/api/v1/auth/sms-codes", json={"phone": new_phone()})
-        for i in range(20)
-    ]
+    sends = [(a if i % 2 else b).client.post("/api/v1/auth/sms-codes", json={"phone": new_phone()}) for i in range(20)]
     statuses = [r.status_code for r in await asyncio.gather(*sends)]
     assert statuses.count(200) == 7
     assert statuses.count(429) == 13

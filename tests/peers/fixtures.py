@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -93,3 +94,25 @@ def wechat_peer(wechat_peer_server: PeerServer, peer_clock: PeerClock) -> Served
     peer.host_port = wechat_peer_server.host_port
     _serving_app(wechat_peer_server).state.peer = peer
     return peer
+
+
+@pytest.fixture(scope="session")
+def fault_vendor_server() -> Iterator[PeerServer]:
+    from tests.peers.fault_vendor import FaultVendor, create_fault_vendor_app
+
+    with PeerServer(create_fault_vendor_app(FaultVendor())) as server:
+        yield server
+
+
+@pytest.fixture
+def fault_vendor(fault_vendor_server: PeerServer) -> Iterator[Any]:
+    """Fresh fault-vendor state on the session's server; ``.base_url`` is set. Anything a test
+    left held is released at the end, so no request stays blocked."""
+    from tests.peers.fault_vendor import FaultVendor
+
+    vendor = FaultVendor()
+    vendor.base_url = fault_vendor_server.base_url  # type: ignore[attr-defined]
+    _serving_app(fault_vendor_server).state.vendor = vendor
+    yield vendor
+    for key in list(vendor.scenarios):
+        vendor.release(key)

@@ -40,9 +40,7 @@ class _SignallingServer(uvicorn.Server):
 class PeerServer:
     """Serve ``app`` on 127.0.0.1 with an OS-chosen port for the duration of a ``with`` block."""
 
-    def __init__(
-        self, app: ASGIApp, *, startup_timeout: float = 10.0, shutdown_timeout: float = 10.0
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, startup_timeout: float = 10.0, shutdown_timeout: float = 10.0) -> None:
         self._app = app
         self._startup_timeout = startup_timeout
         self._shutdown_timeout = shutdown_timeout

@@ -138,9 +138,7 @@ def tc3_signature(
     )
     date = utc_date(timestamp)
     scope = f"{date}/{service}/tc3_request"
-    string_to_sign = "\n".join(
-        [_ALGORITHM, str(timestamp), scope, _sha256_hex(canonical_request.encode("utf-8"))]
-    )
+    string_to_sign = "\n".join([_ALGORITHM, str(timestamp), scope, _sha256_hex(canonical_request.encode("utf-8"))])
     signing_key = _hmac(_hmac(_hmac(f"TC3{secret_key}".encode(), date), service), "tc3_request")
     return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
@@ -291,13 +289,9 @@ class TencentCloudPeer:
             payload["RequestId"] = str(uuid.uuid4())
             return 200, "application/json", json.dumps({"Response": payload}).encode("utf-8")
 
-    def _dispatch(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
-    ) -> dict[str, Any]:
+    def _dispatch(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         if method != "POST":
-            raise TencentCloudError(
-                "UnsupportedRequestMethod", f"The request method {method} is not supported."
-            )
+            raise TencentCloudError("UnsupportedRequestMethod", f"The request method {method} is not supported.")
         caller = self.verify_tc3(method=method, path=path, query=query, headers=headers, body=body)
         if self._faults:
             code = self._faults.pop(0)
@@ -326,9 +320,7 @@ class TencentCloudPeer:
             return hostname.split(".", 1)[0]
         return self.service
 
-    def verify_tc3(
-        self, *, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
-    ) -> Tc3Caller:
+    def verify_tc3(self, *, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> Tc3Caller:
         authorization = headers.get("authorization", "")
         match = _AUTHORIZATION.fullmatch(authorization.strip())
         if match is None:

@@ -43,12 +43,8 @@ SdkFactory = Callable[..., SmsClient]
 async def sdk(tencent_peer: ServedTencentCloudPeer) -> AsyncIterator[SdkFactory]:
     clients: list[SmsClient] = []
 
-    def make(
-        secret_id: str = TEST_SECRET_ID, secret_key: str = TEST_SECRET_KEY, token: str | None = None
-    ) -> SmsClient:
-        profile = ClientProfile(
-            httpProfile=HttpProfile(endpoint=tencent_peer.host_port, protocol="http", reqTimeout=5)
-        )
+    def make(secret_id: str = TEST_SECRET_ID, secret_key: str = TEST_SECRET_KEY, token: str | None = None) -> SmsClient:
+        profile = ClientProfile(httpProfile=HttpProfile(endpoint=tencent_peer.host_port, protocol="http", reqTimeout=5))
         client = SmsClient(Credential(secret_id, secret_key, token), TEST_REGION, profile)
         clients.append(client)
         return client
@@ -119,9 +115,7 @@ def statuses(response: httpx.Response) -> list[dict[str, Any]]:
 # -- TC3 verification ------------------------------------------------------------------------
 
 
-async def test_sdk_request_is_accepted_and_recorded(
-    tencent_peer: ServedTencentCloudPeer, sdk: SdkFactory
-) -> None:
+async def test_sdk_request_is_accepted_and_recorded(tencent_peer: ServedTencentCloudPeer, sdk: SdkFactory) -> None:
     response = await sdk().SendSms(sms_request())
 
     [status] = response.SendStatusSet
@@ -140,9 +134,7 @@ async def test_sdk_request_is_accepted_and_recorded(
     )
 
 
-async def test_wrong_secret_key_is_signature_failure(
-    tencent_peer: ServedTencentCloudPeer, sdk: SdkFactory
-) -> None:
+async def test_wrong_secret_key_is_signature_failure(tencent_peer: ServedTencentCloudPeer, sdk: SdkFactory) -> None:
     with pytest.raises(TencentCloudSDKException) as failure:
         await sdk(secret_key="another-fake-key").SendSms(sms_request())
 
@@ -159,9 +151,7 @@ async def test_unknown_secret_id_is_not_found(sdk: SdkFactory) -> None:
 
 
 @pytest.mark.parametrize("offset", [310, -310])
-async def test_skew_over_300_seconds_is_signature_expire(
-    peer_clock: PeerClock, sdk: SdkFactory, offset: float
-) -> None:
+async def test_skew_over_300_seconds_is_signature_expire(peer_clock: PeerClock, sdk: SdkFactory, offset: float) -> None:
     peer_clock.advance(offset)
 
     with pytest.raises(TencentCloudSDKException) as failure:
@@ -247,9 +237,7 @@ async def test_scope_date_must_be_the_utc_date_of_the_timestamp(tencent_peer: Se
         body=body,
         timestamp=timestamp,
     )
-    headers["Authorization"] = headers["Authorization"].replace(
-        utc_date(timestamp), utc_date(timestamp - 86_400)
-    )
+    headers["Authorization"] = headers["Authorization"].replace(utc_date(timestamp), utc_date(timestamp - 86_400))
 
     response = await raw_post(tencent_peer, body, headers=headers)
 
@@ -322,9 +310,7 @@ async def test_unknown_sdk_app_id_is_a_response_error(sdk: SdkFactory) -> None:
     assert failure.value.code == "InvalidParameterValue.SdkAppIdNotExist"
 
 
-async def test_malformed_number_gets_its_own_status(
-    tencent_peer: ServedTencentCloudPeer, sdk: SdkFactory
-) -> None:
+async def test_malformed_number_gets_its_own_status(tencent_peer: ServedTencentCloudPeer, sdk: SdkFactory) -> None:
     response = await sdk().SendSms(sms_request(PHONE, "+86123", "13900139000"))
 
     codes = [status.Code for status in response.SendStatusSet]
@@ -437,9 +423,7 @@ async def test_limits_are_configurable(tencent_peer: ServedTencentCloudPeer, sdk
     assert codes == ["Ok", "Ok", "LimitExceeded.PhoneNumberThirtySecondLimit"]
 
 
-async def test_fault_switch_answers_internal_errors(
-    tencent_peer: ServedTencentCloudPeer, sdk: SdkFactory
-) -> None:
+async def test_fault_switch_answers_internal_errors(tencent_peer: ServedTencentCloudPeer, sdk: SdkFactory) -> None:
     tencent_peer.fail_next(1)
     client = sdk()
 

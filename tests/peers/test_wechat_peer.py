@@ -56,9 +56,7 @@ class WeChatCaller:
         return token
 
     async def phone(self, access_token: str, code: str) -> dict[str, Any]:
-        response = await self.http.post(
-            PHONE_NUMBER_PATH, params={"access_token": access_token}, json={"code": code}
-        )
+        response = await self.http.post(PHONE_NUMBER_PATH, params={"access_token": access_token}, json={"code": code})
         return self._answer(response)
 
 
@@ -213,9 +211,7 @@ async def test_stable_token_accepts_json_only(wechat: WeChatCaller) -> None:
         ({"secret": "nope"}, 40125),
     ],
 )
-async def test_stable_token_checks_the_app(
-    wechat: WeChatCaller, overrides: dict[str, str], errcode: int
-) -> None:
+async def test_stable_token_checks_the_app(wechat: WeChatCaller, overrides: dict[str, str], errcode: int) -> None:
     assert (await wechat.stable_token(overrides=overrides))["errcode"] == errcode
 
 

@@ -167,9 +167,7 @@ class WeChatPeer:
         media_type = "text/plain" if path == JSCODE2SESSION_PATH else _JSON
         return media_type, json.dumps(answer, ensure_ascii=False).encode("utf-8")
 
-    def _dispatch(
-        self, method: str, path: str, query: Mapping[str, str], content_type: str, body: bytes
-    ) -> Answer:
+    def _dispatch(self, method: str, path: str, query: Mapping[str, str], content_type: str, body: bytes) -> Answer:
         routes: dict[tuple[str, str], Callable[[], Answer]] = {
             ("GET", JSCODE2SESSION_PATH): lambda: self._jscode2session(query),
             ("POST", STABLE_TOKEN_PATH): lambda: self._stable_token(content_type, body),
@@ -249,9 +247,7 @@ class WeChatPeer:
             if self._force_refreshes and now - self._force_refreshes[-1] < self.force_refresh_gap:
                 return _error(45011, "api minute-quota reach limit  mustslower  retry next minute,")
             today = datetime.fromtimestamp(now, _CHINA_TZ).date()
-            used_today = sum(
-                1 for at in self._force_refreshes if datetime.fromtimestamp(at, _CHINA_TZ).date() == today
-            )
+            used_today = sum(1 for at in self._force_refreshes if datetime.fromtimestamp(at, _CHINA_TZ).date() == today)
             if used_today >= self.force_refresh_per_day:
                 return _error(45009, "reach max api daily quota limit")
             self._force_refreshes.append(now)

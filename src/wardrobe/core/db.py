@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import NullPool
 
 from wardrobe.settings import Settings
@@ -72,6 +73,31 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
         except BaseException:
             await session.rollback()
             raise
+
+
+@event.listens_for(Session, "after_flush")
+def _mark_flush(session: Session, _: Any) -> None:
+    session.info["wrote"] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _mark_dml(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info["wrote"] = True
+
+
+def has_writes(session: AsyncSession) -> bool:
+    """Whether this session wrote anything (flushed objects or ran INSERT/UPDATE/DELETE)."""
+    sync = session.sync_session
+    return bool(sync.info.get("wrote") or sync.new or sync.dirty or sync.deleted)
+
+
+async def finish(session: AsyncSession) -> None:
+    """Commit what the session wrote. A read-only session is not committed: closing it returns the
+    connection with one ROLLBACK, where COMMIT + the pool's reset would cost two round trips."""
+    if has_writes(session):
+        await session.commit()
+    session.sync_session.info.pop("wrote", None)
 
 
 def pool_status(engine: AsyncEngine) -> dict[str, int]:

@@ -57,7 +57,5 @@ def error_body(code: ErrorCode, data: Any = None) -> dict[str, Any]:
     }
 
 
-def error_response(
-    code: ErrorCode, data: Any = None, headers: dict[str, str] | None = None
-) -> OrjsonResponse:
+def error_response(code: ErrorCode, data: Any = None, headers: dict[str, str] | None = None) -> OrjsonResponse:
     return OrjsonResponse(error_body(code, data), status_code=code.status, headers=headers)

@@ -39,6 +39,8 @@ class ErrorCode(Enum):
     REFERRER_ALREADY_BOUND = (409, "邀请人已绑定，不能修改", "The referrer is already bound")
     INVITE_CODE_INVALID = (400, "邀请码无效", "The invite code is not valid")
     IDEMPOTENCY_CONFLICT = (409, "幂等键冲突", "Idempotency key conflict")
+    SIGNED_URL_EXPIRED = (403, "链接已过期，请重新获取", "The signed URL has expired; request a new one")
+    UPLOAD_INVALID = (422, "上传的文件不是有效的图片", "The uploaded file is not an acceptable image")
     QUOTA_INSUFFICIENT = (402, "额度不足", "Insufficient quota")
     FEATURE_UNAVAILABLE = (403, "该功能不可用", "Feature unavailable")
     RATE_LIMITED = (429, "请求过于频繁，请稍后再试", "Too many requests; try again later")
@@ -88,9 +90,7 @@ class RateLimited(AppError):
 
     def __init__(self, retry_after: int, detail: str | None = None) -> None:
         retry_after = max(1, int(retry_after))
-        super().__init__(
-            data={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}, detail=detail
-        )
+        super().__init__(data={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}, detail=detail)
 
 
 class NotFound(AppError):

@@ -15,6 +15,10 @@ from wardrobe.settings import Settings
 if TYPE_CHECKING:
     from wardrobe.modules.auth.sms_senders import SmsSender
     from wardrobe.modules.auth.wechat_client import WeChatClient
+    from wardrobe.modules.catalog.service import CatalogCache
+    from wardrobe.modules.providers.base import ProviderRegistry
+    from wardrobe.modules.storage.backend import ObjectStorage
+    from wardrobe.worker.runtime import TaskRuntime
 
 
 @dataclass
@@ -27,4 +31,9 @@ class Infra:
     tokens: TokenCodec
     sms_sender: SmsSender
     wechat: WeChatClient | None
-    background: set[object] = field(default_factory=set)
+    storage: ObjectStorage
+    providers: ProviderRegistry
+    catalog_cache: CatalogCache
+    runtime: TaskRuntime
+    # Pipeline versions are immutable, so their step lists are cached for the process's life.
+    pipeline_steps_cache: dict[int, list[str]] = field(default_factory=dict)

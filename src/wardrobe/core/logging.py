@@ -24,6 +24,11 @@ _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-_.=]+", re.IGNORECASE)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 # Keys that look secret by name but hold safe metadata.
 _SAFE_KEYS = frozenset({"code_name", "status_code", "error_code", "event", "level", "status"})
+# Values the service itself generates (never user data): not scanned, which keeps the access log
+# cheap — it is written for every request.
+_UNSCANNED = frozenset(
+    {"level", "logger", "timestamp", "request_id", "method", "route", "status", "latency_ms", "user_id"}
+)
 
 
 def mask_phone(phone: str) -> str:
@@ -54,7 +59,8 @@ def _redact_value(key: str, value: Any) -> Any:
 
 def redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
-        event_dict[key] = _redact_value(key, event_dict[key])
+        if key not in _UNSCANNED:
+            event_dict[key] = _redact_value(key, event_dict[key])
     return event_dict
 
 
@@ -76,9 +82,7 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
         _add_context,
         structlog.processors.format_exc_info,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -38,9 +38,7 @@ class DbPoolCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         status = self._status()
         for key, value in status.items():
-            yield GaugeMetricFamily(
-                f"wardrobe_db_pool_{key}", f"DB pool {key.replace('_', ' ')}", value=value
-            )
+            yield GaugeMetricFamily(f"wardrobe_db_pool_{key}", f"DB pool {key.replace('_', ' ')}", value=value)
 
 
 _pool_collector: DbPoolCollector | None = None

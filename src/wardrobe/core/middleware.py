@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -32,9 +33,18 @@ class BodyTooLarge(HTTPException):
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_caps: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Path prefix -> cap, for routes whose bodies are not JSON (presigned uploads); the longest
+        # matching prefix wins. Those handlers enforce their own, tighter bound on top.
+        self.body_caps = sorted((body_caps or {}).items(), key=lambda item: -len(item[0]))
+
+    def _cap_for(self, path: str) -> int:
+        for prefix, cap in self.body_caps:
+            if path.startswith(prefix):
+                return cap
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,11 +70,12 @@ class EdgeMiddleware:
             await send(message)
 
         declared = headers.get("content-length")
+        limit = self._cap_for(scope.get("path", ""))
         try:
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            if declared is not None and declared.isdigit() and int(declared) > limit:
                 await self._reject_too_large(send_wrapper)
             else:
-                await self.app(scope, self._limited_receive(receive), send_wrapper)
+                await self.app(scope, self._limited_receive(receive, limit), send_wrapper)
         except BodyTooLarge:
             if not response_started:
                 await self._reject_too_large(send_wrapper)
@@ -93,9 +104,8 @@ class EdgeMiddleware:
             lang_var.reset(lang_token)
             user_id_var.reset(user_token)
 
-    def _limited_receive(self, receive: Receive) -> Receive:
+    def _limited_receive(self, receive: Receive, limit: int) -> Receive:
         seen = 0
-        limit = self.max_body_bytes
 
         async def wrapped() -> Message:
             nonlocal seen

@@ -11,17 +11,23 @@ from wardrobe.models.billing import (
     QuotaAccount,
     QuotaHold,
 )
+from wardrobe.models.catalog import FeatureDefinition, FormSchema, PipelineSchema
+from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
 __all__ = [
     "AuditLog",
     "AuthSession",
     "Base",
+    "FeatureDefinition",
+    "FormSchema",
     "Gender",
     "HoldStatus",
     "InviteCodePool",
     "LedgerEntry",
     "LedgerKind",
+    "OutboxMessage",
+    "PipelineSchema",
     "Plan",
     "PlanKind",
     "QuotaAccount",
@@ -30,6 +36,10 @@ __all__ = [
     "RefreshToken",
     "Role",
     "SmsCode",
+    "StepStatus",
+    "Task",
+    "TaskStatus",
+    "TaskStep",
     "User",
     "UserStatus",
 ]

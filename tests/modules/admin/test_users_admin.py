@@ -37,13 +37,9 @@ async def test_list_users_pages_with_a_cursor_newest_first(api: Api) -> None:
 async def test_filter_by_phone_and_role(api: Api) -> None:
     operator = await login_as(api, "operator")
     target = await sms_login(api.client)
-    page = data(
-        await api.client.get("/api/v1/admin/users", params={"phone": target.phone}, headers=operator.headers)
-    )
+    page = data(await api.client.get("/api/v1/admin/users", params={"phone": target.phone}, headers=operator.headers))
     assert [u["id"] for u in page["items"]] == [target.user["id"]]
-    page = data(
-        await api.client.get("/api/v1/admin/users", params={"role": "operator"}, headers=operator.headers)
-    )
+    page = data(await api.client.get("/api/v1/admin/users", params={"role": "operator"}, headers=operator.headers))
     assert [u["role"] for u in page["items"]] == ["operator"]
 
 

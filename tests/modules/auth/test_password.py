@@ -19,9 +19,7 @@ async def _password_login(api: Api, phone: str, password: str) -> tuple[int, dic
 
 async def test_set_then_login_with_password(api: Api) -> None:
     s = await sms_login(api.client)
-    resp = await api.client.put(
-        "/api/v1/auth/password", json={"new_password": "tailor-made-42"}, headers=s.headers
-    )
+    resp = await api.client.put("/api/v1/auth/password", json={"new_password": "tailor-made-42"}, headers=s.headers)
     assert data(resp)["other_sessions_revoked"] == 0
     status, body = await _password_login(api, s.phone, "tailor-made-42")
     assert status == 200, body
@@ -35,9 +33,7 @@ async def test_change_needs_the_old_password_and_revokes_other_sessions(api: Api
     _, other = await _password_login(api, s.phone, "first-pass-1")
     other_headers = {"Authorization": f"Bearer {other['data']['access_token']}"}
 
-    resp = await api.client.put(
-        "/api/v1/auth/password", json={"new_password": "second-pass-2"}, headers=s.headers
-    )
+    resp = await api.client.put("/api/v1/auth/password", json={"new_password": "second-pass-2"}, headers=s.headers)
     assert (resp.status_code, resp.json()["code"]) == (401, "AUTH_INVALID_CREDENTIALS")
     resp = await api.client.put(
         "/api/v1/auth/password",
@@ -51,9 +47,7 @@ async def test_change_needs_the_old_password_and_revokes_other_sessions(api: Api
         headers=s.headers,
     )
     assert data(resp)["other_sessions_revoked"] == 1
-    assert (await api.client.get("/api/v1/users/me", headers=other_headers)).json()[
-        "code"
-    ] == "AUTH_SESSION_REVOKED"
+    assert (await api.client.get("/api/v1/users/me", headers=other_headers)).json()["code"] == "AUTH_SESSION_REVOKED"
     assert (await api.client.get("/api/v1/users/me", headers=s.headers)).status_code == 200
     assert (await _password_login(api, s.phone, "first-pass-1"))[0] == 401
     assert (await _password_login(api, s.phone, "second-pass-2"))[0] == 200
@@ -75,9 +69,7 @@ async def test_reset_with_sms_code_revokes_every_session(api: Api) -> None:
         "/api/v1/auth/password/reset", json={"phone": s.phone, "code": code, "new_password": "brand-new-77"}
     )
     data(resp)
-    assert (await api.client.get("/api/v1/users/me", headers=s.headers)).json()[
-        "code"
-    ] == "AUTH_SESSION_REVOKED"
+    assert (await api.client.get("/api/v1/users/me", headers=s.headers)).json()["code"] == "AUTH_SESSION_REVOKED"
     assert (await _password_login(api, s.phone, "brand-new-77"))[0] == 200
 
 

@@ -173,12 +173,8 @@ async def test_sms_code_answer_does_not_reveal_registration(api: Api) -> None:
     registered = (await sms_login(api.client)).phone
     await api.infra.limiter.clear([per_seconds(1, 60)], "sms-cooldown", registered)
     for purpose in ("login", "reset_password"):
-        a = data(
-            await api.client.post("/api/v1/auth/sms-codes", json={"phone": registered, "purpose": purpose})
-        )
-        b = data(
-            await api.client.post("/api/v1/auth/sms-codes", json={"phone": new_phone(), "purpose": purpose})
-        )
+        a = data(await api.client.post("/api/v1/auth/sms-codes", json={"phone": registered, "purpose": purpose}))
+        b = data(await api.client.post("/api/v1/auth/sms-codes", json={"phone": new_phone(), "purpose": purpose}))
         assert a.keys() == b.keys()
         assert a["cooldown_seconds"] == b["cooldown_seconds"]
         await api.infra.limiter.clear([per_seconds(1, 60)], "sms-cooldown", registered)

@@ -255,7 +255,4 @@ def test_scheme_must_be_http_or_https() -> None:
 
 def test_rate_limited_is_a_send_error() -> None:
     assert issubclass(SmsRateLimitedError, SmsSendError)
-    assert (
-        SmsRateLimitedError("LimitExceeded.PhoneNumberDailyLimit").code
-        == "LimitExceeded.PhoneNumberDailyLimit"
-    )
+    assert SmsRateLimitedError("LimitExceeded.PhoneNumberDailyLimit").code == "LimitExceeded.PhoneNumberDailyLimit"

@@ -68,9 +68,7 @@ async def test_vendor_per_number_limit_becomes_429(api_factory: Any, tencent_pee
     assert "Retry-After" in resp.headers
 
 
-async def test_wrong_tencent_key_is_a_dependency_error_not_a_leak(
-    api_factory: Any, tencent_peer: Any
-) -> None:
+async def test_wrong_tencent_key_is_a_dependency_error_not_a_leak(api_factory: Any, tencent_peer: Any) -> None:
     api: Api = await api_factory(**tencent_sms_settings(tencent_peer, tencent_secret_key="not-the-key"))
     resp = await api.client.post("/api/v1/auth/sms-codes", json={"phone": new_phone()})
     body = resp.json()
@@ -117,9 +115,7 @@ async def test_wechat_busy_is_retried_once_then_503(api_factory: Any, wechat_pee
     assert (resp.status_code, resp.json()["code"]) == (503, "DEPENDENCY_UNAVAILABLE")
 
 
-async def test_wechat_phone_binding_and_the_policy_for_taken_phones(
-    api_factory: Any, wechat_peer: Any
-) -> None:
+async def test_wechat_phone_binding_and_the_policy_for_taken_phones(api_factory: Any, wechat_peer: Any) -> None:
     api: Api = await api_factory(**wechat_settings(wechat_peer))
     wechat_peer.register_login_code("login-x", "openid-x")
     body = data(await api.client.post("/api/v1/auth/login", json={"method": "wechat", "code": "login-x"}))

@@ -156,9 +156,7 @@ async def test_code2session_errors_map_to_exceptions(
     assert wechat_peer.code2session_calls == 1
 
 
-async def test_busy_answer_is_retried_once(
-    wechat_peer: ServedWeChatPeer, wechat_client_factory: ClientFactory
-) -> None:
+async def test_busy_answer_is_retried_once(wechat_peer: ServedWeChatPeer, wechat_client_factory: ClientFactory) -> None:
     wechat_peer.register_login_code("login-code-1", "openid-1")
     wechat_peer.fail_next(1, path=JSCODE2SESSION_PATH)
 
@@ -168,9 +166,7 @@ async def test_busy_answer_is_retried_once(
     assert wechat_peer.code2session_calls == 2
 
 
-async def test_busy_twice_is_unavailable(
-    wechat_peer: ServedWeChatPeer, wechat_client_factory: ClientFactory
-) -> None:
+async def test_busy_twice_is_unavailable(wechat_peer: ServedWeChatPeer, wechat_client_factory: ClientFactory) -> None:
     wechat_peer.register_login_code("login-code-1", "openid-1")
     wechat_peer.fail_next(2, path=JSCODE2SESSION_PATH)
 
@@ -328,9 +324,7 @@ async def test_token_rejected_again_after_refresh_is_unavailable(
         if request.url.path == STABLE_TOKEN_PATH:
             assert json.loads(request.content)["force_refresh"] is False
             token_fetches.append(1)
-            return httpx.Response(
-                200, json={"access_token": f"test-token-{len(token_fetches)}", "expires_in": 7200}
-            )
+            return httpx.Response(200, json={"access_token": f"test-token-{len(token_fetches)}", "expires_in": 7200})
         return httpx.Response(200, json={"errcode": 40001, "errmsg": "invalid credential"})
 
     async with _mock_http(handler) as http:

@@ -85,9 +85,7 @@ async def test_admin_adjustments_need_a_reason_and_never_overdraw(api: Api) -> N
     admin = await login_as(api, "admin")
     target = await sms_login(api.client)
     url = f"/api/v1/admin/users/{target.user['id']}/quota-adjustments"
-    body = data(
-        await api.client.post(url, json={"delta": 20, "reason": "support ticket 42"}, headers=admin.headers)
-    )
+    body = data(await api.client.post(url, json={"delta": 20, "reason": "support ticket 42"}, headers=admin.headers))
     assert body == {"balance": 30, "held": 0, "available": 30}
     resp = await api.client.post(url, json={"delta": -31, "reason": "too much"}, headers=admin.headers)
     assert (resp.status_code, resp.json()["code"]) == (402, "QUOTA_INSUFFICIENT")
@@ -184,9 +182,7 @@ _OPS = st.lists(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_OPS, start=st.integers(0, 10))
-def test_random_sequences_keep_the_invariants(
-    backend: Backend, ops: list[tuple[str, int, int]], start: int
-) -> None:
+def test_random_sequences_keep_the_invariants(backend: Backend, ops: list[tuple[str, int, int]], start: int) -> None:
     """Any sequence of reserve/confirm/cancel/grant/remove keeps balance >= 0, balance equal to the
     ledger sum and held equal to the open holds."""
 

@@ -127,9 +127,7 @@ async def test_second_step_binding_self_and_immutability(api: Api) -> None:
     resp = await api.client.put("/api/v1/users/me/referrer", json={"invite_code": code3}, headers=me.headers)
     assert (resp.status_code, resp.json()["code"]) == (409, "REFERRER_ALREADY_BOUND")
     # A referral cycle (the person I referred cannot refer me) is refused too.
-    resp = await api.client.put(
-        "/api/v1/users/me/referrer", json={"invite_code": mine}, headers=other.headers
-    )
+    resp = await api.client.put("/api/v1/users/me/referrer", json={"invite_code": mine}, headers=other.headers)
     assert (resp.status_code, resp.json()["code"]) == (400, "INVITE_CODE_INVALID")
 
 
@@ -140,9 +138,7 @@ async def test_binding_window_closes(api: Api) -> None:
     from datetime import timedelta
 
     async with unit_of_work(api.infra.session_factory) as db:
-        await db.execute(
-            update(User).where(User.id == me.user["id"]).values(created_at=utcnow() - timedelta(days=8))
-        )
+        await db.execute(update(User).where(User.id == me.user["id"]).values(created_at=utcnow() - timedelta(days=8)))
     resp = await api.client.put("/api/v1/users/me/referrer", json={"invite_code": theirs}, headers=me.headers)
     assert resp.json()["code"] == "INVITE_CODE_INVALID"
 

@@ -28,9 +28,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "sms_codes",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("phone", sa.String(length=20), nullable=False),
         sa.Column("purpose", sa.String(length=16), nullable=False),
         sa.Column("code_hash", sa.String(length=64), nullable=False),
@@ -45,9 +43,7 @@ def upgrade() -> None:
 
     op.create_table(
         "users",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("phone", sa.String(length=20), nullable=True),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
         sa.Column("role", sa.String(length=16), nullable=False),
@@ -78,9 +74,7 @@ def upgrade() -> None:
 
     op.create_table(
         "audit_logs",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("actor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("target_type", sa.String(length=32), nullable=False),
@@ -92,9 +86,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_logs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_logs_actor_id"), ["actor_id"], unique=False)
-        batch_op.create_index(
-            "ix_audit_logs_target", ["target_type", "target_id", "created_at"], unique=False
-        )
+        batch_op.create_index("ix_audit_logs_target", ["target_type", "target_id", "created_at"], unique=False)
 
     op.create_table(
         "auth_sessions",
@@ -114,9 +106,7 @@ def upgrade() -> None:
 
     op.create_table(
         "referrals",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("referrer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("referee_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("invite_code", sa.String(length=16), nullable=False),
@@ -133,9 +123,7 @@ def upgrade() -> None:
 
     op.create_table(
         "refresh_tokens",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("session_id", sa.String(length=32), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=False),

@@ -50,9 +50,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "quota_holds",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("ref", sa.String(length=64), nullable=False),
         sa.Column("amount", sa.Integer(), nullable=False),
@@ -71,9 +69,7 @@ def upgrade() -> None:
 
     op.create_table(
         "quota_ledger",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("kind", sa.String(length=24), nullable=False),
         sa.Column("amount", sa.Integer(), nullable=False),
@@ -94,8 +90,7 @@ def upgrade() -> None:
 
     # Every existing user gets an (empty) account, so "one account per user" holds from here on.
     op.execute(
-        "INSERT INTO quota_accounts (user_id, balance, held, updated_at) "
-        "SELECT id, 0, 0, CURRENT_TIMESTAMP FROM users"
+        "INSERT INTO quota_accounts (user_id, balance, held, updated_at) SELECT id, 0, 0, CURRENT_TIMESTAMP FROM users"
     )
 
 

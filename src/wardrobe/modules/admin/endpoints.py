@@ -65,9 +65,7 @@ async def list_users(
             from wardrobe.core.errors import ValidationFailed
 
             raise ValidationFailed("phone", str(exc)) from exc
-    users = await users_repo.list_users(
-        session, limit=limit + 1, before_id=before_id, phone=phone_norm, role=role
-    )
+    users = await users_repo.list_users(session, limit=limit + 1, before_id=before_id, phone=phone_norm, role=role)
     next_cursor = encode_cursor(users[limit - 1].id) if len(users) > limit else None
     return ok({"items": [_admin_body(u) for u in users[:limit]], "next_cursor": next_cursor})
 
@@ -79,9 +77,7 @@ async def list_users(
     response_model=Envelope[AdminUserOut],
     responses=errors(*DENIED, ErrorCode.CONFLICT),
 )
-async def create_user(
-    body: AdminUserCreate, actor: Writer, infra: InfraDep, session: SessionDep
-) -> OrjsonResponse:
+async def create_user(body: AdminUserCreate, actor: Writer, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
     user = await service.create_user(
         session,
         actor_id=actor.id,
@@ -99,9 +95,7 @@ async def create_user(
     response_model=Envelope[AdminUserOut],
     responses=errors(*DENIED, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
 )
-async def update_user(
-    user_id: int, body: AdminUserUpdate, actor: Writer, session: SessionDep
-) -> OrjsonResponse:
+async def update_user(user_id: int, body: AdminUserUpdate, actor: Writer, session: SessionDep) -> OrjsonResponse:
     user = await service.update_user(
         session, actor_id=actor.id, user_id=user_id, role=body.role, status=body.status, reason=body.reason
     )

@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.context import user_id_var
+from wardrobe.core.db import finish
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
 from wardrobe.models import User
@@ -36,7 +37,7 @@ async def get_session(infra: InfraDep) -> AsyncIterator[AsyncSession]:
     async with infra.session_factory() as session:
         try:
             yield session
-            await session.commit()
+            await finish(session)
         except BaseException:
             await session.rollback()
             raise
@@ -71,15 +72,15 @@ async def get_principal(
     found = await repository.load_session_and_user(session, claims.session_id)
     if found is None:
         raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="unknown session")
-    auth_session, user = found
-    if auth_session.user_id != claims.user_id:
+    user, session_user_id, revoked_at = found
+    if session_user_id != claims.user_id:
         raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="session/user mismatch")
-    if auth_session.revoked_at is not None:
+    if revoked_at is not None:
         raise AppError(ErrorCode.AUTH_SESSION_REVOKED)
     if not user.is_active:
         raise AppError(ErrorCode.ACCOUNT_DISABLED)
     user_id_var.set(user.id)
-    return Principal(user=user, session_id=auth_session.id)
+    return Principal(user=user, session_id=claims.session_id)
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]

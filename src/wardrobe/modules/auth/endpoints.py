@@ -51,9 +51,7 @@ def _token_body(pair: TokenPair) -> dict[str, object]:
     response_model=Envelope[SmsCodeSent],
     responses=errors(ErrorCode.RATE_LIMITED, ErrorCode.DEPENDENCY_UNAVAILABLE),
 )
-async def send_sms_code(
-    body: SmsCodeRequest, request: Request, infra: InfraDep, session: SessionDep
-) -> OrjsonResponse:
+async def send_sms_code(body: SmsCodeRequest, request: Request, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
     sent = await sms_codes.send_code(
         session, infra, phone=body.phone, purpose=body.purpose, client_ip=client_ip(request)
     )
@@ -150,9 +148,7 @@ async def logout_all(principal: CurrentUser, session: SessionDep) -> OrjsonRespo
     responses=errors(ErrorCode.AUTH_CODE_INVALID, ErrorCode.ACCOUNT_DISABLED),
 )
 async def reset_password(body: PasswordReset, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    await service.reset_password(
-        session, infra, phone=body.phone, code=body.code, new_password=body.new_password
-    )
+    await service.reset_password(session, infra, phone=body.phone, code=body.code, new_password=body.new_password)
     return ok(None)
 
 

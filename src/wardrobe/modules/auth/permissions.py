@@ -14,10 +14,11 @@ class Permission(StrEnum):
     SESSIONS_REVOKE = "sessions:revoke"
     AUDIT_READ = "audit:read"
     QUOTA_ADJUST = "quota:adjust"
+    CATALOG_WRITE = "catalog:write"
 
 
 _USER = frozenset({Permission.PROFILE_SELF})
-_OPERATOR = _USER | {Permission.USERS_READ, Permission.AUDIT_READ}
+_OPERATOR = _USER | {Permission.USERS_READ, Permission.AUDIT_READ, Permission.CATALOG_WRITE}
 _ADMIN = frozenset(Permission)
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {

@@ -151,16 +151,12 @@ async def change_password(
             raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
     user.password_hash = await hash_password(new_password)
     user.password_changed_at = utcnow()
-    revoked = await tokens.revoke_all(
-        session, user.id, "password_changed", keep_session_id=current_session_id
-    )
+    revoked = await tokens.revoke_all(session, user.id, "password_changed", keep_session_id=current_session_id)
     await session.flush()
     return revoked
 
 
-async def reset_password(
-    session: AsyncSession, infra: Infra, *, phone: str, code: str, new_password: str
-) -> None:
+async def reset_password(session: AsyncSession, infra: Infra, *, phone: str, code: str, new_password: str) -> None:
     """Forgot-password: the SMS code proves the phone; every session of the account is revoked.
     An unregistered phone fails exactly like a wrong code."""
     await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.RESET_PASSWORD, code=code)

@@ -44,9 +44,7 @@ async def send_code(
     limiter = infra.limiter
     await limiter.hit([per_seconds(1, s.sms_cooldown_seconds)], "sms-cooldown", phone)
     await limiter.hit([per_day(s.sms_daily_cap_per_phone)], "sms-phone-day", phone)
-    await limiter.hit(
-        [per_hour(s.sms_hourly_cap_per_ip), per_day(s.sms_daily_cap_per_ip)], "sms-ip", client_ip
-    )
+    await limiter.hit([per_hour(s.sms_hourly_cap_per_ip), per_day(s.sms_daily_cap_per_ip)], "sms-ip", client_ip)
 
     now = utcnow()
     code = new_numeric_code()
@@ -92,8 +90,6 @@ async def verify_code(infra: Infra, *, phone: str, purpose: CodePurpose, code: s
             ok = False
         else:
             expected = hash_code(s.sms_code_pepper.get_secret_value(), phone, purpose.value, code)
-            ok = constant_time_equals(expected, row.code_hash) and await repository.consume_code(
-                session, row.id, now
-            )
+            ok = constant_time_equals(expected, row.code_hash) and await repository.consume_code(session, row.id, now)
     if not ok:
         raise AppError(ErrorCode.AUTH_CODE_INVALID)

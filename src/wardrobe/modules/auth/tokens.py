@@ -58,9 +58,7 @@ async def start_session(
 ) -> TokenPair:
     """A new login: a session (the token family) and its first refresh token."""
     session_id = new_session_id()
-    session.add(
-        AuthSession(id=session_id, user_id=user.id, method=method, client=(client or "")[:128] or None)
-    )
+    session.add(AuthSession(id=session_id, user_id=user.id, method=method, client=(client or "")[:128] or None))
     await session.flush()
     refresh = await _issue_refresh(session, infra, session_id)
     return _pair(infra, user, session_id, refresh)
@@ -111,7 +109,5 @@ async def revoke(session: AsyncSession, session_id: str, reason: str) -> bool:
     return await repository.revoke_session(session, session_id, reason, utcnow())
 
 
-async def revoke_all(
-    session: AsyncSession, user_id: int, reason: str, keep_session_id: str | None = None
-) -> int:
+async def revoke_all(session: AsyncSession, user_id: int, reason: str, keep_session_id: str | None = None) -> int:
     return await repository.revoke_user_sessions(session, user_id, reason, utcnow(), keep_session_id)

@@ -35,9 +35,7 @@ _TOKEN_SAFETY_MARGIN = 300  # WeChat rotates the token in its last five minutes
 _TOKEN_REJECTED = frozenset({40001, 42001})
 # Deletes the cached token only if it is still the one WeChat rejected, and releases the refresh
 # lock only if we still hold it: both must not clobber another process's newer value.
-_DELETE_IF_EQUAL = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
+_DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class WeChatError(Exception):

@@ -99,14 +99,8 @@ def _public_ref(ref: str) -> str:
     "/api/v1/admin/users/{user_id}/quota-adjustments",
     summary="Add or remove quota with a reason (audited; never below what is available)",
     response_model=Envelope[QuotaAdjusted],
-    responses=errors(
-        *AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.NOT_FOUND, ErrorCode.QUOTA_INSUFFICIENT
-    ),
+    responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.NOT_FOUND, ErrorCode.QUOTA_INSUFFICIENT),
 )
-async def adjust_quota(
-    user_id: int, body: QuotaAdjustment, actor: Adjuster, session: SessionDep
-) -> OrjsonResponse:
-    balance = await service.adjust(
-        session, actor_id=actor.id, user_id=user_id, delta=body.delta, reason=body.reason
-    )
+async def adjust_quota(user_id: int, body: QuotaAdjustment, actor: Adjuster, session: SessionDep) -> OrjsonResponse:
+    balance = await service.adjust(session, actor_id=actor.id, user_id=user_id, delta=body.delta, reason=body.reason)
     return ok({"balance": balance.balance, "held": balance.held, "available": balance.available})

@@ -43,9 +43,7 @@ async def open_account(session: AsyncSession, user_id: int) -> None:
 
 async def get_balance(session: AsyncSession, user_id: int) -> Balance:
     row = (
-        await session.execute(
-            select(QuotaAccount.balance, QuotaAccount.held).where(QuotaAccount.user_id == user_id)
-        )
+        await session.execute(select(QuotaAccount.balance, QuotaAccount.held).where(QuotaAccount.user_id == user_id))
     ).first()
     if row is None:
         return Balance(0, 0)
@@ -83,9 +81,7 @@ async def _record(
 
 
 async def _already_recorded(session: AsyncSession, kind: LedgerKind, ref: str) -> bool:
-    found = await session.scalar(
-        select(LedgerEntry.id).where(LedgerEntry.kind == kind.value, LedgerEntry.ref == ref)
-    )
+    found = await session.scalar(select(LedgerEntry.id).where(LedgerEntry.kind == kind.value, LedgerEntry.ref == ref))
     return found is not None
 
 
@@ -113,15 +109,11 @@ async def credit(
         raise QuotaInsufficient(detail=f"cannot remove {-amount}")
     try:
         async with session.begin_nested():
-            await _record(
-                session, user_id, kind, amount=amount, hold_delta=0, ref=ref, note=note, actor_id=actor_id
-            )
+            await _record(session, user_id, kind, amount=amount, hold_delta=0, ref=ref, note=note, actor_id=actor_id)
     except IntegrityError:
         # A concurrent credit with the same reference won; undo ours (same transaction).
         await session.execute(
-            update(QuotaAccount)
-            .where(QuotaAccount.user_id == user_id)
-            .values(balance=QuotaAccount.balance - amount)
+            update(QuotaAccount).where(QuotaAccount.user_id == user_id).values(balance=QuotaAccount.balance - amount)
         )
         return False
     return True
@@ -150,9 +142,7 @@ async def reserve(session: AsyncSession, user_id: int, amount: int, *, ref: str,
     except IntegrityError:
         # The same ref reserved concurrently and committed first: give our units back, use theirs.
         await session.execute(
-            update(QuotaAccount)
-            .where(QuotaAccount.user_id == user_id)
-            .values(held=QuotaAccount.held - amount)
+            update(QuotaAccount).where(QuotaAccount.user_id == user_id).values(held=QuotaAccount.held - amount)
         )
         winner = await session.scalar(select(QuotaHold).where(QuotaHold.ref == ref))
         if winner is None:
@@ -192,9 +182,7 @@ async def confirm(session: AsyncSession, ref: str) -> bool:
             updated_at=utcnow(),
         )
     )
-    await _record(
-        session, hold.user_id, LedgerKind.CONFIRM, amount=-hold.amount, hold_delta=-hold.amount, ref=ref
-    )
+    await _record(session, hold.user_id, LedgerKind.CONFIRM, amount=-hold.amount, hold_delta=-hold.amount, ref=ref)
     return True
 
 
@@ -222,12 +210,8 @@ async def expired_hold_refs(session: AsyncSession, now: datetime, limit: int = 5
     return list(await session.scalars(stmt))
 
 
-async def ledger_page(
-    session: AsyncSession, user_id: int, *, limit: int, before_id: int | None
-) -> list[LedgerEntry]:
-    stmt = (
-        select(LedgerEntry).where(LedgerEntry.user_id == user_id).order_by(LedgerEntry.id.desc()).limit(limit)
-    )
+async def ledger_page(session: AsyncSession, user_id: int, *, limit: int, before_id: int | None) -> list[LedgerEntry]:
+    stmt = select(LedgerEntry).where(LedgerEntry.user_id == user_id).order_by(LedgerEntry.id.desc()).limit(limit)
     if before_id is not None:
         stmt = stmt.where(LedgerEntry.id < before_id)
     return list(await session.scalars(stmt))

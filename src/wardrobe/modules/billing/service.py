@@ -30,16 +30,12 @@ async def reward_referral(session: AsyncSession, referral: Referral, *, amount: 
     )
     if credited:
         await session.execute(
-            update(Referral)
-            .where(Referral.id == referral.id)
-            .values(reward_status="rewarded", rewarded_at=utcnow())
+            update(Referral).where(Referral.id == referral.id).values(reward_status="rewarded", rewarded_at=utcnow())
         )
     return credited
 
 
-async def adjust(
-    session: AsyncSession, *, actor_id: int, user_id: int, delta: int, reason: str
-) -> quota.Balance:
+async def adjust(session: AsyncSession, *, actor_id: int, user_id: int, delta: int, reason: str) -> quota.Balance:
     """Admin adjustment (C4): needs a reason, is audited, and never takes more than is available."""
     if await users_repo.get_by_id(session, user_id) is None:
         raise NotFound()

@@ -18,9 +18,7 @@ def _user_body(user: object) -> dict[str, object]:
     return UserOut.of(user).model_dump(mode="json")  # type: ignore[arg-type]
 
 
-@router.get(
-    "/me", summary="The logged-in user", response_model=Envelope[UserOut], responses=errors(*AUTH_ERRORS)
-)
+@router.get("/me", summary="The logged-in user", response_model=Envelope[UserOut], responses=errors(*AUTH_ERRORS))
 async def get_me(principal: CurrentUser) -> OrjsonResponse:
     return ok(_user_body(principal.user))
 

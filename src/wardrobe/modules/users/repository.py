@@ -52,8 +52,4 @@ def add_audit(
     target_id: str,
     reason: str | None,
 ) -> None:
-    session.add(
-        AuditLog(
-            actor_id=actor_id, action=action, target_type=target_type, target_id=target_id, reason=reason
-        )
-    )
+    session.add(AuditLog(actor_id=actor_id, action=action, target_type=target_type, target_id=target_id, reason=reason))

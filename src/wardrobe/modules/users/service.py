@@ -132,9 +132,7 @@ async def update_profile(session: AsyncSession, user: User, update: ProfileUpdat
         if key == "avatar_url" and value is not None:
             value = str(value)
         if key == "nickname" and value is None:
-            raise AppError(
-                ErrorCode.VALIDATION_FAILED, data=[{"field": "nickname", "message": "cannot be null"}]
-            )
+            raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "nickname", "message": "cannot be null"}])
         if key == "gender" and value is None:
             value = "unknown"
         setattr(user, key, value)
@@ -151,9 +149,7 @@ async def bind_referrer_later(session: AsyncSession, user: User, raw_code: str, 
     if utcnow() - user.created_at > REFERRER_BIND_WINDOW:
         raise AppError(
             ErrorCode.INVITE_CODE_INVALID,
-            data=[
-                {"field": "invite_code", "message": "the referrer can only be set within 7 days of sign-up"}
-            ],
+            data=[{"field": "invite_code", "message": "the referrer can only be set within 7 days of sign-up"}],
         )
     referrer = await find_referrer(session, raw_code, registrant=user)
     await _bind_referrer(session, user, referrer, policy)

@@ -1,0 +1,180 @@
+"""The demo features: every one runs on the local CPU provider, so the embedded mode works with
+no vendor account. ``cutout`` is multi-step with a fork (two previews made in parallel)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wardrobe.models import FeatureDefinition
+from wardrobe.modules.catalog import service as catalog
+from wardrobe.modules.catalog.schemas import FeatureWrite, PipelineWrite
+from wardrobe.modules.pipeline.definition import PipelineDef
+from wardrobe.modules.providers.base import ProviderRegistry
+
+
+def _image(title: str) -> dict[str, Any]:
+    return {"type": "string", "format": "image-key", "title": title, "maxLength": 256}
+
+
+def _margin(title: str) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "maximum": 2048, "default": 0, "title": title}
+
+
+def _local(step_id: str, action: str, inputs: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "type": "sync_api",
+        "action": action,
+        "provider_candidates": ["local"],
+        "inputs": inputs,
+        "timeout_seconds": timeout,
+        "retries": 1,
+    }
+
+
+DEMO: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    (
+        {
+            "key": "cutout",
+            "definition": {
+                "steps": [
+                    _local("cut", "cutout", {"image": "$inputs.image"}),
+                    {
+                        "id": "previews",
+                        "type": "fork",
+                        "max_parallel": 2,
+                        "branches": [
+                            [_local("small", "thumbnail", {"image": "$steps.cut.image", "max_side": 256})],
+                            [_local("large", "thumbnail", {"image": "$steps.cut.image", "max_side": 1024})],
+                        ],
+                    },
+                ],
+                "outputs": {
+                    "cutout": "$steps.cut.image",
+                    "preview": "$steps.small.image",
+                    "large": "$steps.large.image",
+                },
+            },
+        },
+        {
+            "key": "cutout",
+            "name": "智能抠图",
+            "description": "Background removal: the subject on a transparent PNG.",
+            "quota_cost": 1,
+            "sort_order": 10,
+            "pipeline_key": "cutout",
+            "form_schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["image"],
+                "properties": {"image": _image("Photo")},
+            },
+        },
+    ),
+    (
+        {
+            "key": "eraser",
+            "definition": {
+                "steps": [_local("erase", "erase", {"image": "$inputs.image", "mask": "$inputs.mask"})],
+                "outputs": {"result": "$steps.erase.image"},
+            },
+        },
+        {
+            "key": "eraser",
+            "name": "消除笔",
+            "description": "Remove what the mask covers and fill it from around.",
+            "quota_cost": 1,
+            "sort_order": 20,
+            "pipeline_key": "eraser",
+            "form_schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["image", "mask"],
+                "properties": {"image": _image("Photo"), "mask": _image("Mask (white = erase)")},
+            },
+        },
+    ),
+    (
+        {
+            "key": "outpaint",
+            "definition": {
+                "steps": [
+                    _local(
+                        "extend",
+                        "outpaint",
+                        {
+                            "image": "$inputs.image",
+                            "left": "$inputs.left",
+                            "top": "$inputs.top",
+                            "right": "$inputs.right",
+                            "bottom": "$inputs.bottom",
+                        },
+                    )
+                ],
+                "outputs": {"result": "$steps.extend.image"},
+            },
+        },
+        {
+            "key": "outpaint",
+            "name": "智能扩图",
+            "description": "Extend the canvas and fill the new border.",
+            "quota_cost": 2,
+            "sort_order": 30,
+            "pipeline_key": "outpaint",
+            "form_schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["image", "left", "top", "right", "bottom"],
+                "properties": {
+                    "image": _image("Photo"),
+                    "left": _margin("Left"),
+                    "top": _margin("Top"),
+                    "right": _margin("Right"),
+                    "bottom": _margin("Bottom"),
+                },
+            },
+        },
+    ),
+    (
+        {
+            "key": "face_swap",
+            "definition": {
+                "steps": [_local("swap", "face_swap", {"source": "$inputs.source", "target": "$inputs.target"})],
+                "outputs": {"result": "$steps.swap.image"},
+            },
+        },
+        {
+            "key": "face_swap",
+            "name": "换脸",
+            "description": "Put the face from one photo onto another.",
+            "quota_cost": 3,
+            "sort_order": 40,
+            "pipeline_key": "face_swap",
+            "form_schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["source", "target"],
+                "properties": {"source": _image("Face photo"), "target": _image("Target photo")},
+            },
+        },
+    ),
+]
+
+
+async def seed_demo_catalog(session: AsyncSession, registry: ProviderRegistry) -> int:
+    """Create the demo pipelines and features that are missing (idempotent)."""
+    created = 0
+    for pipeline, feature in DEMO:
+        if await catalog.latest_pipeline(session, pipeline["key"]) is None:
+            await catalog.save_pipeline(
+                session,
+                registry,
+                PipelineWrite(key=pipeline["key"], definition=PipelineDef.model_validate(pipeline["definition"])),
+            )
+        if await session.scalar(select(FeatureDefinition.id).where(FeatureDefinition.key == feature["key"])) is None:
+            await catalog.save_feature(session, FeatureWrite.model_validate(feature))
+            created += 1
+    return created

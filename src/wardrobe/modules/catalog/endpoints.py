@@ -1,0 +1,148 @@
+"""Admin routes for the catalog: features and versioned pipelines (operators and admins)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+
+from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
+from wardrobe.core.errors import ErrorCode
+from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema
+from wardrobe.modules.auth.deps import InfraDep, Principal, SessionDep, require
+from wardrobe.modules.auth.permissions import Permission
+from wardrobe.modules.catalog import service
+from wardrobe.modules.catalog.schemas import FeatureAdminOut, FeatureWrite, PipelineOut, PipelineWrite
+from wardrobe.modules.users import repository as users_repo
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+Editor = Annotated[Principal, Depends(require(Permission.CATALOG_WRITE))]
+DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
+
+
+def _feature_body(feature: FeatureDefinition, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": feature.id,
+        "key": feature.key,
+        "name": feature.name,
+        "description": feature.description,
+        "is_enabled": feature.is_enabled,
+        "access_scope": feature.access_scope,
+        "plan_required": feature.plan_required,
+        "allowed_accounts": feature.allowed_accounts or [],
+        "rate_limit_policy": feature.rate_limit_policy,
+        "quota_cost": feature.quota_cost,
+        "form_schema": schema,
+        "pipeline_key": feature.pipeline_key,
+        "sort_order": feature.sort_order,
+        "deleted_at": feature.deleted_at,
+        "updated_at": feature.updated_at,
+    }
+
+
+def _pipeline_body(p: PipelineSchema) -> dict[str, Any]:
+    return {"id": p.id, "key": p.key, "version": p.version, "definition": p.definition, "created_at": p.created_at}
+
+
+@router.get(
+    "/features",
+    summary="Every feature, including disabled ones",
+    response_model=Envelope[list[FeatureAdminOut]],
+    responses=errors(*DENIED),
+)
+async def list_features(_: Editor, session: SessionDep) -> OrjsonResponse:
+    rows = await session.execute(
+        select(FeatureDefinition, FormSchema.schema)
+        .join(FormSchema, FormSchema.id == FeatureDefinition.form_schema_id)
+        .order_by(FeatureDefinition.sort_order, FeatureDefinition.key)
+    )
+    return ok([_feature_body(f, s) for f, s in rows])
+
+
+async def _saved(
+    session: SessionDep, infra: InfraDep, actor: Principal, feature: FeatureDefinition, action: str
+) -> dict[str, Any]:
+    infra.catalog_cache.invalidate()
+    users_repo.add_audit(
+        session, actor_id=actor.id, action=action, target_type="feature", target_id=feature.key, reason=None
+    )
+    schema = await session.scalar(select(FormSchema.schema).where(FormSchema.id == feature.form_schema_id))
+    return _feature_body(feature, schema or {})
+
+
+@router.post(
+    "/features",
+    status_code=201,
+    summary="Create a feature (its form and pipeline are checked)",
+    response_model=Envelope[FeatureAdminOut],
+    responses=errors(*DENIED, ErrorCode.CONFLICT),
+)
+async def create_feature(body: FeatureWrite, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    feature = await service.save_feature(session, body)
+    return ok(await _saved(session, infra, actor, feature, "feature.create"), status_code=201)
+
+
+@router.put(
+    "/features/{feature_id}",
+    summary="Replace a feature",
+    response_model=Envelope[FeatureAdminOut],
+    responses=errors(*DENIED, ErrorCode.NOT_FOUND),
+)
+async def replace_feature(
+    feature_id: int, body: FeatureWrite, actor: Editor, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    feature = await service.save_feature(session, body, existing_id=feature_id)
+    return ok(await _saved(session, infra, actor, feature, "feature.update"))
+
+
+@router.delete(
+    "/features/{feature_id}",
+    summary="Retire a feature (soft delete; tasks keep their history)",
+    response_model=Envelope[None],
+    responses=errors(*DENIED, ErrorCode.NOT_FOUND),
+)
+async def delete_feature(feature_id: int, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    await service.delete_feature(session, feature_id)
+    infra.catalog_cache.invalidate()
+    users_repo.add_audit(
+        session,
+        actor_id=actor.id,
+        action="feature.delete",
+        target_type="feature",
+        target_id=str(feature_id),
+        reason=None,
+    )
+    return ok(None)
+
+
+@router.get(
+    "/pipelines",
+    summary="Every pipeline version",
+    response_model=Envelope[list[PipelineOut]],
+    responses=errors(*DENIED),
+)
+async def list_pipelines(_: Editor, session: SessionDep) -> OrjsonResponse:
+    rows = await session.scalars(select(PipelineSchema).order_by(PipelineSchema.key, PipelineSchema.version))
+    return ok([_pipeline_body(p) for p in rows])
+
+
+@router.post(
+    "/pipelines",
+    status_code=201,
+    summary="Save a new version of a pipeline (refused if invalid)",
+    response_model=Envelope[PipelineOut],
+    responses=errors(*DENIED),
+)
+async def create_pipeline(body: PipelineWrite, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    pipeline = await service.save_pipeline(session, infra.providers, body)
+    users_repo.add_audit(
+        session,
+        actor_id=actor.id,
+        action="pipeline.create",
+        target_type="pipeline",
+        target_id=f"{pipeline.key}@{pipeline.version}",
+        reason=None,
+    )
+    return ok(_pipeline_body(pipeline), status_code=201)

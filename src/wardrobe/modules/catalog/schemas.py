@@ -1,0 +1,63 @@
+"""Catalog DTOs: the public feature list and the admin payloads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wardrobe.modules.pipeline.definition import STEP_ID, PipelineDef
+
+KEY = r"^[a-z][a-z0-9_]{1,63}$"
+
+
+class FeatureOut(BaseModel):
+    key: str
+    name: str
+    description: str
+    quota_cost: int
+    form_schema: dict[str, Any]
+
+
+class FeatureWrite(BaseModel):
+    """Create or fully replace a feature."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(pattern=KEY)
+    name: str = Field(min_length=1, max_length=64)
+    description: str = Field(default="", max_length=2000)
+    is_enabled: bool = True
+    access_scope: Literal["plan", "whitelist"] = "plan"
+    plan_required: str | None = Field(default=None, max_length=64, description="comma-separated membership SKUs")
+    allowed_accounts: list[int] = Field(default_factory=list, max_length=1000)
+    rate_limit_policy: str | None = Field(default=None, max_length=128, examples=["10/minute;100/day"])
+    quota_cost: int = Field(ge=1, le=1000)
+    form_schema: dict[str, Any]
+    pipeline_key: str = Field(pattern=KEY)
+    sort_order: int = 0
+
+
+class FeatureAdminOut(FeatureWrite):
+    id: int
+    deleted_at: datetime | None
+    updated_at: datetime
+
+
+class PipelineWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(pattern=KEY)
+    definition: PipelineDef
+
+
+class PipelineOut(BaseModel):
+    id: int
+    key: str
+    version: int
+    definition: dict[str, Any]
+    created_at: datetime
+
+
+__all__ = ["STEP_ID", "FeatureAdminOut", "FeatureOut", "FeatureWrite", "PipelineOut", "PipelineWrite"]

@@ -1,0 +1,202 @@
+"""Catalog rules (D1-D3): who may use which feature, and refusing invalid definitions on save."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wardrobe.core.errors import AppError, ErrorCode, NotFound
+from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema, Role, User
+from wardrobe.models.base import utcnow
+from wardrobe.modules.catalog import forms
+from wardrobe.modules.catalog.schemas import FeatureWrite, PipelineWrite
+from wardrobe.modules.pipeline.definition import PipelineDef
+from wardrobe.modules.providers.base import ProviderRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """A feature as the task path needs it, detached from any session (safe to cache)."""
+
+    key: str
+    name: str
+    description: str
+    is_enabled: bool
+    access_scope: str
+    plan_required: frozenset[str]
+    allowed_accounts: frozenset[int]
+    rate_limit_policy: str | None
+    quota_cost: int
+    form_schema: dict[str, Any]
+    pipeline_key: str
+    sort_order: int
+
+    def visible_to(self, user: User, membership_sku: str | None) -> bool:
+        if not self.is_enabled:
+            return False
+        if user.role in (Role.ADMIN.value, Role.OPERATOR.value):
+            return True  # staff try every enabled feature
+        if self.access_scope == "whitelist":
+            return user.id in self.allowed_accounts
+        return not self.plan_required or membership_sku in self.plan_required
+
+
+class CatalogCache:
+    """Cache-aside of the enabled catalog (F1, minimal): one load serves every request for
+    ``ttl`` seconds; an operator's edit invalidates it at once in this process."""
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, CatalogEntry] | None = None
+        self._loaded_at = 0.0
+        self.hits = 0
+        self.misses = 0
+
+    def invalidate(self) -> None:
+        self._entries = None
+
+    async def entries(self, session: AsyncSession) -> dict[str, CatalogEntry]:
+        if self._entries is not None and time.monotonic() - self._loaded_at < self.ttl:
+            self.hits += 1
+            return self._entries
+        self.misses += 1
+        rows = await session.execute(
+            select(FeatureDefinition, FormSchema.schema)
+            .join(FormSchema, FormSchema.id == FeatureDefinition.form_schema_id)
+            .where(FeatureDefinition.deleted_at.is_(None))
+            .order_by(FeatureDefinition.sort_order, FeatureDefinition.key)
+        )
+        entries = {f.key: _entry(f, schema) for f, schema in rows}
+        self._entries, self._loaded_at = entries, time.monotonic()
+        return entries
+
+
+def _entry(feature: FeatureDefinition, schema: dict[str, Any]) -> CatalogEntry:
+    plans = frozenset(p.strip() for p in (feature.plan_required or "").split(",") if p.strip())
+    return CatalogEntry(
+        key=feature.key,
+        name=feature.name,
+        description=feature.description,
+        is_enabled=feature.is_enabled,
+        access_scope=feature.access_scope,
+        plan_required=plans,
+        allowed_accounts=frozenset(int(a) for a in feature.allowed_accounts or []),
+        rate_limit_policy=feature.rate_limit_policy,
+        quota_cost=feature.quota_cost,
+        form_schema=schema,
+        pipeline_key=feature.pipeline_key,
+        sort_order=feature.sort_order,
+    )
+
+
+async def visible_features(
+    session: AsyncSession, cache: CatalogCache, user: User, membership_sku: str | None
+) -> list[CatalogEntry]:
+    entries = await cache.entries(session)
+    return [e for e in entries.values() if e.visible_to(user, membership_sku)]
+
+
+async def usable_feature(
+    session: AsyncSession, cache: CatalogCache, user: User, membership_sku: str | None, key: str
+) -> CatalogEntry:
+    """The feature if this user may run it now; FEATURE_UNAVAILABLE otherwise (D1: re-checked)."""
+    entry = (await cache.entries(session)).get(key)
+    if entry is None or not entry.visible_to(user, membership_sku):
+        raise AppError(ErrorCode.FEATURE_UNAVAILABLE)
+    return entry
+
+
+async def latest_pipeline(session: AsyncSession, key: str) -> PipelineSchema | None:
+    stmt = select(PipelineSchema).where(PipelineSchema.key == key).order_by(PipelineSchema.version.desc()).limit(1)
+    return await session.scalar(stmt)
+
+
+def _invalid(field: str, problems: list[str]) -> AppError:
+    return AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": field, "message": p} for p in problems])
+
+
+async def save_pipeline(session: AsyncSession, registry: ProviderRegistry, body: PipelineWrite) -> PipelineSchema:
+    """Store a new version of pipeline ``key``; refused if any step could not run here."""
+    problems = []
+    for step in body.definition.all_steps():
+        problems += [
+            f"step {step.id}: {p}" for p in registry.problems_for(step.type, step.action, step.provider_candidates)
+        ]
+    if problems:
+        raise _invalid("definition", problems)
+    current = await session.scalar(select(func.max(PipelineSchema.version)).where(PipelineSchema.key == body.key))
+    pipeline = PipelineSchema(
+        key=body.key, version=int(current or 0) + 1, definition=body.definition.model_dump(mode="json")
+    )
+    session.add(pipeline)
+    await session.flush()
+    return pipeline
+
+
+async def save_feature(session: AsyncSession, body: FeatureWrite, existing_id: int | None = None) -> FeatureDefinition:
+    """Create or replace a feature after checking its form schema against its pipeline."""
+    problems = forms.schema_problems(body.form_schema)
+    if problems:
+        raise _invalid("form_schema", problems)
+    pipeline = await latest_pipeline(session, body.pipeline_key)
+    if pipeline is None:
+        raise _invalid("pipeline_key", [f"no pipeline {body.pipeline_key!r}"])
+    needed = PipelineDef.model_validate(pipeline.definition).input_fields()
+    missing = sorted(needed - set(body.form_schema.get("properties", {})))
+    if missing:
+        raise _invalid("form_schema", [f"the pipeline reads inputs the form lacks: {', '.join(missing)}"])
+    if body.rate_limit_policy:
+        from wardrobe.core.ratelimit import parse_limits
+
+        try:
+            parse_limits(body.rate_limit_policy)
+        except ValueError as exc:
+            raise _invalid("rate_limit_policy", [str(exc)]) from exc
+
+    if existing_id is None:
+        if await session.scalar(select(FeatureDefinition.id).where(FeatureDefinition.key == body.key)):
+            raise AppError(ErrorCode.CONFLICT, data=[{"field": "key", "message": "already exists"}])
+        form = FormSchema(key=f"{body.key}-form", schema=body.form_schema)
+        session.add(form)
+        await session.flush()
+        feature = FeatureDefinition(key=body.key, form_schema_id=form.id)
+        session.add(feature)
+    else:
+        found = await session.get(FeatureDefinition, existing_id)
+        if found is None or found.deleted_at is not None:
+            raise NotFound()
+        feature = found
+        if body.key != feature.key:
+            raise _invalid("key", ["a feature's key cannot change"])
+        form_row = await session.get(FormSchema, feature.form_schema_id)
+        if form_row is not None:
+            form_row.schema = body.form_schema
+    for name in (
+        "name",
+        "description",
+        "is_enabled",
+        "access_scope",
+        "plan_required",
+        "rate_limit_policy",
+        "quota_cost",
+        "pipeline_key",
+        "sort_order",
+    ):
+        setattr(feature, name, getattr(body, name))
+    feature.allowed_accounts = list(body.allowed_accounts)
+    feature.updated_at = utcnow()
+    await session.flush()
+    return feature
+
+
+async def delete_feature(session: AsyncSession, feature_id: int) -> None:
+    feature = await session.get(FeatureDefinition, feature_id)
+    if feature is None or feature.deleted_at is not None:
+        raise NotFound()
+    feature.deleted_at = utcnow()
+    feature.is_enabled = False
+    await session.flush()

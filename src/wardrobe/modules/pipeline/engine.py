@@ -1,0 +1,480 @@
+"""The pipeline engine (D4): runs one task's steps on providers, durably.
+
+A worker first *claims* the task (a lease in the tasks row, renewed by a heartbeat). Every step's
+state is written before and after the provider call, so if the worker dies, another one that later
+claims the expired lease skips finished steps and re-attaches to submitted vendor jobs by their
+stored id instead of submitting again. The terminal state is written in one transaction with the
+money: success confirms the quota hold, failure or cancel releases it — exactly once, because each
+transition is a conditional update that only the lease holder can make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from wardrobe.core.db import unit_of_work
+from wardrobe.core.logging import get_logger
+from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep
+from wardrobe.models.base import utcnow
+from wardrobe.modules.billing import quota
+from wardrobe.modules.pipeline.definition import ForkDef, PipelineDef, StepDef, parse_ref
+from wardrobe.modules.providers.base import (
+    AsyncProvider,
+    JobState,
+    ProviderError,
+    ProviderRegistry,
+    StepContext,
+    SyncProvider,
+)
+
+log = get_logger("wardrobe.engine")
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:24]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def hold_ref(task: Task) -> str:
+    return f"task:{task.public_id}"
+
+
+class StepFailed(Exception):
+    def __init__(self, step_id: str, code: str) -> None:
+        super().__init__(f"{step_id}: {code}")
+        self.step_id = step_id
+        self.code = code
+
+
+class TaskCanceled(Exception):
+    pass
+
+
+class LeaseLost(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    max_backoff_seconds: float = 30.0
+
+
+class PipelineEngine:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        registry: ProviderRegistry,
+        *,
+        config: EngineConfig | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self._sessions = session_factory
+        self._registry = registry
+        self.config = config or EngineConfig()
+        self.worker_id = worker_id or new_worker_id()
+
+    # -- claiming and the lease ----------------------------------------------------------------
+
+    async def claim(self, task_id: int) -> bool:
+        """Take the task if nobody holds a live lease on it. Exactly one worker wins."""
+        now = utcnow()
+        async with unit_of_work(self._sessions) as session:
+            result = await session.execute(
+                update(Task)
+                .where(
+                    Task.id == task_id,
+                    Task.status.in_([TaskStatus.QUEUED.value, TaskStatus.RUNNING.value]),
+                    (Task.lease_expires_at.is_(None)) | (Task.lease_expires_at < now),
+                )
+                .values(
+                    status=TaskStatus.RUNNING.value,
+                    lease_owner=self.worker_id,
+                    lease_expires_at=now + timedelta(seconds=self.config.lease_seconds),
+                    runs=Task.runs + 1,
+                    updated_at=now,
+                )
+            )
+            won = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            if won:
+                await session.execute(
+                    update(Task).where(Task.id == task_id, Task.started_at.is_(None)).values(started_at=now)
+                )
+        return won
+
+    async def run(self, task_id: int) -> str | None:
+        """Claim and run the task to a terminal state. Returns the final status, or None if the
+        task was not ours to run (already claimed, finished, or the lease was lost midway)."""
+        if not await self.claim(task_id):
+            return None
+        run = _Run(self, task_id)
+        return await run.execute()
+
+    @property
+    def registry(self) -> ProviderRegistry:
+        return self._registry
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self._sessions
+
+
+class _Run:
+    """One claimed execution of one task."""
+
+    def __init__(self, engine: PipelineEngine, task_id: int) -> None:
+        self.engine = engine
+        self.task_id = task_id
+        self.cancel = asyncio.Event()
+        self.lost = asyncio.Event()
+        self._task: Task | None = None
+        self.steps: dict[str, TaskStep] = {}
+        self.done_steps = 0
+        self.total_steps = 1
+
+    @property
+    def task(self) -> Task:
+        if self._task is None:
+            raise RuntimeError("the task is loaded at the start of execute()")
+        return self._task
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    async def execute(self) -> str | None:
+        engine = self.engine
+        async with engine.sessions() as session:
+            task = await session.get(Task, self.task_id)
+            schema = await session.get(PipelineSchema, task.pipeline_schema_id) if task else None
+            rows = await session.scalars(select(TaskStep).where(TaskStep.task_id == self.task_id))
+            self.steps = {r.step_id: r for r in rows}
+        if task is None or schema is None:
+            return None
+        self._task = task
+        definition = PipelineDef.model_validate(schema.definition)
+        self.total_steps = max(1, definition.step_count())
+        self.done_steps = sum(1 for r in self.steps.values() if r.status == StepStatus.SUCCEEDED.value)
+        if task.cancel_requested:
+            return await self._finish(TaskStatus.CANCELED, error_code="canceled")
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            outputs = await self._run_units(definition)
+            final_outputs = self._collect_outputs(definition, outputs)
+            return await self._finish(TaskStatus.SUCCEEDED, outputs=final_outputs)
+        except StepFailed as exc:
+            log.info("task_failed", task=task.public_id, step=exc.step_id, error_code=exc.code)
+            return await self._finish(
+                TaskStatus.FAILED, error_code=exc.code, error_message=f"step {exc.step_id} failed"
+            )
+        except TaskCanceled:
+            return await self._finish(TaskStatus.CANCELED, error_code="canceled")
+        except LeaseLost:
+            log.warning("lease_lost", task=task.public_id, worker=engine.worker_id)
+            return None
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self) -> None:
+        cfg = self.engine.config
+        while True:
+            await asyncio.sleep(cfg.heartbeat_seconds)
+            now = utcnow()
+            async with unit_of_work(self.engine.sessions) as session:
+                renewed = await session.execute(
+                    update(Task)
+                    .where(
+                        Task.id == self.task_id,
+                        Task.lease_owner == self.engine.worker_id,
+                        Task.status == TaskStatus.RUNNING.value,
+                    )
+                    .values(lease_expires_at=now + timedelta(seconds=cfg.lease_seconds))
+                )
+                flag = await session.scalar(select(Task.cancel_requested).where(Task.id == self.task_id))
+            if renewed.rowcount != 1:  # type: ignore[attr-defined]
+                self.lost.set()
+                return
+            if flag:
+                self.cancel.set()
+
+    async def _run_units(self, definition: PipelineDef) -> dict[str, dict[str, Any]]:
+        outputs: dict[str, dict[str, Any]] = {
+            sid: dict(row.outputs or {}) for sid, row in self.steps.items() if row.status == StepStatus.SUCCEEDED.value
+        }
+        for unit in definition.steps:
+            self._check_interrupts()
+            if isinstance(unit, ForkDef):
+                await self._run_fork(unit, outputs)
+            else:
+                outputs[unit.id] = await self._run_step(unit, outputs)
+        return outputs
+
+    async def _run_fork(self, fork: ForkDef, outputs: dict[str, dict[str, Any]]) -> None:
+        limit = asyncio.Semaphore(fork.max_parallel)
+
+        async def branch(steps: list[StepDef]) -> None:
+            async with limit:
+                for step in steps:
+                    self._check_interrupts()
+                    outputs[step.id] = await self._run_step(step, outputs)
+
+        # A TaskGroup cancels the sibling branches as soon as one fails: the pipeline stops at once.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for steps in fork.branches:
+                    group.create_task(branch(steps))
+        except* (StepFailed, TaskCanceled, LeaseLost) as grouped:
+            raise grouped.exceptions[0] from None
+
+    def _check_interrupts(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost
+        if self.cancel.is_set():
+            raise TaskCanceled
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def _resolve(self, step: StepDef, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        resolved: dict[str, Any] = {}
+        for name, value in step.inputs.items():
+            ref = parse_ref(value)
+            if ref is None:
+                resolved[name] = value
+            elif ref[0] == "inputs":
+                resolved[name] = self.task.inputs.get(ref[1])
+            else:
+                resolved[name] = outputs.get(ref[1], {}).get(ref[2] or "")
+        return resolved
+
+    async def _run_step(self, step: StepDef, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        row = self.steps.get(step.id)
+        if row is not None and row.status == StepStatus.SUCCEEDED.value:
+            return dict(row.outputs or {})
+        if row is not None and row.status in (StepStatus.FAILED.value, StepStatus.SKIPPED.value):
+            if step.on_failure == "continue":
+                return {}
+            raise StepFailed(step.id, row.error or "step_failed")
+        inputs = self._resolve(step, outputs)
+        last_code = "no_provider"
+        for slug in step.provider_candidates:
+            provider = self.engine.registry.get(slug)
+            if provider is None:
+                continue
+            try:
+                result = await self._call_with_retries(step, provider, inputs)
+            except ProviderError as exc:
+                last_code = exc.code
+                log.info("provider_failed", step=step.id, provider=slug, error_code=exc.code)
+                continue  # fall back to the next candidate
+            await self._save_step(step.id, StepStatus.SUCCEEDED, outputs=result, finished=True)
+            self.done_steps += 1
+            await self._save_progress()
+            return result
+        await self._save_step(step.id, StepStatus.FAILED, error=last_code, finished=True)
+        if step.on_failure == "continue":
+            return {}
+        raise StepFailed(step.id, last_code)
+
+    async def _call_with_retries(self, step: StepDef, provider: object, inputs: dict[str, Any]) -> dict[str, Any]:
+        attempts = step.retries + 1
+        for attempt in range(1, attempts + 1):
+            self._check_interrupts()
+            ctx = StepContext(self.task.public_id, self.task.user_id, step.id, attempt)
+            try:
+                return await self._call_once(step, provider, inputs, ctx)
+            except ProviderError as exc:
+                if not exc.retryable or attempt == attempts:
+                    raise
+                # Exponential back-off with full jitter, so retries from many tasks spread out.
+                delay = min(self.engine.config.max_backoff_seconds, step.backoff_seconds * 2 ** (attempt - 1))
+                await self._sleep_interruptibly(random.uniform(0, delay))  # noqa: S311 - jitter, not security
+        raise ProviderError("unreachable")  # pragma: no cover
+
+    async def _call_once(
+        self, step: StepDef, provider: object, inputs: dict[str, Any], ctx: StepContext
+    ) -> dict[str, Any]:
+        slug = getattr(provider, "slug", "?")
+        row = self.steps.get(step.id)
+        if step.type == "sync_api":
+            if not isinstance(provider, SyncProvider):
+                raise ProviderError("provider_mismatch")
+            await self._save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt)
+            result: dict[str, Any] = await self._bounded(provider.run(step.action, inputs, ctx), step.timeout_seconds)
+            return result
+        if not isinstance(provider, AsyncProvider):
+            raise ProviderError("provider_mismatch")
+        job_id = row.vendor_task_id if row is not None and row.provider == slug else None
+        if job_id is None:
+            await self._save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt)
+            job_id = await self._bounded(provider.submit(step.action, inputs, ctx), step.timeout_seconds)
+            # Persisted before anything else happens: from here on a restart re-attaches.
+            await self._save_step(step.id, StepStatus.RUNNING, provider=slug, vendor_task_id=job_id)
+        started = (row.started_at if row is not None and row.started_at else None) or utcnow()
+        deadline = started + timedelta(seconds=step.timeout_seconds)
+        while True:
+            self._check_interrupts()
+            remaining = (deadline - utcnow()).total_seconds()
+            if remaining <= 0:
+                raise ProviderError("timeout", retryable=False)
+            status = await self._bounded(provider.poll(job_id, ctx), remaining)
+            if status.state is JobState.SUCCEEDED:
+                return dict(status.outputs)
+            if status.state is JobState.FAILED:
+                raise ProviderError(status.error_code or "vendor_failed", retryable=False)
+            await self._sleep_interruptibly(min(step.poll_interval_seconds, remaining))
+
+    async def _bounded(self, call: Any, seconds: float) -> Any:
+        """Run a provider call under the step timeout, abandoning it on cancel or lost lease."""
+        work = asyncio.ensure_future(call)
+        stop = asyncio.ensure_future(self._interrupted())
+        try:
+            done, _ = await asyncio.wait({work, stop}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if work in done:
+            return work.result()
+        work.cancel()
+        self._check_interrupts()
+        raise ProviderError("timeout", retryable=True)
+
+    async def _interrupted(self) -> None:
+        cancel = asyncio.ensure_future(self.cancel.wait())
+        lost = asyncio.ensure_future(self.lost.wait())
+        try:
+            await asyncio.wait({cancel, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancel.cancel()
+            lost.cancel()
+
+    async def _sleep_interruptibly(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._interrupted(), timeout=seconds)
+        except TimeoutError:
+            return
+        self._check_interrupts()
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    async def _save_step(
+        self,
+        step_id: str,
+        status: StepStatus,
+        *,
+        provider: str | None = None,
+        attempt: int | None = None,
+        vendor_task_id: str | None = None,
+        outputs: dict[str, Any] | None = None,
+        error: str | None = None,
+        finished: bool = False,
+    ) -> None:
+        now = utcnow()
+        async with unit_of_work(self.engine.sessions) as session:
+            await self._assert_lease(session)
+            row = await session.scalar(
+                select(TaskStep).where(TaskStep.task_id == self.task_id, TaskStep.step_id == step_id)
+            )
+            if row is None:
+                row = TaskStep(task_id=self.task_id, step_id=step_id, started_at=now, attempts=0, outputs={})
+                session.add(row)
+            row.status = status.value
+            if provider is not None:
+                if row.provider != provider:
+                    row.vendor_task_id = None
+                row.provider = provider
+            if attempt is not None:
+                row.attempts = (row.attempts or 0) + 1
+            if vendor_task_id is not None:
+                row.vendor_task_id = vendor_task_id
+            if outputs is not None:
+                row.outputs = outputs
+            if error is not None:
+                row.error = error[:500]
+            if finished:
+                row.finished_at = now
+            await session.flush()
+            self.steps[step_id] = row
+
+    async def _assert_lease(self, session: AsyncSession) -> None:
+        owner = await session.scalar(select(Task.lease_owner).where(Task.id == self.task_id))
+        if owner != self.engine.worker_id:
+            self.lost.set()
+            raise LeaseLost
+
+    async def _save_progress(self) -> None:
+        progress = min(99, int(100 * self.done_steps / self.total_steps))
+        async with unit_of_work(self.engine.sessions) as session:
+            await session.execute(
+                update(Task)
+                .where(
+                    Task.id == self.task_id,
+                    Task.lease_owner == self.engine.worker_id,
+                    Task.progress < progress,
+                )
+                .values(progress=progress, updated_at=utcnow())
+            )
+
+    def _collect_outputs(
+        self, definition: PipelineDef, outputs: Mapping[str, Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        collected = []
+        for name, ref_text in definition.outputs.items():
+            ref = parse_ref(ref_text)
+            value = outputs.get(ref[1], {}).get(ref[2] or "") if ref else None
+            if isinstance(value, dict) and "object_key" in value:
+                collected.append({"name": name, **value})
+            elif value is not None:
+                collected.append({"name": name, "value": value})
+        return collected
+
+    async def _finish(
+        self,
+        status: TaskStatus,
+        *,
+        outputs: list[dict[str, Any]] | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> str | None:
+        """The terminal transition and the money, in one transaction, only by the lease holder."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "status": status.value,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "finished_at": now,
+            "updated_at": now,
+        }
+        if status is TaskStatus.SUCCEEDED:
+            values.update(progress=100, outputs=outputs or [])
+        else:
+            values.update(error_code=error_code, error_message=error_message)
+        async with unit_of_work(self.engine.sessions) as session:
+            result = await session.execute(
+                update(Task)
+                .where(
+                    Task.id == self.task_id,
+                    Task.status == TaskStatus.RUNNING.value,
+                    Task.lease_owner == self.engine.worker_id,
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            ref = hold_ref(self.task)
+            if status is TaskStatus.SUCCEEDED:
+                await quota.confirm(session, ref)
+            elif await quota.cancel(session, ref):
+                await session.execute(update(Task).where(Task.id == self.task_id).values(refunded=True))
+        log.info("task_finished", task=self.task.public_id, status=status.value)
+        return status.value

@@ -1,0 +1,102 @@
+"""What the pipeline engine asks of a provider, and the registry that finds one by slug (D7).
+
+Two shapes, one per step type: a ``SyncProvider`` answers in the call (``sync_api``); an
+``AsyncProvider`` accepts a job and is polled (``async_api``, ``scf``) — the vendor's job id is
+persisted between the two, so a resumed step re-attaches instead of submitting again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+
+class ProviderError(Exception):
+    """A step failed at the provider. ``retryable`` says whether the same call may succeed later;
+    ``code`` is stable and safe to store (never a raw vendor message)."""
+
+    def __init__(self, code: str, message: str = "", *, retryable: bool = False) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    state: JobState
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a provider may know about the call: enough to name its outputs, nothing more."""
+
+    task_id: str
+    user_id: int
+    step_id: str
+    attempt: int
+
+
+@runtime_checkable
+class SyncProvider(Protocol):
+    slug: str
+
+    def supports(self, action: str) -> bool: ...
+
+    async def run(self, action: str, inputs: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class AsyncProvider(Protocol):
+    slug: str
+
+    def supports(self, action: str) -> bool: ...
+
+    async def submit(self, action: str, inputs: Mapping[str, Any], ctx: StepContext) -> str: ...
+
+    async def poll(self, job_id: str, ctx: StepContext) -> JobStatus: ...
+
+
+Provider = SyncProvider | AsyncProvider
+
+
+class ProviderRegistry:
+    def __init__(self) -> None:
+        self._providers: dict[str, Provider] = {}
+
+    def register(self, provider: Provider) -> None:
+        self._providers[provider.slug] = provider
+
+    def get(self, slug: str) -> Provider | None:
+        return self._providers.get(slug)
+
+    def slugs(self) -> list[str]:
+        return sorted(self._providers)
+
+    def problems_for(self, step_type: str, action: str, candidates: list[str]) -> list[str]:
+        """Why this step could not run here (empty when it can): unknown providers, wrong shape,
+        unsupported action. Used to refuse a pipeline when an operator saves it."""
+        problems = []
+        for slug in candidates:
+            provider = self._providers.get(slug)
+            if provider is None:
+                problems.append(f"unknown provider {slug!r}")
+                continue
+            wants_async = step_type in ("async_api", "scf")
+            if wants_async and not isinstance(provider, AsyncProvider):
+                problems.append(f"provider {slug!r} cannot run {step_type} steps")
+            elif not wants_async and not isinstance(provider, SyncProvider):
+                problems.append(f"provider {slug!r} cannot run sync_api steps")
+            elif not provider.supports(action):
+                problems.append(f"provider {slug!r} has no action {action!r}")
+        return problems

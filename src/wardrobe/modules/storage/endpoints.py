@@ -1,0 +1,133 @@
+"""HTTP routes of uploads and of the local backend's presigned URLs (E2, E6).
+
+``POST /api/v1/uploads`` hands out a presigned PUT; with the local backend that URL points at
+``/api/v1/storage/objects/{key}`` below, which plays the bucket: no bearer token, the signature in
+the query authorises exactly one kind of request. With COS or S3 the URL points at the bucket and
+these two routes answer 404.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
+from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep
+from wardrobe.modules.storage import service
+from wardrobe.modules.storage.backend import OBJECTS_PATH
+from wardrobe.modules.storage.deps import storage_of
+from wardrobe.modules.storage.schemas import StoredObjectOut, UploadCreate, UploadOut
+
+router = APIRouter(tags=["storage"])
+
+
+def _query_doc(name: str, description: str, *, required: bool = True) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"}, "description": description}
+
+
+_SIGNATURE_DOC = _query_doc("signature", "HMAC-SHA256 over the method, key and the other signed parameters")
+_EXPIRES_DOC = _query_doc("expires", "Unix time after which the URL is refused")
+_IMAGE_CONTENT = {ct: {"schema": {"type": "string", "format": "binary"}} for ct in sorted(service.INLINE_CONTENT_TYPES)}
+
+
+@router.post(
+    "/api/v1/uploads",
+    summary="Get a presigned URL to upload one image",
+    description="Then send the bytes with the returned `method`, `url` and `headers` before `expires_at`; "
+    "use `object_key` as a task's image input. PNG, JPEG or WebP; `size` is the exact byte count.",
+    response_model=Envelope[UploadOut],
+    responses=errors(*AUTH_ERRORS, ErrorCode.RATE_LIMITED),
+)
+async def create_upload(body: UploadCreate, principal: CurrentUser, infra: InfraDep) -> OrjsonResponse:
+    grant = await service.create_upload(storage_of(infra), infra.limiter, infra.settings, principal.id, body)
+    return ok(grant.as_dict())
+
+
+@router.put(
+    OBJECTS_PATH + "{key:path}",
+    status_code=201,
+    summary="Upload bytes to a presigned URL (local storage backend)",
+    description="Authorised by the signature alone. `Content-Type` must be the signed one and the body at most "
+    "`max_size` bytes; the body must be a complete PNG, JPEG or WebP image of the declared type within the "
+    "pixel cap (`UPLOAD_INVALID`, with `data.reason` one of `unsupported_format`, `type_mismatch`, "
+    "`too_many_pixels`, `corrupt`). A key is written once: a replay is `CONFLICT`.",
+    response_model=Envelope[StoredObjectOut],
+    responses=errors(
+        ErrorCode.PERMISSION_DENIED,
+        ErrorCode.SIGNED_URL_EXPIRED,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.CONFLICT,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.UPLOAD_INVALID,
+    ),
+    openapi_extra={
+        "parameters": [
+            _EXPIRES_DOC,
+            _query_doc("content_type", "The signed Content-Type"),
+            _query_doc("max_size", "The signed upper bound of the body, in bytes"),
+            _SIGNATURE_DOC,
+        ],
+        "requestBody": {"required": True, "content": _IMAGE_CONTENT},
+    },
+)
+async def put_object(key: str, request: Request, infra: InfraDep) -> OrjsonResponse:
+    storage = service.local_backend(storage_of(infra))
+    signed = service.authorize_upload(
+        storage, key, request.query_params.multi_items(), request.headers.get("content-type")
+    )
+    await service.ensure_not_uploaded(storage, key)
+    data = await _read_body(request, signed.max_size)
+    stored = await service.store_upload(storage, key, signed, data, infra.settings.max_image_pixels)
+    return ok(stored, status_code=201)
+
+
+@router.get(
+    OBJECTS_PATH + "{key:path}",
+    summary="Download an object through an expiring signed URL (local storage backend)",
+    description="Signed URLs come from the API (e.g. a task's `outputs[].url`); nothing is public without one.",
+    response_class=Response,
+    responses={
+        200: {"description": "The object's bytes", "content": _IMAGE_CONTENT},
+        **errors(ErrorCode.PERMISSION_DENIED, ErrorCode.SIGNED_URL_EXPIRED, ErrorCode.NOT_FOUND),
+    },
+    openapi_extra={
+        "parameters": [
+            _EXPIRES_DOC,
+            _query_doc("filename", "Download name (Content-Disposition: attachment), if signed", required=False),
+            _SIGNATURE_DOC,
+        ]
+    },
+)
+async def get_object(key: str, request: Request, infra: InfraDep) -> Response:
+    storage = service.local_backend(storage_of(infra))
+    signed = service.authorize_download(storage, key, request.query_params.multi_items())
+    download = await service.read_download(storage, key, signed)
+    # Cacheable by the browser (never a shared cache) for as long as this URL is valid.
+    max_age = max(0, int((signed.expires_at - datetime.now(UTC)).total_seconds()))
+    headers = {"Cache-Control": f"private, max-age={max_age}", "X-Content-Type-Options": "nosniff"}
+    if download.disposition is not None:
+        headers["Content-Disposition"] = download.disposition
+    return Response(download.data, media_type=download.content_type, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it exceeds ``limit`` — announced or streamed."""
+    # The connection is closed after a 413: the rest of the body was never read.
+    too_large = AppError(ErrorCode.PAYLOAD_TOO_LARGE, headers={"Connection": "close"})
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise AppError(ErrorCode.MALFORMED_REQUEST, detail="bad Content-Length")
+        if int(declared) > limit:
+            raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)

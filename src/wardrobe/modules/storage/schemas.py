@@ -1,0 +1,57 @@
+"""Upload DTOs (E2)."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+ImageContentType = Literal["image/png", "image/jpeg", "image/webp"]
+
+
+def _plain_filename(value: str) -> str:
+    # The name is only echoed back (e.g. as a download name); it never becomes part of a key.
+    value = unicodedata.normalize("NFC", value).strip()
+    if not value:
+        raise ValueError("must not be blank")
+    for ch in value:
+        if ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cf"):
+            raise ValueError("must be a plain file name (no path, control or invisible characters)")
+    return value
+
+
+Filename = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_plain_filename)]
+
+
+class UploadCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: Filename = Field(examples=["look.jpg"])
+    content_type: ImageContentType = Field(examples=["image/jpeg"])
+    size: int = Field(ge=1, description="The exact number of bytes that will be sent", examples=[524288])
+
+
+class UploadInstructions(BaseModel):
+    method: Literal["PUT"]
+    url: str = Field(description="Relative to the API's origin unless a public base URL is configured")
+    headers: dict[str, str] = Field(description="Send exactly these headers with the bytes")
+
+
+class UploadOut(BaseModel):
+    object_key: str = Field(
+        description="Use it as the image input of a task once the bytes are sent",
+        examples=["uploads/42/2026/11/3f2b0c6d9e8a4b7c9d1e2f3a4b5c6d7e.jpg"],
+    )
+    upload: UploadInstructions
+    expires_at: datetime
+    max_size: int = Field(description="The upload URL accepts at most this many bytes")
+
+
+class StoredObjectOut(BaseModel):
+    object_key: str
+    content_type: str
+    size: int
+    width: int
+    height: int

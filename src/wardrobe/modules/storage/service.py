@@ -1,0 +1,167 @@
+"""Upload and download rules (E2, E6): who may upload what, and what a signed URL authorises."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+from limits import RateLimitItem
+
+from wardrobe.core.errors import AppError, ErrorCode, NotFound, PermissionDenied, ValidationFailed
+from wardrobe.core.ratelimit import RateLimiter, parse_limits
+from wardrobe.modules.storage import images, keys
+from wardrobe.modules.storage.backend import (
+    LocalObjectStorage,
+    ObjectExists,
+    ObjectNotFound,
+    ObjectStorage,
+    SignatureExpired,
+    SignatureInvalid,
+    SignedDownload,
+    SignedUpload,
+)
+from wardrobe.modules.storage.schemas import UploadCreate
+from wardrobe.settings import Settings
+
+# Types a browser may render from our origin; anything else is served as a download (a stored
+# text/html must never run as a page of the API's origin).
+INLINE_CONTENT_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+
+
+@lru_cache(maxsize=8)
+def _limits(spec: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_limits(spec))
+
+
+@dataclass(frozen=True, slots=True)
+class UploadGrant:
+    object_key: str
+    method: str
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+    max_size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "object_key": self.object_key,
+            "upload": {"method": self.method, "url": self.url, "headers": self.headers},
+            "expires_at": self.expires_at.isoformat().replace("+00:00", "Z"),
+            "max_size": self.max_size,
+        }
+
+
+async def create_upload(
+    storage: ObjectStorage, limiter: RateLimiter, settings: Settings, user_id: int, body: UploadCreate
+) -> UploadGrant:
+    """A fresh key under the user's prefix and a URL that accepts exactly the declared upload."""
+    if body.size > settings.max_upload_bytes:
+        raise ValidationFailed("size", f"must be at most {settings.max_upload_bytes} bytes")
+    await limiter.hit(_limits(settings.upload_rate_limits), "uploads", str(user_id))
+    key = keys.upload_key(user_id, keys.EXTENSION_BY_CONTENT_TYPE[body.content_type])
+    # The signed bound is the declared size: a client cannot announce 1 KB and send 10 MB.
+    target = storage.upload_target(key, body.content_type, body.size, settings.upload_url_ttl_seconds)
+    return UploadGrant(
+        object_key=key,
+        method=target.method,
+        url=target.url,
+        headers=target.headers,
+        expires_at=target.expires_at,
+        max_size=body.size,
+    )
+
+
+def local_backend(storage: ObjectStorage) -> LocalObjectStorage:
+    """The routes that stand in for a bucket exist only for the local backend; with COS or S3 the
+    client talks to the bucket and these paths are simply not found."""
+    if not isinstance(storage, LocalObjectStorage):
+        raise NotFound(detail="storage routes serve the local backend only")
+    return storage
+
+
+def authorize_upload(
+    storage: LocalObjectStorage, key: str, query: Sequence[tuple[str, str]], content_type: str | None
+) -> SignedUpload:
+    try:
+        signed = storage.check_upload(key, query)
+    except SignatureInvalid as exc:
+        raise PermissionDenied(detail=f"upload signature: {exc}") from None
+    except SignatureExpired:
+        raise AppError(ErrorCode.SIGNED_URL_EXPIRED) from None
+    # Content-Type is a signed header, as with S3: a different one is a different request.
+    if content_type != signed.content_type:
+        raise PermissionDenied(detail="content type differs from the signed one")
+    return signed
+
+
+def authorize_download(storage: LocalObjectStorage, key: str, query: Sequence[tuple[str, str]]) -> SignedDownload:
+    try:
+        return storage.check_download(key, query)
+    except SignatureInvalid as exc:
+        raise PermissionDenied(detail=f"download signature: {exc}") from None
+    except SignatureExpired:
+        raise AppError(ErrorCode.SIGNED_URL_EXPIRED) from None
+
+
+async def ensure_not_uploaded(storage: ObjectStorage, key: str) -> None:
+    """Refuse a replayed PUT before reading its body. Only a shortcut: ``store_upload`` settles
+    races atomically."""
+    if await storage.head(key) is not None:
+        raise AppError(ErrorCode.CONFLICT, detail="object already uploaded")
+
+
+async def store_upload(
+    storage: ObjectStorage, key: str, signed: SignedUpload, data: bytes, max_pixels: int
+) -> dict[str, Any]:
+    """Verify that ``data`` is the image it claims to be, then store it once."""
+    try:
+        info = await images.verify_image(data, signed.content_type, max_pixels)
+    except images.ImageRejected as exc:
+        raise AppError(
+            ErrorCode.UPLOAD_INVALID, data={"reason": exc.reason, "message": exc.message}, detail=exc.reason
+        ) from None
+    try:
+        await storage.put(key, data, info.content_type, overwrite=False)
+    except ObjectExists:
+        raise AppError(ErrorCode.CONFLICT, detail="object already uploaded") from None
+    return {
+        "object_key": key,
+        "content_type": info.content_type,
+        "size": len(data),
+        "width": info.width,
+        "height": info.height,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    data: bytes
+    content_type: str
+    disposition: str | None
+
+
+async def read_download(storage: ObjectStorage, key: str, signed: SignedDownload) -> Download:
+    info = await storage.head(key)
+    if info is None:
+        raise NotFound()
+    try:
+        data = await storage.get(key)
+    except ObjectNotFound:
+        raise NotFound() from None
+    content_type = info.content_type if info.content_type in INLINE_CONTENT_TYPES else "application/octet-stream"
+    disposition = None
+    if signed.filename is not None:
+        disposition = _attachment(signed.filename)
+    elif content_type not in INLINE_CONTENT_TYPES:
+        disposition = "attachment"
+    return Download(data=data, content_type=content_type, disposition=disposition)
+
+
+def _attachment(filename: str) -> str:
+    """RFC 6266: an ASCII fallback plus the exact UTF-8 name."""
+    fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

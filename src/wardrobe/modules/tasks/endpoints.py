@@ -1,0 +1,125 @@
+"""HTTP routes of /api/v1/tasks and /api/v1/features."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+
+from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
+from wardrobe.core.errors import ErrorCode
+from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.pagination import decode_cursor, encode_cursor
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep
+from wardrobe.modules.billing import service as billing
+from wardrobe.modules.catalog import service as catalog
+from wardrobe.modules.catalog.schemas import FeatureOut
+from wardrobe.modules.tasks import service
+from wardrobe.modules.tasks.presenter import present
+from wardrobe.modules.tasks.schemas import TaskCreate, TaskOut, TaskPage, TaskStatusName
+
+router = APIRouter(tags=["tasks"])
+
+
+@router.get(
+    "/api/v1/features",
+    summary="Features this user may use, with their input forms",
+    response_model=Envelope[list[FeatureOut]],
+    responses=errors(*AUTH_ERRORS),
+)
+async def list_features(principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    membership = await billing.membership_of(session, principal.id)
+    entries = await catalog.visible_features(
+        session, infra.catalog_cache, principal.user, membership[0] if membership else None
+    )
+    return ok(
+        [
+            {
+                "key": e.key,
+                "name": e.name,
+                "description": e.description,
+                "quota_cost": e.quota_cost,
+                "form_schema": e.form_schema,
+            }
+            for e in entries
+        ]
+    )
+
+
+@router.post(
+    "/api/v1/tasks",
+    status_code=202,
+    summary="Run a feature (reserves its quota)",
+    description="Send an `Idempotency-Key` header: the same key with the same body returns the same task "
+    "and reserves nothing more; with a different body it is `IDEMPOTENCY_CONFLICT`.",
+    response_model=Envelope[TaskOut],
+    responses=errors(
+        *AUTH_ERRORS,
+        ErrorCode.FEATURE_UNAVAILABLE,
+        ErrorCode.QUOTA_INSUFFICIENT,
+        ErrorCode.IDEMPOTENCY_CONFLICT,
+        ErrorCode.RATE_LIMITED,
+    ),
+)
+async def create_task(
+    body: TaskCreate,
+    principal: CurrentUser,
+    infra: InfraDep,
+    session: SessionDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=8, max_length=128)] = None,
+) -> OrjsonResponse:
+    task, _ = await service.create_task(
+        session, infra, principal.user, feature_key=body.feature, inputs=body.inputs, idempotency_key=idempotency_key
+    )
+    position = await service.queue_position(session, task)
+    [view] = await present(session, infra, [task], {task.id: position} if position is not None else None)
+    return ok(view, status_code=202)
+
+
+@router.get(
+    "/api/v1/tasks",
+    summary="My tasks, newest first (keyset pagination, filters)",
+    response_model=Envelope[TaskPage],
+    responses=errors(*AUTH_ERRORS),
+)
+async def list_tasks(
+    principal: CurrentUser,
+    infra: InfraDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    status: TaskStatusName | None = None,
+    feature: Annotated[str | None, Query(max_length=64)] = None,
+) -> OrjsonResponse:
+    before = decode_cursor(cursor) if cursor else None
+    tasks = await service.list_tasks(
+        session, principal.user, limit=limit + 1, before_id=before, status=status, feature=feature
+    )
+    page = tasks[:limit]
+    next_cursor = encode_cursor(tasks[limit - 1].id) if len(tasks) > limit else None
+    return ok({"items": await present(session, infra, page), "next_cursor": next_cursor})
+
+
+@router.get(
+    "/api/v1/tasks/{task_id}",
+    summary="One of my tasks",
+    response_model=Envelope[TaskOut],
+    responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
+)
+async def get_task(task_id: str, principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    task = await service.owned_task(session, principal.user, task_id)
+    position = await service.queue_position(session, task)
+    [view] = await present(session, infra, [task], {task.id: position} if position is not None else None)
+    return ok(view)
+
+
+@router.post(
+    "/api/v1/tasks/{task_id}/cancel",
+    summary="Cancel one of my tasks (refunds its quota)",
+    response_model=Envelope[TaskOut],
+    responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
+)
+async def cancel_task(task_id: str, principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    task = await service.cancel_task(session, principal.user, task_id)
+    [view] = await present(session, infra, [task])
+    return ok(view)

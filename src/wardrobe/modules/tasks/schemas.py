@@ -1,0 +1,54 @@
+"""Task DTOs (api.md "Features, uploads, tasks"). Internal fields never appear here (D9)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TaskStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    feature: str = Field(min_length=1, max_length=64, examples=["cutout"])
+    inputs: dict[str, Any] = Field(examples=[{"image": "uploads/1/2026/11/4f1c….png"}])
+
+
+class StepOut(BaseModel):
+    id: str
+    status: str
+
+
+class OutputOut(BaseModel):
+    name: str
+    url: str | None = None
+    content_type: str | None = None
+    value: Any = None
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
+class TaskOut(BaseModel):
+    id: str
+    feature: str
+    status: TaskStatusName
+    progress: int
+    steps: list[StepOut]
+    outputs: list[OutputOut]
+    error: TaskError | None
+    quota_cost: int
+    refunded: bool
+    queue_position: int | None = Field(default=None, description="Tasks ahead of this one while queued")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None

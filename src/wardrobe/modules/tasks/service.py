@@ -1,0 +1,186 @@
+"""The task path (architecture "The path of a task", steps 1-3, and D9)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wardrobe.core.errors import AppError, ErrorCode, NotFound
+from wardrobe.core.infra import Infra
+from wardrobe.core.ratelimit import parse_limits
+from wardrobe.models import Task, TaskStatus, User
+from wardrobe.modules.billing import quota
+from wardrobe.modules.billing import service as billing
+from wardrobe.modules.catalog import forms
+from wardrobe.modules.catalog import service as catalog
+from wardrobe.modules.pipeline.engine import hold_ref
+from wardrobe.modules.storage.keys import owner_of
+from wardrobe.worker.outbox import add_message
+from wardrobe.worker.runtime import TOPIC_RUN
+
+
+def _request_hash(feature: str, inputs: dict[str, Any]) -> str:
+    canonical = orjson.dumps({"feature": feature, "inputs": inputs}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+async def _membership_sku(session: AsyncSession, user_id: int) -> str | None:
+    membership = await billing.membership_of(session, user_id)
+    return membership[0] if membership else None
+
+
+async def _check_images(infra: Infra, user: User, schema: dict[str, Any], inputs: dict[str, Any]) -> None:
+    problems = []
+    for field in forms.image_fields(schema):
+        key = inputs.get(field)
+        if key is None:
+            continue
+        if owner_of(str(key)) != user.id or not str(key).startswith("uploads/"):
+            problems.append({"field": f"inputs.{field}", "message": "must be an object_key from your own upload"})
+        elif await infra.storage.head(str(key)) is None:
+            problems.append({"field": f"inputs.{field}", "message": "no uploaded object with this key"})
+    if problems:
+        raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
+
+
+async def _by_idempotency_key(session: AsyncSession, user_id: int, key: str) -> Task | None:
+    return await session.scalar(select(Task).where(Task.user_id == user_id, Task.idempotency_key == key))
+
+
+def _same_request_or_conflict(task: Task, request_hash: str) -> Task:
+    if task.request_hash != request_hash:
+        raise AppError(ErrorCode.IDEMPOTENCY_CONFLICT)
+    return task
+
+
+async def create_task(
+    session: AsyncSession,
+    infra: Infra,
+    user: User,
+    *,
+    feature_key: str,
+    inputs: dict[str, Any],
+    idempotency_key: str | None,
+) -> tuple[Task, bool]:
+    """Validate, reserve the quota and queue the task in one transaction. Returns (task, created);
+    the same Idempotency-Key with the same body returns the first task and reserves nothing."""
+    request_hash = _request_hash(feature_key, inputs)
+    if idempotency_key:
+        existing = await _by_idempotency_key(session, user.id, idempotency_key)
+        if existing is not None:
+            return _same_request_or_conflict(existing, request_hash), False
+    feature = await catalog.usable_feature(
+        session, infra.catalog_cache, user, await _membership_sku(session, user.id), feature_key
+    )
+    if feature.rate_limit_policy:
+        await infra.limiter.hit(parse_limits(feature.rate_limit_policy), "feature", f"{feature.key}:{user.id}")
+    problems = forms.input_errors(feature.form_schema, inputs)
+    if problems:
+        raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
+    await _check_images(infra, user, feature.form_schema, inputs)
+    pipeline = await catalog.latest_pipeline(session, feature.pipeline_key)
+    if pipeline is None:
+        raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="feature without pipeline")
+
+    task = Task(
+        public_id=uuid.uuid4().hex,
+        user_id=user.id,
+        feature_key=feature.key,
+        pipeline_schema_id=pipeline.id,
+        status=TaskStatus.QUEUED.value,
+        progress=0,
+        inputs=inputs,
+        outputs=[],
+        quota_cost=feature.quota_cost,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(task)
+            await session.flush()
+            await quota.reserve(
+                session,
+                user.id,
+                feature.quota_cost,
+                ref=hold_ref(task),
+                ttl=timedelta(seconds=infra.settings.quota_hold_ttl_seconds),
+            )
+            add_message(session, TOPIC_RUN, {"task_id": task.id}, infra.runtime.relay.kick)
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key committed first: answer with its task.
+        if not idempotency_key:
+            raise
+        winner = await _by_idempotency_key(session, user.id, idempotency_key)
+        if winner is None:
+            raise
+        return _same_request_or_conflict(winner, request_hash), False
+    return task, True
+
+
+async def owned_task(session: AsyncSession, user: User, public_id: str) -> Task:
+    """Load-or-404: another user's task is indistinguishable from a missing one."""
+    task = await session.scalar(select(Task).where(Task.public_id == public_id, Task.user_id == user.id))
+    if task is None:
+        raise NotFound()
+    return task
+
+
+async def cancel_task(session: AsyncSession, user: User, public_id: str) -> Task:
+    """A queued task is canceled and refunded here, at once; a running one is flagged and its
+    worker stops it at the next step boundary (or poll), then refunds. Finished ones stay as is."""
+    task = await owned_task(session, user, public_id)
+    result = await session.execute(
+        update(Task)
+        .where(Task.id == task.id, Task.status == TaskStatus.QUEUED.value)
+        .values(status=TaskStatus.CANCELED.value, error_code="canceled", cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        if await quota.cancel(session, hold_ref(task)):
+            await session.execute(update(Task).where(Task.id == task.id).values(refunded=True))
+    else:
+        await session.execute(
+            update(Task)
+            .where(Task.id == task.id, Task.status == TaskStatus.RUNNING.value)
+            .values(cancel_requested=True)
+            .execution_options(synchronize_session=False)
+        )
+    await session.flush()
+    await session.refresh(task)
+    return task
+
+
+async def list_tasks(
+    session: AsyncSession,
+    user: User,
+    *,
+    limit: int,
+    before_id: int | None,
+    status: str | None,
+    feature: str | None,
+) -> list[Task]:
+    stmt = select(Task).where(Task.user_id == user.id).order_by(Task.id.desc()).limit(limit)
+    if before_id is not None:
+        stmt = stmt.where(Task.id < before_id)
+    if status:
+        stmt = stmt.where(Task.status == status)
+    if feature:
+        stmt = stmt.where(Task.feature_key == feature)
+    return list(await session.scalars(stmt))
+
+
+async def queue_position(session: AsyncSession, task: Task) -> int | None:
+    if task.status != TaskStatus.QUEUED.value:
+        return None
+    ahead = await session.scalar(
+        select(func.count()).select_from(Task).where(Task.status == TaskStatus.QUEUED.value, Task.id < task.id)
+    )
+    return int(ahead or 0)

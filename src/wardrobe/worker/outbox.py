@@ -1,0 +1,89 @@
+"""The outbox relay: publishes messages written by committed transactions (architecture step 3).
+
+A change and its message commit together (the ``outbox`` row); the relay then publishes and marks
+the row. A crash between the two only means the message goes out again later, which consumers
+tolerate (claiming a task is exclusive). Rows are claimed with SKIP LOCKED, so several relays in
+several processes share the work without publishing one row twice at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from wardrobe.core.db import unit_of_work
+from wardrobe.core.logging import get_logger
+from wardrobe.models import OutboxMessage
+from wardrobe.models.base import utcnow
+
+log = get_logger("wardrobe.outbox")
+Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def add_message(session: AsyncSession, topic: str, payload: dict[str, Any], on_commit: Callable[[], None]) -> None:
+    """Write a message in the caller's transaction; ``on_commit`` runs once it has committed."""
+    session.add(OutboxMessage(topic=topic, payload=payload))
+    session.sync_session.info.setdefault("after_commit", []).append(on_commit)
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    for callback in session.info.pop("after_commit", []):
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    # Rolled back: the message does not exist, so nobody is told about it.
+    session.info.pop("after_commit", None)
+
+
+class OutboxRelay:
+    def __init__(
+        self, session_factory: async_sessionmaker[AsyncSession], publish: Publisher, *, batch_size: int = 100
+    ) -> None:
+        self._sessions = session_factory
+        self._publish = publish
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def kick(self) -> None:
+        """Ask for a relay pass now (called after a commit that wrote messages)."""
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        async with unit_of_work(self._sessions) as session:
+            rows = list(
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.published_at.is_(None))
+                    .order_by(OutboxMessage.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for row in rows:
+                row.attempts += 1
+                await self._publish(row.topic, dict(row.payload))
+                row.published_at = utcnow()
+        self.published += len(rows)
+        return len(rows)
+
+    async def run_forever(self, idle_seconds: float = 2.0) -> None:
+        """Relay on every kick, and every ``idle_seconds`` anyway to catch anything missed."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=idle_seconds)
+            self._wake.clear()
+            try:
+                while await self.relay_once() == self._batch_size:
+                    continue
+            except Exception:
+                log.exception("outbox_relay_failed")

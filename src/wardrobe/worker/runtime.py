@@ -1,0 +1,183 @@
+"""The task runtime of a process: taskiq broker, the engine behind it, the relay and the reaper.
+
+Embedded mode uses taskiq's in-memory broker, so the API process is also the worker. Production
+uses the Redis stream broker (acknowledged deliveries): API processes only publish; ``wardrobe
+worker`` processes consume. The database stays the source of truth either way: a lost message is
+re-sent by the reaper, a duplicate one loses the claim race and does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from taskiq import AsyncBroker, InMemoryBroker
+from taskiq_redis import RedisStreamBroker
+
+from wardrobe.core.db import unit_of_work
+from wardrobe.core.logging import get_logger
+from wardrobe.models import OutboxMessage, Task, TaskStatus
+from wardrobe.models.base import utcnow
+from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
+from wardrobe.modules.providers.base import ProviderRegistry
+from wardrobe.settings import Settings
+from wardrobe.worker.outbox import OutboxRelay
+
+log = get_logger("wardrobe.worker")
+RUN_TASK = "wardrobe.run_task"
+TOPIC_RUN = "task.run"
+
+
+class TaskRuntime:
+    def __init__(self, settings: Settings, session_factory: Any, registry: ProviderRegistry, *, consume: bool) -> None:
+        self.settings = settings
+        self._sessions = session_factory
+        self.consume = consume
+        self.engine = PipelineEngine(
+            session_factory,
+            registry,
+            config=EngineConfig(
+                lease_seconds=settings.task_lease_seconds, heartbeat_seconds=settings.task_heartbeat_seconds
+            ),
+        )
+        self.broker = self._build_broker(settings)
+        runtime = self
+
+        async def run_task(task_id: int) -> None:
+            await runtime._run_task(task_id)
+
+        self.broker.register_task(run_task, task_name=RUN_TASK)
+        self.relay = OutboxRelay(session_factory, self._publish)
+        self._background: list[asyncio.Task[None]] = []
+        self._started = False
+        # Runs this process finished, and a condition to wait on them (tests, graceful shutdown).
+        self.finished: dict[int, str | None] = {}
+        self._changed = asyncio.Condition()
+
+    def _build_broker(self, settings: Settings) -> AsyncBroker:
+        if not settings.redis_url:
+            return InMemoryBroker(max_async_tasks=settings.worker_concurrency)
+        return RedisStreamBroker(
+            settings.redis_url,
+            queue_name=f"{settings.redis_key_prefix}:tasks",
+            consumer_group_name=f"{settings.redis_key_prefix}:workers",
+            consumer_id="0",  # a new group reads what was sent before it existed
+            idle_timeout=int(settings.task_lease_seconds * 2000),
+            unacknowledged_lock_timeout=settings.task_lease_seconds,
+        )
+
+    async def _run_task(self, task_id: int) -> None:
+        outcome: str | None = None
+        try:
+            outcome = await self.engine.run(task_id)
+        except Exception:
+            # The lease expires and the reaper re-queues it; nothing is lost.
+            log.exception("task_run_crashed", task_id=task_id)
+        finally:
+            async with self._changed:
+                if outcome is not None or task_id not in self.finished:
+                    self.finished[task_id] = outcome
+                self._changed.notify_all()
+
+    async def wait_finished(self, task_id: int, within: float = 30.0) -> str | None:
+        """Wait until this process has run ``task_id`` to a terminal state; returns that state."""
+
+        async def reached() -> str | None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.finished.get(task_id) is not None)
+                return self.finished[task_id]
+
+        return await asyncio.wait_for(reached(), within)
+
+    async def _publish(self, topic: str, payload: dict[str, Any]) -> None:
+        if topic == TOPIC_RUN:
+            task = self.broker.find_task(RUN_TASK)
+            if task is None:
+                raise RuntimeError("run task not registered")
+            await task.kiq(int(payload["task_id"]))
+
+    async def start(self) -> None:
+        in_memory = isinstance(self.broker, InMemoryBroker)
+        if in_memory and not self.consume:
+            # Embedded and told not to run tasks: nobody could receive a message, so none is sent
+            # and tasks stay queued (operations and tests use this to look at the queue).
+            return
+        self.broker.is_worker_process = self.consume
+        await self.broker.startup()
+        self._background.append(asyncio.create_task(self.relay.run_forever()))
+        if self.consume:
+            self._background.append(asyncio.create_task(self._reap_forever()))
+            if not in_memory:
+                from taskiq.api import run_receiver_task
+
+                self._background.append(
+                    asyncio.create_task(
+                        run_receiver_task(self.broker, max_async_tasks=self.settings.worker_concurrency)
+                    )
+                )
+        self._started = True
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking work; give running tasks ``grace`` seconds, then interrupt them. An
+        interrupted task keeps its persisted steps and is resumed once its lease expires."""
+        if isinstance(self.broker, InMemoryBroker):
+            running = set(self.broker._running_tasks)
+            if running:
+                _, pending = await asyncio.wait(running, timeout=grace)
+                for job in pending:
+                    job.cancel()
+                for job in pending:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await job
+        for job in self._background:
+            job.cancel()
+        for job in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await job
+        self._background.clear()
+        if self._started:
+            await self.broker.shutdown()
+            self._started = False
+
+    async def reap_once(self) -> int:
+        """Re-queue tasks nobody is running: a running task whose lease expired (its worker died),
+        or a queued one that has waited too long without a pending message (a message was lost)."""
+        now = utcnow()
+        stale_queue = now - timedelta(seconds=self.settings.task_requeue_after_seconds)
+        pending_message = exists().where(
+            OutboxMessage.topic == TOPIC_RUN,
+            OutboxMessage.published_at.is_(None),
+        )
+        async with unit_of_work(self._sessions) as session:
+            ids = list(
+                await session.scalars(
+                    select(Task.id)
+                    .where(
+                        or_(
+                            and_(Task.status == TaskStatus.RUNNING.value, Task.lease_expires_at < now),
+                            and_(Task.status == TaskStatus.QUEUED.value, Task.updated_at < stale_queue),
+                        )
+                    )
+                    .order_by(Task.id)
+                    .limit(200)
+                )
+            )
+            if not ids or await session.scalar(select(pending_message)):
+                return 0
+            for task_id in ids:
+                session.add(OutboxMessage(topic=TOPIC_RUN, payload={"task_id": task_id}))
+            await session.execute(update(Task).where(Task.id.in_(ids)).values(updated_at=now))
+        self.relay.kick()
+        log.info("tasks_requeued", count=len(ids))
+        return len(ids)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.task_reap_interval_seconds)
+            try:
+                await self.reap_once()
+            except Exception:
+                log.exception("reaper_failed")

@@ -1,0 +1,201 @@
+"""A worker that dies mid-step loses nothing: another one resumes from the persisted state,
+re-attaches to the vendor job instead of submitting again, and settles the quota exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from tests.conftest import Api
+from tests.fixtures.auth import data, login_as, sms_login
+from tests.fixtures.tasks import balance, internal_id, make_feature, step, wait_until
+from wardrobe.core.db import unit_of_work
+from wardrobe.models import LedgerEntry, Task, TaskStep
+from wardrobe.models.base import utcnow
+from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+async def _step_row(api: Api, task_id: int) -> TaskStep | None:
+    async with unit_of_work(api.infra.session_factory) as db:
+        return await db.scalar(select(TaskStep).where(TaskStep.task_id == task_id))
+
+
+async def _confirms(api: Api, user_id: int) -> int:
+    async with unit_of_work(api.infra.session_factory) as db:
+        return int(
+            await db.scalar(
+                select(func.count())
+                .select_from(LedgerEntry)
+                .where(LedgerEntry.user_id == user_id, LedgerEntry.kind == "confirm")
+            )
+            or 0
+        )
+
+
+async def test_resumed_async_step_reattaches_by_vendor_id(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    admin = await login_as(api, "admin")
+    await make_feature(
+        api,
+        admin,
+        "vendorjob",
+        [
+            step("prep", inputs={"key": "prep"}),
+            step("render", action="job", kind="async_api", poll_interval_seconds=0.05, timeout_seconds=60),
+        ],
+        {"r": "$steps.render.result"},
+    )
+    fault_vendor.scenario("fault:r1", hold=True)
+    user = await sms_login(api.client)
+    task_id = await internal_id(
+        api,
+        data(
+            await api.client.post(
+                "/api/v1/tasks", json={"feature": "vendorjob", "inputs": {"key": "r1"}}, headers=user.headers
+            ),
+            202,
+        )["id"],
+    )
+
+    slow = EngineConfig(lease_seconds=60, heartbeat_seconds=60)
+    first = PipelineEngine(api.infra.session_factory, api.infra.providers, config=slow, worker_id="worker-a")
+    run = asyncio.create_task(first.run(task_id))
+
+    async def submitted() -> bool:
+        row = await _step_row_named(api, task_id, "render")
+        return row is not None and row.vendor_task_id is not None
+
+    await wait_until(submitted)
+    run.cancel()  # the worker dies: no terminal state, its lease still in the row
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    second = PipelineEngine(api.infra.session_factory, api.infra.providers, config=slow, worker_id="worker-b")
+    assert await second.run(task_id) is None  # the lease is still live: nobody else may run it
+    async with unit_of_work(api.infra.session_factory) as db:
+        await db.execute(
+            update(Task).where(Task.id == task_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    fault_vendor.release("fault:r1")
+    assert await second.run(task_id) == "succeeded"
+    assert fault_vendor.submissions["fault:r1"] == 1  # re-attached, never re-submitted
+    assert fault_vendor.calls["fault:prep"] == 1  # the finished step was not run again
+    assert fault_vendor.calls["fault:r1"] == 1  # render's one submit
+    assert await _confirms(api, user.user["id"]) == 1
+    assert await balance(api, user.user["id"]) == (9, 0, 9)
+
+
+async def _step_row_named(api: Api, task_id: int, step_id: str) -> TaskStep | None:
+    async with unit_of_work(api.infra.session_factory) as db:
+        return await db.scalar(select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.step_id == step_id))
+
+
+def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wardrobe.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_charge(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    admin = await login_as(api, "admin")
+    await make_feature(
+        api,
+        admin,
+        "durable",
+        [
+            step("render", action="job", kind="async_api", poll_interval_seconds=0.05, timeout_seconds=120),
+        ],
+        {"r": "$steps.render.result"},
+    )
+    fault_vendor.scenario("fault:d1", hold=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "WARDROBE_ENV": "test",
+        "WARDROBE_DATABASE_URL": api.settings.database_url,
+        "WARDROBE_REDIS_URL": api.settings.redis_url,
+        "WARDROBE_REDIS_KEY_PREFIX": api.settings.redis_key_prefix,
+        "WARDROBE_EXTRA_PROVIDERS": json.dumps(["tests.providers.fault:build"]),
+        "WARDROBE_TASK_LEASE_SECONDS": "2",
+        "WARDROBE_TASK_HEARTBEAT_SECONDS": "0.3",
+        "WARDROBE_TASK_REAP_INTERVAL_SECONDS": "0.5",
+        "WARDROBE_AUTO_MIGRATE": "false",
+        "WARDROBE_SEED_DEMO_DATA": "false",
+        "WARDROBE_STORAGE_LOCAL_ROOT": str(tmp_path / "objects"),
+        "WARDROBE_LOG_LEVEL": "INFO",
+    }
+    workers = [_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
+    try:
+        user = await sms_login(api.client)
+        task_id = await internal_id(
+            api,
+            data(
+                await api.client.post(
+                    "/api/v1/tasks", json={"feature": "durable", "inputs": {"key": "d1"}}, headers=user.headers
+                ),
+                202,
+            )["id"],
+        )
+
+        async def submitted() -> bool:
+            row = await _step_row_named(api, task_id, "render")
+            return row is not None and row.vendor_task_id is not None
+
+        await wait_until(submitted, within=60)
+        async with unit_of_work(api.infra.session_factory) as db:
+            owner = await db.scalar(select(Task.lease_owner).where(Task.id == task_id))
+        assert owner is not None
+        victim = next(w for w in workers if f":{w.pid}:" in owner)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        survivor = next(w for w in workers if w is not victim)
+
+        async def taken_over() -> bool:
+            async with unit_of_work(api.infra.session_factory) as db:
+                now_owner = await db.scalar(select(Task.lease_owner).where(Task.id == task_id))
+            return now_owner is not None and f":{survivor.pid}:" in now_owner
+
+        await wait_until(taken_over, within=60)
+        fault_vendor.release("fault:d1")
+
+        async def finished() -> bool:
+            async with unit_of_work(api.infra.session_factory) as db:
+                status = await db.scalar(select(Task.status).where(Task.id == task_id))
+            return status == "succeeded"
+
+        await wait_until(finished, within=60)
+        assert fault_vendor.submissions["fault:d1"] == 1
+        assert await _confirms(api, user.user["id"]) == 1
+        assert await balance(api, user.user["id"]) == (9, 0, 9)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                w.kill()
