@@ -30,7 +30,9 @@ from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.catalog.service import CatalogCache
 from wardrobe.modules.ops.endpoints import router as ops_router
 from wardrobe.modules.providers.base import ProviderRegistry
+from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
+from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
 from wardrobe.modules.storage.deps import build_storage
 from wardrobe.modules.storage.endpoints import router as storage_router
@@ -111,7 +113,14 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None) -> Inf
         storage=storage,
         providers=providers,
         catalog_cache=CatalogCache(),
-        runtime=TaskRuntime(settings, session_factory, providers, consume=consume),
+        runtime=TaskRuntime(
+            settings,
+            session_factory,
+            providers,
+            consume=consume,
+            slots=RedisSlots(redis, settings.redis_key_prefix) if redis is not None else MemorySlots(),
+            redis=redis,
+        ),
     )
 
 
@@ -201,6 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         billing_router,
         tasks_router,
         catalog_router,
+        providers_router,
         storage_router,
         admin_router,
     ):

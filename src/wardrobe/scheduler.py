@@ -40,14 +40,29 @@ async def purge_expired_auth_data(infra: Infra) -> int:
 
 
 async def release_expired_holds(infra: Infra) -> int:
-    """The sweeper (C3): holds past their TTL belong to tasks that can no longer finish; each is
-    released exactly once (a concurrent settlement wins and this skips it)."""
+    """The sweeper (C3): release holds past their TTL whose task can no longer finish — a task that
+    no longer exists or ended without settling. A task still queued or running keeps its hold (the
+    reaper gets it moving again, and its worker settles it); each release happens exactly once,
+    because a concurrent settlement wins the conditional update and this one then skips."""
+    from wardrobe.models import Task, TaskStatus
     from wardrobe.modules.billing import quota
 
     released = 0
     async with unit_of_work(infra.session_factory) as session:
         refs = await quota.expired_hold_refs(session, utcnow())
+        live = set()
+        task_refs = {ref.removeprefix("task:"): ref for ref in refs if ref.startswith("task:")}
+        if task_refs:
+            rows = await session.scalars(
+                select(Task.public_id).where(
+                    Task.public_id.in_(list(task_refs)),
+                    Task.status.in_([TaskStatus.QUEUED.value, TaskStatus.RUNNING.value]),
+                )
+            )
+            live = {task_refs[public_id] for public_id in rows}
     for ref in refs:
+        if ref in live:
+            continue
         async with unit_of_work(infra.session_factory) as session:
             released += await quota.cancel(session, ref)
     return released

@@ -117,6 +117,7 @@ class Settings(BaseSettings):
     task_reap_interval_seconds: float = 15.0
     task_requeue_after_seconds: float = 300.0
     extra_providers: list[str] = Field(default_factory=list)
+    provider_concurrency: dict[str, int] = Field(default_factory=lambda: {"local": 2})
 
     # Storage (E1-E6) ----------------------------------------------------------------------------
     storage_backend: str = "local"  # only "local" so far; COS and S3 later

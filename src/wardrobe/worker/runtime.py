@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from datetime import timedelta
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy import and_, exists, or_, select, update
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq_redis import RedisStreamBroker
@@ -23,6 +25,8 @@ from wardrobe.models import OutboxMessage, Task, TaskStatus
 from wardrobe.models.base import utcnow
 from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
 from wardrobe.modules.providers.base import ProviderRegistry
+from wardrobe.modules.providers.health import CircuitBreaker
+from wardrobe.modules.providers.slots import SlotStore
 from wardrobe.settings import Settings
 from wardrobe.worker.outbox import OutboxRelay
 
@@ -32,7 +36,16 @@ TOPIC_RUN = "task.run"
 
 
 class TaskRuntime:
-    def __init__(self, settings: Settings, session_factory: Any, registry: ProviderRegistry, *, consume: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: Any,
+        registry: ProviderRegistry,
+        *,
+        consume: bool,
+        slots: SlotStore | None = None,
+        redis: Redis | None = None,
+    ) -> None:
         self.settings = settings
         self._sessions = session_factory
         self.consume = consume
@@ -40,9 +53,14 @@ class TaskRuntime:
             session_factory,
             registry,
             config=EngineConfig(
-                lease_seconds=settings.task_lease_seconds, heartbeat_seconds=settings.task_heartbeat_seconds
+                lease_seconds=settings.task_lease_seconds,
+                heartbeat_seconds=settings.task_heartbeat_seconds,
+                provider_concurrency=dict(settings.provider_concurrency),
             ),
+            slots=slots,
+            breaker=CircuitBreaker(on_change=self._health_changed),
         )
+        self._redis = redis
         self.broker = self._build_broker(settings)
         runtime = self
 
@@ -52,6 +70,7 @@ class TaskRuntime:
         self.broker.register_task(run_task, task_name=RUN_TASK)
         self.relay = OutboxRelay(session_factory, self._publish)
         self._background: list[asyncio.Task[None]] = []
+        self._pending_writes: set[asyncio.Task[Any]] = set()
         self._started = False
         # Runs this process finished, and a condition to wait on them (tests, graceful shutdown).
         self.finished: dict[int, str | None] = {}
@@ -67,7 +86,30 @@ class TaskRuntime:
             consumer_id="0",  # a new group reads what was sent before it existed
             idle_timeout=int(settings.task_lease_seconds * 2000),
             unacknowledged_lock_timeout=settings.task_lease_seconds,
+            # One message per read: a busy worker leaves the rest in the stream for idle ones
+            # instead of hoarding a batch it cannot start yet.
+            xread_count=1,
         )
+
+    @property
+    def health_key(self) -> str:
+        return f"{self.settings.redis_key_prefix}:provider_health"
+
+    def _health_changed(self, provider: str, snapshot: dict[str, Any]) -> None:
+        """Publish a provider's new health so every API process can show it to operators."""
+        log.warning("provider_health_changed", provider=provider, state=snapshot["state"])
+        if self._redis is not None:
+            payload = json.dumps({**snapshot, "worker": self.engine.worker_id})
+            task = asyncio.ensure_future(self._redis.hset(self.health_key, provider, payload))
+            self._pending_writes.add(task)
+            task.add_done_callback(self._pending_writes.discard)
+
+    async def provider_health(self) -> dict[str, dict[str, Any]]:
+        """The latest health per provider: from Redis when shared, else this process's breaker."""
+        if self._redis is None:
+            return self.engine.breaker.snapshot()
+        raw = await self._redis.hgetall(self.health_key)
+        return {(k.decode() if isinstance(k, bytes) else str(k)): json.loads(v) for k, v in raw.items()}
 
     async def _run_task(self, task_id: int) -> None:
         outcome: str | None = None
@@ -129,17 +171,19 @@ class TaskRuntime:
                 _, pending = await asyncio.wait(running, timeout=grace)
                 for job in pending:
                     job.cancel()
-                for job in pending:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await job
+                if pending:
+                    await asyncio.wait(pending, timeout=grace)
         for job in self._background:
             job.cancel()
-        for job in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await job
+        if self._background:
+            # Bounded: a library loop that ignores cancellation must not hold up shutdown.
+            _, stuck = await asyncio.wait(self._background, timeout=grace)
+            for job in stuck:
+                log.warning("background_job_did_not_stop", job=job.get_name())
         self._background.clear()
         if self._started:
-            await self.broker.shutdown()
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(self.broker.shutdown(), timeout=grace)
             self._started = False
 
     async def reap_once(self) -> int:

@@ -50,6 +50,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("put", "/api/v1/admin/features/{feature_id}"): OPERATOR,
     ("delete", "/api/v1/admin/features/{feature_id}"): OPERATOR,
     ("get", "/api/v1/admin/pipelines"): OPERATOR,
+    ("get", "/api/v1/admin/providers"): OPERATOR,
     ("post", "/api/v1/admin/pipelines"): OPERATOR,
     ("get", "/api/v1/admin/users"): OPERATOR,
     ("post", "/api/v1/admin/users"): ADMIN,

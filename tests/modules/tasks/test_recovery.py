@@ -7,8 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,11 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
-from tests.fixtures.tasks import balance, internal_id, make_feature, step, wait_until
+from tests.fixtures.tasks import ROOT, balance, internal_id, make_feature, spawn_worker, step, stop_workers, wait_until
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, Task, TaskStep
 from wardrobe.models.base import utcnow
 from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 async def _step_row(api: Api, task_id: int) -> TaskStep | None:
@@ -104,16 +100,6 @@ async def _step_row_named(api: Api, task_id: int, step_id: str) -> TaskStep | No
         return await db.scalar(select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.step_id == step_id))
 
 
-def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "wardrobe.cli", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_charge(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -147,7 +133,7 @@ async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_cha
         "WARDROBE_STORAGE_LOCAL_ROOT": str(tmp_path / "objects"),
         "WARDROBE_LOG_LEVEL": "INFO",
     }
-    workers = [_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
+    workers = [spawn_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
         user = await sms_login(api.client)
         task_id = await internal_id(
@@ -191,11 +177,4 @@ async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_cha
         assert await _confirms(api, user.user["id"]) == 1
         assert await balance(api, user.user["id"]) == (9, 0, 9)
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_workers(workers)

@@ -296,3 +296,55 @@ async def test_invalid_pipelines_are_refused_when_saved(
     )
     assert resp.status_code == 422
     assert needle in resp.text
+
+
+async def test_sweeper_keeps_holds_of_live_tasks_and_frees_orphaned_ones(api_factory: Any) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from wardrobe.models import QuotaHold, Task
+    from wardrobe.models.base import utcnow
+    from wardrobe.scheduler import release_expired_holds
+
+    api: Api = await api_factory(worker_in_process=False)
+    admin = await login_as(api, "admin")
+    await make_feature(
+        api, admin, "swept", [step("only", provider="instant", action="passthrough")], {"r": "$steps.only.key"}
+    )
+    user = await sms_login(api.client)
+    public_id = data(await _create(api, user, "swept", "s1"), 202)["id"]
+    async with unit_of_work(api.infra.session_factory) as db:
+        await db.execute(update(QuotaHold).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert await release_expired_holds(api.infra) == 0  # still queued: its worker will settle it
+    assert await balance(api, user.user["id"]) == (10, 1, 10)
+    async with unit_of_work(api.infra.session_factory) as db:
+        # A task that ended without settling (e.g. edited by hand): nothing can settle it any more.
+        await db.execute(update(Task).where(Task.public_id == public_id).values(status="failed"))
+    assert await release_expired_holds(api.infra) == 1
+    assert await release_expired_holds(api.infra) == 0
+    assert await balance(api, user.user["id"]) == (10, 0, 10)
+
+
+async def test_an_open_circuit_sends_work_straight_to_the_fallback(
+    task_api: Api, admin: Session, fault_vendor: Any
+) -> None:
+    await make_feature(
+        task_api, admin, "resilient", [step("only", provider=["fault", "fault2"])], {"r": "$steps.only.result"}
+    )
+    user = await sms_login(task_api.client)
+    await give_quota(task_api, user.user["id"], 20)
+    for i in range(6):
+        fault_vendor.scenario(f"fault:b{i}", fail_times=1)  # one 5xx each: the provider is unwell
+        task = await run_to_end(task_api, user, data(await _create(task_api, user, "resilient", f"b{i}"), 202)["id"])
+        assert task["outputs"][0]["value"] == f"done:fault2:b{i}"
+    calls_before = sum(n for key, n in fault_vendor.calls.items() if key.startswith("fault:"))
+    task = await run_to_end(task_api, user, data(await _create(task_api, user, "resilient", "b9"), 202)["id"])
+    assert task["outputs"][0]["value"] == "done:fault2:b9"
+    assert sum(n for key, n in fault_vendor.calls.items() if key.startswith("fault:")) == calls_before
+    providers = {
+        p["slug"]: p for p in data(await task_api.client.get("/api/v1/admin/providers", headers=admin.headers))
+    }
+    assert providers["fault"]["health"]["state"] == "down"
+    assert providers["fault2"]["health"]["state"] == "up"
+    assert providers["local"]["concurrency_limit"] == 2

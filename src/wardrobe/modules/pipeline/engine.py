@@ -15,9 +15,10 @@ import contextlib
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,8 @@ from wardrobe.modules.providers.base import (
     StepContext,
     SyncProvider,
 )
+from wardrobe.modules.providers.health import CircuitBreaker
+from wardrobe.modules.providers.slots import MemorySlots, SlotStore, wait_for_slot
 
 log = get_logger("wardrobe.engine")
 
@@ -70,6 +73,8 @@ class EngineConfig:
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
     max_backoff_seconds: float = 30.0
+    # Provider slug -> calls in flight allowed across every worker (D5); absent = unlimited.
+    provider_concurrency: Mapping[str, int] = field(default_factory=dict)
 
 
 class PipelineEngine:
@@ -80,9 +85,13 @@ class PipelineEngine:
         *,
         config: EngineConfig | None = None,
         worker_id: str | None = None,
+        slots: SlotStore | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._sessions = session_factory
         self._registry = registry
+        self.slots: SlotStore = slots or MemorySlots()
+        self.breaker = breaker or CircuitBreaker()
         self.config = config or EngineConfig()
         self.worker_id = worker_id or new_worker_id()
 
@@ -272,8 +281,11 @@ class _Run:
             provider = self.engine.registry.get(slug)
             if provider is None:
                 continue
+            if not self.engine.breaker.allow(slug):
+                last_code = "provider_down"
+                continue  # circuit open: straight to the next candidate
             try:
-                result = await self._call_with_retries(step, provider, inputs)
+                result = await self._with_slot(step, slug, self._call_with_retries(step, provider, inputs))
             except ProviderError as exc:
                 last_code = exc.code
                 log.info("provider_failed", step=step.id, provider=slug, error_code=exc.code)
@@ -287,19 +299,44 @@ class _Run:
             return {}
         raise StepFailed(step.id, last_code)
 
+    async def _with_slot(self, step: StepDef, slug: str, call: Any) -> dict[str, Any]:
+        """Run ``call`` holding one of the provider's slots, if it has a limit (D5)."""
+        limit = self.engine.config.provider_concurrency.get(slug)
+        if not limit:
+            result: dict[str, Any] = await call
+            return result
+        holder = f"{self.task.public_id}:{step.id}"
+        lease = step.timeout_seconds * (step.retries + 1) + 60
+        if not await wait_for_slot(self.engine.slots, slug, holder, limit, lease, within=step.timeout_seconds):
+            call.close()
+            raise ProviderError("provider_busy", retryable=True)
+        try:
+            result = await call
+            return result
+        finally:
+            await self.engine.slots.release(slug, holder)
+
     async def _call_with_retries(self, step: StepDef, provider: object, inputs: dict[str, Any]) -> dict[str, Any]:
         attempts = step.retries + 1
         for attempt in range(1, attempts + 1):
             self._check_interrupts()
             ctx = StepContext(self.task.public_id, self.task.user_id, step.id, attempt)
+            slug = str(getattr(provider, "slug", "?"))
+            started = time.monotonic()
             try:
-                return await self._call_once(step, provider, inputs, ctx)
+                result = await self._call_once(step, provider, inputs, ctx)
             except ProviderError as exc:
+                # Retryable failures (5xx, timeouts, refused) say the provider is unwell; a
+                # permanent "bad input" answer says it is working.
+                self.engine.breaker.record(slug, not exc.retryable, time.monotonic() - started)
                 if not exc.retryable or attempt == attempts:
                     raise
                 # Exponential back-off with full jitter, so retries from many tasks spread out.
                 delay = min(self.engine.config.max_backoff_seconds, step.backoff_seconds * 2 ** (attempt - 1))
                 await self._sleep_interruptibly(random.uniform(0, delay))  # noqa: S311 - jitter, not security
+                continue
+            self.engine.breaker.record(slug, True, time.monotonic() - started)
+            return result
         raise ProviderError("unreachable")  # pragma: no cover
 
     async def _call_once(

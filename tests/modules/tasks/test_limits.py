@@ -1,0 +1,111 @@
+"""Per-provider concurrency (D5): never more calls in flight at the vendor than the limit, counted
+on the vendor's side, with one process and with two worker processes sharing Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import Api
+from tests.fixtures.auth import data, login_as, sms_login
+from tests.fixtures.tasks import ROOT, give_quota, make_feature, spawn_worker, step, stop_workers, wait_until
+from wardrobe.core.db import unit_of_work
+from wardrobe.models import Task
+
+
+async def _start_tasks(api: Api, count: int, fault_vendor: Any) -> tuple[Any, list[str]]:
+    admin = await login_as(api, "admin")
+    await make_feature(api, admin, "busy", [step("only", timeout_seconds=60)], {"r": "$steps.only.result"})
+    user = await sms_login(api.client)
+    await give_quota(api, user.user["id"], count)
+    keys = [f"n{i}" for i in range(count)]
+    for key in keys:
+        fault_vendor.scenario(f"fault:{key}", hold=True)
+        data(
+            await api.client.post(
+                "/api/v1/tasks", json={"feature": "busy", "inputs": {"key": key}}, headers=user.headers
+            ),
+            202,
+        )
+    return user, keys
+
+
+async def _succeeded(api: Api) -> int:
+    async with unit_of_work(api.infra.session_factory) as db:
+        return int(await db.scalar(select(func.count()).select_from(Task).where(Task.status == "succeeded")) or 0)
+
+
+async def test_provider_limit_holds_in_one_process(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(
+        extra_providers=["tests.providers.fault:build"],
+        worker_in_process=True,
+        provider_concurrency={"fault": 2},
+        worker_concurrency=8,
+    )
+    _, keys = await _start_tasks(api, 6, fault_vendor)
+
+    async def two_in_flight() -> bool:
+        return bool(fault_vendor.in_flight == 2)
+
+    await wait_until(two_in_flight)
+    for key in keys:
+        fault_vendor.release(f"fault:{key}")
+
+    async def all_done() -> bool:
+        return await _succeeded(api) == 6
+
+    await wait_until(all_done)
+    assert fault_vendor.max_in_flight == 2
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+async def test_provider_limit_holds_across_two_worker_processes(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "WARDROBE_ENV": "test",
+        "WARDROBE_DATABASE_URL": api.settings.database_url,
+        "WARDROBE_REDIS_URL": api.settings.redis_url,
+        "WARDROBE_REDIS_KEY_PREFIX": api.settings.redis_key_prefix,
+        "WARDROBE_EXTRA_PROVIDERS": json.dumps(["tests.providers.fault:build"]),
+        "WARDROBE_PROVIDER_CONCURRENCY": json.dumps({"fault": 3}),
+        # Each process runs at most 2 tasks at once, so 3 in flight means both are at work.
+        "WARDROBE_WORKER_CONCURRENCY": "2",
+        "WARDROBE_AUTO_MIGRATE": "false",
+        "WARDROBE_SEED_DEMO_DATA": "false",
+        "WARDROBE_STORAGE_LOCAL_ROOT": str(tmp_path / "objects"),
+    }
+    workers = [spawn_worker(env, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        _, keys = await _start_tasks(api, 10, fault_vendor)
+
+        async def three_in_flight() -> bool:
+            return bool(fault_vendor.in_flight == 3)
+
+        await wait_until(three_in_flight, within=60)
+        async with unit_of_work(api.infra.session_factory) as db:
+            owners = set(await db.scalars(select(Task.lease_owner).where(Task.lease_owner.is_not(None))))
+        pids = {owner.split(":")[1] for owner in owners if owner}
+        assert pids == {str(w.pid) for w in workers}
+        for key in keys:
+            fault_vendor.release(f"fault:{key}")
+
+        async def all_done() -> bool:
+            return await _succeeded(api) == 10
+
+        await wait_until(all_done, within=60)
+        assert fault_vendor.max_in_flight == 3
+    finally:
+        stop_workers(workers)
