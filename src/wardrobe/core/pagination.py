@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from wardrobe.core.errors import ValidationFailed
+
+T = TypeVar("T")
 
 
 def encode_cursor(last_id: int) -> str:
@@ -20,3 +24,9 @@ def decode_cursor(cursor: str) -> int:
         return int(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed("cursor", "is not a cursor this API gave out") from exc
+
+
+def split_page(rows: Sequence[T], limit: int, key: Callable[[T], int]) -> tuple[list[T], str | None]:
+    """Rows fetched with ``limit + 1`` → (the page, the cursor of the next page or None)."""
+    page = list(rows[:limit])
+    return page, encode_cursor(key(page[-1])) if len(rows) > limit else None

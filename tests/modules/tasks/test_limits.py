@@ -4,7 +4,6 @@ on the vendor's side, with one process and with two worker processes sharing Red
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,15 @@ from sqlalchemy import func, select
 
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
-from tests.fixtures.tasks import ROOT, give_quota, make_feature, spawn_worker, step, stop_workers, wait_until
+from tests.fixtures.tasks import (
+    give_quota,
+    make_feature,
+    spawn_worker,
+    step,
+    stop_workers,
+    wait_until,
+    worker_env,
+)
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import Task
 
@@ -72,21 +79,8 @@ async def test_provider_limit_holds_across_two_worker_processes(
 ) -> None:
     monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
     api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "WARDROBE_ENV": "test",
-        "WARDROBE_DATABASE_URL": api.settings.database_url,
-        "WARDROBE_REDIS_URL": api.settings.redis_url,
-        "WARDROBE_REDIS_KEY_PREFIX": api.settings.redis_key_prefix,
-        "WARDROBE_EXTRA_PROVIDERS": json.dumps(["tests.providers.fault:build"]),
-        "WARDROBE_PROVIDER_CONCURRENCY": json.dumps({"fault": 3}),
-        # Each process runs at most 2 tasks at once, so 3 in flight means both are at work.
-        "WARDROBE_WORKER_CONCURRENCY": "2",
-        "WARDROBE_AUTO_MIGRATE": "false",
-        "WARDROBE_SEED_DEMO_DATA": "false",
-        "WARDROBE_STORAGE_LOCAL_ROOT": str(tmp_path / "objects"),
-    }
+    # Each process runs at most 2 tasks at once, so 3 in flight means both are at work.
+    env = worker_env(api, tmp_path, provider_concurrency=json.dumps({"fault": 3}), worker_concurrency="2")
     workers = [spawn_worker(env, tmp_path / f"w{i}.log") for i in range(2)]
     try:
         _, keys = await _start_tasks(api, 10, fault_vendor)

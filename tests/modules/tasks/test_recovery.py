@@ -4,8 +4,6 @@ re-attaches to the vendor job instead of submitting again, and settles the quota
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +14,16 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
-from tests.fixtures.tasks import ROOT, balance, internal_id, make_feature, spawn_worker, step, stop_workers, wait_until
+from tests.fixtures.tasks import (
+    balance,
+    internal_id,
+    make_feature,
+    spawn_worker,
+    step,
+    stop_workers,
+    wait_until,
+    worker_env,
+)
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, Task, TaskStep
 from wardrobe.models.base import utcnow
@@ -117,22 +124,9 @@ async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_cha
         {"r": "$steps.render.result"},
     )
     fault_vendor.scenario("fault:d1", hold=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "WARDROBE_ENV": "test",
-        "WARDROBE_DATABASE_URL": api.settings.database_url,
-        "WARDROBE_REDIS_URL": api.settings.redis_url,
-        "WARDROBE_REDIS_KEY_PREFIX": api.settings.redis_key_prefix,
-        "WARDROBE_EXTRA_PROVIDERS": json.dumps(["tests.providers.fault:build"]),
-        "WARDROBE_TASK_LEASE_SECONDS": "2",
-        "WARDROBE_TASK_HEARTBEAT_SECONDS": "0.3",
-        "WARDROBE_TASK_REAP_INTERVAL_SECONDS": "0.5",
-        "WARDROBE_AUTO_MIGRATE": "false",
-        "WARDROBE_SEED_DEMO_DATA": "false",
-        "WARDROBE_STORAGE_LOCAL_ROOT": str(tmp_path / "objects"),
-        "WARDROBE_LOG_LEVEL": "INFO",
-    }
+    env = worker_env(
+        api, tmp_path, task_lease_seconds="2", task_heartbeat_seconds="0.3", task_reap_interval_seconds="0.5"
+    )
     workers = [spawn_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
         user = await sms_login(api.client)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import decode_cursor, encode_cursor
+from wardrobe.core.pagination import decode_cursor, split_page
 from wardrobe.modules.admin import service
 from wardrobe.modules.admin.schemas import (
     AdminUserCreate,
@@ -66,8 +66,8 @@ async def list_users(
 
             raise ValidationFailed("phone", str(exc)) from exc
     users = await users_repo.list_users(session, limit=limit + 1, before_id=before_id, phone=phone_norm, role=role)
-    next_cursor = encode_cursor(users[limit - 1].id) if len(users) > limit else None
-    return ok({"items": [_admin_body(u) for u in users[:limit]], "next_cursor": next_cursor})
+    page, next_cursor = split_page(users, limit, lambda u: u.id)
+    return ok({"items": [_admin_body(u) for u in page], "next_cursor": next_cursor})
 
 
 @router.post(

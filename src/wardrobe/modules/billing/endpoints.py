@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import decode_cursor, encode_cursor
+from wardrobe.core.pagination import decode_cursor, split_page
 from wardrobe.modules.auth.deps import CurrentUser, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.billing import quota, service
@@ -75,6 +75,7 @@ async def my_ledger(
 ) -> OrjsonResponse:
     before = decode_cursor(cursor) if cursor else None
     rows = await quota.ledger_page(session, principal.id, limit=limit + 1, before_id=before)
+    page, next_cursor = split_page(rows, limit, lambda e: e.id)
     items = [
         {
             "id": e.id,
@@ -84,9 +85,8 @@ async def my_ledger(
             "ref": _public_ref(e.ref),
             "created_at": e.created_at,
         }
-        for e in rows[:limit]
+        for e in page
     ]
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return ok({"items": items, "next_cursor": next_cursor})
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import decode_cursor, encode_cursor
+from wardrobe.core.pagination import decode_cursor, split_page
 from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
@@ -95,8 +95,7 @@ async def list_tasks(
     tasks = await service.list_tasks(
         session, principal.user, limit=limit + 1, before_id=before, status=status, feature=feature
     )
-    page = tasks[:limit]
-    next_cursor = encode_cursor(tasks[limit - 1].id) if len(tasks) > limit else None
+    page, next_cursor = split_page(tasks, limit, lambda t: t.id)
     return ok({"items": await present(session, infra, page), "next_cursor": next_cursor})
 
 
