@@ -33,6 +33,7 @@ from wardrobe.worker.outbox import OutboxRelay
 log = get_logger("wardrobe.worker")
 RUN_TASK = "wardrobe.run_task"
 TOPIC_RUN = "task.run"
+RUN_ATTEMPTS = 3
 
 
 class TaskRuntime:
@@ -114,10 +115,16 @@ class TaskRuntime:
     async def _run_task(self, task_id: int) -> None:
         outcome: str | None = None
         try:
-            outcome = await self.engine.run(task_id)
-        except Exception:
-            # The lease expires and the reaper re-queues it; nothing is lost.
-            log.exception("task_run_crashed", task_id=task_id)
+            for attempt in range(1, RUN_ATTEMPTS + 1):
+                try:
+                    outcome = await self.engine.run(task_id)
+                    break
+                except Exception:
+                    # A transient failure (a dropped connection, a deadlock victim): the steps done so
+                    # far are persisted, so run again from there, soon. After the last attempt the
+                    # lease expires and the reaper hands the task to whichever worker is free.
+                    log.exception("task_run_crashed", task_id=task_id, attempt=attempt)
+                    await asyncio.sleep(0.5 * attempt)
         finally:
             async with self._changed:
                 if outcome is not None or task_id not in self.finished:

@@ -92,13 +92,18 @@ class PipelineEngine:
         self._registry = registry
         self.slots: SlotStore = slots or MemorySlots()
         self.breaker = breaker or CircuitBreaker()
+        # Tasks this worker is running right now: a duplicate message for one of them is ignored.
+        self._active: set[int] = set()
         self.config = config or EngineConfig()
         self.worker_id = worker_id or new_worker_id()
 
     # -- claiming and the lease ----------------------------------------------------------------
 
     async def claim(self, task_id: int) -> bool:
-        """Take the task if nobody holds a live lease on it. Exactly one worker wins."""
+        """Take the task if nobody holds a live lease on it — or if this worker holds it but no run
+        of it is active here any more (a run that crashed on a transient error). Exactly one wins."""
+        if task_id in self._active:
+            return False
         now = utcnow()
         async with unit_of_work(self._sessions) as session:
             result = await session.execute(
@@ -106,7 +111,9 @@ class PipelineEngine:
                 .where(
                     Task.id == task_id,
                     Task.status.in_([TaskStatus.QUEUED.value, TaskStatus.RUNNING.value]),
-                    (Task.lease_expires_at.is_(None)) | (Task.lease_expires_at < now),
+                    (Task.lease_expires_at.is_(None))
+                    | (Task.lease_expires_at < now)
+                    | (Task.lease_owner == self.worker_id),
                 )
                 .values(
                     status=TaskStatus.RUNNING.value,
@@ -128,8 +135,11 @@ class PipelineEngine:
         task was not ours to run (already claimed, finished, or the lease was lost midway)."""
         if not await self.claim(task_id):
             return None
-        run = _Run(self, task_id)
-        return await run.execute()
+        self._active.add(task_id)
+        try:
+            return await _Run(self, task_id).execute()
+        finally:
+            self._active.discard(task_id)
 
     @property
     def registry(self) -> ProviderRegistry:
