@@ -76,7 +76,7 @@ def build_providers(settings: Settings, storage: ObjectStorage) -> ProviderRegis
     return registry
 
 
-def build_infra(settings: Settings, *, consume_tasks: bool | None = None) -> Infra:
+def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedicated_worker: bool = False) -> Infra:
     """Everything a process needs. ``consume_tasks``: whether this process executes tasks
     (default: the API does in embedded mode; `wardrobe worker` always does)."""
     engine = create_engine(settings)
@@ -120,6 +120,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None) -> Inf
             consume=consume,
             slots=RedisSlots(redis, settings.redis_key_prefix) if redis is not None else MemorySlots(),
             redis=redis,
+            dedicated=dedicated_worker,
         ),
     )
 

@@ -96,7 +96,7 @@ async def _run_worker() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     log = get_logger("wardrobe.worker")
-    infra = build_infra(settings, consume_tasks=True)
+    infra = build_infra(settings, consume_tasks=True, dedicated_worker=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

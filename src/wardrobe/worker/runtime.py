@@ -46,6 +46,7 @@ class TaskRuntime:
         consume: bool,
         slots: SlotStore | None = None,
         redis: Redis | None = None,
+        dedicated: bool = False,
     ) -> None:
         self.settings = settings
         self._sessions = session_factory
@@ -62,6 +63,7 @@ class TaskRuntime:
             breaker=CircuitBreaker(on_change=self._health_changed),
         )
         self._redis = redis
+        self.dedicated = dedicated
         self.broker = self._build_broker(settings)
         runtime = self
 
@@ -78,7 +80,11 @@ class TaskRuntime:
         self._changed = asyncio.Condition()
 
     def _build_broker(self, settings: Settings) -> AsyncBroker:
-        if not settings.redis_url:
+        # The Redis stream carries work between processes: API processes that do not run tasks
+        # publish to it and `wardrobe worker` processes consume it. A process that runs the tasks
+        # it creates (embedded mode, or an API told to work in-process) dispatches in memory; the
+        # database, not the broker, is what makes a task durable (leases + reaper).
+        if not settings.redis_url or (self.consume and not self.dedicated):
             return InMemoryBroker(max_async_tasks=settings.worker_concurrency)
         return RedisStreamBroker(
             settings.redis_url,
