@@ -52,7 +52,13 @@ class OutboxRelay:
         self._publish = publish
         self._batch_size = batch_size
         self._wake = asyncio.Event()
+        self._stopped = False
         self.published = 0
+
+    def stop(self) -> None:
+        """No more passes after the current one; rows left unpublished stay for another relay."""
+        self._stopped = True
+        self._wake.set()
 
     def kick(self) -> None:
         """Ask for a relay pass now (called after a commit that wrote messages)."""
@@ -78,10 +84,12 @@ class OutboxRelay:
 
     async def run_forever(self, idle_seconds: float = 2.0) -> None:
         """Relay on every kick, and every ``idle_seconds`` anyway to catch anything missed."""
-        while True:
+        while not self._stopped:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=idle_seconds)
             self._wake.clear()
+            if self._stopped:
+                return
             try:
                 while await self.relay_once() == self._batch_size:
                     continue

@@ -75,6 +75,7 @@ class TaskRuntime:
         self._background: list[asyncio.Task[None]] = []
         self._pending_writes: set[asyncio.Task[Any]] = set()
         self._started = False
+        self._stopping = False
         # Runs this process finished, and a condition to wait on them (tests, graceful shutdown).
         self.finished: dict[int, str | None] = {}
         self._changed = asyncio.Condition()
@@ -148,11 +149,16 @@ class TaskRuntime:
         return await asyncio.wait_for(reached(), within)
 
     async def _publish(self, topic: str, payload: dict[str, Any]) -> None:
+        if self._stopping:
+            # A stopping runtime must not take messages it can no longer deliver: failing here rolls
+            # the relay's batch back, leaving the rows for a live relay.
+            raise RuntimeError("task runtime is stopping")
         if topic == TOPIC_RUN:
             task = self.broker.find_task(RUN_TASK)
             if task is None:
                 raise RuntimeError("run task not registered")
-            await task.kiq(int(payload["task_id"]))
+            # Bounded: the relay holds its batch's row locks while publishing.
+            await asyncio.wait_for(task.kiq(int(payload["task_id"])), timeout=10)
 
     async def start(self) -> None:
         in_memory = isinstance(self.broker, InMemoryBroker)
@@ -178,6 +184,8 @@ class TaskRuntime:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work; give running tasks ``grace`` seconds, then interrupt them. An
         interrupted task keeps its persisted steps and is resumed once its lease expires."""
+        self._stopping = True
+        self.relay.stop()
         if isinstance(self.broker, InMemoryBroker):
             running = set(self.broker._running_tasks)
             if running:
