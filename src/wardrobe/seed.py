@@ -18,56 +18,31 @@ from wardrobe.settings import Settings
 log = get_logger("wardrobe.seed")
 
 
-DEMO_PLANS = (
-    Plan(
-        sku="member-monthly",
-        kind=PlanKind.MEMBERSHIP.value,
-        name="月度会员",
-        price_fen=2990,
-        quota=300,
-        period_days=30,
-        sort_order=10,
-    ),
-    Plan(
-        sku="member-yearly",
-        kind=PlanKind.MEMBERSHIP.value,
-        name="年度会员",
-        price_fen=29900,
-        quota=4000,
-        period_days=365,
-        sort_order=20,
-    ),
-    Plan(
-        sku="pack-100",
-        kind=PlanKind.QUOTA_PACK.value,
-        name="100 次加油包",
-        price_fen=990,
-        quota=100,
-        sort_order=30,
-    ),
-    Plan(
-        sku="pack-500",
-        kind=PlanKind.QUOTA_PACK.value,
-        name="500 次加油包",
-        price_fen=3990,
-        quota=500,
-        sort_order=40,
-    ),
+# (sku, kind, name, price in fen, quota, period in days)
+DEMO_PLANS: tuple[tuple[str, PlanKind, str, int, int, int | None], ...] = (
+    ("member-monthly", PlanKind.MEMBERSHIP, "月度会员", 2990, 300, 30),
+    ("member-yearly", PlanKind.MEMBERSHIP, "年度会员", 29900, 4000, 365),
+    ("pack-100", PlanKind.QUOTA_PACK, "100 次加油包", 990, 100, None),
+    ("pack-500", PlanKind.QUOTA_PACK, "500 次加油包", 3990, 500, None),
 )
 
 
 async def seed_plans(session: AsyncSession) -> int:
     existing = set(await session.scalars(select(Plan.sku)))
-    missing = [p for p in DEMO_PLANS if p.sku not in existing]
-    for plan in missing:
-        session.add(
-            Plan(
-                **{
-                    c: getattr(plan, c)
-                    for c in ("sku", "kind", "name", "price_fen", "quota", "period_days", "sort_order")
-                }
+    missing = [spec for spec in DEMO_PLANS if spec[0] not in existing]
+    for order, (sku, kind, name, price_fen, quota, period_days) in enumerate(DEMO_PLANS, start=1):
+        if sku not in existing:
+            session.add(
+                Plan(
+                    sku=sku,
+                    kind=kind.value,
+                    name=name,
+                    price_fen=price_fen,
+                    quota=quota,
+                    period_days=period_days,
+                    sort_order=order * 10,
+                )
             )
-        )
     await session.flush()
     return len(missing)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.conftest import Api
-from tests.fixtures.auth import data, login_as, sms_login
+from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.tasks import (
     balance,
     internal_id,
@@ -30,9 +31,23 @@ from wardrobe.models.base import utcnow
 from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
 
 
-async def _step_row(api: Api, task_id: int) -> TaskStep | None:
-    async with unit_of_work(api.infra.session_factory) as db:
-        return await db.scalar(select(TaskStep).where(TaskStep.task_id == task_id))
+async def _queue(api: Api, user: Session, feature: str, key: str) -> int:
+    created = data(
+        await api.client.post("/api/v1/tasks", json={"feature": feature, "inputs": {"key": key}}, headers=user.headers),
+        202,
+    )
+    return await internal_id(api, created["id"])
+
+
+def _vendor_job_recorded(api: Api, task_id: int) -> Callable[[], Awaitable[bool]]:
+    """A condition: the ``render`` step has stored its vendor job id (it was submitted)."""
+
+    async def recorded() -> bool:
+        async with unit_of_work(api.infra.session_factory) as db:
+            row = await db.scalar(select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.step_id == "render"))
+        return row is not None and row.vendor_task_id is not None
+
+    return recorded
 
 
 async def _confirms(api: Api, user_id: int) -> int:
@@ -65,25 +80,13 @@ async def test_resumed_async_step_reattaches_by_vendor_id(
     )
     fault_vendor.scenario("fault:r1", hold=True)
     user = await sms_login(api.client)
-    task_id = await internal_id(
-        api,
-        data(
-            await api.client.post(
-                "/api/v1/tasks", json={"feature": "vendorjob", "inputs": {"key": "r1"}}, headers=user.headers
-            ),
-            202,
-        )["id"],
-    )
+    task_id = await _queue(api, user, "vendorjob", "r1")
 
     slow = EngineConfig(lease_seconds=60, heartbeat_seconds=60)
     first = PipelineEngine(api.infra.session_factory, api.infra.providers, config=slow, worker_id="worker-a")
     run = asyncio.create_task(first.run(task_id))
 
-    async def submitted() -> bool:
-        row = await _step_row_named(api, task_id, "render")
-        return row is not None and row.vendor_task_id is not None
-
-    await wait_until(submitted)
+    await wait_until(_vendor_job_recorded(api, task_id))
     run.cancel()  # the worker dies: no terminal state, its lease still in the row
     with pytest.raises(asyncio.CancelledError):
         await run
@@ -100,11 +103,6 @@ async def test_resumed_async_step_reattaches_by_vendor_id(
     assert fault_vendor.calls["fault:r1"] == 1  # render's one submit
     assert await _confirms(api, user.user["id"]) == 1
     assert await balance(api, user.user["id"]) == (9, 0, 9)
-
-
-async def _step_row_named(api: Api, task_id: int, step_id: str) -> TaskStep | None:
-    async with unit_of_work(api.infra.session_factory) as db:
-        return await db.scalar(select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.step_id == step_id))
 
 
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
@@ -130,21 +128,9 @@ async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_cha
     workers = [spawn_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
         user = await sms_login(api.client)
-        task_id = await internal_id(
-            api,
-            data(
-                await api.client.post(
-                    "/api/v1/tasks", json={"feature": "durable", "inputs": {"key": "d1"}}, headers=user.headers
-                ),
-                202,
-            )["id"],
-        )
+        task_id = await _queue(api, user, "durable", "d1")
 
-        async def submitted() -> bool:
-            row = await _step_row_named(api, task_id, "render")
-            return row is not None and row.vendor_task_id is not None
-
-        await wait_until(submitted, within=60)
+        await wait_until(_vendor_job_recorded(api, task_id), within=60)
         async with unit_of_work(api.infra.session_factory) as db:
             owner = await db.scalar(select(Task.lease_owner).where(Task.id == task_id))
         assert owner is not None
