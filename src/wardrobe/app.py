@@ -120,6 +120,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
             consume=consume,
             slots=RedisSlots(redis, settings.redis_key_prefix) if redis is not None else MemorySlots(),
             redis=redis,
+            limiter=limiter,
             dedicated=dedicated_worker,
         ),
     )

@@ -11,7 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - refused in production
@@ -118,6 +119,11 @@ class Settings(BaseSettings):
     task_requeue_after_seconds: float = 300.0
     extra_providers: list[str] = Field(default_factory=list)
     provider_concurrency: dict[str, int] = Field(default_factory=lambda: {"local": 2})
+    # Provider slug -> request rate windows in the `limits` notation ("5/second;300/minute"), shared
+    # by every worker through Redis (D5); absent = unlimited.
+    provider_rate_limits: dict[str, str] = Field(default_factory=dict)
+    # Tasks of one user running at once (D5); the rest wait in the queue. 0 = no limit.
+    user_max_running_tasks: int = Field(default=3, ge=0)
 
     # Storage (E1-E6) ----------------------------------------------------------------------------
     storage_backend: str = "local"  # only "local" so far; COS and S3 later
@@ -138,6 +144,16 @@ class Settings(BaseSettings):
     # Demo data (embedded mode only)
     demo_operator_phone: str = "13800000000"
     demo_operator_password: SecretStr = SecretStr("wardrobe-demo-1")
+
+    @field_validator("provider_rate_limits")
+    @classmethod
+    def _rate_specs_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        for slug, spec in value.items():
+            try:
+                parse_many(spec)
+            except ValueError as exc:
+                raise ValueError(f"provider_rate_limits[{slug!r}]: {exc}") from exc
+        return value
 
     @model_validator(mode="after")
     def _defaults_and_production_guard(self) -> Self:

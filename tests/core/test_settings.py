@@ -52,3 +52,11 @@ def test_env_example_lists_every_setting() -> None:
     documented = set(re.findall(r"^(?:# )?(WARDROBE_[A-Z0-9_]+)=", text, re.MULTILINE))
     expected = {f"WARDROBE_{name.upper()}" for name in Settings.model_fields}
     assert documented == expected
+
+
+def test_provider_rates_are_checked_at_start() -> None:
+    assert Settings(_env_file=None, provider_rate_limits={"rh": "5/second;200/minute"}).provider_rate_limits
+    with pytest.raises(ValidationError, match="provider_rate_limits\\['rh'\\]"):
+        Settings(_env_file=None, provider_rate_limits={"rh": "five a second"})
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, user_max_running_tasks=-1)

@@ -9,6 +9,7 @@ Scenarios are set per ``key`` (the test's choice) before the task runs:
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ class FaultVendor:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
+    # Keys in flight at the vendor, and for each call the keys in flight with it (itself included).
+    in_flight_keys: Counter[str] = field(default_factory=Counter)
+    overlaps: list[frozenset[str]] = field(default_factory=list)
+    # When each run or submit request arrived (time.monotonic()), in arrival order.
+    arrivals: list[float] = field(default_factory=list)
     released: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _conditions: dict[str, threading.Event] = field(default_factory=dict)
@@ -55,6 +61,7 @@ class FaultVendor:
     def _failure(self, key: str) -> JSONResponse | None:
         scenario = self.scenarios.get(key, Scenario())
         with self._lock:
+            self.arrivals.append(time.monotonic())
             self.calls[key] += 1
             count = self.calls[key]
         if scenario.fail_code:
@@ -79,6 +86,8 @@ def create_fault_vendor_app(vendor: FaultVendor) -> Starlette:
         with v._lock:
             v.in_flight += 1
             v.max_in_flight = max(v.max_in_flight, v.in_flight)
+            v.in_flight_keys[key] += 1
+            v.overlaps.append(frozenset(v.in_flight_keys))
         try:
             if v.scenarios.get(key, Scenario()).hold:
                 import anyio
@@ -89,6 +98,9 @@ def create_fault_vendor_app(vendor: FaultVendor) -> Starlette:
         finally:
             with v._lock:
                 v.in_flight -= 1
+                v.in_flight_keys[key] -= 1
+                if not v.in_flight_keys[key]:
+                    del v.in_flight_keys[key]
 
     async def submit(request: Request) -> JSONResponse:
         body = await request.json()

@@ -71,6 +71,19 @@ class RateLimiter:
             if not await self._strategy.hit(item, *identifiers):
                 raise RateLimited(await self.retry_after(item, *identifiers), detail=f"limit {item}")
 
+    async def try_hit(self, items: Sequence[RateLimitItem], *identifiers: str) -> float:
+        """Consume one unit from every window if all have room and return 0; otherwise return the
+        seconds until the fullest window frees a unit (> 0). Windows are checked before any is
+        consumed; a race lost between check and hit can only waste a unit, never exceed a limit."""
+        full = [item for item in items if not await self._strategy.test(item, *identifiers)]
+        if not full:
+            full = [item for item in items if not await self._strategy.hit(item, *identifiers)]
+        wait = 0.0
+        for item in full:
+            stats = await self._strategy.get_window_stats(item, *identifiers)
+            wait = max(wait, stats.reset_time - time.time())
+        return max(wait, 0.01) if full else 0.0
+
     async def peek(self, items: Sequence[RateLimitItem], *identifiers: str) -> None:
         """Raise ``RateLimited`` if any window is already full, without consuming."""
         for item in items:

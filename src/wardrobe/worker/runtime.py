@@ -16,11 +16,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq_redis import RedisStreamBroker
 
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
+from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.models import OutboxMessage, Task, TaskStatus
 from wardrobe.models.base import utcnow
 from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
@@ -28,7 +30,7 @@ from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import SlotStore
 from wardrobe.settings import Settings
-from wardrobe.worker.outbox import OutboxRelay
+from wardrobe.worker.outbox import OutboxRelay, add_message
 
 log = get_logger("wardrobe.worker")
 RUN_TASK = "wardrobe.run_task"
@@ -46,6 +48,7 @@ class TaskRuntime:
         consume: bool,
         slots: SlotStore | None = None,
         redis: Redis | None = None,
+        limiter: RateLimiter | None = None,
         dedicated: bool = False,
     ) -> None:
         self.settings = settings
@@ -58,9 +61,13 @@ class TaskRuntime:
                 lease_seconds=settings.task_lease_seconds,
                 heartbeat_seconds=settings.task_heartbeat_seconds,
                 provider_concurrency=dict(settings.provider_concurrency),
+                provider_rates=dict(settings.provider_rate_limits),
+                user_max_running=settings.user_max_running_tasks,
             ),
             slots=slots,
             breaker=CircuitBreaker(on_change=self._health_changed),
+            limiter=limiter,
+            requeue=self._requeue,
         )
         self._redis = redis
         self.dedicated = dedicated
@@ -98,6 +105,9 @@ class TaskRuntime:
             # instead of hoarding a batch it cannot start yet.
             xread_count=1,
         )
+
+    def _requeue(self, session: AsyncSession, task_id: int) -> None:
+        add_message(session, TOPIC_RUN, {"task_id": task_id}, self.relay.kick)
 
     @property
     def health_key(self) -> str:

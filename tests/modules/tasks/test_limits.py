@@ -103,3 +103,127 @@ async def test_provider_limit_holds_across_two_worker_processes(
         assert fault_vendor.max_in_flight == 3
     finally:
         stop_workers(workers)
+
+
+async def _statuses(api: Api, user_id: int) -> list[str]:
+    async with unit_of_work(api.infra.session_factory) as db:
+        return list(await db.scalars(select(Task.status).where(Task.user_id == user_id).order_by(Task.id)))
+
+
+async def test_user_limit_keeps_the_rest_queued_until_a_place_frees(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D5: one user runs at most N tasks at once, the others wait queued and start as places free
+    (without waiting for the reaper); another user is not held up by them."""
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(
+        extra_providers=["tests.providers.fault:build"],
+        worker_in_process=True,
+        worker_concurrency=8,
+        user_max_running_tasks=1,
+        task_requeue_after_seconds=3600,  # only the freed place can start the queued ones
+    )
+    admin = await login_as(api, "admin")
+    await make_feature(api, admin, "busy", [step("only", timeout_seconds=60)], {"r": "$steps.only.result"})
+    heavy, light = await sms_login(api.client), await sms_login(api.client)
+    await give_quota(api, heavy.user["id"], 3)
+    await give_quota(api, light.user["id"], 1)
+    jobs = [(heavy, "heavy-0"), (heavy, "heavy-1"), (heavy, "heavy-2"), (light, "light-0")]
+    for user, key in jobs:
+        fault_vendor.scenario(f"fault:{key}", hold=True)
+        body = {"feature": "busy", "inputs": {"key": key}}
+        data(await api.client.post("/api/v1/tasks", json=body, headers=user.headers), 202)
+
+    async def both_users_at_the_vendor() -> bool:
+        return set(fault_vendor.in_flight_keys) == {"fault:heavy-0", "fault:light-0"}
+
+    await wait_until(both_users_at_the_vendor)
+    assert await _statuses(api, heavy.user["id"]) == ["running", "queued", "queued"]
+
+    fault_vendor.release("fault:heavy-0")
+
+    async def second_started() -> bool:
+        return "fault:heavy-1" in fault_vendor.in_flight_keys
+
+    await wait_until(second_started)
+    assert await _statuses(api, heavy.user["id"]) == ["succeeded", "running", "queued"]
+    for _, key in jobs:
+        fault_vendor.release(f"fault:{key}")
+
+    async def all_done() -> bool:
+        return await _succeeded(api) == 4
+
+    await wait_until(all_done)
+    assert _most_at_once(fault_vendor, "fault:heavy") == 1
+
+
+def _most_at_once(vendor: Any, prefix: str) -> int:
+    """The most calls with keys starting with ``prefix`` the vendor ever had in flight together."""
+    return max(sum(1 for key in keys if key.startswith(prefix)) for keys in vendor.overlaps)
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+async def test_user_limit_holds_across_two_worker_processes(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    env = worker_env(
+        api,
+        tmp_path,
+        provider_concurrency="{}",
+        worker_concurrency="4",
+        user_max_running_tasks="2",
+        task_requeue_after_seconds="3600",
+    )
+    workers = [spawn_worker(env, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        _, keys = await _start_tasks(api, 8, fault_vendor)
+
+        async def two_in_flight() -> bool:
+            return bool(fault_vendor.in_flight == 2)
+
+        await wait_until(two_in_flight, within=60)
+        for key in keys:
+            fault_vendor.release(f"fault:{key}")
+
+        async def all_done() -> bool:
+            return await _succeeded(api) == 8
+
+        await wait_until(all_done, within=60)
+        assert _most_at_once(fault_vendor, "fault:n") == 2
+    finally:
+        stop_workers(workers)
+
+
+async def test_provider_request_rate_is_kept(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D5: calls to a provider start no faster than its rate, counted where they arrive."""
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(
+        extra_providers=["tests.providers.fault:build"],
+        worker_in_process=True,
+        worker_concurrency=8,
+        user_max_running_tasks=0,
+        provider_concurrency={},
+        provider_rate_limits={"fault": "2/second"},
+    )
+    admin = await login_as(api, "admin")
+    await make_feature(api, admin, "quick", [step("only", timeout_seconds=30)], {"r": "$steps.only.result"})
+    user = await sms_login(api.client)
+    await give_quota(api, user.user["id"], 6)
+    for i in range(6):
+        body = {"feature": "quick", "inputs": {"key": f"r{i}"}}
+        data(await api.client.post("/api/v1/tasks", json=body, headers=user.headers), 202)
+
+    async def all_done() -> bool:
+        return await _succeeded(api) == 6
+
+    await wait_until(all_done)
+    times = sorted(fault_vendor.arrivals)
+    assert len(times) == 6
+    # 2 per second: calls 3 and 5 wait for the window; unlimited, all six arrive within ~0.1 s.
+    # The bounds leave 0.4 s for delivery jitter between taking the window and arriving.
+    assert times[-1] - times[0] > 1.6
+    assert all(times[i + 2] - times[i] > 0.6 for i in range(len(times) - 2))

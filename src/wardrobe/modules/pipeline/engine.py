@@ -17,17 +17,19 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from limits import RateLimitItem
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
-from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep
+from wardrobe.core.ratelimit import RateLimiter, parse_limits
+from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep, User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
 from wardrobe.modules.pipeline.definition import ForkDef, PipelineDef, StepDef, parse_ref
@@ -60,6 +62,10 @@ class StepFailed(Exception):
         self.code = code
 
 
+class _UserAtLimit(Exception):
+    """The claimed task's owner already runs as many tasks as allowed: roll the claim back."""
+
+
 class TaskCanceled(Exception):
     pass
 
@@ -75,6 +81,10 @@ class EngineConfig:
     max_backoff_seconds: float = 30.0
     # Provider slug -> calls in flight allowed across every worker (D5); absent = unlimited.
     provider_concurrency: Mapping[str, int] = field(default_factory=dict)
+    # Provider slug -> request rate windows ("5/second;300/minute"), across every worker (D5).
+    provider_rates: Mapping[str, str] = field(default_factory=dict)
+    # Tasks of one user running at once (D5); a claim beyond it leaves the task queued. 0 = no limit.
+    user_max_running: int = 0
 
 
 class PipelineEngine:
@@ -87,15 +97,23 @@ class PipelineEngine:
         worker_id: str | None = None,
         slots: SlotStore | None = None,
         breaker: CircuitBreaker | None = None,
+        limiter: RateLimiter | None = None,
+        requeue: Callable[[AsyncSession, int], None] | None = None,
     ) -> None:
         self._sessions = session_factory
         self._registry = registry
         self.slots: SlotStore = slots or MemorySlots()
+        self.limiter = limiter or RateLimiter.in_memory()
+        # Writes a run message for a task into the given transaction (the runtime's outbox).
+        self.requeue = requeue
         self.breaker = breaker or CircuitBreaker()
         # Tasks this worker is running right now: a duplicate message for one of them is ignored.
         self._active: set[int] = set()
         self.config = config or EngineConfig()
         self.worker_id = worker_id or new_worker_id()
+        self.rates: dict[str, list[RateLimitItem]] = {
+            slug: parse_limits(spec) for slug, spec in self.config.provider_rates.items()
+        }
 
     # -- claiming and the lease ----------------------------------------------------------------
 
@@ -105,30 +123,57 @@ class PipelineEngine:
         if task_id in self._active:
             return False
         now = utcnow()
-        async with unit_of_work(self._sessions) as session:
-            result = await session.execute(
-                update(Task)
-                .where(
-                    Task.id == task_id,
-                    Task.status.in_([TaskStatus.QUEUED.value, TaskStatus.RUNNING.value]),
-                    (Task.lease_expires_at.is_(None))
-                    | (Task.lease_expires_at < now)
-                    | (Task.lease_owner == self.worker_id),
+        try:
+            async with unit_of_work(self._sessions) as session:
+                result = await session.execute(
+                    update(Task)
+                    .where(
+                        Task.id == task_id,
+                        Task.status.in_([TaskStatus.QUEUED.value, TaskStatus.RUNNING.value]),
+                        (Task.lease_expires_at.is_(None))
+                        | (Task.lease_expires_at < now)
+                        | (Task.lease_owner == self.worker_id),
+                    )
+                    .values(
+                        status=TaskStatus.RUNNING.value,
+                        lease_owner=self.worker_id,
+                        lease_expires_at=now + timedelta(seconds=self.config.lease_seconds),
+                        runs=Task.runs + 1,
+                        updated_at=now,
+                    )
                 )
-                .values(
-                    status=TaskStatus.RUNNING.value,
-                    lease_owner=self.worker_id,
-                    lease_expires_at=now + timedelta(seconds=self.config.lease_seconds),
-                    runs=Task.runs + 1,
-                    updated_at=now,
-                )
-            )
-            won = bool(result.rowcount == 1)  # type: ignore[attr-defined]
-            if won:
-                await session.execute(
-                    update(Task).where(Task.id == task_id, Task.started_at.is_(None)).values(started_at=now)
-                )
+                won = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+                if won and self.config.user_max_running and not await self._user_has_room(session, task_id, now):
+                    raise _UserAtLimit
+                if won:
+                    await session.execute(
+                        update(Task).where(Task.id == task_id, Task.started_at.is_(None)).values(started_at=now)
+                    )
+        except _UserAtLimit:
+            # Rolled back: the task stays queued, untouched. The user's next task to finish sends
+            # it again (see _finish); the reaper is the safety net.
+            log.info("claim_deferred_user_limit", task_id=task_id)
+            return False
         return won
+
+    async def _user_has_room(self, session: AsyncSession, task_id: int, now: datetime) -> bool:
+        """Whether the owner of ``task_id`` (just claimed in this transaction) stays within the
+        per-user limit. Claims of one user's tasks are serialised on the user's row (FOR UPDATE on
+        MariaDB/PostgreSQL; SQLite's single writer lock is already held by the claim), and the count
+        runs after the lock, so two workers can never both take the last place."""
+        user_id = await session.scalar(select(Task.user_id).where(Task.id == task_id))
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+        running = await session.scalar(
+            select(func.count())
+            .select_from(Task)
+            .where(
+                Task.user_id == user_id,
+                Task.status == TaskStatus.RUNNING.value,
+                Task.lease_expires_at > now,
+                Task.id != task_id,
+            )
+        )
+        return int(running or 0) < self.config.user_max_running
 
     async def run(self, task_id: int) -> str | None:
         """Claim and run the task to a terminal state. Returns the final status, or None if the
@@ -332,6 +377,9 @@ class _Run:
             self._check_interrupts()
             ctx = StepContext(self.task.public_id, self.task.user_id, step.id, attempt)
             slug = str(getattr(provider, "slug", "?"))
+            if not await self._await_rate(slug, step.timeout_seconds):
+                # Our own limit, not the provider's failure: no breaker record; the next candidate.
+                raise ProviderError("provider_busy", retryable=True)
             started = time.monotonic()
             try:
                 result = await self._call_once(step, provider, inputs, ctx)
@@ -375,12 +423,31 @@ class _Run:
             remaining = (deadline - utcnow()).total_seconds()
             if remaining <= 0:
                 raise ProviderError("timeout", retryable=False)
+            if not await self._await_rate(slug, remaining):
+                continue  # the deadline check above ends it
             status = await self._bounded(provider.poll(job_id, ctx), remaining)
             if status.state is JobState.SUCCEEDED:
                 return dict(status.outputs)
             if status.state is JobState.FAILED:
                 raise ProviderError(status.error_code or "vendor_failed", retryable=False)
             await self._sleep_interruptibly(min(step.poll_interval_seconds, remaining))
+
+    async def _await_rate(self, slug: str, within: float) -> bool:
+        """Take one request from the provider's rate windows (shared by every worker through
+        Redis), waiting up to ``within`` seconds for room; False if none came in time (D5)."""
+        items = self.engine.rates.get(slug)
+        if not items:
+            return True
+        deadline = time.monotonic() + within
+        while True:
+            wait = await self.engine.limiter.try_hit(items, "provider", slug)
+            if not wait:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # Up to 20 % later than the window frees, so waiting workers do not all retry at once.
+            await self._sleep_interruptibly(min(wait * random.uniform(1.0, 1.2), remaining))  # noqa: S311
 
     async def _bounded(self, call: Any, seconds: float) -> Any:
         """Run a provider call under the step timeout, abandoning it on cancel or lost lease."""
@@ -472,6 +539,21 @@ class _Run:
                 .values(progress=progress, updated_at=utcnow())
             )
 
+    async def _wake_next_of_user(self, session: AsyncSession) -> None:
+        """A place just freed under the per-user limit: send the user's oldest queued task again, in
+        this transaction (a claim deferred by the limit left it queued with no message)."""
+        requeue = self.engine.requeue
+        if not self.engine.config.user_max_running or requeue is None:
+            return
+        next_id = await session.scalar(
+            select(Task.id)
+            .where(Task.user_id == self.task.user_id, Task.status == TaskStatus.QUEUED.value)
+            .order_by(Task.id)
+            .limit(1)
+        )
+        if next_id is not None:
+            requeue(session, next_id)
+
     def _collect_outputs(
         self, definition: PipelineDef, outputs: Mapping[str, Mapping[str, Any]]
     ) -> list[dict[str, Any]]:
@@ -523,5 +605,6 @@ class _Run:
                 await quota.confirm(session, ref)
             elif await quota.cancel(session, ref):
                 await session.execute(update(Task).where(Task.id == self.task_id).values(refunded=True))
+            await self._wake_next_of_user(session)
         log.info("task_finished", task=self.task.public_id, status=status.value)
         return status.value
