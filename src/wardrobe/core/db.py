@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -29,10 +30,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def create_engine(settings: Settings, *, database_url: str | None = None) -> AsyncEngine:
     """Build the engine with the pool tuned from settings (seed 000 P0-003)."""
     url = make_url(database_url or settings.database_url)
-    kwargs: dict[str, Any] = {"echo": settings.db_echo}
+    # orjson for JSON columns: several times faster than the json module on every row read.
+    kwargs: dict[str, Any] = {
+        "echo": settings.db_echo,
+        "json_serializer": _json_dumps,
+        "json_deserializer": orjson.loads,
+    }
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             from pathlib import Path

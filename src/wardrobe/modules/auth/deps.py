@@ -18,7 +18,8 @@ from wardrobe.core.context import user_id_var
 from wardrobe.core.db import finish
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
-from wardrobe.models import User
+from wardrobe.core.security import AccessClaims
+from wardrobe.models import User, UserStatus
 from wardrobe.modules.auth import repository
 from wardrobe.modules.auth.permissions import Permission, has_permission
 
@@ -61,25 +62,42 @@ class Principal:
         return has_permission(self.user.role, permission)
 
 
-async def get_principal(
-    infra: InfraDep,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def access_claims(infra: Infra, credentials: HTTPAuthorizationCredentials | None) -> AccessClaims:
+    """The verified claims of the request's bearer token (signature, expiry, issuer, audience)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AppError(ErrorCode.AUTH_REQUIRED)
-    claims = infra.tokens.decode_access(credentials.credentials)
-    found = await repository.load_session_and_user(session, claims.session_id)
-    if found is None:
-        raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="unknown session")
-    user, session_user_id, revoked_at = found
+    return infra.tokens.decode_access(credentials.credentials)
+
+
+def _unknown_session() -> AppError:
+    return AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="unknown session")
+
+
+def check_session(claims: AccessClaims, session_user_id: int | None, revoked_at: object, user_status: str) -> None:
+    """The rules that make a verified token usable now, from its login session and its user:
+    every authenticated path decides with this one function (``session_user_id`` None = no
+    such session)."""
+    if session_user_id is None:
+        raise _unknown_session()
     if session_user_id != claims.user_id:
         raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="session/user mismatch")
     if revoked_at is not None:
         raise AppError(ErrorCode.AUTH_SESSION_REVOKED)
-    if not user.is_active:
+    if user_status != UserStatus.ACTIVE.value:
         raise AppError(ErrorCode.ACCOUNT_DISABLED)
-    user_id_var.set(user.id)
+    user_id_var.set(claims.user_id)
+
+
+async def get_principal(infra: InfraDep, session: SessionDep, credentials: BearerDep) -> Principal:
+    claims = access_claims(infra, credentials)
+    found = await repository.load_session_and_user(session, claims.session_id)
+    if found is None:
+        raise _unknown_session()
+    user, session_user_id, revoked_at = found
+    check_session(claims, session_user_id, revoked_at, user.status)
     return Principal(user=user, session_id=claims.session_id)
 
 

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Header, Query
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import decode_cursor, split_page
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep
+from wardrobe.core.pagination import decode_cursor
+from wardrobe.modules.auth.deps import BearerDep, CurrentUser, InfraDep, SessionDep, access_claims
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.schemas import FeatureOut
-from wardrobe.modules.tasks import service
+from wardrobe.modules.tasks import listing, service
 from wardrobe.modules.tasks.presenter import present
 from wardrobe.modules.tasks.schemas import TaskCreate, TaskOut, TaskPage, TaskStatusName
 
@@ -83,20 +83,17 @@ async def create_task(
     responses=errors(*AUTH_ERRORS),
 )
 async def list_tasks(
-    principal: CurrentUser,
     infra: InfraDep,
-    session: SessionDep,
+    credentials: BearerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     status: TaskStatusName | None = None,
     feature: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:
+    # The lean path (listing.py): no ORM session, one query for the session check and the page.
+    claims = access_claims(infra, credentials)
     before = decode_cursor(cursor) if cursor else None
-    tasks = await service.list_tasks(
-        session, principal.user, limit=limit + 1, before_id=before, status=status, feature=feature
-    )
-    page, next_cursor = split_page(tasks, limit, lambda t: t.id)
-    return ok({"items": await present(session, infra, page), "next_cursor": next_cursor})
+    return ok(await listing.list_page(infra, claims, limit=limit, before_id=before, status=status, feature=feature))
 
 
 @router.get(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +27,7 @@ _PUBLIC_ERRORS = {
 }
 
 
-async def _step_orders(session: AsyncSession, infra: Infra, schema_ids: set[int]) -> dict[int, list[str]]:
+async def step_orders(session: AsyncSession, infra: Infra, schema_ids: set[int]) -> dict[int, list[str]]:
     # Pipeline versions never change once written, so their step lists are cached for good.
     cache: dict[int, list[str]] = infra.pipeline_steps_cache
     missing = schema_ids - cache.keys()
@@ -39,54 +40,78 @@ async def _step_orders(session: AsyncSession, infra: Infra, schema_ids: set[int]
     return {i: cache.get(i, []) for i in schema_ids}
 
 
+class TaskFields(Protocol):
+    """What a view is made of: a Task entity, or a row of the same-named columns (the list's
+    lean query), so both paths render through ``view``."""
+
+    @property
+    def public_id(self) -> str: ...
+    @property
+    def feature_key(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def progress(self) -> int: ...
+    @property
+    def outputs(self) -> list[dict[str, Any]] | None: ...
+    @property
+    def error_code(self) -> str | None: ...
+    @property
+    def quota_cost(self) -> int: ...
+    @property
+    def refunded(self) -> bool: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def view(
+    task: TaskFields, order: list[str], known: dict[str, str], infra: Infra, position: int | None = None
+) -> dict[str, Any]:
+    """One task as clients see it: ``order`` is its pipeline's step ids, ``known`` the persisted
+    step statuses (absent = pending)."""
+    pending = StepStatus.PENDING.value
+    outputs = []
+    for item in task.outputs or ():
+        if "object_key" in item:
+            url = infra.storage.download_url(item["object_key"], infra.settings.download_url_ttl_seconds, None)
+            outputs.append({"name": item["name"], "url": url, "content_type": item.get("content_type")})
+        else:
+            outputs.append({"name": item["name"], "value": item.get("value")})
+    error = None
+    if task.error_code:
+        code = task.error_code if task.error_code in _PUBLIC_ERRORS else "processing_failed"
+        error = {"code": code, "message": _PUBLIC_ERRORS[code]}
+    return {
+        "id": task.public_id,
+        "feature": task.feature_key,
+        "status": task.status,
+        "progress": task.progress,
+        "steps": [{"id": s, "status": known.get(s, pending)} for s in order],
+        "outputs": outputs,
+        "error": error,
+        "quota_cost": task.quota_cost,
+        "refunded": task.refunded,
+        "queue_position": position,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+    }
+
+
 async def present(
     session: AsyncSession, infra: Infra, tasks: list[Task], positions: dict[int, int] | None = None
 ) -> list[dict[str, Any]]:
-    """Serialise a page of tasks with two queries, whatever the page size (no N+1)."""
+    """Serialise tasks with two queries, whatever their number (no N+1)."""
     if not tasks:
         return []
-    orders = await _step_orders(session, infra, {t.pipeline_schema_id for t in tasks})
+    orders = await step_orders(session, infra, {t.pipeline_schema_id for t in tasks})
     rows = await session.execute(
         select(TaskStep.task_id, TaskStep.step_id, TaskStep.status).where(TaskStep.task_id.in_([t.id for t in tasks]))
     )
     statuses: dict[int, dict[str, str]] = {}
     for task_id, step_id, status in rows:
         statuses.setdefault(task_id, {})[step_id] = status
-    ttl = infra.settings.download_url_ttl_seconds
-    out = []
-    for task in tasks:
-        known = statuses.get(task.id, {})
-        steps = [{"id": s, "status": known.get(s, StepStatus.PENDING.value)} for s in orders[task.pipeline_schema_id]]
-        outputs = []
-        for item in task.outputs or []:
-            if "object_key" in item:
-                outputs.append(
-                    {
-                        "name": item["name"],
-                        "url": infra.storage.download_url(item["object_key"], ttl, None),
-                        "content_type": item.get("content_type"),
-                    }
-                )
-            else:
-                outputs.append({"name": item["name"], "value": item.get("value")})
-        error = None
-        if task.error_code:
-            code = task.error_code if task.error_code in _PUBLIC_ERRORS else "processing_failed"
-            error = {"code": code, "message": _PUBLIC_ERRORS[code]}
-        out.append(
-            {
-                "id": task.public_id,
-                "feature": task.feature_key,
-                "status": task.status,
-                "progress": task.progress,
-                "steps": steps,
-                "outputs": outputs,
-                "error": error,
-                "quota_cost": task.quota_cost,
-                "refunded": task.refunded,
-                "queue_position": (positions or {}).get(task.id),
-                "created_at": task.created_at,
-                "updated_at": task.updated_at,
-            }
-        )
-    return out
+    return [
+        view(t, orders[t.pipeline_schema_id], statuses.get(t.id, {}), infra, (positions or {}).get(t.id)) for t in tasks
+    ]

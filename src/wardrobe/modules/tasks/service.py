@@ -158,25 +158,6 @@ async def cancel_task(session: AsyncSession, user: User, public_id: str) -> Task
     return task
 
 
-async def list_tasks(
-    session: AsyncSession,
-    user: User,
-    *,
-    limit: int,
-    before_id: int | None,
-    status: str | None,
-    feature: str | None,
-) -> list[Task]:
-    stmt = select(Task).where(Task.user_id == user.id).order_by(Task.id.desc()).limit(limit)
-    if before_id is not None:
-        stmt = stmt.where(Task.id < before_id)
-    if status:
-        stmt = stmt.where(Task.status == status)
-    if feature:
-        stmt = stmt.where(Task.feature_key == feature)
-    return list(await session.scalars(stmt))
-
-
 async def queue_position(session: AsyncSession, task: Task) -> int | None:
     if task.status != TaskStatus.QUEUED.value:
         return None
