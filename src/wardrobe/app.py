@@ -33,6 +33,8 @@ from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
 from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
+from wardrobe.modules.realtime.events import TaskEvents, server_emitter
+from wardrobe.modules.realtime.hub import RealtimeHub
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
 from wardrobe.modules.storage.deps import build_storage
 from wardrobe.modules.storage.endpoints import router as storage_router
@@ -162,6 +164,7 @@ async def close_infra(infra: Infra) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    hub = RealtimeHub(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -169,6 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.infra = infra
         register_pool_collector(lambda: pool_status(infra.engine))
         await prepare_database(infra)
+        hub.infra = infra
+        infra.runtime.events = TaskEvents(infra, server_emitter(hub.sio))
         await infra.runtime.start()
         refill: asyncio.Task[None] | None = None
         if settings.embedded and settings.env is not Environment.TEST:
@@ -217,4 +222,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_router,
     ):
         app.include_router(router)
+    app.state.realtime = hub
+    app.mount("/socket.io", hub.asgi_app())
     return app

@@ -91,12 +91,16 @@ async def _run_worker() -> None:
 
     from wardrobe.app import build_infra, close_infra
     from wardrobe.core.logging import configure_logging, get_logger
+    from wardrobe.modules.realtime.events import TaskEvents, manager_emitter
+    from wardrobe.modules.realtime.hub import client_manager
     from wardrobe.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     log = get_logger("wardrobe.worker")
     infra = build_infra(settings, consume_tasks=True, dedicated_worker=True)
+    manager = client_manager(settings, write_only=True)
+    infra.runtime.events = TaskEvents(infra, manager_emitter(manager))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,7 @@ One session per request (or job); only its owner commits. Services and repositor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -94,6 +94,23 @@ def _mark_flush(session: Session, _: Any) -> None:
 def _mark_dml(state: ORMExecuteState) -> None:
     if not state.is_select:
         state.session.info["wrote"] = True
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's current transaction has committed; never if it rolls
+    back (messages and push events announce only what is durable)."""
+    session.sync_session.info.setdefault("after_commit", []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop("after_commit", []):
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop("after_commit", None)
 
 
 def has_writes(session: AsyncSession) -> bool:

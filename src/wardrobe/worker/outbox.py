@@ -13,11 +13,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
-from wardrobe.core.db import unit_of_work
+from wardrobe.core.db import after_commit, unit_of_work
 from wardrobe.core.logging import get_logger
 from wardrobe.models import OutboxMessage
 from wardrobe.models.base import utcnow
@@ -29,19 +28,7 @@ Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
 def add_message(session: AsyncSession, topic: str, payload: dict[str, Any], on_commit: Callable[[], None]) -> None:
     """Write a message in the caller's transaction; ``on_commit`` runs once it has committed."""
     session.add(OutboxMessage(topic=topic, payload=payload))
-    session.sync_session.info.setdefault("after_commit", []).append(on_commit)
-
-
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    for callback in session.info.pop("after_commit", []):
-        callback()
-
-
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    # Rolled back: the message does not exist, so nobody is told about it.
-    session.info.pop("after_commit", None)
+    after_commit(session, on_commit)
 
 
 class OutboxRelay:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from sqlalchemy import and_, exists, or_, select, update
@@ -31,6 +31,9 @@ from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import SlotStore
 from wardrobe.settings import Settings
 from wardrobe.worker.outbox import OutboxRelay, add_message
+
+if TYPE_CHECKING:
+    from wardrobe.modules.realtime.events import TaskEvents
 
 log = get_logger("wardrobe.worker")
 RUN_TASK = "wardrobe.run_task"
@@ -68,7 +71,10 @@ class TaskRuntime:
             breaker=CircuitBreaker(on_change=self._health_changed),
             limiter=limiter,
             requeue=self._requeue,
+            on_change=self.task_changed,
         )
+        # Push events (modules/realtime): set by the process that can deliver them.
+        self.events: TaskEvents | None = None
         self._redis = redis
         self.dedicated = dedicated
         self.broker = self._build_broker(settings)
@@ -105,6 +111,11 @@ class TaskRuntime:
             # instead of hoarding a batch it cannot start yet.
             xread_count=1,
         )
+
+    def task_changed(self, task_id: int) -> None:
+        """A committed change to a task: tell connected clients (if this process pushes events)."""
+        if self.events is not None:
+            self.events.changed(task_id)
 
     def _requeue(self, session: AsyncSession, task_id: int) -> None:
         add_message(session, TOPIC_RUN, {"task_id": task_id}, self.relay.kick)
@@ -171,6 +182,8 @@ class TaskRuntime:
             await asyncio.wait_for(task.kiq(int(payload["task_id"])), timeout=10)
 
     async def start(self) -> None:
+        if self.events is not None:
+            self.events.start()
         in_memory = isinstance(self.broker, InMemoryBroker)
         if in_memory and not self.consume:
             # Embedded and told not to run tasks: nobody could receive a message, so none is sent
@@ -216,6 +229,8 @@ class TaskRuntime:
             with contextlib.suppress(Exception, TimeoutError):
                 await asyncio.wait_for(self.broker.shutdown(), timeout=grace)
             self._started = False
+        if self.events is not None:
+            await self.events.stop(grace)
 
     async def reap_once(self) -> int:
         """Re-queue tasks nobody is running: a running task whose lease expired (its worker died),

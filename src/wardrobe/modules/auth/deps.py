@@ -79,7 +79,8 @@ def _unknown_session() -> AppError:
 def check_session(claims: AccessClaims, session_user_id: int | None, revoked_at: object, user_status: str) -> None:
     """The rules that make a verified token usable now, from its login session and its user:
     every authenticated path decides with this one function (``session_user_id`` None = no
-    such session)."""
+    such session). The task list's SQL shortcut (tasks/listing.py ``_SESSION_VALID``) mirrors
+    these rules: change both together."""
     if session_user_id is None:
         raise _unknown_session()
     if session_user_id != claims.user_id:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import socket
@@ -26,7 +27,7 @@ from limits import RateLimitItem
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wardrobe.core.db import unit_of_work
+from wardrobe.core.db import after_commit, unit_of_work
 from wardrobe.core.logging import get_logger
 from wardrobe.core.ratelimit import RateLimiter, parse_limits
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep, User
@@ -99,6 +100,7 @@ class PipelineEngine:
         breaker: CircuitBreaker | None = None,
         limiter: RateLimiter | None = None,
         requeue: Callable[[AsyncSession, int], None] | None = None,
+        on_change: Callable[[int], None] | None = None,
     ) -> None:
         self._sessions = session_factory
         self._registry = registry
@@ -106,6 +108,8 @@ class PipelineEngine:
         self.limiter = limiter or RateLimiter.in_memory()
         # Writes a run message for a task into the given transaction (the runtime's outbox).
         self.requeue = requeue
+        # Told (after commit) each time a task's visible state changed: status, a step, progress.
+        self.on_change = on_change
         self.breaker = breaker or CircuitBreaker()
         # Tasks this worker is running right now: a duplicate message for one of them is ignored.
         self._active: set[int] = set()
@@ -149,12 +153,18 @@ class PipelineEngine:
                     await session.execute(
                         update(Task).where(Task.id == task_id, Task.started_at.is_(None)).values(started_at=now)
                     )
+                    self.announce(session, task_id)
         except _UserAtLimit:
             # Rolled back: the task stays queued, untouched. The user's next task to finish sends
             # it again (see _finish); the reaper is the safety net.
             log.info("claim_deferred_user_limit", task_id=task_id)
             return False
         return won
+
+    def announce(self, session: AsyncSession, task_id: int) -> None:
+        """Tell ``on_change`` about ``task_id`` once this session's transaction commits."""
+        if self.on_change is not None:
+            after_commit(session, functools.partial(self.on_change, task_id))
 
     async def _user_has_room(self, session: AsyncSession, task_id: int, now: datetime) -> bool:
         """Whether the owner of ``task_id`` (just claimed in this transaction) stays within the
@@ -519,6 +529,7 @@ class _Run:
                 row.finished_at = now
             await session.flush()
             self.steps[step_id] = row
+            self.engine.announce(session, self.task_id)
 
     async def _assert_lease(self, session: AsyncSession) -> None:
         owner = await session.scalar(select(Task.lease_owner).where(Task.id == self.task_id))
@@ -538,6 +549,7 @@ class _Run:
                 )
                 .values(progress=progress, updated_at=utcnow())
             )
+            self.engine.announce(session, self.task_id)
 
     async def _wake_next_of_user(self, session: AsyncSession) -> None:
         """A place just freed under the per-user limit: send the user's oldest queued task again, in
@@ -606,5 +618,6 @@ class _Run:
             elif await quota.cancel(session, ref):
                 await session.execute(update(Task).where(Task.id == self.task_id).values(refunded=True))
             await self._wake_next_of_user(session)
+            self.engine.announce(session, self.task_id)
         log.info("task_finished", task=self.task.public_id, status=status.value)
         return status.value

@@ -116,6 +116,6 @@ async def get_task(task_id: str, principal: CurrentUser, infra: InfraDep, sessio
     responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
 )
 async def cancel_task(task_id: str, principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    task = await service.cancel_task(session, principal.user, task_id)
+    task = await service.cancel_task(session, infra, principal.user, task_id)
     [view] = await present(session, infra, [task])
     return ok(view)

@@ -114,6 +114,7 @@ async def create_task(
                 ttl=timedelta(seconds=infra.settings.quota_hold_ttl_seconds),
             )
             add_message(session, TOPIC_RUN, {"task_id": task.id}, infra.runtime.relay.kick)
+            infra.runtime.engine.announce(session, task.id)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first: answer with its task.
         if not idempotency_key:
@@ -133,7 +134,7 @@ async def owned_task(session: AsyncSession, user: User, public_id: str) -> Task:
     return task
 
 
-async def cancel_task(session: AsyncSession, user: User, public_id: str) -> Task:
+async def cancel_task(session: AsyncSession, infra: Infra, user: User, public_id: str) -> Task:
     """A queued task is canceled and refunded here, at once; a running one is flagged and its
     worker stops it at the next step boundary (or poll), then refunds. Finished ones stay as is."""
     task = await owned_task(session, user, public_id)
@@ -146,6 +147,7 @@ async def cancel_task(session: AsyncSession, user: User, public_id: str) -> Task
     if result.rowcount == 1:  # type: ignore[attr-defined]
         if await quota.cancel(session, hold_ref(task)):
             await session.execute(update(Task).where(Task.id == task.id).values(refunded=True))
+        infra.runtime.engine.announce(session, task.id)
     else:
         await session.execute(
             update(Task)

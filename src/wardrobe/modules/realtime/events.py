@@ -1,0 +1,115 @@
+"""Push events after commit: ``task.updated`` to the task's room, ``quota.updated`` to its user's room.
+
+Whoever commits a change to a task (the API on create or cancel, the engine on claim, each step,
+progress and the end) calls ``TaskEvents.changed(task_id)`` from an after-commit hook. One consumer
+per process then loads the task's *current* state and emits it, one task at a time in the order
+the changes came; changes to a task that are still waiting are coalesced. Because what is sent is
+read after the commit, a client always receives a state that was true, states of one task arrive in
+the order they were committed, and the last one it receives is the latest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+from sqlalchemy import select
+
+from wardrobe.core.context import request_id_var
+from wardrobe.core.db import finish
+from wardrobe.core.infra import Infra
+from wardrobe.core.logging import get_logger
+from wardrobe.models import QuotaAccount, Task, TaskStatus
+from wardrobe.modules.realtime.hub import plain, task_room, user_room
+from wardrobe.modules.tasks.presenter import present
+
+log = get_logger("wardrobe.realtime")
+Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
+
+
+def event(kind: str, payload: Any) -> dict[str, Any]:
+    return {"type": kind, "payload": plain(payload), "traceId": request_id_var.get()}
+
+
+class TaskEvents:
+    def __init__(self, infra: Infra, emit: Emit) -> None:
+        self._infra = infra
+        self._emit = emit
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._waiting: set[int] = set()
+        self._consumer: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    def changed(self, task_id: int) -> None:
+        """Announce that ``task_id`` changed (call after its transaction committed)."""
+        if task_id not in self._waiting:
+            self._waiting.add(task_id)
+            self._queue.put_nowait(task_id)
+
+    def start(self) -> None:
+        if self._consumer is None:
+            self._consumer = asyncio.create_task(self._consume())
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Send what is waiting (within ``grace`` seconds), then stop."""
+        if self._consumer is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            deadline = time.monotonic() + grace
+            while self._waiting and time.monotonic() < deadline:
+                await asyncio.wait_for(asyncio.shield(self._queue.join()), timeout=deadline - time.monotonic())
+        self._consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._consumer
+        self._consumer = None
+
+    async def _consume(self) -> None:
+        while True:
+            task_id = await self._queue.get()
+            self._waiting.discard(task_id)
+            try:
+                await self._send(task_id)
+            except Exception:
+                # A push is a courtesy: the database has the truth and clients re-read it on
+                # reconnect. Never let one failure stop the next event.
+                log.exception("push_failed", task_id=task_id)
+            finally:
+                self._queue.task_done()
+
+    async def _send(self, task_id: int) -> None:
+        infra = self._infra
+        async with infra.session_factory() as session:
+            task = await session.scalar(select(Task).where(Task.id == task_id))
+            if task is None:
+                return
+            [view] = await present(session, infra, [task])
+            # The quota moved when the task was created (held) and when it ended (spent or given
+            # back), never while it runs.
+            moved = task.status != TaskStatus.RUNNING.value
+            account = await session.get(QuotaAccount, task.user_id) if moved else None
+            await finish(session)
+        await self._emit("task.updated", event("task.updated", view), task_room(task.public_id))
+        self.sent += 1
+        if account is not None:
+            quota = {"balance": account.balance, "held": account.held, "available": account.balance - account.held}
+            await self._emit("quota.updated", event("quota.updated", quota), user_room(task.user_id))
+
+
+def server_emitter(sio: socketio.AsyncServer) -> Emit:
+    async def emit(name: str, data: dict[str, Any], room: str) -> None:
+        await sio.emit(name, data, to=room)
+
+    return emit
+
+
+def manager_emitter(manager: socketio.AsyncManager) -> Emit:
+    """For processes with no Socket.IO server (workers): publish through the shared manager."""
+
+    async def emit(name: str, data: dict[str, Any], room: str) -> None:
+        await manager.emit(name, data, namespace="/", room=room)
+
+    return emit

@@ -1,0 +1,192 @@
+"""Live progress over Socket.IO (G1-G4): token on connect, rooms, subscribe with a snapshot, events
+in order to the terminal state — in one process, and from a worker process to another API process."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+
+from tests.conftest import Api
+from tests.fixtures.auth import Session, data, login_as, sms_login
+from tests.fixtures.realtime import Listener, live
+from tests.fixtures.tasks import (
+    give_quota,
+    make_feature,
+    spawn_worker,
+    step,
+    stop_workers,
+    wait_until,
+    worker_env,
+)
+
+RANK = {"queued": 0, "running": 1, "succeeded": 2, "failed": 2, "canceled": 2}
+
+
+async def _feature(api: Api) -> None:
+    admin = await login_as(api, "admin")
+    steps = [step("first", timeout_seconds=60), step("second", timeout_seconds=60)]
+    await make_feature(api, admin, "live", steps, {"r": "$steps.second.result"})
+
+
+async def _create(api: Api, user: Session, key: str) -> str:
+    body = {"feature": "live", "inputs": {"key": key}}
+    return str(data(await api.client.post("/api/v1/tasks", json=body, headers=user.headers), 202)["id"])
+
+
+def _at_vendor(vendor: Any, key: str) -> Any:
+    async def held() -> bool:
+        return key in vendor.in_flight_keys
+
+    return held
+
+
+def _moves_forward(states: list[str]) -> bool:
+    return all(RANK[a] <= RANK[b] for a, b in itertools.pairwise(states))
+
+
+async def test_a_subscriber_sees_its_task_move_to_the_end(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=True)
+    await _feature(api)
+    user = await sms_login(api.client)
+    await give_quota(api, user.user["id"], 1)
+    fault_vendor.scenario("fault:k1", hold=True)
+    async with live(api.app) as url:
+        listener = Listener()
+        await listener.connect(url, user.access)
+        try:
+            task_id = await _create(api, user, "k1")
+            ack = await listener.subscribe(task_id)
+            assert ack["ok"] is True
+            assert [t["id"] for t in ack["tasks"]] == [task_id]
+            assert ack["refused"] == []
+            await wait_until(_at_vendor(fault_vendor, "fault:k1"))
+            fault_vendor.release("fault:k1")
+            states = await listener.wait_terminal(task_id)
+
+            # The quota goes to the user's room when the task ends: the unit held is now spent.
+            async def quota_told() -> bool:
+                return any(q["payload"]["held"] == 0 for q in listener.quota)
+
+            await wait_until(quota_told)
+        finally:
+            await listener.close()
+    assert states[-1] == "succeeded"
+    assert _moves_forward(states)
+    last = listener.tasks[-1]
+    assert last["type"] == "task.updated"
+    assert set(last) == {"type", "payload", "traceId"}
+    assert last["payload"]["progress"] == 100
+    assert [s["status"] for s in last["payload"]["steps"]] == ["succeeded", "succeeded"]
+
+    final = listener.quota[-1]["payload"]
+    me = data(await api.client.get("/api/v1/billing/quota", headers=user.headers))
+    assert (final["balance"], final["held"]) == (me["balance"], me["held"])
+
+
+async def test_refusals_and_the_snapshot_after_a_reconnect(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=True)
+    await _feature(api)
+    owner, stranger = await sms_login(api.client), await sms_login(api.client)
+    await give_quota(api, owner.user["id"], 1)
+    fault_vendor.scenario("fault:k2", hold=True)
+    async with live(api.app) as url:
+        for bad in ("not-a-token", api.infra.tokens.issue_access(owner.user["id"], "user", "0" * 32)):
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await Listener().connect(url, bad)
+        revoked = await sms_login(api.client)
+        data(await api.client.post("/api/v1/auth/logout", headers=revoked.headers))
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await Listener().connect(url, revoked.access)
+
+        task_id = await _create(api, owner, "k2")
+        snooper = Listener()
+        await snooper.connect(url, stranger.access)
+        try:
+            ack = await snooper.subscribe(task_id, "no-such-task")
+            assert ack == {"ok": True, "tasks": [], "refused": [task_id, "no-such-task"]}
+            assert (await snooper.client.call("subscribe", {"task_ids": "nope"}, timeout=10))["ok"] is False
+        finally:
+            await snooper.close()
+
+        first = Listener()
+        await first.connect(url, owner.access)
+        await first.subscribe(task_id)
+        await wait_until(_at_vendor(fault_vendor, "fault:k2"))
+        await first.close()  # gone while the task runs
+        fault_vendor.release("fault:k2")
+
+        async def finished() -> bool:
+            task = data(await api.client.get(f"/api/v1/tasks/{task_id}", headers=owner.headers))
+            return bool(task["status"] == "succeeded")
+
+        await wait_until(finished)
+        again = Listener()
+        await again.connect(url, owner.access)
+        try:
+            ack = await again.subscribe(task_id)
+        finally:
+            await again.close()
+    [snapshot] = ack["tasks"]
+    assert snapshot["status"] == "succeeded"
+    assert snapshot["progress"] == 100
+    assert not snooper.tasks
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+async def test_events_cross_processes_through_redis(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A client on API process A sees a task created through API B and run by a worker process."""
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api_b: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    await _feature(api_b)
+    user = await sms_login(api_b.client)
+    await give_quota(api_b, user.user["id"], 1)
+    env = worker_env(api_b, tmp_path)
+    env["WARDROBE_JWT_SECRET"] = api_b.settings.jwt_secret.get_secret_value()
+    worker = spawn_worker(env, tmp_path / "worker.log")
+    port = _free_port()
+    api_env = {**env, "WARDROBE_WORKER_IN_PROCESS": "false"}
+    api_a = spawn_worker(api_env, tmp_path / "api_a.log", "serve", "--host", "127.0.0.1", "--port", str(port))
+    fault_vendor.scenario("fault:k3", hold=True)
+    listener = Listener()
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        async def a_is_up() -> bool:
+            try:
+                await listener.connect(url, user.access)
+            except socketio.exceptions.ConnectionError:
+                return False
+            return True
+
+        await wait_until(a_is_up, within=60, every=0.2)
+        task_id = await _create(api_b, user, "k3")
+        ack = await listener.subscribe(task_id)
+        assert [t["id"] for t in ack["tasks"]] == [task_id]
+        await wait_until(_at_vendor(fault_vendor, "fault:k3"), within=60)
+        fault_vendor.release("fault:k3")
+        states = await listener.wait_terminal(task_id, within=60)
+    finally:
+        await listener.close()
+        stop_workers([api_a, worker])
+    assert states[-1] == "succeeded"
+    assert _moves_forward(states)
+    assert listener.tasks[-1]["payload"]["progress"] == 100
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
