@@ -69,10 +69,10 @@ def main() -> None:
     ensure_env(["bench"] if command == "bench" else [])
     os.chdir(ROOT)
     if command == "lint":
-        paths = [p for p in ("src", "tests", "bench") if (ROOT / p).exists()]
+        paths = [p for p in ("src", "tests", "bench", "examples") if (ROOT / p).exists()]
         run([venv_bin("ruff"), "format", "--check", *paths])
         run([venv_bin("ruff"), "check", *paths])
-        run([venv_bin("mypy"), "src", "tests"])
+        run([venv_bin("mypy"), "src", "tests", "examples"])
         return
     if command == "bench":
         run([venv_bin("python"), "bench/run.py", *extra])

@@ -101,7 +101,10 @@ async def test_refusals_and_the_snapshot_after_a_reconnect(
     await give_quota(api, owner.user["id"], 1)
     fault_vendor.scenario("fault:k2", hold=True)
     async with live(api.app) as url:
-        for bad in ("not-a-token", api.infra.tokens.issue_access(owner.user["id"], "user", "0" * 32)):
+        tokens = api.infra.tokens
+        unknown_session = tokens.issue_access(owner.user["id"], "user", "0" * 32)
+        expired = tokens.issue_access(owner.user["id"], "user", "0" * 32, now=0)
+        for bad in ("not-a-token", unknown_session, expired):
             with pytest.raises(socketio.exceptions.ConnectionError):
                 await Listener().connect(url, bad)
         revoked = await sms_login(api.client)
