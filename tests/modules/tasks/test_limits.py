@@ -90,7 +90,7 @@ async def test_provider_limit_holds_across_two_worker_processes(
 
         await wait_until(three_in_flight, within=60)
         async with unit_of_work(api.infra.session_factory) as db:
-            owners = set(await db.scalars(select(Task.lease_owner).where(Task.lease_owner.is_not(None))))
+            owners = set(await db.scalars(select(Task.lease_owner).where(Task.status == "running")))
         pids = {owner.split(":")[1] for owner in owners if owner}
         assert pids == {str(w.pid) for w in workers}
         for key in keys:

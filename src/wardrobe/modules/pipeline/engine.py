@@ -52,6 +52,10 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:24]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+# lease_owner of a queued task whose claim was deferred by the per-user limit (no lease: claimable).
+WAITING_FOR_USER_PLACE = "waiting:user-limit"
+
+
 def hold_ref(task: Task) -> str:
     return f"task:{task.public_id}"
 
@@ -155,8 +159,14 @@ class PipelineEngine:
                     )
                     self.announce(session, task_id)
         except _UserAtLimit:
-            # Rolled back: the task stays queued, untouched. The user's next task to finish sends
-            # it again (see _finish); the reaper is the safety net.
+            # Rolled back: the task stays queued. Marked as waiting for a place, so that the user's
+            # next task to finish sends it again (see _wake_next_of_user); the reaper is the safety net.
+            async with unit_of_work(self._sessions) as session:
+                await session.execute(
+                    update(Task)
+                    .where(Task.id == task_id, Task.status == TaskStatus.QUEUED.value, Task.lease_owner.is_(None))
+                    .values(lease_owner=WAITING_FOR_USER_PLACE)
+                )
             log.info("claim_deferred_user_limit", task_id=task_id)
             return False
         return won
@@ -552,18 +562,23 @@ class _Run:
             self.engine.announce(session, self.task_id)
 
     async def _wake_next_of_user(self, session: AsyncSession) -> None:
-        """A place just freed under the per-user limit: send the user's oldest queued task again, in
-        this transaction (a claim deferred by the limit left it queued with no message)."""
+        """A place just freed under the per-user limit: send the user's oldest task that a claim
+        deferred for the limit (it is queued with no message left) again, in this transaction."""
         requeue = self.engine.requeue
         if not self.engine.config.user_max_running or requeue is None:
             return
         next_id = await session.scalar(
             select(Task.id)
-            .where(Task.user_id == self.task.user_id, Task.status == TaskStatus.QUEUED.value)
+            .where(
+                Task.user_id == self.task.user_id,
+                Task.status == TaskStatus.QUEUED.value,
+                Task.lease_owner == WAITING_FOR_USER_PLACE,
+            )
             .order_by(Task.id)
             .limit(1)
         )
         if next_id is not None:
+            await session.execute(update(Task).where(Task.id == next_id).values(lease_owner=None))
             requeue(session, next_id)
 
     def _collect_outputs(
