@@ -15,15 +15,18 @@ lint: ## ruff format check, ruff lint, mypy strict
 	$(PY) dev.py lint
 
 format: ## Format the code with ruff
-	$(PY) dev.py wardrobe --help >/dev/null && .venv/bin/ruff format src tests bench && .venv/bin/ruff check --fix src tests bench
+	$(PY) dev.py wardrobe --help >/dev/null && .venv/bin/ruff format src tests bench examples && .venv/bin/ruff check --fix src tests bench examples
 
 migrate: ## Apply database migrations (WARDROBE_DATABASE_URL)
 	$(PY) dev.py wardrobe migrate
 
-bench: ## Run the benchmarks (see bench/README.md)
+bench: ## Run the HTTP benchmark against the Express baseline (see bench/README.md)
 	$(PY) dev.py bench
+
+bench-tasks: ## Run the task-path benchmark: creations/s, oversell check, pipeline tasks/s (bench/TASKS.md)
+	$(PY) dev.py bench-tasks
 
 ci: ## What CI runs
 	bash .ci/run
 
-.PHONY: help serve test lint format migrate bench ci
+.PHONY: help serve test lint format migrate bench bench-tasks ci

@@ -27,6 +27,7 @@ COMMANDS = {
     "test": ["python", "-m", "pytest"],
     "lint": None,
     "bench": None,
+    "bench-tasks": None,
     "wardrobe": ["wardrobe"],
 }
 
@@ -63,10 +64,10 @@ def venv_bin(name: str) -> str:
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__)
-        print("commands: serve, test, lint, bench, wardrobe <args>")
+        print("commands: serve, test, lint, bench, bench-tasks, wardrobe <args>")
         sys.exit(2)
     command, extra = sys.argv[1], sys.argv[2:]
-    ensure_env(["bench"] if command == "bench" else [])
+    ensure_env(["bench"] if command.startswith("bench") else [])
     os.chdir(ROOT)
     if command == "lint":
         paths = [p for p in ("src", "tests", "bench", "examples") if (ROOT / p).exists()]
@@ -74,8 +75,9 @@ def main() -> None:
         run([venv_bin("ruff"), "check", *paths])
         run([venv_bin("mypy"), "src", "tests", "examples"])
         return
-    if command == "bench":
-        run([venv_bin("python"), "bench/run.py", *extra])
+    if command in ("bench", "bench-tasks"):
+        script = "bench/run.py" if command == "bench" else "bench/tasks_flow.py"
+        run([venv_bin("python"), script, *extra])
         return
     if command == "test" and not extra:
         # The full run also reports coverage and holds the line on it (seed 000: P0 >= 80 %).

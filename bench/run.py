@@ -1183,8 +1183,10 @@ def ratio_lines(report: Report) -> list[str]:
             if s.offered_rps in mine and mine[s.offered_rps].kept_up and s.kept_up and s.cpu_us_per_request > 0
         ]
         per_request = f"{min(cpu):.2f}–{max(cpu):.2f}×" if cpu else "–"
+        peak_theirs = max(s.achieved_rps for s in group)
+        peak = f"{max(s.achieved_rps for s in report.wardrobe) / peak_theirs:.2f}×" if peak_theirs > 0 else "–"
         lines.append(
-            f"- **Wardrobe / Express {name}**: highest rate served in full {served}; "
+            f"- **Wardrobe / Express {name}**: highest rate served in full {served}; peak achieved rps {peak}; "
             f"server CPU per request {per_request} (at the rates both served; < 1 is cheaper)"
         )
     return lines
