@@ -92,14 +92,19 @@ def check_session(claims: AccessClaims, session_user_id: int | None, revoked_at:
     user_id_var.set(claims.user_id)
 
 
-async def get_principal(infra: InfraDep, session: SessionDep, credentials: BearerDep) -> Principal:
-    claims = access_claims(infra, credentials)
+async def verified_user(session: AsyncSession, claims: AccessClaims) -> User:
+    """The user behind verified ``claims`` if their login session is usable now, else AppError."""
     found = await repository.load_session_and_user(session, claims.session_id)
     if found is None:
         raise _unknown_session()
     user, session_user_id, revoked_at = found
     check_session(claims, session_user_id, revoked_at, user.status)
-    return Principal(user=user, session_id=claims.session_id)
+    return user
+
+
+async def get_principal(infra: InfraDep, session: SessionDep, credentials: BearerDep) -> Principal:
+    claims = access_claims(infra, credentials)
+    return Principal(user=await verified_user(session, claims), session_id=claims.session_id)
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]

@@ -26,8 +26,7 @@ from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
 from wardrobe.models import Task
-from wardrobe.modules.auth import repository
-from wardrobe.modules.auth.deps import check_session
+from wardrobe.modules.auth.deps import verified_user
 from wardrobe.modules.tasks.presenter import present
 from wardrobe.settings import Settings
 
@@ -92,15 +91,14 @@ class RealtimeHub:
         try:
             claims = infra.tokens.decode_access(token)
             async with infra.session_factory() as session:
-                found = await repository.load_session_and_user(session, claims.session_id)
-                user, session_user_id, revoked_at = found if found is not None else (None, None, None)
-                check_session(claims, session_user_id, revoked_at, user.status if user is not None else "")
+                await verified_user(session, claims)
         except AppError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.code.name) from None
         await self.sio.save_session(sid, {"user_id": claims.user_id, "session_id": claims.session_id})
         await self.sio.enter_room(sid, user_room(claims.user_id))
 
-    async def _task_ids(self, data: Any) -> list[str] | None:
+    @staticmethod
+    def _task_ids(data: Any) -> list[str] | None:
         ids = data.get("task_ids") if isinstance(data, dict) else None
         if not isinstance(ids, list) or not ids or len(ids) > MAX_SUBSCRIBE:
             return None
@@ -109,7 +107,7 @@ class RealtimeHub:
         return list(dict.fromkeys(ids))
 
     async def _subscribe(self, sid: str, data: Any) -> dict[str, Any]:
-        ids = await self._task_ids(data)
+        ids = self._task_ids(data)
         if ids is None:
             return {"ok": False, "code": ErrorCode.VALIDATION_FAILED.name, "tasks": [], "refused": []}
         infra = self._infra()
@@ -125,7 +123,7 @@ class RealtimeHub:
         return {"ok": True, "tasks": plain(views), "refused": [i for i in ids if i not in owned]}
 
     async def _unsubscribe(self, sid: str, data: Any) -> dict[str, Any]:
-        ids = await self._task_ids(data)
+        ids = self._task_ids(data)
         if ids is None:
             return {"ok": False, "code": ErrorCode.VALIDATION_FAILED.name}
         for public_id in ids:
