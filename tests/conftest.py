@@ -99,6 +99,13 @@ def make_settings(backend: Backend, **overrides: object) -> Settings:
         "seed_demo_data": False,
         "sms_debug_codes": True,
         "log_json": True,
+        # Tests make many requests from one address within a minute; the edge limits are tested
+        # with small windows of their own (tests/core/test_edge_limits.py).
+        "rate_limit_per_ip": "100000/minute",
+        "rate_limit_per_user": "100000/minute",
+        "rate_limit_auth": "100000/minute",
+        "rate_limit_task_create": "100000/minute",
+        "rate_limit_write": "100000/minute",
         "db_pool_size": 20,
         "storage_local_root": Path(tempfile.mkdtemp(prefix="wardrobe-objects-")),
     }

@@ -10,8 +10,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
 
+from wardrobe.core.cache import Cache, Policy
 from wardrobe.core.db import create_engine, create_session_factory, pool_status, unit_of_work
+from wardrobe.core.edge_limits import EdgeLimits, EndpointClass, RateLimitMiddleware
 from wardrobe.core.handlers import install_exception_handlers
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import configure_logging, get_logger
@@ -25,9 +28,10 @@ from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsSender, TencentSmsSender
 from wardrobe.modules.auth.wechat_client import WeChatClient
+from wardrobe.modules.billing import service as billing
 from wardrobe.modules.billing.endpoints import router as billing_router
+from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.endpoints import router as catalog_router
-from wardrobe.modules.catalog.service import CatalogCache
 from wardrobe.modules.ops.endpoints import router as ops_router
 from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.endpoints import router as providers_router
@@ -78,6 +82,16 @@ def build_providers(settings: Settings, storage: ObjectStorage) -> ProviderRegis
     return registry
 
 
+def build_cache(settings: Settings, redis: Redis | None) -> Cache:
+    policy = Policy(
+        ttl=settings.cache_ttl_seconds,
+        negative_ttl=settings.cache_negative_ttl_seconds,
+        jitter=settings.cache_ttl_jitter,
+    )
+    cached = (catalog.CATALOG, catalog.PIPELINE, billing.PLANS, billing.MEMBERSHIP)
+    return Cache(redis, settings.redis_key_prefix, dict.fromkeys(cached, policy))
+
+
 def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedicated_worker: bool = False) -> Infra:
     """Everything a process needs. ``consume_tasks``: whether this process executes tasks
     (default: the API does in embedded mode; `wardrobe worker` always does)."""
@@ -104,6 +118,16 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
         session_factory=session_factory,
         redis=redis,
         limiter=limiter,
+        edge_limits=EdgeLimits(
+            enabled=settings.rate_limits_enabled,
+            per_ip=settings.rate_limit_per_ip,
+            per_user=settings.rate_limit_per_user,
+            per_class={
+                EndpointClass.AUTH: settings.rate_limit_auth,
+                EndpointClass.TASK_CREATE: settings.rate_limit_task_create,
+                EndpointClass.WRITE: settings.rate_limit_write,
+            },
+        ),
         tokens=TokenCodec(
             settings.jwt_secret.get_secret_value(),
             settings.jwt_issuer,
@@ -114,7 +138,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
         wechat=wechat,
         storage=storage,
         providers=providers,
-        catalog_cache=CatalogCache(),
+        cache=build_cache(settings, redis),
         runtime=TaskRuntime(
             settings,
             session_factory,
@@ -153,6 +177,7 @@ async def keep_invite_pool_full(infra: Infra) -> None:
 
 async def close_infra(infra: Infra) -> None:
     await infra.runtime.stop()
+    await infra.cache.stop()
     await infra.sms_sender.aclose()
     if infra.wechat is not None:
         await infra.wechat.aclose()
@@ -173,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         register_pool_collector(lambda: pool_status(infra.engine))
         await prepare_database(infra)
         hub.infra = infra
+        await infra.cache.start()
         infra.runtime.events = TaskEvents(infra, server_emitter(hub.sio))
         await infra.runtime.start()
         refill: asyncio.Task[None] | None = None
@@ -197,6 +223,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_exception_handlers(app)
+    # Added first = innermost: CORS headers are on 429s too, and the request id on everything.
+    app.add_middleware(RateLimitMiddleware, trusted_proxies=settings.trusted_proxies)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

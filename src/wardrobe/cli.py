@@ -62,7 +62,9 @@ def serve(
         http="httptools",
         access_log=False,
         log_config=None,
-        proxy_headers=True,
+        # The client address is taken from X-Forwarded-For by our own middleware, only for
+        # WARDROBE_TRUSTED_PROXIES (core/edge_limits.py), the same under any server.
+        proxy_headers=False,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Self
 
@@ -62,9 +63,26 @@ class Settings(BaseSettings):
     redis_pool_timeout: float = 5.0
     redis_key_prefix: str = "wardrobe"
 
+    # Cache-aside of the catalog, pipelines, plans and memberships (F1): in each process's memory,
+    # dropped in every process when an operator edits (Redis pub/sub). Lifetimes vary by ±jitter.
+    cache_ttl_seconds: float = Field(default=60.0, gt=0)
+    cache_negative_ttl_seconds: float = Field(default=10.0, gt=0)
+    cache_ttl_jitter: float = Field(default=0.1, ge=0, lt=1)
+
     # HTTP edge
     max_body_bytes: int = 1_048_576
     cors_origins: list[str] = Field(default_factory=list)
+    # Proxies (addresses or CIDRs) whose X-Forwarded-For is believed; empty = the socket peer is
+    # the client. Behind nginx on the same host: ["127.0.0.1", "::1"].
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    # Rate limits at the edge (F3), in the `limits` notation ("100/minute;2000/hour"); "" = none.
+    rate_limits_enabled: bool = True
+    rate_limit_per_ip: str = "6000/minute"  # every request of one client address
+    rate_limit_per_user: str = "1200/minute"  # every request with one user's token
+    rate_limit_auth: str = "60/minute"  # /api/v1/auth/* per client address (fails closed)
+    rate_limit_task_create: str = "60/minute"  # POST /api/v1/tasks per user (fails closed)
+    rate_limit_write: str = "600/minute"  # other writes per user (per address if anonymous)
 
     # Tokens (B4)
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
@@ -153,6 +171,22 @@ class Settings(BaseSettings):
                 parse_many(spec)
             except ValueError as exc:
                 raise ValueError(f"provider_rate_limits[{slug!r}]: {exc}") from exc
+        return value
+
+    @field_validator(
+        "rate_limit_per_ip", "rate_limit_per_user", "rate_limit_auth", "rate_limit_task_create", "rate_limit_write"
+    )
+    @classmethod
+    def _edge_spec_parses(cls, value: str) -> str:
+        if value:
+            parse_many(value)  # a ValueError names the bad part
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ip_network(entry.strip(), strict=False)
         return value
 
     @model_validator(mode="after")

@@ -6,12 +6,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from limits.errors import StorageError
+from redis import exceptions as redis_exc
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from wardrobe.core.envelope import error_response
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import DEPENDENCY_FAILURES
 
 log = get_logger("wardrobe.errors")
 
@@ -71,6 +75,37 @@ async def http_error_handler(_: Request, exc: Exception) -> Response:
     return error_response(code, None, headers)
 
 
+# Failures that mean "a dependency is down or overloaded", not "our code is wrong": the client
+# gets 503 DEPENDENCY_UNAVAILABLE with Retry-After and may try again; nothing was committed (the
+# request's transaction rolled back). Connections are re-established by the pools on their own
+# (pre-ping for the database, reconnect for Redis) once the dependency is back.
+_DATABASE_DOWN: tuple[type[Exception], ...] = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+_REDIS_DOWN: tuple[type[Exception], ...] = (
+    redis_exc.ConnectionError,
+    redis_exc.TimeoutError,
+    redis_exc.BusyLoadingError,
+    StorageError,
+)
+RETRY_AFTER_SECONDS = "5"
+
+
+def _dependency(exc: Exception) -> str | None:
+    if isinstance(exc, _DATABASE_DOWN) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
+        return "database"
+    if isinstance(exc, _REDIS_DOWN):
+        return "redis"
+    return None
+
+
+async def dependency_error_handler(_: Request, exc: Exception) -> Response:
+    dependency = _dependency(exc)
+    if dependency is None:
+        return await unhandled_error_handler(_, exc)
+    DEPENDENCY_FAILURES.labels(dependency).inc()
+    log.error("dependency_unavailable", dependency=dependency, error_type=type(exc).__name__)
+    return error_response(ErrorCode.DEPENDENCY_UNAVAILABLE, None, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
 async def unhandled_error_handler(_: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", error_type=type(exc).__name__)
     return error_response(ErrorCode.INTERNAL_ERROR)
@@ -80,4 +115,6 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    for kind in (*_DATABASE_DOWN, sa_exc.DBAPIError, *_REDIS_DOWN):
+        app.add_exception_handler(kind, dependency_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)

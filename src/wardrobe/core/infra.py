@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from wardrobe.core.cache import Cache
+from wardrobe.core.edge_limits import EdgeLimits
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.core.security import TokenCodec
 from wardrobe.settings import Settings
@@ -15,7 +17,6 @@ from wardrobe.settings import Settings
 if TYPE_CHECKING:
     from wardrobe.modules.auth.sms_senders import SmsSender
     from wardrobe.modules.auth.wechat_client import WeChatClient
-    from wardrobe.modules.catalog.service import CatalogCache
     from wardrobe.modules.providers.base import ProviderRegistry
     from wardrobe.modules.storage.backend import ObjectStorage
     from wardrobe.worker.runtime import TaskRuntime
@@ -28,12 +29,13 @@ class Infra:
     session_factory: async_sessionmaker[AsyncSession]
     redis: Redis | None
     limiter: RateLimiter
+    edge_limits: EdgeLimits
     tokens: TokenCodec
     sms_sender: SmsSender
     wechat: WeChatClient | None
     storage: ObjectStorage
     providers: ProviderRegistry
-    catalog_cache: CatalogCache
+    cache: Cache
     runtime: TaskRuntime
     # Pipeline versions are immutable, so their step lists are cached for the process's life.
     pipeline_steps_cache: dict[int, list[str]] = field(default_factory=dict)

@@ -26,6 +26,25 @@ HTTP_LATENCY = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0),
 )
 AUTH_EVENTS = Counter("wardrobe_auth_events_total", "Authentication outcomes", ["event", "outcome"])
+CACHE_REQUESTS = Counter(
+    "wardrobe_cache_requests_total",
+    "Cache lookups by namespace and result (hit, negative_hit, miss, coalesced)",
+    ["cache", "result"],
+)
+CACHE_INVALIDATIONS = Counter(
+    "wardrobe_cache_invalidations_total",
+    "Cache invalidations applied, made here (local) or broadcast by another process (remote)",
+    ["cache", "origin"],
+)
+RATE_LIMITED = Counter("wardrobe_rate_limited_total", "Requests refused with 429 at the edge", ["endpoint_class"])
+RATE_LIMIT_STORE_FAILURES = Counter(
+    "wardrobe_rate_limit_store_failures_total",
+    "Rate-limit checks the store could not answer, by what the request got (closed = refused)",
+    ["policy"],
+)
+DEPENDENCY_FAILURES = Counter(
+    "wardrobe_dependency_failures_total", "Requests answered 503 because a dependency failed", ["dependency"]
+)
 SMS_SENT = Counter("wardrobe_sms_sent_total", "SMS codes sent", ["backend", "outcome"])
 
 

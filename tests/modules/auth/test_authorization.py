@@ -49,6 +49,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/admin/features"): OPERATOR,
     ("put", "/api/v1/admin/features/{feature_id}"): OPERATOR,
     ("delete", "/api/v1/admin/features/{feature_id}"): OPERATOR,
+    ("post", "/api/v1/admin/features/{feature_id}/switch"): OPERATOR,
     ("get", "/api/v1/admin/pipelines"): OPERATOR,
     ("get", "/api/v1/admin/providers"): OPERATOR,
     ("post", "/api/v1/admin/pipelines"): OPERATOR,

@@ -4,7 +4,6 @@ in order to the terminal state — in one process, and from a worker process to 
 from __future__ import annotations
 
 import itertools
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.realtime import Listener, live
 from tests.fixtures.tasks import (
+    free_port,
     give_quota,
     make_feature,
     spawn_worker,
@@ -159,7 +159,7 @@ async def test_events_cross_processes_through_redis(
     env = worker_env(api_b, tmp_path)
     env["WARDROBE_JWT_SECRET"] = api_b.settings.jwt_secret.get_secret_value()
     worker = spawn_worker(env, tmp_path / "worker.log")
-    port = _free_port()
+    port = free_port()
     api_env = {**env, "WARDROBE_WORKER_IN_PROCESS": "false"}
     api_a = spawn_worker(api_env, tmp_path / "api_a.log", "serve", "--host", "127.0.0.1", "--port", str(port))
     fault_vendor.scenario("fault:k3", hold=True)
@@ -187,9 +187,3 @@ async def test_events_cross_processes_through_redis(
     assert states[-1] == "succeeded"
     assert _moves_forward(states)
     assert listener.tasks[-1]["payload"]["progress"] == 100
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

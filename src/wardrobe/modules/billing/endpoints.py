@@ -10,7 +10,7 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import decode_cursor, split_page
-from wardrobe.modules.auth.deps import CurrentUser, Principal, SessionDep, require
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.billing import quota, service
 from wardrobe.modules.billing.schemas import LedgerPage, PlanOut, QuotaAdjusted, QuotaAdjustment, QuotaOut
@@ -25,21 +25,8 @@ Adjuster = Annotated[Principal, Depends(require(Permission.QUOTA_ADJUST))]
     response_model=Envelope[list[PlanOut]],
     responses=errors(),
 )
-async def list_plans(session: SessionDep) -> OrjsonResponse:
-    plans = await service.active_plans(session)
-    return ok(
-        [
-            {
-                "sku": p.sku,
-                "kind": p.kind,
-                "name": p.name,
-                "price_fen": p.price_fen,
-                "quota": p.quota,
-                "period_days": p.period_days,
-            }
-            for p in plans
-        ]
-    )
+async def list_plans(session: SessionDep, infra: InfraDep) -> OrjsonResponse:
+    return ok(await service.plans_on_sale(session, infra.cache))
 
 
 @router.get(
@@ -48,15 +35,15 @@ async def list_plans(session: SessionDep) -> OrjsonResponse:
     response_model=Envelope[QuotaOut],
     responses=errors(*AUTH_ERRORS),
 )
-async def my_quota(principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
+async def my_quota(principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
     balance = await quota.get_balance(session, principal.id)
-    membership = await service.membership_of(session, principal.id)
+    membership = await service.cached_membership(session, infra.cache, principal.id)
     return ok(
         {
             "balance": balance.balance,
             "held": balance.held,
             "available": balance.available,
-            "membership": {"plan": membership[0], "expires_at": membership[1]} if membership else None,
+            "membership": {"plan": membership.sku, "expires_at": membership.expires_at} if membership else None,
         }
     )
 

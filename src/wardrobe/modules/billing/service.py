@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.cache import Cache
+from wardrobe.core.db import after_commit
 from wardrobe.core.errors import NotFound
 from wardrobe.models import LedgerKind, Plan, QuotaAccount, Referral
 from wardrobe.models.base import utcnow
@@ -60,16 +65,58 @@ async def active_plans(session: AsyncSession) -> list[Plan]:
     return list(await session.scalars(stmt))
 
 
-async def membership_of(session: AsyncSession, user_id: int) -> tuple[str, object] | None:
-    row = (
-        await session.execute(
-            select(QuotaAccount.membership_sku, QuotaAccount.membership_expires_at).where(
-                QuotaAccount.user_id == user_id
+PLANS = "plans"
+MEMBERSHIP = "membership"
+
+
+async def plans_on_sale(session: AsyncSession, cache: Cache) -> list[dict[str, Any]]:
+    """The active plans as clients see them (cached; ``plans_changed`` after an edit)."""
+
+    async def load() -> list[dict[str, Any]]:
+        return [
+            {
+                "sku": p.sku,
+                "kind": p.kind,
+                "name": p.name,
+                "price_fen": p.price_fen,
+                "quota": p.quota,
+                "period_days": p.period_days,
+            }
+            for p in await active_plans(session)
+        ]
+
+    return await cache.get(PLANS, "active", load) or []
+
+
+def plans_changed(session: AsyncSession, cache: Cache) -> None:
+    after_commit(session, lambda: cache.invalidate(PLANS))
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRef:
+    sku: str
+    expires_at: datetime
+
+
+async def cached_membership(session: AsyncSession, cache: Cache, user_id: int) -> MembershipRef | None:
+    """The user's membership if active now (cached; ``membership_changed`` when it is granted or
+    extended). Expiry is checked on every read, so a cached membership ends on time."""
+
+    async def load() -> MembershipRef | None:
+        row = (
+            await session.execute(
+                select(QuotaAccount.membership_sku, QuotaAccount.membership_expires_at).where(
+                    QuotaAccount.user_id == user_id
+                )
             )
-        )
-    ).first()
-    if row is None or row.membership_sku is None or row.membership_expires_at is None:
-        return None
-    if row.membership_expires_at <= utcnow():
-        return None
-    return row.membership_sku, row.membership_expires_at
+        ).first()
+        if row is None or row.membership_sku is None or row.membership_expires_at is None:
+            return None
+        return MembershipRef(row.membership_sku, row.membership_expires_at)
+
+    held = await cache.get(MEMBERSHIP, str(user_id), load)
+    return held if held is not None and held.expires_at > utcnow() else None
+
+
+def membership_changed(session: AsyncSession, cache: Cache, user_id: int) -> None:
+    after_commit(session, lambda: cache.invalidate(MEMBERSHIP, str(user_id)))

@@ -14,7 +14,7 @@ from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema
 from wardrobe.modules.auth.deps import InfraDep, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.catalog import service
-from wardrobe.modules.catalog.schemas import FeatureAdminOut, FeatureWrite, PipelineOut, PipelineWrite
+from wardrobe.modules.catalog.schemas import FeatureAdminOut, FeatureSwitch, FeatureWrite, PipelineOut, PipelineWrite
 from wardrobe.modules.users import repository as users_repo
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -64,7 +64,7 @@ async def list_features(_: Editor, session: SessionDep) -> OrjsonResponse:
 async def _saved(
     session: SessionDep, infra: InfraDep, actor: Principal, feature: FeatureDefinition, action: str
 ) -> dict[str, Any]:
-    infra.catalog_cache.invalidate()
+    service.catalog_changed(session, infra.cache)
     users_repo.add_audit(
         session, actor_id=actor.id, action=action, target_type="feature", target_id=feature.key, reason=None
     )
@@ -105,7 +105,7 @@ async def replace_feature(
 )
 async def delete_feature(feature_id: int, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
     await service.delete_feature(session, feature_id)
-    infra.catalog_cache.invalidate()
+    service.catalog_changed(session, infra.cache)
     users_repo.add_audit(
         session,
         actor_id=actor.id,
@@ -115,6 +115,31 @@ async def delete_feature(feature_id: int, actor: Editor, infra: InfraDep, sessio
         reason=None,
     )
     return ok(None)
+
+
+@router.post(
+    "/features/{feature_id}/switch",
+    summary="Kill switch: turn a feature off (or back on) at once, with a reason",
+    description="Off: new tasks of the feature are refused with `FEATURE_UNAVAILABLE` on every API "
+    "process from the next request; tasks already queued or running finish. Audited with the reason.",
+    response_model=Envelope[FeatureAdminOut],
+    responses=errors(*DENIED, ErrorCode.NOT_FOUND),
+)
+async def switch_feature(
+    feature_id: int, body: FeatureSwitch, actor: Editor, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    feature = await service.switch_feature(session, feature_id, enabled=body.enabled)
+    service.catalog_changed(session, infra.cache)
+    users_repo.add_audit(
+        session,
+        actor_id=actor.id,
+        action="feature.enable" if body.enabled else "feature.disable",
+        target_type="feature",
+        target_id=feature.key,
+        reason=body.reason,
+    )
+    schema = await session.scalar(select(FormSchema.schema).where(FormSchema.id == feature.form_schema_id))
+    return ok(_feature_body(feature, schema or {}))
 
 
 @router.get(
@@ -137,6 +162,7 @@ async def list_pipelines(_: Editor, session: SessionDep) -> OrjsonResponse:
 )
 async def create_pipeline(body: PipelineWrite, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
     pipeline = await service.save_pipeline(session, infra.providers, body)
+    service.pipeline_changed(session, infra.cache, pipeline.key)
     users_repo.add_audit(
         session,
         actor_id=actor.id,

@@ -39,6 +39,15 @@ class FeatureWrite(BaseModel):
     sort_order: int = 0
 
 
+class FeatureSwitch(BaseModel):
+    """The kill switch (F4): on or off, and why (kept in the audit log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+    reason: str = Field(min_length=2, max_length=500)
+
+
 class FeatureAdminOut(FeatureWrite):
     id: int
     deleted_at: datetime | None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.cache import Cache
+from wardrobe.core.db import after_commit
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema, Role, User
 from wardrobe.models.base import utcnow
@@ -45,34 +46,52 @@ class CatalogEntry:
         return not self.plan_required or membership_sku in self.plan_required
 
 
-class CatalogCache:
-    """Cache-aside of the enabled catalog (F1, minimal): one load serves every request for
-    ``ttl`` seconds; an operator's edit invalidates it at once in this process."""
+CATALOG = "catalog"
+PIPELINE = "pipeline"
 
-    def __init__(self, ttl: float = 30.0) -> None:
-        self.ttl = ttl
-        self._entries: dict[str, CatalogEntry] | None = None
-        self._loaded_at = 0.0
-        self.hits = 0
-        self.misses = 0
 
-    def invalidate(self) -> None:
-        self._entries = None
+@dataclass(frozen=True, slots=True)
+class PipelineRef:
+    """The latest version of a pipeline, detached from any session (safe to cache)."""
 
-    async def entries(self, session: AsyncSession) -> dict[str, CatalogEntry]:
-        if self._entries is not None and time.monotonic() - self._loaded_at < self.ttl:
-            self.hits += 1
-            return self._entries
-        self.misses += 1
-        rows = await session.execute(
-            select(FeatureDefinition, FormSchema.schema)
-            .join(FormSchema, FormSchema.id == FeatureDefinition.form_schema_id)
-            .where(FeatureDefinition.deleted_at.is_(None))
-            .order_by(FeatureDefinition.sort_order, FeatureDefinition.key)
-        )
-        entries = {f.key: _entry(f, schema) for f, schema in rows}
-        self._entries, self._loaded_at = entries, time.monotonic()
-        return entries
+    id: int
+    key: str
+    version: int
+    definition: dict[str, Any]
+
+
+async def _load_catalog(session: AsyncSession) -> dict[str, CatalogEntry]:
+    rows = await session.execute(
+        select(FeatureDefinition, FormSchema.schema)
+        .join(FormSchema, FormSchema.id == FeatureDefinition.form_schema_id)
+        .where(FeatureDefinition.deleted_at.is_(None))
+        .order_by(FeatureDefinition.sort_order, FeatureDefinition.key)
+    )
+    return {f.key: _entry(f, schema) for f, schema in rows}
+
+
+async def catalog_entries(session: AsyncSession, cache: Cache) -> dict[str, CatalogEntry]:
+    """Every feature not deleted, by key (cached; invalidated by every edit)."""
+    return await cache.get(CATALOG, "all", lambda: _load_catalog(session)) or {}
+
+
+async def current_pipeline(session: AsyncSession, cache: Cache, key: str) -> PipelineRef | None:
+    """The latest version of pipeline ``key`` (cached, unknown keys too; a new version invalidates)."""
+
+    async def load() -> PipelineRef | None:
+        found = await latest_pipeline(session, key)
+        return None if found is None else PipelineRef(found.id, found.key, found.version, found.definition)
+
+    return await cache.get(PIPELINE, key, load)
+
+
+def catalog_changed(session: AsyncSession, cache: Cache) -> None:
+    """Drop the cached catalog everywhere once this session's edit commits."""
+    after_commit(session, lambda: cache.invalidate(CATALOG))
+
+
+def pipeline_changed(session: AsyncSession, cache: Cache, key: str) -> None:
+    after_commit(session, lambda: cache.invalidate(PIPELINE, key))
 
 
 def _entry(feature: FeatureDefinition, schema: dict[str, Any]) -> CatalogEntry:
@@ -94,17 +113,17 @@ def _entry(feature: FeatureDefinition, schema: dict[str, Any]) -> CatalogEntry:
 
 
 async def visible_features(
-    session: AsyncSession, cache: CatalogCache, user: User, membership_sku: str | None
+    session: AsyncSession, cache: Cache, user: User, membership_sku: str | None
 ) -> list[CatalogEntry]:
-    entries = await cache.entries(session)
+    entries = await catalog_entries(session, cache)
     return [e for e in entries.values() if e.visible_to(user, membership_sku)]
 
 
 async def usable_feature(
-    session: AsyncSession, cache: CatalogCache, user: User, membership_sku: str | None, key: str
+    session: AsyncSession, cache: Cache, user: User, membership_sku: str | None, key: str
 ) -> CatalogEntry:
     """The feature if this user may run it now; FEATURE_UNAVAILABLE otherwise (D1: re-checked)."""
-    entry = (await cache.entries(session)).get(key)
+    entry = (await catalog_entries(session, cache)).get(key)
     if entry is None or not entry.visible_to(user, membership_sku):
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE)
     return entry
@@ -200,3 +219,13 @@ async def delete_feature(session: AsyncSession, feature_id: int) -> None:
     feature.deleted_at = utcnow()
     feature.is_enabled = False
     await session.flush()
+
+
+async def switch_feature(session: AsyncSession, feature_id: int, *, enabled: bool) -> FeatureDefinition:
+    feature = await session.get(FeatureDefinition, feature_id, with_for_update=True)
+    if feature is None or feature.deleted_at is not None:
+        raise NotFound()
+    feature.is_enabled = enabled
+    feature.updated_at = utcnow()
+    await session.flush()
+    return feature

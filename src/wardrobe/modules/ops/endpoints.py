@@ -45,6 +45,24 @@ async def _check_redis(infra: Infra) -> Check:
         return Check(status="down", detail=type(exc).__name__)
 
 
+async def _check_rate_limits(infra: Infra) -> Check:
+    """Whether the rate-limit store answers; if not, say what that means for requests."""
+    if not infra.edge_limits.enabled:
+        return Check(status="ok", detail="disabled")
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            reachable = await infra.limiter.check_storage()
+    except Exception:
+        reachable = False
+    if reachable:
+        return Check(status="ok", detail="enforced")
+    return Check(
+        status="degraded",
+        detail="store unreachable: login, SMS and task creation refused (fail closed); "
+        "other requests not limited (fail open)",
+    )
+
+
 def _answer(checks: dict[str, Check]) -> OrjsonResponse:
     body = {name: c.model_dump() for name, c in checks.items()}
     if all(c.status == "ok" for c in checks.values()):
@@ -84,8 +102,8 @@ async def health_redis(infra: InfraDep) -> OrjsonResponse:
     responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE),
 )
 async def health_ready(infra: InfraDep) -> OrjsonResponse:
-    db, redis = await asyncio.gather(_check_db(infra), _check_redis(infra))
-    return _answer({"db": db, "redis": redis})
+    db, redis, limits = await asyncio.gather(_check_db(infra), _check_redis(infra), _check_rate_limits(infra))
+    return _answer({"db": db, "redis": redis, "rate_limits": limits})
 
 
 @router.get(

@@ -11,7 +11,6 @@ transition is a conditional update that only the lease holder can make.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import random
@@ -268,8 +267,9 @@ class _Run:
             return None
         finally:
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            # wait(), not `await heartbeat` under suppress(CancelledError): that would also swallow
+            # a cancellation of this run itself (a worker shutting down) arriving meanwhile.
+            await asyncio.wait([heartbeat])
 
     async def _heartbeat(self) -> None:
         cfg = self.engine.config

@@ -39,7 +39,7 @@ class TaskEvents:
     def __init__(self, infra: Infra, emit: Emit) -> None:
         self._infra = infra
         self._emit = emit
-        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queue: asyncio.Queue[int | None] = asyncio.Queue()  # None: stop
         self._waiting: set[int] = set()
         self._consumer: asyncio.Task[None] | None = None
         self.sent = 0
@@ -62,14 +62,20 @@ class TaskEvents:
             deadline = time.monotonic() + grace
             while self._waiting and time.monotonic() < deadline:
                 await asyncio.wait_for(asyncio.shield(self._queue.join()), timeout=deadline - time.monotonic())
-        self._consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._consumer
+        # A sentinel rather than only cancel(): a cancellation that lands inside a library call can
+        # be absorbed there (seen with a push in flight), leaving the loop waiting forever.
+        self._queue.put_nowait(None)
+        _, pending = await asyncio.wait([self._consumer], timeout=grace)
+        if pending:
+            self._consumer.cancel()
+            await asyncio.wait([self._consumer], timeout=grace)
         self._consumer = None
 
     async def _consume(self) -> None:
         while True:
             task_id = await self._queue.get()
+            if task_id is None:
+                return
             self._waiting.discard(task_id)
             try:
                 await self._send(task_id)

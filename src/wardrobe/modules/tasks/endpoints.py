@@ -28,9 +28,9 @@ router = APIRouter(tags=["tasks"])
     responses=errors(*AUTH_ERRORS),
 )
 async def list_features(principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    membership = await billing.membership_of(session, principal.id)
+    membership = await billing.cached_membership(session, infra.cache, principal.id)
     entries = await catalog.visible_features(
-        session, infra.catalog_cache, principal.user, membership[0] if membership else None
+        session, infra.cache, principal.user, membership.sku if membership else None
     )
     return ok(
         [

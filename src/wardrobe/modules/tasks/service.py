@@ -31,9 +31,9 @@ def _request_hash(feature: str, inputs: dict[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-async def _membership_sku(session: AsyncSession, user_id: int) -> str | None:
-    membership = await billing.membership_of(session, user_id)
-    return membership[0] if membership else None
+async def _membership_sku(session: AsyncSession, infra: Infra, user_id: int) -> str | None:
+    membership = await billing.cached_membership(session, infra.cache, user_id)
+    return membership.sku if membership else None
 
 
 async def _check_images(infra: Infra, user: User, schema: dict[str, Any], inputs: dict[str, Any]) -> None:
@@ -77,7 +77,7 @@ async def create_task(
         if existing is not None:
             return _same_request_or_conflict(existing, request_hash), False
     feature = await catalog.usable_feature(
-        session, infra.catalog_cache, user, await _membership_sku(session, user.id), feature_key
+        session, infra.cache, user, await _membership_sku(session, infra, user.id), feature_key
     )
     if feature.rate_limit_policy:
         await infra.limiter.hit(parse_limits(feature.rate_limit_policy), "feature", f"{feature.key}:{user.id}")
@@ -85,7 +85,7 @@ async def create_task(
     if problems:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
     await _check_images(infra, user, feature.form_schema, inputs)
-    pipeline = await catalog.latest_pipeline(session, feature.pipeline_key)
+    pipeline = await catalog.current_pipeline(session, infra.cache, feature.pipeline_key)
     if pipeline is None:
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="feature without pipeline")
 
