@@ -107,6 +107,7 @@ def make_settings(backend: Backend, **overrides: object) -> Settings:
         "rate_limit_task_create": "100000/minute",
         "rate_limit_write": "100000/minute",
         "db_pool_size": 20,
+        "shutdown_grace_seconds": 3,
         "storage_local_root": Path(tempfile.mkdtemp(prefix="wardrobe-objects-")),
     }
     values.update(overrides)

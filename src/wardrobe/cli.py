@@ -42,6 +42,11 @@ def serve(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     n = workers or settings.workers
+    if n > 1 and settings.embedded:
+        # Embedded mode keeps limits, cache and pushes in one process's memory: several processes
+        # would each count and cache on their own.
+        typer.echo("error: --workers > 1 needs WARDROBE_REDIS_URL (shared limits, cache and events)", err=True)
+        raise typer.Exit(2)
     if n > 1:
         # Migrate and seed once here, not racing in every worker process.
         asyncio.run(_prepare(settings.auto_migrate, settings.seed_demo_data))
@@ -65,6 +70,7 @@ def serve(
         # The client address is taken from X-Forwarded-For by our own middleware, only for
         # WARDROBE_TRUSTED_PROXIES (core/edge_limits.py), the same under any server.
         proxy_headers=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
     )
 
 

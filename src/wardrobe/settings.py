@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     task_reap_interval_seconds: float = 15.0
     task_requeue_after_seconds: float = 300.0
     extra_providers: list[str] = Field(default_factory=list)
+    # On SIGTERM: in-flight requests and task runs get this long to finish; runs still going are
+    # then interrupted and handed back to the other workers.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     provider_concurrency: dict[str, int] = Field(default_factory=lambda: {"local": 2})
     # Provider slug -> request rate windows in the `limits` notation ("5/second;300/minute"), shared
     # by every worker through Redis (D5); absent = unlimited.

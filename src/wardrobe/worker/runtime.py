@@ -87,6 +87,7 @@ class TaskRuntime:
         self.relay = OutboxRelay(session_factory, self._publish)
         self._background: list[asyncio.Task[None]] = []
         self._pending_writes: set[asyncio.Task[Any]] = set()
+        self._runs: set[asyncio.Task[Any]] = set()  # runs in progress in this process
         self._started = False
         self._stopping = False
         # Runs this process finished, and a condition to wait on them (tests, graceful shutdown).
@@ -142,6 +143,9 @@ class TaskRuntime:
 
     async def _run_task(self, task_id: int) -> None:
         outcome: str | None = None
+        current = asyncio.current_task()
+        if current is not None:
+            self._runs.add(current)
         try:
             for attempt in range(1, RUN_ATTEMPTS + 1):
                 try:
@@ -154,6 +158,7 @@ class TaskRuntime:
                     log.exception("task_run_crashed", task_id=task_id, attempt=attempt)
                     await asyncio.sleep(0.5 * attempt)
         finally:
+            self._runs.discard(current)
             async with self._changed:
                 if outcome is not None or task_id not in self.finished:
                     self.finished[task_id] = outcome
@@ -204,19 +209,15 @@ class TaskRuntime:
                 )
         self._started = True
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop taking work; give running tasks ``grace`` seconds, then interrupt them. An
-        interrupted task keeps its persisted steps and is resumed once its lease expires."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: take no more work, give the runs in progress ``grace`` seconds
+        (WARDROBE_SHUTDOWN_GRACE_SECONDS) to finish, then interrupt them. An interrupted run
+        releases its provider slots and hands its task back (lease ended, message re-sent), so a
+        live worker resumes it from its persisted steps at once."""
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
         self._stopping = True
         self.relay.stop()
-        if isinstance(self.broker, InMemoryBroker):
-            running = set(self.broker._running_tasks)
-            if running:
-                _, pending = await asyncio.wait(running, timeout=grace)
-                for job in pending:
-                    job.cancel()
-                if pending:
-                    await asyncio.wait(pending, timeout=grace)
+        # Stop receiving first (the relay, the reaper and the stream reader), then drain.
         for job in self._background:
             job.cancel()
         if self._background:
@@ -225,12 +226,20 @@ class TaskRuntime:
             for job in stuck:
                 log.warning("background_job_did_not_stop", job=job.get_name())
         self._background.clear()
+        runs = set(self._runs)
+        if runs:
+            log.info("waiting_for_runs", count=len(runs), grace_seconds=grace)
+            _, pending = await asyncio.wait(runs, timeout=grace)
+            for run in pending:
+                run.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=max(grace, 5.0))
         if self._started:
             with contextlib.suppress(Exception, TimeoutError):
-                await asyncio.wait_for(self.broker.shutdown(), timeout=grace)
+                await asyncio.wait_for(self.broker.shutdown(), timeout=max(grace, 1.0))
             self._started = False
         if self.events is not None:
-            await self.events.stop(grace)
+            await self.events.stop(min(grace, 2.0))
 
     async def reap_once(self) -> int:
         """Re-queue tasks nobody is running: a running task whose lease expired (its worker died),

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
@@ -87,15 +86,17 @@ async def test_resumed_async_step_reattaches_by_vendor_id(
     run = asyncio.create_task(first.run(task_id))
 
     await wait_until(_vendor_job_recorded(api, task_id))
-    run.cancel()  # the worker dies: no terminal state, its lease still in the row
+    second = PipelineEngine(api.infra.session_factory, api.infra.providers, config=slow, worker_id="worker-b")
+    assert await second.run(task_id) is None  # the lease is live: nobody else may run it
+    run.cancel()  # the worker stops mid-job: no terminal state; it hands the task back
     with pytest.raises(asyncio.CancelledError):
         await run
-    second = PipelineEngine(api.infra.session_factory, api.infra.providers, config=slow, worker_id="worker-b")
-    assert await second.run(task_id) is None  # the lease is still live: nobody else may run it
     async with unit_of_work(api.infra.session_factory) as db:
-        await db.execute(
-            update(Task).where(Task.id == task_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
-        )
+        left = await db.get(Task, task_id)
+        assert left is not None
+        assert left.status == "running"
+        assert left.lease_expires_at is not None
+        assert left.lease_expires_at <= utcnow()  # 60 s lease ended at once, not left to run out
     fault_vendor.release("fault:r1")
     assert await second.run(task_id) == "succeeded"
     assert fault_vendor.submissions["fault:r1"] == 1  # re-attached, never re-submitted
@@ -154,6 +155,64 @@ async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_cha
 
         await wait_until(finished, within=60)
         assert fault_vendor.submissions["fault:d1"] == 1
+        assert await _confirms(api, user.user["id"]) == 1
+        assert await balance(api, user.user["id"]) == (9, 0, 9)
+    finally:
+        stop_workers(workers)
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+async def test_sigterm_hands_a_running_task_back_at_once(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Graceful shutdown: the stopping worker interrupts its run after the grace period, releases
+    the provider slot and ends its lease, so the other worker resumes the task long before the
+    lease (120 s) would have run out; the user is charged once."""
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    admin = await login_as(api, "admin")
+    await make_feature(api, admin, "steady", [step("only", timeout_seconds=120)], {"r": "$steps.only.result"})
+    fault_vendor.scenario("fault:g1", hold=True)
+    env = worker_env(
+        api,
+        tmp_path,
+        task_lease_seconds="120",
+        task_heartbeat_seconds="0.5",
+        shutdown_grace_seconds="1",
+        provider_concurrency='{"fault": 1}',
+    )
+    workers = [spawn_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
+    try:
+        user = await sms_login(api.client)
+        task_id = await _queue(api, user, "steady", "g1")
+
+        async def at_vendor() -> bool:
+            return bool(fault_vendor.in_flight_keys["fault:g1"] == 1)
+
+        await wait_until(at_vendor, within=60)
+        async with unit_of_work(api.infra.session_factory) as db:
+            owner = await db.scalar(select(Task.lease_owner).where(Task.id == task_id))
+        assert owner is not None
+        leaving = next(w for w in workers if f":{w.pid}:" in owner)
+        staying = next(w for w in workers if w is not leaving)
+        leaving.send_signal(signal.SIGTERM)
+        assert leaving.wait(timeout=30) == 0  # a clean exit, within the grace and the hand-back
+
+        async def taken_over() -> bool:
+            async with unit_of_work(api.infra.session_factory) as db:
+                now_owner = await db.scalar(select(Task.lease_owner).where(Task.id == task_id))
+            return now_owner is not None and f":{staying.pid}:" in now_owner and fault_vendor.in_flight == 1
+
+        await wait_until(taken_over, within=30)
+        fault_vendor.release("fault:g1")
+
+        async def finished() -> bool:
+            async with unit_of_work(api.infra.session_factory) as db:
+                status = await db.scalar(select(Task.status).where(Task.id == task_id))
+            return status == "succeeded"
+
+        await wait_until(finished, within=30)
+        assert fault_vendor.calls["fault:g1"] == 2  # interrupted once, run again once
         assert await _confirms(api, user.user["id"]) == 1
         assert await balance(api, user.user["id"]) == (9, 0, 9)
     finally:

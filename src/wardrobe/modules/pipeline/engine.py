@@ -202,8 +202,34 @@ class PipelineEngine:
         self._active.add(task_id)
         try:
             return await _Run(self, task_id).execute()
+        except asyncio.CancelledError:
+            # This worker is shutting down mid-run: hand the task back now rather than leave it
+            # until the lease runs out. Shielded, so a second cancellation cannot cut it short.
+            await asyncio.shield(self._hand_back(task_id))
+            raise
         finally:
             self._active.discard(task_id)
+
+    async def _hand_back(self, task_id: int) -> None:
+        """End our lease on a task we stop running, and send it again so that a live worker
+        resumes it from its persisted steps (its provider slots were released on the way out)."""
+        try:
+            async with unit_of_work(self._sessions) as session:
+                result = await session.execute(
+                    update(Task)
+                    .where(
+                        Task.id == task_id,
+                        Task.lease_owner == self.worker_id,
+                        Task.status == TaskStatus.RUNNING.value,
+                    )
+                    .values(lease_expires_at=utcnow())
+                )
+                if result.rowcount == 1 and self.requeue is not None:  # type: ignore[attr-defined]
+                    self.requeue(session, task_id)
+            log.info("task_handed_back", task_id=task_id, worker=self.worker_id)
+        except Exception:
+            # The lease still expires on its own and the reaper re-queues the task.
+            log.exception("task_hand_back_failed", task_id=task_id)
 
     @property
     def registry(self) -> ProviderRegistry:
