@@ -854,6 +854,9 @@ def bench_wardrobe(
         WARDROBE_SEED_DEMO_DATA="false",
         WARDROBE_AUTO_MIGRATE="true",
         WARDROBE_VAR_DIR=str(var_dir),
+        # k6 sends each user's requests from an address of its own in X-Forwarded-For (see
+        # users_me.js): the edge rate limits run as in production, one window per address and user.
+        WARDROBE_TRUSTED_PROXIES='["127.0.0.1"]',
     )
     env.update(report.wardrobe_env)
 

@@ -154,6 +154,9 @@ def wardrobe_env(work: Path, secret: str, extra: dict[str, str]) -> dict[str, st
         WARDROBE_VAR_DIR=str(work / "wardrobe-var"),
         # The API processes only create and publish: a dedicated-worker deployment.
         WARDROBE_WORKER_IN_PROCESS="false",
+        # This measures the task path at rates no edge limit would let a handful of users reach
+        # (60 creations/minute per user by default); the limits are measured by bench/run.py.
+        WARDROBE_RATE_LIMITS_ENABLED="false",
     )
     env.update(extra)
     return env

@@ -55,11 +55,17 @@ export const options = {
   },
 };
 
+// Each user comes from an address of its own, as real clients do; the server trusts 127.0.0.1 as
+// its proxy (WARDROBE_TRUSTED_PROXIES), so the per-address limits are enforced and paid for.
+function clientAddress(i) {
+  return `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+}
+
 export default function () {
   // Round-robin over the users: consecutive requests never share a token.
-  const token = tokens[exec.scenario.iterationInTest % tokens.length];
+  const index = exec.scenario.iterationInTest % tokens.length;
   http.get(URL, {
-    headers: { Authorization: `Bearer ${token}` },
+    headers: { Authorization: `Bearer ${tokens[index]}`, 'X-Forwarded-For': clientAddress(index) },
     timeout: TIMEOUT,
     tags: { name: TARGET_PATH },
   });
