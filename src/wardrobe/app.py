@@ -7,6 +7,7 @@ import contextlib
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,6 +34,11 @@ from wardrobe.modules.billing.endpoints import router as billing_router
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.ops.endpoints import router as ops_router
+from wardrobe.modules.payments.alipay import AlipayGateway
+from wardrobe.modules.payments.endpoints import router as payments_router
+from wardrobe.modules.payments.gateway import PaymentGateway
+from wardrobe.modules.payments.service import Payments
+from wardrobe.modules.payments.wechat import WeChatPayGateway
 from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
@@ -80,6 +86,43 @@ def build_providers(settings: Settings, storage: ObjectStorage) -> ProviderRegis
         for provider in made if isinstance(made, list) else [made]:
             registry.register(provider)
     return registry
+
+
+def _key_text(value: str) -> str:
+    """A key given inline (PEM or bare base64) or as the path of a file holding it."""
+    value = value.strip()
+    if value and not value.startswith("-----BEGIN") and Path(value).is_file():
+        return Path(value).read_text()
+    return value
+
+
+def build_payments(settings: Settings) -> Payments:
+    """The platforms configured in settings; a channel whose platform is not configured answers
+    PAYMENT_CHANNEL_UNAVAILABLE."""
+    gateways: dict[str, PaymentGateway] = {}
+    if settings.wechatpay_mchid:
+        gateways["wechat"] = WeChatPayGateway(
+            mchid=settings.wechatpay_mchid,
+            appid=settings.wechatpay_appid or settings.wechat_appid,
+            cert_serial_no=settings.wechatpay_cert_serial,
+            private_key=_key_text(settings.wechatpay_private_key.get_secret_value()),
+            apiv3_key=settings.wechatpay_apiv3_key.get_secret_value(),
+            public_key=_key_text(settings.wechatpay_public_key.get_secret_value()),
+            public_key_id=settings.wechatpay_public_key_id,
+            api_base=settings.wechatpay_api_base,
+            timeout=settings.payment_timeout_seconds,
+        )
+    if settings.alipay_app_id:
+        gateways["alipay"] = AlipayGateway(
+            app_id=settings.alipay_app_id,
+            private_key=_key_text(settings.alipay_private_key.get_secret_value()),
+            alipay_public_key=_key_text(settings.alipay_public_key.get_secret_value()),
+            seller_id=settings.alipay_seller_id,
+            gateway=settings.alipay_gateway,
+            return_url=settings.alipay_return_url,
+            timeout=settings.payment_timeout_seconds,
+        )
+    return Payments(gateways=gateways, notify_base_url=settings.payment_notify_base_url)
 
 
 def build_cache(settings: Settings, redis: Redis | None) -> Cache:
@@ -139,6 +182,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
         storage=storage,
         providers=providers,
         cache=build_cache(settings, redis),
+        payments=build_payments(settings),
         runtime=TaskRuntime(
             settings,
             session_factory,
@@ -177,6 +221,7 @@ async def keep_invite_pool_full(infra: Infra) -> None:
 
 async def close_infra(infra: Infra) -> None:
     await infra.runtime.stop()
+    await infra.payments.aclose()
     await infra.cache.stop()
     await infra.sms_sender.aclose()
     if infra.wechat is not None:
@@ -243,6 +288,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth_router,
         users_router,
         billing_router,
+        payments_router,
         tasks_router,
         catalog_router,
         providers_router,

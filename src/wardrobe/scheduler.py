@@ -61,11 +61,24 @@ async def release_expired_holds(infra: Infra) -> int:
             )
             live = {task_refs[public_id] for public_id in rows}
     for ref in refs:
-        if ref in live:
+        # Refund claw-backs are settled by the refund (payments.reconcile), never released here.
+        if ref in live or ref.startswith("refund:"):
             continue
         async with unit_of_work(infra.session_factory) as session:
             released += await quota.cancel(session, ref)
     return released
+
+
+async def reconcile_payments(infra: Infra) -> int:
+    """C8: repair missed payment notifications, close expired orders, settle pending refunds."""
+    from wardrobe.modules.payments.service import payments_of, reconcile_once
+
+    if not payments_of(infra).gateways:
+        return 0
+    report = await reconcile_once(infra)
+    if report.discrepancies or report.errors:
+        log.warning("payments_reconciled", **report.as_dict())
+    return report.fulfilled + report.closed + report.refunds_settled
 
 
 async def run_scheduler(once: bool = False) -> None:
@@ -77,7 +90,7 @@ async def run_scheduler(once: bool = False) -> None:
     infra = build_infra(settings)
     try:
         while True:
-            for job in (refill_invite_pool, purge_expired_auth_data, release_expired_holds):
+            for job in (refill_invite_pool, purge_expired_auth_data, release_expired_holds, reconcile_payments):
                 try:
                     count = await job(infra)
                     log.info("job_done", job=job.__name__, count=count)

@@ -146,6 +146,31 @@ class Settings(BaseSettings):
     # Tasks of one user running at once (D5); the rest wait in the queue. 0 = no limit.
     user_max_running_tasks: int = Field(default=3, ge=0)
 
+    # Payments (C5-C8) ---------------------------------------------------------------------------
+    # Public base URL the platforms call back (https://api.example.com); notify paths are appended.
+    payment_notify_base_url: str = ""
+    order_ttl_minutes: int = Field(default=30, ge=5, le=24 * 60)
+    # Pending orders older than this are asked about by the reconciliation job (C8).
+    reconcile_after_minutes: int = Field(default=5, ge=1)
+    # The referrer's share of the quota an invitee buys, in percent (0 = no rebate).
+    referral_rebate_percent: int = Field(default=10, ge=0, le=100)
+    wechatpay_mchid: str = ""
+    wechatpay_appid: str = ""  # the mini program (JSAPI) and Native app id
+    wechatpay_cert_serial: str = ""
+    wechatpay_private_key: SecretStr = SecretStr("")  # PEM text, or a path to the PEM file
+    wechatpay_apiv3_key: SecretStr = SecretStr("")
+    wechatpay_public_key: SecretStr = SecretStr("")  # WeChat Pay public key (PEM text or path)
+    wechatpay_public_key_id: str = ""
+    wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
+    alipay_app_id: str = ""
+    alipay_private_key: SecretStr = SecretStr("")  # app private key: PEM, bare base64, or a path
+    alipay_public_key: SecretStr = SecretStr("")  # Alipay's public key: PEM, bare base64, or a path
+    alipay_seller_id: str = ""  # the merchant PID notifications must name
+    alipay_gateway: str = "https://openapi.alipay.com/gateway.do"
+    alipay_return_url: str = ""
+    payment_timeout_seconds: float = 10.0
+    # --- end of Payments (C5-C8) -------------------------------------------------------------
+
     # Storage (E1-E6) ----------------------------------------------------------------------------
     storage_backend: str = "local"  # only "local" so far; COS and S3 later
     storage_local_root: Path = Path("var/objects")

@@ -45,6 +45,18 @@ class ErrorCode(Enum):
     FEATURE_UNAVAILABLE = (403, "该功能不可用", "Feature unavailable")
     RATE_LIMITED = (429, "请求过于频繁，请稍后再试", "Too many requests; try again later")
     PAYMENT_SIGNATURE_INVALID = (400, "支付通知签名无效", "Invalid payment signature")
+    PAYMENT_CHANNEL_UNAVAILABLE = (409, "该支付方式暂不可用", "This payment channel is not available")
+    PAYMENT_PLATFORM_ERROR = (502, "支付平台拒绝了请求", "The payment platform refused the request")
+    REFUND_NOT_ALLOWED = (
+        409,
+        "该订单当前不能退款或退款金额超出可退金额",
+        "This order cannot be refunded by that amount",
+    )
+    REFUND_EXCEEDS_UNSPENT = (
+        409,
+        "用户已使用了该订单的额度，无法全额退款",
+        "The user has already spent the quota this refund would take back",
+    )
     DEPENDENCY_UNAVAILABLE = (503, "依赖服务暂不可用，请稍后再试", "A dependency is unavailable")
     INTERNAL_ERROR = (500, "服务器内部错误", "Internal server error")
 

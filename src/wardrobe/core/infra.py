@@ -17,6 +17,7 @@ from wardrobe.settings import Settings
 if TYPE_CHECKING:
     from wardrobe.modules.auth.sms_senders import SmsSender
     from wardrobe.modules.auth.wechat_client import WeChatClient
+    from wardrobe.modules.payments.service import Payments
     from wardrobe.modules.providers.base import ProviderRegistry
     from wardrobe.modules.storage.backend import ObjectStorage
     from wardrobe.worker.runtime import TaskRuntime
@@ -37,5 +38,6 @@ class Infra:
     providers: ProviderRegistry
     cache: Cache
     runtime: TaskRuntime
+    payments: Payments
     # Pipeline versions are immutable, so their step lists are cached for the process's life.
     pipeline_steps_cache: dict[int, list[str]] = field(default_factory=dict)

@@ -45,6 +45,11 @@ RATE_LIMIT_STORE_FAILURES = Counter(
 DEPENDENCY_FAILURES = Counter(
     "wardrobe_dependency_failures_total", "Requests answered 503 because a dependency failed", ["dependency"]
 )
+PAYMENT_EVENTS = Counter(
+    "wardrobe_payment_events_total",
+    "Orders, payments, refunds and reconciliation outcomes by provider",
+    ["provider", "event"],
+)
 SMS_SENT = Counter("wardrobe_sms_sent_total", "SMS codes sent", ["backend", "outcome"])
 
 

@@ -12,6 +12,14 @@ from wardrobe.models.billing import (
     QuotaHold,
 )
 from wardrobe.models.catalog import FeatureDefinition, FormSchema, PipelineSchema
+from wardrobe.models.payments import (
+    Order,
+    OrderStatus,
+    PaymentChannel,
+    PaymentNotification,
+    Refund,
+    RefundStatus,
+)
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
@@ -26,7 +34,11 @@ __all__ = [
     "InviteCodePool",
     "LedgerEntry",
     "LedgerKind",
+    "Order",
+    "OrderStatus",
     "OutboxMessage",
+    "PaymentChannel",
+    "PaymentNotification",
     "PipelineSchema",
     "Plan",
     "PlanKind",
@@ -34,6 +46,8 @@ __all__ = [
     "QuotaHold",
     "Referral",
     "RefreshToken",
+    "Refund",
+    "RefundStatus",
     "Role",
     "SmsCode",
     "StepStatus",

@@ -31,6 +31,8 @@ class LedgerKind(StrEnum):
     EXPIRE = "expire"
     ADMIN_ADJUSTMENT = "admin_adjustment"
     REFERRAL_REWARD = "referral_reward"
+    REFERRAL_REBATE = "referral_rebate"  # the referrer's share of an invitee's purchase
+    REFUND_CLAWBACK = "refund_clawback"  # quota taken back when a purchase is refunded
 
 
 class HoldStatus(StrEnum):

@@ -15,10 +15,12 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     QUOTA_ADJUST = "quota:adjust"
     CATALOG_WRITE = "catalog:write"
+    ORDERS_READ = "orders:read"
+    ORDERS_REFUND = "orders:refund"
 
 
 _USER = frozenset({Permission.PROFILE_SELF})
-_OPERATOR = _USER | {Permission.USERS_READ, Permission.AUDIT_READ, Permission.CATALOG_WRITE}
+_OPERATOR = _USER | {Permission.USERS_READ, Permission.AUDIT_READ, Permission.CATALOG_WRITE, Permission.ORDERS_READ}
 _ADMIN = frozenset(Permission)
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {

@@ -168,7 +168,7 @@ async def _settle(session: AsyncSession, ref: str, to: HoldStatus, now: datetime
     return hold
 
 
-async def confirm(session: AsyncSession, ref: str) -> bool:
+async def confirm(session: AsyncSession, ref: str, *, kind: LedgerKind = LedgerKind.CONFIRM) -> bool:
     """Charge the held quota for ``ref``. Exactly once: False if already settled or never held."""
     hold = await _settle(session, ref, HoldStatus.CONFIRMED, utcnow())
     if hold is None:
@@ -182,7 +182,7 @@ async def confirm(session: AsyncSession, ref: str) -> bool:
             updated_at=utcnow(),
         )
     )
-    await _record(session, hold.user_id, LedgerKind.CONFIRM, amount=-hold.amount, hold_delta=-hold.amount, ref=ref)
+    await _record(session, hold.user_id, kind, amount=-hold.amount, hold_delta=-hold.amount, ref=ref)
     return True
 
 

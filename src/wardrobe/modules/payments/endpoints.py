@@ -1,0 +1,260 @@
+"""HTTP routes: orders for users, notifications for the platforms, refunds for admins.
+
+Notification routes answer exactly as each platform requires: WeChat Pay wants 204 (no body) on
+success and ``{"code":"FAIL","message":"失败"}`` with a 4xx/5xx otherwise; Alipay reads the body
+and wants exactly ``success``. Both answers come only after the inbox transaction committed, so a
+"success" never covers work that could still be lost; any failure makes the platform retry.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import select
+from starlette.responses import PlainTextResponse, Response
+
+from wardrobe.core.db import unit_of_work
+from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
+from wardrobe.core.errors import ErrorCode
+from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import PAYMENT_EVENTS
+from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.pagination import decode_cursor, split_page
+from wardrobe.models import Order, Refund
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, client_ip, require
+from wardrobe.modules.auth.permissions import Permission
+from wardrobe.modules.payments import service
+from wardrobe.modules.payments.gateway import SignatureInvalid
+from wardrobe.modules.payments.schemas import (
+    AdminOrderOut,
+    OrderCreate,
+    OrderOut,
+    OrderPage,
+    RefundCreate,
+    RefundOut,
+)
+from wardrobe.modules.users import repository as users_repo
+
+router = APIRouter(tags=["payments"])
+log = get_logger("wardrobe.payments")
+OrderReader = Annotated[Principal, Depends(require(Permission.ORDERS_READ))]
+Refunder = Annotated[Principal, Depends(require(Permission.ORDERS_REFUND))]
+DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
+
+
+@router.post(
+    "/api/v1/billing/orders",
+    status_code=201,
+    summary="Order a plan through a payment channel",
+    response_model=Envelope[OrderOut],
+    responses=errors(
+        *AUTH_ERRORS,
+        ErrorCode.PAYMENT_CHANNEL_UNAVAILABLE,
+        ErrorCode.PAYMENT_PLATFORM_ERROR,
+        ErrorCode.DEPENDENCY_UNAVAILABLE,
+    ),
+)
+async def create_order(body: OrderCreate, principal: CurrentUser, infra: InfraDep, request: Request) -> OrjsonResponse:
+    order = await service.create_order(
+        infra, principal.user, sku=body.sku, channel=body.channel, client_ip=client_ip(request)
+    )
+    return ok(service.order_body(order), status_code=201)
+
+
+@router.get(
+    "/api/v1/billing/orders",
+    summary="My orders, newest first",
+    response_model=Envelope[OrderPage],
+    responses=errors(*AUTH_ERRORS),
+)
+async def my_orders(
+    principal: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> OrjsonResponse:
+    rows = await service.orders_page(
+        session, user_id=principal.id, limit=limit, before_id=decode_cursor(cursor) if cursor else None
+    )
+    page, next_cursor = split_page(rows, limit, lambda o: o.id)
+    return ok({"items": [service.order_body(o) for o in page], "next_cursor": next_cursor})
+
+
+@router.get(
+    "/api/v1/billing/orders/{order_no}",
+    summary="One of my orders",
+    response_model=Envelope[OrderOut],
+    responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
+)
+async def my_order(order_no: str, principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
+    return ok(service.order_body(await service.order_of(session, principal.id, order_no)))
+
+
+# -- notifications -------------------------------------------------------------------------------
+
+_WECHAT_FAIL = b'{"code":"FAIL","message":"\xe5\xa4\xb1\xe8\xb4\xa5"}'
+
+
+def _wechat_fail(status: int) -> Response:
+    return Response(_WECHAT_FAIL, status_code=status, media_type="application/json")
+
+
+async def _wechat(request: Request, infra: Any) -> Response:
+    gateway = service.payments_of(infra).gateways.get("wechat")
+    if gateway is None:
+        return _wechat_fail(404)
+    body = await request.body()
+    try:
+        notification = gateway.verify_notification(request.headers, body)
+    except SignatureInvalid as exc:
+        log.warning("payment_notification_rejected", provider="wechat", reason=str(exc))
+        PAYMENT_EVENTS.labels("wechat", "bad_signature").inc()
+        return _wechat_fail(401)
+    try:
+        await service.handle_notification(infra, "wechat", notification)
+    except service.NotificationRejected as rejected:
+        log.warning("payment_notification_refused", provider="wechat", reason=rejected.reason)
+        return _wechat_fail(rejected.status)
+    except Exception:
+        log.exception("payment_notification_failed", provider="wechat")
+        return _wechat_fail(500)  # WeChat Pay retries on its schedule
+    return Response(status_code=204)
+
+
+@router.post(
+    "/api/v1/payments/wechat/notify",
+    summary="WeChat Pay payment notification (called by WeChat Pay)",
+    status_code=204,
+    responses={204: {"description": "accepted"}, 401: {"description": "signature"}},
+)
+async def wechat_notify(request: Request, infra: InfraDep) -> Response:
+    return await _wechat(request, infra)
+
+
+@router.post(
+    "/api/v1/payments/wechat/refund-notify",
+    summary="WeChat Pay refund notification (called by WeChat Pay)",
+    status_code=204,
+    responses={204: {"description": "accepted"}, 401: {"description": "signature"}},
+)
+async def wechat_refund_notify(request: Request, infra: InfraDep) -> Response:
+    return await _wechat(request, infra)
+
+
+@router.post(
+    "/api/v1/payments/alipay/notify",
+    summary="Alipay payment and refund notification (called by Alipay; answers `success`)",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "`success`, or `fail` to be retried"}},
+)
+async def alipay_notify(request: Request, infra: InfraDep) -> Response:
+    gateway = service.payments_of(infra).gateways.get("alipay")
+    if gateway is None:
+        return PlainTextResponse("fail", status_code=404)
+    body = await request.body()
+    try:
+        notification = gateway.verify_notification(request.headers, body)
+    except (SignatureInvalid, ValueError) as exc:
+        log.warning("payment_notification_rejected", provider="alipay", reason=str(exc))
+        PAYMENT_EVENTS.labels("alipay", "bad_signature").inc()
+        return PlainTextResponse("fail", status_code=400)
+    try:
+        await service.handle_notification(infra, "alipay", notification)
+    except service.NotificationRejected as rejected:
+        log.warning("payment_notification_refused", provider="alipay", reason=rejected.reason)
+        return PlainTextResponse("fail", status_code=rejected.status)
+    except Exception:
+        log.exception("payment_notification_failed", provider="alipay")
+        return PlainTextResponse("fail", status_code=500)
+    return PlainTextResponse("success")
+
+
+# -- admin ---------------------------------------------------------------------------------------
+
+
+def _refund_body(refund: Refund, order_no: str) -> dict[str, Any]:
+    return {
+        "refund_no": refund.refund_no,
+        "order_no": order_no,
+        "amount_fen": refund.amount_fen,
+        "quota": refund.quota,
+        "status": refund.status,
+        "reason": refund.reason,
+        "created_at": refund.created_at,
+        "settled_at": refund.settled_at,
+    }
+
+
+async def _admin_body(session: Any, order: Order) -> dict[str, Any]:
+    refunds = await session.scalars(select(Refund).where(Refund.order_id == order.id).order_by(Refund.id))
+    return {
+        **service.order_body(order),
+        "user_id": order.user_id,
+        "transaction_id": order.transaction_id,
+        "quota": order.quota,
+        "quota_clawed": order.quota_clawed,
+        "refunds": [_refund_body(r, order.order_no) for r in refunds],
+    }
+
+
+@router.get(
+    "/api/v1/admin/orders",
+    summary="Every order, newest first (filter by status or user)",
+    response_model=Envelope[OrderPage],
+    responses=errors(*DENIED),
+)
+async def admin_orders(
+    _: OrderReader,
+    session: SessionDep,
+    status: Annotated[str | None, Query(max_length=24)] = None,
+    user_id: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> OrjsonResponse:
+    rows = await service.orders_page(
+        session, user_id=user_id, limit=limit, before_id=decode_cursor(cursor) if cursor else None, status=status
+    )
+    page, next_cursor = split_page(rows, limit, lambda o: o.id)
+    return ok({"items": [service.order_body(o) for o in page], "next_cursor": next_cursor})
+
+
+@router.get(
+    "/api/v1/admin/orders/{order_no}",
+    summary="An order with its refunds",
+    response_model=Envelope[AdminOrderOut],
+    responses=errors(*DENIED, ErrorCode.NOT_FOUND),
+)
+async def admin_order(order_no: str, _: OrderReader, session: SessionDep) -> OrjsonResponse:
+    return ok(await _admin_body(session, await service.order_of(session, None, order_no)))
+
+
+@router.post(
+    "/api/v1/admin/orders/{order_no}/refund",
+    status_code=201,
+    summary="Refund an order, fully or partly, with a reason (audited)",
+    description="The quota the order brought is taken back in proportion; if the user has already "
+    "spent it the refund is refused with `REFUND_EXCEEDS_UNSPENT` (refund less, or adjust quota).",
+    response_model=Envelope[RefundOut],
+    responses=errors(
+        *DENIED,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.REFUND_NOT_ALLOWED,
+        ErrorCode.REFUND_EXCEEDS_UNSPENT,
+        ErrorCode.DEPENDENCY_UNAVAILABLE,
+    ),
+)
+async def refund_order(order_no: str, body: RefundCreate, actor: Refunder, infra: InfraDep) -> OrjsonResponse:
+    refund = await service.request_refund(
+        infra, actor_id=actor.id, order_no=order_no, amount_fen=body.amount_fen, reason=body.reason
+    )
+    async with unit_of_work(infra.session_factory) as session:
+        users_repo.add_audit(
+            session,
+            actor_id=actor.id,
+            action="order.refund",
+            target_type="order",
+            target_id=order_no,
+            reason=f"{refund.amount_fen} fen: {body.reason}",
+        )
+    return ok(_refund_body(refund, order_no), status_code=201)

@@ -1,0 +1,67 @@
+"""Payment DTOs (api.md "Billing and payments")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wardrobe.models import PaymentChannel
+
+
+class OrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64)
+    channel: PaymentChannel
+
+
+class OrderOut(BaseModel):
+    order_no: str
+    status: str
+    sku: str
+    kind: str
+    name: str
+    channel: str
+    amount_fen: int
+    paid_fen: int
+    refunded_fen: int
+    pay_params: dict[str, Any] | None = Field(
+        description="wechat_jsapi: the wx.requestPayment parameters; wechat_native: {code_url}; "
+        "alipay_qr: {qr_code}; alipay_page / alipay_wap: {pay_url} to open. Only while pending."
+    )
+    expires_at: datetime
+    paid_at: datetime | None
+    created_at: datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=2, max_length=255)
+    amount_fen: int | None = Field(default=None, gt=0, description="default: everything still refundable")
+
+
+class RefundOut(BaseModel):
+    refund_no: str
+    order_no: str
+    amount_fen: int
+    quota: int = Field(description="quota taken back when the refund succeeds")
+    status: str
+    reason: str
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class AdminOrderOut(OrderOut):
+    user_id: int
+    transaction_id: str | None
+    quota: int
+    quota_clawed: int
+    refunds: list[RefundOut] = Field(default_factory=list)
