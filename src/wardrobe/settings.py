@@ -248,6 +248,10 @@ class Settings(BaseSettings):
             problems.append("WARDROBE_DEBUG must be false")
         if self.seed_demo_data:
             problems.append("WARDROBE_SEED_DEMO_DATA must be false")
+        if (self.wechatpay_mchid or self.alipay_app_id) and not self.payment_notify_base_url.startswith("https://"):
+            problems.append("WARDROBE_PAYMENT_NOTIFY_BASE_URL must be an https:// URL when a payment platform is set")
+        if self.wechatpay_mchid and len(self.wechatpay_apiv3_key.get_secret_value().encode()) != 32:
+            problems.append("WARDROBE_WECHATPAY_APIV3_KEY must be 32 bytes")
         return problems
 
     @property

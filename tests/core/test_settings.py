@@ -60,3 +60,34 @@ def test_provider_rates_are_checked_at_start() -> None:
         Settings(_env_file=None, provider_rate_limits={"rh": "five a second"})
     with pytest.raises(ValidationError):
         Settings(_env_file=None, user_max_running_tasks=-1)
+
+
+def test_production_payments_need_https_callbacks_and_a_real_apiv3_key() -> None:
+    real = {
+        "jwt_secret": "x" * 48,
+        "sms_code_pepper": "p" * 48,
+        "storage_signing_key": "s" * 48,
+        "sms_backend": "tencent",
+        "sms_debug_codes": False,
+        "seed_demo_data": False,
+    }
+    with pytest.raises(ValidationError) as info:
+        Settings(
+            _env_file=None,
+            env="production",
+            wechatpay_mchid="1900000001",
+            wechatpay_apiv3_key="short",
+            payment_notify_base_url="http://api.example.com",
+            **real,
+        )
+    assert "PAYMENT_NOTIFY_BASE_URL" in str(info.value)
+    assert "APIV3_KEY" in str(info.value)
+    ok = Settings(
+        _env_file=None,
+        env="production",
+        wechatpay_mchid="1900000001",
+        wechatpay_apiv3_key="k" * 32,
+        payment_notify_base_url="https://api.example.com",
+        **real,
+    )
+    assert ok.production_problems() == []

@@ -19,6 +19,7 @@ Rules that hold everywhere here:
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.core.db import unit_of_work
+from wardrobe.core.db import after_commit, unit_of_work
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
@@ -189,6 +190,13 @@ async def orders_page(
     return list(await session.scalars(stmt))
 
 
+def announce_order(infra: Infra, session: AsyncSession, order_id: int) -> None:
+    """Push ``order.updated`` to the user once this transaction commits (if this process pushes)."""
+    events = infra.runtime.events
+    if events is not None:
+        after_commit(session, functools.partial(events.order_changed, order_id))
+
+
 # -- fulfilment ----------------------------------------------------------------------------------
 
 
@@ -239,6 +247,7 @@ async def apply_payment(infra: Infra, session: AsyncSession, order_no: str, trad
         await _extend_membership(session, order)
         membership_changed(session, infra.cache, order.user_id)
     await _rebate(session, order, infra.settings.referral_rebate_percent)
+    announce_order(infra, session, order.id)
     await session.flush()
     PAYMENT_EVENTS.labels(PaymentChannel(order.channel).provider, f"fulfilled_by_{source}").inc()
     log.info("order_fulfilled", order_no=order_no, source=source)
@@ -355,6 +364,7 @@ async def request_refund(infra: Infra, *, actor_id: int, order_no: str, amount_f
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             raise AppError(ErrorCode.REFUND_NOT_ALLOWED, detail="a concurrent refund took the amount")
         await session.refresh(order)
+        announce_order(infra, session, order.id)
         claw = _claw_back(order, already_fen=order.refunded_fen + order.refund_pending_fen - amount, amount_fen=amount)
         refund = Refund(
             refund_no=new_refund_no(order.order_no),
@@ -474,6 +484,7 @@ async def settle_refund(infra: Infra, session: AsyncSession, refund_id: int, res
     else:
         status = OrderStatus.FULFILLED
     await session.execute(update(Order).where(Order.id == order.id).values(status=status.value, updated_at=utcnow()))
+    announce_order(infra, session, order.id)
     PAYMENT_EVENTS.labels(PaymentChannel(order.channel).provider, outcome).inc()
     return outcome
 

@@ -39,8 +39,9 @@ class TaskEvents:
     def __init__(self, infra: Infra, emit: Emit) -> None:
         self._infra = infra
         self._emit = emit
-        self._queue: asyncio.Queue[int | None] = asyncio.Queue()  # None: stop
-        self._waiting: set[int] = set()
+        # A task id, ("order", order id), or None to stop.
+        self._queue: asyncio.Queue[int | tuple[str, int] | None] = asyncio.Queue()
+        self._waiting: set[int | tuple[str, int]] = set()
         self._consumer: asyncio.Task[None] | None = None
         self.sent = 0
 
@@ -49,6 +50,13 @@ class TaskEvents:
         if task_id not in self._waiting:
             self._waiting.add(task_id)
             self._queue.put_nowait(task_id)
+
+    def order_changed(self, order_id: int) -> None:
+        """Announce that an order changed: ``order.updated`` (and ``quota.updated``) to its user."""
+        key = ("order", order_id)
+        if key not in self._waiting:
+            self._waiting.add(key)
+            self._queue.put_nowait(key)
 
     def start(self) -> None:
         if self._consumer is None:
@@ -73,18 +81,36 @@ class TaskEvents:
 
     async def _consume(self) -> None:
         while True:
-            task_id = await self._queue.get()
-            if task_id is None:
+            item = await self._queue.get()
+            if item is None:
                 return
-            self._waiting.discard(task_id)
+            self._waiting.discard(item)
             try:
-                await self._send(task_id)
+                if isinstance(item, tuple):
+                    await self._send_order(item[1])
+                else:
+                    await self._send(item)
             except Exception:
                 # A push is a courtesy: the database has the truth and clients re-read it on
                 # reconnect. Never let one failure stop the next event.
-                log.exception("push_failed", task_id=task_id)
+                log.exception("push_failed", item=str(item))
             finally:
                 self._queue.task_done()
+
+    async def _send_order(self, order_id: int) -> None:
+        from wardrobe.models import Order
+        from wardrobe.modules.payments.service import order_body
+
+        async with self._infra.session_factory() as session:
+            order = await session.get(Order, order_id)
+            if order is None:
+                return
+            account = await session.get(QuotaAccount, order.user_id)
+            await finish(session)
+        await self._emit("order.updated", event("order.updated", order_body(order)), user_room(order.user_id))
+        if account is not None:
+            quota = {"balance": account.balance, "held": account.held, "available": account.balance - account.held}
+            await self._emit("quota.updated", event("quota.updated", quota), user_room(order.user_id))
 
     async def _send(self, task_id: int) -> None:
         infra = self._infra
