@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -63,7 +65,7 @@ def test_provider_rates_are_checked_at_start() -> None:
 
 
 def test_production_payments_need_https_callbacks_and_a_real_apiv3_key() -> None:
-    real = {
+    real: dict[str, Any] = {
         "jwt_secret": "x" * 48,
         "sms_code_pepper": "p" * 48,
         "storage_signing_key": "s" * 48,
