@@ -187,3 +187,39 @@ async def test_events_cross_processes_through_redis(
     assert states[-1] == "succeeded"
     assert _moves_forward(states)
     assert listener.tasks[-1]["payload"]["progress"] == 100
+
+
+async def test_an_order_paid_through_another_process_is_pushed_to_its_buyer(api_factory: Any) -> None:
+    """``order.updated`` then ``quota.updated`` reach the buyer's sockets once the fulfilment
+    commits, whichever process confirmed the payment (one process on SQLite; two sharing Redis on
+    MariaDB); another user hears nothing."""
+    from tests.modules.payments.test_fulfilment import _apply, _order
+
+    api_a: Api = await api_factory()
+    api_b: Api = await api_factory() if api_a.settings.redis_url else api_a
+    buyer = await sms_login(api_a.client)
+    other = await sms_login(api_a.client)
+    order = await _order(api_b, buyer.user["id"], "pack-100")
+    listener, bystander = Listener(), Listener()
+    async with live(api_a.app) as url:
+        try:
+            await listener.connect(url, buyer.access)
+            await bystander.connect(url, other.access)
+            assert await _apply(api_b, order.order_no, 990) == "fulfilled"
+
+            async def told() -> bool:
+                return bool(listener.orders) and bool(listener.quota)
+
+            await wait_until(told, within=20)
+            # The bystander shares the process and the Redis channel: had the event gone to it, it
+            # would have arrived before the buyer's quota event that follows the order event.
+            assert not bystander.orders
+        finally:
+            await listener.close()
+            await bystander.close()
+    [pushed] = listener.orders
+    assert pushed["type"] == "order.updated"
+    assert pushed["payload"]["order_no"] == order.order_no
+    assert pushed["payload"]["status"] == "fulfilled"
+    me = data(await api_a.client.get("/api/v1/billing/quota", headers=buyer.headers))
+    assert listener.quota[-1]["payload"]["balance"] == me["balance"]
