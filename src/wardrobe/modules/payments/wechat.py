@@ -20,8 +20,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
-from wechatpayv3 import WeChatPayType
-from wechatpayv3.async_ import AsyncWeChatPay
+
+# The async client has its own WeChatPayType enum: the top-level one never matches inside it.
+from wechatpayv3.async_ import AsyncWeChatPay, WeChatPayType
 
 from wardrobe.models import Order, PaymentChannel
 from wardrobe.modules.payments.gateway import (
