@@ -28,8 +28,11 @@ COMMANDS = {
     "lint": None,
     "bench": None,
     "bench-tasks": None,
+    "bench-realtime": None,
     "wardrobe": ["wardrobe"],
 }
+
+BENCH_SCRIPTS = {"bench": "bench/run.py", "bench-tasks": "bench/tasks_flow.py", "bench-realtime": "bench/realtime.py"}
 
 
 def run(cmd: list[str], **kwargs: object) -> None:
@@ -64,7 +67,7 @@ def venv_bin(name: str) -> str:
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__)
-        print("commands: serve, test, lint, bench, bench-tasks, wardrobe <args>")
+        print("commands: serve, test, lint, bench, bench-tasks, bench-realtime, wardrobe <args>")
         sys.exit(2)
     command, extra = sys.argv[1], sys.argv[2:]
     ensure_env(["bench"] if command.startswith("bench") else [])
@@ -75,8 +78,8 @@ def main() -> None:
         run([venv_bin("ruff"), "check", *paths])
         run([venv_bin("mypy"), "src", "tests", "examples"])
         return
-    if command in ("bench", "bench-tasks"):
-        script = "bench/run.py" if command == "bench" else "bench/tasks_flow.py"
+    if command in BENCH_SCRIPTS:
+        script = BENCH_SCRIPTS[command]
         run([venv_bin("python"), script, *extra])
         return
     if command == "test" and not extra:
