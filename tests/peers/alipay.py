@@ -366,7 +366,7 @@ class AlipayPeer:
             return None
         return self.deliver(self.notification(out_trade_no))
 
-    def notification(self, out_trade_no: str, *, forged: bool = False, **overrides: str | None) -> dict[str, str]:
+    def notification(self, out_trade_no: str, /, *, forged: bool = False, **overrides: str | None) -> dict[str, str]:
         """The trade's payment notification as Alipay signs it; ``overrides`` change (None drops)
         fields before signing, ``forged`` signs with a key that is not Alipay's."""
         with self._lock:
@@ -375,7 +375,7 @@ class AlipayPeer:
         return self._finish(fields, overrides, forged)
 
     def refund_notification(
-        self, out_trade_no: str, out_request_no: str, *, forged: bool = False, **overrides: str | None
+        self, out_trade_no: str, out_request_no: str, /, *, forged: bool = False, **overrides: str | None
     ) -> dict[str, str]:
         with self._lock:
             trade = self.trades[out_trade_no]
