@@ -236,13 +236,13 @@ class WeChatPayPeer:
                 resource["success_time"] = china_time(refund.success_time)
             return resource
 
-    def payment_notice(self, out_trade_no: str, **overrides: Any) -> Notice:
+    def payment_notice(self, out_trade_no: str, /, **overrides: Any) -> Notice:
         """The ``TRANSACTION.SUCCESS`` notification of a paid order; ``overrides`` replace fields
         of the decrypted resource (a wrong amount, another merchant)."""
         resource = self.transaction(out_trade_no) | overrides
         return self.notice("TRANSACTION.SUCCESS", resource, url=self.order(out_trade_no).notify_url)
 
-    def refund_notice(self, out_refund_no: str, **overrides: Any) -> Notice:
+    def refund_notice(self, out_refund_no: str, /, **overrides: Any) -> Notice:
         resource = self.refund_resource(out_refund_no) | overrides
         with self._lock:
             refund = self.refunds[out_refund_no]

@@ -298,19 +298,23 @@ async def handle_notification(infra: Infra, provider: str, notification: Notific
         PAYMENT_EVENTS.labels(provider, "wrong_merchant").inc()
         raise NotificationRejected("wrong merchant or app", 400)
     async with unit_of_work(infra.session_factory) as session:
+        # The inbox row is the transaction's first write, so a duplicate simply rolls it all back.
+        # No SAVEPOINT: SQLite's driver runs one outside any transaction and RELEASE commits it,
+        # which would keep the row of a notification whose processing then failed (its retry
+        # would be taken for a duplicate and never processed).
+        row = PaymentNotification(
+            provider=provider,
+            event_id=notification.event_id[:96],
+            event_type=notification.event_type[:48],
+            order_no=(notification.order_no or "")[:32] or None,
+            payload=notification.record,
+            attempts=1,
+        )
+        session.add(row)
         try:
-            async with session.begin_nested():
-                row = PaymentNotification(
-                    provider=provider,
-                    event_id=notification.event_id[:96],
-                    event_type=notification.event_type[:48],
-                    order_no=(notification.order_no or "")[:32] or None,
-                    payload=notification.record,
-                    attempts=1,
-                )
-                session.add(row)
-                await session.flush()
+            await session.flush()
         except IntegrityError:
+            await session.rollback()
             PAYMENT_EVENTS.labels(provider, "duplicate_notification").inc()
             return "duplicate"
         outcome = await _process(infra, session, notification)
