@@ -420,6 +420,8 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
         stamps.clear()
         await asyncio.sleep(0.5)
         runs: list[asyncio.Task[None]] = []
+        await asyncio.to_thread(Path(args.ready_file).write_text, "paced")  # the orchestrator's CPU window opens
+        cpu0 = time.process_time()
         t0 = time.monotonic() + 0.2
         for i in range(20, args.count):
             delay = t0 + (i - 20) / args.rate - time.monotonic()
@@ -432,9 +434,19 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
         span = time.monotonic() - t0
         # Send what is waiting, then stop (bounded).
         await events.stop(grace=PUBLISH_GRACE_S / 2)
+        busy = time.monotonic() - t0
+        cpu = time.process_time() - cpu0
     finally:
         await close_infra(infra)
-    return {"stamps": stamps, "span_s": span, "late": late, "unfinished": len(pending), "sent": events.sent}
+    return {
+        "stamps": stamps,
+        "span_s": span,
+        "busy_s": busy,
+        "cpu_s": cpu,
+        "late": late,
+        "unfinished": len(pending),
+        "sent": events.sent,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,6 +473,7 @@ class PushStage:
     events: int = 0  # commits stamped
     received: int = 0  # of those, received by their socket
     missing: int = 0
+    coalesced: int = 0  # of the missing: a later update of the same task arrived (TaskEvents merges them)
     achieved_rate: float = 0.0
     late_starts: int = 0
     p50_ms: float = float("nan")
@@ -615,12 +628,7 @@ def bench_push(registry: Registry, work: Path, prep: Prepared, args: argparse.Na
             run.wait_for_idle(args.wait_idle)
             say(f"push: {rate} updates/s for {args.push_seconds} s to {n:,} sockets")
             out = work / f"publisher-{rate}.json"
-            api_pids = list(tree_cpu_ticks(server.pid))
-            client_pids = [c.pid for c in clients]
-            redis_pids, db_pids = run.pids_by_name("redis-server"), run.pids_by_name("mariadbd", "mysqld")
-            api0, clients0, redis0, db0 = _cpu_s(api_pids), _cpu_s(client_pids), _cpu_s(redis_pids), _cpu_s(db_pids)
-            reaped0 = run._children_cpu()
-            t0 = time.monotonic()
+            paced = work / f"publisher-{rate}.paced"
             publisher = registry.start(
                 f"publisher {rate}/s",
                 _child(
@@ -640,31 +648,40 @@ def bench_push(registry: Registry, work: Path, prep: Prepared, args: argparse.Na
                         str(args.publisher_lanes),
                         "--out-file",
                         str(out),
+                        "--ready-file",
+                        str(paced),
                     ]
                 ),
                 clean_env(),
                 ROOT,
                 work / f"publisher-{rate}.log",
             )
+            # The CPU window: from the first paced update to the publisher's end (its queue drained).
+            _wait_file(paced, [publisher], 120, "start of the paced updates")
+            api_pids = list(tree_cpu_ticks(server.pid))
+            client_pids = [c.pid for c in clients]
+            redis_pids, db_pids = run.pids_by_name("redis-server"), run.pids_by_name("mariadbd", "mysqld")
+            api0, clients0, redis0, db0 = _cpu_s(api_pids), _cpu_s(client_pids), _cpu_s(redis_pids), _cpu_s(db_pids)
+            t0 = time.monotonic()
             try:
                 publisher.popen.wait(timeout=args.push_seconds + PUBLISH_GRACE_S * 2 + 30)
             except subprocess.TimeoutExpired as exc:
                 raise BenchError(f"the publisher ran past its bound:\n{publisher.log_tail()}") from exc
+            wall = time.monotonic() - t0
+            api1, clients1, redis1, db1 = _cpu_s(api_pids), _cpu_s(client_pids), _cpu_s(redis_pids), _cpu_s(db_pids)
             registry.stop(publisher)
-            publisher_cpu = run._children_cpu() - reaped0  # the publisher is the only child reaped since
             if publisher.popen.returncode != 0 or not out.is_file():
                 raise BenchError(f"the publisher exited with {publisher.popen.returncode}:\n{publisher.log_tail()}")
             time.sleep(DELIVERY_SETTLE_S)
-            wall = time.monotonic() - t0
             data = json.loads(out.read_text())
             stage.events = len(data["stamps"])
             stage.achieved_rate = stage.events / data["span_s"] if data["span_s"] > 0 else 0.0
             stage.late_starts = int(data["late"])
-            stage.api_cores = (_cpu_s(api_pids) - api0) / wall
-            stage.clients_cores = (_cpu_s(client_pids) - clients0) / wall
-            stage.redis_cores = (_cpu_s(redis_pids) - redis0) / wall
-            stage.db_cores = (_cpu_s(db_pids) - db0) / wall
-            stage.publisher_cores = publisher_cpu / wall
+            stage.api_cores = (api1 - api0) / wall
+            stage.clients_cores = (clients1 - clients0) / wall
+            stage.redis_cores = (redis1 - redis0) / wall
+            stage.db_cores = (db1 - db0) / wall
+            stage.publisher_cores = float(data["cpu_s"]) / float(data["busy_s"])
             stamps_by_stage.append([(str(p), int(g), float(t)) for p, g, t in data["stamps"]])
             result.stages.append(stage)
             offset += count
@@ -694,6 +711,14 @@ def bench_push(registry: Registry, work: Path, prep: Prepared, args: argparse.Na
             )
             stage.received = len(latencies)
             stage.missing = stage.events - stage.received
+            # A task's update that was still queued when the next one came is merged into it: the
+            # client gets the newer state only. Count those apart from updates that were lost.
+            last_received: dict[str, float] = {}
+            for (pid, _), t in received.items():
+                last_received[pid] = max(t, last_received.get(pid, 0.0))
+            stage.coalesced = sum(
+                1 for pid, progress, t in stamps if (pid, progress) not in received and last_received.get(pid, 0.0) > t
+            )
             if latencies:
                 stage.p50_ms, stage.p90_ms = percentile(latencies, 50), percentile(latencies, 90)
                 stage.p99_ms, stage.max_ms = percentile(latencies, 99), latencies[-1]
@@ -986,13 +1011,15 @@ def render(report: Report) -> str:
             f"{push.dropped_while_held} dropped while held. The API process spent "
             f"{push.api_cpu_connect_s:.1f} CPU-s on the connects (token + session check, subscribe with snapshot).",
             "",
-            "| updates/s offered | achieved | events | received | p50 ms | p90 ms | p99 ms | max ms | mean ms "
+            "| updates/s offered | achieved | events | received | merged into a later one "
+            "| p50 ms | p90 ms | p99 ms | max ms | mean ms "
             "| API cores | publisher cores | clients cores | Redis cores | MariaDB cores |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "|" + " ---: |" * 15,
         ]
         for s in push.stages:
             lines.append(
-                f"| {s.rate:,} | {_fmt(s.achieved_rate, 0)} | {s.events:,} | {s.received:,} | {_fmt(s.p50_ms, 2)} | "
+                f"| {s.rate:,} | {_fmt(s.achieved_rate, 0)} | {s.events:,} | {s.received:,} | {s.coalesced:,} | "
+                f"{_fmt(s.p50_ms, 2)} | "
                 f"{_fmt(s.p90_ms, 2)} | {_fmt(s.p99_ms, 2)} | {_fmt(s.max_ms, 1)} | {_fmt(s.mean_ms, 2)} | "
                 f"{_fmt(s.api_cores, 2)} | {_fmt(s.publisher_cores, 2)} | {_fmt(s.clients_cores, 2)} | "
                 f"{_fmt(s.redis_cores, 2)} | {_fmt(s.db_cores, 2)} |"
@@ -1120,7 +1147,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-procs", type=_int_between(1, 8), default=2, help="socket client processes (2)")
     parser.add_argument("--connect-concurrency", type=_int_between(1, 1000), default=50, help="handshakes at once (50)")
     parser.add_argument(
-        "--push-rates", type=_rates, default=[100, 400], help="task updates/s, one stage each (100,400)"
+        "--push-rates", type=_rates, default=[100, 200], help="task updates/s, one stage each (100,200)"
     )
     parser.add_argument("--push-seconds", type=_int_between(1, 300), default=30, help="seconds per push stage (30)")
     parser.add_argument("--publisher-lanes", type=_int_between(1, 64), default=8, help="commits at once (8)")
