@@ -6,6 +6,7 @@ for and not reachable fails the run; nothing is ever skipped.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 import uuid
@@ -140,6 +141,10 @@ async def backend(request: pytest.FixtureRequest, migrated_backends: dict[str, B
     yield chosen
     settings = Settings(env=Environment.TEST, database_url=chosen.database_url)
     engine = create_engine(settings)
+    # A run interrupted at app shutdown can leave an aiosqlite connection unreferenced but not yet
+    # finalised; only the garbage collector closes it (and so ends its transaction). Collect first
+    # so that the truncation never waits out SQLite's busy timeout behind it.
+    gc.collect()
     try:
         await _truncate(engine)
     finally:

@@ -30,6 +30,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+def _sqlite_savepoint(conn: Any, name: str) -> None:
+    """Open the transaction before a savepoint if the driver has not yet.
+
+    Python's sqlite3 module begins a transaction itself only before INSERT/UPDATE/DELETE. A
+    SAVEPOINT issued first therefore runs outside any transaction, and its RELEASE commits at
+    once: a quota hold or an inbox row would outlive the unit of work that rolls back. SQLAlchemy's
+    documented alternative (driver autocommit plus a BEGIN for every transaction) would also put
+    every read-then-write unit of work in a deferred transaction, which under concurrency fails
+    with SQLITE_BUSY on the read-to-write upgrade instead of waiting for the lock; so only the
+    savepoint case is changed.
+    """
+    if not conn.connection.driver_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN")
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -66,6 +81,7 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "savepoint", _sqlite_savepoint)
     return engine
 
 

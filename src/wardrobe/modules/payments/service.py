@@ -298,10 +298,9 @@ async def handle_notification(infra: Infra, provider: str, notification: Notific
         PAYMENT_EVENTS.labels(provider, "wrong_merchant").inc()
         raise NotificationRejected("wrong merchant or app", 400)
     async with unit_of_work(infra.session_factory) as session:
-        # The inbox row is the transaction's first write, so a duplicate simply rolls it all back.
-        # No SAVEPOINT: SQLite's driver runs one outside any transaction and RELEASE commits it,
-        # which would keep the row of a notification whose processing then failed (its retry
-        # would be taken for a duplicate and never processed).
+        # The inbox row is the transaction's first write, so a duplicate simply rolls it all back
+        # (no savepoint needed), and a notification whose processing fails leaves no row behind:
+        # the platform's retry is processed, not taken for a duplicate.
         row = PaymentNotification(
             provider=provider,
             event_id=notification.event_id[:96],

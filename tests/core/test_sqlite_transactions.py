@@ -1,0 +1,89 @@
+"""SQLite (the embedded mode) keeps a unit of work atomic, savepoints included.
+
+Python's sqlite3 module opens transactions itself, only before INSERT/UPDATE/DELETE; a SAVEPOINT
+issued first runs outside any transaction it knows of, and its RELEASE commits for good. These
+tests fail on an engine without the fix in ``wardrobe.core.db`` (SQLAlchemy's documented recipe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from wardrobe.core.db import create_engine, create_session_factory, unit_of_work
+from wardrobe.settings import Environment, Settings
+
+metadata = MetaData()
+notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column("text", String(20), unique=True))
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    settings = Settings(env=Environment.TEST, database_url=f"sqlite+aiosqlite:///{tmp_path / 'tx.db'}")
+    engine = create_engine(settings)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+async def _count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(notes))).scalar_one())
+
+
+async def test_a_savepoint_opened_first_rolls_back_with_its_unit_of_work(engine: AsyncEngine) -> None:
+    sessions = create_session_factory(engine)
+
+    async def work() -> None:
+        async with unit_of_work(sessions) as session:
+            async with session.begin_nested():
+                await session.execute(insert(notes).values(text="inside the savepoint"))
+            await session.execute(insert(notes).values(text="after it"))
+            raise Boom
+
+    with pytest.raises(Boom):
+        await work()
+    assert await _count(engine) == 0
+
+
+async def test_a_rolled_back_savepoint_keeps_the_rest_of_the_unit_of_work(engine: AsyncEngine) -> None:
+    sessions = create_session_factory(engine)
+    async with unit_of_work(sessions) as session:
+        await session.execute(insert(notes).values(text="kept"))
+
+        async def undone() -> None:
+            async with session.begin_nested():
+                await session.execute(insert(notes).values(text="undone"))
+                raise Boom
+
+        with pytest.raises(Boom):
+            await undone()
+        await session.execute(insert(notes).values(text="also kept"))
+    async with engine.connect() as conn:
+        texts = sorted((await conn.execute(select(notes.c.text))).scalars())
+    assert texts == ["also kept", "kept"]
+
+
+async def test_a_savepoint_after_a_read_rolls_back_with_its_unit_of_work(engine: AsyncEngine) -> None:
+    """A read does not make the driver begin either: the savepoint that follows must."""
+    sessions = create_session_factory(engine)
+
+    async def work() -> None:
+        async with unit_of_work(sessions) as session:
+            seen = await session.scalar(select(func.count()).select_from(notes))
+            async with session.begin_nested():
+                await session.execute(insert(notes).values(text=f"after {seen}"))
+            raise Boom
+
+    with pytest.raises(Boom):
+        await work()
+    assert await _count(engine) == 0
