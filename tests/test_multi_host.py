@@ -7,6 +7,11 @@ killed. Host B must finish everything: every task ends terminal, each quota hold
 once (one confirm or one cancel), the balances add up, and the vendor never sees more calls at once
 than the limit.
 
+The vendor's calls (0.4 s) are shorter than the task lease (3 s), as with the default settings for
+calls under 30 s: a call the lost host left running at the vendor has ended before host B resumes
+its task. A resumed sync step takes over the lost run's provider slot (same holder), so a call that
+outlasts the lease would overlap its replacement and the vendor would see more than the limit.
+
 Needs root and iproute2; without them the test fails (it never skips).
 """
 
@@ -47,7 +52,7 @@ from wardrobe.models import LedgerEntry, QuotaAccount, Task, TaskStep
 LIMIT = 3  # the provider's calls in flight, across both hosts
 USERS = 6
 TASKS_PER_USER = 8  # created alternately through host A's and host B's API; every 5th is refused
-VENDOR_SECONDS = 0.4  # each of a task's two steps takes this long at the vendor
+VENDOR_SECONDS = 0.4  # each of a task's two steps takes this long at the vendor (< the task lease)
 API_PORT = 8000  # each host has its own network stack: the same port on both
 FREE_QUOTA = 10  # what a new user is granted (Settings.free_grant_quota)
 
@@ -218,7 +223,7 @@ async def _run_scenario(
             all_alive()
             owners = await _mid_step_owners(api)
             on_a = sum(1 for o in owners if f":{worker_a.pid}:" in o)
-            return on_a >= 2 and any(f":{worker_b.pid}:" in o for o in owners)
+            return on_a >= 1 and any(f":{worker_b.pid}:" in o for o in owners)
 
         await wait_until(both_hosts_mid_step, within=60)
 
