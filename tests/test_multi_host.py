@@ -29,7 +29,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
@@ -120,6 +121,13 @@ async def _mid_step_owners(api: Api) -> list[str]:
             .where(Task.status == "running", TaskStep.status == "running")
         )
         return [o for o in owners if o]
+
+
+async def _sessions_on(api: Api, ports: set[int]) -> set[str]:
+    """MariaDB sessions still open from the given local ports of 127.0.0.1."""
+    async with unit_of_work(api.infra.session_factory) as db:
+        hosts = await db.scalars(text("SELECT HOST FROM information_schema.PROCESSLIST"))
+        return {h for h in hosts if h and h.rsplit(":", 1)[-1].isdigit() and int(h.rsplit(":", 1)[-1]) in ports}
 
 
 async def _create(client: httpx.AsyncClient, host: Host, user: Session, key: str) -> str:
@@ -235,8 +243,16 @@ async def _run_scenario(
             processes[name].send_signal(signal.SIGKILL)
         for name in ("api-a", "worker-a"):
             assert processes.pop(name).wait(timeout=10) == -signal.SIGKILL
-        forwarders.cut(a.outer_ip)
+        dropped = forwarders.cut(a.outer_ip)[make_url(api.settings.database_url).port or 3306]
+        assert dropped, "host A had no connection to MariaDB"
         lost_at = time.monotonic()
+
+        async def mariadb_let_go() -> bool:
+            # A statement host A sent before it was lost (a COMMIT) may still be executing; once
+            # MariaDB has closed all of A's connections, nothing of A changes the data any more.
+            return not (await _sessions_on(api, dropped))
+
+        await wait_until(mariadb_let_go, within=30)
 
         at_loss = await _states(api)
         victims = {
