@@ -3,7 +3,8 @@ stack, joined to the root namespace by a veth pair — each run an API process (
 a worker (`wardrobe worker`) against the shared MariaDB + Redis. Users create tasks through both
 hosts' APIs on a feature whose provider allows a few calls at once across every worker; while both
 hosts are running tasks, host A drops off the network (its link goes down) and its processes are
-killed. Host B must finish everything: every task ends terminal, each quota hold is settled exactly
+killed. A user watching from host B's API over Socket.IO hears each of its tasks end, those host
+A had started included. Host B must finish everything: every task ends terminal, each quota hold is settled exactly
 once (one confirm or one cancel), the balances add up, and the vendor never sees more calls at once
 than the limit.
 
@@ -45,6 +46,7 @@ from tests.fixtures.netns import (
     remove_hosts,
     serve_shared,
 )
+from tests.fixtures.realtime import Listener
 from tests.fixtures.tasks import TERMINAL, make_feature, step, stop_workers, wait_until, worker_env
 from tests.peers.server import PeerServer
 from wardrobe.core.db import unit_of_work
@@ -91,6 +93,11 @@ def hosts() -> Iterator[tuple[Host, Host, Forwarders]]:
 
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+
+
+def _all_alive(processes: dict[str, subprocess.Popen[bytes]], logs: dict[str, Path]) -> None:
+    for name, process in processes.items():
+        assert process.poll() is None, f"{name} exited ({process.returncode}):\n{_tail(logs[name])}"
 
 
 def _finished_by(log: Path) -> set[str]:
@@ -195,8 +202,7 @@ async def _run_scenario(
     logs: dict[str, Path],
 ) -> None:
     def all_alive() -> None:
-        for name, process in processes.items():
-            assert process.poll() is None, f"{name} exited ({process.returncode}):\n{_tail(logs[name])}"
+        _all_alive(processes, logs)
 
     async with httpx.AsyncClient(timeout=30) as client:
 
@@ -212,81 +218,117 @@ async def _run_scenario(
             return True
 
         await wait_until(ready, within=90, every=0.2)
-
-        # Tasks through both hosts' APIs, for every user.
-        created_on: dict[str, str] = {}
-        plan = [
-            (users[u], a if t % 2 == 0 else b, f"{'fail-' if t % 5 == 4 else ''}u{u}t{t}")
-            for t in range(TASKS_PER_USER)
-            for u in range(USERS)
-        ]
-        ids = await asyncio.gather(*(_create(client, host, user, key) for user, host, key in plan))
-        for (_, host, _), public_id in zip(plan, ids, strict=True):
-            created_on[public_id] = host.label
-        refused = {public_id for (_, _, key), public_id in zip(plan, ids, strict=True) if key.startswith("fail-")}
-
-        worker_a, worker_b = processes["worker-a"], processes["worker-b"]
-
-        async def both_hosts_mid_step() -> bool:
-            all_alive()
-            owners = await _mid_step_owners(api)
-            on_a = sum(1 for o in owners if f":{worker_a.pid}:" in o)
-            return on_a >= 1 and any(f":{worker_b.pid}:" in o for o in owners)
-
-        await wait_until(both_hosts_mid_step, within=60)
-
-        # Host A is lost: off the network, its processes dead; MariaDB and Redis drop its
-        # connections (the forwarders close them), so nothing of it lingers in a transaction.
-        assert a.link_is_up()
-        a.link_down()
-        for name in ("api-a", "worker-a"):
-            processes[name].send_signal(signal.SIGKILL)
-        for name in ("api-a", "worker-a"):
-            assert processes.pop(name).wait(timeout=10) == -signal.SIGKILL
-        dropped = forwarders.cut(a.outer_ip)[make_url(api.settings.database_url).port or 3306]
-        assert dropped, "host A had no connection to MariaDB"
-        lost_at = time.monotonic()
-
-        async def mariadb_let_go() -> bool:
-            # A statement host A sent before it was lost (a COMMIT) may still be executing; once
-            # MariaDB has closed all of A's connections, nothing of A changes the data any more.
-            return not (await _sessions_on(api, dropped))
-
-        await wait_until(mariadb_let_go, within=30)
-
-        at_loss = await _states(api)
-        victims = {
-            pid
-            for pid, (status, owner, _) in at_loss.items()
-            if status == "running" and owner and f":{worker_a.pid}:" in owner
-        }
-        assert victims, "host A held no running task when it was lost"
-        left_by_a = {
-            pid for pid, (status, _, _) in at_loss.items() if created_on[pid] == "a" and status not in TERMINAL
-        }
-        # Off the network for good (not probed over HTTP: with its link down, the root namespace
-        # routes A's address to the default gateway, where whatever answers is not Wardrobe).
-        assert not a.link_is_up()
-
-        # Host B still takes new work.
-        later = await asyncio.gather(*(_create(client, b, user, f"late-u{u}") for u, user in enumerate(users)))
-        for public_id in later:
-            created_on[public_id] = "b"
-
-        async def all_terminal() -> bool:
-            all_alive()
-            states = await _states(api)
-            return len(states) == len(created_on) and all(s in TERMINAL for s, _, _ in states.values())
-
+        # Live progress across hosts: the first user watches from host B's API, over Socket.IO.
+        watcher = Listener()
+        await watcher.connect(f"http://{b.inner_ip}:{API_PORT}", users[0].access)
         try:
-            await wait_until(all_terminal, within=120, every=0.25)
-        except TimeoutError:
-            stuck = {k: v for k, v in (await _states(api)).items() if v[0] not in TERMINAL}
-            pytest.fail(
-                f"tasks not terminal {time.monotonic() - lost_at:.0f} s after the loss: {stuck}\n"
-                + _tail(logs["worker-b"])
-            )
-        settled_in = time.monotonic() - lost_at
+            await _watched_scenario(api, a, b, forwarders, users, vendor, processes, logs, client, watcher)
+        finally:
+            await watcher.close()
+
+
+async def _watched_scenario(
+    api: Api,
+    a: Host,
+    b: Host,
+    forwarders: Forwarders,
+    users: list[Session],
+    vendor: PacedVendor,
+    processes: dict[str, subprocess.Popen[bytes]],
+    logs: dict[str, Path],
+    client: httpx.AsyncClient,
+    watcher: Listener,
+) -> None:
+    def all_alive() -> None:
+        _all_alive(processes, logs)
+
+    # Tasks through both hosts' APIs, for every user.
+    created_on: dict[str, str] = {}
+    plan = [
+        (users[u], a if t % 2 == 0 else b, f"{'fail-' if t % 5 == 4 else ''}u{u}t{t}")
+        for t in range(TASKS_PER_USER)
+        for u in range(USERS)
+    ]
+    ids = await asyncio.gather(*(_create(client, host, user, key) for user, host, key in plan))
+    for (_, host, _), public_id in zip(plan, ids, strict=True):
+        created_on[public_id] = host.label
+    watched = [public_id for (user, _, _), public_id in zip(plan, ids, strict=True) if user is users[0]]
+    ack = await watcher.subscribe(*watched)
+    assert sorted(t["id"] for t in ack["tasks"]) == sorted(watched)
+    snapshot = {t["id"]: t["status"] for t in ack["tasks"]}
+    refused = {public_id for (_, _, key), public_id in zip(plan, ids, strict=True) if key.startswith("fail-")}
+
+    worker_a, worker_b = processes["worker-a"], processes["worker-b"]
+
+    async def both_hosts_mid_step() -> bool:
+        all_alive()
+        owners = await _mid_step_owners(api)
+        on_a = sum(1 for o in owners if f":{worker_a.pid}:" in o)
+        return on_a >= 1 and any(f":{worker_b.pid}:" in o for o in owners)
+
+    await wait_until(both_hosts_mid_step, within=60)
+
+    # Host A is lost: off the network, its processes dead; MariaDB and Redis drop its
+    # connections (the forwarders close them), so nothing of it lingers in a transaction.
+    assert a.link_is_up()
+    a.link_down()
+    for name in ("api-a", "worker-a"):
+        processes[name].send_signal(signal.SIGKILL)
+    for name in ("api-a", "worker-a"):
+        assert processes.pop(name).wait(timeout=10) == -signal.SIGKILL
+    dropped = forwarders.cut(a.outer_ip)[make_url(api.settings.database_url).port or 3306]
+    assert dropped, "host A had no connection to MariaDB"
+    lost_at = time.monotonic()
+
+    async def mariadb_let_go() -> bool:
+        # A statement host A sent before it was lost (a COMMIT) may still be executing; once
+        # MariaDB has closed all of A's connections, nothing of A changes the data any more.
+        return not (await _sessions_on(api, dropped))
+
+    await wait_until(mariadb_let_go, within=30)
+
+    at_loss = await _states(api)
+    victims = {
+        pid
+        for pid, (status, owner, _) in at_loss.items()
+        if status == "running" and owner and f":{worker_a.pid}:" in owner
+    }
+    assert victims, "host A held no running task when it was lost"
+    left_by_a = {pid for pid, (status, _, _) in at_loss.items() if created_on[pid] == "a" and status not in TERMINAL}
+    # Off the network for good (not probed over HTTP: with its link down, the root namespace
+    # routes A's address to the default gateway, where whatever answers is not Wardrobe).
+    assert not a.link_is_up()
+
+    # Host B still takes new work.
+    later = await asyncio.gather(*(_create(client, b, user, f"late-u{u}") for u, user in enumerate(users)))
+    for public_id in later:
+        created_on[public_id] = "b"
+
+    async def all_terminal() -> bool:
+        all_alive()
+        states = await _states(api)
+        return len(states) == len(created_on) and all(s in TERMINAL for s, _, _ in states.values())
+
+    try:
+        await wait_until(all_terminal, within=120, every=0.25)
+    except TimeoutError:
+        stuck = {k: v for k, v in (await _states(api)).items() if v[0] not in TERMINAL}
+        pytest.fail(
+            f"tasks not terminal {time.monotonic() - lost_at:.0f} s after the loss: {stuck}\n" + _tail(logs["worker-b"])
+        )
+    settled_in = time.monotonic() - lost_at
+
+    # The watcher on host B heard every one of its tasks end (those host A started included),
+    # in the state the database holds; the ones already over at subscription came in the ack.
+    ended = {pid for pid in watched if snapshot[pid] in TERMINAL}
+    for pid in set(watched) - ended:
+        await watcher.wait_terminal(pid, within=30)
+    final_now = await _states(api)
+    for pid in watched:
+        heard = watcher.states(pid) or [snapshot[pid]]
+        assert heard[-1] == final_now[pid][0], (pid, heard, final_now[pid])
+    pushed_from_a = set(watched) & {p for p, h in created_on.items() if h == "a"} - ended
+    assert pushed_from_a, "none of the watched tasks made through host A was still open when watched"
 
     final = await _states(api)
     print(  # shown with -s, and with the report of a failure
