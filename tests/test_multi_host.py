@@ -8,10 +8,10 @@ A had started included. Host B must finish everything: every task ends terminal,
 once (one confirm or one cancel), the balances add up, and the vendor never sees more calls at once
 than the limit.
 
-The vendor's calls (0.4 s) are shorter than the task lease (3 s), as with the default settings for
-calls under 30 s: a call the lost host left running at the vendor has ended before host B resumes
-its task. A resumed sync step takes over the lost run's provider slot (same holder), so a call that
-outlasts the lease would overlap its replacement and the vendor would see more than the limit.
+The vendor's calls (0.4 s) are shorter than the task lease (3 s), so the test stays short. Longer
+calls are safe too: a resumed sync step takes a provider slot of its own, and the lost run's slot
+stays taken until its lease (the longest its calls can last) ends — see
+tests/modules/tasks/test_recovery.py::test_a_resumed_sync_step_waits_for_the_slot_of_the_call_its_lost_run_left_in_flight.
 
 Needs root and iproute2; without them the test fails (it never skips).
 """

@@ -28,6 +28,7 @@ from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, Task, TaskStep
 from wardrobe.models.base import utcnow
 from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
+from wardrobe.modules.providers.slots import MemorySlots
 
 
 async def _queue(api: Api, user: Session, feature: str, key: str) -> int:
@@ -217,3 +218,77 @@ async def test_sigterm_hands_a_running_task_back_at_once(
         assert await balance(api, user.user["id"]) == (9, 0, 9)
     finally:
         stop_workers(workers)
+
+
+class _WatchedSlots(MemorySlots):
+    """Slots that record every attempt to take one: (holder, won)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: list[tuple[str, bool]] = []
+
+    async def try_acquire(self, provider: str, holder: str, limit: int, lease_seconds: float) -> bool:
+        won = await super().try_acquire(provider, holder, limit, lease_seconds)
+        self.attempts.append((holder, won))
+        return won
+
+
+async def test_a_resumed_sync_step_waits_for_the_slot_of_the_call_its_lost_run_left_in_flight(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync call cannot be re-attached: when a run loses its lease mid-call, the run that resumes
+    the step must not call the vendor while the lost run's call may still be there — with a limit
+    of one, the vendor never sees two calls at once."""
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    admin = await login_as(api, "admin")
+    await make_feature(
+        api, admin, "single", [step("render", provider="fault", timeout_seconds=20)], {"r": "$steps.render.result"}
+    )
+    fault_vendor.scenario("fault:s1", hold=True)
+    user = await sms_login(api.client)
+    task_id = await _queue(api, user, "single", "s1")
+
+    slots = _WatchedSlots()
+    one_at_a_time = {"fault": 1}
+    # The first run's lease runs out while its call is held at the vendor (no heartbeat in time).
+    losing = EngineConfig(lease_seconds=0.5, heartbeat_seconds=60, provider_concurrency=one_at_a_time)
+    first = PipelineEngine(
+        api.infra.session_factory, api.infra.providers, config=losing, worker_id="worker-a", slots=slots
+    )
+    lost_run = asyncio.create_task(first.run(task_id))
+
+    async def at_vendor() -> bool:
+        return bool(fault_vendor.in_flight_keys["fault:s1"] == 1)
+
+    await wait_until(at_vendor)
+
+    async def lease_over() -> bool:
+        async with unit_of_work(api.infra.session_factory) as db:
+            expires = await db.scalar(select(Task.lease_expires_at).where(Task.id == task_id))
+        return expires is not None and expires <= utcnow()
+
+    await wait_until(lease_over)
+    steady = EngineConfig(lease_seconds=60, heartbeat_seconds=60, provider_concurrency=one_at_a_time)
+    second = PipelineEngine(
+        api.infra.session_factory, api.infra.providers, config=steady, worker_id="worker-b", slots=slots
+    )
+    resumed = asyncio.create_task(second.run(task_id))
+
+    async def second_asked_for_a_slot() -> bool:
+        return len(slots.attempts) >= 2
+
+    await wait_until(second_asked_for_a_slot)
+    [(first_holder, first_won), (second_holder, second_won)] = slots.attempts[:2]
+    assert first_won
+    assert second_holder != first_holder
+    assert not second_won  # the lost run's call is still in flight: no slot, no call
+    assert fault_vendor.max_in_flight == 1
+
+    fault_vendor.release("fault:s1")  # the lost run's call ends; that run finds its lease gone
+    assert await lost_run is None
+    assert await resumed == "succeeded"
+    assert fault_vendor.max_in_flight == 1  # never two calls at once
+    assert fault_vendor.calls["fault:s1"] == 2  # a sync step is called again: nothing to re-attach to
+    assert await _confirms(api, user.user["id"]) == 1
+    assert await balance(api, user.user["id"]) == (9, 0, 9)

@@ -406,8 +406,24 @@ class _Run:
         if not limit:
             result: dict[str, Any] = await call
             return result
-        holder = f"{self.task.public_id}:{step.id}"
-        lease = step.timeout_seconds * (step.retries + 1) + 60
+        if step.type == "sync_api":
+            # A synchronous call cannot be re-attached: a run that resumes this step after a lost
+            # lease makes a call of its own while the lost run's may still be in flight at the
+            # vendor. Each run therefore holds its own slot, and a lost run's slot stays taken
+            # until its lease (the longest its calls can last) runs out: after a crash the
+            # provider briefly has a slot less, never a call more than its limit.
+            holder = f"{self.task.public_id}:{step.id}:run{self.task.runs}"
+            # Each attempt may wait up to its timeout for the rate window, then call for as long.
+            backoff = sum(
+                min(self.engine.config.max_backoff_seconds, step.backoff_seconds * 2 ** (attempt - 1))
+                for attempt in range(1, step.retries + 1)
+            )
+            lease = 2 * step.timeout_seconds * (step.retries + 1) + backoff + 30
+        else:
+            # An async job lives at the vendor; a resumed run re-attaches to it by its stored id
+            # and takes over the same slot.
+            holder = f"{self.task.public_id}:{step.id}"
+            lease = step.timeout_seconds * (step.retries + 1) + 60
         if not await wait_for_slot(self.engine.slots, slug, holder, limit, lease, within=step.timeout_seconds):
             call.close()
             raise ProviderError("provider_busy", retryable=True)
