@@ -75,14 +75,16 @@ def wechat_peer_server() -> Iterator[PeerServer]:
 
 
 @pytest.fixture
-def tencent_peer(tencent_peer_server: PeerServer, peer_clock: PeerClock) -> ServedTencentCloudPeer:
-    """Fresh Tencent Cloud peer state (test credentials, SMS app and template) on ``peer_clock``,
-    with ``base_url`` and ``host_port`` of the running server."""
+def tencent_peer(tencent_peer_server: PeerServer, peer_clock: PeerClock) -> Iterator[ServedTencentCloudPeer]:
+    """Fresh Tencent Cloud peer state (test credentials, SMS app and template, Hunyuan jobs) on
+    ``peer_clock``, with ``base_url`` and ``host_port`` of the running server. Answers a test had
+    the peer swallow are let go at the end, so no server thread stays blocked."""
     peer = ServedTencentCloudPeer(clock=peer_clock)
     peer.base_url = tencent_peer_server.base_url
     peer.host_port = tencent_peer_server.host_port
     _serving_app(tencent_peer_server).state.peer = peer
-    return peer
+    yield peer
+    peer.release_dropped_answers()
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
-"""Local peer of the Tencent Cloud API 3.0 (TC3-HMAC-SHA256) with the SMS ``SendSms`` action.
+"""Local peer of the Tencent Cloud API 3.0 (TC3-HMAC-SHA256): SMS ``SendSms`` and the Hunyuan
+image jobs (``SubmitHunyuanImageJob``/``QueryHunyuanImageJob``, in ``tests.peers.tencent_hunyuan``).
 
 It checks requests the way Tencent does (design/protocols.md §5 and §6) so that the official SDK
 and our adapters are exercised against the real protocol: signature, scope, clock skew, action
-version, then the SMS rules. Where Tencent answers per number, the peer answers inside
+version, then the service's rules. Requests are dispatched to a service by the Host (a
+``<service>.tencentcloudapi.com`` host names it) or, on a local host, by the service that owns
+``X-TC-Action``; the credential scope must name that service. Where Tencent answers per number, the peer answers inside
 ``SendStatusSet[i].Code`` (limits, malformed numbers, unapproved template or signature); problems
 with the request as a whole come back as ``Response.Error``. Every answer is HTTP 200 with a
 Content-Type of exactly ``application/json``, because the SDK only parses errors for that type.
@@ -26,9 +29,17 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.peers.tencent_hunyuan import (
+    HUNYUAN_REGIONS,
+    HUNYUAN_VERSION,
+    RESULT_PATH_PREFIX,
+    HunyuanService,
+)
 
 Clock = Callable[[], float]
 
@@ -43,6 +54,10 @@ TEST_REGION = "ap-guangzhou"
 SMS_VERSION = "2021-01-11"
 MAX_SKEW_SECONDS = 300
 MAX_NUMBERS_PER_REQUEST = 200
+# ``handle`` returns this status when a fault hook says to swallow the answer: the action has
+# happened, but the caller never hears back (its read times out).
+DROP_ANSWER = -1
+_DROPPED_ANSWER_HOLD_SECONDS = 60.0
 _ALGORITHM = "TC3-HMAC-SHA256"
 _REQUIRED_SIGNED_HEADERS = ("content-type", "host")
 _AUTHORIZATION = re.compile(
@@ -105,6 +120,18 @@ class Tc3Caller:
     version: str
     region: str
     timestamp: int
+    host: str = ""
+
+
+ActionHandler = Callable[[Tc3Caller, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Action:
+    service: str
+    version: str
+    handler: ActionHandler
+    regions: frozenset[str] | None = None  # None: every region the peer knows
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -240,14 +267,31 @@ class TencentCloudPeer:
         self.sent: list[SentSms] = []
         self.requests_received = 0
         self.action_calls: Counter[str] = Counter()
-        self._actions: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
-            "SendSms": (SMS_VERSION, self._send_sms)
+        self._lock = threading.Lock()
+        self.hunyuan = HunyuanService(clock=clock, error=TencentCloudError, lock=self._lock)
+        self._actions: dict[str, _Action] = {
+            "SendSms": _Action("sms", SMS_VERSION, self._send_sms),
+            "SubmitHunyuanImageJob": _Action(
+                "hunyuan",
+                HUNYUAN_VERSION,
+                lambda caller, params: self.hunyuan.submit(caller.secret_id, caller.host, params),
+                HUNYUAN_REGIONS,
+            ),
+            "QueryHunyuanImageJob": _Action(
+                "hunyuan",
+                HUNYUAN_VERSION,
+                lambda caller, params: self.hunyuan.query(caller.secret_id, params),
+                HUNYUAN_REGIONS,
+            ),
         }
         self._deliveries: dict[str, list[float]] = {}
         self._faults: list[str] = []
         self._http_faults: list[int] = []
+        self._dropped_actions: list[str] = []
+        self.answers_dropped = 0
+        # Set to let go of every swallowed answer (the fixture does at teardown).
+        self.dropped_answers_released = threading.Event()
         self._serial = 0
-        self._lock = threading.Lock()
 
     # -- test controls -------------------------------------------------------------------------
 
@@ -260,6 +304,15 @@ class TencentCloudPeer:
         """Answer the next ``count`` requests with a bare HTTP error, as a broken gateway would."""
         with self._lock:
             self._http_faults.extend([status] * count)
+
+    def drop_answer_next(self, action: str) -> None:
+        """Perform the next ``action`` request, then never answer it: the caller's read times out
+        as if the answer had been lost on the way back."""
+        with self._lock:
+            self._dropped_actions.append(action)
+
+    def release_dropped_answers(self) -> None:
+        self.dropped_answers_released.set()
 
     def sent_to(self, phone: str) -> list[SentSms]:
         normalized = normalize_phone(phone) or phone
@@ -286,6 +339,11 @@ class TencentCloudPeer:
                 payload = self._dispatch(method, path, query, headers, body)
             except TencentCloudError as exc:
                 payload = {"Error": {"Code": exc.code, "Message": exc.message}}
+            action = headers.get("x-tc-action", "")
+            if "Error" not in payload and action in self._dropped_actions:
+                self._dropped_actions.remove(action)
+                self.answers_dropped += 1
+                return DROP_ANSWER, "", b""
             payload["RequestId"] = str(uuid.uuid4())
             return 200, "application/json", json.dumps({"Response": payload}).encode("utf-8")
 
@@ -296,13 +354,13 @@ class TencentCloudPeer:
         if self._faults:
             code = self._faults.pop(0)
             raise TencentCloudError(code, "An internal error occurred. Please retry later.")
-        known = self._actions.get(caller.action)
+        known = self._action_for(headers.get("host", ""), caller.action)
         if known is None:
             raise TencentCloudError("InvalidAction", f"The action `{caller.action}` does not exist.")
-        version, handler = known
-        if caller.version != version:
+        if caller.version != known.version:
             raise TencentCloudError("NoSuchVersion", f"The version `{caller.version}` does not exist.")
-        if caller.region not in self.regions:
+        regions = self.regions if known.regions is None else self.regions & known.regions
+        if caller.region not in regions:
             raise TencentCloudError("UnsupportedRegion", f"The region `{caller.region}` is not supported.")
         try:
             params = json.loads(body)
@@ -311,14 +369,30 @@ class TencentCloudPeer:
         if not isinstance(params, dict):
             raise TencentCloudError("InvalidParameter", "The request body must be a JSON object.")
         self.action_calls[caller.action] += 1
-        return handler(params)
+        return known.handler(caller, params)
 
-    def _expected_service(self, host: str) -> str:
-        # A real host names its service (sms.tencentcloudapi.com); a local one cannot.
+    @staticmethod
+    def _host_service(host: str) -> str | None:
         hostname = host.split(":", 1)[0]
         if hostname.endswith(".tencentcloudapi.com"):
             return hostname.split(".", 1)[0]
-        return self.service
+        return None
+
+    def _action_for(self, host: str, action: str) -> _Action | None:
+        known = self._actions.get(action)
+        host_service = self._host_service(host)
+        if known is None or (host_service is not None and known.service != host_service):
+            return None
+        return known
+
+    def _expected_service(self, host: str, action: str) -> str:
+        # A real host names its service (sms.tencentcloudapi.com); a local one cannot, so there
+        # the action says which service the request is for.
+        host_service = self._host_service(host)
+        if host_service is not None:
+            return host_service
+        known = self._actions.get(action)
+        return known.service if known is not None else self.service
 
     def verify_tc3(self, *, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> Tc3Caller:
         authorization = headers.get("authorization", "")
@@ -347,7 +421,8 @@ class TencentCloudPeer:
         # signature failure.
         if match.group("date") != utc_date(timestamp):
             raise TencentCloudError("AuthFailure.SignatureFailure", "Credential date is not the UTC date.")
-        if match.group("service") != self._expected_service(headers.get("host", "")):
+        expected_service = self._expected_service(headers.get("host", ""), headers.get("x-tc-action", ""))
+        if match.group("service") != expected_service:
             raise TencentCloudError("AuthFailure.SignatureFailure", "Credential service is incorrect.")
         token = headers.get("x-tc-token")
         if token is not None and self.session_tokens.get(secret_id) != token:
@@ -375,11 +450,11 @@ class TencentCloudPeer:
         version = headers.get("x-tc-version", "")
         if not action or not version:
             raise TencentCloudError("MissingParameter", "X-TC-Action and X-TC-Version are required.")
-        return Tc3Caller(secret_id, action, version, headers.get("x-tc-region", ""), timestamp)
+        return Tc3Caller(secret_id, action, version, headers.get("x-tc-region", ""), timestamp, headers.get("host", ""))
 
     # -- SendSms -------------------------------------------------------------------------------
 
-    def _send_sms(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _send_sms(self, caller: Tc3Caller, params: dict[str, Any]) -> dict[str, Any]:
         phones = params.get("PhoneNumberSet")
         if phones is None:
             raise TencentCloudError("MissingParameter", "The parameter `PhoneNumberSet` is missing.")
@@ -484,8 +559,25 @@ def create_tencent_cloud_app(peer: TencentCloudPeer) -> Starlette:
             headers=headers,
             body=body,
         )
+        if status == DROP_ANSWER:
+            # The action has happened; hold the answer back until the caller has given up (or
+            # the test ends), then answer nothing useful.
+            await run_in_threadpool(current.dropped_answers_released.wait, _DROPPED_ANSWER_HOLD_SECONDS)
+            return Response(b"", status_code=504)
         return Response(content, status_code=status, media_type=media_type)
 
-    app = Starlette(routes=[Route("/", endpoint, methods=["POST"])])
+    async def hunyuan_result(request: Request) -> Response:
+        current: TencentCloudPeer = request.app.state.peer
+        png = current.hunyuan.result_image(request.path_params["job_id"], request.path_params["index"])
+        if png is None:
+            return Response(b"NoSuchKey", status_code=404, media_type="text/plain")
+        return Response(png, media_type="image/png")
+
+    app = Starlette(
+        routes=[
+            Route("/", endpoint, methods=["POST"]),
+            Route(RESULT_PATH_PREFIX + "/{job_id}/{index:int}.png", hunyuan_result, methods=["GET"]),
+        ]
+    )
     app.state.peer = peer
     return app
