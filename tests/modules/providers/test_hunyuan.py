@@ -9,9 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from tests.conftest import Api
+from tests.fixtures.auth import Session, data, login_as, sms_login
+from tests.fixtures.tasks import make_feature, run_to_end
 from tests.peers.fixtures import ServedTencentCloudPeer
 from tests.peers.tencent_cloud import TEST_SECRET_ID, TEST_SECRET_KEY
+from wardrobe.core.db import unit_of_work
+from wardrobe.models import TaskStep
 from wardrobe.modules.providers.base import AsyncProvider, JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.providers.hunyuan import PROVIDER_BROKEN_CODES, HunyuanProvider, classify
 
@@ -41,7 +47,7 @@ async def make_provider(tencent_peer: ServedTencentCloudPeer) -> AsyncIterator[P
         await provider.aclose()
 
 
-async def run_to_end(provider: HunyuanProvider, job_id: str, limit: int = 10) -> tuple[JobStatus, int]:
+async def poll_to_end(provider: HunyuanProvider, job_id: str, limit: int = 10) -> tuple[JobStatus, int]:
     """Poll until the job ends; returns the final status and how many polls said running."""
     for running in range(limit):
         status = await provider.poll(job_id, CTX)
@@ -75,7 +81,7 @@ async def test_text_to_image_submits_polls_and_returns_image_urls(
     }
 
     job_id = await provider.submit("text_to_image", inputs, CTX)
-    status, running_polls = await run_to_end(provider, job_id)
+    status, running_polls = await poll_to_end(provider, job_id)
 
     assert isinstance(provider, AsyncProvider)
     assert status.state is JobState.SUCCEEDED
@@ -105,7 +111,7 @@ async def test_image_to_image_sends_the_content_image(
     inputs = {"prompt": "同款换成蓝色", "content_image_url": "https://example.test/dress.png"}
 
     job_id = await provider.submit("image_to_image", inputs, CTX)
-    status, _ = await run_to_end(provider, job_id)
+    status, _ = await poll_to_end(provider, job_id)
 
     assert status.state is JobState.SUCCEEDED
     assert tencent_peer.hunyuan.jobs[job_id].params["ContentImage"] == {"ImageUrl": "https://example.test/dress.png"}
@@ -150,7 +156,7 @@ async def test_illegal_content_is_content_blocked(make_provider: ProviderFactory
     provider = make_provider()
 
     job_id = await provider.submit("text_to_image", {"prompt": "an unsafe picture"}, CTX)
-    status, _ = await run_to_end(provider, job_id)
+    status, _ = await poll_to_end(provider, job_id)
 
     assert status == JobStatus(JobState.FAILED, error_code="content_blocked")
 
@@ -171,7 +177,7 @@ async def test_generation_failure_is_vendor_failed(
     provider = make_provider()
 
     job_id = await provider.submit("text_to_image", {"prompt": "a cat"}, CTX)
-    status, _ = await run_to_end(provider, job_id)
+    status, _ = await poll_to_end(provider, job_id)
 
     assert status == JobStatus(JobState.FAILED, error_code="vendor_failed")
 
@@ -183,7 +189,7 @@ async def test_a_failed_job_without_a_code_is_vendor_failed(
     provider = make_provider()
 
     job_id = await provider.submit("text_to_image", {"prompt": "a cat"}, CTX)
-    status, _ = await run_to_end(provider, job_id)
+    status, _ = await poll_to_end(provider, job_id)
 
     # A job that failed inside the engine is over; the engine does not poll it again.
     assert status == JobStatus(JobState.FAILED, error_code="vendor_unavailable")
@@ -304,7 +310,7 @@ async def test_poll_failures_are_retryable_and_the_job_still_finishes(
         await provider.poll(job_id, CTX)
     with pytest.raises(ProviderError) as internal:
         await provider.poll(job_id, CTX)
-    status, _ = await run_to_end(provider, job_id)
+    status, _ = await poll_to_end(provider, job_id)
 
     assert (gateway.value.code, gateway.value.retryable) == ("vendor_unavailable", True)
     assert (internal.value.code, internal.value.retryable) == ("vendor_unavailable", True)
@@ -348,3 +354,86 @@ async def test_unknown_job_is_lost(make_provider: ProviderFactory) -> None:
 )
 def test_classify(vendor_code: str, expected: tuple[str, bool]) -> None:
     assert classify(vendor_code) == expected
+
+
+# -- through the engine ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def hunyuan_api(api_factory: Any, tencent_peer: ServedTencentCloudPeer, monkeypatch: pytest.MonkeyPatch) -> Api:
+    monkeypatch.setenv("WARDROBE_TEST_HUNYUAN_ENDPOINT", tencent_peer.host_port)
+    api: Api = await api_factory(
+        extra_providers=["tests.providers.hunyuan:build"],
+        provider_concurrency={"hunyuan": 1},
+        worker_in_process=True,
+        task_heartbeat_seconds=0.1,
+        task_lease_seconds=5,
+    )
+    return api
+
+
+async def _generate_feature(api: Api, admin: Session) -> None:
+    generate = {
+        "id": "generate",
+        "type": "async_api",
+        "action": "text_to_image",
+        "provider_candidates": ["hunyuan"],
+        "inputs": {"prompt": "$inputs.key"},
+        "timeout_seconds": 30,
+        "poll_interval_seconds": 0.02,
+    }
+    await make_feature(api, admin, "hunyuan_t2i", [generate], {"images": "$steps.generate.images"})
+
+
+async def _create(api: Api, user: Session, prompt: str) -> str:
+    created = await api.client.post(
+        "/api/v1/tasks", json={"feature": "hunyuan_t2i", "inputs": {"key": prompt}}, headers=user.headers
+    )
+    public_id: str = data(created, 202)["id"]
+    return public_id
+
+
+async def test_a_pipeline_step_runs_on_hunyuan(hunyuan_api: Api, tencent_peer: ServedTencentCloudPeer) -> None:
+    await _generate_feature(hunyuan_api, await login_as(hunyuan_api, "admin"))
+    user = await sms_login(hunyuan_api.client)
+
+    task = await run_to_end(hunyuan_api, user, await _create(hunyuan_api, user, "a red dress"))
+
+    assert task["status"] == "succeeded"
+    [output] = task["outputs"]
+    assert output["name"] == "images"
+    assert output["value"][0].startswith(f"http://{tencent_peer.host_port}/hunyuan/results/")
+    assert tencent_peer.hunyuan.submits == 1
+
+
+async def test_illegal_content_fails_the_task_as_content_blocked(
+    hunyuan_api: Api, tencent_peer: ServedTencentCloudPeer
+) -> None:
+    await _generate_feature(hunyuan_api, await login_as(hunyuan_api, "admin"))
+    user = await sms_login(hunyuan_api.client)
+
+    task = await run_to_end(hunyuan_api, user, await _create(hunyuan_api, user, "an unsafe picture"))
+
+    assert task["status"] == "failed"
+    assert task["refunded"] is True
+    async with unit_of_work(hunyuan_api.infra.session_factory) as db:
+        row = (await db.scalars(select(TaskStep).where(TaskStep.step_id == "generate"))).one()
+    assert (row.provider, row.error) == ("hunyuan", "content_blocked")
+    assert tencent_peer.hunyuan.submits == 1  # a refusal is final: no retry, no second job
+
+
+async def test_two_tasks_never_have_two_jobs_at_the_vendor(
+    hunyuan_api: Api, tencent_peer: ServedTencentCloudPeer
+) -> None:
+    await _generate_feature(hunyuan_api, await login_as(hunyuan_api, "admin"))
+    user = await sms_login(hunyuan_api.client)
+
+    first = await _create(hunyuan_api, user, "first dress")
+    second = await _create(hunyuan_api, user, "second dress")
+    tasks = [await run_to_end(hunyuan_api, user, public_id) for public_id in (first, second)]
+
+    assert [task["status"] for task in tasks] == ["succeeded", "succeeded"]
+    assert tencent_peer.hunyuan.submits == 2
+    # With our slot limit at the account's concurrency, the second job is only submitted after
+    # the first has finished: Tencent never holds two of ours (nor queues one).
+    assert tencent_peer.hunyuan.peak_unfinished == 1
