@@ -31,6 +31,7 @@ from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsSender, Tence
 from wardrobe.modules.auth.wechat_client import WeChatClient
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.billing.endpoints import router as billing_router
+from wardrobe.modules.callbacks.endpoints import router as callbacks_router
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.ops.endpoints import router as ops_router
@@ -292,6 +293,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks_router,
         catalog_router,
         providers_router,
+        callbacks_router,
         storage_router,
         admin_router,
     ):

@@ -10,7 +10,7 @@ from enum import StrEnum
 from functools import lru_cache
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - refused in production
 DEFAULT_CODE_PEPPER = "dev-only-insecure-code-pepper-change-me-000"
 DEFAULT_STORAGE_SIGNING_KEY = "dev-only-insecure-storage-signing-key-0000"
+DEFAULT_CALLBACK_SECRET = "dev-only-insecure-vendor-callback-secret-00"  # noqa: S105 - refused in production
 
 
 class Environment(StrEnum):
@@ -171,6 +172,19 @@ class Settings(BaseSettings):
     payment_timeout_seconds: float = 10.0
     # --- end of Payments (C5-C8) -------------------------------------------------------------
 
+    # AI vendors (D5-D8) --------------------------------------------------------------------------
+    # Public base URL vendors call back (https://api.example.com); /api/v1/callbacks/... is appended.
+    vendor_callback_base_url: str = ""
+    # Signs the step reference in every callback URL we hand a vendor (RunningHub signs nothing).
+    vendor_callback_secret: SecretStr = SecretStr(DEFAULT_CALLBACK_SECRET)  # refused in production
+    vendor_timeout_seconds: float = 30.0
+    runninghub_base_url: str = "https://www.runninghub.cn"
+    runninghub_api_key: SecretStr = SecretStr("")  # "" = RunningHub not configured
+    # Action -> workflow: {"outfit_change": {"kind": "workflow", "id": "1950...", "nodes":
+    # {"person": ["12", "image"], "garment": ["27", "image"]}, "uploads": ["person", "garment"]}}
+    runninghub_workflows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # --- end of AI vendors ----------------------------------------------------------------------
+
     # Storage (E1-E6) ----------------------------------------------------------------------------
     storage_backend: str = "local"  # only "local" so far; COS and S3 later
     storage_local_root: Path = Path("var/objects")
@@ -250,6 +264,9 @@ class Settings(BaseSettings):
             problems.append("WARDROBE_SEED_DEMO_DATA must be false")
         if (self.wechatpay_mchid or self.alipay_app_id) and not self.payment_notify_base_url.startswith("https://"):
             problems.append("WARDROBE_PAYMENT_NOTIFY_BASE_URL must be an https:// URL when a payment platform is set")
+        callback_secret = self.vendor_callback_secret.get_secret_value()
+        if callback_secret == DEFAULT_CALLBACK_SECRET or len(callback_secret) < 32:
+            problems.append("WARDROBE_VENDOR_CALLBACK_SECRET is the default or shorter than 32 characters")
         if self.wechatpay_mchid and len(self.wechatpay_apiv3_key.get_secret_value().encode()) != 32:
             problems.append("WARDROBE_WECHATPAY_APIV3_KEY must be 32 bytes")
         return problems

@@ -27,6 +27,7 @@ def test_production_refuses_every_insecure_default() -> None:
         "SMS_BACKEND=console",
         "SMS_DEBUG_CODES",
         "SEED_DEMO_DATA",
+        "VENDOR_CALLBACK_SECRET",
     ):
         assert needle in message
 
@@ -38,6 +39,7 @@ def test_production_starts_with_real_settings() -> None:
         jwt_secret="x" * 48,
         sms_code_pepper="p" * 48,
         storage_signing_key="s" * 48,
+        vendor_callback_secret="v" * 48,
         sms_backend="tencent",
         sms_debug_codes=False,
         seed_demo_data=False,
@@ -69,6 +71,7 @@ def test_production_payments_need_https_callbacks_and_a_real_apiv3_key() -> None
         "jwt_secret": "x" * 48,
         "sms_code_pepper": "p" * 48,
         "storage_signing_key": "s" * 48,
+        "vendor_callback_secret": "v" * 48,
         "sms_backend": "tencent",
         "sms_debug_codes": False,
         "seed_demo_data": False,

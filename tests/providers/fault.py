@@ -28,7 +28,8 @@ class FaultVendorProvider:
         if resp.status_code >= 500:
             raise ProviderError("vendor_unavailable", retryable=True)
         if resp.status_code >= 400:
-            raise ProviderError(str(resp.json().get("error", "vendor_rejected")), retryable=False)
+            code = str(resp.json().get("error", "vendor_rejected"))
+            raise ProviderError(code, retryable=False, broken=code == "provider_broken")
 
     async def run(self, action: str, inputs: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         resp = await self._http.post("/run", json={"key": self._key(inputs, ctx), "payload": inputs.get("payload")})

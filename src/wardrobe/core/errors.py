@@ -57,6 +57,7 @@ class ErrorCode(Enum):
         "用户已使用了该订单的额度，无法全额退款",
         "The user has already spent the quota this refund would take back",
     )
+    CALLBACK_SIGNATURE_INVALID = (403, "回调签名无效", "Invalid callback signature")
     DEPENDENCY_UNAVAILABLE = (503, "依赖服务暂不可用，请稍后再试", "A dependency is unavailable")
     INTERNAL_ERROR = (500, "服务器内部错误", "Internal server error")
 

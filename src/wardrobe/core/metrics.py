@@ -50,6 +50,11 @@ PAYMENT_EVENTS = Counter(
     "Orders, payments, refunds and reconciliation outcomes by provider",
     ["provider", "event"],
 )
+VENDOR_CALLBACKS = Counter(
+    "wardrobe_vendor_callbacks_total",
+    "Vendor callbacks by provider and outcome (accepted, duplicate, bad_signature, malformed)",
+    ["provider", "outcome"],
+)
 SMS_SENT = Counter("wardrobe_sms_sent_total", "SMS codes sent", ["backend", "outcome"])
 
 

@@ -20,6 +20,7 @@ from wardrobe.models.payments import (
     Refund,
     RefundStatus,
 )
+from wardrobe.models.providers import VendorCallback
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
@@ -56,4 +57,5 @@ __all__ = [
     "TaskStep",
     "User",
     "UserStatus",
+    "VendorCallback",
 ]

@@ -250,8 +250,16 @@ async def test_bad_credentials_are_an_auth_failure_of_the_provider(
     with pytest.raises(ProviderError) as unknown_id:
         await make_provider(secret_id="AKID-unknown-test-id").poll("1300000000-x", CTX)
 
-    assert (wrong_key.value.code, wrong_key.value.retryable) == ("provider_auth_failed", False)
-    assert (unknown_id.value.code, unknown_id.value.retryable) == ("provider_auth_failed", False)
+    assert (wrong_key.value.code, wrong_key.value.retryable, wrong_key.value.broken) == (
+        "provider_auth_failed",
+        False,
+        True,
+    )
+    assert (unknown_id.value.code, unknown_id.value.retryable, unknown_id.value.broken) == (
+        "provider_auth_failed",
+        False,
+        True,
+    )
     assert "provider_auth_failed" in PROVIDER_BROKEN_CODES
 
 
@@ -259,7 +267,11 @@ async def test_wrong_region_is_misconfiguration(make_provider: ProviderFactory) 
     with pytest.raises(ProviderError) as failure:
         await make_provider(region="ap-beijing").submit("text_to_image", {"prompt": "a cat"}, CTX)
 
-    assert (failure.value.code, failure.value.retryable) == ("provider_misconfigured", False)
+    assert (failure.value.code, failure.value.retryable, failure.value.broken) == (
+        "provider_misconfigured",
+        False,
+        True,
+    )
     assert "provider_misconfigured" in PROVIDER_BROKEN_CODES
 
 

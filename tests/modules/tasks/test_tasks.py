@@ -348,3 +348,28 @@ async def test_an_open_circuit_sends_work_straight_to_the_fallback(
     assert providers["fault"]["health"]["state"] == "down"
     assert providers["fault2"]["health"]["state"] == "up"
     assert providers["local"]["concurrency_limit"] == 2
+
+
+async def test_a_broken_provider_is_not_retried_and_opens_its_circuit(
+    task_api: Api, admin: Session, fault_vendor: Any
+) -> None:
+    """A broken account (bad key, no funds) is the provider failing, not the input: the step falls
+    back at once without retries, and the breaker counts it until the provider is taken out."""
+    await make_feature(
+        task_api,
+        admin,
+        "keyless",
+        [step("only", provider=["fault", "fault2"], retries=2, backoff_seconds=0.01)],
+        {"r": "$steps.only.result"},
+    )
+    user = await sms_login(task_api.client)
+    await give_quota(task_api, user.user["id"], 20)
+    for i in range(6):
+        fault_vendor.scenario(f"fault:k{i}", fail_code="provider_broken")
+        task = await run_to_end(task_api, user, data(await _create(task_api, user, "keyless", f"k{i}"), 202)["id"])
+        assert task["outputs"][0]["value"] == f"done:fault2:k{i}"
+        assert fault_vendor.calls[f"fault:k{i}"] <= 1  # never retried on the broken provider
+    providers = {
+        p["slug"]: p for p in data(await task_api.client.get("/api/v1/admin/providers", headers=admin.headers))
+    }
+    assert providers["fault"]["health"]["state"] == "down"

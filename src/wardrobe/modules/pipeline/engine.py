@@ -446,9 +446,9 @@ class _Run:
             try:
                 result = await self._call_once(step, provider, inputs, ctx)
             except ProviderError as exc:
-                # Retryable failures (5xx, timeouts, refused) say the provider is unwell; a
-                # permanent "bad input" answer says it is working.
-                self.engine.breaker.record(slug, not exc.retryable, time.monotonic() - started)
+                # Retryable failures (5xx, timeouts, refused) and a broken account say the provider
+                # is unwell; a permanent "bad input" answer says it is working.
+                self.engine.breaker.record(slug, not (exc.retryable or exc.broken), time.monotonic() - started)
                 if not exc.retryable or attempt == attempts:
                     raise
                 # Exponential back-off with full jitter, so retries from many tasks spread out.

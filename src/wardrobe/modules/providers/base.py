@@ -15,13 +15,16 @@ from typing import Any, Protocol, runtime_checkable
 
 class ProviderError(Exception):
     """A step failed at the provider. ``retryable`` says whether the same call may succeed later;
+    ``broken`` that the provider itself cannot work (bad key, no funds, wrong endpoint): no retry
+    on it, the circuit breaker counts it as a failure, the step falls back to the next candidate.
     ``code`` is stable and safe to store (never a raw vendor message)."""
 
-    def __init__(self, code: str, message: str = "", *, retryable: bool = False) -> None:
+    def __init__(self, code: str, message: str = "", *, retryable: bool = False, broken: bool = False) -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.broken = broken
 
 
 class JobState(StrEnum):

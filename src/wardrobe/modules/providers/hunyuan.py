@@ -288,7 +288,7 @@ class HunyuanProvider:
             request_id=exc.requestId,
             error_code=code,
         )
-        return ProviderError(code, vendor_code, retryable=retryable)
+        return ProviderError(code, vendor_code, retryable=retryable, broken=code in PROVIDER_BROKEN_CODES)
 
     def _transport_error(self, exc: httpx.TransportError, *, submitting: bool, ctx: StepContext) -> ProviderError:
         # No connection means nothing was sent; anything later may have reached Tencent.

@@ -1,0 +1,60 @@
+"""``POST /api/v1/callbacks/{provider}/{ref}?sig=…`` (D8): where vendors report on their jobs.
+
+The signature in the URL is checked before anything is read into the inbox; the answer is
+immediate (a vendor that waits retries). What the callback says is confirmed by the worker that
+runs the step, with the vendor itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
+from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import VENDOR_CALLBACKS
+from wardrobe.core.openapi import errors
+from wardrobe.modules.auth.deps import InfraDep
+from wardrobe.modules.callbacks import service
+from wardrobe.modules.providers import runninghub
+
+log = get_logger("wardrobe.callbacks")
+router = APIRouter(tags=["callbacks"])
+
+# Provider -> how its callback body reads. A vendor that signs its callbacks verifies here too.
+PARSERS: dict[str, Callable[[bytes], service.CallbackEvent]] = {
+    "runninghub": runninghub.parse_callback,
+}
+
+
+@router.post(
+    f"{service.CALLBACK_PATH}/{{provider}}/{{ref}}",
+    response_model=Envelope[dict[str, bool]],
+    summary="A vendor reports on a job (signed callback URL)",
+    responses=errors(ErrorCode.CALLBACK_SIGNATURE_INVALID, ErrorCode.NOT_FOUND, ErrorCode.MALFORMED_REQUEST),
+)
+async def vendor_callback(
+    provider: Annotated[str, Path(max_length=32)],
+    ref: Annotated[str, Path(max_length=96)],
+    sig: Annotated[str, Query(max_length=64)],
+    request: Request,
+    infra: InfraDep,
+) -> OrjsonResponse:
+    parse = PARSERS.get(provider)
+    if parse is None:
+        raise AppError(ErrorCode.NOT_FOUND)
+    if not service.signature_ok(infra.settings, provider, ref, sig):
+        VENDOR_CALLBACKS.labels(provider, "bad_signature").inc()
+        raise AppError(ErrorCode.CALLBACK_SIGNATURE_INVALID)
+    try:
+        event = parse(await request.body())
+    except ValueError as exc:
+        VENDOR_CALLBACKS.labels(provider, "malformed").inc()
+        raise AppError(ErrorCode.MALFORMED_REQUEST) from exc
+    new = await service.record(infra.session_factory, provider, ref, event)
+    VENDOR_CALLBACKS.labels(provider, "accepted" if new else "duplicate").inc()
+    log.info("vendor_callback", provider=provider, ref=ref, kind=event.event_type, duplicate=not new)
+    return ok({"accepted": True, "duplicate": not new})
