@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wardrobe.core.cache import Cache, Policy
 from wardrobe.core.db import create_engine, create_session_factory, pool_status, unit_of_work
@@ -25,6 +28,7 @@ from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.core.redis import create_redis
 from wardrobe.core.security import TokenCodec
 from wardrobe.migrations import runner
+from wardrobe.models.base import utcnow
 from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsSender, TencentSmsSender
@@ -32,6 +36,7 @@ from wardrobe.modules.auth.wechat_client import WeChatClient
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.billing.endpoints import router as billing_router
 from wardrobe.modules.callbacks.endpoints import router as callbacks_router
+from wardrobe.modules.callbacks.service import callback_url, vendor_job_for
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.ops.endpoints import router as ops_router
@@ -40,9 +45,12 @@ from wardrobe.modules.payments.endpoints import router as payments_router
 from wardrobe.modules.payments.gateway import PaymentGateway
 from wardrobe.modules.payments.service import Payments
 from wardrobe.modules.payments.wechat import WeChatPayGateway
-from wardrobe.modules.providers.base import ProviderRegistry
+from wardrobe.modules.providers.base import ProviderRegistry, StepContext
 from wardrobe.modules.providers.endpoints import router as providers_router
+from wardrobe.modules.providers.fetch import SafeFetcher
 from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
+from wardrobe.modules.providers.outputs import OutputLimits, OutputTarget, store_outputs
+from wardrobe.modules.providers.runninghub import OutputSink, RunningHubProvider, Workflow
 from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
 from wardrobe.modules.realtime.events import TaskEvents, server_emitter
 from wardrobe.modules.realtime.hub import RealtimeHub
@@ -75,12 +83,68 @@ def build_sms_sender(settings: Settings) -> SmsSender:
     return ConsoleSmsSender()
 
 
-def build_providers(settings: Settings, storage: ObjectStorage) -> ProviderRegistry:
-    """The local providers, plus any listed in WARDROBE_EXTRA_PROVIDERS as "module:factory"
-    (a factory returns one provider or a list of them)."""
+def build_vendor_outputs(settings: Settings, storage: ObjectStorage) -> OutputSink:
+    """How vendor output URLs become objects of ours: fetched SSRF-safe, checked like uploads,
+    stored under ``results/`` at keys fixed by task, step, attempt and index."""
+    fetcher = SafeFetcher(allow_private=settings.vendor_output_allow_private)
+    limits = OutputLimits(
+        max_bytes=settings.vendor_output_max_bytes,
+        timeout_seconds=settings.vendor_output_timeout_seconds,
+        max_pixels=settings.max_image_pixels,
+    )
+
+    async def sink(files: list[dict[str, Any]], ctx: StepContext) -> dict[str, Any]:
+        target = OutputTarget(
+            user_id=ctx.user_id,
+            task_id=ctx.task_id,
+            step_id=ctx.step_id,
+            attempt=ctx.attempt,
+            at=ctx.started_at or utcnow(),
+        )
+        urls = [str(f["fileUrl"]) for f in files]
+        stored = await store_outputs(urls, target, fetcher=fetcher, storage=storage, limits=limits)
+        images = [{"object_key": s.key, "content_type": s.content_type} for s in stored]
+        return {"image": images[0], "images": images}
+
+    return sink
+
+
+def build_providers(
+    settings: Settings, storage: ObjectStorage, sessions: async_sessionmaker[AsyncSession] | None = None
+) -> ProviderRegistry:
+    """The local providers, the vendors configured in settings (RunningHub, Hunyuan), plus any
+    listed in WARDROBE_EXTRA_PROVIDERS as "module:factory" (returning one provider or a list)."""
     registry = ProviderRegistry()
     registry.register(LocalImageProvider(storage, max_pixels=settings.max_image_pixels))
     registry.register(InstantProvider())
+    runninghub_key = settings.runninghub_api_key.get_secret_value()
+    if runninghub_key:
+        registry.register(
+            RunningHubProvider(
+                api_key=runninghub_key,
+                workflows={a: Workflow.from_config(w) for a, w in settings.runninghub_workflows.items()},
+                storage=storage,
+                base_url=settings.runninghub_base_url,
+                timeout_seconds=settings.vendor_timeout_seconds,
+                callback_url=functools.partial(callback_url, settings, "runninghub"),
+                find_job=(functools.partial(vendor_job_for, sessions, "runninghub") if sessions is not None else None),
+                outputs=build_vendor_outputs(settings, storage),
+            )
+        )
+    if settings.hunyuan_enabled:
+        # Imported only when used: the Tencent Cloud SDK is heavy for processes that do not need it.
+        from wardrobe.modules.providers.hunyuan import HunyuanProvider
+
+        registry.register(
+            HunyuanProvider(
+                secret_id=settings.tencent_secret_id,
+                secret_key=settings.tencent_secret_key.get_secret_value(),
+                region=settings.hunyuan_region,
+                endpoint=settings.hunyuan_endpoint or None,
+                scheme=settings.hunyuan_scheme,
+                timeout=min(settings.vendor_timeout_seconds, 30.0),
+            )
+        )
     for spec in settings.extra_providers:
         module_name, _, attr = spec.partition(":")
         made = getattr(importlib.import_module(module_name), attr)()
@@ -154,7 +218,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
         )
     session_factory = create_session_factory(engine)
     storage = build_storage(settings)
-    providers = build_providers(settings, storage)
+    providers = build_providers(settings, storage, session_factory)
     consume = settings.runs_worker_in_process if consume_tasks is None else consume_tasks
     return Infra(
         settings=settings,

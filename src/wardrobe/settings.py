@@ -183,6 +183,16 @@ class Settings(BaseSettings):
     # Action -> workflow: {"outfit_change": {"kind": "workflow", "id": "1950...", "nodes":
     # {"person": ["12", "image"], "garment": ["27", "image"]}, "uploads": ["person", "garment"]}}
     runninghub_workflows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Tencent Hunyuan image jobs, on the Tencent Cloud credentials above (TENCENT_SECRET_ID/KEY).
+    hunyuan_enabled: bool = False
+    hunyuan_region: str = "ap-guangzhou"  # the only region Hunyuan image jobs run in
+    hunyuan_endpoint: str = ""  # "" = hunyuan.tencentcloudapi.com
+    hunyuan_scheme: str = "https"
+    # Vendor outputs are copied into our storage (public internet only: SSRF-safe, bounded).
+    vendor_output_max_bytes: int = 32 * 1024 * 1024
+    vendor_output_timeout_seconds: float = 60.0
+    # host:port pairs outputs may be fetched from although not public (an operator's own gateway).
+    vendor_output_allow_private: list[str] = Field(default_factory=list)
     # --- end of AI vendors ----------------------------------------------------------------------
 
     # Storage (E1-E6) ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ transition is a conditional update that only the lease holder can make.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import random
@@ -478,6 +479,11 @@ class _Run:
             job_id = await self._bounded(provider.submit(step.action, inputs, ctx), step.timeout_seconds)
             # Persisted before anything else happens: from here on a restart re-attaches.
             await self._save_step(step.id, StepStatus.RUNNING, provider=slug, vendor_task_id=job_id)
+        stored = self.steps.get(step.id)
+        if stored is not None:
+            # Polls name the job's outputs by what is persisted (first start, attempts so far), so a
+            # resumed run stores them under the same keys as the run that submitted.
+            ctx = dataclasses.replace(ctx, attempt=stored.attempts or ctx.attempt, started_at=stored.started_at)
         started = (row.started_at if row is not None and row.started_at else None) or utcnow()
         deadline = started + timedelta(seconds=step.timeout_seconds)
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +49,9 @@ class StepContext:
     user_id: int
     step_id: str
     attempt: int
+    # When the step first started (persisted): fixes where its outputs are stored, however often
+    # and by whichever worker they are fetched.
+    started_at: datetime | None = None
 
 
 @runtime_checkable
