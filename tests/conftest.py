@@ -29,7 +29,12 @@ from wardrobe.migrations import runner
 from wardrobe.models import Base
 from wardrobe.settings import Environment, Settings
 
-pytest_plugins = ["tests.peers.fixtures", "tests.peers.wechatpay_fixtures", "tests.peers.alipay_fixtures"]
+pytest_plugins = [
+    "tests.peers.fixtures",
+    "tests.peers.wechatpay_fixtures",
+    "tests.peers.alipay_fixtures",
+    "tests.peers.runninghub_fixtures",
+]
 
 BACKENDS = [b.strip() for b in os.environ.get("WARDROBE_TEST_BACKENDS", "sqlite,mariadb").split(",") if b.strip()]
 MARIADB_SERVER = os.environ.get("WARDROBE_TEST_MARIADB_SERVER", "mysql+asyncmy://root@127.0.0.1:3306")
