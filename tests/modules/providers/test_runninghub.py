@@ -1,0 +1,218 @@
+"""RunningHub end to end (issue 6): the product's adapter, wired from settings, against the local
+RunningHub peer over real HTTP, with tasks created through the API and run by the engine.
+
+The peer checks the Bearer key against the body's apiKey, validates nodeInfoList against the
+registered workflows, caps tasks per key (421 above it) and serves the output files; the app is
+served on a real port so that the peer's webhooks reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import Api
+from tests.fixtures.auth import Session, data, login_as, sms_login
+from tests.fixtures.realtime import live
+from tests.fixtures.tasks import balance, free_port, give_quota, make_feature, run_to_end, step, wait_until
+from tests.modules.providers.images import encode, subject_on_background
+from tests.peers.runninghub_fixtures import ServedRunningHubPeer, runninghub_settings
+from tests.test_demo_flow import _upload
+from wardrobe.core.db import unit_of_work
+from wardrobe.models import LedgerEntry, TaskStep, VendorCallback
+from wardrobe.modules.providers.runninghub import UNKNOWN_PREFIX
+
+CAP = 3  # the test key's tasks at once at the peer, and our limit for it
+
+
+class Rig:
+    def __init__(self, api: Api, peer: ServedRunningHubPeer, admin: Session) -> None:
+        self.api = api
+        self.peer = peer
+        self.admin = admin
+
+
+@pytest.fixture
+async def rig(api_factory: Any, runninghub_peer: ServedRunningHubPeer) -> AsyncIterator[Rig]:
+    port = free_port()
+    api: Api = await api_factory(
+        **runninghub_settings(runninghub_peer),
+        worker_in_process=True,
+        vendor_callback_base_url=f"http://127.0.0.1:{port}",
+        # The peer serves its outputs on loopback: the only address SafeFetcher may reach here.
+        vendor_output_allow_private=[runninghub_peer.base_url.removeprefix("http://")],
+        provider_concurrency={"runninghub": CAP, "local": 2},
+        task_lease_seconds=10,
+        task_heartbeat_seconds=0.5,
+    )
+    admin = await login_as(api, "admin")
+    await make_feature(
+        api,
+        admin,
+        "outfit",
+        [
+            step(
+                "change",
+                action="outfit_change",
+                kind="async_api",
+                provider="runninghub",
+                inputs={"person": "$inputs.person", "garment": "$inputs.garment"},
+                poll_interval_seconds=0.05,
+                timeout_seconds=60,
+                retries=4,
+                backoff_seconds=0.05,
+            )
+        ],
+        {"image": "$steps.change.image"},
+        form_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["person", "garment"],
+            "properties": {
+                "person": {"type": "string", "format": "image-key", "maxLength": 256},
+                "garment": {"type": "string", "format": "image-key", "maxLength": 256},
+            },
+        },
+    )
+    async with live(api.app, port):
+        yield Rig(api, runninghub_peer, admin)
+
+
+async def _outfit(rig: Rig, user: Session) -> str:
+    photo, _ = subject_on_background(160, 120)
+    person = await _upload(rig.api, user, encode(photo))
+    garment = await _upload(rig.api, user, encode(photo))
+    created = await rig.api.client.post(
+        "/api/v1/tasks",
+        json={"feature": "outfit", "inputs": {"person": person, "garment": garment}},
+        headers=user.headers,
+    )
+    return str(data(created, 202)["id"])
+
+
+async def _ledger_kinds(api: Api, public_id: str) -> list[str]:
+    async with unit_of_work(api.infra.session_factory) as db:
+        rows = await db.scalars(select(LedgerEntry.kind).where(LedgerEntry.ref == f"task:{public_id}"))
+        return sorted(rows)
+
+
+async def test_an_outfit_change_runs_on_runninghub_and_its_output_is_ours(rig: Rig) -> None:
+    rig.peer.auto()
+    user = await sms_login(rig.api.client)
+    public_id = await _outfit(rig, user)
+    task = await run_to_end(rig.api, user, public_id, within=60)
+    assert task["status"] == "succeeded", task
+    [output] = task["outputs"]
+    assert output["url"].startswith(f"/api/v1/storage/objects/results/{user.user['id']}/")
+    image = await rig.api.client.get(output["url"])
+    assert image.status_code == 200
+    assert image.headers["content-type"] == "image/png"
+    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    assert vendor_task.status == "SUCCESS"
+    assert rig.peer.creates_by_key[rig.peer.api_key] == 1
+    assert await _ledger_kinds(rig.api, public_id) == ["confirm", "reserve"]
+
+
+async def test_fifty_tasks_never_exceed_the_vendor_cap_and_no_421_reaches_a_user(rig: Rig) -> None:
+    rig.peer.auto(queued_s=0.02, running_s=0.05)
+    users = [await sms_login(rig.api.client) for _ in range(5)]
+    for user in users:
+        await give_quota(rig.api, user.user["id"], 10)
+    ids = await asyncio.gather(*(_outfit(rig, users[i % 5]) for i in range(50)))
+    finished = await asyncio.gather(*(run_to_end(rig.api, users[i % 5], pid, within=180) for i, pid in enumerate(ids)))
+    assert {t["status"] for t in finished} == {"succeeded"}
+    assert rig.peer.peak_in_flight[rig.peer.api_key] <= CAP
+    assert rig.peer.refusals_with(421) == []  # our own limit kept us under the vendor's
+    assert rig.peer.creates_by_key[rig.peer.api_key] == 50
+
+
+async def test_421_and_415_back_off_and_succeed_later(rig: Rig) -> None:
+    rig.peer.auto()
+    rig.peer.fail_next("/task/openapi/create", 421, 2)
+    rig.peer.fail_next("/task/openapi/create", 415, 1)
+    user = await sms_login(rig.api.client)
+    public_id = await _outfit(rig, user)
+    task = await run_to_end(rig.api, user, public_id, within=60)
+    assert task["status"] == "succeeded", task
+    assert len(rig.peer.refusals_with(421)) == 2
+    assert len(rig.peer.refusals_with(415)) == 1
+    assert rig.peer.creates_by_key[rig.peer.api_key] == 1
+    assert await _ledger_kinds(rig.api, public_id) == ["confirm", "reserve"]
+
+
+async def test_a_lost_create_answer_is_never_repeated_and_the_webhook_finds_the_job(rig: Rig) -> None:
+    rig.peer.lose_next_answer()
+    user = await sms_login(rig.api.client)
+    public_id = await _outfit(rig, user)
+
+    async def created_at_vendor() -> bool:
+        return rig.peer.creates_by_key[rig.peer.api_key] == 1
+
+    await wait_until(created_at_vendor, within=30)
+
+    async def waiting_for_a_webhook() -> bool:
+        async with unit_of_work(rig.api.infra.session_factory) as db:
+            row = await db.scalar(select(TaskStep).where(TaskStep.step_id == "change"))
+        return row is not None and (row.vendor_task_id or "").startswith(UNKNOWN_PREFIX)
+
+    await wait_until(waiting_for_a_webhook, within=30)
+    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    rig.peer.succeed(vendor_task.task_id)  # its webhook names our step: the job is found
+    task = await run_to_end(rig.api, user, public_id, within=60)
+    assert task["status"] == "succeeded", task
+    assert rig.peer.creates_by_key[rig.peer.api_key] == 1  # never created twice
+    assert await _ledger_kinds(rig.api, public_id) == ["confirm", "reserve"]
+
+
+async def test_duplicate_and_stale_webhooks_end_in_the_right_state_with_outputs_stored_once(rig: Rig) -> None:
+    user = await sms_login(rig.api.client)
+    public_id = await _outfit(rig, user)
+
+    async def submitted() -> bool:
+        return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
+
+    await wait_until(submitted, within=30)
+    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    rig.peer.start(vendor_task.task_id)
+    rig.peer.succeed(vendor_task.task_id)
+    task = await run_to_end(rig.api, user, public_id, within=60)
+    assert task["status"] == "succeeded", task
+    before = task["outputs"][0]["url"].split("?")[0]
+    for _ in range(3):
+        rig.peer.duplicate_webhook(vendor_task.task_id)
+    rig.peer.send_stale_webhook(vendor_task.task_id)  # a RUNNING report arriving after the end
+    await rig.peer.wait_idle()
+    async with unit_of_work(rig.api.infra.session_factory) as db:
+        callbacks = await db.scalar(select(func.count()).select_from(VendorCallback))
+    assert callbacks == 1  # one vendor event (its TASK_END), however often delivered
+    again = data(await rig.api.client.get(f"/api/v1/tasks/{public_id}", headers=user.headers))
+    assert again["status"] == "succeeded"
+    assert again["outputs"][0]["url"].split("?")[0] == before
+    stored = await _objects(rig.api, f"results/{user.user['id']}/")
+    assert len(stored) == 1, stored  # one output object, however many deliveries
+    assert await _ledger_kinds(rig.api, public_id) == ["confirm", "reserve"]
+
+
+async def _objects(api: Api, prefix: str) -> list[str]:
+    return [info.key for info in await api.infra.storage.list(prefix)]
+
+
+async def test_a_failed_vendor_task_fails_the_step_and_refunds_once(rig: Rig) -> None:
+    user = await sms_login(rig.api.client)
+    public_id = await _outfit(rig, user)
+
+    async def submitted() -> bool:
+        return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
+
+    await wait_until(submitted, within=30)
+    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    rig.peer.fail(vendor_task.task_id)
+    task = await run_to_end(rig.api, user, public_id, within=60)
+    assert task["status"] == "failed"
+    assert task["refunded"] is True
+    assert await _ledger_kinds(rig.api, public_id) == ["cancel", "reserve"]
+    assert await balance(rig.api, user.user["id"]) == (10, 0, 10)
