@@ -20,7 +20,12 @@ from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.realtime import live
 from tests.fixtures.tasks import balance, free_port, give_quota, make_feature, run_to_end, step, wait_until
 from tests.modules.providers.images import encode, subject_on_background
-from tests.peers.runninghub_fixtures import ServedRunningHubPeer, runninghub_settings
+from tests.peers.runninghub_fixtures import (
+    MODEL_PHOTO_WORKFLOW_ID,
+    RUNNINGHUB_WORKFLOWS_SETTING,
+    ServedRunningHubPeer,
+    runninghub_settings,
+)
 from tests.test_demo_flow import _upload
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, TaskStep, VendorCallback
@@ -216,3 +221,64 @@ async def test_a_failed_vendor_task_fails_the_step_and_refunds_once(rig: Rig) ->
     assert task["refunded"] is True
     assert await _ledger_kinds(rig.api, public_id) == ["cancel", "reserve"]
     assert await balance(rig.api, user.user["id"]) == (10, 0, 10)
+
+
+async def test_with_runninghub_broken_the_step_falls_back_to_the_local_provider_and_its_circuit_opens(
+    api_factory: Any, runninghub_peer: ServedRunningHubPeer
+) -> None:
+    settings = runninghub_settings(runninghub_peer)
+    # A cutout as a RunningHub job (the model-photo workflow stands in for one), with the local
+    # CPU provider behind it.
+    workflows = {
+        **RUNNINGHUB_WORKFLOWS_SETTING,
+        "cutout": {
+            "kind": "workflow",
+            "id": MODEL_PHOTO_WORKFLOW_ID,
+            "nodes": {"image": ["10", "image"]},
+            "uploads": ["image"],
+        },
+    }
+    api: Api = await api_factory(**{**settings, "runninghub_workflows": workflows}, worker_in_process=True)
+    admin = await login_as(api, "admin")
+    await make_feature(
+        api,
+        admin,
+        "cutout_rh",
+        [
+            step(
+                "cut",
+                action="cutout",
+                kind="async_api",
+                provider=["runninghub", "local"],
+                inputs={"image": "$inputs.image"},
+                poll_interval_seconds=0.05,
+                timeout_seconds=60,
+            )
+        ],
+        {"image": "$steps.cut.image"},
+        form_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["image"],
+            "properties": {"image": {"type": "string", "format": "image-key", "maxLength": 256}},
+        },
+    )
+    runninghub_peer.fail_next("/task/openapi/create", 802, 100)  # the account's key was revoked
+    user = await sms_login(api.client)
+    await give_quota(api, user.user["id"], 20)
+    photo, _ = subject_on_background(160, 120)
+    tried_runninghub = []
+    for _ in range(8):
+        image = await _upload(api, user, encode(photo))
+        before = runninghub_peer.calls["/task/openapi/create"]
+        created = await api.client.post(
+            "/api/v1/tasks", json={"feature": "cutout_rh", "inputs": {"image": image}}, headers=user.headers
+        )
+        task = await run_to_end(api, user, str(data(created, 202)["id"]), within=60)
+        assert task["status"] == "succeeded", task  # served by the local provider
+        tried_runninghub.append(runninghub_peer.calls["/task/openapi/create"] - before)
+    assert tried_runninghub[0] == 1  # asked once (a broken key is not retried), then fell back
+    assert tried_runninghub[-1] == 0  # the circuit is open: straight to the fallback
+    assert runninghub_peer.creates_by_key[runninghub_peer.api_key] == 0
+    providers = {p["slug"]: p for p in data(await api.client.get("/api/v1/admin/providers", headers=admin.headers))}
+    assert providers["runninghub"]["health"]["state"] == "down"

@@ -407,7 +407,7 @@ class _Run:
         if not limit:
             result: dict[str, Any] = await call
             return result
-        if step.type == "sync_api":
+        if step.type == "sync_api" or not isinstance(self.engine.registry.get(slug), AsyncProvider):
             # A synchronous call cannot be re-attached: a run that resumes this step after a lost
             # lease makes a call of its own while the lost run's may still be in flight at the
             # vendor. Each run therefore holds its own slot, and a lost run's slot stays taken
@@ -465,7 +465,9 @@ class _Run:
     ) -> dict[str, Any]:
         slug = getattr(provider, "slug", "?")
         row = self.steps.get(step.id)
-        if step.type == "sync_api":
+        if step.type == "sync_api" or not isinstance(provider, AsyncProvider):
+            # An async step may fall back to a provider that answers in the call (a vendor job on
+            # RunningHub, the local CPU provider when its circuit is open).
             if not isinstance(provider, SyncProvider):
                 raise ProviderError("provider_mismatch")
             await self._save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt)

@@ -94,13 +94,16 @@ class ProviderRegistry:
         """Why this step could not run here (empty when it can): unknown providers, wrong shape,
         unsupported action. Used to refuse a pipeline when an operator saves it."""
         problems = []
-        for slug in candidates:
+        for position, slug in enumerate(candidates):
             provider = self._providers.get(slug)
             if provider is None:
                 problems.append(f"unknown provider {slug!r}")
                 continue
             wants_async = step_type in ("async_api", "scf")
-            if wants_async and not isinstance(provider, AsyncProvider):
+            # A provider that answers in the call may serve an async step as a fallback (the local
+            # CPU provider behind a vendor job), never as its first choice.
+            fallback_ok = wants_async and position > 0 and isinstance(provider, SyncProvider)
+            if wants_async and not isinstance(provider, AsyncProvider) and not fallback_ok:
                 problems.append(f"provider {slug!r} cannot run {step_type} steps")
             elif not wants_async and not isinstance(provider, SyncProvider):
                 problems.append(f"provider {slug!r} cannot run sync_api steps")
