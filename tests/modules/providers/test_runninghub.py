@@ -20,6 +20,7 @@ from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.realtime import live
 from tests.fixtures.tasks import balance, free_port, give_quota, make_feature, run_to_end, step, wait_until
 from tests.modules.providers.images import encode, subject_on_background
+from tests.modules.providers.servers import canary
 from tests.peers.runninghub_fixtures import (
     MODEL_PHOTO_WORKFLOW_ID,
     RUNNINGHUB_WORKFLOWS_SETTING,
@@ -282,3 +283,28 @@ async def test_with_runninghub_broken_the_step_falls_back_to_the_local_provider_
     assert runninghub_peer.creates_by_key[runninghub_peer.api_key] == 0
     providers = {p["slug"]: p for p in data(await api.client.get("/api/v1/admin/providers", headers=admin.headers))}
     assert providers["runninghub"]["health"]["state"] == "down"
+
+
+async def test_an_output_url_pointed_at_an_internal_address_is_never_fetched(rig: Rig) -> None:
+    """SSRF: a vendor (or whoever controls its answer) names a loopback listener as the output's
+    URL; the task fails with a clear code, is refunded once, and the listener sees no connection."""
+    async with canary("127.0.0.1") as listener:
+        rig.peer.file_base_url = f"http://{listener.netloc}"
+        user = await sms_login(rig.api.client)
+        public_id = await _outfit(rig, user)
+
+        async def submitted() -> bool:
+            return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
+
+        await wait_until(submitted, within=30)
+        [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+        rig.peer.succeed(vendor_task.task_id)
+        task = await run_to_end(rig.api, user, public_id, within=60)
+        assert task["status"] == "failed"
+        assert task["refunded"] is True
+        assert await listener.confirm_count() == 0
+    async with unit_of_work(rig.api.infra.session_factory) as db:
+        row = await db.scalar(select(TaskStep).where(TaskStep.step_id == "change"))
+    assert row is not None
+    assert row.error == "output_forbidden_address"
+    assert await _ledger_kinds(rig.api, public_id) == ["cancel", "reserve"]
