@@ -164,10 +164,103 @@ DEMO: list[tuple[dict[str, Any], dict[str, Any]]] = [
 ]
 
 
+def _runninghub(step_id: str, action: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "type": "async_api",
+        "action": action,
+        "provider_candidates": ["runninghub"],
+        "inputs": inputs,
+        "timeout_seconds": 600,  # a ComfyUI workflow may queue at RunningHub for minutes
+        "poll_interval_seconds": 3,  # the webhook usually ends the wait first
+        "retries": 3,
+        "backoff_seconds": 5,
+    }
+
+
+# Features that only a vendor can run (no honest local substitute for a generative model): seeded
+# when RunningHub has a workflow configured for their action (WARDROBE_RUNNINGHUB_WORKFLOWS).
+VENDOR: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    (
+        {
+            "key": "outfit_change",
+            "definition": {
+                "steps": [
+                    _runninghub(
+                        "change",
+                        "outfit_change",
+                        {"person": "$inputs.person", "garment": "$inputs.garment", "hint": "$inputs.hint"},
+                    )
+                ],
+                "outputs": {"result": "$steps.change.image"},
+            },
+        },
+        {
+            "key": "outfit_change",
+            "name": "AI换装",
+            "description": "Dress the person in one photo in the garment from another.",
+            "quota_cost": 5,
+            "sort_order": 50,
+            "pipeline_key": "outfit_change",
+            "form_schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["person", "garment"],
+                "properties": {
+                    "person": _image("Person photo"),
+                    "garment": _image("Garment photo"),
+                    "hint": {"type": "string", "title": "Hint (upper body, dress…)", "maxLength": 200},
+                },
+            },
+        },
+    ),
+    (
+        {
+            "key": "model_photo",
+            "definition": {
+                "steps": [
+                    _runninghub(
+                        "shoot",
+                        "model_photo",
+                        {
+                            "prompt": "$inputs.prompt",
+                            "negative_prompt": "$inputs.negative_prompt",
+                            "image": "$inputs.image",
+                        },
+                    )
+                ],
+                "outputs": {"result": "$steps.shoot.image"},
+            },
+        },
+        {
+            "key": "model_photo",
+            "name": "AI模特图",
+            "description": "A model wearing your garment or holding your product, from a prompt.",
+            "quota_cost": 5,
+            "sort_order": 60,
+            "pipeline_key": "model_photo",
+            "form_schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["prompt", "image"],
+                "properties": {
+                    "prompt": {"type": "string", "title": "Prompt", "minLength": 1, "maxLength": 1000},
+                    "negative_prompt": {"type": "string", "title": "Avoid", "maxLength": 1000},
+                    "image": _image("Garment or product photo"),
+                },
+            },
+        },
+    ),
+]
+
+
 async def seed_demo_catalog(session: AsyncSession, registry: ProviderRegistry) -> int:
-    """Create the demo pipelines and features that are missing (idempotent)."""
+    """Create the demo pipelines and features that are missing (idempotent), and the vendor
+    features whose workflow is configured."""
     created = 0
-    for pipeline, feature in DEMO:
+    runninghub = registry.get("runninghub")
+    vendor = [(p, f) for p, f in VENDOR if runninghub is not None and runninghub.supports(p["key"])]
+    for pipeline, feature in [*DEMO, *vendor]:
         if await catalog.latest_pipeline(session, pipeline["key"]) is None:
             await catalog.save_pipeline(
                 session,

@@ -23,6 +23,7 @@ from tests.modules.providers.images import encode, subject_on_background
 from tests.modules.providers.servers import canary
 from tests.peers.runninghub_fixtures import (
     MODEL_PHOTO_WORKFLOW_ID,
+    OUTFIT_CHANGE_WORKFLOW_ID,
     RUNNINGHUB_WORKFLOWS_SETTING,
     ServedRunningHubPeer,
     runninghub_settings,
@@ -308,3 +309,41 @@ async def test_an_output_url_pointed_at_an_internal_address_is_never_fetched(rig
     assert row is not None
     assert row.error == "output_forbidden_address"
     assert await _ledger_kinds(rig.api, public_id) == ["cancel", "reserve"]
+
+
+async def test_the_seeded_vendor_features_run_on_runninghub(
+    api_factory: Any, runninghub_peer: ServedRunningHubPeer
+) -> None:
+    """With RunningHub workflows configured, outfit change and AI model photos are seeded as
+    features and run there end to end, as the demo features run locally."""
+    api: Api = await api_factory(
+        **runninghub_settings(runninghub_peer),
+        seed_demo_data=True,
+        worker_in_process=True,
+        vendor_output_allow_private=[runninghub_peer.base_url.removeprefix("http://")],
+    )
+    runninghub_peer.auto()
+    user = await sms_login(api.client)
+    await give_quota(api, user.user["id"], 20)
+    features = {f["key"] for f in data(await api.client.get("/api/v1/features", headers=user.headers))}
+    assert {"outfit_change", "model_photo", "cutout"} <= features
+    photo, _ = subject_on_background(160, 120)
+    runs = {
+        "outfit_change": {
+            "person": await _upload(api, user, encode(photo)),
+            "garment": await _upload(api, user, encode(photo)),
+        },
+        "model_photo": {
+            "prompt": "a model in a linen shirt, studio light",
+            "image": await _upload(api, user, encode(photo)),
+        },
+    }
+    for feature, inputs in runs.items():
+        created = await api.client.post(
+            "/api/v1/tasks", json={"feature": feature, "inputs": inputs}, headers=user.headers
+        )
+        task = await run_to_end(api, user, str(data(created, 202)["id"]), within=60)
+        assert task["status"] == "succeeded", (feature, task)
+        assert (await api.client.get(task["outputs"][0]["url"])).status_code == 200
+    assert runninghub_peer.creates_by_target[OUTFIT_CHANGE_WORKFLOW_ID] == 1
+    assert runninghub_peer.creates_by_target[MODEL_PHOTO_WORKFLOW_ID] == 1
