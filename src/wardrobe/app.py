@@ -45,6 +45,7 @@ from wardrobe.modules.payments.endpoints import router as payments_router
 from wardrobe.modules.payments.gateway import PaymentGateway
 from wardrobe.modules.payments.service import Payments
 from wardrobe.modules.payments.wechat import WeChatPayGateway
+from wardrobe.modules.providers import switches
 from wardrobe.modules.providers.base import ProviderRegistry, StepContext
 from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.providers.fetch import SafeFetcher
@@ -196,7 +197,7 @@ def build_cache(settings: Settings, redis: Redis | None) -> Cache:
         negative_ttl=settings.cache_negative_ttl_seconds,
         jitter=settings.cache_ttl_jitter,
     )
-    cached = (catalog.CATALOG, catalog.PIPELINE, billing.PLANS, billing.MEMBERSHIP)
+    cached = (catalog.CATALOG, catalog.PIPELINE, billing.PLANS, billing.MEMBERSHIP, switches.PROVIDERS)
     return Cache(redis, settings.redis_key_prefix, dict.fromkeys(cached, policy))
 
 
@@ -219,6 +220,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
     session_factory = create_session_factory(engine)
     storage = build_storage(settings)
     providers = build_providers(settings, storage, session_factory)
+    cache = build_cache(settings, redis)
     consume = settings.runs_worker_in_process if consume_tasks is None else consume_tasks
     return Infra(
         settings=settings,
@@ -246,7 +248,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
         wechat=wechat,
         storage=storage,
         providers=providers,
-        cache=build_cache(settings, redis),
+        cache=cache,
         payments=build_payments(settings),
         runtime=TaskRuntime(
             settings,
@@ -257,6 +259,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
             redis=redis,
             limiter=limiter,
             dedicated=dedicated_worker,
+            disabled=functools.partial(switches.disabled_providers, session_factory, cache),
         ),
     )
 

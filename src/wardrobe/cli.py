@@ -113,6 +113,7 @@ async def _run_worker() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await infra.cache.start()  # operators' switches reach this worker at once
     await infra.runtime.start()
     log.info("worker_started", worker=infra.runtime.engine.worker_id)
     try:

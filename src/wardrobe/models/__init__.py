@@ -20,7 +20,7 @@ from wardrobe.models.payments import (
     Refund,
     RefundStatus,
 )
-from wardrobe.models.providers import VendorCallback
+from wardrobe.models.providers import ProviderSwitch, VendorCallback
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
@@ -43,6 +43,7 @@ __all__ = [
     "PipelineSchema",
     "Plan",
     "PlanKind",
+    "ProviderSwitch",
     "QuotaAccount",
     "QuotaHold",
     "Referral",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wardrobe.models.base import Base, BigId, UTCDateTime, utcnow
@@ -34,3 +34,16 @@ class VendorCallback(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     deliveries: Mapped[int] = mapped_column(Integer, default=1)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProviderSwitch(Base):
+    """An operator's manual switch of a provider (issue 6 item 7): off means no new call goes to
+    it (steps fall back to their next candidate) until it is switched on again."""
+
+    __tablename__ = "provider_switches"
+
+    slug: Mapped[str] = mapped_column(String(32), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    updated_by: Mapped[int | None] = mapped_column(BigId)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,7 @@ class TaskRuntime:
         redis: Redis | None = None,
         limiter: RateLimiter | None = None,
         dedicated: bool = False,
+        disabled: Callable[[], Awaitable[frozenset[str]]] | None = None,
     ) -> None:
         self.settings = settings
         self._sessions = session_factory
@@ -72,6 +74,7 @@ class TaskRuntime:
             limiter=limiter,
             requeue=self._requeue,
             on_change=self.task_changed,
+            disabled=disabled,
         )
         # Push events (modules/realtime): set by the process that can deliver them.
         self.events: TaskEvents | None = None

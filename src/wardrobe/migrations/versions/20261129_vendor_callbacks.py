@@ -1,4 +1,4 @@
-"""vendor callbacks
+"""vendor callbacks and provider switches
 
 Revision ID: 0005_vendor_callbacks
 Revises: 0004_payments
@@ -37,8 +37,19 @@ def upgrade() -> None:
         batch_op.create_index("ix_vendor_callbacks_ref", ["ref"], unique=False)
         batch_op.create_index("ix_vendor_callbacks_job", ["provider", "vendor_task_id"], unique=False)
 
+    op.create_table(
+        "provider_switches",
+        sa.Column("slug", sa.String(length=32), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=False),
+        sa.Column("updated_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("slug", name=op.f("pk_provider_switches")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("provider_switches")
     with op.batch_alter_table("vendor_callbacks", schema=None) as batch_op:
         batch_op.drop_index("ix_vendor_callbacks_job")
         batch_op.drop_index("ix_vendor_callbacks_ref")

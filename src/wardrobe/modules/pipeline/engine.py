@@ -18,7 +18,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -105,8 +105,11 @@ class PipelineEngine:
         limiter: RateLimiter | None = None,
         requeue: Callable[[AsyncSession, int], None] | None = None,
         on_change: Callable[[int], None] | None = None,
+        disabled: Callable[[], Awaitable[frozenset[str]]] | None = None,
     ) -> None:
         self._sessions = session_factory
+        # Providers an operator switched off: steps skip them for their next candidate.
+        self.disabled = disabled
         self._registry = registry
         self.slots: SlotStore = slots or MemorySlots()
         self.limiter = limiter or RateLimiter.in_memory()
@@ -379,10 +382,14 @@ class _Run:
             raise StepFailed(step.id, row.error or "step_failed")
         inputs = self._resolve(step, outputs)
         last_code = "no_provider"
+        switched_off = await self.engine.disabled() if self.engine.disabled is not None else frozenset()
         for slug in step.provider_candidates:
             provider = self.engine.registry.get(slug)
             if provider is None:
                 continue
+            if slug in switched_off:
+                last_code = "provider_disabled"
+                continue  # an operator took it out of service: straight to the next candidate
             if not self.engine.breaker.allow(slug):
                 last_code = "provider_down"
                 continue  # circuit open: straight to the next candidate
