@@ -1,5 +1,7 @@
 """Local peer of the Tencent Cloud API 3.0 (TC3-HMAC-SHA256): SMS ``SendSms`` and the Hunyuan
-image jobs (``SubmitHunyuanImageJob``/``QueryHunyuanImageJob``, in ``tests.peers.tencent_hunyuan``).
+image jobs (``SubmitHunyuanImageJob``/``QueryHunyuanImageJob``, in ``tests.peers.tencent_hunyuan``),
+the aiart image actions (``tests.peers.tencent_aiart``) and SCF ``Invoke`` with signed result
+callbacks (``tests.peers.tencent_scf``).
 
 It checks requests the way Tencent does (design/protocols.md §5 and §6) so that the official SDK
 and our adapters are exercised against the real protocol: signature, scope, clock skew, action
@@ -34,12 +36,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.peers.tencent_aiart import AIART_REGIONS, AIART_RESULT_PREFIX, AiartService
 from tests.peers.tencent_hunyuan import (
     HUNYUAN_REGIONS,
     HUNYUAN_VERSION,
     RESULT_PATH_PREFIX,
     HunyuanService,
 )
+from tests.peers.tencent_scf import SCF_RESULT_PREFIX, ScfService
 
 Clock = Callable[[], float]
 
@@ -284,6 +288,12 @@ class TencentCloudPeer:
                 HUNYUAN_REGIONS,
             ),
         }
+        self.aiart = AiartService(clock=clock, error=TencentCloudError, lock=self._lock)
+        self.scf = ScfService(clock=clock, error=TencentCloudError, lock=self._lock)
+        for name, (service_name, version, handler) in self.aiart.actions().items():
+            self._actions[name] = _Action(service_name, version, handler, AIART_REGIONS)
+        for name, (service_name, version, handler) in self.scf.actions().items():
+            self._actions[name] = _Action(service_name, version, handler)
         self._deliveries: dict[str, list[float]] = {}
         self._faults: list[str] = []
         self._http_faults: list[int] = []
@@ -573,10 +583,26 @@ def create_tencent_cloud_app(peer: TencentCloudPeer) -> Starlette:
             return Response(b"NoSuchKey", status_code=404, media_type="text/plain")
         return Response(png, media_type="image/png")
 
+    async def aiart_result(request: Request) -> Response:
+        current: TencentCloudPeer = request.app.state.peer
+        png = current.aiart.result_image(request.path_params["result_id"])
+        if png is None:
+            return Response(b"NoSuchKey", status_code=404, media_type="text/plain")
+        return Response(png, media_type="image/png")
+
+    async def scf_result(request: Request) -> Response:
+        current: TencentCloudPeer = request.app.state.peer
+        png = current.scf.result_image(request.path_params["request_id"])
+        if png is None:
+            return Response(b"NoSuchKey", status_code=404, media_type="text/plain")
+        return Response(png, media_type="image/png")
+
     app = Starlette(
         routes=[
             Route("/", endpoint, methods=["POST"]),
             Route(RESULT_PATH_PREFIX + "/{job_id}/{index:int}.png", hunyuan_result, methods=["GET"]),
+            Route(AIART_RESULT_PREFIX + "/{result_id}.png", aiart_result, methods=["GET"]),
+            Route(SCF_RESULT_PREFIX + "/{request_id}.png", scf_result, methods=["GET"]),
         ]
     )
     app.state.peer = peer

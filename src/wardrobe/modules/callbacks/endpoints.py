@@ -24,7 +24,9 @@ from wardrobe.modules.providers import runninghub
 log = get_logger("wardrobe.callbacks")
 router = APIRouter(tags=["callbacks"])
 
-# Provider -> how its callback body reads. A vendor that signs its callbacks verifies here too.
+# Provider -> how its callback body reads. A vendor that signs its callbacks verifies here too;
+# a registered provider with ``parse_callback`` (``service.VerifiesCallbacks``, e.g. SCF, whose
+# key is its own configuration) is asked first.
 PARSERS: dict[str, Callable[[bytes], service.CallbackEvent]] = {
     "runninghub": runninghub.parse_callback,
 }
@@ -43,7 +45,8 @@ async def vendor_callback(
     request: Request,
     infra: InfraDep,
 ) -> OrjsonResponse:
-    parse = PARSERS.get(provider)
+    registered = infra.providers.get(provider)
+    parse = registered.parse_callback if isinstance(registered, service.VerifiesCallbacks) else PARSERS.get(provider)
     if parse is None:
         raise AppError(ErrorCode.NOT_FOUND)
     if not service.signature_ok(infra.settings, provider, ref, sig):
@@ -51,6 +54,11 @@ async def vendor_callback(
         raise AppError(ErrorCode.CALLBACK_SIGNATURE_INVALID)
     try:
         event = parse(await request.body())
+    except service.CallbackForged as exc:
+        # The URL was ours but the result is not the vendor's (forged or tampered with).
+        VENDOR_CALLBACKS.labels(provider, "bad_signature").inc()
+        log.warning("vendor_callback_forged", provider=provider, ref=ref)
+        raise AppError(ErrorCode.CALLBACK_SIGNATURE_INVALID) from exc
     except ValueError as exc:
         VENDOR_CALLBACKS.labels(provider, "malformed").inc()
         raise AppError(ErrorCode.MALFORMED_REQUEST) from exc

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from sqlalchemy import select, update
@@ -61,6 +61,18 @@ class CallbackEvent:
     payload: Mapping[str, Any]
 
 
+class CallbackForged(ValueError):
+    """A callback body whose vendor signature does not verify: refused (403), never recorded."""
+
+
+@runtime_checkable
+class VerifiesCallbacks(Protocol):
+    """A provider that reads and verifies its own callbacks (its key is its configuration, as
+    for SCF). The endpoint prefers it over ``PARSERS``."""
+
+    def parse_callback(self, body: bytes) -> CallbackEvent: ...
+
+
 async def record(sessions: async_sessionmaker[AsyncSession], provider: str, ref: str, event: CallbackEvent) -> bool:
     """Put the callback in the inbox; True if it is new, False for a duplicate (counted)."""
     try:
@@ -102,3 +114,17 @@ async def vendor_job_for(sessions: async_sessionmaker[AsyncSession], provider: s
             .limit(1)
         )
     return found
+
+
+async def callback_payloads(
+    sessions: async_sessionmaker[AsyncSession], provider: str, ref: str
+) -> list[dict[str, Any]]:
+    """What every callback recorded for ``ref`` said, oldest first: for vendors whose callback is
+    the result itself (SCF), which the step's poll reads and verifies again."""
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(VendorCallback.payload)
+            .where(VendorCallback.provider == provider, VendorCallback.ref == ref)
+            .order_by(VendorCallback.id)
+        )
+        return [dict(payload) for payload in rows]
