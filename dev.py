@@ -29,10 +29,16 @@ COMMANDS = {
     "bench": None,
     "bench-tasks": None,
     "bench-realtime": None,
+    "bench-vendors": None,
     "wardrobe": ["wardrobe"],
 }
 
-BENCH_SCRIPTS = {"bench": "bench/run.py", "bench-tasks": "bench/tasks_flow.py", "bench-realtime": "bench/realtime.py"}
+BENCH_SCRIPTS = {
+    "bench": "bench/run.py",
+    "bench-tasks": "bench/tasks_flow.py",
+    "bench-realtime": "bench/realtime.py",
+    "bench-vendors": "bench/vendors.py",
+}
 
 
 def run(cmd: list[str], **kwargs: object) -> None:
@@ -67,7 +73,7 @@ def venv_bin(name: str) -> str:
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__)
-        print("commands: serve, test, lint, bench, bench-tasks, bench-realtime, wardrobe <args>")
+        print("commands: serve, test, lint, bench, bench-tasks, bench-realtime, bench-vendors, wardrobe <args>")
         sys.exit(2)
     command, extra = sys.argv[1], sys.argv[2:]
     ensure_env(["bench"] if command.startswith("bench") else [])
