@@ -347,3 +347,23 @@ async def test_the_seeded_vendor_features_run_on_runninghub(
         assert (await api.client.get(task["outputs"][0]["url"])).status_code == 200
     assert runninghub_peer.creates_by_target[OUTFIT_CHANGE_WORKFLOW_ID] == 1
     assert runninghub_peer.creates_by_target[MODEL_PHOTO_WORKFLOW_ID] == 1
+
+
+async def test_a_task_canceled_mid_job_cancels_it_at_runninghub_and_refunds_once(rig: Rig) -> None:
+    user = await sms_login(rig.api.client)
+    public_id = await _outfit(rig, user)
+
+    async def running_at_vendor() -> bool:
+        return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
+
+    await wait_until(running_at_vendor, within=30)
+    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    rig.peer.start(vendor_task.task_id)
+    canceled = await rig.api.client.post(f"/api/v1/tasks/{public_id}/cancel", headers=user.headers)
+    assert canceled.status_code == 200
+    task = await run_to_end(rig.api, user, public_id, within=60)
+    assert task["status"] == "canceled"
+    assert task["refunded"] is True
+    await rig.peer.wait_for(lambda: rig.peer.calls["/task/openapi/cancel"] == 1)
+    assert rig.peer.task(vendor_task.task_id).status == "FAILED"  # how RunningHub shows a canceled task
+    assert await _ledger_kinds(rig.api, public_id) == ["cancel", "reserve"]

@@ -36,6 +36,7 @@ from wardrobe.modules.billing import quota
 from wardrobe.modules.pipeline.definition import ForkDef, PipelineDef, StepDef, parse_ref
 from wardrobe.modules.providers.base import (
     AsyncProvider,
+    CancellableProvider,
     JobState,
     ProviderError,
     ProviderRegistry,
@@ -495,6 +496,24 @@ class _Run:
             ctx = dataclasses.replace(ctx, attempt=stored.attempts or ctx.attempt, started_at=stored.started_at)
         started = (row.started_at if row is not None and row.started_at else None) or utcnow()
         deadline = started + timedelta(seconds=step.timeout_seconds)
+        try:
+            return await self._poll_until_done(step, provider, slug, job_id, ctx, deadline)
+        except TaskCanceled:
+            await self._cancel_at_vendor(provider, job_id, ctx)
+            raise
+
+    async def _cancel_at_vendor(self, provider: object, job_id: str, ctx: StepContext) -> None:
+        """Best effort, bounded: the task is canceled (and refunded) whatever the vendor says."""
+        if not isinstance(provider, CancellableProvider):
+            return
+        try:
+            await asyncio.wait_for(provider.cancel(job_id, ctx), timeout=10)
+        except Exception as exc:  # a vendor that cannot cancel must not block the cancel
+            log.warning("vendor_cancel_failed", job=job_id, error=type(exc).__name__)
+
+    async def _poll_until_done(
+        self, step: StepDef, provider: AsyncProvider, slug: str, job_id: str, ctx: StepContext, deadline: datetime
+    ) -> dict[str, Any]:
         while True:
             self._check_interrupts()
             remaining = (deadline - utcnow()).total_seconds()

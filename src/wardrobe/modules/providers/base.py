@@ -74,6 +74,13 @@ class AsyncProvider(Protocol):
     async def poll(self, job_id: str, ctx: StepContext) -> JobStatus: ...
 
 
+@runtime_checkable
+class CancellableProvider(Protocol):
+    """An async provider whose jobs can be stopped at the vendor (a canceled task stops costing)."""
+
+    async def cancel(self, job_id: str, ctx: StepContext) -> None: ...
+
+
 Provider = SyncProvider | AsyncProvider
 
 

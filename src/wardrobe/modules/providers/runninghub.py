@@ -228,6 +228,17 @@ class RunningHubProvider:
         )
         return JobStatus(JobState.SUCCEEDED, {**outputs, "vendor_task_id": job_id})
 
+    async def cancel(self, job_id: str, ctx: StepContext) -> None:
+        """Stop the job at RunningHub (a canceled task should stop costing coins)."""
+        if job_id.startswith(UNKNOWN_PREFIX):
+            found = await self._find_job(job_id.removeprefix(UNKNOWN_PREFIX)) if self._find_job else None
+            if found is None:
+                return
+            job_id = found
+        answer = await self._post("/task/openapi/cancel", {"taskId": job_id})
+        if answer["code"] not in (0, _FAILED):  # 805: it had already ended
+            raise self._refuse(answer["code"], answer["msg"])
+
 
 class _SubmitUnknown(Exception):
     """The create request went out and no usable answer came back."""
