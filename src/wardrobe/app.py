@@ -36,7 +36,7 @@ from wardrobe.modules.auth.wechat_client import WeChatClient
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.billing.endpoints import router as billing_router
 from wardrobe.modules.callbacks.endpoints import router as callbacks_router
-from wardrobe.modules.callbacks.service import callback_url, vendor_job_for
+from wardrobe.modules.callbacks.service import callback_payloads, callback_url, vendor_job_for
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.ops.endpoints import router as ops_router
@@ -129,6 +129,38 @@ def build_providers(
                 timeout_seconds=settings.vendor_timeout_seconds,
                 callback_url=functools.partial(callback_url, settings, "runninghub"),
                 find_job=(functools.partial(vendor_job_for, sessions, "runninghub") if sessions is not None else None),
+                outputs=build_vendor_outputs(settings, storage),
+            )
+        )
+    if settings.tencent_imaging_enabled:
+        from wardrobe.modules.providers.tencent_imaging import TencentImagingProvider
+
+        registry.register(
+            TencentImagingProvider(
+                secret_id=settings.tencent_secret_id,
+                secret_key=settings.tencent_secret_key.get_secret_value(),
+                storage=storage,
+                region=settings.tencent_imaging_region,
+                endpoint=settings.tencent_imaging_endpoint or None,
+                scheme=settings.tencent_imaging_scheme,
+                timeout=settings.vendor_timeout_seconds,
+                max_pixels=settings.max_image_pixels,
+            )
+        )
+    if settings.scf_enabled and sessions is not None:
+        from wardrobe.modules.providers.scf import ScfProvider, functions_from_config
+
+        registry.register(
+            ScfProvider(
+                secret_id=settings.tencent_secret_id,
+                secret_key=settings.tencent_secret_key.get_secret_value(),
+                functions=functions_from_config(settings.scf_functions),
+                callback_key=settings.scf_callback_key.get_secret_value(),
+                callback_url=functools.partial(callback_url, settings, "scf"),
+                inbox=functools.partial(callback_payloads, sessions, "scf"),
+                region=settings.scf_region,
+                endpoint=settings.scf_endpoint or None,
+                scheme=settings.scf_scheme,
                 outputs=build_vendor_outputs(settings, storage),
             )
         )

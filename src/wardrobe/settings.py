@@ -188,6 +188,20 @@ class Settings(BaseSettings):
     hunyuan_region: str = "ap-guangzhou"  # the only region Hunyuan image jobs run in
     hunyuan_endpoint: str = ""  # "" = hunyuan.tencentcloudapi.com
     hunyuan_scheme: str = "https"
+    # Tencent Cloud imaging (aiart: inpainting, outpainting, refine), on the same credentials.
+    tencent_imaging_enabled: bool = False
+    tencent_imaging_region: str = "ap-guangzhou"
+    tencent_imaging_endpoint: str = ""  # "" = aiart.tencentcloudapi.com
+    tencent_imaging_scheme: str = "https"
+    # Tencent SCF: cloud functions invoked asynchronously that call back with an HMAC-signed result.
+    scf_enabled: bool = False
+    scf_region: str = "ap-guangzhou"
+    scf_endpoint: str = ""  # "" = scf.tencentcloudapi.com
+    scf_scheme: str = "https"
+    # Action -> function: {"restore": "photo-restore"} or {"restore": {"name": ..., "namespace": ...,
+    # "qualifier": ..., "image_inputs": ["image"]}}
+    scf_functions: dict[str, Any] = Field(default_factory=dict)
+    scf_callback_key: SecretStr = SecretStr("")  # shared with the functions; signs their results
     # Vendor outputs are copied into our storage (public internet only: SSRF-safe, bounded).
     vendor_output_max_bytes: int = 32 * 1024 * 1024
     vendor_output_timeout_seconds: float = 60.0
@@ -274,6 +288,10 @@ class Settings(BaseSettings):
             problems.append("WARDROBE_SEED_DEMO_DATA must be false")
         if (self.wechatpay_mchid or self.alipay_app_id) and not self.payment_notify_base_url.startswith("https://"):
             problems.append("WARDROBE_PAYMENT_NOTIFY_BASE_URL must be an https:// URL when a payment platform is set")
+        if self.scf_enabled and len(self.scf_callback_key.get_secret_value()) < 32:
+            problems.append("WARDROBE_SCF_CALLBACK_KEY must be 32+ characters when SCF is enabled")
+        if self.scf_enabled and not self.vendor_callback_base_url.startswith("https://"):
+            problems.append("WARDROBE_VENDOR_CALLBACK_BASE_URL must be an https:// URL when SCF is enabled")
         callback_secret = self.vendor_callback_secret.get_secret_value()
         if callback_secret == DEFAULT_CALLBACK_SECRET or len(callback_secret) < 32:
             problems.append("WARDROBE_VENDOR_CALLBACK_SECRET is the default or shorter than 32 characters")
