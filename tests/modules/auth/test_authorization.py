@@ -61,6 +61,9 @@ ACCESS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/payments/alipay/notify"): PUBLIC,
     ("get", "/api/v1/admin/pipelines"): OPERATOR,
     ("get", "/api/v1/admin/providers"): OPERATOR,
+    ("post", "/api/v1/admin/providers/{slug}/switch"): OPERATOR,
+    # Vendors call back without a token: the HMAC in the URL (checked by the handler) is the proof.
+    ("post", "/api/v1/callbacks/{provider}/{ref}"): PUBLIC,
     ("post", "/api/v1/admin/pipelines"): OPERATOR,
     ("get", "/api/v1/admin/users"): OPERATOR,
     ("post", "/api/v1/admin/users"): ADMIN,
