@@ -1,7 +1,8 @@
 """Local peer of the Tencent Cloud API 3.0 (TC3-HMAC-SHA256): SMS ``SendSms`` and the Hunyuan
 image jobs (``SubmitHunyuanImageJob``/``QueryHunyuanImageJob``, in ``tests.peers.tencent_hunyuan``),
 the aiart image actions (``tests.peers.tencent_aiart``) and SCF ``Invoke`` with signed result
-callbacks (``tests.peers.tencent_scf``).
+callbacks (``tests.peers.tencent_scf``) and TMS/IMS content moderation
+(``tests.peers.tencent_moderation``).
 
 It checks requests the way Tencent does (design/protocols.md §5 and §6) so that the official SDK
 and our adapters are exercised against the real protocol: signature, scope, clock skew, action
@@ -43,6 +44,7 @@ from tests.peers.tencent_hunyuan import (
     RESULT_PATH_PREFIX,
     HunyuanService,
 )
+from tests.peers.tencent_moderation import ModerationService
 from tests.peers.tencent_scf import SCF_RESULT_PREFIX, ScfService
 
 Clock = Callable[[], float]
@@ -293,6 +295,9 @@ class TencentCloudPeer:
         for name, (service_name, version, handler) in self.aiart.actions().items():
             self._actions[name] = _Action(service_name, version, handler, AIART_REGIONS)
         for name, (service_name, version, handler) in self.scf.actions().items():
+            self._actions[name] = _Action(service_name, version, handler)
+        self.moderation = ModerationService(clock=clock, error=TencentCloudError, lock=self._lock)
+        for name, (service_name, version, handler) in self.moderation.actions().items():
             self._actions[name] = _Action(service_name, version, handler)
         self._deliveries: dict[str, list[float]] = {}
         self._faults: list[str] = []

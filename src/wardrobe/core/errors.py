@@ -42,6 +42,11 @@ class ErrorCode(Enum):
     SIGNED_URL_EXPIRED = (403, "链接已过期，请重新获取", "The signed URL has expired; request a new one")
     UPLOAD_INVALID = (422, "上传的文件不是有效的图片", "The uploaded file is not an acceptable image")
     QUOTA_INSUFFICIENT = (402, "额度不足", "Insufficient quota")
+    CONTENT_BLOCKED = (
+        422,
+        "内容未通过安全审核，请修改后重试",
+        "The content did not pass moderation; change it and retry",
+    )
     FEATURE_UNAVAILABLE = (403, "该功能不可用", "Feature unavailable")
     RATE_LIMITED = (429, "请求过于频繁，请稍后再试", "Too many requests; try again later")
     PAYMENT_SIGNATURE_INVALID = (400, "支付通知签名无效", "Invalid payment signature")

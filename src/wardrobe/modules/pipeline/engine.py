@@ -33,6 +33,8 @@ from wardrobe.core.ratelimit import RateLimiter, parse_limits
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep, User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
+from wardrobe.modules.moderation import Moderator, Purpose
+from wardrobe.modules.moderation.gates import image_keys, screen_images
 from wardrobe.modules.pipeline.definition import ForkDef, PipelineDef, StepDef, parse_ref
 from wardrobe.modules.providers.base import (
     AsyncProvider,
@@ -107,8 +109,12 @@ class PipelineEngine:
         requeue: Callable[[AsyncSession, int], None] | None = None,
         on_change: Callable[[int], None] | None = None,
         disabled: Callable[[], Awaitable[frozenset[str]]] | None = None,
+        moderator: Moderator | None = None,
     ) -> None:
         self._sessions = session_factory
+        # Content moderation (issue 6.6): uploads at a task's start, stored outputs after each
+        # step. The default checks text against the keyword list only; the app replaces it.
+        self.moderator = moderator or Moderator()
         # Providers an operator switched off: steps skip them for their next candidate.
         self.disabled = disabled
         self._registry = registry
@@ -283,6 +289,10 @@ class _Run:
             return await self._finish(TaskStatus.CANCELED, error_code="canceled")
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
+            if not self.steps:  # moderation: uploads, once, before the first vendor call
+                await self._screen_images(
+                    "inputs", image_keys(task.inputs, bare_prefixes=("uploads/",)), Purpose.INPUT_IMAGE
+                )
             outputs = await self._run_units(definition)
             final_outputs = self._collect_outputs(definition, outputs)
             return await self._finish(TaskStatus.SUCCEEDED, outputs=final_outputs)
@@ -400,6 +410,7 @@ class _Run:
                 last_code = exc.code
                 log.info("provider_failed", step=step.id, provider=slug, error_code=exc.code)
                 continue  # fall back to the next candidate
+            await self._screen_outputs(step, result)  # moderation: before the outputs count
             await self._save_step(step.id, StepStatus.SUCCEEDED, outputs=result, finished=True)
             self.done_steps += 1
             await self._save_progress()
@@ -408,6 +419,34 @@ class _Run:
         if step.on_failure == "continue":
             return {}
         raise StepFailed(step.id, last_code)
+
+    # -- content moderation (issue 6.6; policy in wardrobe.modules.moderation.moderator) ---------
+
+    async def _screen_images(self, step_id: str, keys: list[str], purpose: Purpose) -> None:
+        code = await screen_images(
+            self.engine.moderator,
+            keys,
+            user_id=self.task.user_id,
+            purpose=purpose,
+            task_id=self.task.public_id,
+            sleep=self._sleep_interruptibly,
+        )
+        if code is not None:
+            raise StepFailed(step_id, code)  # the task fails and is refunded once by _finish
+
+    async def _screen_outputs(self, step: StepDef, result: dict[str, Any]) -> None:
+        """A step's stored images are checked before the step counts as done; blocked (or
+        uncheckable) ones are deleted and the step fails, so they are never exposed."""
+        keys = image_keys(result)
+        try:
+            await self._screen_images(step.id, keys, Purpose.OUTPUT_IMAGE)
+        except StepFailed as exc:
+            storage = self.engine.moderator.storage
+            ours = [key for key in keys if key.startswith(("results/", "tmp/"))]  # never an upload
+            if storage is not None and ours:
+                await storage.delete_many(ours)
+            await self._save_step(step.id, StepStatus.FAILED, error=exc.code, finished=True)
+            raise
 
     async def _with_slot(self, step: StepDef, slug: str, call: Any) -> dict[str, Any]:
         """Run ``call`` holding one of the provider's slots, if it has a limit (D5)."""

@@ -20,6 +20,7 @@ from wardrobe.modules.billing import quota
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import forms
 from wardrobe.modules.catalog import service as catalog
+from wardrobe.modules.moderation import gates as moderation_gates
 from wardrobe.modules.pipeline.engine import hold_ref
 from wardrobe.modules.storage.keys import owner_of
 from wardrobe.worker.outbox import add_message
@@ -85,6 +86,8 @@ async def create_task(
     if problems:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
     await _check_images(infra, user, feature.form_schema, inputs)
+    # Content moderation (issue 6.6): prompts, before any quota is held or anything is written.
+    await moderation_gates.screen_prompts(infra.runtime.engine.moderator, feature.form_schema, inputs, user_id=user.id)
     pipeline = await catalog.current_pipeline(session, infra.cache, feature.pipeline_key)
     if pipeline is None:
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="feature without pipeline")
