@@ -314,3 +314,17 @@ async def test_the_factory_builds_each_mode(tencent_peer: ServedTencentCloudPeer
         build_moderator(backend="tencent", storage=storage)
     with pytest.raises(ValueError, match="backend"):
         build_moderator(backend="aliyun")
+
+
+async def test_an_image_gone_from_storage_is_not_an_outage(
+    backends: Backends, tencent_peer: ServedTencentCloudPeer, storage: LocalObjectStorage
+) -> None:
+    _, ims = backends()
+    moderator = Moderator(keywords=KeywordList(), image=ims, storage=storage)
+
+    code = await screen_images(
+        moderator, ["uploads/1/2026/01/gone.png"], user_id=1, purpose=Purpose.INPUT_IMAGE, task_id="t", sleep=_no_sleep
+    )
+
+    assert code is None  # the step that needs it fails on its own (bad_input)
+    assert tencent_peer.moderation.calls.total() == 0
