@@ -3,9 +3,15 @@ callbacks could not be verified."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
+from tests.conftest import Api
+from tests.fixtures.auth import login_as, sms_login
+from tests.fixtures.tasks import balance, make_feature, step
 from wardrobe.app import build_providers
 from wardrobe.core.db import create_engine, create_session_factory
 from wardrobe.modules.providers.base import AsyncProvider, SyncProvider
@@ -66,3 +72,38 @@ def test_production_refuses_scf_without_a_callback_key_or_https_callbacks() -> N
         Settings(_env_file=None, env="production", scf_enabled=True, vendor_callback_base_url="http://x", **real)  # type: ignore[arg-type]
     assert "SCF_CALLBACK_KEY" in str(info.value)
     assert "VENDOR_CALLBACK_BASE_URL" in str(info.value)
+
+
+async def test_the_moderation_settings_reach_task_creation(api_factory: Any, tmp_path: Path) -> None:
+    words = tmp_path / "words.txt"
+    words.write_text("wardrobeforbiddenword\n", encoding="utf-8")
+    api: Api = await api_factory(moderation_keywords_file=str(words), worker_in_process=True)
+    admin = await login_as(api, "admin")
+    await make_feature(
+        api,
+        admin,
+        "echo",
+        [step("only", provider="instant", action="passthrough", inputs={"prompt": "$inputs.prompt"})],
+        {"r": "$steps.only.prompt"},
+        form_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["prompt"],
+            "properties": {"prompt": {"type": "string", "maxLength": 200}},
+        },
+    )
+    user = await sms_login(api.client)
+    before = await balance(api, user.user["id"])
+    blocked = await api.client.post(
+        "/api/v1/tasks",
+        json={"feature": "echo", "inputs": {"prompt": "a coat with WARDROBEFORBIDDENWORD on it"}},
+        headers=user.headers,
+    )
+    assert blocked.status_code == 422
+    assert blocked.json()["code"] == "CONTENT_BLOCKED"
+    assert "WARDROBEFORBIDDENWORD" not in blocked.text.upper()  # the user's words are not echoed
+    assert await balance(api, user.user["id"]) == before
+    fine = await api.client.post(
+        "/api/v1/tasks", json={"feature": "echo", "inputs": {"prompt": "a linen coat"}}, headers=user.headers
+    )
+    assert fine.status_code == 202

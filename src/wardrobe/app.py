@@ -39,6 +39,7 @@ from wardrobe.modules.callbacks.endpoints import router as callbacks_router
 from wardrobe.modules.callbacks.service import callback_payloads, callback_url, vendor_job_for
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.endpoints import router as catalog_router
+from wardrobe.modules.moderation.factory import build_moderator
 from wardrobe.modules.ops.endpoints import router as ops_router
 from wardrobe.modules.payments.alipay import AlipayGateway
 from wardrobe.modules.payments.endpoints import router as payments_router
@@ -254,7 +255,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
     providers = build_providers(settings, storage, session_factory)
     cache = build_cache(settings, redis)
     consume = settings.runs_worker_in_process if consume_tasks is None else consume_tasks
-    return Infra(
+    infra = Infra(
         settings=settings,
         engine=engine,
         session_factory=session_factory,
@@ -294,6 +295,24 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
             disabled=functools.partial(switches.disabled_providers, session_factory, cache),
         ),
     )
+    # One moderator for task creation (prompts) and the engine (uploads, outputs).
+    infra.runtime.engine.moderator = build_moderator(
+        backend=settings.moderation_backend,
+        storage=storage,
+        keywords_file=settings.moderation_keywords_file or None,
+        secret_id=settings.tencent_secret_id,
+        secret_key=settings.tencent_secret_key.get_secret_value(),
+        region=settings.moderation_region,
+        endpoint=settings.moderation_endpoint or None,
+        scheme=settings.moderation_scheme,
+        text_biz_type=settings.moderation_text_biz_type or None,
+        image_biz_type=settings.moderation_image_biz_type or None,
+        timeout=settings.moderation_timeout_seconds,
+        review_blocks=settings.moderation_review_blocks,
+        outage_attempts=settings.moderation_outage_attempts,
+        outage_backoff_seconds=settings.moderation_outage_backoff_seconds,
+    )
+    return infra
 
 
 async def prepare_database(infra: Infra) -> None:
@@ -321,6 +340,7 @@ async def keep_invite_pool_full(infra: Infra) -> None:
 
 async def close_infra(infra: Infra) -> None:
     await infra.runtime.stop()
+    await infra.runtime.engine.moderator.aclose()
     await infra.payments.aclose()
     await infra.cache.stop()
     await infra.sms_sender.aclose()

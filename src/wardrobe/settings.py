@@ -10,7 +10,7 @@ from enum import StrEnum
 from functools import lru_cache
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -202,6 +202,20 @@ class Settings(BaseSettings):
     # "qualifier": ..., "image_inputs": ["image"]}}
     scf_functions: dict[str, Any] = Field(default_factory=dict)
     scf_callback_key: SecretStr = SecretStr("")  # shared with the functions; signs their results
+    # Content moderation (issue 6.6): "local" = the keyword list only; "tencent" = the list, then
+    # TMS for prompts and IMS for images (on the Tencent Cloud credentials above).
+    moderation_backend: Literal["local", "tencent"] = "local"
+    moderation_keywords_file: str = ""  # "" = the shipped default list
+    moderation_region: str = "ap-guangzhou"
+    moderation_endpoint: str = ""  # "" = tms./ims.tencentcloudapi.com (leave empty in production)
+    moderation_scheme: str = "https"
+    moderation_text_biz_type: str = ""
+    moderation_image_biz_type: str = ""
+    moderation_timeout_seconds: float = 5.0  # images get twice this
+    # Purposes where a "review" verdict blocks (prompt, input_image, output_image).
+    moderation_review_blocks: list[str] = Field(default_factory=lambda: ["output_image"])
+    moderation_outage_attempts: int = Field(default=3, ge=1)
+    moderation_outage_backoff_seconds: float = Field(default=1.0, ge=0)
     # Vendor outputs are copied into our storage (public internet only: SSRF-safe, bounded).
     vendor_output_max_bytes: int = 32 * 1024 * 1024
     vendor_output_timeout_seconds: float = 60.0
