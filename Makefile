@@ -26,7 +26,13 @@ bench: ## Run the HTTP benchmark against the Express baseline (see bench/README.
 bench-tasks: ## Run the task-path benchmark: creations/s, oversell check, pipeline tasks/s (bench/TASKS.md)
 	$(PY) dev.py bench-tasks
 
+bench-realtime: ## Run the live-push and scale-out benchmark: 1,000 sockets, cache hit ratio, 1,000 rps mixed
+	$(PY) dev.py bench-realtime
+
+bench-vendors: ## Run the vendor-path benchmark: 200 tasks through the RunningHub peer at its cap
+	$(PY) dev.py bench-vendors
+
 ci: ## What CI runs
 	bash .ci/run
 
-.PHONY: help serve test lint format migrate bench bench-tasks ci
+.PHONY: help serve test lint format migrate bench bench-tasks bench-realtime bench-vendors ci
