@@ -22,7 +22,7 @@ notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column
 
 
 class Boom(Exception):
-    pass
+    """What the work raises to make its unit of work roll back."""
 
 
 @pytest.fixture

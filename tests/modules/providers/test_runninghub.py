@@ -101,6 +101,17 @@ async def _outfit(rig: Rig, user: Session) -> str:
     return str(data(created, 202)["id"])
 
 
+async def _the_vendor_task(rig: Rig) -> Any:
+    """The one RunningHub task the test's task created, once it exists."""
+
+    async def submitted() -> bool:
+        return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
+
+    await wait_until(submitted, within=30)
+    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    return vendor_task
+
+
 async def _ledger_kinds(api: Api, public_id: str) -> list[str]:
     async with unit_of_work(api.infra.session_factory) as db:
         rows = await db.scalars(select(LedgerEntry.kind).where(LedgerEntry.ref == f"task:{public_id}"))
@@ -179,11 +190,7 @@ async def test_duplicate_and_stale_webhooks_end_in_the_right_state_with_outputs_
     user = await sms_login(rig.api.client)
     public_id = await _outfit(rig, user)
 
-    async def submitted() -> bool:
-        return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
-
-    await wait_until(submitted, within=30)
-    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    vendor_task = await _the_vendor_task(rig)
     rig.peer.start(vendor_task.task_id)
     rig.peer.succeed(vendor_task.task_id)
     task = await run_to_end(rig.api, user, public_id, within=60)
@@ -212,11 +219,7 @@ async def test_a_failed_vendor_task_fails_the_step_and_refunds_once(rig: Rig) ->
     user = await sms_login(rig.api.client)
     public_id = await _outfit(rig, user)
 
-    async def submitted() -> bool:
-        return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
-
-    await wait_until(submitted, within=30)
-    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    vendor_task = await _the_vendor_task(rig)
     rig.peer.fail(vendor_task.task_id)
     task = await run_to_end(rig.api, user, public_id, within=60)
     assert task["status"] == "failed"
@@ -294,11 +297,7 @@ async def test_an_output_url_pointed_at_an_internal_address_is_never_fetched(rig
         user = await sms_login(rig.api.client)
         public_id = await _outfit(rig, user)
 
-        async def submitted() -> bool:
-            return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
-
-        await wait_until(submitted, within=30)
-        [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+        vendor_task = await _the_vendor_task(rig)
         rig.peer.succeed(vendor_task.task_id)
         task = await run_to_end(rig.api, user, public_id, within=60)
         assert task["status"] == "failed"
@@ -353,11 +352,7 @@ async def test_a_task_canceled_mid_job_cancels_it_at_runninghub_and_refunds_once
     user = await sms_login(rig.api.client)
     public_id = await _outfit(rig, user)
 
-    async def running_at_vendor() -> bool:
-        return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
-
-    await wait_until(running_at_vendor, within=30)
-    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    vendor_task = await _the_vendor_task(rig)
     rig.peer.start(vendor_task.task_id)
     canceled = await rig.api.client.post(f"/api/v1/tasks/{public_id}/cancel", headers=user.headers)
     assert canceled.status_code == 200

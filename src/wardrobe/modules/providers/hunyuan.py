@@ -28,14 +28,12 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
-from tencentcloud.common.credential import Credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.hunyuan.v20230901 import models
 from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
 
 from wardrobe.core.logging import get_logger
+from wardrobe.core.tencent import tencent_client
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 
 TEXT_TO_IMAGE = "text_to_image"
@@ -166,16 +164,17 @@ class HunyuanProvider:
             raise ValueError("scheme must be 'https' or 'http'")
         self.slug = slug
         self._logo_add = logo_add
-        http_profile = HttpProfile(endpoint=endpoint, protocol=scheme, reqTimeout=timeout)
-        # The region breaker stays off (the default): its fallback builds a wrong URL for a
-        # custom endpoint.
-        profile = ClientProfile(httpProfile=http_profile, disable_region_breaker=True)
         # hunyuan 3.1.180 ships an async client (httpx), as SMS does; no thread needed.
-        self._client = HunyuanClient(Credential(secret_id, secret_key), region, profile)
-        # The SDK takes one number for the whole request; a short connect timeout tells "vendor
-        # unreachable" (safe to retry) from "sent, answer late" (not safe for a submit) sooner.
-        # It copies this client-wide timeout into every request it builds.
-        self._client.http_client.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self._client = tencent_client(
+            HunyuanClient,
+            secret_id=secret_id,
+            secret_key=secret_key,
+            region=region,
+            endpoint=endpoint,
+            scheme=scheme,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
         self._log = get_logger(__name__)
 
     async def __aenter__(self) -> Self:

@@ -54,14 +54,12 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
-from tencentcloud.common.credential import Credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.scf.v20180416 import models
 from tencentcloud.scf.v20180416.scf_client_async import ScfClient
 
 from wardrobe.core.logging import get_logger
+from wardrobe.core.tencent import tencent_client
 from wardrobe.modules.callbacks.service import CallbackEvent, CallbackForged, step_ref
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.providers.hunyuan import (
@@ -213,12 +211,16 @@ class ScfProvider:
         self._outputs = outputs
         self._input_url = input_url
         self._status_query = status_query
-        profile = ClientProfile(
-            httpProfile=HttpProfile(endpoint=endpoint, protocol=scheme, reqTimeout=timeout),
-            disable_region_breaker=True,
+        self._client = tencent_client(
+            ScfClient,
+            secret_id=secret_id,
+            secret_key=secret_key,
+            region=region,
+            endpoint=endpoint,
+            scheme=scheme,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
-        self._client = ScfClient(Credential(secret_id, secret_key), region, profile)
-        self._client.http_client.timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._log = get_logger(__name__)
 
     async def __aenter__(self) -> Self:

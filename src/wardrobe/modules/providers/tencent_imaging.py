@@ -42,12 +42,10 @@ from typing import Any, Literal, Self
 import httpx
 from tencentcloud.aiart.v20221229 import models
 from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
-from tencentcloud.common.credential import Credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 
 from wardrobe.core.logging import get_logger
+from wardrobe.core.tencent import tencent_client
 from wardrobe.modules.providers.base import ProviderError, StepContext
 from wardrobe.modules.providers.hunyuan import (
     BAD_INPUT,
@@ -168,12 +166,16 @@ class TencentImagingProvider:
         self._outputs = outputs
         self._input_url = input_url
         self._logo_add = logo_add
-        profile = ClientProfile(
-            httpProfile=HttpProfile(endpoint=endpoint, protocol=scheme, reqTimeout=timeout),
-            disable_region_breaker=True,  # its fallback builds a wrong URL for a custom endpoint
+        self._client = tencent_client(
+            AiartClient,
+            secret_id=secret_id,
+            secret_key=secret_key,
+            region=region,
+            endpoint=endpoint,
+            scheme=scheme,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
-        self._client = AiartClient(Credential(secret_id, secret_key), region, profile)
-        self._client.http_client.timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._log = get_logger(__name__)
 
     async def __aenter__(self) -> Self:
