@@ -20,19 +20,18 @@ import asyncio
 import base64
 import io
 import re
+from typing import Generic, TypeVar
 
 import httpx
 from PIL import Image
-from tencentcloud.common.credential import Credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.ims.v20201229 import models as ims_models
 from tencentcloud.ims.v20201229.ims_client_async import ImsClient
 from tencentcloud.tms.v20201229 import models as tms_models
 from tencentcloud.tms.v20201229.tms_client_async import TmsClient
 
 from wardrobe.core.logging import get_logger
+from wardrobe.core.tencent import tencent_client
 from wardrobe.modules.moderation.verdict import Decision, ModerationUnavailable, Verdict, worst
 
 # Our codes (ModerationUnavailable.code).
@@ -65,15 +64,7 @@ _UNANALYSABLE = frozenset(
 )
 UNANALYSABLE_LABEL = "Unanalysable"
 
-
-def _client_profile(endpoint: str | None, scheme: str, timeout: float) -> ClientProfile:
-    if scheme not in {"https", "http"}:
-        raise ValueError("scheme must be 'https' or 'http'")
-    # The region breaker stays off (the default): its fallback builds a wrong URL for a custom endpoint.
-    return ClientProfile(
-        httpProfile=HttpProfile(endpoint=endpoint, protocol=scheme, reqTimeout=timeout),
-        disable_region_breaker=True,
-    )
+C = TypeVar("C", TmsClient, ImsClient)
 
 
 def _data_id(value: str | None) -> str | None:
@@ -87,13 +78,41 @@ def _verdict(suggestion: object, label: object, source: str) -> Verdict:
     return Verdict(decision, label if isinstance(label, str) and label else "Normal", source)
 
 
-class _TencentModeration:
-    source = "tencent"
+class _TencentModeration(Generic[C]):
+    """What TMS and IMS share: one constructor (both are called with the same arguments), the
+    SDK client's lifetime and how a failure is read."""
 
-    def __init__(self, *, biz_type: str | None, timeout: float, connect_timeout: float) -> None:
+    source = "tencent"
+    _client_class: type[C]
+    default_timeout: float  # seconds for the whole request, when the caller gives none
+
+    def __init__(
+        self,
+        *,
+        secret_id: str,
+        secret_key: str,
+        region: str = "ap-guangzhou",
+        biz_type: str | None = None,
+        endpoint: str | None = None,
+        scheme: str = "https",
+        timeout: float | None = None,
+        connect_timeout: float = 2.0,
+    ) -> None:
         self.biz_type = biz_type or None
-        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self._client = tencent_client(
+            self._client_class,
+            secret_id=secret_id,
+            secret_key=secret_key,
+            region=region,
+            endpoint=endpoint,
+            scheme=scheme,
+            timeout=self.default_timeout if timeout is None else timeout,
+            connect_timeout=connect_timeout,
+        )
         self._log = get_logger(__name__)
+
+    async def aclose(self) -> None:
+        await self._client.close()
 
     def _unavailable(self, exc: Exception, *, purpose: str) -> ModerationUnavailable:
         if isinstance(exc, httpx.TransportError):
@@ -119,30 +138,13 @@ class _TencentModeration:
         return ModerationUnavailable(code, self.source, retryable=retryable)
 
 
-class TencentTextModeration(_TencentModeration):
+class TencentTextModeration(_TencentModeration[TmsClient]):
     """TMS ``TextModeration``. Text longer than one call allows is checked in pieces; the worst
     verdict wins."""
 
     source = "tms"
-
-    def __init__(
-        self,
-        *,
-        secret_id: str,
-        secret_key: str,
-        region: str = "ap-guangzhou",
-        biz_type: str | None = None,
-        endpoint: str | None = None,
-        scheme: str = "https",
-        timeout: float = 5.0,
-        connect_timeout: float = 2.0,
-    ) -> None:
-        super().__init__(biz_type=biz_type, timeout=timeout, connect_timeout=connect_timeout)
-        self._client = TmsClient(Credential(secret_id, secret_key), region, _client_profile(endpoint, scheme, timeout))
-        self._client.http_client.timeout = self._timeout
-
-    async def aclose(self) -> None:
-        await self._client.close()
+    _client_class = TmsClient
+    default_timeout = 5.0
 
     async def check(self, text: str, *, user_id: int | None, purpose: str, data_id: str | None = None) -> Verdict:
         pieces = [text[i : i + MAX_TEXT_CHARS] for i in range(0, len(text), MAX_TEXT_CHARS)] or [""]
@@ -164,30 +166,13 @@ class TencentTextModeration(_TencentModeration):
         return _verdict(response.Suggestion, response.Label, self.source)
 
 
-class TencentImageModeration(_TencentModeration):
+class TencentImageModeration(_TencentModeration[ImsClient]):
     """IMS ``ImageModeration`` on the image's bytes (``FileContent``): our objects are private,
     so Tencent is never given a URL to them."""
 
     source = "ims"
-
-    def __init__(
-        self,
-        *,
-        secret_id: str,
-        secret_key: str,
-        region: str = "ap-guangzhou",
-        biz_type: str | None = None,
-        endpoint: str | None = None,
-        scheme: str = "https",
-        timeout: float = 10.0,
-        connect_timeout: float = 2.0,
-    ) -> None:
-        super().__init__(biz_type=biz_type, timeout=timeout, connect_timeout=connect_timeout)
-        self._client = ImsClient(Credential(secret_id, secret_key), region, _client_profile(endpoint, scheme, timeout))
-        self._client.http_client.timeout = self._timeout
-
-    async def aclose(self) -> None:
-        await self._client.close()
+    _client_class = ImsClient
+    default_timeout = 10.0
 
     async def check(self, image: bytes, *, user_id: int | None, purpose: str, data_id: str | None = None) -> Verdict:
         if len(image) > MAX_IMAGE_BYTES:
