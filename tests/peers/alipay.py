@@ -11,8 +11,9 @@ text of the response object, business errors included. What it keeps: trades by 
 on Alipay's schedule scaled down (or, with ``retry_delays=None``, only when a test nudges).
 
 Request handling is synchronous under one lock (the server thread and the test share the state);
-deliveries run as asyncio tasks in the loop that started them, and ``_Changes`` wakes waiters in any
-loop, so tests await events ("attempt n", "delivered") instead of sleeping.
+deliveries (``tests/peers/delivery.py``) run as asyncio tasks in the loop that started them, and
+``Changes`` wakes waiters in any loop, so tests await events ("attempt n", "delivered") instead of
+sleeping.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from tests.peers.delivery import Changes, RetriedDelivery, post_until_accepted
 
 Clock = Callable[[], float]
 
@@ -172,53 +175,17 @@ class Attempt:
         return self.status == 200 and self.body == "success"
 
 
-class _Changes:
-    """Wakes coroutines waiting in any event loop when the peer's state changes."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-
-    def fire(self) -> None:
-        with self._lock:
-            waiters, self._waiters = self._waiters, []
-        for loop, future in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits there
-                loop.call_soon_threadsafe(_resolve, future)
-
-    async def wait_for(self, predicate: Callable[[], bool], within: float | None) -> None:
-        async def until() -> None:
-            loop = asyncio.get_running_loop()
-            while not predicate():
-                future: asyncio.Future[None] = loop.create_future()
-                with self._lock:
-                    self._waiters.append((loop, future))
-                if predicate():  # changed between the check and the registration
-                    return
-                await future
-
-        await asyncio.wait_for(until(), within)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 Observer = Callable[["Delivery", Attempt], Awaitable[None]]
 
 
-class Delivery:
+class Delivery(RetriedDelivery[Attempt]):
     """One notification and its tries: the same fields (and ``notify_id``) every time."""
 
     def __init__(self, peer: AlipayPeer, url: str, fields: dict[str, str]) -> None:
+        super().__init__(peer.changes)
         self.peer = peer
         self.url = url
         self.fields = dict(fields)
-        self.attempts: list[Attempt] = []
-        self.delivered = False
-        self.gave_up = False
-        self.error: Exception | None = None
         self._nudges = 0
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -226,10 +193,6 @@ class Delivery:
     @property
     def notify_id(self) -> str:
         return self.fields.get("notify_id", "")
-
-    @property
-    def finished(self) -> bool:
-        return self.delivered or self.gave_up
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -239,12 +202,6 @@ class Delivery:
         """Retry now instead of at the next scheduled time (the only trigger when manual)."""
         self._nudges += 1
         self.peer.changes.fire()
-
-    async def wait_attempts(self, count: int, within: float = 30.0) -> list[Attempt]:
-        await self.peer.changes.wait_for(lambda: len(self.attempts) >= count or self.finished, within)
-        if len(self.attempts) < count:
-            raise AssertionError(f"delivery finished after {len(self.attempts)} attempts, wanted {count}")
-        return self.attempts[:count]
 
     async def wait_delivered(self, within: float = 30.0) -> Attempt:
         await self.peer.changes.wait_for(lambda: self.finished, within)
@@ -259,34 +216,26 @@ class Delivery:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._task.cancel)
 
-    async def _run(self) -> None:
-        try:
-            await self._tries()
-        except Exception as exc:  # an observer's assertion, say: end the delivery and keep it
-            self.error = exc
-            self.gave_up = True
-            self.peer.changes.fire()
-
     async def _tries(self) -> None:
-        delays = self.peer.retry_delays
-        tries = len(ALIPAY_RETRY_DELAYS) + 1
         async with httpx.AsyncClient(timeout=30) as http:
-            for number in range(1, tries + 1):
-                attempt = await self.peer.post_notification(self.fields, self.url, http=http, number=number)
-                if self.peer.observer is not None:
-                    await self.peer.observer(self, attempt)
-                self.attempts.append(attempt)
-                if attempt.ok:
-                    self.delivered = True
-                elif number == tries:
-                    self.gave_up = True
-                self.peer.changes.fire()
-                if self.finished:
-                    return
-                seen = self._nudges
-                delay = None if delays is None else delays[number - 1]
-                with contextlib.suppress(TimeoutError):
-                    await self.peer.changes.wait_for(lambda: self._nudges > seen, delay)  # noqa: B023
+            await post_until_accepted(
+                lambda number: self.peer.post_notification(self.fields, self.url, http=http, number=number),
+                accepted=lambda attempt: attempt.ok,
+                retries=len(ALIPAY_RETRY_DELAYS),
+                delays=self.peer.retry_delays,
+                pause=self._pause,
+                record=self._record,
+            )
+
+    async def _record(self, attempt: Attempt, accepted: bool, last: bool) -> None:
+        if self.peer.observer is not None:
+            await self.peer.observer(self, attempt)
+        await super()._record(attempt, accepted, last)
+
+    async def _pause(self, delay: float | None) -> None:
+        seen = self._nudges
+        with contextlib.suppress(TimeoutError):
+            await self.peer.changes.wait_for(lambda: self._nudges > seen, delay)
 
 
 class AlipayPeer:
@@ -313,7 +262,7 @@ class AlipayPeer:
         self.retry_delays = retry_delays
         self.notify_refunds = notify_refunds
         self.observer: Observer | None = None  # awaited after each try, before waiters wake
-        self.changes = _Changes()
+        self.changes = Changes()
         self.trades: dict[str, PeerTrade] = {}
         self.calls: Counter[tuple[str, str]] = Counter()  # (method, out_trade_no) of signed requests
         self.refused: Counter[str] = Counter()  # sub_code of requests refused before the method ran

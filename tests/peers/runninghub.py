@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from tests.peers.delivery import Changes
 from tests.peers.runninghub_model import (
     ACCOUNT_STATUS,
     AI_APP_RUN,
@@ -81,7 +82,6 @@ from tests.peers.runninghub_model import (
 from tests.peers.runninghub_webhooks import (
     DEFAULT_WEBHOOK_TIMEOUT,
     SCALED_WEBHOOK_RETRY_DELAYS,
-    Changes,
     Courier,
     Delivery,
     WebhookEvent,

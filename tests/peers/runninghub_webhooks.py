@@ -6,8 +6,9 @@ answer>"}`` with no signature. Anything but a 2xx within the timeout is retried 
 (``retryCount`` 3 observed, about a minute apart; scaled down here, or only when a test nudges).
 
 Deliveries and the auto-lifecycle timers run in the peer's own event loop on a thread of its own
-(``Courier``), so they go on whatever loop the test is in, or none; ``Changes`` wakes waiters in any
-loop, so tests await "attempt n" or "delivered" instead of sleeping.
+(``Courier``), so they go on whatever loop the test is in, or none; the retry loop and ``Changes``,
+which wakes waiters in any loop so that tests await "attempt n" or "delivered" instead of sleeping,
+are shared with the other peers (``tests/peers/delivery.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from typing import Any
 
 import httpx
 
+# Changes is re-exported: tencent_scf.py imports it from here.
+from tests.peers.delivery import Changes as Changes
+from tests.peers.delivery import RetriedDelivery, post_until_accepted
+
 CHINA = timezone(timedelta(hours=8))
 WEBHOOK_RETRIES = 3
 # Observed about a minute apart; scaled down 1000x.
@@ -33,39 +38,6 @@ DEFAULT_WEBHOOK_TIMEOUT = 2.0
 def stamp() -> str:
     """RunningHub's time format in records: ``2025-03-25T16:05:07`` (China time)."""
     return datetime.now(CHINA).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-class Changes:
-    """Wakes coroutines waiting in any event loop when the peer's state changes."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-
-    def fire(self) -> None:
-        with self._lock:
-            waiters, self._waiters = self._waiters, []
-        for loop, future in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits there
-                loop.call_soon_threadsafe(_resolve, future)
-
-    async def wait_for(self, predicate: Callable[[], bool], within: float | None) -> None:
-        async def until() -> None:
-            loop = asyncio.get_running_loop()
-            while not predicate():
-                future: asyncio.Future[None] = loop.create_future()
-                with self._lock:
-                    self._waiters.append((loop, future))
-                if predicate():  # changed between the check and the registration
-                    return
-                await future
-
-        await asyncio.wait_for(until(), within)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class Courier:
@@ -207,7 +179,7 @@ async def post_webhook(http: httpx.AsyncClient, url: str, body: dict[str, Any], 
     return WebhookAttempt(number, response.status_code, response.text[:2000])
 
 
-class Delivery:
+class Delivery(RetriedDelivery[WebhookAttempt]):
     """One round of posts of one body: the first try and up to ``retries`` more."""
 
     def __init__(
@@ -224,15 +196,11 @@ class Delivery:
     ) -> None:
         if delays is not None and len(delays) < retries:
             raise ValueError(f"one delay per retry: {retries}")
+        super().__init__(changes)
         self.url = url
         self.body = body
         self.event = event  # None for posts a test made up (stale events): no record
-        self.attempts: list[WebhookAttempt] = []
-        self.delivered = False
-        self.gave_up = False
         self.started = False
-        self.error: BaseException | None = None
-        self._changes = changes
         self._courier = courier
         self._timeout = timeout
         self._delays = delays
@@ -249,10 +217,6 @@ class Delivery:
         data: dict[str, Any] = json.loads(self.body["eventData"])
         return data
 
-    @property
-    def finished(self) -> bool:
-        return self.delivered or self.gave_up
-
     def start(self) -> None:
         self.started = True
         self._courier.spawn(self._run)
@@ -266,12 +230,6 @@ class Delivery:
         if self._wake is not None:
             self._wake.set()
 
-    async def wait_attempts(self, count: int, within: float = 30.0) -> list[WebhookAttempt]:
-        await self._changes.wait_for(lambda: len(self.attempts) >= count or self.finished, within)
-        if len(self.attempts) < count:
-            raise AssertionError(f"delivery finished after {len(self.attempts)} attempts, wanted {count}")
-        return self.attempts[:count]
-
     async def wait_delivered(self, within: float = 30.0) -> WebhookAttempt:
         await self._changes.wait_for(lambda: self.finished, within)
         if self.error is not None:
@@ -284,35 +242,28 @@ class Delivery:
         await self._changes.wait_for(lambda: self.finished, within)
         return list(self.attempts)
 
-    async def _run(self) -> None:
-        try:
-            await self._tries()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # keep it for the test instead of losing it in the courier loop
-            self.error = exc
-            self.gave_up = True
-            self._changes.fire()
-
     async def _tries(self) -> None:
+        # Made in the courier loop, where the waits happen; a nudge that came first still counts.
         self._wake = asyncio.Event()
         if self._nudges:
             self._wake.set()
-        tries = self._retries + 1
         async with httpx.AsyncClient(timeout=self._timeout) as http:
-            for number in range(1, tries + 1):
-                attempt = await post_webhook(http, self.url, self.body, number)
-                if self.event is not None:
-                    self.event.record(attempt, self.url)
-                self.attempts.append(attempt)
-                if attempt.ok:
-                    self.delivered = True
-                elif number == tries:
-                    self.gave_up = True
-                self._changes.fire()
-                if self.finished:
-                    return
-                delay = None if self._delays is None else self._delays[number - 1]
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                self._wake.clear()
+            await post_until_accepted(
+                lambda number: post_webhook(http, self.url, self.body, number),
+                accepted=lambda attempt: attempt.ok,
+                retries=self._retries,
+                delays=self._delays,
+                pause=self._pause,
+                record=self._record,
+            )
+
+    async def _record(self, attempt: WebhookAttempt, accepted: bool, last: bool) -> None:
+        if self.event is not None:
+            self.event.record(attempt, self.url)
+        await super()._record(attempt, accepted, last)
+
+    async def _pause(self, delay: float | None) -> None:
+        assert self._wake is not None  # set by _tries before the first post
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        self._wake.clear()
