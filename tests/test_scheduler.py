@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from tests.conftest import Api
 from tests.fixtures.auth import sms_login
 from wardrobe.core.db import unit_of_work
-from wardrobe.models import AuthSession, InviteCodePool, RefreshToken, SmsCode
+from wardrobe.models import AuthSession, InviteCodePool, OutboxMessage, RefreshToken, SmsCode
 from wardrobe.models.base import utcnow
 from wardrobe.scheduler import purge_expired_auth_data, refill_invite_pool
 
@@ -39,3 +39,24 @@ async def test_purge_removes_only_long_dead_auth_data(api: Api) -> None:
     assert len(tokens) == 1
     assert (await api.client.get("/api/v1/users/me", headers=fresh.headers)).status_code == 200
     assert await purge_expired_auth_data(api.infra) == 0
+
+
+async def test_outbox_purge_keeps_what_is_pending_or_recent(api: Api, monkeypatch: object) -> None:
+    import wardrobe.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler, "OUTBOX_PURGE_BATCH", 3)  # type: ignore[attr-defined]
+    now = utcnow()
+    old, recent = now - timedelta(days=2), now - timedelta(hours=1)
+    async with unit_of_work(api.infra.session_factory) as db:
+        db.add_all(
+            [OutboxMessage(topic="t", payload={"n": n}, published_at=old) for n in range(7)]
+            + [
+                OutboxMessage(topic="t", payload={"n": "recent"}, published_at=recent),
+                OutboxMessage(topic="t", payload={"n": "pending"}, published_at=None),
+            ]
+        )
+    assert await scheduler.purge_published_outbox(api.infra) == 7  # in batches of 3, 3 and 1
+    async with unit_of_work(api.infra.session_factory) as db:
+        left = sorted(str(p["n"]) for p in (await db.scalars(select(OutboxMessage.payload))).all())
+    assert left == ["pending", "recent"]
+    assert await scheduler.purge_published_outbox(api.infra) == 0

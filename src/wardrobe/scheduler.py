@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import configure_logging, get_logger
-from wardrobe.models import AuthSession, RefreshToken, SmsCode
+from wardrobe.models import AuthSession, OutboxMessage, RefreshToken, SmsCode
 from wardrobe.models.base import utcnow
 from wardrobe.modules.users import invite_codes
 
@@ -18,6 +18,9 @@ log = get_logger("wardrobe.scheduler")
 TICK_SECONDS = 60.0
 # Kept this long after they stop mattering, for support questions and abuse investigations.
 RETENTION = timedelta(days=30)
+# Published outbox messages are only kept for looking into a recent incident.
+OUTBOX_RETENTION = timedelta(days=1)
+OUTBOX_PURGE_BATCH = 5000
 
 
 async def refill_invite_pool(infra: Infra) -> int:
@@ -37,6 +40,28 @@ async def purge_expired_auth_data(infra: Infra) -> int:
             delete(RefreshToken).where((RefreshToken.expires_at < cutoff) | RefreshToken.session_id.in_(revoked))
         )
         return int(codes.rowcount + tokens.rowcount)  # type: ignore[attr-defined]
+
+
+async def purge_published_outbox(infra: Infra) -> int:
+    """Delete outbox messages published more than a day ago (every task writes two or three), in
+    batches so that no transaction holds many row locks; unpublished ones are never touched."""
+    cutoff = utcnow() - OUTBOX_RETENTION
+    purged = 0
+    while True:
+        async with unit_of_work(infra.session_factory) as session:
+            ids = list(
+                await session.scalars(
+                    select(OutboxMessage.id)
+                    .where(OutboxMessage.published_at < cutoff)
+                    .order_by(OutboxMessage.id)
+                    .limit(OUTBOX_PURGE_BATCH)
+                )
+            )
+            if ids:
+                await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+        purged += len(ids)
+        if len(ids) < OUTBOX_PURGE_BATCH:
+            return purged
 
 
 async def release_expired_holds(infra: Infra) -> int:
@@ -90,7 +115,13 @@ async def run_scheduler(once: bool = False) -> None:
     infra = build_infra(settings)
     try:
         while True:
-            for job in (refill_invite_pool, purge_expired_auth_data, release_expired_holds, reconcile_payments):
+            for job in (
+                refill_invite_pool,
+                purge_expired_auth_data,
+                purge_published_outbox,
+                release_expired_holds,
+                reconcile_payments,
+            ):
                 try:
                     count = await job(infra)
                     log.info("job_done", job=job.__name__, count=count)

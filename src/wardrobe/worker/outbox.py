@@ -33,9 +33,16 @@ def add_message(session: AsyncSession, topic: str, payload: dict[str, Any], on_c
 
 class OutboxRelay:
     def __init__(
-        self, session_factory: async_sessionmaker[AsyncSession], publish: Publisher, *, batch_size: int = 100
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        publish: Publisher,
+        *,
+        topics: tuple[str, ...],
+        batch_size: int = 100,
     ) -> None:
         self._sessions = session_factory
+        # The topics this relay can publish; others' rows are left for a relay that can.
+        self.topics = topics
         self._publish = publish
         self._batch_size = batch_size
         self._wake = asyncio.Event()
@@ -56,7 +63,7 @@ class OutboxRelay:
             rows = list(
                 await session.scalars(
                     select(OutboxMessage)
-                    .where(OutboxMessage.published_at.is_(None))
+                    .where(OutboxMessage.published_at.is_(None), OutboxMessage.topic.in_(self.topics))
                     .order_by(OutboxMessage.id)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)

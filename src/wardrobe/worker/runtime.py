@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq_redis import RedisStreamBroker
 
-from wardrobe.core.db import unit_of_work
+from wardrobe.core.db import after_commit, unit_of_work
 from wardrobe.core.logging import get_logger
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.models import OutboxMessage, Task, TaskStatus
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 log = get_logger("wardrobe.worker")
 RUN_TASK = "wardrobe.run_task"
 TOPIC_RUN = "task.run"
+# A push that must not be lost (a task's or an order's terminal state): {"task_id"} or {"order_id"}.
+TOPIC_PUSH = "push"
 RUN_ATTEMPTS = 3
 
 
@@ -74,6 +77,7 @@ class TaskRuntime:
             limiter=limiter,
             requeue=self._requeue,
             on_change=self.task_changed,
+            on_final=self.push_task_durably,
             disabled=disabled,
         )
         # Push events (modules/realtime): set by the process that can deliver them.
@@ -87,7 +91,8 @@ class TaskRuntime:
             await runtime._run_task(task_id)
 
         self.broker.register_task(run_task, task_name=RUN_TASK)
-        self.relay = OutboxRelay(session_factory, self._publish)
+        self.relay = OutboxRelay(session_factory, self._publish, topics=(TOPIC_RUN,))
+        self._relaying = False  # whether this process's relay runs (set by start)
         self._background: list[asyncio.Task[None]] = []
         self._pending_writes: set[asyncio.Task[Any]] = set()
         self._runs: set[asyncio.Task[Any]] = set()  # runs in progress in this process
@@ -120,6 +125,28 @@ class TaskRuntime:
         """A committed change to a task: tell connected clients (if this process pushes events)."""
         if self.events is not None:
             self.events.changed(task_id)
+
+    def push_task_durably(self, session: AsyncSession, task_id: int) -> None:
+        """A task reached its terminal state in this transaction: its push goes through the outbox,
+        so that if this process dies between the commit and the push (a host lost mid-run), any
+        other process's relay still sends it. Clients waiting for the end must hear it."""
+        self._push_durably(session, {"task_id": task_id}, functools.partial(self.task_changed, task_id))
+
+    def push_order_durably(self, session: AsyncSession, order_id: int) -> None:
+        """An order changed in this transaction (paid, fulfilled, refunded): pushed like a task's end."""
+
+        def direct() -> None:
+            if self.events is not None:
+                self.events.order_changed(order_id)
+
+        self._push_durably(session, {"order_id": order_id}, direct)
+
+    def _push_durably(self, session: AsyncSession, payload: dict[str, int], direct: Callable[[], None]) -> None:
+        if self._relaying and self.events is not None:
+            add_message(session, TOPIC_PUSH, payload, self.relay.kick)
+        else:
+            # No relay here (a process that neither runs nor sends tasks): push after commit.
+            after_commit(session, direct)
 
     def _requeue(self, session: AsyncSession, task_id: int) -> None:
         add_message(session, TOPIC_RUN, {"task_id": task_id}, self.relay.kick)
@@ -188,6 +215,14 @@ class TaskRuntime:
                 raise RuntimeError("run task not registered")
             # Bounded: the relay holds its batch's row locks while publishing.
             await asyncio.wait_for(task.kiq(int(payload["task_id"])), timeout=10)
+        elif topic == TOPIC_PUSH:
+            if self.events is None:
+                raise RuntimeError("this process cannot push")  # not reached: see start()
+            item: int | tuple[str, int] = (
+                int(payload["task_id"]) if "task_id" in payload else ("order", int(payload["order_id"]))
+            )
+            # Through the process's one push queue, so the states of a task stay in commit order.
+            await asyncio.wait_for(self.events.deliver(item), timeout=10)
 
     async def start(self) -> None:
         if self.events is not None:
@@ -199,7 +234,10 @@ class TaskRuntime:
             return
         self.broker.is_worker_process = self.consume
         await self.broker.startup()
+        # Durable pushes are relayed only by processes that can push.
+        self.relay.topics = (TOPIC_RUN, TOPIC_PUSH) if self.events is not None else (TOPIC_RUN,)
         self._background.append(asyncio.create_task(self.relay.run_forever()))
+        self._relaying = True
         if self.consume:
             self._background.append(asyncio.create_task(self._reap_forever()))
             if not in_memory:
@@ -219,6 +257,7 @@ class TaskRuntime:
         live worker resumes it from its persisted steps at once."""
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         self._stopping = True
+        self._relaying = False
         self.relay.stop()
         # Stop receiving first (the relay, the reaper and the stream reader), then drain.
         for job in self._background:

@@ -223,3 +223,89 @@ async def test_an_order_paid_through_another_process_is_pushed_to_its_buyer(api_
     assert pushed["payload"]["status"] == "fulfilled"
     me = data(await api_a.client.get("/api/v1/billing/quota", headers=buyer.headers))
     assert listener.quota[-1]["payload"]["balance"] == me["balance"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # in-process rooms: no Redis delay hides the race
+async def test_a_task_ending_while_it_is_being_subscribed_is_not_missed(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task ends (and its push goes out) between the subscription's ownership check and its
+    joining the room: the client must still learn the end, from the snapshot in the ack."""
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    await _feature(api)
+    user = await sms_login(api.client)
+    await give_quota(api, user.user["id"], 1)
+    task_id = await _create(api, user, "k4")  # stays queued: nothing runs tasks here
+    events = api.infra.runtime.events
+    assert events is not None
+    sio = api.app.state.realtime.sio
+    join = sio.enter_room
+    ended_meanwhile: list[str] = []
+
+    async def enter_room(sid: str, room: str, namespace: str | None = None) -> None:
+        if room == f"task:{task_id}" and not ended_meanwhile:
+            sent = events.sent
+            data(await api.client.post(f"/api/v1/tasks/{task_id}/cancel", headers=user.headers))
+
+            async def pushed() -> bool:
+                return events.sent > sent
+
+            await wait_until(pushed)  # to a room nobody has joined yet
+            ended_meanwhile.append(room)
+        await join(sid, room, namespace)
+
+    monkeypatch.setattr(sio, "enter_room", enter_room)
+    async with live(api.app) as url:
+        listener = Listener()
+        await listener.connect(url, user.access)
+        try:
+            ack = await listener.subscribe(task_id)
+        finally:
+            await listener.close()
+    assert ended_meanwhile
+    [snapshot] = ack["tasks"]
+    known = listener.states(task_id) or [snapshot["status"]]
+    assert known[-1] == "canceled"
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+async def test_the_end_of_a_task_is_pushed_even_if_the_process_that_ran_it_dies_before_pushing(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Process A runs the task to its end and commits, but dies before it pushes (its push queue and
+    its outbox relay are gone). The watcher on process B still hears the end: the push was written
+    to the outbox with the terminal state, and B's relay sends it."""
+    from sqlalchemy import select
+
+    from wardrobe.core.db import unit_of_work
+    from wardrobe.models import OutboxMessage, Task
+
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api_b: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    api_a: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
+    await _feature(api_b)
+    user = await sms_login(api_b.client)
+    await give_quota(api_b, user.user["id"], 1)
+    task_id = await _create(api_b, user, "k5")
+    # A loses the ability to push: nothing it announces after commit goes out, nor does its relay run.
+    events_a = api_a.infra.runtime.events
+    assert events_a is not None
+    await events_a.stop()
+    api_a.infra.runtime.relay.stop()
+    async with live(api_b.app) as url:
+        listener = Listener()
+        await listener.connect(url, user.access)
+        try:
+            ack = await listener.subscribe(task_id)
+            assert [t["status"] for t in ack["tasks"]] == ["queued"]
+            async with unit_of_work(api_a.infra.session_factory) as db:
+                internal_id = (await db.scalars(select(Task.id).where(Task.public_id == task_id))).one()
+            assert await api_a.infra.runtime.engine.run(internal_id) == "succeeded"
+            states = await listener.wait_terminal(task_id, within=30)
+        finally:
+            await listener.close()
+    assert states[-1] == "succeeded"
+    async with unit_of_work(api_b.infra.session_factory) as db:
+        pushes = (await db.scalars(select(OutboxMessage).where(OutboxMessage.topic == "push"))).all()
+    assert [(m.payload, m.published_at is not None) for m in pushes] == [({"task_id": internal_id}, True)]

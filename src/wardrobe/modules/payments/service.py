@@ -19,7 +19,6 @@ Rules that hold everywhere here:
 
 from __future__ import annotations
 
-import functools
 import math
 import secrets
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.core.db import after_commit, unit_of_work
+from wardrobe.core.db import unit_of_work
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
@@ -191,10 +190,8 @@ async def orders_page(
 
 
 def announce_order(infra: Infra, session: AsyncSession, order_id: int) -> None:
-    """Push ``order.updated`` to the user once this transaction commits (if this process pushes)."""
-    events = infra.runtime.events
-    if events is not None:
-        after_commit(session, functools.partial(events.order_changed, order_id))
+    """Push ``order.updated`` to the user once this transaction commits, durably (outbox)."""
+    infra.runtime.push_order_durably(session, order_id)
 
 
 # -- fulfilment ----------------------------------------------------------------------------------

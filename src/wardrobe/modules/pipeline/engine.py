@@ -108,6 +108,7 @@ class PipelineEngine:
         limiter: RateLimiter | None = None,
         requeue: Callable[[AsyncSession, int], None] | None = None,
         on_change: Callable[[int], None] | None = None,
+        on_final: Callable[[AsyncSession, int], None] | None = None,
         disabled: Callable[[], Awaitable[frozenset[str]]] | None = None,
         moderator: Moderator | None = None,
     ) -> None:
@@ -124,6 +125,8 @@ class PipelineEngine:
         self.requeue = requeue
         # Told (after commit) each time a task's visible state changed: status, a step, progress.
         self.on_change = on_change
+        # Told (in the transaction) of a task's terminal state: the runtime makes that push durable.
+        self.on_final = on_final
         self.breaker = breaker or CircuitBreaker()
         # Tasks this worker is running right now: a duplicate message for one of them is ignored.
         self._active: set[int] = set()
@@ -181,9 +184,13 @@ class PipelineEngine:
             return False
         return won
 
-    def announce(self, session: AsyncSession, task_id: int) -> None:
-        """Tell ``on_change`` about ``task_id`` once this session's transaction commits."""
-        if self.on_change is not None:
+    def announce(self, session: AsyncSession, task_id: int, *, final: bool = False) -> None:
+        """Tell ``on_change`` about ``task_id`` once this session's transaction commits. A terminal
+        state (``final``) goes to ``on_final`` instead, in the transaction, so that its push
+        survives the process dying between the commit and the push."""
+        if final and self.on_final is not None:
+            self.on_final(session, task_id)
+        elif self.on_change is not None:
             after_commit(session, functools.partial(self.on_change, task_id))
 
     async def _user_has_room(self, session: AsyncSession, task_id: int, now: datetime) -> bool:
@@ -748,6 +755,6 @@ class _Run:
             elif await quota.cancel(session, ref):
                 await session.execute(update(Task).where(Task.id == self.task_id).values(refunded=True))
             await self._wake_next_of_user(session)
-            self.engine.announce(session, self.task_id)
+            self.engine.announce(session, self.task_id, final=True)
         log.info("task_finished", task=self.task.public_id, status=status.value)
         return status.value

@@ -6,6 +6,10 @@ per process then loads the task's *current* state and emits it, one task at a ti
 the changes came; changes to a task that are still waiting are coalesced. Because what is sent is
 read after the commit, a client always receives a state that was true, states of one task arrive in
 the order they were committed, and the last one it receives is the latest.
+
+A terminal state must reach the client even if the process that committed it dies before pushing:
+that push is written to the outbox in the same transaction (``TaskRuntime.push_task_durably``) and
+any process's relay sends it through ``deliver``, which waits until it has gone out.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class TaskEvents:
         # A task id, ("order", order id), or None to stop.
         self._queue: asyncio.Queue[int | tuple[str, int] | None] = asyncio.Queue()
         self._waiting: set[int | tuple[str, int]] = set()
+        # Callers of ``deliver`` waiting for the next send of an item.
+        self._promised: dict[int | tuple[str, int], list[asyncio.Future[None]]] = {}
         self._consumer: asyncio.Task[None] | None = None
         self.sent = 0
 
@@ -57,6 +63,16 @@ class TaskEvents:
         if key not in self._waiting:
             self._waiting.add(key)
             self._queue.put_nowait(key)
+
+    async def deliver(self, item: int | tuple[str, int]) -> None:
+        """Push a task (its id) or an order (``("order", id)``) and wait until it went out; raises
+        if the push failed (the outbox relay then keeps the message and tries again)."""
+        promise: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._promised.setdefault(item, []).append(promise)
+        if item not in self._waiting:
+            self._waiting.add(item)
+            self._queue.put_nowait(item)
+        await promise
 
     def start(self) -> None:
         if self._consumer is None:
@@ -78,6 +94,10 @@ class TaskEvents:
             self._consumer.cancel()
             await asyncio.wait([self._consumer], timeout=grace)
         self._consumer = None
+        for promises in self._promised.values():  # not sent here: their outbox messages stay
+            for promise in promises:
+                promise.cancel()
+        self._promised.clear()
 
     async def _consume(self) -> None:
         while True:
@@ -85,15 +105,26 @@ class TaskEvents:
             if item is None:
                 return
             self._waiting.discard(item)
+            # Everyone promised this item before now is served by this send: it reads the state
+            # after their commits. Later callers queue the item again.
+            promised = self._promised.pop(item, [])
             try:
                 if isinstance(item, tuple):
                     await self._send_order(item[1])
                 else:
                     await self._send(item)
-            except Exception:
-                # A push is a courtesy: the database has the truth and clients re-read it on
-                # reconnect. Never let one failure stop the next event.
+            except Exception as exc:
+                # Most pushes are a courtesy (the database has the truth and clients re-read it
+                # on reconnect); never let one failure stop the next event. A durable push is
+                # told, so its outbox message stays for another try.
                 log.exception("push_failed", item=str(item))
+                for promise in promised:
+                    if not promise.done():
+                        promise.set_exception(exc)
+            else:
+                for promise in promised:
+                    if not promise.done():
+                        promise.set_result(None)
             finally:
                 self._queue.task_done()
 

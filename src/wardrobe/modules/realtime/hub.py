@@ -112,13 +112,19 @@ class RealtimeHub:
             return {"ok": False, "code": ErrorCode.VALIDATION_FAILED.name, "tasks": [], "refused": []}
         infra = self._infra()
         user_id = int((await self.sio.get_session(sid))["user_id"])
+        owned_ids = Task.user_id == user_id, Task.public_id.in_(ids)
         async with infra.session_factory() as session:
-            tasks = list(await session.scalars(select(Task).where(Task.user_id == user_id, Task.public_id.in_(ids))))
+            owned = set(await session.scalars(select(Task.public_id).where(*owned_ids)))
+            await finish(session)
+        # Rooms first, snapshot second: a change committed in between reaches the client as an
+        # event (after the ack, or before it and again in it). Read the other way round, a task
+        # ending between the read and the join would look unfinished to the client forever.
+        for public_id in owned:
+            await self.sio.enter_room(sid, task_room(public_id))
+        async with infra.session_factory() as session:
+            tasks = list(await session.scalars(select(Task).where(*owned_ids)))
             views = await present(session, infra, tasks)
             await finish(session)
-        for task in tasks:
-            await self.sio.enter_room(sid, task_room(task.public_id))
-        owned = {t.public_id for t in tasks}
         # Another user's task and a task that does not exist look the same: refused.
         return {"ok": True, "tasks": plain(views), "refused": [i for i in ids if i not in owned]}
 

@@ -150,7 +150,7 @@ async def cancel_task(session: AsyncSession, infra: Infra, user: User, public_id
     if result.rowcount == 1:  # type: ignore[attr-defined]
         if await quota.cancel(session, hold_ref(task)):
             await session.execute(update(Task).where(Task.id == task.id).values(refunded=True))
-        infra.runtime.engine.announce(session, task.id)
+        infra.runtime.engine.announce(session, task.id, final=True)
     else:
         await session.execute(
             update(Task)
