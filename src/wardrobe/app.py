@@ -47,6 +47,7 @@ from wardrobe.modules.payments.gateway import PaymentGateway
 from wardrobe.modules.payments.service import Payments
 from wardrobe.modules.payments.wechat import WeChatPayGateway
 from wardrobe.modules.providers import switches
+from wardrobe.modules.providers.accounts import ACCOUNTS, AccountDirectory, SecretBox
 from wardrobe.modules.providers.base import ProviderRegistry, StepContext
 from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.providers.fetch import SafeFetcher
@@ -230,7 +231,7 @@ def build_cache(settings: Settings, redis: Redis | None) -> Cache:
         negative_ttl=settings.cache_negative_ttl_seconds,
         jitter=settings.cache_ttl_jitter,
     )
-    cached = (catalog.CATALOG, catalog.PIPELINE, billing.PLANS, billing.MEMBERSHIP, switches.PROVIDERS)
+    cached = (catalog.CATALOG, catalog.PIPELINE, billing.PLANS, billing.MEMBERSHIP, switches.PROVIDERS, ACCOUNTS)
     return Cache(redis, settings.redis_key_prefix, dict.fromkeys(cached, policy))
 
 
@@ -294,6 +295,10 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
             dedicated=dedicated_worker,
             disabled=functools.partial(switches.disabled_providers, session_factory, cache),
         ),
+    )
+    # Vendor accounts operators configure in the database (several per provider, load-balanced).
+    infra.runtime.engine.accounts = AccountDirectory(
+        session_factory, cache, SecretBox(settings.provider_secrets_key.get_secret_value())
     )
     # One moderator for task creation (prompts) and the engine (uploads, outputs).
     infra.runtime.engine.moderator = build_moderator(

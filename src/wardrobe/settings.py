@@ -178,6 +178,13 @@ class Settings(BaseSettings):
     # Signs the step reference in every callback URL we hand a vendor (RunningHub signs nothing).
     vendor_callback_secret: SecretStr = SecretStr(DEFAULT_CALLBACK_SECRET)  # refused in production
     vendor_timeout_seconds: float = 30.0
+    # Provider accounts edited by operators (issue 6): the key sealing their secrets at rest
+    # (base64 of 32 random bytes; "" = secrets only by environment variable name), and the hosts
+    # their endpoints may point at (".example.com" allows its subdomains).
+    provider_secrets_key: SecretStr = SecretStr("")
+    provider_endpoint_hosts: list[str] = Field(
+        default_factory=lambda: ["www.runninghub.cn", "www.runninghub.ai", ".tencentcloudapi.com"]
+    )
     runninghub_base_url: str = "https://www.runninghub.cn"
     runninghub_api_key: SecretStr = SecretStr("")  # "" = RunningHub not configured
     # Action -> workflow: {"outfit_change": {"kind": "workflow", "id": "1950...", "nodes":
@@ -267,6 +274,15 @@ class Settings(BaseSettings):
     def _proxies_parse(cls, value: list[str]) -> list[str]:
         for entry in value:
             ip_network(entry.strip(), strict=False)
+        return value
+
+    @field_validator("provider_secrets_key")
+    @classmethod
+    def _secrets_key_is_32_bytes(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            from wardrobe.modules.providers.accounts import parse_key
+
+            parse_key(value.get_secret_value())
         return value
 
     @model_validator(mode="after")

@@ -162,7 +162,9 @@ class RunningHubPeer:
         self.workflows: dict[str, Workflow] = {}
         self.webapps: dict[str, WebApp] = {}
         self.tasks: dict[str, PeerTask] = {}
-        self.uploads: dict[str, tuple[str, bytes]] = {}  # fileName -> (owner key, content)
+        # (owner key, fileName) -> content: each account has its own files; the same content
+        # uploaded by two keys gets the same name, usable by each of them only.
+        self.uploads: dict[tuple[str, str], bytes] = {}
         self.calls: Counter[str] = Counter()  # every request, by path (unknown ones too)
         self.creates_by_key: Counter[str] = Counter()  # tasks admitted
         self.creates_by_target: Counter[str] = Counter()  # tasks admitted, by workflowId/webappId
@@ -586,8 +588,7 @@ class RunningHubPeer:
             return False
         if value.startswith(("http://", "https://")):
             return self.image_urls_allowed
-        owner = self.uploads.get(value)
-        return owner is not None and owner[0] == key.key
+        return (key.key, value) in self.uploads
 
     def _admit(
         self,
@@ -682,7 +683,7 @@ class RunningHubPeer:
         suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
         ext = suffix if re.fullmatch(r"[a-z0-9]{1,5}", suffix) else UPLOAD_FILE_TYPES[str(file_type)]
         name = f"api/{hashlib.sha256(content).hexdigest()}.{ext}"
-        self.uploads[name] = (key.key, content)
+        self.uploads[(key.key, name)] = content
         return {"fileName": name, "fileType": file_type}
 
     def _webhook_detail(self, key: PeerKey, payload: Mapping[str, Any], _: str, __: Any) -> Any:

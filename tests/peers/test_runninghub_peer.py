@@ -448,8 +448,21 @@ async def test_upload_answers_the_content_address_and_is_idempotent(
     expected = f"api/{hashlib.sha256(content).hexdigest()}.png"
     assert answer == {"code": 0, "msg": "success", "data": {"fileName": expected, "fileType": "image"}}
     assert (await client.upload(content, "again.png"))["data"]["fileName"] == expected
-    assert runninghub_peer.uploads[expected] == (KEY, content)
+    assert runninghub_peer.uploads[(KEY, expected)] == content
     assert (await client.upload(content, "noext"))["data"]["fileName"] == expected
+
+
+async def test_an_upload_belongs_to_the_key_that_made_it(client: Client) -> None:
+    """The same content from two keys has one name, usable by each; a key that never uploaded it
+    cannot put it in a workflow (803)."""
+    content = result_png("shared")
+    name = (await client.upload(content))["data"]["fileName"]
+    other = Client(client.http, OTHER_RUNNINGHUB_API_KEY)
+    image = [{"nodeId": "10", "fieldName": "image", "fieldValue": name}]
+    assert (await other.create(nodeInfoList=image))["code"] == 803
+    assert (await other.upload(content))["data"]["fileName"] == name
+    assert (await other.create(nodeInfoList=image))["code"] == 0
+    assert (await client.create(nodeInfoList=image))["code"] == 0
 
 
 async def test_upload_checks_its_key_type_and_size(runninghub_peer: ServedRunningHubPeer, client: Client) -> None:

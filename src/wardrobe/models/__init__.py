@@ -20,7 +20,7 @@ from wardrobe.models.payments import (
     Refund,
     RefundStatus,
 )
-from wardrobe.models.providers import ProviderSwitch, VendorCallback
+from wardrobe.models.providers import ProviderAccount, ProviderSwitch, VendorCallback
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
@@ -43,6 +43,7 @@ __all__ = [
     "PipelineSchema",
     "Plan",
     "PlanKind",
+    "ProviderAccount",
     "ProviderSwitch",
     "QuotaAccount",
     "QuotaHold",

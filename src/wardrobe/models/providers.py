@@ -1,4 +1,4 @@
-"""Vendor callbacks (D8): the inbox of what AI vendors POST back about their jobs."""
+"""Vendor callbacks (D8), operators' provider switches and the vendor accounts steps run on."""
 
 from __future__ import annotations
 
@@ -47,3 +47,32 @@ class ProviderSwitch(Base):
     reason: Mapped[str] = mapped_column(String(500), default="")
     updated_by: Mapped[int | None] = mapped_column(BigId)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProviderAccount(Base):
+    """One account at a vendor (issue 6 item 1): its credentials, endpoint and limits. Several
+    accounts of one provider share its steps, each within its own concurrency and rate.
+
+    The secret is never stored in clear: either ``secret_env`` names the environment variable that
+    holds it, or ``secret_sealed`` holds it encrypted (AES-256-GCM under the deployment's
+    ``WARDROBE_PROVIDER_SECRETS_KEY``, bound to this provider and name). ``key_id`` is the
+    non-secret half of a key pair (a Tencent Cloud SecretId), if the vendor has one."""
+
+    __tablename__ = "provider_accounts"
+    __table_args__ = (UniqueConstraint("provider", "name", name="uq_provider_accounts_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    key_id: Mapped[str | None] = mapped_column(String(128))
+    secret_env: Mapped[str | None] = mapped_column(String(128))
+    secret_sealed: Mapped[str | None] = mapped_column(String(1024))
+    endpoint: Mapped[str | None] = mapped_column(String(255))
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    rate: Mapped[str | None] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    updated_by: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

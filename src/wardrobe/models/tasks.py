@@ -83,6 +83,8 @@ class TaskStep(Base):
     provider: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     vendor_task_id: Mapped[str | None] = mapped_column(String(128))
+    # The provider account the vendor job belongs to (polls and cancels must use the same one).
+    account: Mapped[str | None] = mapped_column(String(32))
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(String(500))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -62,6 +62,10 @@ ACCESS: dict[tuple[str, str], str] = {
     ("get", "/api/v1/admin/pipelines"): OPERATOR,
     ("get", "/api/v1/admin/providers"): OPERATOR,
     ("post", "/api/v1/admin/providers/{slug}/switch"): OPERATOR,
+    # Vendor accounts: operators see them (never a secret); only admins decide where secrets go.
+    ("get", "/api/v1/admin/provider-accounts"): OPERATOR,
+    ("post", "/api/v1/admin/provider-accounts"): ADMIN,
+    ("patch", "/api/v1/admin/provider-accounts/{account_id}"): ADMIN,
     # Vendors call back without a token: the HMAC in the URL (checked by the handler) is the proof.
     ("post", "/api/v1/callbacks/{provider}/{ref}"): PUBLIC,
     ("post", "/api/v1/admin/pipelines"): OPERATOR,

@@ -43,20 +43,33 @@ class Rig:
         self.admin = admin
 
 
+def served_settings(peer: ServedRunningHubPeer, port: int) -> dict[str, object]:
+    """An app that runs its tasks, on the peer, served on ``port`` for the peer's webhooks."""
+    return {
+        **runninghub_settings(peer),
+        "worker_in_process": True,
+        "vendor_callback_base_url": f"http://127.0.0.1:{port}",
+        # The peer serves its outputs on loopback: the only address SafeFetcher may reach here.
+        "vendor_output_allow_private": [peer.base_url.removeprefix("http://")],
+        "task_lease_seconds": 10,
+        "task_heartbeat_seconds": 0.5,
+    }
+
+
 @pytest.fixture
 async def rig(api_factory: Any, runninghub_peer: ServedRunningHubPeer) -> AsyncIterator[Rig]:
     port = free_port()
     api: Api = await api_factory(
-        **runninghub_settings(runninghub_peer),
-        worker_in_process=True,
-        vendor_callback_base_url=f"http://127.0.0.1:{port}",
-        # The peer serves its outputs on loopback: the only address SafeFetcher may reach here.
-        vendor_output_allow_private=[runninghub_peer.base_url.removeprefix("http://")],
-        provider_concurrency={"runninghub": CAP, "local": 2},
-        task_lease_seconds=10,
-        task_heartbeat_seconds=0.5,
+        **served_settings(runninghub_peer, port), provider_concurrency={"runninghub": CAP, "local": 2}
     )
     admin = await login_as(api, "admin")
+    await outfit_feature(api, admin)
+    async with live(api.app, port):
+        yield Rig(api, runninghub_peer, admin)
+
+
+async def outfit_feature(api: Api, admin: Session) -> None:
+    """The outfit change feature on RunningHub alone (no local fallback), polled briskly."""
     await make_feature(
         api,
         admin,
@@ -85,15 +98,17 @@ async def rig(api_factory: Any, runninghub_peer: ServedRunningHubPeer) -> AsyncI
             },
         },
     )
-    async with live(api.app, port):
-        yield Rig(api, runninghub_peer, admin)
 
 
 async def _outfit(rig: Rig, user: Session) -> str:
+    return await outfit_task(rig.api, user)
+
+
+async def outfit_task(api: Api, user: Session) -> str:
     photo, _ = subject_on_background(160, 120)
-    person = await _upload(rig.api, user, encode(photo))
-    garment = await _upload(rig.api, user, encode(photo))
-    created = await rig.api.client.post(
+    person = await _upload(api, user, encode(photo))
+    garment = await _upload(api, user, encode(photo))
+    created = await api.client.post(
         "/api/v1/tasks",
         json={"feature": "outfit", "inputs": {"person": person, "garment": garment}},
         headers=user.headers,

@@ -17,6 +17,7 @@ class Permission(StrEnum):
     CATALOG_WRITE = "catalog:write"
     ORDERS_READ = "orders:read"
     ORDERS_REFUND = "orders:refund"
+    PROVIDERS_MANAGE = "providers:manage"  # vendor accounts: where secrets go (admins only)
 
 
 _USER = frozenset({Permission.PROFILE_SELF})

@@ -36,6 +36,7 @@ from wardrobe.modules.billing import quota
 from wardrobe.modules.moderation import Moderator, Purpose
 from wardrobe.modules.moderation.gates import image_keys, screen_images
 from wardrobe.modules.pipeline.definition import ForkDef, PipelineDef, StepDef, parse_ref
+from wardrobe.modules.providers.accounts import Account, AccountDirectory
 from wardrobe.modules.providers.base import (
     AsyncProvider,
     CancellableProvider,
@@ -46,7 +47,7 @@ from wardrobe.modules.providers.base import (
     SyncProvider,
 )
 from wardrobe.modules.providers.health import CircuitBreaker
-from wardrobe.modules.providers.slots import MemorySlots, SlotStore, wait_for_slot
+from wardrobe.modules.providers.slots import MemorySlots, SlotStore, wait_for_account_slot, wait_for_slot
 
 log = get_logger("wardrobe.engine")
 
@@ -135,6 +136,9 @@ class PipelineEngine:
         self.rates: dict[str, list[RateLimitItem]] = {
             slug: parse_limits(spec) for slug, spec in self.config.provider_rates.items()
         }
+        # Vendor accounts from the database (set by the app); None = every provider on its settings.
+        self.accounts: AccountDirectory | None = None
+        self._account_rates: dict[tuple[str, str], list[RateLimitItem]] = {}
 
     # -- claiming and the lease ----------------------------------------------------------------
 
@@ -183,6 +187,17 @@ class PipelineEngine:
             log.info("claim_deferred_user_limit", task_id=task_id)
             return False
         return won
+
+    def rate_of(self, slug: str, account: Account | None) -> tuple[list[RateLimitItem], str]:
+        """The rate windows a call counts against, and their key."""
+        if account is None:
+            return self.rates.get(slug, []), slug
+        if not account.rate:
+            return [], account.key
+        parsed = self._account_rates.get((account.key, account.rate))
+        if parsed is None:
+            parsed = self._account_rates[(account.key, account.rate)] = parse_limits(account.rate)
+        return parsed, account.key
 
     def announce(self, session: AsyncSession, task_id: int, *, final: bool = False) -> None:
         """Tell ``on_change`` about ``task_id`` once this session's transaction commits. A terminal
@@ -412,7 +427,7 @@ class _Run:
                 last_code = "provider_down"
                 continue  # circuit open: straight to the next candidate
             try:
-                result = await self._with_slot(step, slug, self._call_with_retries(step, provider, inputs))
+                result = await self._with_slot(step, slug, provider, inputs)
             except ProviderError as exc:
                 last_code = exc.code
                 log.info("provider_failed", step=step.id, provider=slug, error_code=exc.code)
@@ -455,46 +470,99 @@ class _Run:
             await self._save_step(step.id, StepStatus.FAILED, error=exc.code, finished=True)
             raise
 
-    async def _with_slot(self, step: StepDef, slug: str, call: Any) -> dict[str, Any]:
-        """Run ``call`` holding one of the provider's slots, if it has a limit (D5)."""
+    async def _with_slot(self, step: StepDef, slug: str, provider: object, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Run the step's calls holding one of the provider's slots, if it has a limit (D5) — on
+        one of its accounts when operators configured accounts for it (accounts.py)."""
+        directory = self.engine.accounts
+        if directory is not None and await directory.configured(slug):
+            return await self._on_an_account(step, slug, provider, inputs, directory)
         limit = self.engine.config.provider_concurrency.get(slug)
         if not limit:
-            result: dict[str, Any] = await call
-            return result
+            return await self._call_with_retries(step, provider, inputs, None)
+        holder, lease = self._slot_terms(step, slug)
+        if not await wait_for_slot(self.engine.slots, slug, holder, limit, lease, within=step.timeout_seconds):
+            raise ProviderError("provider_busy", retryable=True)
+        try:
+            return await self._call_with_retries(step, provider, inputs, None)
+        finally:
+            await self.engine.slots.release(slug, holder)
+
+    async def _on_an_account(
+        self, step: StepDef, slug: str, provider: object, inputs: dict[str, Any], directory: AccountDirectory
+    ) -> dict[str, Any]:
+        holder, lease = self._slot_terms(step, slug)
+        broken: set[str] = set()
+        while True:
+            row = self.steps.get(step.id)  # read each time: a submit in this loop pins the job too
+            pinned = row.account if row is not None and row.provider == slug and row.vendor_task_id else None
+            if pinned:
+                # The vendor job exists on this account: only it can poll or cancel the job.
+                account = await directory.get(slug, pinned)
+                if account is None:
+                    raise ProviderError("account_gone", f"{slug} account {pinned!r} was removed", retryable=False)
+                candidates = [account]
+            else:
+                # Accounts whose circuit is open (a bad key, no funds) are skipped; others work on.
+                candidates = [
+                    a for a in await directory.usable(slug) if a.name not in broken and self.engine.breaker.allow(a.key)
+                ]
+                if not candidates:
+                    raise ProviderError("provider_down", f"no usable {slug} account")
+                random.shuffle(candidates)  # accounts with equal room share the load
+            name = await wait_for_account_slot(
+                self.engine.slots,
+                slug,
+                holder,
+                [(a.name, a.concurrency) for a in candidates],
+                lease,
+                within=step.timeout_seconds,
+            )
+            if name is None:
+                raise ProviderError("provider_busy", retryable=True)
+            try:
+                account = next(a for a in candidates if a.name == name)
+                return await self._call_with_retries(step, provider, inputs, account)
+            except ProviderError as exc:
+                if not exc.broken or pinned:
+                    raise
+                # This account cannot work (its breaker counted it): the step tries another one.
+                log.warning("provider_account_broken", provider=slug, account=name, error_code=exc.code)
+                broken.add(name)
+            finally:
+                await self.engine.slots.release(slug, holder, name)
+
+    def _slot_terms(self, step: StepDef, slug: str) -> tuple[str, float]:
+        """Who holds the slot, and for how long at most."""
         if step.type == "sync_api" or not isinstance(self.engine.registry.get(slug), AsyncProvider):
             # A synchronous call cannot be re-attached: a run that resumes this step after a lost
             # lease makes a call of its own while the lost run's may still be in flight at the
             # vendor. Each run therefore holds its own slot, and a lost run's slot stays taken
             # until its lease (the longest its calls can last) runs out: after a crash the
             # provider briefly has a slot less, never a call more than its limit.
-            holder = f"{self.task.public_id}:{step.id}:run{self.task.runs}"
             # Each attempt may wait up to its timeout for the rate window, then call for as long.
             backoff = sum(
                 min(self.engine.config.max_backoff_seconds, step.backoff_seconds * 2 ** (attempt - 1))
                 for attempt in range(1, step.retries + 1)
             )
-            lease = 2 * step.timeout_seconds * (step.retries + 1) + backoff + 30
-        else:
-            # An async job lives at the vendor; a resumed run re-attaches to it by its stored id
-            # and takes over the same slot.
-            holder = f"{self.task.public_id}:{step.id}"
-            lease = step.timeout_seconds * (step.retries + 1) + 60
-        if not await wait_for_slot(self.engine.slots, slug, holder, limit, lease, within=step.timeout_seconds):
-            call.close()
-            raise ProviderError("provider_busy", retryable=True)
-        try:
-            result = await call
-            return result
-        finally:
-            await self.engine.slots.release(slug, holder)
+            return (
+                f"{self.task.public_id}:{step.id}:run{self.task.runs}",
+                2 * step.timeout_seconds * (step.retries + 1) + backoff + 30,
+            )
+        # An async job lives at the vendor; a resumed run re-attaches to it by its stored id
+        # and takes over the same slot.
+        return f"{self.task.public_id}:{step.id}", step.timeout_seconds * (step.retries + 1) + 60
 
-    async def _call_with_retries(self, step: StepDef, provider: object, inputs: dict[str, Any]) -> dict[str, Any]:
+    async def _call_with_retries(
+        self, step: StepDef, provider: object, inputs: dict[str, Any], account: Account | None
+    ) -> dict[str, Any]:
         attempts = step.retries + 1
         for attempt in range(1, attempts + 1):
             self._check_interrupts()
-            ctx = StepContext(self.task.public_id, self.task.user_id, step.id, attempt)
+            ctx = StepContext(self.task.public_id, self.task.user_id, step.id, attempt, account=account)
             slug = str(getattr(provider, "slug", "?"))
-            if not await self._await_rate(slug, step.timeout_seconds):
+            # Health is per account when there are accounts: one bad key does not take the rest down.
+            health = account.key if account is not None else slug
+            if not await self._await_rate(slug, step.timeout_seconds, account):
                 # Our own limit, not the provider's failure: no breaker record; the next candidate.
                 raise ProviderError("provider_busy", retryable=True)
             started = time.monotonic()
@@ -503,14 +571,14 @@ class _Run:
             except ProviderError as exc:
                 # Retryable failures (5xx, timeouts, refused) and a broken account say the provider
                 # is unwell; a permanent "bad input" answer says it is working.
-                self.engine.breaker.record(slug, not (exc.retryable or exc.broken), time.monotonic() - started)
+                self.engine.breaker.record(health, not (exc.retryable or exc.broken), time.monotonic() - started)
                 if not exc.retryable or attempt == attempts:
                     raise
                 # Exponential back-off with full jitter, so retries from many tasks spread out.
                 delay = min(self.engine.config.max_backoff_seconds, step.backoff_seconds * 2 ** (attempt - 1))
                 await self._sleep_interruptibly(random.uniform(0, delay))  # noqa: S311 - jitter, not security
                 continue
-            self.engine.breaker.record(slug, True, time.monotonic() - started)
+            self.engine.breaker.record(health, True, time.monotonic() - started)
             return result
         raise ProviderError("unreachable")  # pragma: no cover
 
@@ -524,17 +592,20 @@ class _Run:
             # RunningHub, the local CPU provider when its circuit is open).
             if not isinstance(provider, SyncProvider):
                 raise ProviderError("provider_mismatch")
-            await self._save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt)
+            await self._save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt, account=ctx.account)
             result: dict[str, Any] = await self._bounded(provider.run(step.action, inputs, ctx), step.timeout_seconds)
             return result
         if not isinstance(provider, AsyncProvider):
             raise ProviderError("provider_mismatch")
         job_id = row.vendor_task_id if row is not None and row.provider == slug else None
         if job_id is None:
-            await self._save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt)
+            await self._save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt, account=ctx.account)
             job_id = await self._bounded(provider.submit(step.action, inputs, ctx), step.timeout_seconds)
-            # Persisted before anything else happens: from here on a restart re-attaches.
-            await self._save_step(step.id, StepStatus.RUNNING, provider=slug, vendor_task_id=job_id)
+            # Persisted before anything else happens: from here on a restart re-attaches (on the
+            # same account: the job is the account's).
+            await self._save_step(
+                step.id, StepStatus.RUNNING, provider=slug, vendor_task_id=job_id, account=ctx.account
+            )
         stored = self.steps.get(step.id)
         if stored is not None:
             # Polls name the job's outputs by what is persisted (first start, attempts so far), so a
@@ -565,7 +636,7 @@ class _Run:
             remaining = (deadline - utcnow()).total_seconds()
             if remaining <= 0:
                 raise ProviderError("timeout", retryable=False)
-            if not await self._await_rate(slug, remaining):
+            if not await self._await_rate(slug, remaining, ctx.account):
                 continue  # the deadline check above ends it
             status = await self._bounded(provider.poll(job_id, ctx), remaining)
             if status.state is JobState.SUCCEEDED:
@@ -574,15 +645,16 @@ class _Run:
                 raise ProviderError(status.error_code or "vendor_failed", retryable=False)
             await self._sleep_interruptibly(min(step.poll_interval_seconds, remaining))
 
-    async def _await_rate(self, slug: str, within: float) -> bool:
-        """Take one request from the provider's rate windows (shared by every worker through
-        Redis), waiting up to ``within`` seconds for room; False if none came in time (D5)."""
-        items = self.engine.rates.get(slug)
+    async def _await_rate(self, slug: str, within: float, account: Account | None) -> bool:
+        """Take one request from the provider's (or its account's) rate windows (shared by every
+        worker through Redis), waiting up to ``within`` seconds for room; False if none came in
+        time (D5)."""
+        items, key = self.engine.rate_of(slug, account)
         if not items:
             return True
         deadline = time.monotonic() + within
         while True:
-            wait = await self.engine.limiter.try_hit(items, "provider", slug)
+            wait = await self.engine.limiter.try_hit(items, "provider", key)
             if not wait:
                 return True
             remaining = deadline - time.monotonic()
@@ -631,6 +703,7 @@ class _Run:
         provider: str | None = None,
         attempt: int | None = None,
         vendor_task_id: str | None = None,
+        account: Account | None = None,
         outputs: dict[str, Any] | None = None,
         error: str | None = None,
         finished: bool = False,
@@ -649,6 +722,7 @@ class _Run:
                 if row.provider != provider:
                     row.vendor_task_id = None
                 row.provider = provider
+                row.account = account.name if account is not None else None
             if attempt is not None:
                 row.attempts = (row.attempts or 0) + 1
             if vendor_task_id is not None:

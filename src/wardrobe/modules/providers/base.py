@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from wardrobe.modules.providers.accounts import Account
+
 
 class ProviderError(Exception):
     """A step failed at the provider. ``retryable`` says whether the same call may succeed later;
@@ -52,6 +54,8 @@ class StepContext:
     # When the step first started (persisted): fixes where its outputs are stored, however often
     # and by whichever worker they are fetched.
     started_at: datetime | None = None
+    # The vendor account to call as (accounts.py); None = the provider's own settings.
+    account: Account | None = None
 
 
 @runtime_checkable

@@ -11,16 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.infra import Infra
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.models import StepStatus, Task, TaskStep
 from wardrobe.modules.auth.deps import InfraDep, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
-from wardrobe.modules.providers import switches
+from wardrobe.modules.providers import account_admin, switches
+from wardrobe.modules.providers.accounts import AccountDirectory
 from wardrobe.modules.providers.base import AsyncProvider
 from wardrobe.modules.users import repository as users_repo
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 Operator = Annotated[Principal, Depends(require(Permission.CATALOG_WRITE))]
+AccountAdmin = Annotated[Principal, Depends(require(Permission.PROVIDERS_MANAGE))]
 
 
 class ProviderOut(BaseModel):
@@ -32,6 +35,7 @@ class ProviderOut(BaseModel):
     in_use: int
     health: dict[str, Any]
     recent_failures: list[dict[str, Any]]
+    accounts: list[dict[str, Any]]
 
 
 class ProviderSwitchIn(BaseModel):
@@ -65,6 +69,7 @@ async def list_providers(_: Operator, infra: InfraDep, session: SessionDep) -> O
     health = await runtime.provider_health()
     limits = runtime.engine.config.provider_concurrency
     switched = await switches.switches(session)
+    accounts = await account_admin.accounts_by_provider(session)
     items = []
     for slug in infra.providers.slugs():
         provider = infra.providers.get(slug)
@@ -80,9 +85,80 @@ async def list_providers(_: Operator, infra: InfraDep, session: SessionDep) -> O
                 "in_use": await runtime.engine.slots.in_use(slug),
                 "health": health.get(slug, {"state": "up", "recent_calls": 0}),
                 "recent_failures": await _recent_failures(session, slug),
+                "accounts": await _accounts_now(runtime, slug, accounts.get(slug, []), health),
             }
         )
     return ok(items)
+
+
+async def _accounts_now(
+    runtime: Any, slug: str, rows: list[Any], health: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each account with its slots in use right now and its own health."""
+    if not rows:
+        return []
+    in_use = await runtime.engine.slots.in_use_by_account(slug)
+    return [
+        {
+            **account_admin.account_view(row),
+            "in_use": in_use.get(row.name, 0),
+            "health": health.get(f"{slug}#{row.name}", {"state": "up", "recent_calls": 0}),
+        }
+        for row in rows
+    ]
+
+
+@router.get(
+    "/provider-accounts",
+    summary="Vendor accounts (never their secrets)",
+    response_model=Envelope[list[dict[str, Any]]],
+    responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED),
+)
+async def list_accounts(_: Operator, session: SessionDep) -> OrjsonResponse:
+    rows = await account_admin.accounts_by_provider(session)
+    return ok([account_admin.account_view(row) for group in rows.values() for row in group])
+
+
+@router.post(
+    "/provider-accounts",
+    summary="Add a vendor account (admins)",
+    description="Several accounts of one provider share its steps, each within its own `concurrency` "
+    "and `rate`. The secret is either given (`secret`, sealed with AES-256-GCM before it is stored; "
+    "needs WARDROBE_PROVIDER_SECRETS_KEY) or named (`secret_env`, a variable WARDROBE_VENDOR_KEY_* set "
+    "on every worker). `endpoint` must be on a host in WARDROBE_PROVIDER_ENDPOINT_HOSTS. Audited.",
+    status_code=201,
+    response_model=Envelope[dict[str, Any]],
+    responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.VALIDATION_FAILED, ErrorCode.CONFLICT),
+)
+async def create_account(
+    body: account_admin.AccountCreate, actor: AccountAdmin, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    row = await account_admin.create_account(
+        session, infra.providers, infra.settings, _directory(infra), body, actor.id
+    )
+    return ok(account_admin.account_view(row), status_code=201)
+
+
+@router.patch(
+    "/provider-accounts/{account_id}",
+    summary="Change a vendor account (admins): limits, endpoint, secret, on/off",
+    description="Only the fields given change. Off: no new call goes to the account; its jobs already "
+    "at the vendor finish on it. Audited; every worker uses the change from its next step.",
+    response_model=Envelope[dict[str, Any]],
+    responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND),
+)
+async def update_account(
+    account_id: int, body: account_admin.AccountPatch, actor: AccountAdmin, infra: InfraDep, session: SessionDep
+) -> OrjsonResponse:
+    row = await account_admin.update_account(session, infra.settings, _directory(infra), account_id, body, actor.id)
+    return ok(account_admin.account_view(row))
+
+
+def _directory(infra: Infra) -> AccountDirectory:
+    directory = infra.runtime.engine.accounts
+    if directory is None:  # pragma: no cover - the app always sets it
+        raise AppError(ErrorCode.DEPENDENCY_UNAVAILABLE)
+    return directory
 
 
 @router.post(

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from wardrobe.modules.callbacks.service import CallbackEvent, step_ref
+from wardrobe.modules.providers.accounts import Account
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.storage.backend import ObjectStorage
 
@@ -65,7 +66,12 @@ class Workflow:
 
 
 class RunningHubProvider:
-    """An ``AsyncProvider``: ``submit`` creates the RunningHub task, ``poll`` reads its outputs."""
+    """An ``AsyncProvider``: ``submit`` creates the RunningHub task, ``poll`` reads its outputs.
+
+    Calls go out as the step's account (``ctx.account``: its key and endpoint) when operators
+    configured accounts, else with the key and base URL given here."""
+
+    accepts_accounts = True
 
     def __init__(
         self,
@@ -103,11 +109,20 @@ class RunningHubProvider:
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
-    async def _post(self, path: str, body: dict[str, Any], *, ambiguous_is_unknown: bool = False) -> dict[str, Any]:
+    def _as(self, account: Account | None) -> tuple[str, str, dict[str, str]]:
+        """The key, the base URL ("" = the client's) and the headers to call with."""
+        if account is None:
+            return self._key, "", {}
+        return account.secret, account.endpoint or "", {"Authorization": f"Bearer {account.secret}"}
+
+    async def _post(
+        self, path: str, body: dict[str, Any], account: Account | None, *, ambiguous_is_unknown: bool = False
+    ) -> dict[str, Any]:
         """POST and return the decoded ``{code, msg, data}``. Failures before the request left
         are retryable; after it left, ``ambiguous_is_unknown`` turns them into ``submit_unknown``."""
+        key, base, headers = self._as(account)
         try:
-            resp = await self._http.post(path, json={"apiKey": self._key, **body})
+            resp = await self._http.post(base + path, json={"apiKey": key, **body}, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ProviderError("vendor_unavailable", type(exc).__name__, retryable=True) from exc
         except httpx.HTTPError as exc:
@@ -141,14 +156,16 @@ class RunningHubProvider:
 
     # -- submit ----------------------------------------------------------------------------------
 
-    async def _upload(self, object_key: str) -> str:
+    async def _upload(self, object_key: str, account: Account | None) -> str:
         data = await self._storage.get(object_key)
         name = object_key.rsplit("/", 1)[-1]
+        key, base, headers = self._as(account)
         try:
             resp = await self._http.post(
-                "/task/openapi/upload",
-                data={"apiKey": self._key, "fileType": "image"},
+                base + "/task/openapi/upload",
+                data={"apiKey": key, "fileType": "image"},
                 files={"file": (name, data)},
+                headers=headers,
             )
         except httpx.HTTPError as exc:
             # An upload is idempotent for us (content-addressed at the vendor): safe to retry.
@@ -160,7 +177,9 @@ class RunningHubProvider:
             raise self._refuse(int(answer.get("code", -1)), str(answer.get("msg", "")))
         return str(answer["data"]["fileName"])
 
-    async def _node_info(self, workflow: Workflow, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def _node_info(
+        self, workflow: Workflow, inputs: Mapping[str, Any], account: Account | None
+    ) -> list[dict[str, Any]]:
         info = []
         for name, (node_id, field_name) in workflow.nodes.items():
             value = inputs.get(name)
@@ -170,7 +189,7 @@ class RunningHubProvider:
                 key = value.get("object_key") if isinstance(value, dict) else value
                 if not isinstance(key, str):
                     raise ProviderError("bad_input", f"image input {name!r} is not a stored object", retryable=False)
-                value = await self._upload(key)
+                value = await self._upload(key, account)
             info.append({"nodeId": node_id, "fieldName": field_name, "fieldValue": value})
         return info
 
@@ -179,7 +198,7 @@ class RunningHubProvider:
         if workflow is None:
             raise ProviderError("unsupported_action", retryable=False)
         ref = step_ref(ctx.task_id, ctx.step_id)
-        body: dict[str, Any] = {"nodeInfoList": await self._node_info(workflow, inputs)}
+        body: dict[str, Any] = {"nodeInfoList": await self._node_info(workflow, inputs, ctx.account)}
         if workflow.kind == "workflow":
             path, body["workflowId"] = "/task/openapi/create", workflow.id
         else:
@@ -188,7 +207,7 @@ class RunningHubProvider:
         if webhook:
             body["webhookUrl"] = webhook
         try:
-            answer = await self._post(path, body, ambiguous_is_unknown=True)
+            answer = await self._post(path, body, ctx.account, ambiguous_is_unknown=True)
         except _SubmitUnknown:
             return UNKNOWN_PREFIX + ref
         if answer["code"] != 0:
@@ -207,7 +226,7 @@ class RunningHubProvider:
             if found is None:
                 return JobStatus(JobState.RUNNING)  # until a webhook names it, or the step times out
             job_id = found
-        answer = await self._post("/task/openapi/outputs", {"taskId": job_id})
+        answer = await self._post("/task/openapi/outputs", {"taskId": job_id}, ctx.account)
         code, data = answer["code"], answer["data"]
         if code in (_QUEUED, _RUNNING) or (code == 0 and not data):
             return JobStatus(JobState.RUNNING)
@@ -235,7 +254,7 @@ class RunningHubProvider:
             if found is None:
                 return
             job_id = found
-        answer = await self._post("/task/openapi/cancel", {"taskId": job_id})
+        answer = await self._post("/task/openapi/cancel", {"taskId": job_id}, ctx.account)
         if answer["code"] not in (0, _FAILED):  # 805: it had already ended
             raise self._refuse(answer["code"], answer["msg"])
 
