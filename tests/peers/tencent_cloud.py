@@ -52,6 +52,9 @@ Clock = Callable[[], float]
 # Obviously fake credentials and identifiers, shared by the peer fixtures and the tests.
 TEST_SECRET_ID = "AKID-wardrobe-test-only"
 TEST_SECRET_KEY = "wardrobe-test-secret-key-not-real"
+# A second key pair the peer knows: a vendor account's (accounts.py), distinct from the default.
+TEST_ACCOUNT_SECRET_ID = "AKID-wardrobe-test-account"
+TEST_ACCOUNT_SECRET_KEY = "wardrobe-test-account-key-not-real"
 TEST_SDK_APP_ID = "1400000001"
 TEST_SIGN_NAME = "衣柜测试"
 TEST_TEMPLATE_ID = "100001"  # verification template: "{1} is your code, valid for {2} minutes"
@@ -259,7 +262,9 @@ class TencentCloudPeer:
         per_hour: int = 5,
         per_day: int = 10,
     ) -> None:
-        self.credentials = dict(credentials or {TEST_SECRET_ID: TEST_SECRET_KEY})
+        self.credentials = dict(
+            credentials or {TEST_SECRET_ID: TEST_SECRET_KEY, TEST_ACCOUNT_SECRET_ID: TEST_ACCOUNT_SECRET_KEY}
+        )
         self.clock = clock
         self.service = service
         self.session_tokens = dict(session_tokens or {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -15,9 +16,15 @@ from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.tasks import make_feature, run_to_end
 from tests.peers.fixtures import ServedTencentCloudPeer
-from tests.peers.tencent_cloud import TEST_SECRET_ID, TEST_SECRET_KEY
+from tests.peers.tencent_cloud import (
+    TEST_ACCOUNT_SECRET_ID,
+    TEST_ACCOUNT_SECRET_KEY,
+    TEST_SECRET_ID,
+    TEST_SECRET_KEY,
+)
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import TaskStep
+from wardrobe.modules.providers.accounts import Account
 from wardrobe.modules.providers.base import AsyncProvider, JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.providers.hunyuan import PROVIDER_BROKEN_CODES, HunyuanProvider, classify
 
@@ -47,10 +54,12 @@ async def make_provider(tencent_peer: ServedTencentCloudPeer) -> AsyncIterator[P
         await provider.aclose()
 
 
-async def poll_to_end(provider: HunyuanProvider, job_id: str, limit: int = 10) -> tuple[JobStatus, int]:
+async def poll_to_end(
+    provider: HunyuanProvider, job_id: str, limit: int = 10, ctx: StepContext = CTX
+) -> tuple[JobStatus, int]:
     """Poll until the job ends; returns the final status and how many polls said running."""
     for running in range(limit):
-        status = await provider.poll(job_id, CTX)
+        status = await provider.poll(job_id, ctx)
         if status.state is not JobState.RUNNING:
             return status, running
     raise AssertionError("the job never ended")
@@ -261,6 +270,37 @@ async def test_bad_credentials_are_an_auth_failure_of_the_provider(
         True,
     )
     assert "provider_auth_failed" in PROVIDER_BROKEN_CODES
+
+
+async def test_a_call_with_an_account_runs_on_the_accounts_credentials_and_endpoint(
+    tencent_peer: ServedTencentCloudPeer, make_provider: ProviderFactory
+) -> None:
+    # The provider's own key is unknown to the peer and its endpoint closed: only the account works.
+    provider = make_provider(secret_id="AKID-unknown-test-id", endpoint=f"127.0.0.1:{closed_port()}")
+    account = Account(
+        "hunyuan",
+        "second",
+        1,
+        secret=TEST_ACCOUNT_SECRET_KEY,
+        key_id=TEST_ACCOUNT_SECRET_ID,
+        endpoint=tencent_peer.base_url,
+        options={"region": "ap-guangzhou"},
+    )
+    ctx = replace(CTX, account=account)
+
+    job_id = await provider.submit("text_to_image", {"prompt": "a cat"}, ctx)
+    status, _ = await poll_to_end(provider, job_id, ctx=ctx)
+    # The operator edits the account: the next call signs with the new secret, which is wrong.
+    with pytest.raises(ProviderError) as wrong_secret:
+        await provider.poll(job_id, replace(ctx, account=replace(account, secret="not-the-account-key")))
+    with pytest.raises(ProviderError) as no_key_id:
+        await provider.submit("text_to_image", {"prompt": "a cat"}, replace(ctx, account=replace(account, key_id=None)))
+
+    assert status.state is JobState.SUCCEEDED
+    assert tencent_peer.hunyuan.jobs[job_id].account == TEST_ACCOUNT_SECRET_ID
+    assert (wrong_secret.value.code, wrong_secret.value.broken) == ("provider_auth_failed", True)
+    assert (no_key_id.value.code, no_key_id.value.broken) == ("provider_misconfigured", True)
+    assert tencent_peer.hunyuan.submits == 1
 
 
 async def test_wrong_region_is_misconfiguration(make_provider: ProviderFactory) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,12 +16,18 @@ from tests.fixtures.auth import data, login_as, sms_login
 from tests.fixtures.realtime import live
 from tests.fixtures.tasks import free_port, give_quota, make_feature, run_to_end, step
 from tests.peers.fixtures import ServedTencentCloudPeer
-from tests.peers.tencent_cloud import TEST_SECRET_ID, TEST_SECRET_KEY
+from tests.peers.tencent_cloud import (
+    TEST_ACCOUNT_SECRET_ID,
+    TEST_ACCOUNT_SECRET_KEY,
+    TEST_SECRET_ID,
+    TEST_SECRET_KEY,
+)
 from tests.peers.tencent_scf import TEST_SCF_CALLBACK_KEY, TEST_SCF_FUNCTION
 from wardrobe.app import build_vendor_outputs
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, TaskStep, VendorCallback
 from wardrobe.modules.callbacks.service import CallbackForged, callback_payloads, callback_url
+from wardrobe.modules.providers.accounts import Account
 from wardrobe.modules.providers.base import AsyncProvider, JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.providers.scf import UNKNOWN_PREFIX, ScfFunction, ScfProvider, classify, sign_result
 from wardrobe.modules.storage.keys import RESULTS
@@ -163,6 +170,36 @@ async def test_an_invocation_scf_reports_failed_ends_the_step_without_a_callback
     job_id = await provider.submit("outfit_change", {"person": "k"}, CTX)
 
     assert await provider.poll(job_id, CTX) == JobStatus(JobState.FAILED, error_code="function_failed")
+
+
+async def test_an_account_invokes_and_queries_as_itself_and_results_stay_signed_with_our_key(
+    tencent_peer: ServedTencentCloudPeer, make_provider: ProviderFactory
+) -> None:
+    inbox = Inbox()
+    # The provider's own key is unknown to the peer and its endpoint closed: only the account works.
+    provider = make_provider(inbox, secret_id="AKID-unknown-test-id", endpoint=f"127.0.0.1:{free_port()}")
+    account = Account(
+        "scf",
+        "second",
+        1,
+        secret=TEST_ACCOUNT_SECRET_KEY,
+        key_id=TEST_ACCOUNT_SECRET_ID,
+        endpoint=tencent_peer.base_url,
+    )
+    ctx = replace(CTX, account=account)
+
+    job_id = await provider.submit("outfit_change", {"person": "k"}, ctx)
+    running = await provider.poll(job_id, ctx)  # SCF's status query, answered to the account only
+    with pytest.raises(ProviderError) as wrong_secret:
+        await provider.poll(job_id, replace(ctx, account=replace(account, secret="wrong-key")))
+    inbox.put(REF, tencent_peer.scf.body_for(job_id))  # signed with the deployment's callback key
+    done = await provider.poll(job_id, ctx)
+
+    assert tencent_peer.scf.invocation(job_id).account == TEST_ACCOUNT_SECRET_ID
+    assert running == JobStatus(JobState.RUNNING)
+    assert tencent_peer.action_calls["GetAsyncEventStatus"] == 1
+    assert (wrong_secret.value.code, wrong_secret.value.broken) == ("provider_auth_failed", True)
+    assert done.state is JobState.SUCCEEDED
 
 
 async def test_a_lost_invoke_answer_is_never_repeated_and_the_callback_still_matches(

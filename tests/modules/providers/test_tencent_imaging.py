@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,18 @@ from sqlalchemy import select
 
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
-from tests.fixtures.tasks import balance, give_quota, make_feature, run_to_end, step
+from tests.fixtures.tasks import balance, free_port, give_quota, make_feature, run_to_end, step
 from tests.peers.fixtures import ServedTencentCloudPeer
-from tests.peers.tencent_cloud import TEST_SECRET_ID, TEST_SECRET_KEY
+from tests.peers.tencent_cloud import (
+    TEST_ACCOUNT_SECRET_ID,
+    TEST_ACCOUNT_SECRET_KEY,
+    TEST_SECRET_ID,
+    TEST_SECRET_KEY,
+)
 from tests.test_demo_flow import _upload
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, TaskStep
+from wardrobe.modules.providers.accounts import Account
 from wardrobe.modules.providers.base import ProviderError, StepContext, SyncProvider
 from wardrobe.modules.providers.tencent_imaging import TencentImagingProvider, classify
 from wardrobe.modules.storage.backend import LocalObjectStorage, ObjectStorage
@@ -172,6 +179,30 @@ async def test_bad_credentials_break_the_provider(make_provider: ProviderFactory
         False,
         True,
     )
+
+
+async def test_a_call_with_an_account_runs_on_the_accounts_credentials_and_endpoint(
+    tencent_peer: ServedTencentCloudPeer, make_provider: ProviderFactory, storage: ObjectStorage
+) -> None:
+    image = await _stored(storage, png())
+    # The provider's own key is unknown to the peer and its endpoint closed: only the account works.
+    provider = make_provider(secret_id="AKID-unknown-test-id", endpoint=f"127.0.0.1:{free_port()}")
+    account = Account(
+        "tencent_imaging",
+        "second",
+        1,
+        secret=TEST_ACCOUNT_SECRET_KEY,
+        key_id=TEST_ACCOUNT_SECRET_ID,
+        endpoint=tencent_peer.base_url,
+    )
+
+    out = await provider.run("refine", {"image": image}, replace(CTX, account=account))
+    with pytest.raises(ProviderError) as wrong_secret:
+        await provider.run("refine", {"image": image}, replace(CTX, account=replace(account, secret="wrong-key")))
+
+    assert out["image"]["content_type"] == "image/png"
+    assert tencent_peer.aiart.calls["RefineImage"] == 1
+    assert (wrong_secret.value.code, wrong_secret.value.broken) == ("provider_auth_failed", True)
 
 
 async def test_a_lost_answer_is_not_retried(

@@ -33,7 +33,7 @@ from tencentcloud.hunyuan.v20230901 import models
 from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
 
 from wardrobe.core.logging import get_logger
-from wardrobe.core.tencent import tencent_client
+from wardrobe.core.tencent import TencentClients
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 
 TEXT_TO_IMAGE = "text_to_image"
@@ -140,12 +140,18 @@ def _optional_text(inputs: Mapping[str, Any], name: str) -> str | None:
 class HunyuanProvider:
     """``text_to_image`` and ``image_to_image`` (a content image guiding the result) on Hunyuan.
 
+    Calls go out as the step's account (``ctx.account``: ``key_id``/``secret`` as SecretId and
+    SecretKey, its endpoint, ``options["region"]``) when operators configured accounts, else with
+    the credentials given here.
+
     Step inputs: ``prompt`` (required), ``negative_prompt``, ``style`` (a style number from
     Tencent's list), ``resolution`` (``"1024:1024"`` or ``"1024x1024"``), ``seed``, ``num``
     (1-4), ``revise`` (prompt expansion, 0/1) and, for ``image_to_image``, ``content_image_url``
     (a URL Tencent can fetch). Outputs: ``{"images": [url, ...], "revised_prompt": str | None}``;
     the URLs expire after an hour, so a later step must store them.
     """
+
+    accepts_accounts = True
 
     def __init__(
         self,
@@ -165,7 +171,7 @@ class HunyuanProvider:
         self.slug = slug
         self._logo_add = logo_add
         # hunyuan 3.1.180 ships an async client (httpx), as SMS does; no thread needed.
-        self._client = tencent_client(
+        self._clients = TencentClients(
             HunyuanClient,
             secret_id=secret_id,
             secret_key=secret_key,
@@ -186,15 +192,16 @@ class HunyuanProvider:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._clients.aclose()
 
     def supports(self, action: str) -> bool:
         return action in (TEXT_TO_IMAGE, IMAGE_TO_IMAGE)
 
     async def submit(self, action: str, inputs: Mapping[str, Any], ctx: StepContext) -> str:
         request = self._submit_request(action, inputs)
+        client = self._clients.get(ctx.account)
         try:
-            response = await self._client.SubmitHunyuanImageJob(request)
+            response = await client.SubmitHunyuanImageJob(request)
         except httpx.TransportError as exc:
             raise self._transport_error(exc, submitting=True, ctx=ctx) from None
         except TencentCloudSDKException as exc:
@@ -211,8 +218,10 @@ class HunyuanProvider:
     async def poll(self, job_id: str, ctx: StepContext) -> JobStatus:
         request = models.QueryHunyuanImageJobRequest()
         request.JobId = job_id
+        # A job is only visible to the account that submitted it: the engine polls on that one.
+        client = self._clients.get(ctx.account)
         try:
-            response = await self._client.QueryHunyuanImageJob(request)
+            response = await client.QueryHunyuanImageJob(request)
         except httpx.TransportError as exc:
             raise self._transport_error(exc, submitting=False, ctx=ctx) from None
         except TencentCloudSDKException as exc:

@@ -59,7 +59,7 @@ from tencentcloud.scf.v20180416 import models
 from tencentcloud.scf.v20180416.scf_client_async import ScfClient
 
 from wardrobe.core.logging import get_logger
-from wardrobe.core.tencent import tencent_client
+from wardrobe.core.tencent import TencentClients
 from wardrobe.modules.callbacks.service import CallbackEvent, CallbackForged, step_ref
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.providers.hunyuan import (
@@ -178,7 +178,13 @@ def read_signed_result(key: str, envelope: Mapping[str, Any]) -> ScfResult:
 
 
 class ScfProvider:
-    """An ``AsyncProvider`` (and ``callbacks.service.VerifiesCallbacks``): see the module docstring."""
+    """An ``AsyncProvider`` (and ``callbacks.service.VerifiesCallbacks``): see the module docstring.
+
+    Invokes and status queries go out as the step's account (``ctx.account``) when operators
+    configured accounts, as in ``hunyuan.py``. The callback key stays the deployment's: it is what
+    our functions sign results with, whichever account invoked them."""
+
+    accepts_accounts = True
 
     def __init__(
         self,
@@ -211,7 +217,7 @@ class ScfProvider:
         self._outputs = outputs
         self._input_url = input_url
         self._status_query = status_query
-        self._client = tencent_client(
+        self._clients = TencentClients(
             ScfClient,
             secret_id=secret_id,
             secret_key=secret_key,
@@ -232,7 +238,7 @@ class ScfProvider:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._clients.aclose()
 
     def supports(self, action: str) -> bool:
         return action in self._functions
@@ -282,8 +288,9 @@ class ScfProvider:
         request.Qualifier = function.qualifier
         request.InvocationType = "Event"
         request.ClientContext = text
+        client = self._clients.get(ctx.account)
         try:
-            response = await self._client.Invoke(request)
+            response = await client.Invoke(request)
         except httpx.TransportError as exc:
             if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
                 raise ProviderError(VENDOR_UNAVAILABLE, type(exc).__name__, retryable=True) from None
@@ -368,8 +375,9 @@ class ScfProvider:
     async def _ask_scf(self, request_id: str, ctx: StepContext) -> JobStatus:
         request = models.GetAsyncEventStatusRequest()
         request.InvokeRequestId = request_id
+        client = self._clients.get(ctx.account)  # SCF shows an invocation to its own account only
         try:
-            response = await self._client.GetAsyncEventStatus(request)
+            response = await client.GetAsyncEventStatus(request)
         except httpx.TransportError as exc:
             raise ProviderError(VENDOR_UNAVAILABLE, type(exc).__name__, retryable=True) from None
         except TencentCloudSDKException as exc:

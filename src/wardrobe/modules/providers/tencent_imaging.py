@@ -45,7 +45,7 @@ from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from wardrobe.core.logging import get_logger
-from wardrobe.core.tencent import tencent_client
+from wardrobe.core.tencent import TencentClients
 from wardrobe.modules.providers.base import ProviderError, StepContext
 from wardrobe.modules.providers.hunyuan import (
     BAD_INPUT,
@@ -133,7 +133,10 @@ def _text(inputs: Mapping[str, Any], name: str, limit: int, *, required: bool = 
 
 
 class TencentImagingProvider:
-    """A ``SyncProvider`` over the aiart actions in the module docstring."""
+    """A ``SyncProvider`` over the aiart actions in the module docstring. Calls go out as the
+    step's account (``ctx.account``) when operators configured accounts, as in ``hunyuan.py``."""
+
+    accepts_accounts = True
 
     def __init__(
         self,
@@ -166,7 +169,7 @@ class TencentImagingProvider:
         self._outputs = outputs
         self._input_url = input_url
         self._logo_add = logo_add
-        self._client = tencent_client(
+        self._clients = TencentClients(
             AiartClient,
             secret_id=secret_id,
             secret_key=secret_key,
@@ -187,7 +190,7 @@ class TencentImagingProvider:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._clients.aclose()
 
     def supports(self, action: str) -> bool:
         return action in _BASE64_ACTIONS or (action in _URL_ACTIONS and self._input_url is not None)
@@ -195,7 +198,7 @@ class TencentImagingProvider:
     async def run(self, action: str, inputs: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         if not self.supports(action):
             raise ProviderError("unsupported_action")
-        call, request = await self._request(action, inputs)
+        call, request = await self._request(action, inputs, self._clients.get(ctx.account))
         try:
             response = await call(request)
         except httpx.TransportError as exc:
@@ -214,13 +217,15 @@ class TencentImagingProvider:
 
     # -- requests --------------------------------------------------------------------------------
 
-    async def _request(self, action: str, inputs: Mapping[str, Any]) -> tuple[Callable[[Any], Awaitable[Any]], Any]:
+    async def _request(
+        self, action: str, inputs: Mapping[str, Any], client: AiartClient
+    ) -> tuple[Callable[[Any], Awaitable[Any]], Any]:
         request: Any
         if action == ERASE:
             request = models.ImageInpaintingRemovalRequest()
             request.InputImage = await self._base64(inputs, "image")
             request.Mask = await self._base64(inputs, "mask")
-            call = self._client.ImageInpaintingRemoval
+            call = client.ImageInpaintingRemoval
         elif action == OUTPAINT:
             ratio = inputs.get("ratio", "1:1")
             if ratio not in OUTPAINT_RATIOS:
@@ -228,11 +233,11 @@ class TencentImagingProvider:
             request = models.ImageOutpaintingRequest()
             request.InputImage = await self._base64(inputs, "image")
             request.Ratio = ratio
-            call = self._client.ImageOutpainting
+            call = client.ImageOutpainting
         elif action == REFINE:
             request = models.RefineImageRequest()
             request.InputImage = await self._base64(inputs, "image")
-            call = self._client.RefineImage
+            call = client.RefineImage
         elif action == REPLACE_BACKGROUND:
             request = models.ReplaceBackgroundRequest()
             request.ProductUrl = await self._url(inputs, "image")
@@ -242,7 +247,7 @@ class TencentImagingProvider:
             if inputs.get("mask") is not None:
                 request.MaskUrl = await self._url(inputs, "mask")
             request.Resolution = _text(inputs, "resolution", 16)
-            call = self._client.ReplaceBackground
+            call = client.ReplaceBackground
         else:  # OUTFIT_CHANGE
             clothes_type = inputs.get("clothes_type", "Upper-body")
             if clothes_type not in CLOTHES_TYPES:
@@ -251,7 +256,7 @@ class TencentImagingProvider:
             request.ModelUrl = await self._url(inputs, "person")
             request.ClothesUrl = await self._url(inputs, "garment")
             request.ClothesType = clothes_type
-            call = self._client.ChangeClothes
+            call = client.ChangeClothes
         request.RspImgType = self._response_type
         if self._logo_add is not None and hasattr(request, "LogoAdd"):
             request.LogoAdd = 1 if self._logo_add else 0
