@@ -24,7 +24,6 @@ process (or a test) can observe. What we need fits in one small class:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 import uuid
@@ -37,11 +36,11 @@ from redis.asyncio import Redis
 
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import CACHE_INVALIDATIONS, CACHE_REQUESTS
+from wardrobe.core.pubsub import Subscription
 
 log = get_logger("wardrobe.cache")
 T = TypeVar("T")
 ALL = "*"  # an invalidation of every key of a namespace
-RESUBSCRIBE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +73,7 @@ class Cache:
         # Bumped by every invalidation of a namespace: a load started under an older generation
         # may have read the old data, so its result is returned but not stored.
         self._generations: dict[str, int] = dict.fromkeys(policies, 0)
-        self._listener: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
         self._pending: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Condition()
         self.received = 0  # invalidations received from other processes (tests wait on it)
@@ -155,38 +154,21 @@ class Cache:
         await asyncio.wait_for(reached(), within)
 
     async def start(self) -> None:
-        if self._redis is not None and self._listener is None:
-            subscribed = asyncio.get_running_loop().create_future()
-            self._listener = asyncio.create_task(self._listen(self._redis, subscribed), name="cache-invalidations")
+        if self._redis is not None and self._subscription is None:
+            # Messages sent while we were not listening are lost: start clean on every subscribe.
+            self._subscription = Subscription(
+                self._redis, self.channel, self._apply, on_subscribed=self.clear, name="cache-invalidations"
+            )
             # Serve nothing from this cache before the subscription is live: an edit made in
             # between would be missed until the TTL.
-            await asyncio.wait([subscribed, self._listener], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            await self._subscription.start()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        if self._subscription is not None:
+            await self._subscription.stop()
+            self._subscription = None
         if self._pending:
             await asyncio.wait(self._pending, timeout=2)
-
-    async def _listen(self, redis: Redis, subscribed: asyncio.Future[None]) -> None:
-        while True:
-            try:
-                async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    # Messages sent while we were not listening are lost: start clean.
-                    self.clear()
-                    if not subscribed.done():
-                        subscribed.set_result(None)
-                    async for message in pubsub.listen():
-                        await self._apply(message.get("data"))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("cache_subscription_lost", error_type=type(exc).__name__)
-                await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
     async def _apply(self, data: Any) -> None:
         try:

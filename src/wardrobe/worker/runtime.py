@@ -27,6 +27,7 @@ from wardrobe.core.logging import get_logger
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.models import OutboxMessage, Task, TaskStatus
 from wardrobe.models.base import utcnow
+from wardrobe.modules.callbacks.hints import CallbackHints
 from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
 from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.health import CircuitBreaker
@@ -80,6 +81,8 @@ class TaskRuntime:
             on_final=self.push_task_durably,
             disabled=disabled,
         )
+        # Vendor callbacks wake the step they are about, in whichever process polls it.
+        self.engine.hints = CallbackHints(redis, f"{settings.redis_key_prefix}:callback_hints")
         # Push events (modules/realtime): set by the process that can deliver them.
         self.events: TaskEvents | None = None
         self._redis = redis
@@ -120,6 +123,13 @@ class TaskRuntime:
             # instead of hoarding a batch it cannot start yet.
             xread_count=1,
         )
+
+    @property
+    def hints(self) -> CallbackHints:
+        hints = self.engine.hints
+        if hints is None:  # pragma: no cover - set in __init__
+            raise RuntimeError("callback hints not set")
+        return hints
 
     def task_changed(self, task_id: int) -> None:
         """A committed change to a task: tell connected clients (if this process pushes events)."""
@@ -240,6 +250,7 @@ class TaskRuntime:
         self._relaying = True
         if self.consume:
             self._background.append(asyncio.create_task(self._reap_forever()))
+            await self.hints.start()
             if not in_memory:
                 from taskiq.api import run_receiver_task
 
@@ -280,6 +291,7 @@ class TaskRuntime:
             with contextlib.suppress(Exception, TimeoutError):
                 await asyncio.wait_for(self.broker.shutdown(), timeout=max(grace, 1.0))
             self._started = False
+        await self.hints.stop()
         if self.events is not None:
             await self.events.stop(min(grace, 2.0))
 

@@ -68,12 +68,14 @@ async def rig(api_factory: Any, runninghub_peer: ServedRunningHubPeer) -> AsyncI
         yield Rig(api, runninghub_peer, admin)
 
 
-async def outfit_feature(api: Api, admin: Session) -> None:
+async def outfit_feature(
+    api: Api, admin: Session, key: str = "outfit", *, poll_interval_seconds: float = 0.05, timeout_seconds: float = 60
+) -> None:
     """The outfit change feature on RunningHub alone (no local fallback), polled briskly."""
     await make_feature(
         api,
         admin,
-        "outfit",
+        key,
         [
             step(
                 "change",
@@ -81,8 +83,8 @@ async def outfit_feature(api: Api, admin: Session) -> None:
                 kind="async_api",
                 provider="runninghub",
                 inputs={"person": "$inputs.person", "garment": "$inputs.garment"},
-                poll_interval_seconds=0.05,
-                timeout_seconds=60,
+                poll_interval_seconds=poll_interval_seconds,
+                timeout_seconds=timeout_seconds,
                 retries=4,
                 backoff_seconds=0.05,
             )
@@ -104,13 +106,13 @@ async def _outfit(rig: Rig, user: Session) -> str:
     return await outfit_task(rig.api, user)
 
 
-async def outfit_task(api: Api, user: Session) -> str:
+async def outfit_task(api: Api, user: Session, feature: str = "outfit") -> str:
     photo, _ = subject_on_background(160, 120)
     person = await _upload(api, user, encode(photo))
     garment = await _upload(api, user, encode(photo))
     created = await api.client.post(
         "/api/v1/tasks",
-        json={"feature": "outfit", "inputs": {"person": person, "garment": garment}},
+        json={"feature": feature, "inputs": {"person": person, "garment": garment}},
         headers=user.headers,
     )
     return str(data(created, 202)["id"])
@@ -377,3 +379,43 @@ async def test_a_task_canceled_mid_job_cancels_it_at_runninghub_and_refunds_once
     await rig.peer.wait_for(lambda: rig.peer.calls["/task/openapi/cancel"] == 1)
     assert rig.peer.task(vendor_task.task_id).status == "FAILED"  # how RunningHub shows a canceled task
     assert await _ledger_kinds(rig.api, public_id) == ["cancel", "reserve"]
+
+
+async def _polls_after_a_webhook(rig: Rig, api: Api, runner: Api) -> None:
+    """A step polled once a minute (the longest allowed) ends as soon as its webhook comes: the
+    callback wakes it. Polled exactly twice: right after the submit, and on the webhook."""
+    await outfit_feature(runner, rig.admin, "outfit_slow", poll_interval_seconds=60, timeout_seconds=3600)
+    user = await sms_login(runner.client)
+    public_id = await outfit_task(runner, user, "outfit_slow")
+    vendor_task = await _the_vendor_task(rig)
+
+    async def polled_once() -> bool:
+        return rig.peer.calls["/task/openapi/outputs"] == 1
+
+    await wait_until(polled_once, within=30)
+    rig.peer.start(vendor_task.task_id)
+    rig.peer.succeed(vendor_task.task_id)  # its webhook goes to `api`
+    # Well inside the minute the step would otherwise sleep before its next poll.
+    task = await run_to_end(runner, user, public_id, within=30)
+    assert task["status"] == "succeeded", task
+    assert rig.peer.calls["/task/openapi/outputs"] == 2
+
+
+async def test_a_webhook_wakes_its_polling_step(rig: Rig) -> None:
+    await _polls_after_a_webhook(rig, rig.api, rig.api)
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+async def test_a_webhook_received_by_one_process_wakes_the_step_another_polls(
+    rig: Rig, api_factory: Any, runninghub_peer: ServedRunningHubPeer
+) -> None:
+    """The callback lands on the rig's app; the task runs in a second process, woken through Redis."""
+    runner: Api = await api_factory(
+        **{
+            **served_settings(runninghub_peer, free_port()),
+            # The vendor calls the rig's app back; `runner` polls.
+            "vendor_callback_base_url": rig.api.settings.vendor_callback_base_url,
+        }
+    )
+    await _polls_after_a_webhook(rig, rig.api, runner)
+    assert runner.infra.runtime.hints.received == 1

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import REDIS_URL
 from tests.fixtures.tasks import wait_until
-from wardrobe.modules.providers.slots import MemorySlots, RedisSlots, SlotStore
+from wardrobe.modules.providers.slots import MemorySlots, RedisSlots, SlotStore, wait_for_slot
 
 ACCOUNTS = [("a", 1), ("b", 2)]
 
@@ -59,3 +59,55 @@ async def test_an_expired_slot_frees_its_account(store: SlotStore) -> None:
 async def test_many_concurrent_takers_never_exceed_any_account(store: SlotStore) -> None:
     won = await asyncio.gather(*(store.try_acquire_account("rh", f"t{i}", ACCOUNTS, 60) for i in range(20)))
     assert Counter(w for w in won if w is not None) == Counter({"a": 1, "b": 2})
+
+
+async def test_a_freed_slot_goes_to_the_first_waiter_not_the_first_to_ask_again(store: SlotStore) -> None:
+    assert await store.try_acquire("p", "running", 1, 60)
+    assert not await store.try_acquire("p", "first", 1, 60)  # queued first
+    assert not await store.try_acquire("p", "second", 1, 60)
+    await store.release("p", "running")
+    assert not await store.try_acquire("p", "second", 1, 60)  # asks first after the release: not its turn
+    assert await store.try_acquire("p", "first", 1, 60)
+    await store.release("p", "first")
+    assert await store.try_acquire("p", "second", 1, 60)
+    assert await store.in_use("p") == 1
+
+
+async def test_a_waiter_that_gives_up_or_goes_silent_leaves_the_queue(
+    store: SlotStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wardrobe.modules.providers.slots as slots
+
+    assert await store.try_acquire("p", "running", 1, 60)
+    assert not await wait_for_slot(store, "p", "quitter", 1, 60, within=0)  # gives up: abandons
+    assert not await store.try_acquire("p", "silent", 1, 60)
+    assert not await store.try_acquire("p", "patient", 1, 60)
+    await store.release("p", "running")
+    assert not await store.try_acquire("p", "patient", 1, 60)  # "silent" is ahead, and still fresh
+    monkeypatch.setattr(slots, "STALE_SECONDS", 0.0)  # from now on, a waiter not asking is gone
+
+    async def patient_served() -> bool:
+        return await store.try_acquire("p", "patient", 1, 60)
+
+    await wait_until(patient_served, within=5)
+
+
+async def test_waiters_are_served_in_arrival_order_under_contention(store: SlotStore) -> None:
+    """Ten steps queue behind one slot and ask again in random order; each freed slot goes to the
+    earliest of them."""
+    import random
+
+    assert await store.try_acquire("p", "w-start", 1, 60)
+    waiters = [f"w{i}" for i in range(10)]
+    for waiter in waiters:
+        assert not await store.try_acquire("p", waiter, 1, 60)
+    served = []
+    holder = "w-start"
+    while len(served) < len(waiters):
+        await store.release("p", holder)
+        for waiter in random.sample([w for w in waiters if w not in served], k=len(waiters) - len(served)):
+            if await store.try_acquire("p", waiter, 1, 60):
+                served.append(waiter)
+                holder = waiter
+                break
+    assert served == waiters

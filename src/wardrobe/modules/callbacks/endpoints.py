@@ -63,6 +63,8 @@ async def vendor_callback(
         VENDOR_CALLBACKS.labels(provider, "malformed").inc()
         raise AppError(ErrorCode.MALFORMED_REQUEST) from exc
     new = await service.record(infra.session_factory, provider, ref, event)
+    if new:
+        infra.runtime.hints.announce(ref)  # the polling step asks the vendor now, not at its next poll
     VENDOR_CALLBACKS.labels(provider, "accepted" if new else "duplicate").inc()
     log.info("vendor_callback", provider=provider, ref=ref, kind=event.event_type, duplicate=not new)
     return ok({"accepted": True, "duplicate": not new})

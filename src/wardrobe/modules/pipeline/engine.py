@@ -11,6 +11,7 @@ transition is a conditional update that only the lease holder can make.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import os
@@ -33,6 +34,8 @@ from wardrobe.core.ratelimit import RateLimiter, parse_limits
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep, User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
+from wardrobe.modules.callbacks.hints import CallbackHints
+from wardrobe.modules.callbacks.service import step_ref
 from wardrobe.modules.moderation import Moderator, Purpose
 from wardrobe.modules.moderation.gates import image_keys, screen_images
 from wardrobe.modules.pipeline.definition import ForkDef, PipelineDef, StepDef, parse_ref
@@ -138,6 +141,8 @@ class PipelineEngine:
         }
         # Vendor accounts from the database (set by the app); None = every provider on its settings.
         self.accounts: AccountDirectory | None = None
+        # Callbacks wake the step they are about (set by the runtime); None = polls only.
+        self.hints: CallbackHints | None = None
         self._account_rates: dict[tuple[str, str], list[RateLimitItem]] = {}
 
     # -- claiming and the lease ----------------------------------------------------------------
@@ -631,19 +636,24 @@ class _Run:
     async def _poll_until_done(
         self, step: StepDef, provider: AsyncProvider, slug: str, job_id: str, ctx: StepContext, deadline: datetime
     ) -> dict[str, Any]:
-        while True:
-            self._check_interrupts()
-            remaining = (deadline - utcnow()).total_seconds()
-            if remaining <= 0:
-                raise ProviderError("timeout", retryable=False)
-            if not await self._await_rate(slug, remaining, ctx.account):
-                continue  # the deadline check above ends it
-            status = await self._bounded(provider.poll(job_id, ctx), remaining)
-            if status.state is JobState.SUCCEEDED:
-                return dict(status.outputs)
-            if status.state is JobState.FAILED:
-                raise ProviderError(status.error_code or "vendor_failed", retryable=False)
-            await self._sleep_interruptibly(min(step.poll_interval_seconds, remaining))
+        hints = self.engine.hints
+        # Registered before the first poll: a callback that lands while a poll is in flight still
+        # cuts the next sleep short.
+        watching = hints.watch(step_ref(self.task.public_id, step.id)) if hints is not None else None
+        with watching if watching is not None else contextlib.nullcontext() as woke:
+            while True:
+                self._check_interrupts()
+                remaining = (deadline - utcnow()).total_seconds()
+                if remaining <= 0:
+                    raise ProviderError("timeout", retryable=False)
+                if not await self._await_rate(slug, remaining, ctx.account):
+                    continue  # the deadline check above ends it
+                status = await self._bounded(provider.poll(job_id, ctx), remaining)
+                if status.state is JobState.SUCCEEDED:
+                    return dict(status.outputs)
+                if status.state is JobState.FAILED:
+                    raise ProviderError(status.error_code or "vendor_failed", retryable=False)
+                await self._sleep_interruptibly(min(step.poll_interval_seconds, remaining), woke)
 
     async def _await_rate(self, slug: str, within: float, account: Account | None) -> bool:
         """Take one request from the provider's (or its account's) rate windows (shared by every
@@ -686,11 +696,24 @@ class _Run:
             cancel.cancel()
             lost.cancel()
 
-    async def _sleep_interruptibly(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._interrupted(), timeout=seconds)
-        except TimeoutError:
+    async def _sleep_interruptibly(self, seconds: float, hint: asyncio.Event | None = None) -> None:
+        """Sleep ``seconds``; stop early on cancel or a lost lease (raised), or on ``hint`` (a
+        callback for the step arrived: poll now)."""
+        if hint is None:
+            try:
+                await asyncio.wait_for(self._interrupted(), timeout=seconds)
+            except TimeoutError:
+                return
+            self._check_interrupts()
             return
+        stop = asyncio.ensure_future(self._interrupted())
+        woke = asyncio.ensure_future(hint.wait())
+        try:
+            await asyncio.wait({stop, woke}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            woke.cancel()
+        hint.clear()
         self._check_interrupts()
 
     # -- persistence -----------------------------------------------------------------------------

@@ -1,14 +1,19 @@
 """Per-provider concurrency slots shared by every worker on every machine (D5).
 
-A slot is a lease: a member of a Redis sorted set scored by its expiry. Acquiring drops expired
-members and adds ours only if fewer than ``limit`` remain — one Lua script, so it is atomic across
-processes. A worker that dies never releases its slot; the slot comes back when its lease expires.
-Embedded mode keeps the same semantics in process memory.
+A slot is a lease: a member of a Redis sorted set scored by its expiry, named
+``account<US>holder`` (the account is "" for a provider without accounts, ``accounts.py``). One Lua
+script drops expired members, renews a holder's existing slot (on the account it has), or else
+gives the holder a slot on the candidate account with the most room — so the choice and the count
+can never race across processes. A worker that dies never releases its slot; the slot comes back
+when its lease expires. Embedded mode keeps the same semantics in process memory.
 
-A provider with several accounts (``accounts.py``) keeps one set too, its members named
-``account<US>holder``: one script counts each account's members, renews a holder's existing slot
-(on the account it has), or else gives the new holder a slot on the candidate account with the
-most room — so the choice and the count can never race.
+**Arrival order.** Slots go to waiters in the order they first asked, not to whichever polls first
+after a slot frees (``bench-vendors`` saw one step wait 79 s behind later arrivals, enough to time
+it out). Every waiter is queued by its first try; a slot is granted only to a waiter among the
+first *free* of the queue. A waiter that stops asking (its worker died) leaves the queue after
+``STALE_SECONDS``; one that gives up leaves it at once (``abandon``). The queue is per provider:
+a waiter pinned to one full account (a resumed vendor job) may make others wait for that account
+up to its lease, which is rare and bounded.
 """
 
 from __future__ import annotations
@@ -16,29 +21,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
 
-# KEYS[1] = slot set; ARGV = now, expires_at, limit, holder
-_ACQUIRE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZSCORE', KEYS[1], ARGV[4]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-  return 1
-end
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(ARGV[2]) - tonumber(ARGV[1])) * 1000) + 1000)
-  return 1
-end
-return 0
-"""
-
 SEP = "\x1f"  # between account and holder in a member's name
-# KEYS[1] = slot set; ARGV = now, expires_at, holder, then account, limit pairs in preference order
-_ACQUIRE_ACCOUNT = """
+NO_ACCOUNT = ""  # the account of a provider that has none
+STALE_SECONDS = 5.0  # waiters ask again every 20-250 ms; one silent this long is gone
+
+# KEYS = slot set, queue (holder -> first ask), seen (holder -> last ask)
+# ARGV = now, expires_at, holder, stale_before, then account, limit pairs in preference order
+_ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local used = {}
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -52,16 +46,29 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     used[account] = (used[account] or 0) + 1
   end
 end
-local best, room = nil, 0
-for i = 4, #ARGV, 2 do
-  local free = tonumber(ARGV[i + 1]) - (used[ARGV[i]] or 0)
-  if free > room then
-    best, room = ARGV[i], free
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])) do
+  redis.call('ZREM', KEYS[2], gone)
+  redis.call('ZREM', KEYS[3], gone)
+end
+redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], 600000)
+redis.call('PEXPIRE', KEYS[3], 600000)
+local best, room, free = nil, 0, 0
+for i = 5, #ARGV, 2 do
+  local left = tonumber(ARGV[i + 1]) - (used[ARGV[i]] or 0)
+  if left > 0 then
+    free = free + left
+  end
+  if left > room then
+    best, room = ARGV[i], left
   end
 end
-if not best then
+if not best or redis.call('ZRANK', KEYS[2], ARGV[3]) >= free then
   return false
 end
+redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('ZADD', KEYS[1], ARGV[2], best .. '\\31' .. ARGV[3])
 local ttl = math.ceil((tonumber(ARGV[2]) - tonumber(ARGV[1])) * 1000) + 1000
 if redis.call('PTTL', KEYS[1]) < ttl then
@@ -72,81 +79,91 @@ return best
 
 
 class SlotStore(Protocol):
-    async def try_acquire(self, provider: str, holder: str, limit: int, lease_seconds: float) -> bool: ...
+    async def try_acquire_account(
+        self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> str | None:
+        """A slot on one of ``accounts`` (name, limit): the holder's current one, or — if the
+        holder's turn has come — the one with the most room (earlier wins a tie); the account's
+        name, or None (all full, or others asked first)."""
+        ...
 
-    async def release(self, provider: str, holder: str, account: str | None = None) -> None: ...
+    async def abandon(self, provider: str, holder: str) -> None:
+        """The holder stops waiting: out of the queue."""
+        ...
+
+    async def release(self, provider: str, holder: str, account: str = NO_ACCOUNT) -> None: ...
+
+    async def in_use_by_account(self, provider: str) -> dict[str, int]: ...
+
+    async def try_acquire(self, provider: str, holder: str, limit: int, lease_seconds: float) -> bool:
+        """A slot of a provider without accounts."""
+        ...
 
     async def in_use(self, provider: str) -> int: ...
+
+
+class _Slots:
+    """What both stores derive from the account-aware primitive."""
 
     async def try_acquire_account(
         self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
     ) -> str | None:
-        """A slot on one of ``accounts`` (name, limit): the holder's current one, or the one with
-        the most room (earlier wins a tie); the account's name, or None when all are full."""
-        ...
+        raise NotImplementedError
 
-    async def in_use_by_account(self, provider: str) -> dict[str, int]: ...
+    async def in_use_by_account(self, provider: str) -> dict[str, int]:
+        raise NotImplementedError
+
+    async def try_acquire(self, provider: str, holder: str, limit: int, lease_seconds: float) -> bool:
+        return await self.try_acquire_account(provider, holder, [(NO_ACCOUNT, limit)], lease_seconds) is not None
+
+    async def in_use(self, provider: str) -> int:
+        return sum((await self.in_use_by_account(provider)).values())
 
 
-class RedisSlots:
+class RedisSlots(_Slots):
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
         self._script = redis.register_script(_ACQUIRE)
-        self._account_script = redis.register_script(_ACQUIRE_ACCOUNT)
 
-    def _key(self, provider: str) -> str:
-        return f"{self._prefix}:slots:{provider}"
-
-    async def try_acquire(self, provider: str, holder: str, limit: int, lease_seconds: float) -> bool:
-        now = time.time()
-        won = await self._script(keys=[self._key(provider)], args=[now, now + lease_seconds, limit, holder])
-        return bool(won)
-
-    async def release(self, provider: str, holder: str, account: str | None = None) -> None:
-        await self._redis.zrem(self._key(provider), holder if account is None else f"{account}{SEP}{holder}")
-
-    async def in_use(self, provider: str) -> int:
-        key = self._key(provider)
-        await self._redis.zremrangebyscore(key, "-inf", time.time())
-        return int(await self._redis.zcard(key))
+    def _keys(self, provider: str) -> list[str]:
+        return [
+            f"{self._prefix}:slots:{provider}",
+            f"{self._prefix}:slotq:{provider}",
+            f"{self._prefix}:slotseen:{provider}",
+        ]
 
     async def try_acquire_account(
         self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
     ) -> str | None:
         now = time.time()
         pairs = [str(x) for name, limit in accounts for x in (name, limit)]
-        won = await self._account_script(keys=[self._key(provider)], args=[now, now + lease_seconds, holder, *pairs])
+        won = await self._script(
+            keys=self._keys(provider), args=[now, now + lease_seconds, holder, now - STALE_SECONDS, *pairs]
+        )
         return None if won is None else (won.decode() if isinstance(won, bytes) else str(won))
 
+    async def abandon(self, provider: str, holder: str) -> None:
+        _, queue, seen = self._keys(provider)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(queue, holder)
+            pipe.zrem(seen, holder)
+            await pipe.execute()
+
+    async def release(self, provider: str, holder: str, account: str = NO_ACCOUNT) -> None:
+        await self._redis.zrem(self._keys(provider)[0], f"{account}{SEP}{holder}")
+
     async def in_use_by_account(self, provider: str) -> dict[str, int]:
-        key = self._key(provider)
+        key = self._keys(provider)[0]
         await self._redis.zremrangebyscore(key, "-inf", time.time())
-        return _count_by_account(
-            m.decode() if isinstance(m, bytes) else str(m) for m in await self._redis.zrange(key, 0, -1)
-        )
+        members = await self._redis.zrange(key, 0, -1)
+        return _count_by_account(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 
-class MemorySlots:
+class MemorySlots(_Slots):
     def __init__(self) -> None:
-        self._held: dict[str, dict[str, float]] = {}
-
-    async def try_acquire(self, provider: str, holder: str, limit: int, lease_seconds: float) -> bool:
-        now = time.monotonic()
-        held = self._held.setdefault(provider, {})
-        for other in [h for h, expires in held.items() if expires <= now]:
-            del held[other]
-        if holder in held or len(held) < limit:
-            held[holder] = now + lease_seconds
-            return True
-        return False
-
-    async def release(self, provider: str, holder: str, account: str | None = None) -> None:
-        self._held.get(provider, {}).pop(holder if account is None else f"{account}{SEP}{holder}", None)
-
-    async def in_use(self, provider: str) -> int:
-        now = time.monotonic()
-        return sum(1 for expires in self._held.get(provider, {}).values() if expires > now)
+        self._held: dict[str, dict[str, float]] = {}  # provider -> member -> lease expiry
+        self._queue: dict[str, dict[str, list[float]]] = {}  # provider -> holder -> [first, last ask]
 
     async def try_acquire_account(
         self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
@@ -156,18 +173,33 @@ class MemorySlots:
         for other in [h for h, expires in held.items() if expires <= now]:
             del held[other]
         for member in held:
-            account, sep, who = member.partition(SEP)
-            if sep and who == holder:
+            account, _, who = member.partition(SEP)
+            if who == holder:
                 held[member] = now + lease_seconds
                 return account
+        queue = self._queue.setdefault(provider, {})
+        for gone in [h for h, (_, last) in queue.items() if last < now - STALE_SECONDS]:
+            del queue[gone]
+        queue.setdefault(holder, [now, now])[1] = now
         used = _count_by_account(held)
+        rooms = [(name, limit - used.get(name, 0)) for name, limit in accounts]
+        free = sum(max(0, room) for _, room in rooms)
         best, room = None, 0
-        for name, limit in accounts:
-            if limit - used.get(name, 0) > room:
-                best, room = name, limit - used.get(name, 0)
-        if best is not None:
-            held[f"{best}{SEP}{holder}"] = now + lease_seconds
+        for name, left in rooms:
+            if left > room:
+                best, room = name, left
+        ahead = sum(1 for first, _ in queue.values() if first < queue[holder][0])
+        if best is None or ahead >= free:
+            return None
+        del queue[holder]
+        held[f"{best}{SEP}{holder}"] = now + lease_seconds
         return best
+
+    async def abandon(self, provider: str, holder: str) -> None:
+        self._queue.get(provider, {}).pop(holder, None)
+
+    async def release(self, provider: str, holder: str, account: str = NO_ACCOUNT) -> None:
+        self._held.get(provider, {}).pop(f"{account}{SEP}{holder}", None)
 
     async def in_use_by_account(self, provider: str) -> dict[str, int]:
         now = time.monotonic()
@@ -191,30 +223,40 @@ async def wait_for_account_slot(
     lease_seconds: float,
     within: float,
 ) -> str | None:
-    """``wait_for_slot`` over several accounts: the account granted, or None after ``within``."""
-    deadline = time.monotonic() + within
-    pause = 0.02
-    while True:
-        account = await store.try_acquire_account(provider, holder, accounts, lease_seconds)
-        if account is not None:
-            return account
-        if time.monotonic() >= deadline:
-            return None
-        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())) * random.uniform(0.5, 1.0))  # noqa: S311
-        pause = min(0.25, pause * 2)
+    """Ask until a slot is granted or ``within`` seconds pass: the account granted, or None."""
+
+    async def ask() -> str | None:
+        return await store.try_acquire_account(provider, holder, accounts, lease_seconds)
+
+    return await _ask_until(ask, store, provider, holder, within)
 
 
 async def wait_for_slot(
     store: SlotStore, provider: str, holder: str, limit: int, lease_seconds: float, within: float
 ) -> bool:
-    """Try until a slot is free or ``within`` seconds pass. Polls with jittered back-off: a
-    waiting step costs one small Redis call every 20-250 ms, and waiters do not wake in lockstep."""
+    """``wait_for_account_slot`` for a provider without accounts."""
+
+    async def ask() -> str | None:
+        return NO_ACCOUNT if await store.try_acquire(provider, holder, limit, lease_seconds) else None
+
+    return await _ask_until(ask, store, provider, holder, within) is not None
+
+
+async def _ask_until(
+    ask: Callable[[], Awaitable[str | None]], store: SlotStore, provider: str, holder: str, within: float
+) -> str | None:
+    """Asks with jittered back-off (one small Redis call every 20-250 ms), so waiters do not wake
+    in lockstep; the queue, not the luck of the timing, decides who goes next."""
     deadline = time.monotonic() + within
     pause = 0.02
-    while True:
-        if await store.try_acquire(provider, holder, limit, lease_seconds):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())) * random.uniform(0.5, 1.0))  # noqa: S311
-        pause = min(0.25, pause * 2)
+    granted: str | None = None
+    try:
+        while True:
+            granted = await ask()
+            if granted is not None or time.monotonic() >= deadline:
+                return granted
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())) * random.uniform(0.5, 1.0))  # noqa: S311
+            pause = min(0.25, pause * 2)
+    finally:
+        if granted is None:  # gave up, or the step was interrupted: let the next waiter go
+            await asyncio.shield(store.abandon(provider, holder))
