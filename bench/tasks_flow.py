@@ -20,7 +20,8 @@ installs it. On MariaDB (database `wardrobe_bench_tasks`, re-created) and Redis 
 
 Everything it starts (server, worker, k6) runs on 127.0.0.1 and is stopped by process id at the end,
 also on an error or Ctrl-C; every wait is bounded. It reuses bench/run.py's process registry, CPU
-sampling, idle wait and database re-creation. bench/TASKS.md explains the figures.
+sampling and idle wait, and bench/common.py's set-up (database, users, settings) and report writing.
+bench/TASKS.md explains the figures.
 """
 
 from __future__ import annotations
@@ -31,46 +32,50 @@ import http.client
 import json
 import math
 import os
-import platform
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common import (
+    FIXED_SETTINGS,
+    RESULTS_DIR,
+    Check,
+    Stores,
+    extra_settings,
+    machine_and_software,
+    migrate,
+    rates,
+    run_bench,
+    write_report,
+)
 from run import (
     CLOCK_TICKS,
     CPU_COUNT,
     K6_GRACE_S,
     LOOPBACK,
-    MIGRATE_TIMEOUT_S,
-    MYSQL_ROOT_URL,
     VENV_BIN,
     BenchError,
     Registry,
     Sampler,
     Started,
     Usage,
+    _bounded,
+    _fmt,
     _metric,
-    _on_sigterm,
-    _prepare_wardrobe_db,
-    _recreate_database,
-    clean_env,
     find_k6,
     free_port,
     machine_busy_ticks,
     pids_by_name,
     pids_cpu_ticks,
-    run_step,
     say,
     tree_cpu_ticks,
     vus_for,
@@ -79,32 +84,15 @@ from run import (
 )
 
 if TYPE_CHECKING:
-    from redis import Redis
-
     from wardrobe.settings import Settings
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-K6_SCRIPT = BENCH_DIR / "create_tasks.js"
-RESULTS_DIR = BENCH_DIR / "results"
+K6_SCRIPT = Path(__file__).resolve().parent / "create_tasks.js"
 
-DB_NAME = "wardrobe_bench_tasks"
-DB_URL = f"{MYSQL_ROOT_URL}/{DB_NAME}?charset=utf8mb4"
-REDIS_URL = f"redis://{LOOPBACK}:6379/13"
-REDIS_PREFIX = "wardrobe-bench-tasks"
-STREAM = f"{REDIS_PREFIX}:tasks"  # the task stream of the runtime (worker/runtime.py: queue_name)
+# Its keys in Redis: the task stream, limiter windows, provider health.
+STORES = Stores(db_name="wardrobe_bench_tasks", redis_db=13, redis_prefix="wardrobe-bench-tasks")
+STREAM = f"{STORES.redis_prefix}:tasks"  # the task stream of the runtime (worker/runtime.py: queue_name)
 SERVER_WORKERS = 2
 REQUEST_TIMEOUT_S = 10
-TOKEN_TTL_S = 7200
-# Set by this script; --wardrobe-env can't change them.
-FIXED_SETTINGS = (
-    "WARDROBE_DATABASE_URL",
-    "WARDROBE_REDIS_URL",
-    "WARDROBE_REDIS_KEY_PREFIX",
-    "WARDROBE_JWT_SECRET",
-    "WARDROBE_VAR_DIR",
-    "WARDROBE_WORKER_IN_PROCESS",
-)
 
 # The features: `bench_create` (part 1) and `bench_p3` run the 3-step pipeline, `bench_p1` the 1-step one.
 CREATE_FEATURE = "bench_create"
@@ -142,39 +130,15 @@ _T0 = time.monotonic()
 
 def wardrobe_env(work: Path, secret: str, extra: dict[str, str]) -> dict[str, str]:
     """The environment of every Wardrobe process of the run (server, worker, migrate)."""
-    env = clean_env(
-        WARDROBE_DATABASE_URL=DB_URL,
-        WARDROBE_REDIS_URL=REDIS_URL,
-        WARDROBE_REDIS_KEY_PREFIX=REDIS_PREFIX,
-        WARDROBE_JWT_SECRET=secret,
-        WARDROBE_ACCESS_TOKEN_TTL_SECONDS=str(TOKEN_TTL_S),
-        WARDROBE_LOG_LEVEL="WARNING",
-        WARDROBE_SEED_DEMO_DATA="false",
-        WARDROBE_AUTO_MIGRATE="false",
-        WARDROBE_VAR_DIR=str(work / "wardrobe-var"),
-        # The API processes only create and publish: a dedicated-worker deployment.
-        WARDROBE_WORKER_IN_PROCESS="false",
+    env = STORES.wardrobe_env(
+        work,
+        secret,
         # This measures the task path at rates no edge limit would let a handful of users reach
         # (60 creations/minute per user by default); the limits are measured by bench/run.py.
         WARDROBE_RATE_LIMITS_ENABLED="false",
     )
     env.update(extra)
     return env
-
-
-def bench_settings(work: Path) -> Settings:
-    """Settings for the code this script runs in-process (catalog, quota, creating part 2's tasks)."""
-    from wardrobe.settings import Settings
-
-    return Settings(
-        _env_file=None,
-        database_url=DB_URL,
-        redis_url=REDIS_URL,
-        redis_key_prefix=REDIS_PREFIX,
-        var_dir=work / "wardrobe-var",
-        worker_in_process=False,
-        log_level="WARNING",
-    )
 
 
 def pipeline_definition(steps: int) -> dict[str, Any]:
@@ -232,32 +196,12 @@ async def prepare_catalog_and_quota(settings: Settings, grants: dict[int, int]) 
         await close_infra(infra)
 
 
-def redis_client() -> Redis:
-    from redis import Redis
-
-    return Redis.from_url(REDIS_URL, socket_timeout=5)
-
-
 def stream_length() -> int:
-    client = redis_client()
+    client = STORES.redis()
     try:
         return int(client.xlen(STREAM))
     finally:
         client.close()
-
-
-def cleanup_redis() -> None:
-    """Remove this run's keys (the task stream, limiter windows, provider health) from Redis db 13."""
-    try:
-        client = redis_client()
-        try:
-            keys = list(client.scan_iter(match=f"{REDIS_PREFIX}*", count=500))[:100_000]
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
-    except Exception as exc:
-        say(f"could not clean Redis keys {REDIS_PREFIX}*: {exc!r}")
 
 
 class Database:
@@ -268,7 +212,7 @@ class Database:
         from wardrobe.core.db import create_engine
         from wardrobe.settings import Settings
 
-        self._engine = create_engine(Settings(_env_file=None, database_url=DB_URL, db_pool_size=2))
+        self._engine = create_engine(Settings(_env_file=None, database_url=STORES.db_url, db_pool_size=2))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -288,7 +232,7 @@ class Database:
         """MariaDB's statement counters and Redis's command count, server-wide, as of now."""
         names = ", ".join(f"'{name}'" for name in DB_COUNTERS)
         found = {str(k): int(v) for k, v in await self.rows(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")}
-        client = redis_client()
+        client = STORES.redis()
         try:
             found["redis_commands"] = int(client.info("stats")["total_commands_processed"])
         finally:
@@ -303,13 +247,6 @@ def counter_deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, i
 async def counters_now() -> dict[str, int]:
     async with Database() as db:
         return await db.counters()
-
-
-@dataclass(slots=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
 
 
 def check(name: str, failures: Sequence[str], detail: str) -> Check:
@@ -904,7 +841,7 @@ def bench_pipelines(
     registry: Registry, work: Path, env: dict[str, str], users: list[int], args: argparse.Namespace
 ) -> list[PipelineRun]:
     """Part 2: for the 3-step and the 1-step pipeline, enqueue, run on one fresh worker, check."""
-    settings = bench_settings(work)
+    settings = STORES.settings(work)
     run_id = secrets.token_hex(4)
     runs: list[PipelineRun] = []
     for steps, feature in PIPELINES.items():
@@ -919,7 +856,7 @@ def bench_pipelines(
         asyncio.run(pipeline_checks(run, batch, users))
         # Messages left in the stream (re-sends for tasks already done) must not land on the next
         # worker: each pipeline starts on an empty stream, as a fresh deployment would.
-        cleanup_redis()
+        STORES.cleanup_redis()
         say(
             f"  {run.tasks_per_s:.1f} tasks/s over {run.busy_s:.1f} s, worker {run.cpu_ms_per_task:.1f} ms CPU/task, "
             f"MariaDB {run.db_cpu_s / run.tasks * 1000:.1f} ms/task; checks "
@@ -952,10 +889,6 @@ class Report:
     @property
     def passed(self) -> bool:
         return all(c.ok for c in [*self.create_checks, *(c for p in self.pipelines for c in p.checks)])
-
-
-def _fmt(value: float, digits: int = 1) -> str:
-    return "–" if value != value else f"{value:,.{digits}f}"  # NaN → dash
 
 
 def _checks_table(checks: Iterable[Check]) -> list[str]:
@@ -1114,32 +1047,6 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def machine_and_software(k6: Path | None, mariadb: str) -> tuple[str, str]:
-    cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "?")
-    kib = next(
-        (int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal:")), 0
-    )
-    k6_version = run_step("k6 version", [str(k6), "version"], cwd=ROOT, timeout=30).split("(")[0].strip() if k6 else ""
-    machine = (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores, {kib / 2**20:.1f} GiB, {platform.system()} {platform.release()}"
-    )
-    software = [f"Python {platform.python_version()}", k6_version, f"MariaDB {mariadb}", wardrobe_source()]
-    return machine, ", ".join(x for x in software if x)
-
-
-def wardrobe_source() -> str:
-    """Which code ran: the package's folder, and the commit with or without local changes."""
-    import wardrobe
-
-    package = Path(wardrobe.__file__).resolve().parent
-    git = ["git", "-C", str(ROOT)]
-    commit = run_step("git commit", [*git, "rev-parse", "--short", "HEAD"], cwd=ROOT, timeout=30).strip()
-    changed = run_step("git status", [*git, "status", "--porcelain", "src"], cwd=ROOT, timeout=30).strip()
-    where = "src/wardrobe" if package == ROOT / "src" / "wardrobe" else str(package)
-    return f"Wardrobe from {where} (repository at {commit}{', src/ with uncommitted changes' if changed else ''})"
-
-
 def report_json(report: Report) -> dict[str, Any]:
     data = asdict(report)
     data["passed"] = report.passed
@@ -1157,26 +1064,6 @@ def report_json(report: Report) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _rates(text: str) -> list[int]:
-    try:
-        rates = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
-    if not rates or rates[0] < 1 or rates[-1] > 5000:
-        raise argparse.ArgumentTypeError("rates must be between 1 and 5000")
-    return rates
-
-
-def _bounded(low: float, high: float, kind: Callable[[str], float] = float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=".venv/bin/python bench/tasks_flow.py",
@@ -1187,7 +1074,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only", choices=("create", "pipeline"), default=None, help="run one part only (default: both)"
     )
     part1 = parser.add_argument_group("part 1: creating tasks")
-    part1.add_argument("--rates", type=_rates, default=[30, 60, 90], help="offered requests/s (30,60,90)")
+    part1.add_argument("--rates", type=rates(5000), default=[30, 60, 90], help="offered requests/s (30,60,90)")
     part1.add_argument("--duration", type=_bounded(1, 300, int), default=20, help="seconds per rate (20)")
     part1.add_argument("--warmup", type=_bounded(0, 60, int), default=5, help="warm-up s at the lowest rate (5)")
     part1.add_argument("--pause", type=_bounded(0, 30), default=2.0, help="seconds of rest between stages (2)")
@@ -1221,36 +1108,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     report = Report(
         started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         command=" ".join([".venv/bin/python bench/tasks_flow.py", *(argv if argv is not None else sys.argv[1:])]),
     )
-    for item in args.wardrobe_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name.startswith("WARDROBE_") or name in FIXED_SETTINGS:
-            say(f"--wardrobe-env wants WARDROBE_NAME=VALUE, other than {', '.join(FIXED_SETTINGS)}: {item!r}")
-            return 2
-        report.wardrobe_env[name] = value
-    registry = Registry()
-    work = Path(tempfile.mkdtemp(prefix="wardrobe-bench-tasks-"))
-    say(f"temporary folder {work}")
     try:
+        report.wardrobe_env = extra_settings(args.wardrobe_env, FIXED_SETTINGS)
+    except ValueError as exc:
+        say(str(exc))
+        return 2
+
+    def measure(registry: Registry, work: Path) -> int:
         # A private copy: a concurrent `uv sync` without the bench group removes the venv's k6.
         k6 = work / "k6" if args.only != "pipeline" else None
         if k6 is not None:
             shutil.copy2(find_k6(), k6)
-        from wardrobe.core.security import TokenCodec, hash_password_sync
-
         secret = secrets.token_urlsafe(32)  # per run, never stored
         env = wardrobe_env(work, secret, report.wardrobe_env)
-        say(f"MariaDB: recreating database {DB_NAME}")
-        mariadb = asyncio.run(_recreate_database(DB_NAME))
+        mariadb = STORES.recreate_database()
         report.machine, report.software = machine_and_software(k6, mariadb)
-        run_step(
-            "wardrobe migrate", [str(VENV_BIN / "wardrobe"), "migrate"], cwd=work, env=env, timeout=MIGRATE_TIMEOUT_S
-        )
-        cleanup_redis()
+        migrate(work, env)
+        STORES.cleanup_redis()
         # Users 1..U for part 1, the next P for part 2, and one more for the sanity check.
         create_users = list(range(1, args.users + 1))
         pipeline_users = list(range(args.users + 1, args.users + args.pipeline_users + 1))
@@ -1262,13 +1140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sanity_user: QUOTA_COST,
         }
         say(f"creating {len(grants):,} users with a session and a quota grant each, and the bench features")
-        sessions = asyncio.run(
-            _prepare_wardrobe_db(DB_URL, len(grants), hash_password_sync(secrets.token_hex(8) + "a1"))
-        )
-        asyncio.run(prepare_catalog_and_quota(bench_settings(work), grants))
-        settings = bench_settings(work)
-        codec = TokenCodec(secret, settings.jwt_issuer, settings.jwt_audience, TOKEN_TTL_S)
-        tokens = {uid: codec.issue_access(uid, "user", sid) for uid, sid in sessions}
+        tokens = STORES.users(len(grants), secret)
+        asyncio.run(prepare_catalog_and_quota(STORES.settings(work), grants))
         report.create_users, report.quota = args.users, args.quota
         # Part 2 runs first: part 1 leaves thousands of queued tasks (and their stream messages) that
         # a worker must never see.
@@ -1279,29 +1152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k6, registry, work, env, tokens, create_users, sanity_user, args
             )
         report.seconds = time.monotonic() - _T0
-        markdown = render(report)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(markdown)
-        args.output.with_suffix(".json").write_text(json.dumps(report_json(report), indent=2, default=str))
-        print(markdown)
-        say(f"written to {args.output} (and {args.output.with_suffix('.json').name})")
-        if not report.passed:
-            say("FAILED: a check did not hold (see the report)")
-            return 1
-        return 0
-    except BenchError as exc:
-        say(f"FAILED: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted: stopping everything started")
-        return 130
-    finally:
-        registry.stop_all()
-        cleanup_redis()
-        if args.keep_temp:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        return write_report(args.output, render(report), report_json(report), passed=report.passed)
+
+    return run_bench(
+        measure, temp_prefix="wardrobe-bench-tasks-", keep_temp=args.keep_temp, cleanup=STORES.cleanup_redis
+    )
 
 
 if __name__ == "__main__":

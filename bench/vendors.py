@@ -31,13 +31,9 @@ import argparse
 import asyncio
 import io
 import json
-import math
 import resource
 import secrets
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -46,57 +42,53 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common import (
+    FIXED_SETTINGS,
+    RESULTS_DIR,
+    ROOT,
+    Check,
+    Stores,
+    extra_settings,
+    machine_and_software,
+    migrate,
+    percentile,
+    run_bench,
+    write_report,
+)
 from run import (
     CLOCK_TICKS,
     CPU_COUNT,
     LOOPBACK,
-    MIGRATE_TIMEOUT_S,
-    MYSQL_ROOT_URL,
     VENV_BIN,
     BenchError,
     Registry,
     Started,
-    _on_sigterm,
-    _prepare_wardrobe_db,
-    _recreate_database,
-    clean_env,
+    _bounded,
+    _fmt,
     free_port,
     machine_busy_ticks,
     pids_by_name,
     pids_cpu_ticks,
-    run_step,
     say,
     tree_cpu_ticks,
     wait_for_idle,
     wait_until_up,
 )
-from tasks_flow import machine_and_software
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the peer lives in tests/peers/
 
-DB_NAME = "wardrobe_bench_vendors"
-DB_URL = f"{MYSQL_ROOT_URL}/{DB_NAME}?charset=utf8mb4"
-REDIS_URL = f"redis://{LOOPBACK}:6379/14"
-REDIS_PREFIX = "wardrobe-bench-vendors"
-TOKEN_TTL_S = 7200
+# Its keys in Redis: the task stream, provider slots, limiter windows.
+STORES = Stores(db_name="wardrobe_bench_vendors", redis_db=14, redis_prefix="wardrobe-bench-vendors")
 API_KEY = "wardrobe-bench-runninghub-key-01"  # the peer's only key; obviously fake
 FEATURE = "bench_outfit"
 STEP = "change"
 ACTION = "outfit_change"
 PROVIDER = "runninghub"
 WORKERS = 2
-# Set by this script; --wardrobe-env can't change them.
-FIXED_SETTINGS = (
-    "WARDROBE_DATABASE_URL",
-    "WARDROBE_REDIS_URL",
-    "WARDROBE_REDIS_KEY_PREFIX",
-    "WARDROBE_JWT_SECRET",
-    "WARDROBE_VAR_DIR",
-    "WARDROBE_WORKER_IN_PROCESS",
+# Set by this script (the stores' settings and the vendor's); --wardrobe-env can't change them.
+VENDOR_SETTINGS = (
+    *FIXED_SETTINGS,
     "WARDROBE_RUNNINGHUB_BASE_URL",
     "WARDROBE_RUNNINGHUB_API_KEY",
     "WARDROBE_RUNNINGHUB_WORKFLOWS",
@@ -117,18 +109,10 @@ def wardrobe_env(work: Path, secret: str, peer_url: str, api_port: int, args: ar
     """The environment of every Wardrobe process of the run (API, workers, migrate)."""
     from tests.peers.runninghub_fixtures import RUNNINGHUB_WORKFLOWS_SETTING
 
-    env = clean_env(
-        WARDROBE_DATABASE_URL=DB_URL,
-        WARDROBE_REDIS_URL=REDIS_URL,
-        WARDROBE_REDIS_KEY_PREFIX=REDIS_PREFIX,
-        WARDROBE_JWT_SECRET=secret,
-        WARDROBE_ACCESS_TOKEN_TTL_SECONDS=str(TOKEN_TTL_S),
-        WARDROBE_LOG_LEVEL="WARNING",
-        WARDROBE_SEED_DEMO_DATA="false",
-        WARDROBE_AUTO_MIGRATE="false",
-        WARDROBE_VAR_DIR=str(work / "wardrobe-var"),
-        # A dedicated-worker deployment: the API creates and publishes, the 2 workers run tasks.
-        WARDROBE_WORKER_IN_PROCESS="false",
+    # A dedicated-worker deployment: the API creates and publishes, the 2 workers run tasks.
+    env = STORES.wardrobe_env(
+        work,
+        secret,
         WARDROBE_RUNNINGHUB_BASE_URL=peer_url,
         WARDROBE_RUNNINGHUB_API_KEY=API_KEY,
         WARDROBE_RUNNINGHUB_WORKFLOWS=json.dumps({ACTION: RUNNINGHUB_WORKFLOWS_SETTING[ACTION]}),
@@ -202,7 +186,7 @@ async def grant_quota(users: Sequence[int], amount: int, admin: int) -> None:
     from wardrobe.modules.billing import quota
     from wardrobe.settings import Settings
 
-    engine = create_engine(Settings(_env_file=None, database_url=DB_URL, db_pool_size=2))
+    engine = create_engine(Settings(_env_file=None, database_url=STORES.db_url, db_pool_size=2))
     try:
         from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -383,7 +367,7 @@ async def db_rows(query: str, **params: Any) -> list[tuple[Any, ...]]:
     from wardrobe.core.db import create_engine
     from wardrobe.settings import Settings
 
-    engine = create_engine(Settings(_env_file=None, database_url=DB_URL, db_pool_size=1))
+    engine = create_engine(Settings(_env_file=None, database_url=STORES.db_url, db_pool_size=1))
     try:
         async with engine.connect() as conn:
             return [tuple(r) for r in await conn.execute(text(query), params)]
@@ -409,7 +393,7 @@ async def watch(count: int, within: float, procs: Sequence[Started]) -> float:
     from wardrobe.core.db import create_engine
     from wardrobe.settings import Settings
 
-    engine = create_engine(Settings(_env_file=None, database_url=DB_URL, db_pool_size=1))
+    engine = create_engine(Settings(_env_file=None, database_url=STORES.db_url, db_pool_size=1))
     deadline = time.monotonic() + within
     last_say = 0.0
     try:
@@ -474,20 +458,12 @@ def read_tasks(peer: Peer) -> list[TaskRow]:
 # ---------------------------------------------------------------------------------------------
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
 def dist(values: Sequence[float]) -> dict[str, float]:
     return {
         "n": len(values),
         "mean": sum(values) / len(values) if values else float("nan"),
-        "p50": pct(values, 50),
-        "p95": pct(values, 95),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
         "max": max(values) if values else float("nan"),
     }
 
@@ -496,13 +472,6 @@ def phase(
     rows: Sequence[TaskRow], a: Callable[[TaskRow], float | None], b: Callable[[TaskRow], float | None]
 ) -> dict[str, float]:
     return dist([bv - av for r in rows if (av := a(r)) is not None and (bv := b(r)) is not None])
-
-
-@dataclass(slots=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
 
 
 @dataclass(slots=True)
@@ -656,10 +625,6 @@ def run_checks(report: Report, rows: list[TaskRow], created: list[Creation], arg
 # ---------------------------------------------------------------------------------------------
 
 
-def _f(value: float, digits: int = 2) -> str:
-    return "–" if value != value else f"{value:,.{digits}f}"
-
-
 def render(report: Report) -> str:
     s = report.settings
     lines = [
@@ -681,12 +646,12 @@ def render(report: Report) -> str:
         "| tasks | creation span s | wall s (first created → last terminal) | tasks/s | steady tasks/s (10–90 %) "
         "| ideal C/(q+r) | achieved / ideal | vendor slot utilisation |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {s['tasks']} | {_f(report.creation['span_s'])} | {_f(report.wall_s, 1)} | {_f(report.throughput)} "
-        f"| {_f(report.steady_throughput)} | {_f(report.ideal)} | {_f(report.throughput / report.ideal * 100, 1)} % "
-        f"| {_f(report.utilisation * 100, 1)} % |",
+        f"| {s['tasks']} | {_fmt(report.creation['span_s'], 2)} | {_fmt(report.wall_s, 1)} "
+        f"| {_fmt(report.throughput, 2)} | {_fmt(report.steady_throughput, 2)} | {_fmt(report.ideal, 2)} "
+        f"| {_fmt(report.throughput / report.ideal * 100, 1)} % | {_fmt(report.utilisation * 100, 1)} % |",
         "",
-        f"Creation requests: p50 {_f(report.creation['p50_ms'], 1)} ms, p95 {_f(report.creation['p95_ms'], 1)} ms, "
-        f"max {_f(report.creation['max_ms'], 1)} ms.",
+        f"Creation requests: p50 {_fmt(report.creation['p50_ms'], 1)} ms, p95 {_fmt(report.creation['p95_ms'], 1)} ms, "
+        f"max {_fmt(report.creation['max_ms'], 1)} ms.",
         "",
         "## Latency per task (seconds)",
         "",
@@ -695,7 +660,8 @@ def render(report: Report) -> str:
     ]
     for name, d in report.latency.items():
         lines.append(
-            f"| {name} | {d['n']} | {_f(d['mean'], 3)} | {_f(d['p50'], 3)} | {_f(d['p95'], 3)} | {_f(d['max'], 3)} |"
+            f"| {name} | {d['n']} | {_fmt(d['mean'], 3)} | {_fmt(d['p50'], 3)} | {_fmt(d['p95'], 3)} "
+            f"| {_fmt(d['max'], 3)} |"
         )
     p, c = report.peer, report.completion
     lines += [
@@ -705,13 +671,13 @@ def render(report: Report) -> str:
         f"- Creates: {p['creates']}; peak in flight: {p['peak_in_flight']} (cap {s['cap']}); 421 refusals: "
         f"{p['refusals_421']}; other refusals by code: {p['refusals_other'] or 'none'} ({p['polls_not_ready']:,} polls "
         f"answered 813/804, not ready yet); mean in flight while 10–90 % of the tasks ended: "
-        f"{_f(p['steady_mean_in_flight'])} of {s['cap']}",
+        f"{_fmt(p['steady_mean_in_flight'], 2)} of {s['cap']}",
         f"- Calls by path: {', '.join(f'`{k}` {v:,}' for k, v in p['calls'].items())}",
         f"- Webhooks: {p['webhooks_delivered']} delivered, {p['webhooks_gave_up']} given up, "
         f"{p['webhook_posts']} posts; "
         f"{c['webhooks_recorded']} recorded by the API, {c['webhook_before_step_end']} of them before the step ended",
         f"- Steps completed by a poll of `/outputs`: {c['steps_completed_by_poll']} (the engine does not wake on a "
-        f"webhook); {c['outputs_polls']:,} polls, {_f(c['polls_per_task'], 1)} per task; most attempts of a step: "
+        f"webhook); {c['outputs_polls']:,} polls, {_fmt(c['polls_per_task'], 1)} per task; most attempts of a step: "
         f"{c['step_attempts_max']}; tasks run more than once: {c['tasks_run_twice']}",
         "",
         "## CPU over the run (creation start → last terminal)",
@@ -723,9 +689,10 @@ def render(report: Report) -> str:
         if name == "wall_s" or name == "machine_busy_cores":
             continue
         lines.append(
-            f"| {name} | {_f(cpu_s, 1)} | {_f(cpu_s / report.cpu['wall_s'], 2)} | {_f(cpu_s / s['tasks'] * 1000, 1)} |"
+            f"| {name} | {_fmt(cpu_s, 1)} | {_fmt(cpu_s / report.cpu['wall_s'], 2)} "
+            f"| {_fmt(cpu_s / s['tasks'] * 1000, 1)} |"
         )
-    lines += [f"| whole machine (busy cores) | – | {_f(report.cpu['machine_busy_cores'], 2)} | – |", ""]
+    lines += [f"| whole machine (busy cores) | – | {_fmt(report.cpu['machine_busy_cores'], 2)} | – |", ""]
     lines += ["## Checks", "", "| check | result | detail |", "| --- | --- | --- |"]
     lines += [f"| {c.name} | {'PASS' if c.ok else 'FAIL'} | {c.detail} |" for c in report.checks]
     return "\n".join(lines) + "\n"
@@ -736,27 +703,10 @@ def render(report: Report) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def cleanup_redis() -> None:
-    """Remove this run's keys (task stream, slots, limiter windows) from Redis database 14."""
-    try:
-        from redis import Redis
-
-        client = Redis.from_url(REDIS_URL, socket_timeout=5)
-        try:
-            keys = list(client.scan_iter(match=f"{REDIS_PREFIX}*", count=500))[:100_000]
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
-    except Exception as exc:
-        say(f"could not clean Redis keys {REDIS_PREFIX}*: {exc!r}")
-
-
 def wait_for_consumers(count: int, procs: Sequence[Started]) -> None:
     """Until ``count`` readers wait on the task stream (each worker has one), bounded."""
-    from redis import Redis
-
-    client = Redis.from_url(REDIS_URL, socket_timeout=5, decode_responses=True)
+    client = STORES.redis(decode_responses=True)
+    db = str(STORES.redis_db)
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     try:
         while time.monotonic() < deadline:
@@ -765,7 +715,7 @@ def wait_for_consumers(count: int, procs: Sequence[Started]) -> None:
                     raise BenchError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
             # A reader blocked on the stream shows as a client whose last command is XREADGROUP (the
             # group lists a consumer only once it was handed a message).
-            consumers = sum(1 for c in client.client_list() if c.get("cmd") == "xreadgroup" and c.get("db") == "14")
+            consumers = sum(1 for c in client.client_list() if c.get("cmd") == "xreadgroup" and c.get("db") == db)
             if consumers >= count:
                 return
             time.sleep(0.2)
@@ -784,9 +734,6 @@ def self_cpu() -> float:
 
 
 def bench(registry: Registry, work: Path, report: Report, args: argparse.Namespace) -> None:
-    from wardrobe.core.security import TokenCodec, hash_password_sync
-    from wardrobe.settings import Settings
-
     (work / "wardrobe-var").mkdir()
     secret = secrets.token_urlsafe(32)  # per run, never stored
     api_port = free_port()
@@ -795,24 +742,16 @@ def bench(registry: Registry, work: Path, report: Report, args: argparse.Namespa
             f"RunningHub peer on {peer.base_url}: cap {args.cap}, {args.queued_s} s queued + {args.running_s} s running"
         )
         env = wardrobe_env(work, secret, peer.base_url, api_port, args)
-        say(f"MariaDB: recreating database {DB_NAME}")
-        mariadb = asyncio.run(_recreate_database(DB_NAME))
+        mariadb = STORES.recreate_database()
         report.machine, report.software = machine_and_software(None, mariadb)
-        run_step(
-            "wardrobe migrate", [str(VENV_BIN / "wardrobe"), "migrate"], cwd=work, env=env, timeout=MIGRATE_TIMEOUT_S
-        )
-        cleanup_redis()
+        migrate(work, env)
+        STORES.cleanup_redis()
         users = list(range(1, args.users + 1))
         admin = args.users + 1
         say(f"creating {args.users} users (and an admin) with a session each, and their quota")
-        sessions = asyncio.run(
-            _prepare_wardrobe_db(DB_URL, args.users + 1, hash_password_sync(secrets.token_hex(8) + "a1"))
-        )
+        tokens = STORES.users(args.users + 1, secret, admins={admin})
         per_user = -(-args.tasks // args.users)
         asyncio.run(grant_quota(users, per_user, admin))
-        defaults = Settings(_env_file=None, database_url=DB_URL)
-        codec = TokenCodec(secret, defaults.jwt_issuer, defaults.jwt_audience, TOKEN_TTL_S)
-        tokens = {uid: codec.issue_access(uid, "admin" if uid == admin else "user", sid) for uid, sid in sessions}
         admin_token = tokens.pop(admin)
 
         base = f"http://{LOOPBACK}:{api_port}"
@@ -882,8 +821,8 @@ def bench(registry: Registry, work: Path, report: Report, args: argparse.Namespa
         answer_ms = [(c.answered - c.sent) * 1000 for c in created]
         report.creation = {
             "span_s": max(c.answered for c in created) - min(c.sent for c in created),
-            "p50_ms": pct(answer_ms, 50),
-            "p95_ms": pct(answer_ms, 95),
+            "p50_ms": percentile(answer_ms, 50),
+            "p95_ms": percentile(answer_ms, 95),
             "max_ms": max(answer_ms),
         }
         rows = read_tasks(peer)
@@ -916,16 +855,6 @@ def report_json(report: Report) -> dict[str, Any]:
     data = asdict(report)
     data["passed"] = report.passed
     return data
-
-
-def _bounded(low: float, high: float, kind: Callable[[str], float] = float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
-        return value
-
-    return parse
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -961,19 +890,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary folder (server and worker logs)")
     args = parser.parse_args(argv)
-    args.extra_env = {}
-    for item in args.wardrobe_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name.startswith("WARDROBE_") or name in FIXED_SETTINGS:
-            parser.error(f"--wardrobe-env wants WARDROBE_NAME=VALUE, other than {', '.join(FIXED_SETTINGS)}: {item!r}")
-        args.extra_env[name] = value
+    try:
+        args.extra_env = extra_settings(args.wardrobe_env, VENDOR_SETTINGS)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     report = Report(
         started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         command="python3 dev.py bench-vendors" + "".join(f" {a}" for a in argv),
@@ -992,35 +918,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker_concurrency": int(concurrency) if concurrency else 8,
         "wardrobe_env": args.extra_env,
     }
-    registry = Registry()
-    work = Path(tempfile.mkdtemp(prefix="wardrobe-bench-vendors-"))
-    say(f"temporary folder {work}")
-    try:
+
+    def measure(registry: Registry, work: Path) -> int:
         bench(registry, work, report, args)
         report.seconds = time.monotonic() - _T0
-        markdown = render(report)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(markdown)
-        args.output.with_suffix(".json").write_text(json.dumps(report_json(report), indent=2, default=str))
-        print(markdown)
-        say(f"written to {args.output} (and {args.output.with_suffix('.json').name})")
-        if not report.passed:
-            say("FAILED: a check did not hold (see the report)")
-            return 1
-        return 0
-    except BenchError as exc:
-        say(f"FAILED: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted: stopping everything started")
-        return 130
-    finally:
-        registry.stop_all()
-        cleanup_redis()
-        if args.keep_temp:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        return write_report(args.output, render(report), report_json(report), passed=report.passed)
+
+    return run_bench(
+        measure, temp_prefix="wardrobe-bench-vendors-", keep_temp=args.keep_temp, cleanup=STORES.cleanup_redis
+    )
 
 
 if __name__ == "__main__":
