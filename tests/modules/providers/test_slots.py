@@ -101,7 +101,7 @@ async def test_waiters_are_served_in_arrival_order_under_contention(store: SlotS
     waiters = [f"w{i}" for i in range(10)]
     for waiter in waiters:
         assert not await store.try_acquire("p", waiter, 1, 60)
-    served = []
+    served: list[str] = []
     holder = "w-start"
     while len(served) < len(waiters):
         await store.release("p", holder)
@@ -111,3 +111,10 @@ async def test_waiters_are_served_in_arrival_order_under_contention(store: SlotS
                 holder = waiter
                 break
     assert served == waiters
+
+
+async def test_a_waiter_learns_its_place_in_the_queue(store: SlotStore) -> None:
+    assert await store.ask("p", "running", [("", 1)], 60) == ("", 0)
+    assert await store.ask("p", "first", [("", 1)], 60) == (None, 0)
+    assert await store.ask("p", "second", [("", 1)], 60) == (None, 1)
+    assert await store.ask("p", "first", [("", 1)], 60) == (None, 0)  # asking again keeps the place

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,10 +227,12 @@ class _WatchedSlots(MemorySlots):
         super().__init__()
         self.attempts: list[tuple[str, bool]] = []
 
-    async def try_acquire(self, provider: str, holder: str, limit: int, lease_seconds: float) -> bool:
-        won = await super().try_acquire(provider, holder, limit, lease_seconds)
-        self.attempts.append((holder, won))
-        return won
+    async def ask(
+        self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> tuple[str | None, int]:
+        granted, place = await super().ask(provider, holder, accounts, lease_seconds)
+        self.attempts.append((holder, granted is not None))
+        return granted, place
 
 
 async def test_a_resumed_sync_step_waits_for_the_slot_of_the_call_its_lost_run_left_in_flight(

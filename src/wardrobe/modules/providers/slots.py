@@ -29,6 +29,8 @@ from redis.asyncio import Redis
 SEP = "\x1f"  # between account and holder in a member's name
 NO_ACCOUNT = ""  # the account of a provider that has none
 STALE_SECONDS = 5.0  # waiters ask again every 20-250 ms; one silent this long is gone
+HEAD_PLACES = 2  # waiters this near the front ask every HEAD_PAUSE
+HEAD_PAUSE = 0.02
 
 # KEYS = slot set, queue (holder -> first ask), seen (holder -> last ask)
 # ARGV = now, expires_at, holder, stale_before, then account, limit pairs in preference order
@@ -64,8 +66,9 @@ for i = 5, #ARGV, 2 do
     best, room = ARGV[i], left
   end
 end
-if not best or redis.call('ZRANK', KEYS[2], ARGV[3]) >= free then
-  return false
+local rank = redis.call('ZRANK', KEYS[2], ARGV[3])
+if not best or rank >= free then
+  return '#' .. rank
 end
 redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[3])
@@ -79,13 +82,18 @@ return best
 
 
 class SlotStore(Protocol):
+    async def ask(
+        self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> tuple[str | None, int]:
+        """A slot on one of ``accounts`` (name, limit): the holder's current one, or — if the
+        holder's turn has come — the one with the most room (earlier wins a tie). Returns the
+        account's name (None: all full, or others asked first) and the holder's place in the
+        queue (0 when granted)."""
+        ...
+
     async def try_acquire_account(
         self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
-    ) -> str | None:
-        """A slot on one of ``accounts`` (name, limit): the holder's current one, or — if the
-        holder's turn has come — the one with the most room (earlier wins a tie); the account's
-        name, or None (all full, or others asked first)."""
-        ...
+    ) -> str | None: ...
 
     async def abandon(self, provider: str, holder: str) -> None:
         """The holder stops waiting: out of the queue."""
@@ -105,10 +113,15 @@ class SlotStore(Protocol):
 class _Slots:
     """What both stores derive from the account-aware primitive."""
 
+    async def ask(
+        self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> tuple[str | None, int]:
+        raise NotImplementedError
+
     async def try_acquire_account(
         self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
     ) -> str | None:
-        raise NotImplementedError
+        return (await self.ask(provider, holder, accounts, lease_seconds))[0]
 
     async def in_use_by_account(self, provider: str) -> dict[str, int]:
         raise NotImplementedError
@@ -133,15 +146,18 @@ class RedisSlots(_Slots):
             f"{self._prefix}:slotseen:{provider}",
         ]
 
-    async def try_acquire_account(
+    async def ask(
         self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
-    ) -> str | None:
+    ) -> tuple[str | None, int]:
         now = time.time()
         pairs = [str(x) for name, limit in accounts for x in (name, limit)]
-        won = await self._script(
+        answer = await self._script(
             keys=self._keys(provider), args=[now, now + lease_seconds, holder, now - STALE_SECONDS, *pairs]
         )
-        return None if won is None else (won.decode() if isinstance(won, bytes) else str(won))
+        text = answer.decode() if isinstance(answer, bytes) else str(answer)
+        if text.startswith("#"):  # not granted: our place in the queue
+            return None, int(text[1:])
+        return text, 0
 
     async def abandon(self, provider: str, holder: str) -> None:
         _, queue, seen = self._keys(provider)
@@ -165,9 +181,9 @@ class MemorySlots(_Slots):
         self._held: dict[str, dict[str, float]] = {}  # provider -> member -> lease expiry
         self._queue: dict[str, dict[str, list[float]]] = {}  # provider -> holder -> [first, last ask]
 
-    async def try_acquire_account(
+    async def ask(
         self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
-    ) -> str | None:
+    ) -> tuple[str | None, int]:
         now = time.monotonic()
         held = self._held.setdefault(provider, {})
         for other in [h for h, expires in held.items() if expires <= now]:
@@ -176,7 +192,7 @@ class MemorySlots(_Slots):
             account, _, who = member.partition(SEP)
             if who == holder:
                 held[member] = now + lease_seconds
-                return account
+                return account, 0
         queue = self._queue.setdefault(provider, {})
         for gone in [h for h, (_, last) in queue.items() if last < now - STALE_SECONDS]:
             del queue[gone]
@@ -190,10 +206,10 @@ class MemorySlots(_Slots):
                 best, room = name, left
         ahead = sum(1 for first, _ in queue.values() if first < queue[holder][0])
         if best is None or ahead >= free:
-            return None
+            return None, ahead
         del queue[holder]
         held[f"{best}{SEP}{holder}"] = now + lease_seconds
-        return best
+        return best, 0
 
     async def abandon(self, provider: str, holder: str) -> None:
         self._queue.get(provider, {}).pop(holder, None)
@@ -225,8 +241,8 @@ async def wait_for_account_slot(
 ) -> str | None:
     """Ask until a slot is granted or ``within`` seconds pass: the account granted, or None."""
 
-    async def ask() -> str | None:
-        return await store.try_acquire_account(provider, holder, accounts, lease_seconds)
+    async def ask() -> tuple[str | None, int]:
+        return await store.ask(provider, holder, accounts, lease_seconds)
 
     return await _ask_until(ask, store, provider, holder, within)
 
@@ -235,28 +251,26 @@ async def wait_for_slot(
     store: SlotStore, provider: str, holder: str, limit: int, lease_seconds: float, within: float
 ) -> bool:
     """``wait_for_account_slot`` for a provider without accounts."""
-
-    async def ask() -> str | None:
-        return NO_ACCOUNT if await store.try_acquire(provider, holder, limit, lease_seconds) else None
-
-    return await _ask_until(ask, store, provider, holder, within) is not None
+    granted = await wait_for_account_slot(store, provider, holder, [(NO_ACCOUNT, limit)], lease_seconds, within)
+    return granted is not None
 
 
 async def _ask_until(
-    ask: Callable[[], Awaitable[str | None]], store: SlotStore, provider: str, holder: str, within: float
+    ask: Callable[[], Awaitable[tuple[str | None, int]]], store: SlotStore, provider: str, holder: str, within: float
 ) -> str | None:
-    """Asks with jittered back-off (one small Redis call every 20-250 ms), so waiters do not wake
-    in lockstep; the queue, not the luck of the timing, decides who goes next."""
+    """The head of the queue asks every 20 ms, so a freed slot is not left idle (it is theirs to
+    take); the others back off to 250 ms with jitter, so a long queue costs Redis little and does
+    not wake in lockstep."""
     deadline = time.monotonic() + within
     pause = 0.02
     granted: str | None = None
     try:
         while True:
-            granted = await ask()
+            granted, place = await ask()
             if granted is not None or time.monotonic() >= deadline:
                 return granted
+            pause = HEAD_PAUSE if place < HEAD_PLACES else min(0.25, pause * 2)
             await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())) * random.uniform(0.5, 1.0))  # noqa: S311
-            pause = min(0.25, pause * 2)
     finally:
         if granted is None:  # gave up, or the step was interrupted: let the next waiter go
             await asyncio.shield(store.abandon(provider, holder))
