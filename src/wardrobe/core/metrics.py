@@ -50,6 +50,9 @@ PAYMENT_EVENTS = Counter(
     "Orders, payments, refunds and reconciliation outcomes by provider",
     ["provider", "event"],
 )
+STORAGE_GC = Counter(
+    "wardrobe_storage_gc_reclaimed_total", "What the orphan cleanup deleted (objects, bytes)", ["unit"]
+)
 VENDOR_CALLBACKS = Counter(
     "wardrobe_vendor_callbacks_total",
     "Vendor callbacks by provider and outcome (accepted, duplicate, bad_signature, malformed)",
