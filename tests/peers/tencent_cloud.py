@@ -1,8 +1,8 @@
 """Local peer of the Tencent Cloud API 3.0 (TC3-HMAC-SHA256): SMS ``SendSms`` and the Hunyuan
 image jobs (``SubmitHunyuanImageJob``/``QueryHunyuanImageJob``, in ``tests.peers.tencent_hunyuan``),
 the aiart image actions (``tests.peers.tencent_aiart``) and SCF ``Invoke`` with signed result
-callbacks (``tests.peers.tencent_scf``) and TMS/IMS content moderation
-(``tests.peers.tencent_moderation``).
+callbacks (``tests.peers.tencent_scf``), TMS/IMS content moderation
+(``tests.peers.tencent_moderation``) and KMS data keys (``tests.peers.tencent_kms``).
 
 It checks requests the way Tencent does (design/protocols.md §5 and §6) so that the official SDK
 and our adapters are exercised against the real protocol: signature, scope, clock skew, action
@@ -44,6 +44,7 @@ from tests.peers.tencent_hunyuan import (
     RESULT_PATH_PREFIX,
     HunyuanService,
 )
+from tests.peers.tencent_kms import KmsService
 from tests.peers.tencent_moderation import ModerationService
 from tests.peers.tencent_scf import SCF_RESULT_PREFIX, ScfService
 
@@ -303,6 +304,9 @@ class TencentCloudPeer:
             self._actions[name] = _Action(service_name, version, handler)
         self.moderation = ModerationService(clock=clock, error=TencentCloudError, lock=self._lock)
         for name, (service_name, version, handler) in self.moderation.actions().items():
+            self._actions[name] = _Action(service_name, version, handler)
+        self.kms = KmsService(error=TencentCloudError, lock=self._lock)
+        for name, (service_name, version, handler) in self.kms.actions().items():
             self._actions[name] = _Action(service_name, version, handler)
         self._deliveries: dict[str, list[float]] = {}
         self._faults: list[str] = []
