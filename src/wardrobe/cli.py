@@ -1,4 +1,4 @@
-"""Command line: ``wardrobe serve | migrate | seed | scheduler | admin create-user``."""
+"""Command line: ``wardrobe serve | migrate | seed | scheduler | admin create-user | crypto rotate``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pydantic import TypeAdapter, ValidationError
 app = typer.Typer(help="Wardrobe: AI image platform backend", no_args_is_help=True, add_completion=False)
 admin_app = typer.Typer(help="Administrative commands", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+crypto_app = typer.Typer(help="Envelope encryption keys (distributors' ID numbers)", no_args_is_help=True)
+app.add_typer(crypto_app, name="crypto")
 
 
 async def _prepare(migrate: bool, seed: bool) -> None:
@@ -178,6 +180,28 @@ async def _create_user(phone: str, password: str, role: str) -> int:
         raise typer.Exit(1) from exc
     finally:
         await close_infra(infra)
+
+
+@crypto_app.command("rotate")
+def crypto_rotate(
+    new_key: Annotated[
+        bool, typer.Option("--new-key", help="First add a new master key version (local key file) and make it current")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows re-wrapped per transaction")] = 200,
+) -> None:
+    """Re-wrap every stored data key under the current master key, while the service runs.
+
+    Records under older versions keep opening until they are moved; running it again moves only
+    what is still on an old key."""
+    from wardrobe.modules.crypto.commands import run_rotation
+    from wardrobe.modules.crypto.keys import EnvelopeError
+    from wardrobe.settings import get_settings
+
+    try:
+        asyncio.run(run_rotation(get_settings(), new_key=new_key, batch_size=batch_size, echo=typer.echo))
+    except (EnvelopeError, ValueError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def main() -> None:

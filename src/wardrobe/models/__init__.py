@@ -12,6 +12,7 @@ from wardrobe.models.billing import (
     QuotaHold,
 )
 from wardrobe.models.catalog import FeatureDefinition, FormSchema, PipelineSchema
+from wardrobe.models.distributors import ApplicationStatus, DistributorApplication
 from wardrobe.models.payments import (
     Order,
     OrderStatus,
@@ -25,9 +26,11 @@ from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, T
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
 __all__ = [
+    "ApplicationStatus",
     "AuditLog",
     "AuthSession",
     "Base",
+    "DistributorApplication",
     "FeatureDefinition",
     "FormSchema",
     "Gender",

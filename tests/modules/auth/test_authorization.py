@@ -73,6 +73,13 @@ ACCESS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/admin/users"): ADMIN,
     ("patch", "/api/v1/admin/users/{user_id}"): ADMIN,
     ("post", "/api/v1/admin/users/{user_id}/revoke-sessions"): ADMIN,
+    # Distributors: operators review (ID numbers masked); decrypting one is an admin's, audited.
+    ("post", "/api/v1/distributors/applications"): USER,
+    ("get", "/api/v1/distributors/me"): USER,
+    ("get", "/api/v1/admin/distributors/applications"): OPERATOR,
+    ("post", "/api/v1/admin/distributors/applications/{application_id}/approve"): OPERATOR,
+    ("post", "/api/v1/admin/distributors/applications/{application_id}/reject"): OPERATOR,
+    ("post", "/api/v1/admin/distributors/applications/{application_id}/reveal-id"): ADMIN,
 }
 ENDS_OWN_SESSION = {"/api/v1/auth/logout", "/api/v1/auth/logout-all"}
 RANK = {PUBLIC: 0, USER: 1, OPERATOR: 2, ADMIN: 3}

@@ -18,10 +18,18 @@ class Permission(StrEnum):
     ORDERS_READ = "orders:read"
     ORDERS_REFUND = "orders:refund"
     PROVIDERS_MANAGE = "providers:manage"  # vendor accounts: where secrets go (admins only)
+    DISTRIBUTORS_REVIEW = "distributors:review"  # list, approve, reject applications (masked ID numbers)
+    DISTRIBUTORS_REVEAL = "distributors:reveal"  # decrypt an applicant's full ID number (admins only; audited)
 
 
 _USER = frozenset({Permission.PROFILE_SELF})
-_OPERATOR = _USER | {Permission.USERS_READ, Permission.AUDIT_READ, Permission.CATALOG_WRITE, Permission.ORDERS_READ}
+_OPERATOR = _USER | {
+    Permission.USERS_READ,
+    Permission.AUDIT_READ,
+    Permission.CATALOG_WRITE,
+    Permission.ORDERS_READ,
+    Permission.DISTRIBUTORS_REVIEW,
+}
 _ADMIN = frozenset(Permission)
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
