@@ -231,10 +231,20 @@ class Settings(BaseSettings):
     # --- end of AI vendors ----------------------------------------------------------------------
 
     # Storage (E1-E6) ----------------------------------------------------------------------------
-    storage_backend: str = "local"  # only "local" so far; COS and S3 later
+    storage_backend: Literal["local", "s3"] = "local"  # s3 = any S3-compatible store, Tencent COS included
     storage_local_root: Path = Path("var/objects")
     storage_public_base_url: str = ""  # "" = relative URLs (/api/v1/storage/objects/...)
-    storage_signing_key: SecretStr = SecretStr(DEFAULT_STORAGE_SIGNING_KEY)  # refused in production
+    storage_signing_key: SecretStr = SecretStr(DEFAULT_STORAGE_SIGNING_KEY)  # local backend; refused in production
+    # S3 API (COS: endpoint https://cos.<region>.myqcloud.com, bucket <name>-<appid>).
+    storage_s3_endpoint_url: str = ""  # "" = AWS S3 for the region
+    storage_s3_region: str = ""
+    storage_s3_bucket: str = ""
+    storage_s3_access_key_id: str = ""
+    storage_s3_secret_access_key: SecretStr = SecretStr("")
+    storage_s3_session_token: SecretStr = SecretStr("")  # only with temporary (STS) credentials
+    storage_s3_addressing_style: Literal["virtual", "path"] = "virtual"  # path: MinIO, moto and the like
+    # Send If-None-Match: * on create-only writes (atomic on AWS S3, MinIO); off for stores that refuse it.
+    storage_s3_conditional_put: bool = True
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     upload_url_ttl_seconds: int = 900
@@ -306,8 +316,19 @@ class Settings(BaseSettings):
         if self.sms_code_pepper.get_secret_value() == DEFAULT_CODE_PEPPER:
             problems.append("WARDROBE_SMS_CODE_PEPPER is the default")
         storage_key = self.storage_signing_key.get_secret_value()
-        if storage_key == DEFAULT_STORAGE_SIGNING_KEY or len(storage_key) < 32:
+        if self.storage_backend == "local" and (storage_key == DEFAULT_STORAGE_SIGNING_KEY or len(storage_key) < 32):
             problems.append("WARDROBE_STORAGE_SIGNING_KEY is the default or shorter than 32 characters")
+        if self.storage_backend == "s3":
+            problems.extend(
+                f"WARDROBE_{name.upper()} must be set when WARDROBE_STORAGE_BACKEND=s3"
+                for name, value in (
+                    ("storage_s3_bucket", self.storage_s3_bucket),
+                    ("storage_s3_region", self.storage_s3_region),
+                    ("storage_s3_access_key_id", self.storage_s3_access_key_id),
+                    ("storage_s3_secret_access_key", self.storage_s3_secret_access_key.get_secret_value()),
+                )
+                if not value
+            )
         if self.sms_backend is SmsBackend.CONSOLE:
             problems.append("WARDROBE_SMS_BACKEND=console is for development only")
         if self.sms_debug_codes:

@@ -1,8 +1,8 @@
 """Object storage behind one interface (E1), and its local-files backend.
 
-``ObjectStorage`` is what the rest of the code base sees; Tencent COS and S3-compatible stores will
-implement it later. ``LocalObjectStorage`` keeps objects under a directory and serves presigned
-URLs through this API (``/api/v1/storage/objects/{key}``, see ``endpoints.py``).
+``ObjectStorage`` is what the rest of the code base sees; ``s3.S3ObjectStorage`` implements it for
+Tencent COS and other S3-compatible stores. ``LocalObjectStorage`` keeps objects under a directory
+and serves presigned URLs through this API (``/api/v1/storage/objects/{key}``, see ``endpoints.py``).
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ class ObjectStorage(Protocol):
 
     async def put(self, key: str, data: bytes, content_type: str, *, overwrite: bool = True) -> None:
         """Store ``data``; with ``overwrite=False`` raise ``ObjectExists`` if the key is taken
-        (atomically: S3/COS do it with ``If-None-Match: *``)."""
+        (the local backend atomically; S3 with ``If-None-Match: *`` where the store honours it,
+        see ``S3ObjectStorage``)."""
         ...
 
     async def get(self, key: str) -> bytes:
@@ -113,14 +114,16 @@ class ObjectStorage(Protocol):
         ...
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        """How many objects were deleted (remote backends send batches of at most 1000, E5)."""
+        """How many objects were deleted (remote backends send batches of at most 1000, E5; S3
+        counts keys that did not exist too, as DeleteObjects reports them deleted)."""
         ...
 
     async def list(
         self, prefix: str, limit: int = 1000, *, start_after: str | None = None
     ) -> builtins.list[ObjectInfo]:
         """Up to ``limit`` objects whose key starts with ``prefix``, in key order, after
-        ``start_after`` (pass the last key of a page to get the next one)."""
+        ``start_after`` (pass the last key of a page to get the next one). S3 listings carry no
+        content type: there it is ``application/octet-stream``; ``head`` has the real one."""
         ...
 
     def upload_target(self, key: str, content_type: str, max_size: int, expires_in: int) -> UploadTarget: ...

@@ -9,11 +9,25 @@ from fastapi import Depends
 from wardrobe.core.infra import Infra
 from wardrobe.modules.auth.deps import InfraDep
 from wardrobe.modules.storage.backend import LocalObjectStorage, ObjectStorage
+from wardrobe.modules.storage.s3 import S3Credentials, S3ObjectStorage
 from wardrobe.settings import Settings
 
 
 def build_storage(settings: Settings) -> ObjectStorage:
-    """The configured backend (only "local" exists so far; COS and S3 plug in here)."""
+    """The configured backend: local files, or a bucket of an S3-compatible store (COS included)."""
+    if settings.storage_backend == "s3":
+        return S3ObjectStorage(
+            bucket=settings.storage_s3_bucket,
+            region=settings.storage_s3_region,
+            credentials=S3Credentials(
+                access_key_id=settings.storage_s3_access_key_id,
+                secret_access_key=settings.storage_s3_secret_access_key.get_secret_value(),
+                session_token=settings.storage_s3_session_token.get_secret_value() or None,
+            ),
+            endpoint_url=settings.storage_s3_endpoint_url or None,
+            addressing_style=settings.storage_s3_addressing_style,
+            conditional_put=settings.storage_s3_conditional_put,
+        )
     if settings.storage_backend != "local":
         raise ValueError(f"unknown storage backend {settings.storage_backend!r}")
     return LocalObjectStorage(
@@ -21,6 +35,13 @@ def build_storage(settings: Settings) -> ObjectStorage:
         public_base_url=settings.storage_public_base_url,
         signing_key=settings.storage_signing_key.get_secret_value().encode(),
     )
+
+
+async def close_storage(storage: ObjectStorage) -> None:
+    """Release what the backend holds (the S3 client's connection pool; local files hold nothing).
+    Called once at shutdown, with the rest of ``Infra``."""
+    if isinstance(storage, S3ObjectStorage):
+        await storage.aclose()
 
 
 def storage_of(infra: Infra) -> ObjectStorage:
