@@ -34,6 +34,7 @@ pytest_plugins = [
     "tests.peers.wechatpay_fixtures",
     "tests.peers.alipay_fixtures",
     "tests.peers.runninghub_fixtures",
+    "tests.peers.s3_fixtures",
 ]
 
 BACKENDS = [b.strip() for b in os.environ.get("WARDROBE_TEST_BACKENDS", "sqlite,mariadb").split(",") if b.strip()]

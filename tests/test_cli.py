@@ -68,3 +68,34 @@ def test_create_user_rejects_bad_input_and_duplicates(fresh_db: str) -> None:
     assert dup.exit_code == 1
     assert "CONFLICT" in dup.output
     assert len(_users(fresh_db)) == 1
+
+
+def test_storage_gc_reports_a_dry_run_then_deletes_orphans(
+    fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import time
+
+    root = tmp_path / "objects"
+    monkeypatch.setenv("WARDROBE_STORAGE_LOCAL_ROOT", str(root))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    orphan = root / "uploads" / "5" / "2026" / "01" / "old.png"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"x" * 100)
+    ancient = time.time() - 30 * 86400
+    os.utime(orphan, (ancient, ancient))
+    young = root / "uploads" / "5" / "2026" / "11" / "new.png"
+    young.parent.mkdir(parents=True)
+    young.write_bytes(b"y" * 10)
+
+    dry = runner.invoke(app, ["storage", "gc", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would delete 1 objects, 100 bytes" in dry.output
+    assert orphan.exists()
+    done = runner.invoke(app, ["storage", "gc"])
+    assert done.exit_code == 0, done.output
+    assert "deleted 1 objects, 100 bytes in 1 calls; kept 0 referenced, 1 young" in done.output
+    assert not orphan.exists()
+    assert young.exists()

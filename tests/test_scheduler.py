@@ -60,3 +60,19 @@ async def test_outbox_purge_keeps_what_is_pending_or_recent(api: Api, monkeypatc
         left = sorted(str(p["n"]) for p in (await db.scalars(select(OutboxMessage.payload))).all())
     assert left == ["pending", "recent"]
     assert await scheduler.purge_published_outbox(api.infra) == 0
+
+
+async def test_the_storage_gc_job_deletes_old_orphans_only(api: Api) -> None:
+    import os
+    import time
+
+    from wardrobe.scheduler import collect_storage_garbage
+
+    storage = api.infra.storage
+    await storage.put("uploads/9/2026/01/orphan.png", b"x" * 10, "image/png")
+    await storage.put("uploads/9/2026/11/fresh.png", b"x" * 10, "image/png")
+    ancient = time.time() - 30 * 86400
+    os.utime(storage._data_path("uploads/9/2026/01/orphan.png"), (ancient, ancient))  # type: ignore[attr-defined]
+    assert await collect_storage_garbage(api.infra) == 1
+    assert await storage.head("uploads/9/2026/01/orphan.png") is None
+    assert await storage.head("uploads/9/2026/11/fresh.png") is not None

@@ -39,6 +39,8 @@ from wardrobe.modules.callbacks.endpoints import router as callbacks_router
 from wardrobe.modules.callbacks.service import callback_payloads, callback_url, vendor_job_for
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.endpoints import router as catalog_router
+from wardrobe.modules.crypto.factory import build_key_manager
+from wardrobe.modules.distributors.endpoints import router as distributors_router
 from wardrobe.modules.moderation.factory import build_moderator
 from wardrobe.modules.ops.endpoints import router as ops_router
 from wardrobe.modules.payments.alipay import AlipayGateway
@@ -58,7 +60,7 @@ from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
 from wardrobe.modules.realtime.events import TaskEvents, server_emitter
 from wardrobe.modules.realtime.hub import RealtimeHub
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
-from wardrobe.modules.storage.deps import build_storage
+from wardrobe.modules.storage.deps import build_storage, close_storage
 from wardrobe.modules.storage.endpoints import router as storage_router
 from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.modules.users import invite_codes
@@ -296,6 +298,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
             disabled=functools.partial(switches.disabled_providers, session_factory, cache),
         ),
     )
+    infra.runtime.engine.storage = storage  # a task's intermediates are deleted when it ends
     # Vendor accounts operators configure in the database (several per provider, load-balanced).
     infra.runtime.engine.accounts = AccountDirectory(
         session_factory, cache, SecretBox(settings.provider_secrets_key.get_secret_value())
@@ -349,6 +352,7 @@ async def close_infra(infra: Infra) -> None:
     await infra.payments.aclose()
     await infra.cache.stop()
     await infra.sms_sender.aclose()
+    await close_storage(infra.storage)
     if infra.wechat is not None:
         await infra.wechat.aclose()
     if infra.redis is not None:
@@ -363,6 +367,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Distributors' ID numbers (B9); refuses the local key file in production.
+        key_manager = app.state.key_manager = build_key_manager(settings)
         infra = build_infra(settings)
         app.state.infra = infra
         register_pool_collector(lambda: pool_status(infra.engine))
@@ -383,6 +389,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await refill
             await close_infra(infra)
+            await key_manager.aclose()
 
     app = FastAPI(
         title="Wardrobe API",
@@ -419,6 +426,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         providers_router,
         callbacks_router,
         storage_router,
+        distributors_router,
         admin_router,
     ):
         app.include_router(router)

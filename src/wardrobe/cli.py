@@ -1,4 +1,5 @@
-"""Command line: ``wardrobe serve | migrate | seed | scheduler | admin create-user | crypto rotate``."""
+"""Command line: ``wardrobe serve | migrate | seed | worker | scheduler | admin create-user | crypto rotate |
+storage gc | storage apply-lifecycle``."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from typing import Annotated
 import typer
 from pydantic import TypeAdapter, ValidationError
 
+from wardrobe.modules.storage.commands import storage_app
+
 app = typer.Typer(help="Wardrobe: AI image platform backend", no_args_is_help=True, add_completion=False)
 admin_app = typer.Typer(help="Administrative commands", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 crypto_app = typer.Typer(help="Envelope encryption keys (distributors' ID numbers)", no_args_is_help=True)
 app.add_typer(crypto_app, name="crypto")
+app.add_typer(storage_app, name="storage")
 
 
 async def _prepare(migrate: bool, seed: bool) -> None:

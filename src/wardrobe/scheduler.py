@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -106,6 +107,19 @@ async def reconcile_payments(infra: Infra) -> int:
     return report.fulfilled + report.closed + report.refunds_settled
 
 
+async def collect_storage_garbage(infra: Infra) -> int:
+    """E5: unreferenced uploads and results past the grace period (gc.py)."""
+    from wardrobe.modules.storage import gc
+
+    report = await gc.collect_garbage(
+        infra.storage,
+        gc.database_references(infra.session_factory),
+        grace=timedelta(days=infra.settings.storage_gc_grace_days),
+    )
+    log.info("storage_gc", **report.as_dict())
+    return report.deleted
+
+
 async def run_scheduler(once: bool = False) -> None:
     from wardrobe.app import build_infra, close_infra
     from wardrobe.settings import get_settings
@@ -113,6 +127,18 @@ async def run_scheduler(once: bool = False) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     infra = build_infra(settings)
+    # Jobs run every tick unless listed here with a longer period (a full bucket listing is not a
+    # once-a-minute job).
+    periods = {"collect_storage_garbage": settings.storage_gc_interval_hours * 3600}
+    last_run: dict[str, float] = {}
+
+    def due(name: str) -> bool:
+        now = time.monotonic()
+        if name in last_run and now - last_run[name] < periods.get(name, 0):
+            return False
+        last_run[name] = now
+        return True
+
     try:
         while True:
             for job in (
@@ -121,7 +147,10 @@ async def run_scheduler(once: bool = False) -> None:
                 purge_published_outbox,
                 release_expired_holds,
                 reconcile_payments,
+                collect_storage_garbage,
             ):
+                if not due(job.__name__):
+                    continue
                 try:
                     count = await job(infra)
                     log.info("job_done", job=job.__name__, count=count)

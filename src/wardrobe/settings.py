@@ -245,12 +245,27 @@ class Settings(BaseSettings):
     storage_s3_addressing_style: Literal["virtual", "path"] = "virtual"  # path: MinIO, moto and the like
     # Send If-None-Match: * on create-only writes (atomic on AWS S3, MinIO); off for stores that refuse it.
     storage_s3_conditional_put: bool = True
+    # Orphan cleanup (E5): uploads and results nothing references, older than this, are deleted by
+    # the scheduler every interval (and by `wardrobe storage gc`).
+    storage_gc_grace_days: float = Field(default=7.0, gt=0)
+    storage_gc_interval_hours: float = Field(default=24.0, gt=0)
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     upload_url_ttl_seconds: int = 900
     download_url_ttl_seconds: int = 3600
     upload_rate_limits: str = "60/hour"
     # --- end of Storage (E1-E6) -----------------------------------------------------------------
+
+    # Envelope encryption of ID numbers (B9) ----------------------------------------------------
+    # "local" = master keys in a key file (development; refused in production), "tencent" = KMS.
+    kms_backend: Literal["local", "tencent"] = "local"
+    kms_local_key_file: Path = Path("var/master-keys.json")  # created with one key on first use
+    kms_key_id: str = ""  # the KMS KeyId data keys are generated under (on the Tencent credentials above)
+    kms_region: str = "ap-guangzhou"
+    kms_endpoint: str = ""  # "" = kms.tencentcloudapi.com
+    kms_scheme: str = "https"
+    kms_timeout_seconds: float = Field(default=5.0, gt=0)
+    # --- end of envelope encryption ---------------------------------------------------------------
 
     # Passwords
     password_min_length: int = 8
@@ -301,6 +316,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'wardrobe.db'}"
         if "storage_local_root" not in self.model_fields_set:
             self.storage_local_root = self.var_dir / "objects"
+        if "kms_local_key_file" not in self.model_fields_set:
+            self.kms_local_key_file = self.var_dir / "master-keys.json"
         if self.env is Environment.PRODUCTION:
             problems = self.production_problems()
             if problems:
@@ -346,6 +363,10 @@ class Settings(BaseSettings):
         callback_secret = self.vendor_callback_secret.get_secret_value()
         if callback_secret == DEFAULT_CALLBACK_SECRET or len(callback_secret) < 32:
             problems.append("WARDROBE_VENDOR_CALLBACK_SECRET is the default or shorter than 32 characters")
+        if self.kms_backend == "tencent" and not (self.kms_key_id and self.tencent_secret_id):
+            problems.append(
+                "WARDROBE_KMS_KEY_ID and WARDROBE_TENCENT_SECRET_ID must be set when WARDROBE_KMS_BACKEND=tencent"
+            )
         if self.wechatpay_mchid and len(self.wechatpay_apiv3_key.get_secret_value().encode()) != 32:
             problems.append("WARDROBE_WECHATPAY_APIV3_KEY must be 32 bytes")
         return problems

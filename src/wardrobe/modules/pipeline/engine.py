@@ -51,6 +51,9 @@ from wardrobe.modules.providers.base import (
 )
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import MemorySlots, SlotStore, wait_for_account_slot, wait_for_slot
+from wardrobe.modules.storage.backend import ObjectStorage
+from wardrobe.modules.storage.gc import object_keys_in
+from wardrobe.modules.storage.keys import RESULTS, TMP
 
 log = get_logger("wardrobe.engine")
 
@@ -143,6 +146,8 @@ class PipelineEngine:
         self.accounts: AccountDirectory | None = None
         # Callbacks wake the step they are about (set by the runtime); None = polls only.
         self.hints: CallbackHints | None = None
+        # Where steps store their objects (set by the app): a task's intermediates go when it ends.
+        self.storage: ObjectStorage | None = None
         self._account_rates: dict[tuple[str, str], list[RateLimitItem]] = {}
 
     # -- claiming and the lease ----------------------------------------------------------------
@@ -854,4 +859,27 @@ class _Run:
             await self._wake_next_of_user(session)
             self.engine.announce(session, self.task_id, final=True)
         log.info("task_finished", task=self.task.public_id, status=status.value)
+        await self._drop_intermediates(outputs or [])
         return status.value
+
+    async def _drop_intermediates(self, kept: list[dict[str, Any]]) -> None:
+        """The task ended: what its steps stored and its outputs do not name (a first step's image
+        a second step consumed, everything of a failed task) is deleted now (E5), not left to the
+        orphan sweep. Best effort: the sweep catches whatever this misses."""
+        storage = self.engine.storage
+        if storage is None:
+            return
+        final = {str(o["object_key"]) for o in kept if "object_key" in o}
+        async with self.engine.sessions() as session:
+            rows = (await session.scalars(select(TaskStep.outputs).where(TaskStep.task_id == self.task_id))).all()
+        ours = {
+            key
+            for outputs in rows
+            for key in object_keys_in(outputs)
+            if key.startswith((f"{RESULTS}/", f"{TMP}/")) and key not in final
+        }
+        if ours:
+            try:
+                await storage.delete_many(sorted(ours))
+            except Exception:
+                log.warning("intermediates_not_deleted", task=self.task.public_id, count=len(ours))

@@ -1,0 +1,61 @@
+"""``wardrobe storage gc [--dry-run]`` (E5) and ``wardrobe storage apply-lifecycle`` (E4)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from wardrobe.modules.storage.gc import GcReport
+
+storage_app = typer.Typer(help="Object storage: orphan cleanup and lifecycle rules", no_args_is_help=True)
+
+
+@storage_app.command("gc")
+def gc_command(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would go; delete nothing")] = False,
+    grace_days: Annotated[
+        float | None, typer.Option(help="Keep objects younger than this (default WARDROBE_STORAGE_GC_GRACE_DAYS)")
+    ] = None,
+) -> None:
+    """Delete uploads and results that nothing references, past the grace period."""
+    report = asyncio.run(_gc(dry_run, grace_days))
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(
+        f"scanned {report.scanned}; {verb} {report.deleted} objects, {report.bytes_reclaimed} bytes "
+        f"in {report.delete_calls} calls; kept {report.kept_referenced} referenced, {report.kept_young} young"
+    )
+
+
+async def _gc(dry_run: bool, grace_days: float | None) -> GcReport:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from wardrobe.app import build_infra, close_infra
+    from wardrobe.modules.storage import gc
+    from wardrobe.settings import get_settings
+
+    settings = get_settings()
+    infra = build_infra(settings)
+    grace = timedelta(days=settings.storage_gc_grace_days if grace_days is None else grace_days)
+    try:
+        # The object count is unknown up front (listing is paged): the bar counts what was scanned.
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed} objects"),
+            TimeElapsedColumn(),
+            transient=False,
+        ) as progress:
+            task = progress.add_task("scanning uploads/ and results/", total=None)
+            return await gc.collect_garbage(
+                infra.storage,
+                gc.database_references(infra.session_factory),
+                grace=grace,
+                dry_run=dry_run,
+                on_object=lambda _: progress.advance(task),
+            )
+    finally:
+        await close_infra(infra)
