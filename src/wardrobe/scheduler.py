@@ -107,6 +107,13 @@ async def reconcile_payments(infra: Infra) -> int:
     return report.fulfilled + report.closed + report.refunds_settled
 
 
+async def expire_tmp_objects(infra: Infra) -> int:
+    """E4 on the local backend: intermediates older than a day (a bucket does it by its rule)."""
+    from wardrobe.modules.storage import lifecycle
+
+    return await lifecycle.expire_local(infra.storage)
+
+
 async def collect_storage_garbage(infra: Infra) -> int:
     """E5: unreferenced uploads and results past the grace period (gc.py)."""
     from wardrobe.modules.storage import gc
@@ -129,7 +136,7 @@ async def run_scheduler(once: bool = False) -> None:
     infra = build_infra(settings)
     # Jobs run every tick unless listed here with a longer period (a full bucket listing is not a
     # once-a-minute job).
-    periods = {"collect_storage_garbage": settings.storage_gc_interval_hours * 3600}
+    periods = {"collect_storage_garbage": settings.storage_gc_interval_hours * 3600, "expire_tmp_objects": 3600}
     last_run: dict[str, float] = {}
 
     def due(name: str) -> bool:
@@ -147,6 +154,7 @@ async def run_scheduler(once: bool = False) -> None:
                 purge_published_outbox,
                 release_expired_holds,
                 reconcile_payments,
+                expire_tmp_objects,
                 collect_storage_garbage,
             ):
                 if not due(job.__name__):

@@ -59,3 +59,25 @@ async def _gc(dry_run: bool, grace_days: float | None) -> GcReport:
             )
     finally:
         await close_infra(infra)
+
+
+@storage_app.command("apply-lifecycle")
+def apply_lifecycle_command() -> None:
+    """Put the lifecycle rules on the bucket (tmp/ and unfinished multipart uploads expire after a
+    day) and print them as the store reads them back. On local files: what the scheduler enforces."""
+    import json
+
+    rules = asyncio.run(_apply_lifecycle())
+    typer.echo(json.dumps(rules, indent=2, ensure_ascii=False))
+
+
+async def _apply_lifecycle() -> list[dict[str, object]]:
+    from wardrobe.modules.storage import lifecycle
+    from wardrobe.modules.storage.deps import build_storage, close_storage
+    from wardrobe.settings import get_settings
+
+    storage = build_storage(get_settings())
+    try:
+        return await lifecycle.apply(storage)
+    finally:
+        await close_storage(storage)

@@ -189,6 +189,24 @@ class S3ObjectStorage:
         if stack is not None:
             await stack.aclose()
 
+    # --- bucket lifecycle (E4; rules in lifecycle.py) ----------------------------------------------
+
+    async def put_lifecycle(self, rules: list[dict[str, Any]]) -> None:
+        """Replace the bucket's lifecycle configuration with ``rules`` (S3 ``Rules`` shape)."""
+        s3 = await self._s3()
+        await s3.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
+
+    async def get_lifecycle(self) -> list[dict[str, Any]]:
+        """The bucket's rules as the store reports them ([] when it has none)."""
+        s3 = await self._s3()
+        try:
+            response = await s3.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) == "NoSuchLifecycleConfiguration":
+                return []
+            raise
+        return list(response.get("Rules", []))
+
     # --- ObjectStorage -----------------------------------------------------------------------------
 
     async def put(self, key: str, data: bytes, content_type: str, *, overwrite: bool = True) -> None:
