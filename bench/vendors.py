@@ -676,8 +676,8 @@ def render(report: Report) -> str:
         f"- Webhooks: {p['webhooks_delivered']} delivered, {p['webhooks_gave_up']} given up, "
         f"{p['webhook_posts']} posts; "
         f"{c['webhooks_recorded']} recorded by the API, {c['webhook_before_step_end']} of them before the step ended",
-        f"- Steps completed by a poll of `/outputs`: {c['steps_completed_by_poll']} (the engine does not wake on a "
-        f"webhook); {c['outputs_polls']:,} polls, {_fmt(c['polls_per_task'], 1)} per task; most attempts of a step: "
+        f"- Steps completed by a poll of `/outputs`: {c['steps_completed_by_poll']} (a webhook wakes the step's "
+        f"poll); {c['outputs_polls']:,} polls, {_fmt(c['polls_per_task'], 1)} per task; most attempts of a step: "
         f"{c['step_attempts_max']}; tasks run more than once: {c['tasks_run_twice']}",
         "",
         "## CPU over the run (creation start → last terminal)",
