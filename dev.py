@@ -30,6 +30,7 @@ COMMANDS = {
     "bench-tasks": None,
     "bench-realtime": None,
     "bench-vendors": None,
+    "bench-storage-gc": None,
     "wardrobe": ["wardrobe"],
 }
 
@@ -38,6 +39,7 @@ BENCH_SCRIPTS = {
     "bench-tasks": "bench/tasks_flow.py",
     "bench-realtime": "bench/realtime.py",
     "bench-vendors": "bench/vendors.py",
+    "bench-storage-gc": "bench/storage_gc.py",
 }
 
 
@@ -73,7 +75,8 @@ def venv_bin(name: str) -> str:
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__)
-        print("commands: serve, test, lint, bench, bench-tasks, bench-realtime, bench-vendors, wardrobe <args>")
+        print("commands: serve, test, lint, bench, bench-tasks, bench-realtime, bench-vendors, bench-storage-gc, "
+              "wardrobe <args>")
         sys.exit(2)
     command, extra = sys.argv[1], sys.argv[2:]
     ensure_env(["bench"] if command.startswith("bench") else [])
