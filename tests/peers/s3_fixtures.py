@@ -9,6 +9,10 @@ in front of it that does what COS and S3 do before moto sees a request:
   side recomputes over the method, path, query, signed headers and payload hash, and a date that
   has not passed (presigned: ``X-Amz-Date + X-Amz-Expires``; headers: 15 minutes of skew);
 - DeleteObjects must carry a ``Content-MD5`` matching its body (S3 and COS document it);
+- a key pair registered with a scope (``S3Peer.grant``: what the STS peer issues, see
+  ``tests.peers.tencent_sts``) may only do the COS actions its policy allowed (PutObject,
+  UploadPart …, named from the method and query) on keys its policy's resources match, until it
+  expires (``AccessDenied``, ``ExpiredToken``);
 - unsigned requests go through to moto, which refuses them unless the object's ACL is public.
 
 Every request is recorded (``S3Peer.requests``), so tests can count calls as the store saw them.
@@ -76,10 +80,27 @@ class S3Request:
         return self.body.count(b"<Key>") if self.is_delete_objects else 0
 
 
+@dataclass(frozen=True)
+class CredentialScope:
+    """What a temporary key pair may do: COS action names ("PutObject", "UploadPart" …) on
+    resources "<bucket>/<key pattern>" (a trailing * matches any rest), until ``expires_at``."""
+
+    actions: frozenset[str]
+    resources: tuple[str, ...]
+    expires_at: float
+
+    def allows(self, action: str, resource: str) -> bool:
+        return action in self.actions and any(
+            resource.startswith(pattern[:-1]) if pattern.endswith("*") else resource == pattern
+            for pattern in self.resources
+        )
+
+
 @dataclass
 class S3PeerState:
     region: str
     credentials: dict[str, S3Credentials]
+    scopes: dict[str, CredentialScope] = field(default_factory=dict)
     skew: float = 0.0  # seconds added to the gate's clock
     requests: list[S3Request] = field(default_factory=list)
     # One botocore session for the tests' own clients: it parses the S3 model once, not per test.
@@ -114,8 +135,9 @@ def _canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
 
 def verify_sigv4(
     state: S3PeerState, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes
-) -> None:
-    """Raise ``_Refused`` unless the request is unsigned or correctly signed and current."""
+) -> str | None:
+    """Raise ``_Refused`` unless the request is unsigned or correctly signed and current; the
+    access key that signed it (None: unsigned)."""
     pairs = parse_qsl(raw_query, keep_blank_values=True)
     query = dict(pairs)
     authorization = headers.get("authorization", "")
@@ -139,7 +161,7 @@ def verify_sigv4(
         if token is not None and "x-amz-security-token" not in signed_headers.split(";"):
             raise _Refused(403, "AccessDenied", "The session token is not signed")
     else:
-        return  # anonymous: moto applies the object's ACL
+        return None  # anonymous: moto applies the object's ACL
     access_key, _, scope = credential.partition("/")
     known = state.credentials.get(access_key)
     if known is None:
@@ -180,6 +202,45 @@ def verify_sigv4(
             raise _Refused(403, "AccessDenied", "Request has expired")
     elif abs(now - signed_at) > _MAX_HEADER_SKEW:
         raise _Refused(403, "RequestTimeTooSkewed", "The difference between the request time and now is too large")
+    return access_key
+
+
+def cos_action(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[str, str]:
+    """The COS action a path-style request performs and its resource "<bucket>/<key>"."""
+    bucket, _, key = path.lstrip("/").partition("/")
+    resource = f"{bucket}/{key}"
+    copy = "x-amz-copy-source" in headers
+    if method == "PUT" and key:
+        if "uploadId" in query:
+            return ("UploadPartCopy" if copy else "UploadPart"), resource
+        return ("PutObjectCopy" if copy else "PutObject"), resource
+    if method == "POST":
+        if not key:
+            return ("DeleteMultipleObjects" if "delete" in query else "PostObject"), resource
+        if "uploads" in query:
+            return "InitiateMultipartUpload", resource
+        if "uploadId" in query:
+            return "CompleteMultipartUpload", resource
+    if method == "GET" and key:
+        return ("ListParts" if "uploadId" in query else "GetObject"), resource
+    if method == "DELETE" and key:
+        return ("AbortMultipartUpload" if "uploadId" in query else "DeleteObject"), resource
+    if method == "HEAD":
+        return ("HeadObject" if key else "HeadBucket"), resource
+    return f"{method}Bucket", resource
+
+
+def _check_scope(
+    state: S3PeerState, access_key: str | None, method: str, path: str, query: dict[str, str], headers: dict[str, str]
+) -> None:
+    scope = state.scopes.get(access_key or "")
+    if scope is None:
+        return  # a permanent key (or anonymous): moto decides
+    if state.now() >= scope.expires_at:
+        raise _Refused(400, "ExpiredToken", "The provided token has expired")
+    action, resource = cos_action(method, path, query, headers)
+    if not scope.allows(action, resource):
+        raise _Refused(403, "AccessDenied", f"{action} on {resource} is not allowed by the policy")
 
 
 def _check_delete_objects(headers: dict[str, str], body: bytes) -> None:
@@ -218,7 +279,8 @@ class SigV4Gate:
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         refused: _Refused | None = None
         try:
-            verify_sigv4(self.state, method, raw_path, raw_query, headers, body)
+            access_key = verify_sigv4(self.state, method, raw_path, raw_query, headers, body)
+            _check_scope(self.state, access_key, method, unquote(raw_path), query, headers)
             if method == "POST" and "delete" in query:
                 _check_delete_objects(headers, body)
         except _Refused as exc:
@@ -285,6 +347,11 @@ class S3Peer:
         for key in keys:
             backend.put_object(self.bucket, key, data)
 
+    def grant(self, credentials: S3Credentials, scope: CredentialScope) -> None:
+        """Let a temporary key pair in, limited to ``scope`` (what an STS policy allowed)."""
+        self.state.credentials[credentials.access_key_id] = credentials
+        self.state.scopes[credentials.access_key_id] = scope
+
     def client(self, credentials: S3Credentials = S3_CREDENTIALS) -> Any:
         """A plain (sync) botocore client on the bucket's store, to arrange and inspect state."""
         return self.state.session.create_client(
@@ -333,6 +400,10 @@ def s3_peer(s3_peer_server: GatedMotoServer) -> Iterator[S3Peer]:
     host, port = s3_peer_server.get_host_and_port()
     peer = S3Peer(f"http://{host}:{port}", S3_BUCKET, S3_REGION, s3_peer_server.state)
     peer.skew = 0.0
+    # Key pairs an earlier test's STS peer issued are gone.
+    for access_key in list(peer.state.scopes):
+        peer.state.credentials.pop(access_key, None)
+    peer.state.scopes.clear()
     httpx.post(f"{peer.endpoint_url}/moto-api/reset").raise_for_status()  # every moto backend, emptied
     client = peer.client()
     client.create_bucket(Bucket=peer.bucket, CreateBucketConfiguration={"LocationConstraint": peer.region})
@@ -350,3 +421,19 @@ async def s3_storage(s3_peer: S3Peer) -> AsyncIterator[S3ObjectStorage]:
         yield storage
     finally:
         await storage.aclose()
+
+
+@pytest.fixture
+def sts_s3_peer(s3_peer: S3Peer, tencent_peer: Any) -> S3Peer:
+    """The S3 peer with the Tencent Cloud peer's STS wired in: every key pair STS issues is let
+    into the store, limited to its policy's actions and resources."""
+    from tests.peers.tencent_sts import IssuedKey
+
+    def register(key: IssuedKey) -> None:
+        s3_peer.grant(
+            S3Credentials(key.tmp_secret_id, key.tmp_secret_key, key.token),
+            CredentialScope(key.actions, key.resources, float(key.expired_time)),
+        )
+
+    tencent_peer.sts.on_issue = register
+    return s3_peer

@@ -2,7 +2,8 @@
 image jobs (``SubmitHunyuanImageJob``/``QueryHunyuanImageJob``, in ``tests.peers.tencent_hunyuan``),
 the aiart image actions (``tests.peers.tencent_aiart``) and SCF ``Invoke`` with signed result
 callbacks (``tests.peers.tencent_scf``), TMS/IMS content moderation
-(``tests.peers.tencent_moderation``) and KMS data keys (``tests.peers.tencent_kms``).
+(``tests.peers.tencent_moderation``), KMS data keys (``tests.peers.tencent_kms``) and STS temporary
+keys for COS uploads (``tests.peers.tencent_sts``).
 
 It checks requests the way Tencent does (design/protocols.md §5 and §6) so that the official SDK
 and our adapters are exercised against the real protocol: signature, scope, clock skew, action
@@ -47,6 +48,7 @@ from tests.peers.tencent_hunyuan import (
 from tests.peers.tencent_kms import KmsService
 from tests.peers.tencent_moderation import ModerationService
 from tests.peers.tencent_scf import SCF_RESULT_PREFIX, ScfService
+from tests.peers.tencent_sts import StsService
 
 Clock = Callable[[], float]
 
@@ -307,6 +309,9 @@ class TencentCloudPeer:
             self._actions[name] = _Action(service_name, version, handler)
         self.kms = KmsService(error=TencentCloudError, lock=self._lock)
         for name, (service_name, version, handler) in self.kms.actions().items():
+            self._actions[name] = _Action(service_name, version, handler)
+        self.sts = StsService(error=TencentCloudError, lock=self._lock, clock=clock)
+        for name, (service_name, version, handler) in self.sts.actions().items():
             self._actions[name] = _Action(service_name, version, handler)
         self._deliveries: dict[str, list[float]] = {}
         self._faults: list[str] = []
