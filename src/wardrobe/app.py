@@ -62,6 +62,7 @@ from wardrobe.modules.realtime.hub import RealtimeHub
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
 from wardrobe.modules.storage.deps import build_storage, close_storage
 from wardrobe.modules.storage.endpoints import router as storage_router
+from wardrobe.modules.storage.service import build_upload_services
 from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users.endpoints import router as users_router
@@ -371,6 +372,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         key_manager = app.state.key_manager = build_key_manager(settings)
         infra = build_infra(settings)
         app.state.infra = infra
+        # Grants' size bounds and COS STS upload credentials (E2): only the API hands them out.
+        uploads = app.state.uploads = build_upload_services(settings, infra.redis)
         register_pool_collector(lambda: pool_status(infra.engine))
         await prepare_database(infra)
         hub.infra = infra
@@ -388,6 +391,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 refill.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await refill
+            await uploads.aclose()
             await close_infra(infra)
             await key_manager.aclose()
 

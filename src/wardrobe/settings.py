@@ -254,6 +254,15 @@ class Settings(BaseSettings):
     upload_url_ttl_seconds: int = 900
     download_url_ttl_seconds: int = 3600
     upload_rate_limits: str = "60/hour"
+    # Direct upload credentials (E2): with COS behind the s3 backend, temporary keys from STS
+    # GetFederationToken (WARDROBE_TENCENT_SECRET_ID/KEY) that may only write under uploads/{user}/.
+    storage_sts_enabled: bool = False
+    storage_sts_region: str = ""  # "" = WARDROBE_STORAGE_S3_REGION
+    storage_sts_endpoint: str = ""  # "" = sts.tencentcloudapi.com
+    storage_sts_scheme: str = "https"
+    storage_sts_appid: str = ""  # the COS APPID of the policy's resource; "" = the bucket's -<appid> suffix
+    storage_sts_duration_seconds: int = Field(default=1800, ge=600, le=1800)
+    storage_sts_timeout_seconds: float = Field(default=5.0, gt=0)
     # --- end of Storage (E1-E6) -----------------------------------------------------------------
 
     # Envelope encryption of ID numbers (B9) ----------------------------------------------------
@@ -318,6 +327,13 @@ class Settings(BaseSettings):
             self.storage_local_root = self.var_dir / "objects"
         if "kms_local_key_file" not in self.model_fields_set:
             self.kms_local_key_file = self.var_dir / "master-keys.json"
+        if self.storage_sts_enabled:
+            if self.storage_backend != "s3":
+                raise ValueError("WARDROBE_STORAGE_STS_ENABLED needs WARDROBE_STORAGE_BACKEND=s3 (Tencent COS)")
+            if not self.cos_appid:
+                raise ValueError(
+                    "WARDROBE_STORAGE_STS_ENABLED needs WARDROBE_STORAGE_STS_APPID or a bucket named <name>-<appid>"
+                )
         if self.env is Environment.PRODUCTION:
             problems = self.production_problems()
             if problems:
@@ -363,6 +379,10 @@ class Settings(BaseSettings):
         callback_secret = self.vendor_callback_secret.get_secret_value()
         if callback_secret == DEFAULT_CALLBACK_SECRET or len(callback_secret) < 32:
             problems.append("WARDROBE_VENDOR_CALLBACK_SECRET is the default or shorter than 32 characters")
+        if self.storage_sts_enabled and not (self.tencent_secret_id and self.tencent_secret_key.get_secret_value()):
+            problems.append(
+                "WARDROBE_TENCENT_SECRET_ID and _SECRET_KEY must be set when WARDROBE_STORAGE_STS_ENABLED=true"
+            )
         if self.kms_backend == "tencent" and not (self.kms_key_id and self.tencent_secret_id):
             problems.append(
                 "WARDROBE_KMS_KEY_ID and WARDROBE_TENCENT_SECRET_ID must be set when WARDROBE_KMS_BACKEND=tencent"
@@ -370,6 +390,14 @@ class Settings(BaseSettings):
         if self.wechatpay_mchid and len(self.wechatpay_apiv3_key.get_secret_value().encode()) != 32:
             problems.append("WARDROBE_WECHATPAY_APIV3_KEY must be 32 bytes")
         return problems
+
+    @property
+    def cos_appid(self) -> str:
+        """The APPID STS policies name: configured, or the digits a COS bucket name ends with."""
+        if self.storage_sts_appid:
+            return self.storage_sts_appid
+        _, dash, suffix = self.storage_s3_bucket.rpartition("-")
+        return suffix if dash and suffix.isdigit() else ""
 
     @property
     def is_sqlite(self) -> bool:

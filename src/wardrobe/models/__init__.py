@@ -22,6 +22,7 @@ from wardrobe.models.payments import (
     RefundStatus,
 )
 from wardrobe.models.providers import ProviderAccount, ProviderSwitch, VendorCallback
+from wardrobe.models.storage import VerifiedUpload
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
@@ -63,4 +64,5 @@ __all__ = [
     "User",
     "UserStatus",
     "VendorCallback",
+    "VerifiedUpload",
 ]

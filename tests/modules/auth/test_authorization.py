@@ -38,6 +38,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("get", "/api/v1/billing/ledger"): USER,
     ("post", "/api/v1/admin/users/{user_id}/quota-adjustments"): ADMIN,
     ("post", "/api/v1/uploads"): USER,
+    ("post", "/api/v1/uploads/complete"): USER,
+    ("post", "/api/v1/uploads/credentials"): USER,
     ("put", "/api/v1/storage/objects/{key}"): SIGNED,
     ("get", "/api/v1/storage/objects/{key}"): SIGNED,
     ("get", "/api/v1/features"): USER,

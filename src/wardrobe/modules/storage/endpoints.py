@@ -2,8 +2,10 @@
 
 ``POST /api/v1/uploads`` hands out a presigned PUT; with the local backend that URL points at
 ``/api/v1/storage/objects/{key}`` below, which plays the bucket: no bearer token, the signature in
-the query authorises exactly one kind of request. With COS or S3 the URL points at the bucket and
-these two routes answer 404.
+the query authorises exactly one kind of request, and the bytes are verified on arrival. With COS
+or S3 the URL points at the bucket, these two routes answer 404, and the client calls
+``POST /api/v1/uploads/complete`` to have the object verified. ``POST /api/v1/uploads/credentials``
+hands out COS STS keys limited to the user's ``uploads/`` prefix where enabled.
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ from fastapi.responses import Response
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep
-from wardrobe.modules.storage import service
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep
+from wardrobe.modules.storage import service, verification
 from wardrobe.modules.storage.backend import OBJECTS_PATH
 from wardrobe.modules.storage.deps import storage_of
-from wardrobe.modules.storage.schemas import StoredObjectOut, UploadCreate, UploadOut
+from wardrobe.modules.storage.schemas import (
+    StoredObjectOut,
+    UploadComplete,
+    UploadCreate,
+    UploadCredentialsOut,
+    UploadOut,
+)
 
 router = APIRouter(tags=["storage"])
 
@@ -35,17 +43,75 @@ _EXPIRES_DOC = _query_doc("expires", "Unix time after which the URL is refused")
 _IMAGE_CONTENT = {ct: {"schema": {"type": "string", "format": "binary"}} for ct in sorted(service.INLINE_CONTENT_TYPES)}
 
 
+def uploads_of(request: Request) -> service.UploadServices:
+    """Built with the app (``create_app``'s lifespan), next to ``Infra``."""
+    uploads: service.UploadServices = request.app.state.uploads
+    return uploads
+
+
 @router.post(
     "/api/v1/uploads",
     summary="Get a presigned URL to upload one image",
     description="Then send the bytes with the returned `method`, `url` and `headers` before `expires_at`; "
-    "use `object_key` as a task's image input. PNG, JPEG or WebP; `size` is the exact byte count.",
+    "use `object_key` as a task's image input. PNG, JPEG or WebP; `size` is the exact byte count. With COS "
+    "direct upload credentials enabled, `upload` also carries `credentials`, `bucket`, `region` and `key` "
+    "(the COS STS form): PUT the bytes to `key` with them instead if you like. With COS or S3 the bytes go "
+    "straight to the bucket: call `POST /api/v1/uploads/complete` afterwards (the local backend verifies "
+    "them on arrival).",
     response_model=Envelope[UploadOut],
     responses=errors(*AUTH_ERRORS, ErrorCode.RATE_LIMITED),
 )
-async def create_upload(body: UploadCreate, principal: CurrentUser, infra: InfraDep) -> OrjsonResponse:
-    grant = await service.create_upload(storage_of(infra), infra.limiter, infra.settings, principal.id, body)
+async def create_upload(
+    body: UploadCreate, principal: CurrentUser, infra: InfraDep, request: Request
+) -> OrjsonResponse:
+    grant = await service.create_upload(
+        storage_of(infra), infra.limiter, infra.settings, uploads_of(request), principal.id, body
+    )
     return ok(grant.as_dict())
+
+
+@router.post(
+    "/api/v1/uploads/complete",
+    summary="Verify an upload sent straight to the bucket",
+    description="Reads the object back and checks it: at most the grant's `max_size` bytes (the global "
+    "upload limit for keys chosen under upload credentials), a PNG, JPEG or WebP image of the Content-Type it "
+    "was stored with, within the pixel cap. A failing object is deleted (`UPLOAD_INVALID`, `data.reason` one "
+    "of `too_large`, `unsupported_format`, `type_mismatch`, `too_many_pixels`, `corrupt`). Only then may a "
+    "task use the key. Completing a verified key again answers the same; uploads through the local "
+    "backend are verified already.",
+    response_model=Envelope[StoredObjectOut],
+    responses=errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND, ErrorCode.UPLOAD_INVALID),
+)
+async def complete_upload(
+    body: UploadComplete, principal: CurrentUser, infra: InfraDep, session: SessionDep, request: Request
+) -> OrjsonResponse:
+    stored = await verification.complete_upload(
+        session,
+        storage_of(infra),
+        uploads_of(request).grants,
+        user_id=principal.id,
+        object_key=body.object_key,
+        max_upload_bytes=infra.settings.max_upload_bytes,
+        max_pixels=infra.settings.max_image_pixels,
+    )
+    return ok(stored)
+
+
+@router.post(
+    "/api/v1/uploads/credentials",
+    summary="Get temporary COS keys that may only write under your uploads/ prefix",
+    description="Tencent COS with STS enabled only (else `CONFLICT` with `data.reason` `sts_disabled`: use the "
+    "presigned PUT of "
+    "`POST /api/v1/uploads`). The keys allow PutObject, PostObject and multipart uploads under `prefix` and "
+    "nothing else (no reads); pass `session_token` as the security token (S3 SDKs: `aws_session_token`). "
+    "The same keys come back while 5+ minutes of their life remain. Complete each object with "
+    "`POST /api/v1/uploads/complete` before using it in a task.",
+    response_model=Envelope[UploadCredentialsOut],
+    responses=errors(*AUTH_ERRORS, ErrorCode.CONFLICT, ErrorCode.RATE_LIMITED, ErrorCode.DEPENDENCY_UNAVAILABLE),
+)
+async def create_upload_credentials(principal: CurrentUser, infra: InfraDep, request: Request) -> OrjsonResponse:
+    credentials = await service.upload_credentials(infra.limiter, infra.settings, uploads_of(request), principal.id)
+    return ok(credentials.as_dict())
 
 
 @router.put(
@@ -75,14 +141,14 @@ async def create_upload(body: UploadCreate, principal: CurrentUser, infra: Infra
         "requestBody": {"required": True, "content": _IMAGE_CONTENT},
     },
 )
-async def put_object(key: str, request: Request, infra: InfraDep) -> OrjsonResponse:
+async def put_object(key: str, request: Request, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
     storage = service.local_backend(storage_of(infra))
     signed = service.authorize_upload(
         storage, key, request.query_params.multi_items(), request.headers.get("content-type")
     )
     await service.ensure_not_uploaded(storage, key)
     data = await _read_body(request, signed.max_size)
-    stored = await service.store_upload(storage, key, signed, data, infra.settings.max_image_pixels)
+    stored = await service.store_upload(session, storage, key, signed, data, infra.settings.max_image_pixels)
     return ok(stored, status_code=201)
 
 

@@ -33,10 +33,23 @@ class UploadCreate(BaseModel):
     size: int = Field(ge=1, description="The exact number of bytes that will be sent", examples=[524288])
 
 
+class TemporaryKeys(BaseModel):
+    tmp_secret_id: str
+    tmp_secret_key: str
+    session_token: str = Field(description="Send it as the security token (S3 SDKs: aws_session_token)")
+    expires_at: datetime
+
+
 class UploadInstructions(BaseModel):
     method: Literal["PUT"]
     url: str = Field(description="Relative to the API's origin unless a public base URL is configured")
     headers: dict[str, str] = Field(description="Send exactly these headers with the bytes")
+    credentials: TemporaryKeys | None = Field(
+        default=None, description="COS STS only: keys that may PUT `key` (and anything under your uploads/ prefix)"
+    )
+    bucket: str | None = Field(default=None, description="COS STS only")
+    region: str | None = Field(default=None, description="COS STS only")
+    key: str | None = Field(default=None, description="COS STS only: the object key to write (= object_key)")
 
 
 class UploadOut(BaseModel):
@@ -47,6 +60,22 @@ class UploadOut(BaseModel):
     upload: UploadInstructions
     expires_at: datetime
     max_size: int = Field(description="The upload URL accepts at most this many bytes")
+
+
+class UploadComplete(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object_key: str = Field(min_length=1, max_length=1024, examples=["uploads/42/2026/11/3f2b0c6d9e8a4b7c.jpg"])
+
+
+class UploadCredentialsOut(BaseModel):
+    tmp_secret_id: str
+    tmp_secret_key: str
+    session_token: str = Field(description="Send it as the security token (S3 SDKs: aws_session_token)")
+    expires_at: datetime
+    bucket: str
+    region: str
+    prefix: str = Field(description="The keys may write only below this prefix", examples=["uploads/42/"])
 
 
 class StoredObjectOut(BaseModel):

@@ -10,10 +10,12 @@ from typing import Any
 from urllib.parse import quote
 
 from limits import RateLimitItem
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.errors import AppError, ErrorCode, NotFound, PermissionDenied, ValidationFailed
 from wardrobe.core.ratelimit import RateLimiter, parse_limits
-from wardrobe.modules.storage import images, keys
+from wardrobe.modules.storage import keys, verification
 from wardrobe.modules.storage.backend import (
     LocalObjectStorage,
     ObjectExists,
@@ -24,7 +26,9 @@ from wardrobe.modules.storage.backend import (
     SignedDownload,
     SignedUpload,
 )
+from wardrobe.modules.storage.expiring import ExpiringValues
 from wardrobe.modules.storage.schemas import UploadCreate
+from wardrobe.modules.storage.sts import StsUploadCredentials, UploadCredentials
 from wardrobe.settings import Settings
 
 # Types a browser may render from our origin; anything else is served as a download (a stored
@@ -45,26 +49,84 @@ class UploadGrant:
     headers: dict[str, str]
     expires_at: datetime
     max_size: int
+    # With COS STS: keys that may write this key (and the rest of the user's uploads/ prefix).
+    credentials: UploadCredentials | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        upload: dict[str, Any] = {"method": self.method, "url": self.url, "headers": self.headers}
+        if self.credentials is not None:
+            # api.md's COS STS form {credentials, bucket, region, key}, next to the presigned PUT
+            # (which keeps working): a client may use either.
+            creds = self.credentials.as_dict()
+            upload["credentials"] = {
+                name: creds[name] for name in ("tmp_secret_id", "tmp_secret_key", "session_token", "expires_at")
+            }
+            upload.update(bucket=self.credentials.bucket, region=self.credentials.region, key=self.object_key)
         return {
             "object_key": self.object_key,
-            "upload": {"method": self.method, "url": self.url, "headers": self.headers},
+            "upload": upload,
             "expires_at": self.expires_at.isoformat().replace("+00:00", "Z"),
             "max_size": self.max_size,
         }
 
 
+@dataclass(slots=True)
+class UploadServices:
+    """What uploads need beyond the storage: the grants' remembered size bounds, and the STS
+    credential issuer when COS direct upload credentials are enabled."""
+
+    grants: ExpiringValues
+    credentials: StsUploadCredentials | None = None
+
+    async def aclose(self) -> None:
+        if self.credentials is not None:
+            await self.credentials.aclose()
+
+
+def build_upload_services(settings: Settings, redis: Redis | None) -> UploadServices:
+    values = ExpiringValues(redis, settings.redis_key_prefix)
+    issuer = None
+    if settings.storage_sts_enabled:
+        issuer = StsUploadCredentials(
+            secret_id=settings.tencent_secret_id,
+            secret_key=settings.tencent_secret_key.get_secret_value(),
+            sts_region=settings.storage_sts_region or settings.storage_s3_region,
+            endpoint=settings.storage_sts_endpoint or None,
+            scheme=settings.storage_sts_scheme,
+            timeout=settings.storage_sts_timeout_seconds,
+            bucket=settings.storage_s3_bucket,
+            cos_region=settings.storage_s3_region,
+            appid=settings.cos_appid,
+            duration_seconds=settings.storage_sts_duration_seconds,
+            cache=values,
+        )
+    return UploadServices(grants=values, credentials=issuer)
+
+
 async def create_upload(
-    storage: ObjectStorage, limiter: RateLimiter, settings: Settings, user_id: int, body: UploadCreate
+    storage: ObjectStorage,
+    limiter: RateLimiter,
+    settings: Settings,
+    uploads: UploadServices,
+    user_id: int,
+    body: UploadCreate,
 ) -> UploadGrant:
-    """A fresh key under the user's prefix and a URL that accepts exactly the declared upload."""
+    """A fresh key under the user's prefix and a URL that accepts exactly the declared upload;
+    with COS STS also the user's upload credentials (left out if STS fails: the URL still works)."""
     if body.size > settings.max_upload_bytes:
         raise ValidationFailed("size", f"must be at most {settings.max_upload_bytes} bytes")
     await limiter.hit(_limits(settings.upload_rate_limits), "uploads", str(user_id))
     key = keys.upload_key(user_id, keys.EXTENSION_BY_CONTENT_TYPE[body.content_type])
-    # The signed bound is the declared size: a client cannot announce 1 KB and send 10 MB.
+    # The signed bound is the declared size: a client cannot announce 1 KB and send 10 MB. A
+    # bucket cannot enforce it on a presigned PUT, so it is remembered for the completion.
     target = storage.upload_target(key, body.content_type, body.size, settings.upload_url_ttl_seconds)
+    await verification.remember_grant(uploads.grants, key, body.size)
+    credentials = None
+    if uploads.credentials is not None:
+        try:
+            credentials = await uploads.credentials.for_user(user_id)
+        except AppError:
+            credentials = None  # logged by the issuer
     return UploadGrant(
         object_key=key,
         method=target.method,
@@ -72,7 +134,23 @@ async def create_upload(
         headers=target.headers,
         expires_at=target.expires_at,
         max_size=body.size,
+        credentials=credentials,
     )
+
+
+async def upload_credentials(
+    limiter: RateLimiter, settings: Settings, uploads: UploadServices, user_id: int
+) -> UploadCredentials:
+    """Temporary COS keys that may write under ``uploads/{user_id}/`` (E2)."""
+    if uploads.credentials is None:
+        # 409 like an unavailable payment channel: this deployment does not offer that way.
+        raise AppError(
+            ErrorCode.CONFLICT,
+            data={"reason": "sts_disabled", "message": "upload with the presigned PUT of POST /api/v1/uploads"},
+            detail="STS upload credentials are not enabled",
+        )
+    await limiter.hit(_limits(settings.upload_rate_limits), "upload-credentials", str(user_id))
+    return await uploads.credentials.for_user(user_id)
 
 
 def local_backend(storage: ObjectStorage) -> LocalObjectStorage:
@@ -115,19 +193,18 @@ async def ensure_not_uploaded(storage: ObjectStorage, key: str) -> None:
 
 
 async def store_upload(
-    storage: ObjectStorage, key: str, signed: SignedUpload, data: bytes, max_pixels: int
+    session: AsyncSession, storage: ObjectStorage, key: str, signed: SignedUpload, data: bytes, max_pixels: int
 ) -> dict[str, Any]:
-    """Verify that ``data`` is the image it claims to be, then store it once."""
-    try:
-        info = await images.verify_image(data, signed.content_type, max_pixels)
-    except images.ImageRejected as exc:
-        raise AppError(
-            ErrorCode.UPLOAD_INVALID, data={"reason": exc.reason, "message": exc.message}, detail=exc.reason
-        ) from None
+    """Verify that ``data`` is the image it claims to be, store it once and record it as a
+    verified upload of the key's owner."""
+    info = await verification.check_image(data, signed.content_type, max_pixels)
     try:
         await storage.put(key, data, info.content_type, overwrite=False)
     except ObjectExists:
         raise AppError(ErrorCode.CONFLICT, detail="object already uploaded") from None
+    owner = keys.owner_of(key)
+    if owner is not None and key.startswith(f"{keys.UPLOADS}/"):
+        await verification.record(session, key, owner, len(data), info)
     return {
         "object_key": key,
         "content_type": info.content_type,

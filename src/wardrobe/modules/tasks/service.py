@@ -22,6 +22,7 @@ from wardrobe.modules.catalog import forms
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.moderation import gates as moderation_gates
 from wardrobe.modules.pipeline.engine import hold_ref
+from wardrobe.modules.storage import verification
 from wardrobe.modules.storage.keys import owner_of
 from wardrobe.worker.outbox import add_message
 from wardrobe.worker.runtime import TOPIC_RUN
@@ -37,16 +38,29 @@ async def _membership_sku(session: AsyncSession, infra: Infra, user_id: int) -> 
     return membership.sku if membership else None
 
 
-async def _check_images(infra: Infra, user: User, schema: dict[str, Any], inputs: dict[str, Any]) -> None:
+async def _check_images(
+    session: AsyncSession, infra: Infra, user: User, schema: dict[str, Any], inputs: dict[str, Any]
+) -> None:
+    """Image inputs must be the user's own uploads, verified after they arrived (E2), and still
+    the object that was verified (same size; it may have been overwritten while its URL lived)."""
     problems = []
-    for field in forms.image_fields(schema):
-        key = inputs.get(field)
-        if key is None:
-            continue
-        if owner_of(str(key)) != user.id or not str(key).startswith("uploads/"):
+    fields = [(field, str(inputs[field])) for field in forms.image_fields(schema) if inputs.get(field) is not None]
+    records = await verification.verified(session, user.id, [key for _, key in fields])
+    for field, key in fields:
+        if owner_of(key) != user.id or not key.startswith("uploads/"):
             problems.append({"field": f"inputs.{field}", "message": "must be an object_key from your own upload"})
-        elif await infra.storage.head(str(key)) is None:
+            continue
+        record = records.get(key)
+        if record is None:
+            problems.append(
+                {"field": f"inputs.{field}", "message": "not a verified upload: send the bytes, then complete it"}
+            )
+            continue
+        info = await infra.storage.head(key)
+        if info is None:
             problems.append({"field": f"inputs.{field}", "message": "no uploaded object with this key"})
+        elif info.size != record.size:
+            problems.append({"field": f"inputs.{field}", "message": "the object changed since it was verified"})
     if problems:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
 
@@ -85,7 +99,7 @@ async def create_task(
     problems = forms.input_errors(feature.form_schema, inputs)
     if problems:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
-    await _check_images(infra, user, feature.form_schema, inputs)
+    await _check_images(session, infra, user, feature.form_schema, inputs)
     # Content moderation (issue 6.6): prompts, before any quota is held or anything is written.
     await moderation_gates.screen_prompts(infra.runtime.engine.moderator, feature.form_schema, inputs, user_id=user.id)
     pipeline = await catalog.current_pipeline(session, infra.cache, feature.pipeline_key)
