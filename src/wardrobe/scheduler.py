@@ -122,6 +122,7 @@ async def collect_storage_garbage(infra: Infra) -> int:
         infra.storage,
         gc.database_references(infra.session_factory),
         grace=timedelta(days=infra.settings.storage_gc_grace_days),
+        forget=gc.database_forget(infra.session_factory),
     )
     log.info("storage_gc", **report.as_dict())
     return report.deleted

@@ -7,7 +7,7 @@ import asyncio
 import os
 import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,12 @@ from sqlalchemy import select, update
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
 from tests.fixtures.tasks import make_feature, step
+from tests.peers.s3_fixtures import S3Peer
 from wardrobe.core.db import unit_of_work
-from wardrobe.models import Task, TaskStep, User
+from wardrobe.models import Task, TaskStep, User, VerifiedUpload
 from wardrobe.modules.storage import gc
 from wardrobe.modules.storage.backend import LocalObjectStorage
+from wardrobe.modules.storage.s3 import S3ObjectStorage
 
 DAY = 86400.0
 
@@ -147,3 +149,39 @@ async def test_references_come_from_tasks_steps_and_the_avatar(
     references = await gc.database_references(api.infra.session_factory)(uid)
     assert references == {used, made, step_made, avatar}
     assert await gc.database_references(api.infra.session_factory)(uid + 1000) == set()
+
+
+async def test_on_the_s3_peer_orphans_and_their_upload_records_go_in_batches(
+    api: Api, s3_peer: S3Peer, s3_storage: S3ObjectStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COS-like storage end to end: the sweep lists the bucket over HTTP, deletes the old orphans in
+    DeleteObjects calls of at most DELETE_BATCH keys, and drops their verified-upload records."""
+    monkeypatch.setattr(gc, "DELETE_BATCH", 4)  # 9 orphans: calls of 4, 4 and 1
+    user = await sms_login(api.client)
+    uid = user.user["id"]
+    orphans = [f"uploads/{uid}/2026/01/o{n}.png" for n in range(9)]
+    kept = f"uploads/{uid}/2026/01/used.png"
+    s3_peer.seed([*orphans, kept], b"x" * 5)
+    async with unit_of_work(api.infra.session_factory) as db:
+        db.add_all(
+            VerifiedUpload(object_key=key, user_id=uid, size=5, content_type="image/png", width=1, height=1)
+            for key in [*orphans, kept]
+        )
+
+    async def references_of(user_id: int) -> set[str]:
+        return {kept} if user_id == uid else set()
+
+    s3_peer.requests.clear()
+    report = await gc.collect_garbage(
+        s3_storage,
+        references_of,
+        grace=timedelta(days=1),
+        now=datetime.now(UTC) + timedelta(days=30),
+        forget=gc.database_forget(api.infra.session_factory),
+    )
+    assert (report.deleted, report.bytes_reclaimed, report.kept_referenced) == (9, 45, 1)
+    deletes = [r for r in s3_peer.requests if r.method == "POST" and "delete" in r.query]
+    assert [r.body.count(b"<Key>") for r in deletes] == [4, 4, 1]
+    assert [info.key for info in await s3_storage.list("uploads/")] == [kept]
+    async with unit_of_work(api.infra.session_factory) as db:
+        assert list(await db.scalars(select(VerifiedUpload.object_key))) == [kept]

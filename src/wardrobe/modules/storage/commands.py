@@ -56,6 +56,7 @@ async def _gc(dry_run: bool, grace_days: float | None) -> GcReport:
                 grace=grace,
                 dry_run=dry_run,
                 on_object=lambda _: progress.advance(task),
+                forget=gc.database_forget(infra.session_factory),
             )
     finally:
         await close_infra(infra)

@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wardrobe.core.db import unit_of_work
 from wardrobe.core.metrics import STORAGE_GC
-from wardrobe.models import Task, TaskStep, User
+from wardrobe.models import Task, TaskStep, User, VerifiedUpload
 from wardrobe.models.base import utcnow
 from wardrobe.modules.storage import keys
 from wardrobe.modules.storage.backend import ObjectInfo, ObjectStorage
@@ -88,6 +89,17 @@ def keys_in_url(url: str) -> Iterable[str]:
 
 
 References = Callable[[int], Awaitable[set[str]]]
+Forget = Callable[[list[str]], Awaitable[None]]
+
+
+def database_forget(sessions: async_sessionmaker[AsyncSession]) -> Forget:
+    """Deleted uploads are no longer verified uploads: their rows go with them."""
+
+    async def forget(deleted: list[str]) -> None:
+        async with unit_of_work(sessions) as session:
+            await session.execute(delete(VerifiedUpload).where(VerifiedUpload.object_key.in_(deleted)))
+
+    return forget
 
 
 def database_references(sessions: async_sessionmaker[AsyncSession]) -> References:
@@ -123,6 +135,7 @@ async def collect_garbage(
     dry_run: bool = False,
     now: datetime | None = None,
     on_object: Callable[[ObjectInfo], None] | None = None,
+    forget: Forget | None = None,
 ) -> GcReport:
     """One pass over ``uploads/`` and ``results/``; ``on_object`` is told of every object scanned
     (the command's progress bar)."""
@@ -153,6 +166,8 @@ async def collect_garbage(
         if not dry_run:
             await storage.delete_many(info.key for info in still_orphans)
             report.delete_calls += 1
+            if forget is not None:
+                await forget([info.key for info in still_orphans])
             STORAGE_GC.labels("objects").inc(len(still_orphans))
             STORAGE_GC.labels("bytes").inc(sum(info.size for info in still_orphans))
         report.deleted += len(still_orphans)
