@@ -361,6 +361,18 @@ async def close_infra(infra: Infra) -> None:
     await infra.engine.dispose()
 
 
+async def _stop_realtime(hub: RealtimeHub) -> None:
+    """Stop Socket.IO's background work with the app: the engine's service task, and the Redis
+    listener of the client manager (python-socketio leaves it running), so nothing of a stopped app
+    stays scheduled (or keeps the app alive) in the process."""
+    await hub.sio.shutdown()
+    listener = getattr(hub.sio.manager, "thread", None)
+    if isinstance(listener, asyncio.Task) and not listener.done():
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -394,6 +406,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await uploads.aclose()
             await close_infra(infra)
             await key_manager.aclose()
+            await _stop_realtime(hub)
 
     app = FastAPI(
         title="Wardrobe API",
