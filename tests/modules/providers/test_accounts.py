@@ -189,11 +189,11 @@ async def _accounts_of_steps(api: Api) -> Counter[str]:
 async def test_steps_spread_over_the_accounts_each_within_its_own_cap(rig: Rig) -> None:
     await rig.add(name="a", secret=KEY_A, concurrency=1)
     await rig.add(name="b", secret_env="WARDROBE_VENDOR_KEY_RH_B", concurrency=2, endpoint=rig.peer.base_url)
-    rig.peer.auto(queued_s=0.02, running_s=0.1)
+    rig.peer.auto(queued_s=0.02, running_s=1.0)  # long enough for the accounts to fill side by side
     users = [await sms_login(rig.api.client) for _ in range(3)]
     for user in users:
         await give_quota(rig.api, user.user["id"], 10)
-    ids = await asyncio.gather(*(outfit_task(rig.api, users[i % 3]) for i in range(12)))
+    ids = [await outfit_task(rig.api, users[i % 3]) for i in range(12)]  # SQLite: one writer at a time
     done = await asyncio.gather(*(run_to_end(rig.api, users[i % 3], pid, within=120) for i, pid in enumerate(ids)))
     assert {t["status"] for t in done} == {"succeeded"}, done
     creates = rig.peer.creates_by_key
