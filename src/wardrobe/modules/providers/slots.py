@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
@@ -110,21 +111,21 @@ class SlotStore(Protocol):
     async def in_use(self, provider: str) -> int: ...
 
 
-class _Slots:
+class _Slots(ABC):
     """What both stores derive from the account-aware primitive."""
 
+    @abstractmethod
     async def ask(
         self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
-    ) -> tuple[str | None, int]:
-        raise NotImplementedError
+    ) -> tuple[str | None, int]: ...
 
     async def try_acquire_account(
         self, provider: str, holder: str, accounts: Sequence[tuple[str, int]], lease_seconds: float
     ) -> str | None:
         return (await self.ask(provider, holder, accounts, lease_seconds))[0]
 
-    async def in_use_by_account(self, provider: str) -> dict[str, int]:
-        raise NotImplementedError
+    @abstractmethod
+    async def in_use_by_account(self, provider: str) -> dict[str, int]: ...
 
     async def try_acquire(self, provider: str, holder: str, limit: int, lease_seconds: float) -> bool:
         return await self.try_acquire_account(provider, holder, [(NO_ACCOUNT, limit)], lease_seconds) is not None
