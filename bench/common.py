@@ -36,6 +36,7 @@ from run import (
     _prepare_wardrobe_db,
     _recreate_database,
     clean_env,
+    delete_redis_keys,
     run_step,
     say,
 )
@@ -143,16 +144,7 @@ class Stores:
 
     def cleanup_redis(self) -> None:
         """Remove this run's keys (task stream, limiter windows, slots, provider health)."""
-        try:
-            client = self.redis()
-            try:
-                keys = list(client.scan_iter(match=f"{self.redis_prefix}*", count=500))[:100_000]
-                if keys:
-                    client.delete(*keys)
-            finally:
-                client.close()
-        except Exception as exc:
-            say(f"could not clean Redis keys {self.redis_prefix}*: {exc!r}")
+        delete_redis_keys(self.redis_url, self.redis_prefix)
 
 
 def migrate(work: Path, env: dict[str, str]) -> None:

@@ -914,20 +914,25 @@ def _looks_right(endpoint: str, body: dict[str, Any], user_id: int) -> bool:
     return len(items) == 20 and bool(data.get("next_cursor")) and all(len(i["steps"]) == 2 for i in items)
 
 
-def cleanup_redis() -> None:
-    """Remove this run's keys (login limiter counters) from the bench Redis database."""
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Remove a run's keys (``prefix*``) from a bench Redis database; a failure is only reported."""
     try:
         from redis import Redis
 
-        client = Redis.from_url(REDIS_URL, socket_timeout=5)
+        client = Redis.from_url(url, socket_timeout=5)
         try:
-            keys = list(client.scan_iter(match=f"{REDIS_PREFIX}*", count=500))[:100_000]
+            keys = list(client.scan_iter(match=f"{prefix}*", count=500))[:100_000]
             if keys:
                 client.delete(*keys)
         finally:
             client.close()
     except Exception as exc:
-        say(f"could not clean Redis keys {REDIS_PREFIX}*: {exc!r}")
+        say(f"could not clean Redis keys {prefix}*: {exc!r}")
+
+
+def cleanup_redis() -> None:
+    """Remove this run's keys (login limiter counters) from the bench Redis database."""
+    delete_redis_keys(REDIS_URL, REDIS_PREFIX)
 
 
 # ---------------------------------------------------------------------------------------------
