@@ -177,7 +177,7 @@ async def test_presigned_put_then_get(s3_peer: S3Peer, s3_storage: S3ObjectStora
     before = datetime.now(UTC).replace(microsecond=0)
     target = s3_storage.upload_target(KEY, "image/png", 1234, 900)
     assert target.method == "PUT"
-    assert target.headers == {"Content-Type": "image/png"}
+    assert target.headers == {"Content-Type": "image/png", "If-None-Match": "*"}
     assert before + timedelta(seconds=900) <= target.expires_at <= datetime.now(UTC) + timedelta(seconds=900)
     assert urlsplit(target.url).path == f"/{s3_peer.bucket}/{KEY}"
     async with httpx.AsyncClient() as http:
@@ -204,6 +204,27 @@ async def test_presigned_put_then_get(s3_peer: S3Peer, s3_storage: S3ObjectStora
 
         # Nothing is public: the same object without a signature is refused.
         assert (await http.get(f"{s3_peer.endpoint_url}/{s3_peer.bucket}/{KEY}")).status_code == 403
+
+        # The URL is create-only: while it lives it cannot replace what landed (and was verified),
+        # and the condition is signed, so leaving it out is a different request.
+        again = await http.request(target.method, target.url, content=b"PNG BYTES", headers=target.headers)
+        assert again.status_code == 412, again.text
+        unconditional = await http.put(target.url, content=b"PNG BYTES", headers={"Content-Type": "image/png"})
+        assert unconditional.status_code == 403
+        assert "SignatureDoesNotMatch" in unconditional.text
+        assert await s3_storage.get(KEY) == b"png bytes"
+
+
+async def test_without_conditional_puts_upload_urls_carry_no_condition(s3_peer: S3Peer) -> None:
+    storage = s3_peer.storage(conditional_put=False)
+    try:
+        target = storage.upload_target(KEY, "image/png", 1234, 900)
+        assert target.headers == {"Content-Type": "image/png"}
+        async with httpx.AsyncClient() as http:
+            put = await http.request(target.method, target.url, content=b"png bytes", headers=target.headers)
+        assert put.status_code == 200, put.text
+    finally:
+        await storage.aclose()
 
 
 async def test_expired_presigned_urls_are_refused(s3_peer: S3Peer, s3_storage: S3ObjectStorage) -> None:

@@ -328,10 +328,18 @@ class S3ObjectStorage:
 
     def upload_target(self, key: str, content_type: str, max_size: int, expires_in: int) -> UploadTarget:
         """A presigned PUT. Content-Type is a signed header (another one is refused by the store);
-        ``max_size`` cannot be signed (see the class docstring)."""
+        ``max_size`` cannot be signed (see the class docstring).
+
+        With ``conditional_put`` the URL is create-only: ``If-None-Match: *`` is signed too, so
+        once the bytes have landed (and been verified) the same URL cannot replace them while it
+        lives; without it, a same-size replacement would go unnoticed until the task reads it."""
         validate_key(key)
-        url, expires_at = self._presign("put_object", {"Key": key, "ContentType": content_type}, expires_in, "PUT")
-        return UploadTarget(method="PUT", url=url, headers={"Content-Type": content_type}, expires_at=expires_at)
+        params: dict[str, Any] = {"Key": key, "ContentType": content_type}
+        headers = {"Content-Type": content_type}
+        if self._conditional_put:
+            params["IfNoneMatch"] = headers["If-None-Match"] = "*"
+        url, expires_at = self._presign("put_object", params, expires_in, "PUT")
+        return UploadTarget(method="PUT", url=url, headers=headers, expires_at=expires_at)
 
     def download_url(self, key: str, expires_in: int, filename: str | None = None) -> str:
         validate_key(key)
