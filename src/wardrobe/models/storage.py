@@ -27,3 +27,7 @@ class VerifiedUpload(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The store's ETag of the bytes that were verified (None on local files, whose PUT route checks
+    # every arrival): a task takes the object only while its ETag is still this one, so keys that
+    # may still write under the user's prefix (STS) cannot swap in other bytes of the same size.
+    etag: Mapped[str | None] = mapped_column(String(128), nullable=True)

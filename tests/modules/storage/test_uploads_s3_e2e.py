@@ -286,3 +286,62 @@ async def test_without_sts_the_credentials_route_says_so(api_factory: Any, s3_pe
     user = await sms_login(api.client)
     problem = failed(await api.client.post("/api/v1/uploads/credentials", headers=user.headers), 409, "CONFLICT")
     assert problem["reason"] == "sts_disabled"
+
+
+async def test_an_object_replaced_after_verification_by_bytes_of_the_same_size_is_refused(
+    api_factory: Any, s3_peer: S3Peer
+) -> None:
+    """Keys that may still write under the user's prefix (STS) could swap the verified bytes for
+    others of the same size: the ETag recorded at verification catches it."""
+    api = await s3_api(api_factory, s3_peer)
+    await cutout_feature(api)
+    user = await sms_login(api.client)
+    await give_quota(api, user.user["id"], 2)
+    photo = encode(subject_on_background(64, 48)[0])
+    grant = await ask_upload(api, user, len(photo))
+    key = grant["object_key"]
+    assert (await send_to_bucket(grant, photo)).status_code == 200
+    data(await complete(api, user, key))
+    head = await api.infra.storage.head(key)
+    assert head is not None
+    assert head.etag
+    async with unit_of_work(api.infra.session_factory) as db:
+        assert await db.scalar(select(VerifiedUpload.etag).where(VerifiedUpload.object_key == key)) == head.etag
+
+    swapped = bytearray(photo)
+    swapped[len(photo) // 2] ^= 0xFF
+    await api.infra.storage.put(key, bytes(swapped), "image/png")  # what an STS key holder could do
+    funds = await balance(api, user.user["id"])
+    assert failed(await create_task(api, user, key), 422, "VALIDATION_FAILED") == [
+        {"field": "inputs.image", "message": "the object changed since it was verified"}
+    ]
+    assert await balance(api, user.user["id"]) == funds  # nothing reserved
+
+
+async def test_an_object_replaced_while_it_is_verified_is_not_recorded(
+    api_factory: Any, s3_peer: S3Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await s3_api(api_factory, s3_peer)
+    await cutout_feature(api)
+    user = await sms_login(api.client)
+    await give_quota(api, user.user["id"], 1)
+    first, second = encode(subject_on_background(64, 48)[0]), encode(subject_on_background(80, 60)[0])
+    grant = await ask_upload(api, user, max(len(first), len(second)))
+    key = grant["object_key"]
+    assert (await send_to_bucket(grant, first)).status_code == 200
+    storage = api.infra.storage
+    real_get = storage.get
+
+    async def get_then_overwritten(object_key: str) -> bytes:
+        read = await real_get(object_key)
+        await storage.put(object_key, second, "image/png")  # a writer lands right after the read
+        return read
+
+    monkeypatch.setattr(storage, "get", get_then_overwritten)
+    assert failed(await complete(api, user, key), 409, "CONFLICT")["reason"] == "changed_during_verification"
+    assert await verified_rows(api) == []  # the bytes read are not the object's any more
+    assert (await storage.head(key)) is not None  # and nothing was deleted: it may be fine
+    monkeypatch.undo()
+    stored = data(await complete(api, user, key))  # completing again checks what is there now
+    assert (stored["width"], stored["height"], stored["size"]) == (80, 60, len(second))
+    assert data(await create_task(api, user, key), 202)["status"] == "queued"

@@ -69,6 +69,9 @@ class ObjectInfo:
     size: int
     content_type: str
     created: datetime
+    # The store's entity tag (S3's ETag, quotes removed): it changes whenever the object is
+    # replaced, even by one of the same size. None where the backend has none (local files).
+    etag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,9 +78,12 @@ async def create_upload(
     "was stored with, within the pixel cap. A failing object is deleted (`UPLOAD_INVALID`, `data.reason` one "
     "of `too_large`, `unsupported_format`, `type_mismatch`, `too_many_pixels`, `corrupt`). Only then may a "
     "task use the key. Completing a verified key again answers the same; uploads through the local "
-    "backend are verified already.",
+    "backend are verified already. An object replaced while it was being checked answers `CONFLICT` "
+    "(`data.reason` `changed_during_verification`): complete again once the upload is finished.",
     response_model=Envelope[StoredObjectOut],
-    responses=errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND, ErrorCode.UPLOAD_INVALID),
+    responses=errors(
+        *AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND, ErrorCode.UPLOAD_INVALID, ErrorCode.CONFLICT
+    ),
 )
 async def complete_upload(
     body: UploadComplete, principal: CurrentUser, infra: InfraDep, session: SessionDep, request: Request

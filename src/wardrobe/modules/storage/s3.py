@@ -104,6 +104,11 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _etag(raw: object) -> str | None:
+    """S3 sends the ETag quoted (``"9e10…"``); a store that sends none gives None."""
+    return str(raw).strip('"') or None if raw else None
+
+
 class S3ObjectStorage:
     """``ObjectStorage`` on one bucket of an S3-compatible store.
 
@@ -255,6 +260,7 @@ class S3ObjectStorage:
             size=int(response["ContentLength"]),
             content_type=response.get("ContentType") or DEFAULT_CONTENT_TYPE,
             created=response["LastModified"].astimezone(UTC),
+            etag=_etag(response.get("ETag")),
         )
 
     async def delete(self, key: str) -> bool:
@@ -305,6 +311,7 @@ class S3ObjectStorage:
                     size=int(item["Size"]),
                     content_type=DEFAULT_CONTENT_TYPE,
                     created=item["LastModified"].astimezone(UTC),
+                    etag=_etag(item.get("ETag")),
                 )
                 for item in response.get("Contents") or []
             )

@@ -54,13 +54,21 @@ def out(row: VerifiedUpload) -> dict[str, Any]:
     }
 
 
-async def record(session: AsyncSession, key: str, user_id: int, size: int, info: images.ImageInfo) -> VerifiedUpload:
+async def record(
+    session: AsyncSession, key: str, user_id: int, size: int, info: images.ImageInfo, etag: str | None = None
+) -> VerifiedUpload:
     """The row for ``key`` (idempotent: a second verification of the same key keeps the first row)."""
     existing = await session.scalar(select(VerifiedUpload).where(VerifiedUpload.object_key == key))
     if existing is not None:
         return existing
     row = VerifiedUpload(
-        object_key=key, user_id=user_id, size=size, content_type=info.content_type, width=info.width, height=info.height
+        object_key=key,
+        user_id=user_id,
+        size=size,
+        content_type=info.content_type,
+        width=info.width,
+        height=info.height,
+        etag=etag,
     )
     try:
         async with session.begin_nested():
@@ -137,11 +145,23 @@ async def complete_upload(
         if len(data) > bound:
             raise upload_invalid("too_large", f"the object has more than {bound} bytes")
         image = await check_image(data, info.content_type, max_pixels)
+        # The ETag recorded must be that of the bytes just checked: HEAD again, and if the object
+        # was replaced between the first HEAD and the read, verify nothing (the client completes
+        # again once it stopped writing).
+        after = await storage.head(object_key)
+        if after is None:
+            raise NotFound(detail="the object went away while it was verified")
+        if after.etag != info.etag or after.size != len(data):
+            raise AppError(
+                ErrorCode.CONFLICT,
+                data={"reason": "changed_during_verification", "message": "the object changed while it was verified"},
+                detail="changed_during_verification",
+            )
     except AppError as exc:
         if exc.code is ErrorCode.UPLOAD_INVALID:
             # Nothing may use it, and nobody should pay to keep it.
             await storage.delete(object_key)
             log.info("upload_rejected", object_key=object_key, reason=exc.detail)
         raise
-    row = await record(session, object_key, user_id, len(data), image)
+    row = await record(session, object_key, user_id, len(data), image, etag=after.etag)
     return out(row)

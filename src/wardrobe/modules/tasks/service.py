@@ -42,7 +42,8 @@ async def _check_images(
     session: AsyncSession, infra: Infra, user: User, schema: dict[str, Any], inputs: dict[str, Any]
 ) -> None:
     """Image inputs must be the user's own uploads, verified after they arrived (E2), and still
-    the object that was verified (same size; it may have been overwritten while its URL lived)."""
+    the object that was verified: same size, and same ETag where the store has one (keys that may
+    still write under the user's prefix could have replaced it with other bytes)."""
     problems = []
     fields = [(field, str(inputs[field])) for field in forms.image_fields(schema) if inputs.get(field) is not None]
     records = await verification.verified(session, user.id, [key for _, key in fields])
@@ -59,7 +60,7 @@ async def _check_images(
         info = await infra.storage.head(key)
         if info is None:
             problems.append({"field": f"inputs.{field}", "message": "no uploaded object with this key"})
-        elif info.size != record.size:
+        elif info.size != record.size or (record.etag is not None and info.etag != record.etag):
             problems.append({"field": f"inputs.{field}", "message": "the object changed since it was verified"})
     if problems:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
