@@ -345,3 +345,34 @@ async def test_an_object_replaced_while_it_is_verified_is_not_recorded(
     stored = data(await complete(api, user, key))  # completing again checks what is there now
     assert (stored["width"], stored["height"], stored["size"]) == (80, 60, len(second))
     assert data(await create_task(api, user, key), 202)["status"] == "queued"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # one process makes, another runs
+async def test_an_upload_replaced_after_the_task_was_made_fails_the_task_refunded(
+    api_factory: Any, s3_peer: S3Peer
+) -> None:
+    """The engine and the vendors read an upload when the task runs, not when it was made: one
+    replaced in between (STS keys may still write there) fails the task, refunded once, and is
+    never processed."""
+    maker = await s3_api(api_factory, s3_peer, worker_in_process=False)  # tasks wait in the queue
+    await cutout_feature(maker)
+    user = await sms_login(maker.client)
+    await give_quota(maker, user.user["id"], 1)
+    funds = await balance(maker, user.user["id"])
+    photo = encode(subject_on_background(64, 48)[0])
+    grant = await ask_upload(maker, user, len(photo))
+    key = grant["object_key"]
+    assert (await send_to_bucket(grant, photo)).status_code == 200
+    data(await complete(maker, user, key))
+    task_id = data(await create_task(maker, user, key), 202)["id"]
+    swapped = bytearray(photo)
+    swapped[len(photo) // 2] ^= 0xFF
+    await maker.infra.storage.put(key, bytes(swapped), "image/png")
+
+    s3_peer.requests.clear()
+    runner = await s3_api(api_factory, s3_peer, worker_in_process=True)  # picks the queued task up
+    task = await run_to_end(runner, user, task_id, within=60)
+    assert task["status"] == "failed", task
+    assert task["error"]["code"] == "input_changed"
+    assert await balance(runner, user.user["id"]) == funds  # the hold was released: refunded once
+    assert ("GET", f"/{s3_peer.bucket}/{key}") not in [(r.method, r.path) for r in s3_peer.requests]

@@ -54,6 +54,7 @@ from wardrobe.modules.providers.slots import MemorySlots, SlotStore, wait_for_ac
 from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.modules.storage.gc import object_keys_in
 from wardrobe.modules.storage.keys import RESULTS, TMP
+from wardrobe.modules.storage.verification import still_verified, verified
 
 log = get_logger("wardrobe.engine")
 
@@ -64,6 +65,7 @@ def new_worker_id() -> str:
 
 # lease_owner of a queued task whose claim was deferred by the per-user limit (no lease: claimable).
 WAITING_FOR_USER_PLACE = "waiting:user-limit"
+INPUT_CHANGED = "input_changed"  # an upload replaced after it was verified (E2)
 
 
 def hold_ref(task: Task) -> str:
@@ -321,10 +323,10 @@ class _Run:
             return await self._finish(TaskStatus.CANCELED, error_code="canceled")
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
+            uploads = image_keys(task.inputs, bare_prefixes=("uploads/",))
+            await self._check_uploads_unchanged(uploads)
             if not self.steps:  # moderation: uploads, once, before the first vendor call
-                await self._screen_images(
-                    "inputs", image_keys(task.inputs, bare_prefixes=("uploads/",)), Purpose.INPUT_IMAGE
-                )
+                await self._screen_images("inputs", uploads, Purpose.INPUT_IMAGE)
             outputs = await self._run_units(definition)
             final_outputs = self._collect_outputs(definition, outputs)
             return await self._finish(TaskStatus.SUCCEEDED, outputs=final_outputs)
@@ -465,6 +467,22 @@ class _Run:
         )
         if code is not None:
             raise StepFailed(step_id, code)  # the task fails and is refunded once by _finish
+
+    async def _check_uploads_unchanged(self, keys: list[str]) -> None:
+        """The task was created against verified uploads, but the engine and the vendors read them
+        now: one replaced since it was verified (keys that may still write under the user's
+        prefix, E2) fails the task, refunded, instead of reaching a vendor unchecked. A missing
+        object or record is left to the step that reads it (``bad_input``)."""
+        storage = self.engine.storage
+        if storage is None or not keys:
+            return
+        async with self.engine.sessions() as session:
+            records = await verified(session, self.task.user_id, keys)
+        for key, record in records.items():
+            info = await storage.head(key)
+            if info is not None and not still_verified(record, info):
+                log.warning("input_changed_since_verified", task=self.task.public_id)
+                raise StepFailed("inputs", INPUT_CHANGED)
 
     async def _screen_outputs(self, step: StepDef, result: dict[str, Any]) -> None:
         """A step's stored images are checked before the step counts as done; blocked (or

@@ -21,7 +21,7 @@ from wardrobe.core.errors import AppError, ErrorCode, NotFound, ValidationFailed
 from wardrobe.core.logging import get_logger
 from wardrobe.models import VerifiedUpload
 from wardrobe.modules.storage import images, keys
-from wardrobe.modules.storage.backend import ObjectNotFound, ObjectStorage
+from wardrobe.modules.storage.backend import ObjectInfo, ObjectNotFound, ObjectStorage
 from wardrobe.modules.storage.expiring import ExpiringValues
 
 log = get_logger("wardrobe.storage.verification")
@@ -91,6 +91,12 @@ async def verified(session: AsyncSession, user_id: int, object_keys: Iterable[st
         select(VerifiedUpload).where(VerifiedUpload.object_key.in_(wanted), VerifiedUpload.user_id == user_id)
     )
     return {row.object_key: row for row in rows}
+
+
+def still_verified(record: VerifiedUpload, info: ObjectInfo) -> bool:
+    """Whether the object is still the one that was verified: the same size and, where the store
+    has ETags, the same ETag (a replacement of the same size changes it)."""
+    return info.size == record.size and (record.etag is None or info.etag == record.etag)
 
 
 def _grant_key(object_key: str) -> str:

@@ -23,6 +23,7 @@ _PUBLIC_ERRORS = {
     "image_too_large": "The image is too large to process",
     "bad_mask": "The mask is empty or covers too much of the image",
     "bad_input": "An input image could not be read",
+    "input_changed": "An input image was replaced after it was uploaded; upload it again",
     "content_blocked": "The content did not pass moderation",  # ours or the vendor's (issue 6.6)
     "moderation_unavailable": "Content moderation was unavailable; try again later",
     "processing_failed": "Processing failed",

@@ -60,7 +60,7 @@ async def _check_images(
         info = await infra.storage.head(key)
         if info is None:
             problems.append({"field": f"inputs.{field}", "message": "no uploaded object with this key"})
-        elif info.size != record.size or (record.etag is not None and info.etag != record.etag):
+        elif not verification.still_verified(record, info):
             problems.append({"field": f"inputs.{field}", "message": "the object changed since it was verified"})
     if problems:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
