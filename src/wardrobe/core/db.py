@@ -5,6 +5,8 @@ One session per request (or job); only its owner commits. Services and repositor
 
 from __future__ import annotations
 
+import sqlite3
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +29,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # The WAL is rewound after each full checkpoint; this bounds the file it leaves on disk.
+    cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.close()
+
+
+def _hold_the_wal_open(engine: AsyncEngine, path: str) -> None:
+    """Keep one idle connection to the database file for the engine's life.
+
+    Sessions open and close a connection each (NullPool), and when the last connection to a WAL
+    database closes, SQLite checkpoints the whole WAL, fsyncs and deletes it while holding an
+    exclusive lock: every other connection waits on its busy timeout meanwhile. With one
+    connection always open that never happens; the WAL is checkpointed passively as it grows (every
+    1000 pages, by the committing connection, without blocking readers or the next writer). The
+    anchor never reads or writes, so it holds no snapshot and blocks no checkpoint.
+    """
+    anchor = sqlite3.connect(path, check_same_thread=False)
+    weakref.finalize(engine.sync_engine, anchor.close)
 
 
 def _sqlite_savepoint(conn: Any, name: str) -> None:
@@ -58,11 +76,13 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
         "json_serializer": _json_dumps,
         "json_deserializer": orjson.loads,
     }
+    anchor_path: str | None = None  # a SQLite file: see _hold_the_wal_open
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             from pathlib import Path
 
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            anchor_path = url.database
         # SQLite has one writer; a pool only multiplies lock contention. NullPool opens a
         # connection per session, which for a local file costs microseconds.
         kwargs["poolclass"] = NullPool
@@ -82,6 +102,8 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "savepoint", _sqlite_savepoint)
+        if anchor_path is not None:
+            _hold_the_wal_open(engine, anchor_path)
     return engine
 
 
