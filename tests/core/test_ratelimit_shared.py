@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
+from redis.asyncio import Redis
 
-from tests.conftest import Api
+from tests.conftest import REDIS_URL, Api
 from tests.fixtures.auth import new_phone, sms_login
+from wardrobe.core.errors import RateLimited
+from wardrobe.core.ratelimit import RateLimiter, parse_limits
 
 
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
@@ -49,3 +53,36 @@ async def test_login_backoff_is_exact_across_two_instances(api_factory: object) 
     codes = [r.json()["code"] for r in await asyncio.gather(*tries)]
     assert codes.count("AUTH_INVALID_CREDENTIALS") == 4
     assert codes.count("RATE_LIMITED") == 8
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "memory"])
+async def test_hit_all_consumes_every_window_or_none(shared: bool) -> None:
+    """The edge windows of a request are taken together: a full one refuses the request without
+    charging the others, and on Redis the windows are the library's own (peek and clear see them)."""
+    redis = Redis.from_url(REDIS_URL) if shared else None
+    prefix = f"wt-{uuid.uuid4().hex[:12]}"
+    limiter = RateLimiter.for_redis(redis, prefix) if redis is not None else RateLimiter.in_memory()
+    wide, narrow = parse_limits("5/minute"), parse_limits("2/minute")
+    try:
+        windows = [(wide, ("ip", "198.51.100.7")), (narrow, ("user", "42"))]
+        await limiter.hit_all(windows)
+        await limiter.hit_all(windows)
+        with pytest.raises(RateLimited) as refused:
+            await limiter.hit_all(windows)  # the user's window is full
+        assert refused.value.detail == f"limit {narrow[0]}"
+        assert 1 <= int(refused.value.headers["Retry-After"]) <= 61
+        # The address's window was charged twice, not three times: three more fit, the fourth not.
+        for _ in range(3):
+            await limiter.hit([wide[0]], "ip", "198.51.100.7")
+        with pytest.raises(RateLimited):
+            await limiter.peek([wide[0]], "ip", "198.51.100.7")
+        # Cleared through the library, the user's window takes requests again.
+        await limiter.clear(narrow, "user", "42")
+        await limiter.hit_all([(narrow, ("user", "42"))])
+        await limiter.hit_all([])  # nothing to take
+    finally:
+        if redis is not None:
+            keys = [k async for k in redis.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await redis.delete(*keys)
+            await redis.aclose()

@@ -154,9 +154,7 @@ class RateLimitMiddleware:
             who = ("ip", ip) if endpoint is EndpointClass.AUTH or user_id is None else ("user", user_id)
             windows.append((class_items, (endpoint.value, *who)))
         try:
-            for items, ids in windows:
-                if items:
-                    await infra.limiter.hit(items, *ids)
+            await infra.limiter.hit_all(windows)
             limits.store_ok = True
         except RateLimited as refused:
             RATE_LIMITED.labels(endpoint.value).inc()

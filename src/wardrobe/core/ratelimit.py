@@ -2,6 +2,9 @@
 
 In production the windows live in Redis, where each ``hit`` is one atomic Lua script, so two API
 processes sharing Redis count as one. In embedded mode they live in this process's memory.
+
+``hit_all`` (the edge limits, on every request) is our own script over the library's data layout:
+see ``_HIT_ALL``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,37 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
 from wardrobe.core.errors import RateLimited
+
+# The edge windows of a request (per address, per user, per endpoint class) in one round trip.
+# ``limits`` consumes one window per Redis command; at two or three windows on every request that
+# was ~0.6 ms of CPU per request, a quarter of the task list's (bench/README.md), and the windows
+# were consumed one by one (a refusal by the last left the first ones charged). This script checks
+# every window, then consumes all of them or none, on exactly the keys and list layout of the
+# library's moving window (newest timestamp first, trimmed to the limit, expiring with the window),
+# so ``test``/``clear``/window stats of ``limits`` read the same windows. The keys must live on one
+# Redis node (no Cluster hash slots here). Returns {0, 0} or {index of the full window, the time its
+# oldest entry leaves} (as a string: Lua numbers would be truncated to integers).
+_HIT_ALL = """
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[2 * i])
+    local expiry = tonumber(ARGV[2 * i + 1])
+    local entry = redis.call('lindex', key, limit - 1)
+    if entry and tonumber(entry) >= now - expiry then
+        return {i, tostring(tonumber(entry) + expiry)}
+    end
+end
+for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[2 * i])
+    redis.call('lpush', key, ARGV[1])
+    redis.call('ltrim', key, 0, limit - 1)
+    redis.call('expire', key, tonumber(ARGV[2 * i + 1]))
+end
+return {0, '0'}
+"""
+
+# Windows to consume together: (the items, the identifiers they are counted under).
+Windows = Sequence[tuple[Sequence[RateLimitItem], tuple[str, ...]]]
 
 
 def per_seconds(amount: int, seconds: int) -> RateLimitItem:
@@ -43,9 +77,12 @@ def parse_limits(spec: str) -> list[RateLimitItem]:
 class RateLimiter:
     """Named windows checked by ``hit`` (consume) or ``peek`` (look without consuming)."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, redis: Redis | None = None, key_prefix: str = "") -> None:
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(storage)
+        # Redis only: hit_all's script, on the storage's keys (its prefix, then ":", then the key).
+        self._hit_all = redis.register_script(_HIT_ALL) if redis is not None else None
+        self._key_prefix = key_prefix
 
     @classmethod
     def for_redis(cls, redis: Redis, key_prefix: str) -> RateLimiter:
@@ -55,7 +92,7 @@ class RateLimiter:
             key_prefix=f"{key_prefix}:rl",
             connection_pool=redis.connection_pool,  # type: ignore[arg-type]
         )
-        return cls(storage)
+        return cls(storage, redis, f"{key_prefix}:rl")
 
     @classmethod
     def in_memory(cls) -> RateLimiter:
@@ -70,6 +107,30 @@ class RateLimiter:
         for item in items:
             if not await self._strategy.hit(item, *identifiers):
                 raise RateLimited(await self.retry_after(item, *identifiers), detail=f"limit {item}")
+
+    async def hit_all(self, windows: Windows) -> None:
+        """Consume one unit from every window of ``windows``, or from none: raise ``RateLimited``
+        for the first full one. On Redis one atomic script call; in memory (one process) each
+        window is checked, then all are consumed."""
+        pairs = [(item, ids) for items, ids in windows for item in items]
+        if not pairs:
+            return
+        if self._hit_all is None:
+            for item, ids in pairs:
+                if not await self._strategy.test(item, *ids):
+                    raise RateLimited(await self.retry_after(item, *ids), detail=f"limit {item}")
+            for item, ids in pairs:  # a window filled meanwhile by another request still refuses
+                if not await self._strategy.hit(item, *ids):
+                    raise RateLimited(await self.retry_after(item, *ids), detail=f"limit {item}")
+            return
+        keys = [f"{self._key_prefix}:{item.key_for(*ids)}" for item, ids in pairs]
+        args: list[float | int] = [time.time()]
+        for item, _ in pairs:
+            args += [item.amount, item.get_expiry()]
+        full, frees_at = await self._hit_all(keys=keys, args=args)
+        if int(full):
+            item = pairs[int(full) - 1][0]
+            raise RateLimited(max(1, int(float(frees_at) - time.time()) + 1), detail=f"limit {item}")
 
     async def try_hit(self, items: Sequence[RateLimitItem], *identifiers: str) -> float:
         """Consume one unit from every window if all have room and return 0; otherwise return the
