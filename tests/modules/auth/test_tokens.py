@@ -14,7 +14,10 @@ from sqlalchemy import select
 
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
+from wardrobe.core import security
 from wardrobe.core.db import unit_of_work
+from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.security import TokenCodec
 from wardrobe.models import AuthSession, RefreshToken
 
 
@@ -179,3 +182,41 @@ async def test_unknown_and_malformed_refresh_tokens(api: Api) -> None:
     assert (status, body["code"]) == (401, "AUTH_TOKEN_INVALID")
     resp = await api.client.post("/api/v1/auth/refresh", json={"refresh_token": ""})
     assert resp.status_code == 422
+
+
+def test_verified_tokens_are_kept_by_their_text_and_still_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = TokenCodec("s" * 32, "wardrobe", "wardrobe-api", ttl_seconds=60)
+    token = codec.issue_access(7, "user", "a" * 32)
+    verified: list[str] = []
+    real_decode = jwt.decode
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        verified.append(args[0])
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+    first = codec.decode_access(token)
+    assert codec.decode_access(token) == first
+    assert verified == [token]  # the second time from what was kept
+    # Another text is verified on its own, even one that differs only in its signature.
+    head, body, signature = token.split(".")
+    forged = f"{head}.{body}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    with pytest.raises(AppError) as bad:
+        codec.decode_access(forged)
+    assert bad.value.code is ErrorCode.AUTH_TOKEN_INVALID
+    assert verified == [token, forged]
+    # A kept token still expires on time.
+    later = first.expires_at + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(AppError) as expired:
+        codec.decode_access(token)
+    assert expired.value.code is ErrorCode.AUTH_TOKEN_EXPIRED
+
+
+def test_the_kept_tokens_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(security, "VERIFIED_TOKENS_KEPT", 3)
+    codec = TokenCodec("s" * 32, "wardrobe", "wardrobe-api", ttl_seconds=60)
+    tokens = [codec.issue_access(i, "user", f"{i:032d}") for i in range(5)]
+    for token in tokens:
+        codec.decode_access(token)
+    assert list(codec._verified) == tokens[2:]  # the oldest went first
