@@ -21,7 +21,7 @@ from sqlalchemy import select
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.realtime import live
-from tests.fixtures.tasks import free_port, give_quota, run_to_end
+from tests.fixtures.tasks import free_port, give_quota, run_to_end, wait_until
 from tests.modules.providers.test_runninghub import outfit_feature, outfit_task, served_settings
 from tests.peers.runninghub_fixtures import ServedRunningHubPeer
 from wardrobe.core.db import unit_of_work
@@ -243,3 +243,30 @@ async def test_a_broken_account_is_skipped_and_an_account_switched_off_gets_no_n
 async def _id_of(api: Api, name: str) -> int:
     async with unit_of_work(api.infra.session_factory) as db:
         return int((await db.scalars(select(ProviderAccount.id).where(ProviderAccount.name == name))).one())
+
+
+async def test_a_job_created_with_the_settings_key_is_resumed_with_it_after_accounts_appear(rig: Rig) -> None:
+    """Accounts added while a vendor job made with the key from settings is in flight: the run that
+    resumes it (its worker lost) must poll with that key — the vendor knows the job only by it."""
+    user = await sms_login(rig.api.client)
+    await give_quota(rig.api, user.user["id"], 1)
+    public_id = await outfit_task(rig.api, user)
+
+    async def submitted() -> bool:
+        return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
+
+    await wait_until(submitted, within=30)
+    [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    await rig.add(name="b", secret_env="WARDROBE_VENDOR_KEY_RH_B", concurrency=2)
+    runtime = rig.api.infra.runtime
+    [run] = list(runtime._runs)
+    run.cancel()  # the worker running the step is lost; the task is handed back and resumed
+    await asyncio.wait([run], timeout=10)
+    rig.peer.start(vendor_task.task_id)
+    rig.peer.succeed(vendor_task.task_id)
+    task = await run_to_end(rig.api, user, public_id, within=60)
+    assert task["status"] == "succeeded", task
+    assert rig.peer.creates_by_key[rig.peer.api_key] == 1
+    assert rig.peer.creates_by_key[KEY_B] == 0
+    assert rig.peer.refusals_with(807) == []  # never polled with the account's key
+    assert await _accounts_of_steps(rig.api) == Counter({"None": 1})

@@ -502,7 +502,12 @@ class _Run:
         """Run the step's calls holding one of the provider's slots, if it has a limit (D5) — on
         one of its accounts when operators configured accounts for it (accounts.py)."""
         directory = self.engine.accounts
-        if directory is not None and await directory.configured(slug):
+        row = self.steps.get(step.id)
+        # A vendor job created with the credentials from settings (no account recorded) is known to
+        # the vendor only under them: a run resuming it keeps to them even if accounts were added
+        # for the provider meanwhile. Only new work goes to the accounts.
+        on_settings = row is not None and row.provider == slug and bool(row.vendor_task_id) and not row.account
+        if directory is not None and not on_settings and await directory.configured(slug):
             return await self._on_an_account(step, slug, provider, inputs, directory)
         limit = self.engine.config.provider_concurrency.get(slug)
         if not limit:
