@@ -30,6 +30,13 @@ async def _new_user(factory: object, balance: int) -> int:
         return user.id
 
 
+async def _ledger_count(factory: object, user_id: int) -> int:
+    async with unit_of_work(factory) as db:  # type: ignore[arg-type]
+        return int(
+            await db.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.user_id == user_id)) or 0
+        )
+
+
 async def _invariants(factory: object, user_id: int) -> tuple[int, int]:
     async with unit_of_work(factory) as db:  # type: ignore[arg-type]
         account = await db.get(QuotaAccount, user_id)
@@ -191,8 +198,10 @@ def test_random_sequences_keep_the_invariants(backend: Backend, ops: list[tuple[
         factory = create_session_factory(engine)
         try:
             user_id = await _new_user(factory, start)
+            state = await _invariants(factory, user_id)
             for n, (op, ref_no, amount) in enumerate(ops):
                 ref = f"p{user_id}-{ref_no}"
+                entries = await _ledger_count(factory, user_id)
                 try:
                     async with unit_of_work(factory) as db:
                         if op == "reserve":
@@ -211,8 +220,11 @@ def test_random_sequences_keep_the_invariants(backend: Backend, ops: list[tuple[
                                 ref=f"adj-{user_id}-{n}-{random.random()}",
                             )
                 except quota.QuotaInsufficient:
-                    pass  # refused with nothing changed, which the invariants below confirm
-                await _invariants(factory, user_id)
+                    # Only taking quota can be refused, and a refusal changes nothing at all.
+                    assert op in ("reserve", "remove"), op
+                    assert await _invariants(factory, user_id) == state
+                    assert await _ledger_count(factory, user_id) == entries
+                state = await _invariants(factory, user_id)
         finally:
             await engine.dispose()
 
