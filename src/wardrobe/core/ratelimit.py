@@ -116,12 +116,10 @@ class RateLimiter:
         if not pairs:
             return
         if self._hit_all is None:
-            for item, ids in pairs:
-                if not await self._strategy.test(item, *ids):
-                    raise RateLimited(await self.retry_after(item, *ids), detail=f"limit {item}")
-            for item, ids in pairs:  # a window filled meanwhile by another request still refuses
-                if not await self._strategy.hit(item, *ids):
-                    raise RateLimited(await self.retry_after(item, *ids), detail=f"limit {item}")
+            for items, ids in windows:
+                await self.peek(items, *ids)
+            for items, ids in windows:  # a window filled meanwhile by another request still refuses
+                await self.hit(items, *ids)
             return
         keys = [f"{self._key_prefix}:{item.key_for(*ids)}" for item, ids in pairs]
         args: list[float | int] = [time.time()]

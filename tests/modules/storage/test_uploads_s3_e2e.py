@@ -107,6 +107,21 @@ async def create_task(api: Api, user: Session, key: str) -> httpx.Response:
     )
 
 
+async def verified_upload(api: Api, user: Session, photo: bytes) -> str:
+    """The client's whole upload: grant, bytes to the bucket, completion. Returns the key."""
+    grant = await ask_upload(api, user, len(photo))
+    assert (await send_to_bucket(grant, photo)).status_code == 200
+    data(await complete(api, user, grant["object_key"]))
+    return str(grant["object_key"])
+
+
+async def swap_same_size(api: Api, key: str, photo: bytes) -> None:
+    """What a holder of STS keys for the prefix could do: other bytes, the same size."""
+    swapped = bytearray(photo)
+    swapped[len(photo) // 2] ^= 0xFF
+    await api.infra.storage.put(key, bytes(swapped), "image/png")
+
+
 async def test_presigned_upload_complete_task_and_result_on_the_bucket(api_factory: Any, s3_peer: S3Peer) -> None:
     api = await s3_api(api_factory, s3_peer, worker_in_process=True)
     await cutout_feature(api)
@@ -298,19 +313,14 @@ async def test_an_object_replaced_after_verification_by_bytes_of_the_same_size_i
     user = await sms_login(api.client)
     await give_quota(api, user.user["id"], 2)
     photo = encode(subject_on_background(64, 48)[0])
-    grant = await ask_upload(api, user, len(photo))
-    key = grant["object_key"]
-    assert (await send_to_bucket(grant, photo)).status_code == 200
-    data(await complete(api, user, key))
+    key = await verified_upload(api, user, photo)
     head = await api.infra.storage.head(key)
     assert head is not None
     assert head.etag
     async with unit_of_work(api.infra.session_factory) as db:
         assert await db.scalar(select(VerifiedUpload.etag).where(VerifiedUpload.object_key == key)) == head.etag
 
-    swapped = bytearray(photo)
-    swapped[len(photo) // 2] ^= 0xFF
-    await api.infra.storage.put(key, bytes(swapped), "image/png")  # what an STS key holder could do
+    await swap_same_size(api, key, photo)
     funds = await balance(api, user.user["id"])
     assert failed(await create_task(api, user, key), 422, "VALIDATION_FAILED") == [
         {"field": "inputs.image", "message": "the object changed since it was verified"}
@@ -360,14 +370,9 @@ async def test_an_upload_replaced_after_the_task_was_made_fails_the_task_refunde
     await give_quota(maker, user.user["id"], 1)
     funds = await balance(maker, user.user["id"])
     photo = encode(subject_on_background(64, 48)[0])
-    grant = await ask_upload(maker, user, len(photo))
-    key = grant["object_key"]
-    assert (await send_to_bucket(grant, photo)).status_code == 200
-    data(await complete(maker, user, key))
+    key = await verified_upload(maker, user, photo)
     task_id = data(await create_task(maker, user, key), 202)["id"]
-    swapped = bytearray(photo)
-    swapped[len(photo) // 2] ^= 0xFF
-    await maker.infra.storage.put(key, bytes(swapped), "image/png")
+    await swap_same_size(maker, key, photo)
 
     s3_peer.requests.clear()
     runner = await s3_api(api_factory, s3_peer, worker_in_process=True)  # picks the queued task up

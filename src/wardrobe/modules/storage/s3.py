@@ -106,7 +106,9 @@ def _code(exc: ClientError) -> str:
 
 def _etag(raw: object) -> str | None:
     """S3 sends the ETag quoted (``"9e10…"``); a store that sends none gives None."""
-    return str(raw).strip('"') or None if raw else None
+    if not raw:
+        return None
+    return str(raw).strip('"') or None
 
 
 class S3ObjectStorage:
