@@ -32,6 +32,7 @@ from wardrobe.models.base import utcnow
 from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsSender, TencentSmsSender
+from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
 from wardrobe.modules.auth.wechat_client import WeChatClient
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.billing.endpoints import router as billing_router
@@ -59,6 +60,7 @@ from wardrobe.modules.providers.runninghub import OutputSink, RunningHubProvider
 from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
 from wardrobe.modules.realtime.events import TaskEvents, server_emitter
 from wardrobe.modules.realtime.hub import RealtimeHub
+from wardrobe.modules.realtime.revocations import RevocationBus
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
 from wardrobe.modules.storage.deps import build_storage, close_storage
 from wardrobe.modules.storage.endpoints import router as storage_router
@@ -388,9 +390,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         uploads = app.state.uploads = build_upload_services(settings, infra.redis)
         register_pool_collector(lambda: pool_status(infra.engine))
         await prepare_database(infra)
-        hub.infra = infra
+        hub.attach(infra)
         await infra.cache.start()
         infra.runtime.events = TaskEvents(infra, server_emitter(hub.sio))
+        # Ended sessions: any process's relay publishes them; this one drops its own sockets.
+        revocations = RevocationBus(infra.redis, settings.redis_key_prefix)
+        revocations.listen(hub.on_revoked)
+        infra.runtime.publishers[TOPIC_SESSIONS_REVOKED] = revocations.publish
+        await revocations.start()
+        await hub.start()
         await infra.runtime.start()
         refill: asyncio.Task[None] | None = None
         if settings.embedded and settings.env is not Environment.TEST:
@@ -405,6 +413,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await refill
             await uploads.aclose()
             await close_infra(infra)
+            await revocations.stop()
+            await hub.stop()
             await key_manager.aclose()
             await _stop_realtime(hub)
 

@@ -105,8 +105,10 @@ async def _run_worker() -> None:
 
     from wardrobe.app import build_infra, close_infra
     from wardrobe.core.logging import configure_logging, get_logger
+    from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
     from wardrobe.modules.realtime.events import TaskEvents, manager_emitter
     from wardrobe.modules.realtime.hub import client_manager
+    from wardrobe.modules.realtime.revocations import RevocationBus
     from wardrobe.settings import get_settings
 
     settings = get_settings()
@@ -115,6 +117,8 @@ async def _run_worker() -> None:
     infra = build_infra(settings, consume_tasks=True, dedicated_worker=True)
     manager = client_manager(settings, write_only=True)
     infra.runtime.events = TaskEvents(infra, manager_emitter(manager))
+    # A worker's relay may be the one that takes a revocation: it publishes it to the API processes.
+    infra.runtime.publishers[TOPIC_SESSIONS_REVOKED] = RevocationBus(infra.redis, settings.redis_key_prefix).publish
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

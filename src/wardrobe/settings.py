@@ -90,7 +90,16 @@ class Settings(BaseSettings):
     jwt_issuer: str = "wardrobe"
     jwt_audience: str = "wardrobe-api"
     access_token_ttl_seconds: int = 900
+    # A refresh token unused this long ends its session (the idle limit)...
     refresh_token_ttl_seconds: int = 7 * 24 * 3600
+    # ...and no session outlives this many days from its login, however often it refreshes.
+    session_max_days: int = Field(default=30, ge=1, le=3650)
+
+    # Live sockets (Socket.IO): connects per client address and per user ("" = no window), and
+    # how many sockets one user may hold at once across every process.
+    socket_connect_limit_per_ip: str = "60/minute"
+    socket_connect_limit_per_user: str = "30/minute"
+    sockets_per_user: int = Field(default=10, ge=1, le=1000)
 
     # SMS codes (B1) and their limits (F3)
     sms_backend: SmsBackend = SmsBackend.CONSOLE
@@ -111,8 +120,11 @@ class Settings(BaseSettings):
     tencent_sms_sign_name: str = ""
     tencent_sms_template_id: str = ""
 
-    # Login back-off (B2): failures per account, progressive windows.
+    # Password login back-off: attempts per account from one client address (progressive
+    # windows), and a much higher ceiling per account from every address together, so a stranger's
+    # guesses do not lock the owner out while a spread-out guesser is still bounded.
     login_failure_limits: str = "5/minute;10/hour;20/day"
+    login_failure_limits_per_account: str = "100/hour;300/day"
 
     # WeChat mini program (B3)
     wechat_appid: str = ""
@@ -295,7 +307,15 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "rate_limit_per_ip", "rate_limit_per_user", "rate_limit_auth", "rate_limit_task_create", "rate_limit_write"
+        "rate_limit_per_ip",
+        "rate_limit_per_user",
+        "rate_limit_auth",
+        "rate_limit_task_create",
+        "rate_limit_write",
+        "socket_connect_limit_per_ip",
+        "socket_connect_limit_per_user",
+        "login_failure_limits",
+        "login_failure_limits_per_account",
     )
     @classmethod
     def _edge_spec_parses(cls, value: str) -> str:

@@ -24,6 +24,12 @@ class ErrorCode(Enum):
         "刷新凭证被重复使用，所有相关会话已失效",
         "The refresh token was reused; the session family has been revoked",
     )
+    AUTH_SESSION_EXPIRED = (401, "登录会话已到期，请重新登录", "The login session has expired; log in again")
+    REAUTHENTICATION_REQUIRED = (
+        403,
+        "请先验证身份：当前手机号的验证码或登录密码",
+        "Confirm it is you: a code sent to your current phone, or your password",
+    )
     AUTH_INVALID_CREDENTIALS = (401, "账号或密码错误", "Invalid phone number or password")
     AUTH_CODE_INVALID = (400, "验证码错误或已失效", "The verification code is wrong or has expired")
     ACCOUNT_DISABLED = (403, "账号已被停用", "The account is disabled")
@@ -49,6 +55,11 @@ class ErrorCode(Enum):
     )
     FEATURE_UNAVAILABLE = (403, "该功能不可用", "Feature unavailable")
     RATE_LIMITED = (429, "请求过于频繁，请稍后再试", "Too many requests; try again later")
+    CONNECTION_LIMIT_REACHED = (
+        429,
+        "同时在线的连接过多，请关闭其他页面后重试",
+        "Too many live connections for this account; close another and retry",
+    )
     PAYMENT_SIGNATURE_INVALID = (400, "支付通知签名无效", "Invalid payment signature")
     PAYMENT_CHANNEL_UNAVAILABLE = (409, "该支付方式暂不可用", "This payment channel is not available")
     PAYMENT_PLATFORM_ERROR = (502, "支付平台拒绝了请求", "The payment platform refused the request")

@@ -25,6 +25,11 @@ HTTP_LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0),
 )
+SOCKET_EVENTS = Counter(
+    "wardrobe_socket_events_total",
+    "Socket.IO connects by outcome (accepted or the refusal code) and drops by reason",
+    ["event", "outcome"],
+)
 AUTH_EVENTS = Counter("wardrobe_auth_events_total", "Authentication outcomes", ["event", "outcome"])
 CACHE_REQUESTS = Counter(
     "wardrobe_cache_requests_total",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,10 +26,25 @@ log = get_logger("wardrobe.outbox")
 Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
+# The relays running in this process, woken by ``announce`` after a commit.
+_running: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
+
+
 def add_message(session: AsyncSession, topic: str, payload: dict[str, Any], on_commit: Callable[[], None]) -> None:
     """Write a message in the caller's transaction; ``on_commit`` runs once it has committed."""
     session.add(OutboxMessage(topic=topic, payload=payload))
     after_commit(session, on_commit)
+
+
+def announce(session: AsyncSession, topic: str, payload: dict[str, Any]) -> None:
+    """Write a message in the caller's transaction for whichever process's relay publishes
+    ``topic``; this process's relays are woken once it commits, so it goes out at once."""
+    add_message(session, topic, payload, kick_running_relays)
+
+
+def kick_running_relays() -> None:
+    for relay in list(_running):
+        relay.kick()
 
 
 class OutboxRelay:
@@ -78,6 +94,13 @@ class OutboxRelay:
 
     async def run_forever(self, idle_seconds: float = 2.0) -> None:
         """Relay on every kick, and every ``idle_seconds`` anyway to catch anything missed."""
+        _running.add(self)
+        try:
+            await self._relay_until_stopped(idle_seconds)
+        finally:
+            _running.discard(self)
+
+    async def _relay_until_stopped(self, idle_seconds: float) -> None:
         while not self._stopped:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=idle_seconds)

@@ -85,6 +85,9 @@ class TaskRuntime:
         self.engine.hints = CallbackHints(redis, f"{settings.redis_key_prefix}:callback_hints")
         # Push events (modules/realtime): set by the process that can deliver them.
         self.events: TaskEvents | None = None
+        # Outbox topics this process can publish besides running and pushing tasks (topic →
+        # publisher), e.g. revoked sessions whose sockets every API process must drop.
+        self.publishers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         self._redis = redis
         self.dedicated = dedicated
         self.broker = self._build_broker(settings)
@@ -152,7 +155,7 @@ class TaskRuntime:
         self._push_durably(session, {"order_id": order_id}, direct)
 
     def _push_durably(self, session: AsyncSession, payload: dict[str, int], direct: Callable[[], None]) -> None:
-        if self._relaying and self.events is not None:
+        if self._relaying and TOPIC_PUSH in self.relay.topics:
             add_message(session, TOPIC_PUSH, payload, self.relay.kick)
         else:
             # No relay here (a process that neither runs nor sends tasks): push after commit.
@@ -233,21 +236,26 @@ class TaskRuntime:
             )
             # Through the process's one push queue, so the states of a task stay in commit order.
             await asyncio.wait_for(self.events.deliver(item), timeout=10)
+        elif topic in self.publishers:
+            await asyncio.wait_for(self.publishers[topic](payload), timeout=10)
+        else:
+            raise RuntimeError(f"no publisher for {topic}")  # not reached: the relay's topics
 
     async def start(self) -> None:
         if self.events is not None:
             self.events.start()
         in_memory = isinstance(self.broker, InMemoryBroker)
+        # Durable pushes are relayed only by processes that can push.
+        topics = [*self.publishers, *([TOPIC_PUSH] if self.events is not None else [])]
         if in_memory and not self.consume:
             # Embedded and told not to run tasks: nobody could receive a message, so none is sent
-            # and tasks stay queued (operations and tests use this to look at the queue).
+            # and tasks stay queued (operations and tests use this to look at the queue). Other
+            # topics still go out.
+            self._start_relay(topics)
             return
         self.broker.is_worker_process = self.consume
         await self.broker.startup()
-        # Durable pushes are relayed only by processes that can push.
-        self.relay.topics = (TOPIC_RUN, TOPIC_PUSH) if self.events is not None else (TOPIC_RUN,)
-        self._background.append(asyncio.create_task(self.relay.run_forever()))
-        self._relaying = True
+        self._start_relay([TOPIC_RUN, *topics])
         if self.consume:
             self._background.append(asyncio.create_task(self._reap_forever()))
             await self.hints.start()
@@ -260,6 +268,13 @@ class TaskRuntime:
                     )
                 )
         self._started = True
+
+    def _start_relay(self, topics: list[str]) -> None:
+        if not topics:
+            return
+        self.relay.topics = tuple(topics)
+        self._background.append(asyncio.create_task(self.relay.run_forever()))
+        self._relaying = True
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: take no more work, give the runs in progress ``grace`` seconds

@@ -125,7 +125,7 @@ async def refresh(body: RefreshRequest, infra: InfraDep, session: SessionDep) ->
     responses=errors(*AUTH_ERRORS),
 )
 async def logout(principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
-    revoked = await tokens.revoke(session, principal.session_id, "logout")
+    revoked = await tokens.revoke(session, principal.id, principal.session_id, "logout")
     return ok({"sessions_revoked": int(revoked)})
 
 

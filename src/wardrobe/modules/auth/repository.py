@@ -38,13 +38,24 @@ async def mark_refresh_used(session: AsyncSession, token_id: int, now: datetime)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def revoke_session(session: AsyncSession, session_id: str, reason: str, now: datetime) -> bool:
-    result = await session.execute(
+async def revoke_session(
+    session: AsyncSession, session_id: str, reason: str, now: datetime, *, user_id: int | None = None
+) -> bool:
+    """Revoke one live session (only if it belongs to ``user_id``, when given)."""
+    stmt = (
         update(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=now, revoke_reason=reason)
     )
+    if user_id is not None:
+        stmt = stmt.where(AuthSession.user_id == user_id)
+    result = await session.execute(stmt)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def session_owner(session: AsyncSession, session_id: str) -> int | None:
+    owner: int | None = await session.scalar(select(AuthSession.user_id).where(AuthSession.id == session_id))
+    return owner
 
 
 async def revoke_user_sessions(

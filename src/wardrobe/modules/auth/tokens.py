@@ -16,8 +16,11 @@ from wardrobe.core.security import hash_token, new_refresh_token, new_session_id
 from wardrobe.models import AuthSession, RefreshToken, User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.auth import repository
+from wardrobe.worker.outbox import announce
 
 log = get_logger("wardrobe.auth.tokens")
+# Outbox topic of ended sessions: every process drops the sockets that belong to them.
+TOPIC_SESSIONS_REVOKED = "sessions.revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +104,25 @@ async def _revoke_family_now(infra: Infra, session_id: str) -> None:
     # Its own transaction: the request that detected the reuse fails and rolls back, but the
     # revocation must stand.
     async with unit_of_work(infra.session_factory) as session:
-        await repository.revoke_session(session, session_id, "refresh_reused", utcnow())
+        if await repository.revoke_session(session, session_id, "refresh_reused", utcnow()):
+            user_id = await repository.session_owner(session, session_id)
+            if user_id is not None:
+                announce(session, TOPIC_SESSIONS_REVOKED, {"user_id": user_id, "session_id": session_id})
     log.warning("refresh_token_reused", session_id=session_id)
 
 
-async def revoke(session: AsyncSession, session_id: str, reason: str) -> bool:
-    return await repository.revoke_session(session, session_id, reason, utcnow())
+async def revoke(session: AsyncSession, user_id: int, session_id: str, reason: str) -> bool:
+    """End one login session of ``user_id``; its sockets are dropped once this commits."""
+    revoked = await repository.revoke_session(session, session_id, reason, utcnow(), user_id=user_id)
+    if revoked:
+        announce(session, TOPIC_SESSIONS_REVOKED, {"user_id": user_id, "session_id": session_id})
+    return revoked
 
 
 async def revoke_all(session: AsyncSession, user_id: int, reason: str, keep_session_id: str | None = None) -> int:
-    return await repository.revoke_user_sessions(session, user_id, reason, utcnow(), keep_session_id)
+    """End every login session of ``user_id`` but ``keep_session_id``; their sockets are dropped
+    once this commits (announced even when no row changed: a socket may outlive its session's row
+    being revoked by a racing request)."""
+    revoked = await repository.revoke_user_sessions(session, user_id, reason, utcnow(), keep_session_id)
+    announce(session, TOPIC_SESSIONS_REVOKED, {"user_id": user_id, "keep_session_id": keep_session_id})
+    return revoked

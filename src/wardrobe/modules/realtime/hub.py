@@ -1,10 +1,19 @@
-"""Live progress over Socket.IO (G1-G4): python-socketio mounted at ``/socket.io`` beside the API.
+"""Live progress over Socket.IO: python-socketio mounted at ``/socket.io`` beside the API.
 
-A client connects with ``auth: {token: <access_token>}``; the token is checked like any request's
-(signature and expiry, then the login session and the account through ``check_session``), and the
-socket joins its user's room. ``subscribe`` ``{task_ids: [...]}`` joins the rooms of the caller's own
-tasks and acknowledges with their current state, so a client that reconnects starts from the truth;
-ids that are not the caller's are listed as refused and never joined.
+A client connects with ``auth: {token: <access_token>}``. The handshake is refused unless the
+page's ``Origin`` (when a browser sends one) is this service's own origin or one of
+``WARDROBE_CORS_ORIGINS``, the address and the user are within their connect windows, the token
+and its login session are valid (``check_session``, as for any request), and the user holds fewer
+than ``WARDROBE_SOCKETS_PER_USER`` sockets on all processes. The socket then joins its user's room.
+
+A socket lives no longer than its session and its token: every ``subscribe`` checks the session
+again; a revoked session's sockets are dropped by every process as soon as the revocation commits
+(revocations.py); and a socket is dropped when its access token expires, so the client reconnects
+with a fresh one. Before a drop the server emits ``session.ended`` with the reason's code.
+
+``subscribe`` ``{task_ids: [...]}`` joins the rooms of the caller's own tasks and acknowledges
+with their current state, so a client that reconnects starts from the truth; ids that are not the
+caller's are listed as refused and never joined.
 
 Events are ``{type, payload, traceId}``. Who emits them: ``TaskEvents`` (events.py), after commit,
 in whichever process changed the task. Across processes they travel through Redis
@@ -14,24 +23,36 @@ no Redis (embedded mode) the manager is in-process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import socketio
 from sqlalchemy import select
 
+from wardrobe.core.context import request_id_var
 from wardrobe.core.db import finish
-from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.edge_limits import client_address, parse_networks
+from wardrobe.core.errors import AppError, ErrorCode, RateLimited
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import SOCKET_EVENTS
+from wardrobe.core.ratelimit import parse_limits
+from wardrobe.core.security import AccessClaims
 from wardrobe.models import Task
 from wardrobe.modules.auth.deps import verified_user
+from wardrobe.modules.realtime.revocations import Revoked
+from wardrobe.modules.realtime.seats import RENEW_SECONDS, MemorySeats, RedisSeats, Seats
 from wardrobe.modules.tasks.presenter import present
 from wardrobe.settings import Settings
 
 log = get_logger("wardrobe.realtime")
 MAX_SUBSCRIBE = 50  # task ids per subscribe call
+SESSION_ENDED = "session.ended"
 
 
 def plain(value: Any) -> Any:
@@ -58,44 +79,217 @@ def client_manager(settings: Settings, *, write_only: bool = False) -> socketio.
     return socketio.AsyncManager()
 
 
+def same_origins(environ: Mapping[str, Any]) -> set[str]:
+    """The origins this request was addressed to: its Host with its scheme, and the one a proxy
+    in front says it was (X-Forwarded-Proto/-Host). A browser cannot set those headers on a
+    cross-site request, so they cannot widen what a foreign page may open."""
+    host = environ.get("HTTP_HOST")
+    if not host:
+        return set()
+    scheme = environ.get("wsgi.url_scheme", "http")
+    found = {f"{scheme}://{host}"}
+    forwarded_proto = environ.get("HTTP_X_FORWARDED_PROTO")
+    forwarded_host = environ.get("HTTP_X_FORWARDED_HOST")
+    if forwarded_proto or forwarded_host:
+        proto = (forwarded_proto or scheme).split(",")[0].strip()
+        found.add(f"{proto}://{(forwarded_host or host).split(',')[0].strip()}")
+    return found
+
+
+@dataclass(slots=True)
+class Held:
+    """A socket of this process: whose it is, and the timer that drops it when its token expires."""
+
+    claims: AccessClaims
+    expiry: asyncio.TimerHandle | None = field(default=None)
+
+
 class RealtimeHub:
     """The Socket.IO server of an API process and its handlers."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.infra: Infra | None = None  # set in the app's lifespan, before any connection is served
+        self.infra: Infra | None = None  # set by ``attach`` in the app's lifespan, before any connect
+        self._origins = frozenset(settings.cors_origins)
+        self._trusted = parse_networks(settings.trusted_proxies)
+        self._per_ip = (
+            parse_limits(settings.socket_connect_limit_per_ip) if settings.socket_connect_limit_per_ip else []
+        )
+        self._per_user = (
+            parse_limits(settings.socket_connect_limit_per_user) if settings.socket_connect_limit_per_user else []
+        )
+        self.seats: Seats = MemorySeats()
+        self.held: dict[str, Held] = {}  # this process's sockets, by sid
+        self._by_user: dict[int, set[str]] = {}
+        self._renewer: asyncio.Task[None] | None = None
+        self._ending: set[asyncio.Task[None]] = set()
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             client_manager=client_manager(settings),
-            cors_allowed_origins=list(settings.cors_origins) if settings.cors_origins else [],
+            # A callable, never []: an empty list would switch python-engineio's Origin check off.
+            cors_allowed_origins=self._origin_allowed,
             logger=False,
             engineio_logger=False,
         )
         self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
         self.sio.on("subscribe", self._subscribe)
         self.sio.on("unsubscribe", self._unsubscribe)
 
     def asgi_app(self) -> socketio.ASGIApp:
         return socketio.ASGIApp(self.sio, socketio_path="socket.io")
 
+    def attach(self, infra: Infra) -> None:
+        self.infra = infra
+        if infra.redis is not None:
+            self.seats = RedisSeats(infra.redis, self.settings.redis_key_prefix)
+
+    async def start(self) -> None:
+        if isinstance(self.seats, RedisSeats) and self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_forever(), name="socket-seats")
+
+    async def stop(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+        for held in self.held.values():
+            if held.expiry is not None:
+                held.expiry.cancel()
+
     def _infra(self) -> Infra:
         if self.infra is None:
-            raise ConnectionRefusedError("starting")
+            raise socketio.exceptions.ConnectionRefusedError("starting")
         return self.infra
+
+    def _origin_allowed(self, origin: str | None, environ: Mapping[str, Any]) -> bool:
+        # Called only when the request carries an Origin. WeChat mini programs and native clients
+        # send none and are admitted on their token alone (a page elsewhere cannot omit it).
+        if origin is None or "*" in self._origins or origin in self._origins:
+            return True
+        allowed = origin in same_origins(environ)
+        if not allowed:
+            SOCKET_EVENTS.labels("connect", "ORIGIN_REFUSED").inc()
+        return allowed
+
+    def _client_ip(self, environ: Mapping[str, Any]) -> str:
+        return client_address(
+            str(environ.get("REMOTE_ADDR") or "unknown"), environ.get("HTTP_X_FORWARDED_FOR"), self._trusted
+        )
+
+    @staticmethod
+    def _refuse(code: ErrorCode, **data: Any) -> socketio.exceptions.ConnectionRefusedError:
+        SOCKET_EVENTS.labels("connect", code.name).inc()
+        if data:
+            return socketio.exceptions.ConnectionRefusedError(code.name, data)
+        return socketio.exceptions.ConnectionRefusedError(code.name)
+
+    async def _take_connect_units(self, infra: Infra, ip: str, user_id: int | None) -> None:
+        windows = [(self._per_ip, ("socket-ip", ip))]
+        if user_id is not None:
+            windows.append((self._per_user, ("socket-user", str(user_id))))
+        try:
+            await infra.limiter.hit_all(windows)
+        except RateLimited as exc:
+            raise self._refuse(ErrorCode.RATE_LIMITED, retry_after=int(exc.headers.get("Retry-After", "1"))) from None
+        except Exception as exc:
+            # Open when the store is down: sockets only carry what the API already allows.
+            log.warning("socket_limit_store_unavailable", error_type=type(exc).__name__)
 
     async def _connect(self, sid: str, environ: Mapping[str, Any], auth: Any) -> None:
         infra = self._infra()
+        ip = self._client_ip(environ)
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
-            raise socketio.exceptions.ConnectionRefusedError(ErrorCode.AUTH_REQUIRED.name)
+            await self._take_connect_units(infra, ip, None)
+            raise self._refuse(ErrorCode.AUTH_REQUIRED)
         try:
             claims = infra.tokens.decode_access(token)
+        except AppError as exc:
+            await self._take_connect_units(infra, ip, None)
+            raise self._refuse(exc.code) from None
+        await self._take_connect_units(infra, ip, claims.user_id)
+        try:
             async with infra.session_factory() as session:
                 await verified_user(session, claims)
         except AppError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(exc.code.name) from None
-        await self.sio.save_session(sid, {"user_id": claims.user_id, "session_id": claims.session_id})
-        await self.sio.enter_room(sid, user_room(claims.user_id))
+            raise self._refuse(exc.code) from None
+        if not await self._seat(claims.user_id, sid):
+            raise self._refuse(ErrorCode.CONNECTION_LIMIT_REACHED, limit=self.settings.sockets_per_user)
+        try:
+            await self.sio.save_session(sid, {"user_id": claims.user_id, "session_id": claims.session_id})
+            await self.sio.enter_room(sid, user_room(claims.user_id))
+        except BaseException:
+            await self._unseat(claims.user_id, sid)
+            raise
+        self._hold(sid, claims)
+        SOCKET_EVENTS.labels("connect", "accepted").inc()
+
+    async def _seat(self, user_id: int, sid: str) -> bool:
+        try:
+            return await self.seats.take(user_id, sid, self.settings.sockets_per_user)
+        except Exception as exc:
+            log.warning("socket_seats_unavailable", error_type=type(exc).__name__)
+            return True
+
+    async def _unseat(self, user_id: int, sid: str) -> None:
+        try:
+            await self.seats.release(user_id, sid)
+        except Exception as exc:
+            log.warning("socket_seats_unavailable", error_type=type(exc).__name__)
+
+    def _hold(self, sid: str, claims: AccessClaims) -> None:
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, claims.expires_at - time.time())
+        held = Held(claims)
+        held.expiry = loop.call_later(delay, self._end_soon, sid, ErrorCode.AUTH_TOKEN_EXPIRED)
+        self.held[sid] = held
+        self._by_user.setdefault(claims.user_id, set()).add(sid)
+
+    async def _disconnect(self, sid: str, *_: Any) -> None:
+        held = self.held.pop(sid, None)
+        if held is None:
+            return
+        if held.expiry is not None:
+            held.expiry.cancel()
+        user_id = held.claims.user_id
+        sids = self._by_user.get(user_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._by_user[user_id]
+        await self._unseat(user_id, sid)
+
+    def _end_soon(self, sid: str, code: ErrorCode) -> None:
+        task = asyncio.ensure_future(self.end(sid, code))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+    async def end(self, sid: str, code: ErrorCode) -> None:
+        """Tell the socket why (``session.ended``), then drop it."""
+        if sid not in self.held:
+            return
+        SOCKET_EVENTS.labels("drop", code.name).inc()
+        body = {"type": SESSION_ENDED, "payload": {"code": code.name}, "traceId": request_id_var.get()}
+        with contextlib.suppress(Exception):
+            await self.sio.emit(SESSION_ENDED, body, to=sid)
+        await self.sio.disconnect(sid)
+
+    async def on_revoked(self, revoked: Revoked) -> None:
+        """Drop this process's sockets of the sessions that ``revoked`` ended."""
+        for sid in list(self._by_user.get(revoked.user_id, ())):
+            held = self.held.get(sid)
+            if held is not None and revoked.covers(held.claims.session_id):
+                await self.end(sid, ErrorCode.AUTH_SESSION_REVOKED)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            try:
+                await self.seats.renew([(h.claims.user_id, sid) for sid, h in self.held.items()])
+            except Exception as exc:
+                log.warning("socket_seats_unavailable", error_type=type(exc).__name__)
 
     @staticmethod
     def _task_ids(data: Any) -> list[str] | None:
@@ -106,13 +300,34 @@ class RealtimeHub:
             return None
         return list(dict.fromkeys(ids))
 
+    async def _recheck(self, sid: str) -> tuple[Held | None, ErrorCode | None]:
+        """The socket's holder while its token and session are still good; else why not (and the
+        socket is being dropped)."""
+        held = self.held.get(sid)
+        if held is None:
+            return None, ErrorCode.AUTH_REQUIRED
+        code: ErrorCode | None = ErrorCode.AUTH_TOKEN_EXPIRED if held.claims.expires_at <= time.time() else None
+        if code is None:
+            try:
+                async with self._infra().session_factory() as session:
+                    await verified_user(session, held.claims)
+            except AppError as exc:
+                code = exc.code
+        if code is not None:
+            self._end_soon(sid, code)
+            return None, code
+        return held, None
+
     async def _subscribe(self, sid: str, data: Any) -> dict[str, Any]:
         ids = self._task_ids(data)
         if ids is None:
             return {"ok": False, "code": ErrorCode.VALIDATION_FAILED.name, "tasks": [], "refused": []}
+        held, refusal = await self._recheck(sid)
+        if held is None:
+            code = (refusal or ErrorCode.AUTH_REQUIRED).name
+            return {"ok": False, "code": code, "tasks": [], "refused": ids}
         infra = self._infra()
-        user_id = int((await self.sio.get_session(sid))["user_id"])
-        owned_ids = Task.user_id == user_id, Task.public_id.in_(ids)
+        owned_ids = Task.user_id == held.claims.user_id, Task.public_id.in_(ids)
         async with infra.session_factory() as session:
             owned = set(await session.scalars(select(Task.public_id).where(*owned_ids)))
             await finish(session)
