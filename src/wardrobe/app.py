@@ -30,6 +30,7 @@ from wardrobe.core.security import TokenCodec
 from wardrobe.migrations import runner
 from wardrobe.models.base import utcnow
 from wardrobe.modules.admin.endpoints import router as admin_router
+from wardrobe.modules.auth.captcha import build_captcha
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsSender, TencentSmsSender
 from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
@@ -284,6 +285,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
             settings.access_token_ttl_seconds,
         ),
         sms_sender=build_sms_sender(settings),
+        captcha=build_captcha(settings),
         wechat=wechat,
         storage=storage,
         providers=providers,
@@ -355,6 +357,8 @@ async def close_infra(infra: Infra) -> None:
     await infra.payments.aclose()
     await infra.cache.stop()
     await infra.sms_sender.aclose()
+    if infra.captcha is not None:
+        await infra.captcha.aclose()
     await close_storage(infra.storage)
     if infra.wechat is not None:
         await infra.wechat.aclose()
@@ -404,6 +408,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.embedded and settings.env is not Environment.TEST:
             refill = asyncio.create_task(keep_invite_pool_full(infra))
         log.info("started", env=settings.env.value, db=infra.engine.dialect.name, embedded=settings.embedded)
+        if settings.env is Environment.PRODUCTION:
+            for warning in settings.production_warnings():
+                log.warning("production_warning", detail=warning)
         try:
             yield
         finally:

@@ -120,6 +120,22 @@ class Settings(BaseSettings):
     tencent_sms_sign_name: str = ""
     tencent_sms_template_id: str = ""
 
+    # Captcha before SMS: once a risk rule's window is full, POST /api/v1/auth/sms-codes answers
+    # CAPTCHA_REQUIRED until the client sends a Tencent Cloud Captcha ticket, checked with
+    # DescribeCaptchaResult (on the Tencent Cloud credentials above). Rules are windows in the
+    # `limits` notation over the SMS codes sent per client address, per phone prefix and per
+    # device (X-Device-Id); "" turns a rule off. A rule only ever asks for a captcha, never blocks.
+    captcha_enabled: bool = False
+    captcha_app_id: int = Field(default=0, ge=0)  # CaptchaAppId of the captcha app the clients show
+    captcha_app_secret_key: SecretStr = SecretStr("")  # its AppSecretKey (server side only)
+    captcha_endpoint: str = ""  # "" = captcha.tencentcloudapi.com
+    captcha_scheme: str = "https"
+    captcha_timeout_seconds: float = Field(default=5.0, gt=0)
+    captcha_rule_per_ip: str = "5/hour;20/day"
+    captcha_rule_per_phone_prefix: str = "10/hour;50/day"
+    captcha_rule_per_device: str = "3/hour;10/day"
+    captcha_phone_prefix_digits: int = Field(default=7, ge=3, le=11)  # 7: carrier block and area
+
     # Password login back-off: attempts per account from one client address (progressive
     # windows), and a much higher ceiling per account from every address together, so a stranger's
     # guesses do not lock the owner out while a spread-out guesser is still bounded.
@@ -316,6 +332,9 @@ class Settings(BaseSettings):
         "socket_connect_limit_per_user",
         "login_failure_limits",
         "login_failure_limits_per_account",
+        "captcha_rule_per_ip",
+        "captcha_rule_per_phone_prefix",
+        "captcha_rule_per_device",
     )
     @classmethod
     def _edge_spec_parses(cls, value: str) -> str:
@@ -354,6 +373,16 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "WARDROBE_STORAGE_STS_ENABLED needs WARDROBE_STORAGE_STS_APPID or a bucket named <name>-<appid>"
                 )
+        if self.captcha_enabled and not (
+            self.captcha_app_id
+            and self.captcha_app_secret_key.get_secret_value()
+            and self.tencent_secret_id
+            and self.tencent_secret_key.get_secret_value()
+        ):
+            raise ValueError(
+                "WARDROBE_CAPTCHA_ENABLED needs WARDROBE_CAPTCHA_APP_ID, WARDROBE_CAPTCHA_APP_SECRET_KEY "
+                "and WARDROBE_TENCENT_SECRET_ID/_SECRET_KEY"
+            )
         if self.env is Environment.PRODUCTION:
             problems = self.production_problems()
             if problems:
@@ -410,6 +439,15 @@ class Settings(BaseSettings):
         if self.wechatpay_mchid and len(self.wechatpay_apiv3_key.get_secret_value().encode()) != 32:
             problems.append("WARDROBE_WECHATPAY_APIV3_KEY must be 32 bytes")
         return problems
+
+    def production_warnings(self) -> list[str]:
+        """Choices production may run with but should not, logged when the API starts. Captcha is
+        not required: the per-phone and per-address SMS caps still bound what one phone or one
+        address costs, but not what a botnet pumping many numbers costs."""
+        warnings: list[str] = []
+        if not self.captcha_enabled:
+            warnings.append("WARDROBE_CAPTCHA_ENABLED=false: nothing but the SMS caps stands against SMS pumping")
+        return warnings
 
     @property
     def cos_appid(self) -> str:

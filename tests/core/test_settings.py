@@ -96,3 +96,35 @@ def test_production_payments_need_https_callbacks_and_a_real_apiv3_key() -> None
         **real,
     )
     assert ok.production_problems() == []
+
+
+def test_captcha_is_off_unless_configured_and_production_warns_without_it() -> None:
+    from wardrobe.modules.auth.captcha import build_captcha
+
+    real: dict[str, Any] = {
+        "env": "production",
+        "jwt_secret": "x" * 48,
+        "sms_code_pepper": "p" * 48,
+        "storage_signing_key": "s" * 48,
+        "vendor_callback_secret": "v" * 48,
+        "sms_backend": "tencent",
+        "sms_debug_codes": False,
+        "seed_demo_data": False,
+    }
+    keys: dict[str, Any] = {
+        "captcha_app_id": 190000001,
+        "captcha_app_secret_key": "app-secret",
+        "tencent_secret_id": "AKID-x",
+        "tencent_secret_key": "k",
+    }
+    embedded = Settings(_env_file=None)
+    without = Settings(_env_file=None, **real)
+    with_captcha = Settings(_env_file=None, captcha_enabled=True, **real, **keys)
+
+    assert build_captcha(embedded) is None
+    assert any("WARDROBE_CAPTCHA_ENABLED" in w for w in without.production_warnings())
+    assert with_captcha.production_warnings() == []
+    with pytest.raises(ValidationError, match="WARDROBE_CAPTCHA_APP_ID"):
+        Settings(_env_file=None, captcha_enabled=True, **{**keys, "captcha_app_id": 0})
+    with pytest.raises(ValidationError, match="captcha_rule_per_device"):
+        Settings(_env_file=None, captcha_rule_per_device="three an hour")

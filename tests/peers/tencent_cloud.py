@@ -2,8 +2,9 @@
 image jobs (``SubmitHunyuanImageJob``/``QueryHunyuanImageJob``, in ``tests.peers.tencent_hunyuan``),
 the aiart image actions (``tests.peers.tencent_aiart``) and SCF ``Invoke`` with signed result
 callbacks (``tests.peers.tencent_scf``), TMS/IMS content moderation
-(``tests.peers.tencent_moderation``), KMS data keys (``tests.peers.tencent_kms``) and STS temporary
-keys for COS uploads (``tests.peers.tencent_sts``).
+(``tests.peers.tencent_moderation``), KMS data keys (``tests.peers.tencent_kms``), STS temporary
+keys for COS uploads (``tests.peers.tencent_sts``) and Captcha ticket checks
+(``tests.peers.tencent_captcha``).
 
 It checks requests the way Tencent does (design/protocols.md §5 and §6) so that the official SDK
 and our adapters are exercised against the real protocol: signature, scope, clock skew, action
@@ -39,6 +40,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.peers.tencent_aiart import AIART_REGIONS, AIART_RESULT_PREFIX, AiartService
+from tests.peers.tencent_captcha import CaptchaService
 from tests.peers.tencent_hunyuan import (
     HUNYUAN_REGIONS,
     HUNYUAN_VERSION,
@@ -144,6 +146,7 @@ class _Action:
     version: str
     handler: ActionHandler
     regions: frozenset[str] | None = None  # None: every region the peer knows
+    regional: bool = True  # False: the API takes no region (Captcha), so none is checked
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -313,6 +316,9 @@ class TencentCloudPeer:
         self.sts = StsService(error=TencentCloudError, lock=self._lock, clock=clock)
         for name, (service_name, version, handler) in self.sts.actions().items():
             self._actions[name] = _Action(service_name, version, handler)
+        self.captcha = CaptchaService(clock=clock, error=TencentCloudError, lock=self._lock)
+        for name, (service_name, version, handler) in self.captcha.actions().items():
+            self._actions[name] = _Action(service_name, version, handler, regional=False)
         self._deliveries: dict[str, list[float]] = {}
         self._faults: list[str] = []
         self._http_faults: list[int] = []
@@ -389,7 +395,7 @@ class TencentCloudPeer:
         if caller.version != known.version:
             raise TencentCloudError("NoSuchVersion", f"The version `{caller.version}` does not exist.")
         regions = self.regions if known.regions is None else self.regions & known.regions
-        if caller.region not in regions:
+        if known.regional and caller.region not in regions:
             raise TencentCloudError("UnsupportedRegion", f"The region `{caller.region}` is not supported.")
         try:
             params = json.loads(body)

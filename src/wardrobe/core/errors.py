@@ -32,6 +32,14 @@ class ErrorCode(Enum):
     )
     AUTH_INVALID_CREDENTIALS = (401, "账号或密码错误", "Invalid phone number or password")
     AUTH_CODE_INVALID = (400, "验证码错误或已失效", "The verification code is wrong or has expired")
+    # 403, not 429: waiting does not help and the client may retry at once, with a ticket; not
+    # 401, which tells clients to log in again.
+    CAPTCHA_REQUIRED = (403, "请先完成人机验证", "Complete the captcha first")
+    CAPTCHA_INVALID = (
+        400,
+        "人机验证未通过或已失效，请重新验证",
+        "The captcha is invalid or has expired; solve a new one",
+    )
     ACCOUNT_DISABLED = (403, "账号已被停用", "The account is disabled")
     PERMISSION_DENIED = (403, "没有权限执行此操作", "Permission denied")
     NOT_FOUND = (404, "资源不存在", "Not found")

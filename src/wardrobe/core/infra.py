@@ -15,6 +15,7 @@ from wardrobe.core.security import TokenCodec
 from wardrobe.settings import Settings
 
 if TYPE_CHECKING:
+    from wardrobe.modules.auth.captcha import TencentCaptcha
     from wardrobe.modules.auth.sms_senders import SmsSender
     from wardrobe.modules.auth.wechat_client import WeChatClient
     from wardrobe.modules.payments.service import Payments
@@ -41,3 +42,5 @@ class Infra:
     payments: Payments
     # Pipeline versions are immutable, so their step lists are cached for the process's life.
     pipeline_steps_cache: dict[int, list[str]] = field(default_factory=dict)
+    # Checks captcha tickets before SMS codes once a risk rule asks for one; None = captcha off.
+    captcha: TencentCaptcha | None = None

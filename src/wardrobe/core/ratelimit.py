@@ -130,6 +130,13 @@ class RateLimiter:
             item = pairs[int(full) - 1][0]
             raise RateLimited(max(1, int(float(frees_at) - time.time()) + 1), detail=f"limit {item}")
 
+    async def count(self, windows: Windows) -> None:
+        """Take one unit from every window of ``windows`` that has room; a full one stays full.
+        For counters that only record what happened (nothing is refused by them here)."""
+        for items, ids in windows:
+            for item in items:
+                await self._strategy.hit(item, *ids)
+
     async def try_hit(self, items: Sequence[RateLimitItem], *identifiers: str) -> float:
         """Consume one unit from every window if all have room and return 0; otherwise return the
         seconds until the fullest window frees a unit (> 0). Windows are checked before any is

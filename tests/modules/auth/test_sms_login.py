@@ -178,3 +178,26 @@ async def test_sms_code_answer_does_not_reveal_registration(api: Api) -> None:
         assert a.keys() == b.keys()
         assert a["cooldown_seconds"] == b["cooldown_seconds"]
         await api.infra.limiter.clear([per_seconds(1, 60)], "sms-cooldown", registered)
+
+
+async def test_a_request_refused_by_the_address_cap_costs_the_phone_nothing(api_factory: object) -> None:
+    # Two client addresses behind a trusted proxy: an attacker's, whose SMS cap is full, and the
+    # victim's own.
+    api: Api = await api_factory(  # type: ignore[operator]
+        sms_hourly_cap_per_ip=2, sms_daily_cap_per_phone=2, trusted_proxies=["203.0.113.7"]
+    )
+    attacker, own = {"X-Forwarded-For": "198.51.100.66"}, {"X-Forwarded-For": "198.51.100.77"}
+    for _ in range(2):
+        data(await api.client.post("/api/v1/auth/sms-codes", json={"phone": new_phone()}, headers=attacker))
+    victim = new_phone()
+    for _ in range(3):
+        resp = await api.client.post("/api/v1/auth/sms-codes", json={"phone": victim}, headers=attacker)
+        assert (resp.status_code, resp.json()["code"]) == (429, "RATE_LIMITED")
+
+    # At once (no cooldown was taken), and both of the day's sends are still there.
+    first = data(await api.client.post("/api/v1/auth/sms-codes", json={"phone": victim}, headers=own))
+    await api.infra.limiter.clear([per_seconds(1, 60)], "sms-cooldown", victim)
+    second = data(await api.client.post("/api/v1/auth/sms-codes", json={"phone": victim}, headers=own))
+    status, body = await _login(api, victim, second["debug_code"])
+    assert status == 200, body
+    assert first["cooldown_seconds"] == 60

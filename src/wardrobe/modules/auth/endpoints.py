@@ -12,6 +12,7 @@ from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.modules.auth import service, sms_codes, tokens
 from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep, client_ip, client_label
 from wardrobe.modules.auth.schemas import (
+    DeviceIdHeader,
     LoggedOut,
     LoginRequest,
     LoginResponse,
@@ -47,13 +48,34 @@ def _token_body(pair: TokenPair) -> dict[str, object]:
     "/sms-codes",
     summary="Send an SMS verification code",
     description="Same answer whether or not the phone is registered. 60 s cooldown and daily caps "
-    "per phone and per IP; `debug_code` only with the development console sender.",
+    "per phone and per IP; `debug_code` only with the development console sender. With captcha on, "
+    "once a risk rule (per address, phone prefix or `X-Device-Id`) trips, the answer is 403 "
+    "`CAPTCHA_REQUIRED` (`data.captcha_app_id`): show the Tencent Captcha and send again with "
+    "`captcha: {ticket, randstr}`; a ticket that fails (wrong, expired, used) is 400 `CAPTCHA_INVALID`. "
+    "A refused request uses up nothing of the phone's cooldown or daily sends.",
     response_model=Envelope[SmsCodeSent],
-    responses=errors(ErrorCode.RATE_LIMITED, ErrorCode.DEPENDENCY_UNAVAILABLE),
+    responses=errors(
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.CAPTCHA_REQUIRED,
+        ErrorCode.CAPTCHA_INVALID,
+        ErrorCode.DEPENDENCY_UNAVAILABLE,
+    ),
 )
-async def send_sms_code(body: SmsCodeRequest, request: Request, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+async def send_sms_code(
+    body: SmsCodeRequest,
+    request: Request,
+    infra: InfraDep,
+    session: SessionDep,
+    device_id: DeviceIdHeader = None,
+) -> OrjsonResponse:
     sent = await sms_codes.send_code(
-        session, infra, phone=body.phone, purpose=body.purpose, client_ip=client_ip(request)
+        session,
+        infra,
+        phone=body.phone,
+        purpose=body.purpose,
+        client_ip=client_ip(request),
+        device_id=device_id,
+        captcha=body.captcha,
     )
     data: dict[str, object] = {"cooldown_seconds": sent.cooldown_seconds}
     if sent.debug_code is not None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from fastapi import Header
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from wardrobe.modules.auth.phone import Phone
 from wardrobe.modules.auth.sms_codes import CodePurpose
+from wardrobe.modules.auth.sms_risk import DEVICE_ID_PATTERN, CaptchaTicket
 from wardrobe.modules.users.schemas import UserOut
 from wardrobe.settings import get_settings
 
@@ -55,6 +57,19 @@ class SmsCodeRequest(BaseModel):
 
     phone: Phone = Field(examples=["13812345678"])
     purpose: CodePurpose = CodePurpose.LOGIN
+    captcha: CaptchaTicket | None = Field(
+        default=None, description="Tencent Captcha result; needed after an answer CAPTCHA_REQUIRED"
+    )
+
+
+DeviceIdHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Device-Id",
+        pattern=DEVICE_ID_PATTERN,
+        description="A stable id of the client device (captcha risk rules count SMS codes per device)",
+    ),
+]
 
 
 class SmsCodeSent(BaseModel):

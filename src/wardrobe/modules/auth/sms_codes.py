@@ -13,13 +13,15 @@ from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, Rat
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger, mask_phone
 from wardrobe.core.metrics import SMS_SENT
-from wardrobe.core.ratelimit import per_day, per_hour, per_seconds
+from wardrobe.core.ratelimit import Windows, per_day, per_hour, per_seconds
 from wardrobe.core.security import constant_time_equals, hash_code, new_numeric_code
 from wardrobe.models import SmsCode
 from wardrobe.models.base import utcnow
-from wardrobe.modules.auth import repository
+from wardrobe.modules.auth import repository, sms_risk
 from wardrobe.modules.auth.phone import to_e164
+from wardrobe.modules.auth.sms_risk import CaptchaTicket
 from wardrobe.modules.auth.sms_senders import SmsRateLimitedError, SmsSendError
+from wardrobe.settings import Settings
 
 log = get_logger("wardrobe.auth.sms")
 
@@ -36,15 +38,36 @@ class SentCode:
     debug_code: str | None
 
 
+def _send_windows(s: Settings, phone: str, client_ip: str) -> Windows:
+    return [
+        ([per_seconds(1, s.sms_cooldown_seconds)], ("sms-cooldown", phone)),
+        ([per_day(s.sms_daily_cap_per_phone)], ("sms-phone-day", phone)),
+        ([per_hour(s.sms_hourly_cap_per_ip), per_day(s.sms_daily_cap_per_ip)], ("sms-ip", client_ip)),
+    ]
+
+
 async def send_code(
-    session: AsyncSession, infra: Infra, *, phone: str, purpose: CodePurpose, client_ip: str
+    session: AsyncSession,
+    infra: Infra,
+    *,
+    phone: str,
+    purpose: CodePurpose,
+    client_ip: str,
+    device_id: str | None = None,
+    captcha: CaptchaTicket | None = None,
 ) -> SentCode:
     """Limit, store the hash, send. The answer is the same whether or not the phone is registered."""
     s = infra.settings
-    limiter = infra.limiter
-    await limiter.hit([per_seconds(1, s.sms_cooldown_seconds)], "sms-cooldown", phone)
-    await limiter.hit([per_day(s.sms_daily_cap_per_phone)], "sms-phone-day", phone)
-    await limiter.hit([per_hour(s.sms_hourly_cap_per_ip), per_day(s.sms_daily_cap_per_ip)], "sms-ip", client_ip)
+    windows = _send_windows(s, phone, client_ip)
+    if infra.captcha is not None:
+        await sms_risk.pass_gate(infra, windows, phone=phone, client_ip=client_ip, device_id=device_id, captcha=captcha)
+    # All or none: a request refused by any window (the address's cap, say) takes no unit from
+    # the others, so one address cannot use up a phone's cooldown and daily sends without an SMS
+    # going out. Once taken, the units stay spent whatever the vendor answers: a vendor limit
+    # means the phone really is saturated, and a failed send may still have been delivered (a
+    # timeout after the request left), so giving the units back would let a retry loop pay for
+    # the same phone again at once.
+    await infra.limiter.hit_all(windows)
 
     now = utcnow()
     code = new_numeric_code()
