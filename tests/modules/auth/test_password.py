@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
+
 from tests.conftest import Api
 from tests.fixtures.auth import data, new_phone, request_code, sms_login
 from wardrobe.core.ratelimit import per_seconds
@@ -119,3 +121,43 @@ async def test_failed_logins_back_off_even_for_the_right_password(api_factory: o
     )
     assert resp.status_code == 429
     assert int(resp.headers["Retry-After"]) >= 1
+
+
+def _from(api: Api, address: str) -> httpx.AsyncClient:
+    """A client of the same running app seen from another address."""
+    transport = httpx.ASGITransport(app=api.app, client=(address, 41000))
+    return httpx.AsyncClient(transport=transport, base_url="http://wardrobe.test")
+
+
+async def test_a_strangers_failures_do_not_lock_the_owner_out(api_factory: object) -> None:
+    """The back-off is kept per account *and* address: an attacker who fills it from one address
+    leaves the owner free to log in from another, until the much higher per-account ceiling."""
+    api: Api = await api_factory(  # type: ignore[operator]
+        login_failure_limits="3/minute;5/hour", login_failure_limits_per_account="8/hour"
+    )
+    s = await sms_login(api.client)
+    await api.client.put("/api/v1/auth/password", json={"new_password": "right-pass-5"}, headers=s.headers)
+    attacker = [await _password_login(api, s.phone, f"wrong-pass-{i}") for i in range(5)]
+    assert [body["code"] for _, body in attacker] == ["AUTH_INVALID_CREDENTIALS"] * 3 + ["RATE_LIMITED"] * 2
+
+    owner_client = _from(api, "198.51.100.20")
+    try:
+        resp = await owner_client.post(
+            "/api/v1/auth/login", json={"method": "password", "phone": s.phone, "password": "right-pass-5"}
+        )
+        assert resp.status_code == 200, resp.text
+        # Attempts from every address count towards the ceiling (3 + 1 so far, of 8): four more
+        # guesses from new addresses fill it, and then nobody gets in, the owner included.
+        for i in range(4):
+            other = _from(api, f"198.51.100.{30 + i}")
+            try:
+                status, body = await _password_login(Api(api.app, other, api.settings), s.phone, "wrong-pass-x")
+            finally:
+                await other.aclose()
+            assert (status, body["code"]) == (401, "AUTH_INVALID_CREDENTIALS")
+        resp = await owner_client.post(
+            "/api/v1/auth/login", json={"method": "password", "phone": s.phone, "password": "right-pass-5"}
+        )
+        assert (resp.status_code, resp.json()["code"]) == (429, "RATE_LIMITED")
+    finally:
+        await owner_client.aclose()

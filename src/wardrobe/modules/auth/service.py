@@ -67,17 +67,26 @@ async def login_with_sms(
 async def login_with_password(
     session: AsyncSession, infra: Infra, *, phone: str, password: str, client_ip: str, client: str | None
 ) -> LoginResult:
-    """Every attempt spends a unit of the account's progressive windows (5/min, 10/h, 20/day by
-    default), atomically, so guessing is bounded exactly however many processes serve it."""
-    limits = parse_limits(infra.settings.login_failure_limits)
-    await infra.limiter.hit([per_seconds(30, 60)], "login-ip", client_ip)
-    await infra.limiter.hit(limits, "login-account", phone)
+    """Every attempt spends a unit of its windows, all or none, atomically (so guessing is bounded
+    exactly however many processes serve it): the address's, the account's from this address
+    (progressive, 5/min, 10/h, 20/day by default) and the account's from every address (a much
+    higher ceiling). A stranger's failures therefore fill the windows of the stranger's address,
+    not the owner's: the owner still logs in from anywhere else."""
+    s = infra.settings
+    from_here = parse_limits(s.login_failure_limits)
+    windows = [
+        ([per_seconds(30, 60)], ("login-ip", client_ip)),
+        (from_here, ("login-account-ip", phone, client_ip)),
+        (parse_limits(s.login_failure_limits_per_account), ("login-account", phone)),
+    ]
+    await infra.limiter.hit_all(windows)
     user = await users_repo.get_by_phone(session, phone)
     if not await verify_password(password, user.password_hash if user else None) or user is None:
         AUTH_EVENTS.labels("login_password", "failed").inc()
         raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
     _ensure_active(user)
-    await infra.limiter.clear(limits, "login-account", phone)
+    # Only this address's back-off is forgiven: the ceiling keeps counting a guesser elsewhere.
+    await infra.limiter.clear(from_here, "login-account-ip", phone, client_ip)
     pair = await tokens.start_session(session, infra, user, method="password", client=client)
     AUTH_EVENTS.labels("login_password", "ok").inc()
     return LoginResult(pair, user, False)
@@ -167,5 +176,6 @@ async def reset_password(session: AsyncSession, infra: Infra, *, phone: str, cod
     user.password_hash = await hash_password(new_password)
     user.password_changed_at = utcnow()
     await tokens.revoke_all(session, user.id, "password_reset")
-    await infra.limiter.clear(parse_limits(infra.settings.login_failure_limits), "login-account", phone)
+    # Proof of the phone: the owner starts afresh everywhere.
+    await infra.limiter.clear(parse_limits(infra.settings.login_failure_limits_per_account), "login-account", phone)
     await session.flush()
