@@ -30,9 +30,11 @@ from wardrobe.core.security import TokenCodec
 from wardrobe.migrations import runner
 from wardrobe.models.base import utcnow
 from wardrobe.modules.admin.endpoints import router as admin_router
+from wardrobe.modules.auth import notices
 from wardrobe.modules.auth.captcha import build_captcha
 from wardrobe.modules.auth.endpoints import router as auth_router
-from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsSender, TencentSmsSender
+from wardrobe.modules.auth.notices import TOPIC_SMS_NOTICE
+from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsNotice, SmsSender, TencentSmsSender
 from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
 from wardrobe.modules.auth.wechat_client import WeChatClient
 from wardrobe.modules.billing import service as billing
@@ -86,6 +88,7 @@ def build_sms_sender(settings: Settings) -> SmsSender:
             sdk_app_id=settings.tencent_sms_sdk_app_id,
             sign_name=settings.tencent_sms_sign_name,
             template_id=settings.tencent_sms_template_id,
+            notice_templates={SmsNotice.PHONE_CHANGED: settings.tencent_sms_phone_changed_template_id},
             endpoint=settings.tencent_sms_endpoint or None,
             scheme=settings.tencent_sms_scheme,
         )
@@ -304,6 +307,10 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
         ),
     )
     infra.runtime.engine.storage = storage  # a task's intermediates are deleted when it ends
+    # Account notices (the old number after a phone change) go out through any process's relay.
+    infra.runtime.publishers[TOPIC_SMS_NOTICE] = functools.partial(
+        notices.deliver, infra.sms_sender, settings.sms_backend.value
+    )
     # Vendor accounts operators configure in the database (several per provider, load-balanced).
     infra.runtime.engine.accounts = AccountDirectory(
         session_factory, cache, SecretBox(settings.provider_secrets_key.get_secret_value())

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     tencent_sms_sdk_app_id: str = ""
     tencent_sms_sign_name: str = ""
     tencent_sms_template_id: str = ""
+    # Notice to a number an account was moved away from: one variable, the new number masked.
+    tencent_sms_phone_changed_template_id: str = ""
+    # Sensitive changes (a first phone binding, deleting the account) accept a login this recent
+    # as proof when the account has neither a phone to send a code to nor a password.
+    reauth_window_seconds: int = Field(default=600, ge=60, le=86400)
 
     # Captcha before SMS: once a risk rule's window is full, POST /api/v1/auth/sms-codes answers
     # CAPTCHA_REQUIRED until the client sends a Tencent Cloud Captcha ticket, checked with
@@ -413,6 +418,9 @@ class Settings(BaseSettings):
             )
         if self.sms_backend is SmsBackend.CONSOLE:
             problems.append("WARDROBE_SMS_BACKEND=console is for development only")
+        elif not self.tencent_sms_phone_changed_template_id:
+            # Without it a stolen session could move the account's phone with no word to its owner.
+            problems.append("WARDROBE_TENCENT_SMS_PHONE_CHANGED_TEMPLATE_ID must be set (notice to the old number)")
         if self.sms_debug_codes:
             problems.append("WARDROBE_SMS_DEBUG_CODES must be false")
         if self.debug:

@@ -41,6 +41,7 @@ def test_production_starts_with_real_settings() -> None:
         storage_signing_key="s" * 48,
         vendor_callback_secret="v" * 48,
         sms_backend="tencent",
+        tencent_sms_phone_changed_template_id="100002",
         sms_debug_codes=False,
         seed_demo_data=False,
     )
@@ -73,6 +74,7 @@ def test_production_payments_need_https_callbacks_and_a_real_apiv3_key() -> None
         "storage_signing_key": "s" * 48,
         "vendor_callback_secret": "v" * 48,
         "sms_backend": "tencent",
+        "tencent_sms_phone_changed_template_id": "100002",
         "sms_debug_codes": False,
         "seed_demo_data": False,
     }
@@ -108,6 +110,7 @@ def test_captcha_is_off_unless_configured_and_production_warns_without_it() -> N
         "storage_signing_key": "s" * 48,
         "vendor_callback_secret": "v" * 48,
         "sms_backend": "tencent",
+        "tencent_sms_phone_changed_template_id": "100002",
         "sms_debug_codes": False,
         "seed_demo_data": False,
     }

@@ -63,6 +63,7 @@ TEST_ACCOUNT_SECRET_KEY = "wardrobe-test-account-key-not-real"
 TEST_SDK_APP_ID = "1400000001"
 TEST_SIGN_NAME = "衣柜测试"
 TEST_TEMPLATE_ID = "100001"  # verification template: "{1} is your code, valid for {2} minutes"
+TEST_NOTICE_TEMPLATE_ID = "100002"  # notice: "your account is now bound to {1}; not you? contact us"
 TEST_REGION = "ap-guangzhou"
 
 SMS_VERSION = "2021-01-11"
@@ -276,7 +277,9 @@ class TencentCloudPeer:
         self.session_tokens = dict(session_tokens or {})
         self.regions = set(regions)
         self.sdk_app_ids = set(sdk_app_ids)
-        self.templates = dict(templates or {TEST_TEMPLATE_ID: SmsTemplate(2, verification=True)})
+        self.templates = dict(
+            templates or {TEST_TEMPLATE_ID: SmsTemplate(2, verification=True), TEST_NOTICE_TEMPLATE_ID: SmsTemplate(1)}
+        )
         self.sign_names = set(sign_names)
         self.per_30s = per_30s
         self.per_hour = per_hour

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from tests.conftest import Api
 from tests.fixtures.auth import data, new_phone, sms_login
 from tests.peers.tencent_cloud import (
+    TEST_NOTICE_TEMPLATE_ID,
     TEST_SDK_APP_ID,
     TEST_SECRET_ID,
     TEST_SECRET_KEY,
@@ -24,6 +25,7 @@ from wardrobe.models import User
 def tencent_sms_settings(peer: Any, **extra: object) -> dict[str, object]:
     return {
         "sms_backend": "tencent",
+        "tencent_sms_phone_changed_template_id": TEST_NOTICE_TEMPLATE_ID,
         "sms_debug_codes": False,
         "tencent_secret_id": TEST_SECRET_ID,
         "tencent_secret_key": TEST_SECRET_KEY,

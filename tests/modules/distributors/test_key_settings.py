@@ -18,6 +18,7 @@ REAL = {
     "storage_signing_key": "s" * 48,
     "vendor_callback_secret": "v" * 48,
     "sms_backend": "tencent",
+    "tencent_sms_phone_changed_template_id": "100002",
     "sms_debug_codes": False,
     "seed_demo_data": False,
 }

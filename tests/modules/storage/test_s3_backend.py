@@ -359,6 +359,7 @@ def test_production_needs_the_bucket_and_credentials_with_s3() -> None:
         "sms_code_pepper": "p" * 48,
         "vendor_callback_secret": "v" * 48,
         "sms_backend": "tencent",
+        "tencent_sms_phone_changed_template_id": "100002",
         "sms_debug_codes": False,
         "seed_demo_data": False,
     }

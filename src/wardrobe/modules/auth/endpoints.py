@@ -5,12 +5,23 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
-from wardrobe.core.errors import ErrorCode
+from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.infra import Infra
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.modules.auth import service, sms_codes, tokens
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep, client_ip, client_label
+from wardrobe.modules.auth.deps import (
+    BearerDep,
+    CurrentUser,
+    InfraDep,
+    SessionDep,
+    client_ip,
+    client_label,
+    get_principal,
+)
 from wardrobe.modules.auth.schemas import (
     DeviceIdHeader,
     LoggedOut,
@@ -28,6 +39,8 @@ from wardrobe.modules.auth.schemas import (
     SmsLogin,
     TokenResponse,
 )
+from wardrobe.modules.auth.service import PhoneProof
+from wardrobe.modules.auth.sms_codes import ACCOUNT_PURPOSES
 from wardrobe.modules.auth.tokens import TokenPair
 from wardrobe.modules.users.schemas import UserOut
 
@@ -66,12 +79,14 @@ async def send_sms_code(
     request: Request,
     infra: InfraDep,
     session: SessionDep,
+    credentials: BearerDep,
     device_id: DeviceIdHeader = None,
 ) -> OrjsonResponse:
+    phone = await _code_recipient(body, infra, session, credentials)
     sent = await sms_codes.send_code(
         session,
         infra,
-        phone=body.phone,
+        phone=phone,
         purpose=body.purpose,
         client_ip=client_ip(request),
         device_id=device_id,
@@ -81,6 +96,24 @@ async def send_sms_code(
     if sent.debug_code is not None:
         data["debug_code"] = sent.debug_code
     return ok(data)
+
+
+async def _code_recipient(
+    body: SmsCodeRequest, infra: Infra, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
+) -> str:
+    """The number a code goes to: the one named, or for proofs of ownership the account's own."""
+    if body.purpose not in ACCOUNT_PURPOSES:
+        if body.phone is None:
+            raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "phone", "message": "is required"}])
+        return body.phone
+    principal = await get_principal(infra, session, credentials)
+    own = principal.user.phone
+    if own is None:
+        raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "phone", "message": "the account has no phone"}])
+    if body.phone is not None and body.phone != own:
+        message = "must be the account's own phone"
+        raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "phone", "message": message}])
+    return own
 
 
 @router.post(
@@ -197,31 +230,48 @@ async def change_password(
 
 @router.put(
     "/phone",
-    summary="Bind a phone number with an SMS code (purpose bind_phone)",
+    summary="Bind or change the phone number with an SMS code (purpose bind_phone)",
+    description="When the account already has a phone, also prove it is yours: `current_code` (a code "
+    "sent to the current phone, purpose `change_phone`) or `password`; every other session then ends "
+    "and the old number gets a notice. An account with neither phone nor password needs a login within "
+    "the last minutes (`REAUTHENTICATION_REQUIRED` otherwise: log in again, then bind).",
     response_model=Envelope[UserOut],
-    responses=errors(*AUTH_ERRORS, ErrorCode.AUTH_CODE_INVALID, ErrorCode.PHONE_ALREADY_BOUND),
+    responses=errors(
+        *AUTH_ERRORS,
+        ErrorCode.AUTH_CODE_INVALID,
+        ErrorCode.AUTH_INVALID_CREDENTIALS,
+        ErrorCode.REAUTHENTICATION_REQUIRED,
+        ErrorCode.PHONE_ALREADY_BOUND,
+        ErrorCode.RATE_LIMITED,
+    ),
 )
 async def bind_phone_sms(
     body: PhoneBindSms, principal: CurrentUser, infra: InfraDep, session: SessionDep
 ) -> OrjsonResponse:
-    user = await service.bind_phone_with_sms(session, infra, principal.user, body.phone, body.code)
+    proof = PhoneProof(principal.session_id, body.current_code, body.password)
+    user = await service.bind_phone_with_sms(session, infra, principal.user, body.phone, body.code, proof)
     return ok(UserOut.of(user).model_dump(mode="json"))
 
 
 @router.post(
     "/wechat/phone",
     summary="Bind the phone number from WeChat getPhoneNumber",
+    description="The same proof as `PUT /api/v1/auth/phone` when the account already has a phone.",
     response_model=Envelope[UserOut],
     responses=errors(
         *AUTH_ERRORS,
         ErrorCode.AUTH_CODE_INVALID,
+        ErrorCode.AUTH_INVALID_CREDENTIALS,
+        ErrorCode.REAUTHENTICATION_REQUIRED,
         ErrorCode.PHONE_ALREADY_BOUND,
         ErrorCode.FEATURE_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
         ErrorCode.DEPENDENCY_UNAVAILABLE,
     ),
 )
 async def bind_phone_wechat(
     body: PhoneBindWeChat, principal: CurrentUser, infra: InfraDep, session: SessionDep
 ) -> OrjsonResponse:
-    user = await service.bind_phone_with_wechat(session, infra, principal.user, body.code)
+    proof = PhoneProof(principal.session_id, body.current_code, body.password)
+    user = await service.bind_phone_with_wechat(session, infra, principal.user, body.code, proof)
     return ok(UserOut.of(user).model_dump(mode="json"))

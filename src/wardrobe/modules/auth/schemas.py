@@ -55,7 +55,12 @@ InviteCode = Annotated[str, Field(min_length=4, max_length=20, examples=["7K3M9Q
 class SmsCodeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: Phone = Field(examples=["13812345678"])
+    phone: Phone | None = Field(
+        default=None,
+        examples=["13812345678"],
+        description="Required, except for `change_phone` and `delete_account`: those codes go to the "
+        "logged-in account's own phone (send the bearer token; a phone given must be that one)",
+    )
     purpose: CodePurpose = CodePurpose.LOGIN
     captcha: CaptchaTicket | None = Field(
         default=None, description="Tencent Captcha result; needed after an answer CAPTCHA_REQUIRED"
@@ -144,14 +149,23 @@ class PasswordChanged(BaseModel):
     other_sessions_revoked: int
 
 
-class PhoneBindSms(BaseModel):
+class PhoneProofFields(BaseModel):
+    """Proof that the caller owns the account, needed when it already has a phone: a code sent to
+    that phone (purpose `change_phone`) or the password. An account with neither (WeChat only)
+    needs a login within the last minutes instead."""
+
+    current_code: SmsCode | None = Field(default=None, description="Code sent to the current phone (change_phone)")
+    password: str | None = Field(default=None, min_length=1, max_length=1024, description="The account's password")
+
+
+class PhoneBindSms(PhoneProofFields):
     model_config = ConfigDict(extra="forbid")
 
     phone: Phone
-    code: SmsCode
+    code: SmsCode = Field(description="Code sent to the new phone (purpose bind_phone)")
 
 
-class PhoneBindWeChat(BaseModel):
+class PhoneBindWeChat(PhoneProofFields):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1, max_length=128, description="getPhoneNumber code")

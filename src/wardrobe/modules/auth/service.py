@@ -8,13 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, RateLimited
 from wardrobe.core.infra import Infra
-from wardrobe.core.logging import get_logger
+from wardrobe.core.logging import get_logger, mask_phone
 from wardrobe.core.metrics import AUTH_EVENTS
 from wardrobe.core.ratelimit import parse_limits, per_seconds
 from wardrobe.core.security import hash_password, verify_password
 from wardrobe.models import User
 from wardrobe.models.base import utcnow
-from wardrobe.modules.auth import sms_codes, tokens
+from wardrobe.modules.auth import notices, reauth, sms_codes, tokens
+from wardrobe.modules.auth.phone import normalize_phone
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.auth.tokens import TokenPair
 from wardrobe.modules.auth.wechat_client import (
@@ -117,10 +118,22 @@ async def login_with_wechat(
     return LoginResult(pair, user, created)
 
 
-async def bind_phone_with_wechat(session: AsyncSession, infra: Infra, user: User, phone_code: str) -> User:
+@dataclass(frozen=True, slots=True)
+class PhoneProof:
+    """What the caller offers to show that the account is theirs (see reauth.py)."""
+
+    session_id: str
+    current_code: str | None = None
+    password: str | None = None
+
+
+async def bind_phone_with_wechat(
+    session: AsyncSession, infra: Infra, user: User, phone_code: str, proof: PhoneProof
+) -> User:
     """Bind the phone WeChat vouches for (getPhoneNumber) to the logged-in user."""
     if infra.wechat is None:
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat is not configured")
+    await _confirm(session, infra, user, proof)
     try:
         phone_info = await infra.wechat.get_phone_number(phone_code)
     except WeChatCodeInvalidError as exc:
@@ -129,18 +142,55 @@ async def bind_phone_with_wechat(session: AsyncSession, infra: Infra, user: User
         raise RateLimited(60, detail="wechat 45011") from exc
     except WeChatError as exc:
         raise DependencyUnavailable(detail=f"wechat {exc}") from exc
-    from wardrobe.modules.auth.phone import normalize_phone
-
     try:
         phone = normalize_phone(phone_info.pure_phone_number)
     except ValueError as exc:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "code", "message": str(exc)}]) from exc
-    return await users_service.set_phone(session, user, phone)
+    return await _move_phone(session, user, phone, proof.session_id)
 
 
-async def bind_phone_with_sms(session: AsyncSession, infra: Infra, user: User, phone: str, code: str) -> User:
+async def bind_phone_with_sms(
+    session: AsyncSession, infra: Infra, user: User, phone: str, code: str, proof: PhoneProof
+) -> User:
+    """Bind ``phone`` (proved by ``code``, purpose bind_phone) to the logged-in user. A phone
+    already set moves only with proof of the current one (``proof``): a stolen access token alone
+    must never be able to re-route the account's SMS login to another number."""
+    await _confirm(session, infra, user, proof)
     await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.BIND_PHONE, code=code)
-    return await users_service.set_phone(session, user, phone)
+    return await _move_phone(session, user, phone, proof.session_id)
+
+
+async def _confirm(session: AsyncSession, infra: Infra, user: User, proof: PhoneProof) -> None:
+    await reauth.confirm_identity(
+        session,
+        infra,
+        user,
+        session_id=proof.session_id,
+        purpose=CodePurpose.CHANGE_PHONE,
+        code=proof.current_code,
+        password=proof.password,
+    )
+
+
+async def _move_phone(session: AsyncSession, user: User, phone: str, keep_session_id: str) -> User:
+    """Set the phone; when it replaces another, every other session ends and the old number is
+    told, so an owner whose session was stolen hears of it and the thief is logged out."""
+    old_phone = user.phone
+    user = await users_service.set_phone(session, user, phone)
+    if old_phone is not None and old_phone != phone:
+        await tokens.revoke_all(session, user.id, "phone_changed", keep_session_id=keep_session_id)
+        notices.notify_phone_changed(session, old_phone=old_phone, new_phone=phone)
+        users_repo.add_audit(
+            session,
+            actor_id=user.id,
+            action="user.phone_changed",
+            target_type="user",
+            target_id=str(user.id),
+            reason=f"{mask_phone(old_phone)}->{mask_phone(phone)}",
+        )
+        await session.flush()
+    log.info("phone_bound", user_id=user.id, replaced=old_phone is not None and old_phone != phone)
+    return user
 
 
 async def change_password(

@@ -30,6 +30,13 @@ class CodePurpose(StrEnum):
     LOGIN = "login"
     RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose, not a secret
     BIND_PHONE = "bind_phone"
+    # Sent to the account's current phone, to prove it is the owner's: never to a number a client names.
+    CHANGE_PHONE = "change_phone"
+    DELETE_ACCOUNT = "delete_account"
+
+
+# Purposes whose code goes to the logged-in account's own phone.
+ACCOUNT_PURPOSES = frozenset({CodePurpose.CHANGE_PHONE, CodePurpose.DELETE_ACCOUNT})
 
 
 @dataclass(frozen=True, slots=True)

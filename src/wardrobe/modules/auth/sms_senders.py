@@ -1,4 +1,5 @@
-"""Senders of SMS verification codes: a console sender for development and Tencent Cloud SMS.
+"""Senders of SMS verification codes and account notices: a console sender for development and
+Tencent Cloud SMS.
 
 Neither ever logs the code or the full phone number. Tencent's SendSms is not idempotent, so a
 failed send is retried at most once and only when the failure says nothing was delivered or is
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -44,6 +46,12 @@ class SmsRateLimitedError(SmsSendError):
     """The vendor refused because of a frequency limit (``LimitExceeded.*``); retrying won't help."""
 
 
+class SmsNotice(StrEnum):
+    """Messages that tell the owner of a number what happened to their account."""
+
+    PHONE_CHANGED = "phone_changed"  # to the old number: "bound to {1} now; not you? contact us"
+
+
 @dataclass(frozen=True, slots=True)
 class SmsSendResult:
     provider: str
@@ -59,6 +67,8 @@ class SmsSender(Protocol):
 
     async def send_code(self, phone_e164: str, code: str, ttl_minutes: int) -> SmsSendResult: ...
 
+    async def send_notice(self, phone_e164: str, notice: SmsNotice, params: list[str]) -> SmsSendResult: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -69,11 +79,17 @@ class ConsoleSmsSender:
 
     def __init__(self) -> None:
         self._last_codes: dict[str, str] = {}
+        self.notices: list[tuple[str, SmsNotice, list[str]]] = []
         self._log = get_logger(__name__)
 
     async def send_code(self, phone_e164: str, code: str, ttl_minutes: int) -> SmsSendResult:
         self._last_codes[phone_e164] = code
         self._log.info("sms code issued (console)", phone=mask_phone(phone_e164), ttl_minutes=ttl_minutes)
+        return SmsSendResult(provider="console")
+
+    async def send_notice(self, phone_e164: str, notice: SmsNotice, params: list[str]) -> SmsSendResult:
+        self.notices.append((phone_e164, notice, list(params)))
+        self._log.info("sms notice issued (console)", phone=mask_phone(phone_e164), notice=notice.value)
         return SmsSendResult(provider="console")
 
     def last_code_for(self, phone_e164: str) -> str | None:
@@ -113,6 +129,7 @@ class TencentSmsSender:
         scheme: str = "https",
         timeout: float = 5.0,
         include_ttl_param: bool = True,
+        notice_templates: dict[SmsNotice, str] | None = None,
     ) -> None:
         if scheme not in {"https", "http"}:
             raise ValueError("scheme must be 'https' or 'http'")
@@ -120,6 +137,7 @@ class TencentSmsSender:
         self._sign_name = sign_name
         self._template_id = template_id
         self._include_ttl_param = include_ttl_param
+        self._notice_templates = dict(notice_templates or {})
         http_profile = HttpProfile(endpoint=endpoint, protocol=scheme, reqTimeout=timeout)
         # The region breaker stays off (the default): its fallback builds a wrong URL for a
         # custom endpoint.
@@ -144,10 +162,19 @@ class TencentSmsSender:
 
     async def send_code(self, phone_e164: str, code: str, ttl_minutes: int) -> SmsSendResult:
         params = [code, str(ttl_minutes)] if self._include_ttl_param else [code]
+        return await self._send(phone_e164, self._template_id, params)
+
+    async def send_notice(self, phone_e164: str, notice: SmsNotice, params: list[str]) -> SmsSendResult:
+        template_id = self._notice_templates.get(notice)
+        if not template_id:
+            raise SmsSendError("TemplateNotConfigured", notice.value)
+        return await self._send(phone_e164, template_id, params)
+
+    async def _send(self, phone_e164: str, template_id: str, params: list[str]) -> SmsSendResult:
         masked = mask_phone(phone_e164)
         for attempt in range(1, self._MAX_ATTEMPTS + 1):
             try:
-                return await self._send_once(phone_e164, params)
+                return await self._send_once(phone_e164, template_id, params)
             except SmsRateLimitedError as exc:
                 self._log.warning("sms rate limited", phone=masked, error_code=exc.code)
                 raise
@@ -159,11 +186,11 @@ class TencentSmsSender:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    async def _send_once(self, phone_e164: str, params: list[str]) -> SmsSendResult:
+    async def _send_once(self, phone_e164: str, template_id: str, params: list[str]) -> SmsSendResult:
         request = sms_models.SendSmsRequest()
         request.PhoneNumberSet = [phone_e164]
         request.SmsSdkAppId = self._sdk_app_id
-        request.TemplateId = self._template_id
+        request.TemplateId = template_id
         request.TemplateParamSet = params
         if self._sign_name:
             request.SignName = self._sign_name
@@ -199,6 +226,7 @@ class TencentSmsSender:
 
 __all__ = [
     "ConsoleSmsSender",
+    "SmsNotice",
     "SmsRateLimitedError",
     "SmsSendError",
     "SmsSendResult",
