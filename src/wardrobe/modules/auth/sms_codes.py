@@ -28,6 +28,7 @@ class CodePurpose(StrEnum):
     LOGIN = "login"
     RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose, not a secret
     BIND_PHONE = "bind_phone"
+    DELETE_ACCOUNT = "delete_account"
 
 
 @dataclass(frozen=True, slots=True)
