@@ -47,6 +47,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("get", "/api/v1/tasks"): USER,
     ("get", "/api/v1/tasks/{task_id}"): USER,
     ("post", "/api/v1/tasks/{task_id}/cancel"): USER,
+    ("delete", "/api/v1/tasks/{task_id}"): USER,
     ("get", "/api/v1/admin/features"): OPERATOR,
     ("post", "/api/v1/admin/features"): OPERATOR,
     ("put", "/api/v1/admin/features/{feature_id}"): OPERATOR,
