@@ -3,10 +3,11 @@
 What goes, in one transaction with the money:
 - open tasks: queued ones are canceled and refunded here; running ones are asked to stop and their
   lease holder refunds them when it does (the one cancel path, so each hold is released once);
-- every login session (the lead's ``tokens.revoke_all`` also drops the account's sockets);
+- every login session, through ``tokens.revoke_all`` (which also ends the account's sockets);
 - the person: phone, password, WeChat ids, profile fields, invite code, session device labels,
   verification codes, distributor applications (real name, phone, and the sealed ID number with
-  its wrapped data key: the row goes, so nothing can decrypt it any more);
+  its wrapped data key: the row goes, so the live database can no longer decrypt it; database
+  backups hold it until they age out);
 - the content of finished tasks (inputs such as prompts, outputs); what running tasks still
   produce is erased when the last of them ends;
 - the objects (uploads, results): recorded in the same transaction and deleted after the commit,
