@@ -71,6 +71,7 @@ from wardrobe.modules.storage.service import build_upload_services
 from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users.endpoints import router as users_router
+from wardrobe.scheduler import run_embedded_housekeeping
 from wardrobe.seed import seed_demo_data
 from wardrobe.settings import Environment, Settings, SmsBackend, get_settings
 from wardrobe.worker.runtime import TaskRuntime
@@ -412,8 +413,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.start()
         await infra.runtime.start()
         refill: asyncio.Task[None] | None = None
+        housekeeping: asyncio.Task[None] | None = None
         if settings.embedded and settings.env is not Environment.TEST:
             refill = asyncio.create_task(keep_invite_pool_full(infra))
+            housekeeping = asyncio.create_task(run_embedded_housekeeping(infra))
         log.info("started", env=settings.env.value, db=infra.engine.dialect.name, embedded=settings.embedded)
         if settings.env is Environment.PRODUCTION:
             for warning in settings.production_warnings():
@@ -421,10 +424,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            if refill is not None:
-                refill.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await refill
+            for background in (refill, housekeeping):
+                if background is not None:
+                    background.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await background
             await uploads.aclose()
             await close_infra(infra)
             await revocations.stop()

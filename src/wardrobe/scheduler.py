@@ -128,6 +128,41 @@ async def collect_storage_garbage(infra: Infra) -> int:
     return report.deleted
 
 
+async def delete_pending_objects(infra: Infra) -> int:
+    """Objects of deleted tasks and accounts the request could not delete (storage down, or a
+    task of a deleted account still running then), retried with back-off until gone."""
+    from wardrobe.modules.storage import pending_deletions
+
+    report = await pending_deletions.process_due(infra.session_factory, infra.storage)
+    if report.rows_failed:
+        log.warning("pending_deletions_failed", rows=report.rows_failed)
+    return report.rows_done
+
+
+async def apply_retention(infra: Infra) -> int:
+    """Uploads and results older than WARDROBE_RETENTION_DAYS (storage/retention.py)."""
+    from wardrobe.modules.storage import retention
+
+    report = await retention.apply_retention(infra.session_factory, infra.storage, days=infra.settings.retention_days)
+    log.info("retention", **report.as_dict())
+    return report.objects_deleted
+
+
+# Embedded mode runs no scheduler process: the API process does these itself, every few minutes.
+EMBEDDED_JOBS = (delete_pending_objects, apply_retention)
+EMBEDDED_PERIOD_SECONDS = 600.0
+
+
+async def run_embedded_housekeeping(infra: Infra) -> None:
+    while True:
+        for job in EMBEDDED_JOBS:
+            try:
+                await job(infra)
+            except Exception:
+                log.exception("job_failed", job=job.__name__)
+        await asyncio.sleep(EMBEDDED_PERIOD_SECONDS)
+
+
 async def run_scheduler(once: bool = False) -> None:
     from wardrobe.app import build_infra, close_infra
     from wardrobe.settings import get_settings
@@ -137,7 +172,11 @@ async def run_scheduler(once: bool = False) -> None:
     infra = build_infra(settings)
     # Jobs run every tick unless listed here with a longer period (a full bucket listing is not a
     # once-a-minute job).
-    periods = {"collect_storage_garbage": settings.storage_gc_interval_hours * 3600, "expire_tmp_objects": 3600}
+    periods = {
+        "collect_storage_garbage": settings.storage_gc_interval_hours * 3600,
+        "expire_tmp_objects": 3600,
+        "apply_retention": 3600,
+    }
     last_run: dict[str, float] = {}
 
     def due(name: str) -> bool:
@@ -157,6 +196,8 @@ async def run_scheduler(once: bool = False) -> None:
                 reconcile_payments,
                 expire_tmp_objects,
                 collect_storage_garbage,
+                delete_pending_objects,
+                apply_retention,
             ):
                 if not due(job.__name__):
                     continue

@@ -282,6 +282,9 @@ class Settings(BaseSettings):
     # the scheduler every interval (and by `wardrobe storage gc`).
     storage_gc_grace_days: float = Field(default=7.0, gt=0)
     storage_gc_interval_hours: float = Field(default=24.0, gt=0)
+    # Retention: a finished task's uploads and results, and uploads no task uses, are deleted this
+    # many days after the task finished (or the upload arrived); 0 keeps them forever.
+    retention_days: int = Field(default=30, ge=0, le=36500)
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     upload_url_ttl_seconds: int = 900

@@ -22,7 +22,7 @@ from wardrobe.models.payments import (
     RefundStatus,
 )
 from wardrobe.models.providers import ProviderAccount, ProviderSwitch, VendorCallback
-from wardrobe.models.storage import VerifiedUpload
+from wardrobe.models.storage import PendingObjectDeletion, VerifiedUpload
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
@@ -44,6 +44,7 @@ __all__ = [
     "OutboxMessage",
     "PaymentChannel",
     "PaymentNotification",
+    "PendingObjectDeletion",
     "PipelineSchema",
     "Plan",
     "PlanKind",

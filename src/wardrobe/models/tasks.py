@@ -42,6 +42,8 @@ class Task(Base):
         Index("ix_tasks_user_id_feature_id", "user_id", "feature_key", "id"),
         Index("ix_tasks_status_lease", "status", "lease_expires_at"),
         Index("ix_tasks_status_id", "status", "id"),
+        # The retention sweep: finished tasks whose files are still kept, oldest first.
+        Index("ix_tasks_files_purged_at_finished_at", "files_purged_at", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -68,6 +70,11 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Deleted by its owner: hidden from every user-facing read; the row stays because the ledger
+    # names it (``task:{public_id}``), with its inputs and outputs erased.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its uploads and results were deleted (retention, deletion): outputs are then empty.
+    files_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class TaskStep(Base):

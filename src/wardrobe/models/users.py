@@ -21,6 +21,8 @@ class Role(StrEnum):
 class UserStatus(StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
+    # An erased account: an anonymous tombstone that keeps its orders and ledger for accounting.
+    DELETED = "deleted"
 
 
 class Gender(StrEnum):
@@ -51,6 +53,7 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def is_active(self) -> bool:

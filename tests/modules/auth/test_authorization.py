@@ -33,6 +33,9 @@ ACCESS: dict[tuple[str, str], str] = {
     ("patch", "/api/v1/users/me"): USER,
     ("get", "/api/v1/users/me/invite"): USER,
     ("put", "/api/v1/users/me/referrer"): USER,
+    # The person's own data: a deletion needs a proof in its body (an empty one is refused with 422).
+    ("delete", "/api/v1/users/me"): USER,
+    ("get", "/api/v1/users/me/export"): USER,
     ("get", "/api/v1/billing/plans"): PUBLIC,
     ("get", "/api/v1/billing/quota"): USER,
     ("get", "/api/v1/billing/ledger"): USER,
@@ -47,6 +50,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("get", "/api/v1/tasks"): USER,
     ("get", "/api/v1/tasks/{task_id}"): USER,
     ("post", "/api/v1/tasks/{task_id}/cancel"): USER,
+    ("delete", "/api/v1/tasks/{task_id}"): USER,
     ("get", "/api/v1/admin/features"): OPERATOR,
     ("post", "/api/v1/admin/features"): OPERATOR,
     ("put", "/api/v1/admin/features/{feature_id}"): OPERATOR,

@@ -82,6 +82,7 @@ async def test_fork_join_pipeline_succeeds_and_charges_once(task_api: Api, admin
         "queue_position",
         "created_at",
         "updated_at",
+        "files_purged_at",
     }
     assert "fault" not in str(task["steps"])
 

@@ -52,6 +52,9 @@ async def update_user(
     user = await users_repo.get_by_id(session, user_id)
     if user is None:
         raise NotFound()
+    if user.status == UserStatus.DELETED.value:
+        # An erased account stays erased: it is only a tombstone for its orders and ledger.
+        raise AppError(ErrorCode.CONFLICT, data={"reason": "account_deleted"})
     if user.id == actor_id and (role not in (None, user.role) or status == UserStatus.DISABLED.value):
         raise AppError(ErrorCode.CONFLICT, detail="admins cannot demote or disable themselves")
     if role is not None and role != user.role:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, BackgroundTasks, Header, Query
 
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
@@ -14,9 +14,10 @@ from wardrobe.modules.auth.deps import BearerDep, CurrentUser, InfraDep, Session
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.schemas import FeatureOut
-from wardrobe.modules.tasks import listing, service
+from wardrobe.modules.storage.pending_deletions import delete_pending_objects
+from wardrobe.modules.tasks import deletion, listing, service
 from wardrobe.modules.tasks.presenter import present
-from wardrobe.modules.tasks.schemas import TaskCreate, TaskOut, TaskPage, TaskStatusName
+from wardrobe.modules.tasks.schemas import TaskCreate, TaskDeleted, TaskOut, TaskPage, TaskStatusName
 
 router = APIRouter(tags=["tasks"])
 
@@ -119,3 +120,25 @@ async def cancel_task(task_id: str, principal: CurrentUser, infra: InfraDep, ses
     task = await service.cancel_task(session, infra, principal.user, task_id)
     [view] = await present(session, infra, [task])
     return ok(view)
+
+
+# -- Deleting a task (the owner's right to delete) ---------------------------------------------
+
+
+@router.delete(
+    "/api/v1/tasks/{task_id}",
+    summary="Delete one of my finished tasks and its files",
+    description="Only a finished task (succeeded, failed, canceled) can be deleted; a queued or running one "
+    "answers `CONFLICT` (cancel it first). Its results, and its input uploads that no other task of "
+    "yours uses, are deleted from storage right after; the task then answers 404 everywhere. Its "
+    "quota entries stay in the ledger.",
+    response_model=Envelope[TaskDeleted],
+    responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
+)
+async def delete_task(
+    task_id: str, principal: CurrentUser, infra: InfraDep, session: SessionDep, background: BackgroundTasks
+) -> OrjsonResponse:
+    files = await deletion.delete_task(session, principal.user, task_id)
+    # After the response, so after the commit; whatever fails is retried by the scheduler.
+    background.add_task(delete_pending_objects, infra, principal.id)
+    return ok({"id": task_id, "files": files})

@@ -52,6 +52,7 @@ _COLUMNS = (
     Task.refunded,
     Task.created_at,
     Task.updated_at,
+    Task.files_purged_at,
 )
 
 
@@ -74,6 +75,7 @@ class LeanTask(NamedTuple):
     refunded: bool
     created_at: datetime
     updated_at: datetime
+    files_purged_at: datetime | None
 
 
 assert LeanTask._fields == tuple(c.key for c in _COLUMNS)  # noqa: S101 - a definition-time invariant
@@ -104,7 +106,7 @@ _STEPS = select(TaskStep.task_id, TaskStep.step_id, TaskStep.status).where(
 def _page(with_before: bool, with_status: bool, with_feature: bool) -> Select[Any]:
     """The page statement for one combination of filters, built once: values travel as bound
     parameters, so neither building it nor computing its cache key is paid per request."""
-    stmt = select(*_COLUMNS).where(Task.user_id == bindparam("user_id"), _SESSION_VALID)
+    stmt = select(*_COLUMNS).where(Task.user_id == bindparam("user_id"), Task.deleted_at.is_(None), _SESSION_VALID)
     if with_before:
         stmt = stmt.where(Task.id < bindparam("before_id"))
     if with_status:
@@ -147,6 +149,7 @@ def _lean(row: Sequence[Any]) -> LeanTask:
         bool(row[9]),
         row[10].replace(tzinfo=UTC),
         row[11].replace(tzinfo=UTC),
+        row[12].replace(tzinfo=UTC) if row[12] is not None else None,
     )
 
 

@@ -67,6 +67,8 @@ class TaskFields(Protocol):
     def created_at(self) -> datetime: ...
     @property
     def updated_at(self) -> datetime: ...
+    @property
+    def files_purged_at(self) -> datetime | None: ...
 
 
 def view(
@@ -99,6 +101,7 @@ def view(
         "queue_position": position,
         "created_at": task.created_at,
         "updated_at": task.updated_at,
+        "files_purged_at": task.files_purged_at,
     }
 
 

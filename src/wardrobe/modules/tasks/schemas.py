@@ -47,8 +47,17 @@ class TaskOut(BaseModel):
     queue_position: int | None = Field(default=None, description="Tasks ahead of this one while queued")
     created_at: datetime
     updated_at: datetime
+    files_purged_at: datetime | None = Field(
+        default=None,
+        description="Set once the task's uploads and results were deleted (retention): outputs are then empty",
+    )
 
 
 class TaskPage(BaseModel):
     items: list[TaskOut]
     next_cursor: str | None
+
+
+class TaskDeleted(BaseModel):
+    id: str
+    files: int = Field(description="Objects queued for deletion from storage (deleted right after the answer)")

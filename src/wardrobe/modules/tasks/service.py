@@ -16,6 +16,7 @@ from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.core.infra import Infra
 from wardrobe.core.ratelimit import parse_limits
 from wardrobe.models import Task, TaskStatus, User
+from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import forms
@@ -145,34 +146,45 @@ async def create_task(
 
 
 async def owned_task(session: AsyncSession, user: User, public_id: str) -> Task:
-    """Load-or-404: another user's task is indistinguishable from a missing one."""
-    task = await session.scalar(select(Task).where(Task.public_id == public_id, Task.user_id == user.id))
+    """Load-or-404: another user's task, or one its owner deleted, is indistinguishable from a
+    missing one."""
+    task = await session.scalar(
+        select(Task).where(Task.public_id == public_id, Task.user_id == user.id, Task.deleted_at.is_(None))
+    )
     if task is None:
         raise NotFound()
     return task
 
 
-async def cancel_task(session: AsyncSession, infra: Infra, user: User, public_id: str) -> Task:
-    """A queued task is canceled and refunded here, at once; a running one is flagged and its
-    worker stops it at the next step boundary (or poll), then refunds. Finished ones stay as is."""
-    task = await owned_task(session, user, public_id)
+async def request_cancel(session: AsyncSession, infra: Infra, task: Task) -> bool:
+    """A queued task is canceled and refunded here, at once (True); a running one is flagged and
+    its lease holder stops it at the next step boundary (or poll), then refunds. Finished ones stay
+    as they are. Either way the hold is released exactly once: by this conditional update or by the
+    lease holder's terminal one."""
     result = await session.execute(
         update(Task)
         .where(Task.id == task.id, Task.status == TaskStatus.QUEUED.value)
-        .values(status=TaskStatus.CANCELED.value, error_code="canceled", cancel_requested=True)
+        .values(status=TaskStatus.CANCELED.value, error_code="canceled", cancel_requested=True, finished_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if result.rowcount == 1:  # type: ignore[attr-defined]
         if await quota.cancel(session, hold_ref(task)):
             await session.execute(update(Task).where(Task.id == task.id).values(refunded=True))
         infra.runtime.engine.announce(session, task.id, final=True)
-    else:
-        await session.execute(
-            update(Task)
-            .where(Task.id == task.id, Task.status == TaskStatus.RUNNING.value)
-            .values(cancel_requested=True)
-            .execution_options(synchronize_session=False)
-        )
+        return True
+    await session.execute(
+        update(Task)
+        .where(Task.id == task.id, Task.status == TaskStatus.RUNNING.value)
+        .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    return False
+
+
+async def cancel_task(session: AsyncSession, infra: Infra, user: User, public_id: str) -> Task:
+    """The owner's cancel (see ``request_cancel``)."""
+    task = await owned_task(session, user, public_id)
+    await request_cancel(session, infra, task)
     await session.flush()
     await session.refresh(task)
     return task
