@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from wardrobe.core.schemas import EnumValue, InputModel
 from wardrobe.modules.auth.phone import Phone
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.users.schemas import UserOut
@@ -50,11 +51,11 @@ SmsCode = Annotated[str, Field(pattern=r"^\d{6}$", examples=["123456"])]
 InviteCode = Annotated[str, Field(min_length=4, max_length=20, examples=["7K3M9QXD"])]
 
 
-class SmsCodeRequest(BaseModel):
+class SmsCodeRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     phone: Phone = Field(examples=["13812345678"])
-    purpose: CodePurpose = CodePurpose.LOGIN
+    purpose: EnumValue[CodePurpose] = CodePurpose.LOGIN
 
 
 class SmsCodeSent(BaseModel):
@@ -62,7 +63,7 @@ class SmsCodeSent(BaseModel):
     debug_code: str | None = Field(default=None, description="Only with the console sender in development")
 
 
-class SmsLogin(BaseModel):
+class SmsLogin(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["sms"]
@@ -71,7 +72,7 @@ class SmsLogin(BaseModel):
     invite_code: InviteCode | None = None
 
 
-class PasswordLogin(BaseModel):
+class PasswordLogin(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["password"]
@@ -80,7 +81,7 @@ class PasswordLogin(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-class WeChatLogin(BaseModel):
+class WeChatLogin(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["wechat"]
@@ -104,13 +105,13 @@ class LoginResponse(TokenResponse):
     user: UserOut
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: str = Field(min_length=1, max_length=512)
 
 
-class PasswordReset(BaseModel):
+class PasswordReset(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     phone: Phone
@@ -118,7 +119,7 @@ class PasswordReset(BaseModel):
     new_password: NewPassword
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     old_password: str | None = Field(default=None, max_length=1024)
@@ -129,14 +130,14 @@ class PasswordChanged(BaseModel):
     other_sessions_revoked: int
 
 
-class PhoneBindSms(BaseModel):
+class PhoneBindSms(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     phone: Phone
     code: SmsCode
 
 
-class PhoneBindWeChat(BaseModel):
+class PhoneBindWeChat(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1, max_length=128, description="getPhoneNumber code")
