@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +21,7 @@ from wardrobe.core.db import create_engine, create_session_factory, pool_status,
 from wardrobe.core.edge_limits import EdgeLimits, EndpointClass, RateLimitMiddleware
 from wardrobe.core.handlers import install_exception_handlers
 from wardrobe.core.infra import Infra
+from wardrobe.core.json_guard import refuse_unstorable_json
 from wardrobe.core.logging import configure_logging, get_logger
 from wardrobe.core.metrics import register_pool_collector
 from wardrobe.core.middleware import EdgeMiddleware
@@ -443,6 +444,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "`{success, code, message, data, request_id}`; send `Authorization: Bearer <access_token>`.",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Before any route's own dependencies: see core/json_guard.py.
+        dependencies=[Depends(refuse_unstorable_json)],
     )
     install_exception_handlers(app)
     # Added first = innermost: CORS headers are on 429s too, and the request id on everything.

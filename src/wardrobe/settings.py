@@ -287,6 +287,9 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=0, le=36500)
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    # Memory one image may take once decoded (all frames; Pillow keeps a colour pixel in 4 bytes):
+    # 128 MiB is a 32 MP colour photo. Checked from the header, before decoding.
+    max_image_decode_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
     upload_url_ttl_seconds: int = 900
     download_url_ttl_seconds: int = 3600
     upload_rate_limits: str = "60/hour"

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from wardrobe.core.errors import ValidationFailed
+from wardrobe.core.schemas import MAX_ID
 
 T = TypeVar("T")
 
@@ -19,7 +20,9 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
-        if kind != "id":
+        # Only the canonical decimals encode_cursor writes: int() alone would also take " 7",
+        # "+7" or "7_0", and any size, which overflows the database driver.
+        if kind != "id" or not (value.isascii() and value.isdigit()) or not 0 < int(value) <= MAX_ID:
             raise ValueError
         return int(value)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -200,7 +200,10 @@ async def test_presigned_put_then_get(s3_peer: S3Peer, s3_storage: S3ObjectStora
         got = await http.get(s3_storage.download_url(KEY, 60))
         assert got.status_code == 200
         assert got.content == b"png bytes"
-        assert "content-disposition" not in got.headers
+        # Served inline under the key's own name, as the type the key says (a signed override).
+        assert got.headers["content-type"] == "image/png"
+        name = KEY.rsplit("/", 1)[1]
+        assert got.headers["content-disposition"] == f"inline; filename=\"{name}\"; filename*=UTF-8''{name}"
 
         # Nothing is public: the same object without a signature is refused.
         assert (await http.get(f"{s3_peer.endpoint_url}/{s3_peer.bucket}/{KEY}")).status_code == 403

@@ -85,7 +85,8 @@ async def test_upload_then_download(api_factory: object, tmp_path: Path, fmt: st
     assert resp.headers["content-type"] == content_type
     assert resp.headers["cache-control"].startswith("private")
     assert resp.headers["x-content-type-options"] == "nosniff"
-    assert "content-disposition" not in resp.headers
+    name = key.rsplit("/", 1)[1]
+    assert resp.headers["content-disposition"] == f"inline; filename=\"{name}\"; filename*=UTF-8''{name}"
 
 
 async def test_no_one_reads_an_object_without_its_signature(api_factory: object, tmp_path: Path) -> None:
@@ -261,7 +262,8 @@ async def test_download_headers_and_missing_objects(api_factory: object, tmp_pat
     await api.infra.storage.put("tmp/2026/11/22/page.html", b"<script>alert(1)</script>", "text/html")
     resp = await api.client.get(api.infra.storage.download_url("tmp/2026/11/22/page.html", 60))
     assert resp.headers["content-type"] == "application/octet-stream"
-    assert resp.headers["content-disposition"] == "attachment"
+    assert resp.headers["content-disposition"] == "attachment; filename=\"page.html\"; filename*=UTF-8''page.html"
+    assert resp.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_upload_urls_are_rate_limited_per_user(api_factory: object, tmp_path: Path) -> None:

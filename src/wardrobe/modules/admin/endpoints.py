@@ -10,6 +10,7 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import decode_cursor, split_page
+from wardrobe.core.schemas import Id
 from wardrobe.modules.admin import service
 from wardrobe.modules.admin.schemas import (
     AdminUserCreate,
@@ -95,7 +96,7 @@ async def create_user(body: AdminUserCreate, actor: Writer, infra: InfraDep, ses
     response_model=Envelope[AdminUserOut],
     responses=errors(*DENIED, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
 )
-async def update_user(user_id: int, body: AdminUserUpdate, actor: Writer, session: SessionDep) -> OrjsonResponse:
+async def update_user(user_id: Id, body: AdminUserUpdate, actor: Writer, session: SessionDep) -> OrjsonResponse:
     user = await service.update_user(
         session, actor_id=actor.id, user_id=user_id, role=body.role, status=body.status, reason=body.reason
     )
@@ -108,6 +109,6 @@ async def update_user(user_id: int, body: AdminUserUpdate, actor: Writer, sessio
     response_model=Envelope[SessionsRevoked],
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
-async def revoke_sessions(user_id: int, body: Reason, actor: Revoker, session: SessionDep) -> OrjsonResponse:
+async def revoke_sessions(user_id: Id, body: Reason, actor: Revoker, session: SessionDep) -> OrjsonResponse:
     revoked = await service.revoke_sessions(session, actor_id=actor.id, user_id=user_id, reason=body.reason)
     return ok({"sessions_revoked": revoked})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from wardrobe.core.schemas import InputModel
 from wardrobe.modules.auth.phone import Phone
 from wardrobe.modules.auth.schemas import NewPassword
 from wardrobe.modules.users.schemas import UserOut
@@ -23,25 +24,19 @@ class AdminUserPage(BaseModel):
     next_cursor: str | None
 
 
-class AdminUserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AdminUserCreate(InputModel):
     phone: Phone
     password: NewPassword
     role: RoleName = "user"
 
 
-class AdminUserUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AdminUserUpdate(InputModel):
     role: RoleName | None = None
     status: Literal["active", "disabled"] | None = None
     reason: str = Field(min_length=2, max_length=500)
 
 
-class Reason(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Reason(InputModel):
     reason: str = Field(min_length=2, max_length=500)
 
 

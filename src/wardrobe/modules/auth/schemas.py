@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import Header
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from wardrobe.core.schemas import EnumValue, InputModel
 from wardrobe.modules.auth.phone import Phone
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.auth.sms_risk import DEVICE_ID_PATTERN, CaptchaTicket
@@ -52,7 +53,7 @@ SmsCode = Annotated[str, Field(pattern=r"^\d{6}$", examples=["123456"])]
 InviteCode = Annotated[str, Field(min_length=4, max_length=20, examples=["7K3M9QXD"])]
 
 
-class SmsCodeRequest(BaseModel):
+class SmsCodeRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     phone: Phone | None = Field(
@@ -61,7 +62,7 @@ class SmsCodeRequest(BaseModel):
         description="Required, except for `change_phone` and `delete_account`: those codes go to the "
         "logged-in account's own phone (send the bearer token; a phone given must be that one)",
     )
-    purpose: CodePurpose = CodePurpose.LOGIN
+    purpose: EnumValue[CodePurpose] = CodePurpose.LOGIN
     captcha: CaptchaTicket | None = Field(
         default=None, description="Tencent Captcha result; needed after an answer CAPTCHA_REQUIRED"
     )
@@ -82,7 +83,7 @@ class SmsCodeSent(BaseModel):
     debug_code: str | None = Field(default=None, description="Only with the console sender in development")
 
 
-class SmsLogin(BaseModel):
+class SmsLogin(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["sms"]
@@ -91,7 +92,7 @@ class SmsLogin(BaseModel):
     invite_code: InviteCode | None = None
 
 
-class PasswordLogin(BaseModel):
+class PasswordLogin(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["password"]
@@ -100,7 +101,7 @@ class PasswordLogin(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-class WeChatLogin(BaseModel):
+class WeChatLogin(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["wechat"]
@@ -124,13 +125,13 @@ class LoginResponse(TokenResponse):
     user: UserOut
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: str = Field(min_length=1, max_length=512)
 
 
-class PasswordReset(BaseModel):
+class PasswordReset(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     phone: Phone
@@ -138,7 +139,7 @@ class PasswordReset(BaseModel):
     new_password: NewPassword
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     old_password: str | None = Field(default=None, max_length=1024)
@@ -149,7 +150,7 @@ class PasswordChanged(BaseModel):
     other_sessions_revoked: int
 
 
-class PhoneProofFields(BaseModel):
+class PhoneProofFields(InputModel):
     """Proof that the caller owns the account, needed when it already has a phone: a code sent to
     that phone (purpose `change_phone`) or the password. An account with neither (WeChat only)
     needs a login within the last minutes instead."""

@@ -10,6 +10,7 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import decode_cursor, split_page
+from wardrobe.core.schemas import Id
 from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.billing import quota, service
@@ -88,6 +89,6 @@ def _public_ref(ref: str) -> str:
     response_model=Envelope[QuotaAdjusted],
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.NOT_FOUND, ErrorCode.QUOTA_INSUFFICIENT),
 )
-async def adjust_quota(user_id: int, body: QuotaAdjustment, actor: Adjuster, session: SessionDep) -> OrjsonResponse:
+async def adjust_quota(user_id: Id, body: QuotaAdjustment, actor: Adjuster, session: SessionDep) -> OrjsonResponse:
     balance = await service.adjust(session, actor_id=actor.id, user_id=user_id, delta=body.delta, reason=body.reason)
     return ok({"balance": balance.balance, "held": balance.held, "available": balance.available})

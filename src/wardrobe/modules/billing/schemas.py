@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
+
+from wardrobe.core.schemas import InputModel
 
 
 class PlanOut(BaseModel):
@@ -42,9 +44,7 @@ class LedgerPage(BaseModel):
     next_cursor: str | None
 
 
-class QuotaAdjustment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class QuotaAdjustment(InputModel):
     delta: int = Field(ge=-1_000_000, le=1_000_000, examples=[20])
     reason: str = Field(min_length=2, max_length=255, examples=["compensation for a failed batch"])
 

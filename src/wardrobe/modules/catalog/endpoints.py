@@ -10,6 +10,7 @@ from sqlalchemy import select
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.schemas import Id
 from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema
 from wardrobe.modules.auth.deps import InfraDep, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
@@ -91,7 +92,7 @@ async def create_feature(body: FeatureWrite, actor: Editor, infra: InfraDep, ses
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
 async def replace_feature(
-    feature_id: int, body: FeatureWrite, actor: Editor, infra: InfraDep, session: SessionDep
+    feature_id: Id, body: FeatureWrite, actor: Editor, infra: InfraDep, session: SessionDep
 ) -> OrjsonResponse:
     feature = await service.save_feature(session, body, existing_id=feature_id)
     return ok(await _saved(session, infra, actor, feature, "feature.update"))
@@ -103,7 +104,7 @@ async def replace_feature(
     response_model=Envelope[None],
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
-async def delete_feature(feature_id: int, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+async def delete_feature(feature_id: Id, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
     await service.delete_feature(session, feature_id)
     service.catalog_changed(session, infra.cache)
     users_repo.add_audit(
@@ -126,7 +127,7 @@ async def delete_feature(feature_id: int, actor: Editor, infra: InfraDep, sessio
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
 async def switch_feature(
-    feature_id: int, body: FeatureSwitch, actor: Editor, infra: InfraDep, session: SessionDep
+    feature_id: Id, body: FeatureSwitch, actor: Editor, infra: InfraDep, session: SessionDep
 ) -> OrjsonResponse:
     feature = await service.switch_feature(session, feature_id, enabled=body.enabled)
     service.catalog_changed(session, infra.cache)

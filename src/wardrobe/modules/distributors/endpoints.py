@@ -14,6 +14,7 @@ from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import decode_cursor, split_page
+from wardrobe.core.schemas import Id
 from wardrobe.models import Role
 from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
@@ -122,7 +123,7 @@ async def list_applications(
     response_model=Envelope[ApplicationOut],
     responses=errors(*DENIED, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
 )
-async def approve(application_id: int, body: Approval, reviewer: Reviewer, session: SessionDep) -> OrjsonResponse:
+async def approve(application_id: Id, body: Approval, reviewer: Reviewer, session: SessionDep) -> OrjsonResponse:
     row = await service.approve(session, application_id=application_id, reviewer_id=reviewer.id, reason=body.reason)
     return ok(ApplicationOut.of(row).model_dump(mode="json"))
 
@@ -133,7 +134,7 @@ async def approve(application_id: int, body: Approval, reviewer: Reviewer, sessi
     response_model=Envelope[ApplicationOut],
     responses=errors(*DENIED, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
 )
-async def reject(application_id: int, body: Rejection, reviewer: Reviewer, session: SessionDep) -> OrjsonResponse:
+async def reject(application_id: Id, body: Rejection, reviewer: Reviewer, session: SessionDep) -> OrjsonResponse:
     row = await service.reject(session, application_id=application_id, reviewer_id=reviewer.id, reason=body.reason)
     return ok(ApplicationOut.of(row).model_dump(mode="json"))
 
@@ -145,7 +146,7 @@ async def reject(application_id: int, body: Rejection, reviewer: Reviewer, sessi
     responses=errors(*DENIED, ErrorCode.NOT_FOUND, ErrorCode.DEPENDENCY_UNAVAILABLE),
 )
 async def reveal_id(
-    application_id: int, body: RevealRequest, actor: Revealer, session: SessionDep, cipher: CipherDep
+    application_id: Id, body: RevealRequest, actor: Revealer, session: SessionDep, cipher: CipherDep
 ) -> OrjsonResponse:
     number = await service.reveal_id_number(
         session, cipher, application_id=application_id, actor_id=actor.id, reason=body.reason

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from wardrobe.core.logging import mask_phone
+from wardrobe.core.schemas import InputModel
 from wardrobe.models import DistributorApplication
 from wardrobe.modules.auth.phone import Phone
 from wardrobe.modules.distributors.id_card import normalize_id_number
@@ -16,9 +17,7 @@ IdNumber = Annotated[str, Field(min_length=1, max_length=32), AfterValidator(nor
 StatusName = Literal["pending", "approved", "rejected"]
 
 
-class ApplicationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ApplicationCreate(InputModel):
     real_name: str = Field(min_length=2, max_length=32, pattern=r"^[^\x00-\x1f]+$")
     id_number: IdNumber
     phone: Phone
@@ -62,21 +61,15 @@ class ApplicationPage(BaseModel):
     next_cursor: str | None
 
 
-class Approval(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Approval(InputModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
-class Rejection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Rejection(InputModel):
     reason: str = Field(min_length=2, max_length=500)
 
 
-class RevealRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RevealRequest(InputModel):
     reason: str = Field(min_length=2, max_length=500)  # kept in the audit log
 
 

@@ -21,6 +21,7 @@ from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import PAYMENT_EVENTS
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import decode_cursor, split_page
+from wardrobe.core.schemas import Id
 from wardrobe.models import Order, Refund
 from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, client_ip, require
 from wardrobe.modules.auth.permissions import Permission
@@ -208,7 +209,7 @@ async def admin_orders(
     _: OrderReader,
     session: SessionDep,
     status: Annotated[str | None, Query(max_length=24)] = None,
-    user_id: Annotated[int | None, Query(ge=1)] = None,
+    user_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:

@@ -5,16 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from wardrobe.core.schemas import EnumValue, InputModel
 from wardrobe.models import PaymentChannel
 
 
-class OrderCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OrderCreate(InputModel):
     sku: str = Field(min_length=1, max_length=64)
-    channel: PaymentChannel
+    channel: EnumValue[PaymentChannel]
 
 
 class OrderOut(BaseModel):
@@ -41,9 +40,7 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
-class RefundCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RefundCreate(InputModel):
     reason: str = Field(min_length=2, max_length=255)
     amount_fen: int | None = Field(default=None, gt=0, description="default: everything still refundable")
 

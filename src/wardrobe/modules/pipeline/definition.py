@@ -21,15 +21,15 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from wardrobe.core.schemas import InputModel
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,47}$"
 _REF = re.compile(r"^\$(inputs|steps)\.([a-z][a-z0-9_]*)(?:\.([a-z][a-z0-9_]*))?$")
 
 
-class StepDef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StepDef(InputModel):
     id: str = Field(pattern=STEP_ID)
     type: Literal["sync_api", "async_api", "scf"]
     action: str = Field(min_length=1, max_length=64)
@@ -42,9 +42,7 @@ class StepDef(BaseModel):
     on_failure: Literal["fail", "continue"] = "fail"
 
 
-class ForkDef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ForkDef(InputModel):
     id: str = Field(pattern=STEP_ID)
     type: Literal["fork"]
     max_parallel: int = Field(default=2, ge=1, le=8)
@@ -67,9 +65,7 @@ def parse_ref(value: Any) -> tuple[str, str, str | None] | None:
     return kind, name, attr
 
 
-class PipelineDef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PipelineDef(InputModel):
     steps: list[Unit] = Field(min_length=1, max_length=32)
     outputs: dict[str, str] = Field(min_length=1)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wardrobe.core.db import after_commit
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.ratelimit import parse_limits
+from wardrobe.core.schemas import InputModel
 from wardrobe.models import ProviderAccount
 from wardrobe.modules.providers.accounts import (
     NAME,
@@ -32,9 +33,7 @@ from wardrobe.settings import Environment, Settings
 Option = str | int | float | bool
 
 
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _Common(InputModel):
     enabled: bool | None = None
     key_id: str | None = Field(default=None, min_length=1, max_length=128)
     secret: SecretStr | None = Field(default=None, min_length=1, max_length=512)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +13,7 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
 from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.schemas import Id, InputModel
 from wardrobe.models import StepStatus, Task, TaskStep
 from wardrobe.modules.auth.deps import InfraDep, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
@@ -38,10 +39,8 @@ class ProviderOut(BaseModel):
     accounts: list[dict[str, Any]]
 
 
-class ProviderSwitchIn(BaseModel):
+class ProviderSwitchIn(InputModel):
     """Take a provider out of service (or back), and why (kept in the audit log)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool
     reason: str = Field(min_length=2, max_length=500)
@@ -148,7 +147,7 @@ async def create_account(
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND),
 )
 async def update_account(
-    account_id: int, body: account_admin.AccountPatch, actor: AccountAdmin, infra: InfraDep, session: SessionDep
+    account_id: Id, body: account_admin.AccountPatch, actor: AccountAdmin, infra: InfraDep, session: SessionDep
 ) -> OrjsonResponse:
     row = await account_admin.update_account(session, infra.settings, _directory(infra), account_id, body, actor.id)
     return ok(account_admin.account_view(row))

@@ -155,6 +155,7 @@ async def _store_one(
     except ImageRejected as exc:
         raise ProviderError(_IMAGE_CODES.get(exc.reason, "output_not_image"), exc.message) from None
     key = f"{stem}.{EXTENSION_BY_CONTENT_TYPE[info.content_type]}"
+    data = data[: info.length]  # the image alone: nothing a vendor appended after its end
     try:
         await storage.put(key, data, info.content_type, overwrite=False)
     except ObjectExists:

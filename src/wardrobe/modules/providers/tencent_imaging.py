@@ -309,7 +309,7 @@ class TencentImagingProvider:
         key = f"{output_key_stem(target, 0)}.{EXTENSION_BY_CONTENT_TYPE[info.content_type]}"
         # A resumed run of the same attempt may have stored it already: same key, same kind of bytes.
         with contextlib.suppress(ObjectExists):
-            await self._storage.put(key, data, info.content_type, overwrite=False)
+            await self._storage.put(key, data[: info.length], info.content_type, overwrite=False)
         image = {"object_key": key, "content_type": info.content_type}
         return {"image": image, "images": [image]}
 

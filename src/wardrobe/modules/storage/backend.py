@@ -100,10 +100,10 @@ class SignedDownload:
 class ObjectStorage(Protocol):
     """The storage interface. Keys are validated by every implementation (``keys.validate_key``)."""
 
-    async def put(self, key: str, data: bytes, content_type: str, *, overwrite: bool = True) -> None:
+    async def put(self, key: str, data: bytes, content_type: str, *, overwrite: bool = True) -> str | None:
         """Store ``data``; with ``overwrite=False`` raise ``ObjectExists`` if the key is taken
         (the local backend atomically; S3 with ``If-None-Match: *`` where the store honours it,
-        see ``S3ObjectStorage``)."""
+        see ``S3ObjectStorage``). Returns the stored object's ETag where the store has them."""
         ...
 
     async def get(self, key: str) -> bytes:
@@ -286,9 +286,10 @@ class LocalObjectStorage:
 
     # --- ObjectStorage ---------------------------------------------------------------------------
 
-    async def put(self, key: str, data: bytes, content_type: str, *, overwrite: bool = True) -> None:
+    async def put(self, key: str, data: bytes, content_type: str, *, overwrite: bool = True) -> str | None:
         validate_key(key)
         await asyncio.to_thread(self._put_sync, key, data, content_type, overwrite)
+        return None  # local files have no ETag
 
     async def get(self, key: str) -> bytes:
         validate_key(key)

@@ -96,6 +96,7 @@ async def complete_upload(
         object_key=body.object_key,
         max_upload_bytes=infra.settings.max_upload_bytes,
         max_pixels=infra.settings.max_image_pixels,
+        max_decode_bytes=infra.settings.max_image_decode_bytes,
     )
     return ok(stored)
 
@@ -151,7 +152,15 @@ async def put_object(key: str, request: Request, infra: InfraDep, session: Sessi
     )
     await service.ensure_not_uploaded(storage, key)
     data = await _read_body(request, signed.max_size)
-    stored = await service.store_upload(session, storage, key, signed, data, infra.settings.max_image_pixels)
+    stored = await service.store_upload(
+        session,
+        storage,
+        key,
+        signed,
+        data,
+        max_pixels=infra.settings.max_image_pixels,
+        max_decode_bytes=infra.settings.max_image_decode_bytes,
+    )
     return ok(stored, status_code=201)
 
 
@@ -167,7 +176,12 @@ async def put_object(key: str, request: Request, infra: InfraDep, session: Sessi
     openapi_extra={
         "parameters": [
             _EXPIRES_DOC,
-            _query_doc("filename", "Download name (Content-Disposition: attachment), if signed", required=False),
+            _query_doc(
+                "filename",
+                "Download name (Content-Disposition: attachment), if signed; without it images are served inline "
+                "under the key's own name",
+                required=False,
+            ),
             _SIGNATURE_DOC,
         ]
     },
@@ -178,9 +192,12 @@ async def get_object(key: str, request: Request, infra: InfraDep) -> Response:
     download = await service.read_download(storage, key, signed)
     # Cacheable by the browser (never a shared cache) for as long as this URL is valid.
     max_age = max(0, int((signed.expires_at - datetime.now(UTC)).total_seconds()))
-    headers = {"Cache-Control": f"private, max-age={max_age}", "X-Content-Type-Options": "nosniff"}
-    if download.disposition is not None:
-        headers["Content-Disposition"] = download.disposition
+    headers = {
+        "Cache-Control": f"private, max-age={max_age}",
+        # The browser must take the declared type as it is, never guess another from the bytes.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": download.disposition,
+    }
     return Response(download.data, media_type=download.content_type, headers=headers)
 
 

@@ -37,6 +37,7 @@ _EXT = re.compile(r"^[a-z0-9]{1,10}$")
 _OWNED = re.compile(rf"^(?:{UPLOADS}|{RESULTS})/([1-9][0-9]{{0,18}})/")
 
 EXTENSION_BY_CONTENT_TYPE: dict[str, str] = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+CONTENT_TYPE_BY_EXTENSION: dict[str, str] = {ext: ct for ct, ext in EXTENSION_BY_CONTENT_TYPE.items()}
 
 
 class InvalidKey(ValueError):

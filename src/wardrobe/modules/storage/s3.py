@@ -36,10 +36,10 @@ from wardrobe.modules.storage.backend import (
     ObjectNotFound,
     UploadTarget,
 )
-from wardrobe.modules.storage.keys import validate_key, validate_prefix
+from wardrobe.modules.storage.keys import CONTENT_TYPE_BY_EXTENSION, validate_key, validate_prefix
 
-# RFC 6266 header the local backend serves too: one rule for both backends.
-from wardrobe.modules.storage.service import _attachment as attachment_disposition
+# The Content-Type and Content-Disposition the local backend serves too: one rule for both backends.
+from wardrobe.modules.storage.service import served_as
 
 AddressingStyle = Literal["virtual", "path"]
 
@@ -216,7 +216,7 @@ class S3ObjectStorage:
 
     # --- ObjectStorage -----------------------------------------------------------------------------
 
-    async def put(self, key: str, data: bytes, content_type: str, *, overwrite: bool = True) -> None:
+    async def put(self, key: str, data: bytes, content_type: str, *, overwrite: bool = True) -> str | None:
         validate_key(key)
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data, "ContentType": content_type}
         if not overwrite:
@@ -226,12 +226,13 @@ class S3ObjectStorage:
                 params["IfNoneMatch"] = "*"
         s3 = await self._s3()
         try:
-            await s3.put_object(**params)
+            response = await s3.put_object(**params)
         except ClientError as exc:
             # 412: the key was taken meanwhile; 409: another conditional write on it is in flight.
             if not overwrite and _status(exc) in (409, 412):
                 raise ObjectExists(key) from None
             raise
+        return _etag(response.get("ETag"))
 
     async def get(self, key: str) -> bytes:
         validate_key(key)
@@ -351,10 +352,16 @@ class S3ObjectStorage:
         return UploadTarget(method="PUT", url=url, headers=headers, expires_at=expires_at)
 
     def download_url(self, key: str, expires_in: int, filename: str | None = None) -> str:
+        """A presigned GET whose answer carries our Content-Type and Content-Disposition (signed
+        response-content-type/-disposition overrides), whatever the object was stored with. A bucket
+        cannot be told to send ``X-Content-Type-Options``; the stored bytes are the image alone."""
         validate_key(key)
-        params: dict[str, Any] = {"Key": key}
-        if filename is not None:
-            # A signed response-content-disposition: the store answers with this header.
-            params["ResponseContentDisposition"] = attachment_disposition(filename)
+        stored_type = CONTENT_TYPE_BY_EXTENSION.get(key.rsplit(".", 1)[-1], DEFAULT_CONTENT_TYPE)
+        content_type, disposition = served_as(key, stored_type, filename)
+        params: dict[str, Any] = {
+            "Key": key,
+            "ResponseContentType": content_type,
+            "ResponseContentDisposition": disposition,
+        }
         url, _ = self._presign("get_object", params, expires_in, "GET")
         return url

@@ -6,7 +6,9 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from wardrobe.core.schemas import InputModel
 
 ImageContentType = Literal["image/png", "image/jpeg", "image/webp"]
 
@@ -25,9 +27,7 @@ def _plain_filename(value: str) -> str:
 Filename = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_plain_filename)]
 
 
-class UploadCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UploadCreate(InputModel):
     filename: Filename = Field(examples=["look.jpg"])
     content_type: ImageContentType = Field(examples=["image/jpeg"])
     size: int = Field(ge=1, description="The exact number of bytes that will be sent", examples=[524288])
@@ -62,9 +62,7 @@ class UploadOut(BaseModel):
     max_size: int = Field(description="The upload URL accepts at most this many bytes")
 
 
-class UploadComplete(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UploadComplete(InputModel):
     object_key: str = Field(min_length=1, max_length=1024, examples=["uploads/42/2026/11/3f2b0c6d9e8a4b7c.jpg"])
 
 

@@ -193,11 +193,19 @@ async def ensure_not_uploaded(storage: ObjectStorage, key: str) -> None:
 
 
 async def store_upload(
-    session: AsyncSession, storage: ObjectStorage, key: str, signed: SignedUpload, data: bytes, max_pixels: int
+    session: AsyncSession,
+    storage: ObjectStorage,
+    key: str,
+    signed: SignedUpload,
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_decode_bytes: int,
 ) -> dict[str, Any]:
-    """Verify that ``data`` is the image it claims to be, store it once and record it as a
-    verified upload of the key's owner."""
-    info = await verification.check_image(data, signed.content_type, max_pixels)
+    """Verify that ``data`` is the image it claims to be, store the image alone (nothing after its
+    end) once and record it as a verified upload of the key's owner."""
+    info = await verification.check_image(data, signed.content_type, max_pixels, max_decode_bytes)
+    data = data[: info.length]
     try:
         await storage.put(key, data, info.content_type, overwrite=False)
     except ObjectExists:
@@ -218,7 +226,7 @@ async def store_upload(
 class Download:
     data: bytes
     content_type: str
-    disposition: str | None
+    disposition: str
 
 
 async def read_download(storage: ObjectStorage, key: str, signed: SignedDownload) -> Download:
@@ -229,16 +237,26 @@ async def read_download(storage: ObjectStorage, key: str, signed: SignedDownload
         data = await storage.get(key)
     except ObjectNotFound:
         raise NotFound() from None
-    content_type = info.content_type if info.content_type in INLINE_CONTENT_TYPES else "application/octet-stream"
-    disposition = None
-    if signed.filename is not None:
-        disposition = _attachment(signed.filename)
-    elif content_type not in INLINE_CONTENT_TYPES:
-        disposition = "attachment"
+    content_type, disposition = served_as(key, info.content_type, signed.filename)
     return Download(data=data, content_type=content_type, disposition=disposition)
 
 
-def _attachment(filename: str) -> str:
-    """RFC 6266: an ASCII fallback plus the exact UTF-8 name."""
-    fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+def served_as(key: str, content_type: str, filename: str | None) -> tuple[str, str]:
+    """The Content-Type and Content-Disposition an object is served with, by either backend: our
+    image types inline under the key's own name (or as an attachment under a signed download
+    name); anything else as an opaque attachment, so nothing we store ever renders as a page of
+    the origin serving it. Served with ``X-Content-Type-Options: nosniff`` where the server is ours."""
+    if content_type not in INLINE_CONTENT_TYPES:
+        content_type = "application/octet-stream"
+    name = filename if filename is not None else key.rsplit("/", 1)[-1]
+    inline = filename is None and content_type in INLINE_CONTENT_TYPES
+    return content_type, content_disposition(name, inline=inline)
+
+
+def content_disposition(filename: str, *, inline: bool = False) -> str:
+    """RFC 6266: the disposition, an ASCII fallback name and the exact name in UTF-8 (RFC 8187)."""
+    # Quotes, backslashes and percent signs are read differently by different clients inside the
+    # quoted fallback; control characters would break the header.
+    fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\%' else "_" for ch in filename)
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -36,10 +36,12 @@ def upload_invalid(reason: str, message: str) -> AppError:
     return AppError(ErrorCode.UPLOAD_INVALID, data={"reason": reason, "message": message}, detail=reason)
 
 
-async def check_image(data: bytes, declared_content_type: str, max_pixels: int) -> images.ImageInfo:
+async def check_image(
+    data: bytes, declared_content_type: str, max_pixels: int, max_decode_bytes: int
+) -> images.ImageInfo:
     """``images.verify_image`` with its rejection as the client sees it (``UPLOAD_INVALID``)."""
     try:
-        return await images.verify_image(data, declared_content_type, max_pixels)
+        return await images.verify_image(data, declared_content_type, max_pixels, max_decode_bytes)
     except images.ImageRejected as exc:
         raise upload_invalid(exc.reason, exc.message) from None
 
@@ -127,9 +129,11 @@ async def complete_upload(
     object_key: str,
     max_upload_bytes: int,
     max_pixels: int,
+    max_decode_bytes: int,
 ) -> dict[str, Any]:
     """Verify an object the client sent to the bucket itself and record it; a second call for a
-    verified key answers the same. A failing object is deleted (``UPLOAD_INVALID``)."""
+    verified key answers the same. A failing object is deleted (``UPLOAD_INVALID``); bytes after
+    the end of the image (a polyglot's HTML) are cut off the stored object."""
     check_own_upload_key(user_id, object_key)
     existing = await verified(session, user_id, [object_key])
     if object_key in existing:
@@ -150,7 +154,7 @@ async def complete_upload(
         # Read back rather than trusted from HEAD: the object may have been replaced in between.
         if len(data) > bound:
             raise upload_invalid("too_large", f"the object has more than {bound} bytes")
-        image = await check_image(data, info.content_type, max_pixels)
+        image = await check_image(data, info.content_type, max_pixels, max_decode_bytes)
         # The ETag recorded must be that of the bytes just checked: HEAD again, and if the object
         # was replaced between the first HEAD and the read, verify nothing (the client completes
         # again once it stopped writing).
@@ -169,5 +173,19 @@ async def complete_upload(
             await storage.delete(object_key)
             log.info("upload_rejected", object_key=object_key, reason=exc.detail)
         raise
-    row = await record(session, object_key, user_id, len(data), image, etag=after.etag)
+    size, etag = len(data), after.etag
+    if image.length < len(data):
+        size, etag = await _keep_image_only(storage, object_key, data[: image.length], info.content_type)
+    row = await record(session, object_key, user_id, size, image, etag=etag)
     return out(row)
+
+
+async def _keep_image_only(storage: ObjectStorage, key: str, image: bytes, content_type: str) -> tuple[int, str | None]:
+    """Replace the object by its image alone; the size and ETag to record are those of this write
+    (the PUT's own answer: a HEAD afterwards could already see a client's replacement)."""
+    etag = await storage.put(key, image, content_type)
+    if etag is None:
+        after = await storage.head(key)
+        etag = after.etag if after is not None else None
+    log.info("upload_trimmed", object_key=key, kept=len(image))
+    return len(image), etag

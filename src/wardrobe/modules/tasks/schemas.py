@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from wardrobe.core.schemas import InputModel
 
 TaskStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
 
-class TaskCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TaskCreate(InputModel):
     feature: str = Field(min_length=1, max_length=64, examples=["cutout"])
     inputs: dict[str, Any] = Field(examples=[{"image": "uploads/1/2026/11/4f1c….png"}])
 

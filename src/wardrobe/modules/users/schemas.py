@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from wardrobe.core.logging import mask_phone
+from wardrobe.core.schemas import InputModel, IsoDate
 from wardrobe.models import User
 
 
@@ -65,7 +66,7 @@ class UserOut(BaseModel):
         )
 
 
-class ProfileUpdate(BaseModel):
+class ProfileUpdate(InputModel):
     """Any subset of the profile. Setting a nickname completes the two-step registration."""
 
     model_config = ConfigDict(extra="forbid")
@@ -73,7 +74,7 @@ class ProfileUpdate(BaseModel):
     nickname: Nickname | None = None
     avatar_url: AnyHttpUrl | None = Field(default=None, examples=["https://cdn.example.com/a.png"])
     gender: Literal["unknown", "male", "female"] | None = None
-    birthday: date | None = None
+    birthday: IsoDate | None = None
     bio: Bio | None = None
     region: Region | None = None
 
@@ -99,7 +100,7 @@ class InviteOut(BaseModel):
     invited_count: int
 
 
-class ReferrerBind(BaseModel):
+class ReferrerBind(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     invite_code: str = Field(min_length=4, max_length=20, examples=["7K3M9QXD"])
