@@ -121,9 +121,6 @@ class Settings(BaseSettings):
     tencent_sms_template_id: str = ""
     # Notice to a number an account was moved away from: one variable, the new number masked.
     tencent_sms_phone_changed_template_id: str = ""
-    # Sensitive changes (a first phone binding, deleting the account) accept a login this recent
-    # as proof when the account has neither a phone to send a code to nor a password.
-    reauth_window_seconds: int = Field(default=600, ge=60, le=86400)
 
     # Captcha before SMS: once a risk rule's window is full, POST /api/v1/auth/sms-codes answers
     # CAPTCHA_REQUIRED until the client sends a Tencent Cloud Captcha ticket, checked with

@@ -3,11 +3,10 @@ enough to re-route the account's SMS login (the takeover an outside review found
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, new_phone, request_code, sms_login
@@ -17,8 +16,7 @@ from tests.peers.tencent_cloud import TEST_NOTICE_TEMPLATE_ID
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.metrics import SMS_SENT
 from wardrobe.core.ratelimit import per_seconds
-from wardrobe.models import AuditLog, AuthSession, User
-from wardrobe.models.base import utcnow
+from wardrobe.models import AuditLog, User
 from wardrobe.modules.auth import notices
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsNotice
 
@@ -131,31 +129,25 @@ async def test_a_code_from_the_current_phone_moves_it_ends_other_sessions_and_te
     assert again.user["id"] != owner.user["id"]
 
 
-async def test_the_password_is_proof_too_and_a_first_phone_needs_a_recent_login(
-    api_factory: Any, wechat_peer: Any
-) -> None:
+async def test_a_wechat_user_proves_itself_with_a_fresh_wx_login_code(api_factory: Any, wechat_peer: Any) -> None:
     api: Api = await api_factory(**wechat_settings(wechat_peer))
     wechat_peer.register_login_code("login-p", "openid-p")
     body = data(await api.client.post("/api/v1/auth/login", json={"method": "wechat", "code": "login-p"}))
     user = Session("", body["access_token"], body["refresh_token"], body["user"])
     first = new_phone()
-    data(await _move(api, user, first))  # just logged in: a first phone needs nothing more
+    code = await _bind_code(api, first)
+    resp = await _move(api, user, first, code)  # a token alone is not enough, even for a first phone
+    assert (resp.status_code, resp.json()["code"]) == (403, "REAUTHENTICATION_REQUIRED")
+    wechat_peer.register_login_code("someone-else", "openid-other")
+    resp = await _move(api, user, first, code, wechat_code="someone-else")
+    assert (resp.status_code, resp.json()["code"]) == (400, "AUTH_CODE_INVALID")
+    wechat_peer.register_login_code("fresh-p", "openid-p")
+    data(await _move(api, user, first, code, wechat_code="fresh-p"))
+    assert await _phone_of(api, user.user["id"]) == first
 
     data(await api.client.put("/api/v1/auth/password", json={"new_password": PASSWORD}, headers=user.headers))
     second = new_phone()
     assert data(await _move(api, user, second, password=PASSWORD))["phone_masked"].endswith(second[-4:])
-
-    wechat_peer.register_login_code("login-q", "openid-q")
-    body = data(await api.client.post("/api/v1/auth/login", json={"method": "wechat", "code": "login-q"}))
-    stale = Session("", body["access_token"], body["refresh_token"], body["user"])
-    async with unit_of_work(api.infra.session_factory) as db:
-        await db.execute(
-            update(AuthSession)
-            .where(AuthSession.user_id == stale.user["id"])
-            .values(created_at=utcnow() - timedelta(hours=2))
-        )
-    resp = await _move(api, stale, new_phone())
-    assert (resp.status_code, resp.json()["code"]) == (403, "REAUTHENTICATION_REQUIRED")
 
 
 async def test_wechat_phone_binding_needs_the_same_proof(api_factory: Any, wechat_peer: Any) -> None:

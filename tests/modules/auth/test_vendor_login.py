@@ -124,7 +124,9 @@ async def test_wechat_phone_binding_and_the_policy_for_taken_phones(api_factory:
     headers = {"Authorization": f"Bearer {body['access_token']}"}
     phone = new_phone()
     wechat_peer.register_phone_code("phone-1", phone)
-    user = data(await api.client.post("/api/v1/auth/wechat/phone", json={"code": "phone-1"}, headers=headers))
+    wechat_peer.register_login_code("again-x", "openid-x")  # wx.login again: proof it is the same user
+    body = {"code": "phone-1", "wechat_code": "again-x"}
+    user = data(await api.client.post("/api/v1/auth/wechat/phone", json=body, headers=headers))
     assert user["phone_masked"] == phone[:3] + "****" + phone[-4:]
 
     taken = (await sms_login(api.client)).phone
@@ -132,7 +134,9 @@ async def test_wechat_phone_binding_and_the_policy_for_taken_phones(api_factory:
     body = data(await api.client.post("/api/v1/auth/login", json={"method": "wechat", "code": "login-y"}))
     headers_y = {"Authorization": f"Bearer {body['access_token']}"}
     wechat_peer.register_phone_code("phone-2", taken)
-    resp = await api.client.post("/api/v1/auth/wechat/phone", json={"code": "phone-2"}, headers=headers_y)
+    wechat_peer.register_login_code("again-y", "openid-y")
+    body = {"code": "phone-2", "wechat_code": "again-y"}
+    resp = await api.client.post("/api/v1/auth/wechat/phone", json=body, headers=headers_y)
     assert (resp.status_code, resp.json()["code"]) == (409, "PHONE_ALREADY_BOUND")
     async with unit_of_work(api.infra.session_factory) as db:
         owners = (await db.scalars(select(User).where(User.phone == taken))).all()

@@ -39,7 +39,6 @@ from wardrobe.modules.auth.schemas import (
     SmsLogin,
     TokenResponse,
 )
-from wardrobe.modules.auth.service import PhoneProof
 from wardrobe.modules.auth.sms_codes import ACCOUNT_PURPOSES
 from wardrobe.modules.auth.tokens import TokenPair
 from wardrobe.modules.users.schemas import UserOut
@@ -231,10 +230,10 @@ async def change_password(
 @router.put(
     "/phone",
     summary="Bind or change the phone number with an SMS code (purpose bind_phone)",
-    description="When the account already has a phone, also prove it is yours: `current_code` (a code "
-    "sent to the current phone, purpose `change_phone`) or `password`; every other session then ends "
-    "and the old number gets a notice. An account with neither phone nor password needs a login within "
-    "the last minutes (`REAUTHENTICATION_REQUIRED` otherwise: log in again, then bind).",
+    description="Also prove that the account is yours, with one of: `current_code` (a code sent to the "
+    "current phone, purpose `change_phone`), `password`, or `wechat_code` (a fresh `wx.login` code; what a "
+    "WeChat-only account has). Without one: `REAUTHENTICATION_REQUIRED`. When a phone is replaced, every "
+    "other session ends and the old number gets a notice.",
     response_model=Envelope[UserOut],
     responses=errors(
         *AUTH_ERRORS,
@@ -248,15 +247,16 @@ async def change_password(
 async def bind_phone_sms(
     body: PhoneBindSms, principal: CurrentUser, infra: InfraDep, session: SessionDep
 ) -> OrjsonResponse:
-    proof = PhoneProof(principal.session_id, body.current_code, body.password)
-    user = await service.bind_phone_with_sms(session, infra, principal.user, body.phone, body.code, proof)
+    user = await service.bind_phone_with_sms(
+        session, infra, principal.user, body.phone, body.code, body.proof(), principal.session_id
+    )
     return ok(UserOut.of(user).model_dump(mode="json"))
 
 
 @router.post(
     "/wechat/phone",
     summary="Bind the phone number from WeChat getPhoneNumber",
-    description="The same proof as `PUT /api/v1/auth/phone` when the account already has a phone.",
+    description="The same proof as `PUT /api/v1/auth/phone` (a WeChat user sends `wechat_code`).",
     response_model=Envelope[UserOut],
     responses=errors(
         *AUTH_ERRORS,
@@ -272,6 +272,7 @@ async def bind_phone_sms(
 async def bind_phone_wechat(
     body: PhoneBindWeChat, principal: CurrentUser, infra: InfraDep, session: SessionDep
 ) -> OrjsonResponse:
-    proof = PhoneProof(principal.session_id, body.current_code, body.password)
-    user = await service.bind_phone_with_wechat(session, infra, principal.user, body.code, proof)
+    user = await service.bind_phone_with_wechat(
+        session, infra, principal.user, body.code, body.proof(), principal.session_id
+    )
     return ok(UserOut.of(user).model_dump(mode="json"))

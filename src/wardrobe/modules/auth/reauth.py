@@ -6,61 +6,79 @@ enough to take the account over or to destroy it. The proof is one of:
 - a code sent to the account's **current** phone (the purpose names the change);
 - the account's **password** (counted in the same per-account windows as a password change, so
   this is no side door for guessing);
-- for an account that has neither (WeChat only), a **login this recent**
-  (``WARDROBE_REAUTH_WINDOW_SECONDS``): the mini program logs in again silently with ``wx.login``,
-  which a thief holding only a token cannot do.
+- a fresh **``wx.login`` code** that WeChat resolves to the account's own openid: the proof of a
+  WeChat-only account, which a thief holding only a token cannot make (the mini program gets one
+  silently).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import secrets
+from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, RateLimited
 from wardrobe.core.infra import Infra
 from wardrobe.core.ratelimit import parse_limits
 from wardrobe.core.security import verify_password
-from wardrobe.models import AuthSession, User
-from wardrobe.models.base import utcnow
+from wardrobe.models import User
 from wardrobe.modules.auth import sms_codes
 from wardrobe.modules.auth.sms_codes import CodePurpose
+from wardrobe.modules.auth.wechat_client import WeChatCodeInvalidError, WeChatError, WeChatRateLimitedError
+
+# Shared with password changes: alternating the two never doubles the guesses at a password.
+PASSWORD_WINDOW_KEY = "password-change"  # noqa: S105 - a rate-limit key, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """What the caller offers; ``code_field`` names the code's field in the request (for errors)."""
+
+    code: str | None = None
+    password: str | None = None
+    wechat_code: str | None = None
+    code_field: str = "code"
+
+
+def _not_applicable(field: str, message: str) -> AppError:
+    return AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": field, "message": message}])
 
 
 async def check_password(infra: Infra, user: User, password: str) -> None:
     """The account's password, or AUTH_INVALID_CREDENTIALS; every try spends a unit of the
-    account's password windows (shared with password changes)."""
-    await infra.limiter.hit(parse_limits(infra.settings.login_failure_limits), "password-change", str(user.id))
+    account's password windows."""
+    await infra.limiter.hit(parse_limits(infra.settings.login_failure_limits), PASSWORD_WINDOW_KEY, str(user.id))
     if not user.password_hash or not await verify_password(password, user.password_hash):
         raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
 
 
-async def _logged_in_recently(session: AsyncSession, infra: Infra, session_id: str) -> bool:
-    created = await session.scalar(select(AuthSession.created_at).where(AuthSession.id == session_id))
-    window = timedelta(seconds=infra.settings.reauth_window_seconds)
-    return created is not None and utcnow() - created <= window
+async def _check_wechat(infra: Infra, user: User, code: str) -> None:
+    if infra.wechat is None:
+        raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat is not configured")
+    try:
+        wx = await infra.wechat.code2session(code)
+    except WeChatCodeInvalidError as exc:
+        raise AppError(ErrorCode.AUTH_CODE_INVALID) from exc
+    except WeChatRateLimitedError as exc:
+        raise RateLimited(60, detail="wechat 45011") from exc
+    except WeChatError as exc:
+        raise DependencyUnavailable(detail=f"wechat {exc}") from exc
+    if not secrets.compare_digest(wx.openid, user.wechat_openid or ""):
+        raise AppError(ErrorCode.AUTH_CODE_INVALID, detail="wechat code of another user")
 
 
-async def confirm_identity(
-    session: AsyncSession,
-    infra: Infra,
-    user: User,
-    *,
-    session_id: str,
-    purpose: CodePurpose,
-    code: str | None,
-    password: str | None,
-) -> None:
-    """Raise unless the caller proved, just now, to be the account's owner (see the module)."""
-    if code is not None:
-        if user.phone is None:
-            raise AppError(ErrorCode.AUTH_CODE_INVALID)
-        await sms_codes.verify_code(infra, phone=user.phone, purpose=purpose, code=code)
-        return
-    if password is not None:
-        await check_password(infra, user, password)
-        return
-    if user.phone is None and not user.password_hash and await _logged_in_recently(session, infra, session_id):
-        return
-    raise AppError(ErrorCode.REAUTHENTICATION_REQUIRED)
+async def confirm_identity(infra: Infra, user: User, purpose: CodePurpose, proof: Proof) -> None:
+    """Raise unless ``proof`` shows, just now, that the caller holds the account (see the module)."""
+    if proof.code is not None:
+        if not user.phone:
+            raise _not_applicable(proof.code_field, "this account has no phone; use password or wechat_code")
+        await sms_codes.verify_code(infra, phone=user.phone, purpose=purpose, code=proof.code)
+    elif proof.password is not None:
+        if not user.password_hash:
+            raise _not_applicable("password", "this account has no password")
+        await check_password(infra, user, proof.password)
+    elif proof.wechat_code is not None:
+        if not user.wechat_openid:
+            raise _not_applicable("wechat_code", "this account is not a WeChat account")
+        await _check_wechat(infra, user, proof.wechat_code)
+    else:
+        raise AppError(ErrorCode.REAUTHENTICATION_REQUIRED)

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from wardrobe.core.schemas import EnumValue, InputModel
 from wardrobe.modules.auth.phone import Phone
+from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.auth.sms_risk import DEVICE_ID_PATTERN, CaptchaTicket
 from wardrobe.modules.users.schemas import UserOut
@@ -151,12 +152,17 @@ class PasswordChanged(BaseModel):
 
 
 class PhoneProofFields(InputModel):
-    """Proof that the caller owns the account, needed when it already has a phone: a code sent to
-    that phone (purpose `change_phone`) or the password. An account with neither (WeChat only)
-    needs a login within the last minutes instead."""
+    """Proof that the caller holds the account now (beyond the access token): one of a code sent
+    to its current phone (purpose `change_phone`), its password, or a fresh `wx.login` code."""
 
     current_code: SmsCode | None = Field(default=None, description="Code sent to the current phone (change_phone)")
     password: str | None = Field(default=None, min_length=1, max_length=1024, description="The account's password")
+    wechat_code: str | None = Field(
+        default=None, min_length=1, max_length=128, description="A fresh wx.login code of the account's WeChat user"
+    )
+
+    def proof(self) -> Proof:
+        return Proof(self.current_code, self.password, self.wechat_code, code_field="current_code")
 
 
 class PhoneBindSms(PhoneProofFields):

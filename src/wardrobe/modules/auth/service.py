@@ -16,6 +16,7 @@ from wardrobe.models import User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.auth import notices, reauth, sms_codes, tokens
 from wardrobe.modules.auth.phone import normalize_phone
+from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.auth.tokens import TokenPair
 from wardrobe.modules.auth.wechat_client import (
@@ -118,22 +119,13 @@ async def login_with_wechat(
     return LoginResult(pair, user, created)
 
 
-@dataclass(frozen=True, slots=True)
-class PhoneProof:
-    """What the caller offers to show that the account is theirs (see reauth.py)."""
-
-    session_id: str
-    current_code: str | None = None
-    password: str | None = None
-
-
 async def bind_phone_with_wechat(
-    session: AsyncSession, infra: Infra, user: User, phone_code: str, proof: PhoneProof
+    session: AsyncSession, infra: Infra, user: User, phone_code: str, proof: Proof, keep_session_id: str
 ) -> User:
     """Bind the phone WeChat vouches for (getPhoneNumber) to the logged-in user."""
     if infra.wechat is None:
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat is not configured")
-    await _confirm(session, infra, user, proof)
+    await reauth.confirm_identity(infra, user, CodePurpose.CHANGE_PHONE, proof)
     try:
         phone_info = await infra.wechat.get_phone_number(phone_code)
     except WeChatCodeInvalidError as exc:
@@ -146,30 +138,18 @@ async def bind_phone_with_wechat(
         phone = normalize_phone(phone_info.pure_phone_number)
     except ValueError as exc:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "code", "message": str(exc)}]) from exc
-    return await _move_phone(session, user, phone, proof.session_id)
+    return await _move_phone(session, user, phone, keep_session_id)
 
 
 async def bind_phone_with_sms(
-    session: AsyncSession, infra: Infra, user: User, phone: str, code: str, proof: PhoneProof
+    session: AsyncSession, infra: Infra, user: User, phone: str, code: str, proof: Proof, keep_session_id: str
 ) -> User:
-    """Bind ``phone`` (proved by ``code``, purpose bind_phone) to the logged-in user. A phone
-    already set moves only with proof of the current one (``proof``): a stolen access token alone
-    must never be able to re-route the account's SMS login to another number."""
-    await _confirm(session, infra, user, proof)
+    """Bind ``phone`` (proved by ``code``, purpose bind_phone) to the logged-in user, who first
+    proves to hold the account now (``proof``): a stolen access token alone must never be able to
+    route the account's SMS login to another number."""
+    await reauth.confirm_identity(infra, user, CodePurpose.CHANGE_PHONE, proof)
     await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.BIND_PHONE, code=code)
-    return await _move_phone(session, user, phone, proof.session_id)
-
-
-async def _confirm(session: AsyncSession, infra: Infra, user: User, proof: PhoneProof) -> None:
-    await reauth.confirm_identity(
-        session,
-        infra,
-        user,
-        session_id=proof.session_id,
-        purpose=CodePurpose.CHANGE_PHONE,
-        code=proof.current_code,
-        password=proof.password,
-    )
+    return await _move_phone(session, user, phone, keep_session_id)
 
 
 async def _move_phone(session: AsyncSession, user: User, phone: str, keep_session_id: str) -> User:

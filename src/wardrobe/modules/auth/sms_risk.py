@@ -19,11 +19,12 @@ from __future__ import annotations
 from ipaddress import IPv6Address, ip_address, ip_network
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from wardrobe.core.errors import AppError, ErrorCode, RateLimited
 from wardrobe.core.metrics import AUTH_EVENTS
 from wardrobe.core.ratelimit import Windows, parse_limits
+from wardrobe.core.schemas import InputModel
 
 if TYPE_CHECKING:
     from wardrobe.core.infra import Infra
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:+/=-]{1,128}$"
 
 
-class CaptchaTicket(BaseModel):
+class CaptchaTicket(InputModel):
     """What the Tencent Captcha widget's callback gives the client after a solved puzzle."""
 
     model_config = ConfigDict(extra="forbid")

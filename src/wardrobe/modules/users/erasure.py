@@ -31,11 +31,9 @@ from dataclasses import dataclass
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, RateLimited
+from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
-from wardrobe.core.ratelimit import parse_limits
-from wardrobe.core.security import verify_password
 from wardrobe.models import (
     AuthSession,
     DistributorApplication,
@@ -47,9 +45,9 @@ from wardrobe.models import (
     VerifiedUpload,
 )
 from wardrobe.models.base import utcnow
-from wardrobe.modules.auth import sms_codes, tokens
+from wardrobe.modules.auth import reauth, tokens
+from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
-from wardrobe.modules.auth.wechat_client import WeChatCodeInvalidError, WeChatError, WeChatRateLimitedError
 from wardrobe.modules.storage import pending_deletions
 from wardrobe.modules.tasks.deletion import cancel_open_tasks
 from wardrobe.modules.users import repository
@@ -57,53 +55,12 @@ from wardrobe.modules.users.erasure_schemas import AccountDeletion
 
 log = get_logger("wardrobe.users.erasure")
 
-# Shared with password changes: alternating the two never doubles the guesses at a password.
-PASSWORD_WINDOW_KEY = "password-change"  # noqa: S105 - a rate-limit key, not a secret
-
 
 @dataclass(frozen=True, slots=True)
 class DeletionOutcome:
     tasks_canceled: int
     tasks_stopping: int
     sessions_revoked: int
-
-
-def _not_applicable(field: str, message: str) -> AppError:
-    return AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": field, "message": message}])
-
-
-async def _check_wechat(infra: Infra, user: User, code: str) -> None:
-    if infra.wechat is None:
-        raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat is not configured")
-    try:
-        wx = await infra.wechat.code2session(code)
-    except WeChatCodeInvalidError as exc:
-        raise AppError(ErrorCode.AUTH_CODE_INVALID) from exc
-    except WeChatRateLimitedError as exc:
-        raise RateLimited(60, detail="wechat 45011") from exc
-    except WeChatError as exc:
-        raise DependencyUnavailable(detail=f"wechat {exc}") from exc
-    if not secrets.compare_digest(wx.openid, user.wechat_openid or ""):
-        raise AppError(ErrorCode.AUTH_CODE_INVALID, detail="wechat code of another user")
-
-
-async def check_proof(infra: Infra, user: User, proof: AccountDeletion) -> None:
-    """Raise unless ``proof`` shows the caller holds the account now."""
-    if proof.code is not None:
-        if not user.phone:
-            raise _not_applicable("code", "this account has no phone; use password or wechat_code")
-        await sms_codes.verify_code(infra, phone=user.phone, purpose=CodePurpose.DELETE_ACCOUNT, code=proof.code)
-    elif proof.password is not None:
-        if not user.password_hash:
-            raise _not_applicable("password", "this account has no password; use code or wechat_code")
-        limits = parse_limits(infra.settings.login_failure_limits)
-        await infra.limiter.hit(limits, PASSWORD_WINDOW_KEY, str(user.id))
-        if not await verify_password(proof.password, user.password_hash):
-            raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
-    elif proof.wechat_code is not None:
-        if not user.wechat_openid:
-            raise _not_applicable("wechat_code", "this account is not a WeChat account; use code or password")
-        await _check_wechat(infra, user, proof.wechat_code)
 
 
 def _tombstone_invite_code() -> str:
@@ -145,7 +102,9 @@ async def _erase_person(session: AsyncSession, user: User) -> None:
 
 async def delete_account(session: AsyncSession, infra: Infra, user: User, proof: AccountDeletion) -> DeletionOutcome:
     """Check the proof, then erase the account in the caller's transaction (see the module)."""
-    await check_proof(infra, user, proof)
+    await reauth.confirm_identity(
+        infra, user, CodePurpose.DELETE_ACCOUNT, Proof(proof.code, proof.password, proof.wechat_code)
+    )
     phone = user.phone
     await _erase_person(session, user)
     canceled, stopping = await cancel_open_tasks(session, infra, user.id)

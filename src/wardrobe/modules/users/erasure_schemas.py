@@ -6,8 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from wardrobe.core.schemas import InputModel
 
-class AccountDeletion(BaseModel):
+
+class AccountDeletion(InputModel):
     """Proof that the person deleting the account holds it now, beyond the access token: exactly
     one of an SMS code sent to the account's phone (purpose ``delete_account``), the password, or
     — for an account with neither — a fresh ``wx.login`` code of the same WeChat user."""
