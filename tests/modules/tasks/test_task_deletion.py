@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
+from tests.fixtures.realtime import Listener, live
 from tests.fixtures.tasks import give_quota, internal_id, wait_until
 from tests.modules.users.erasure_flows import (
     create,
@@ -74,6 +75,14 @@ async def test_deleting_a_finished_task_takes_its_files_and_keeps_its_ledger(del
         assert again.status_code == 404
     listed = data(await api.client.get("/api/v1/tasks", headers=user.headers))["items"]
     assert [t["id"] for t in listed] == [second["id"]]
+    async with live(api.app) as url:
+        listener = Listener()
+        await listener.connect(url, user.access)
+        try:
+            ack = await listener.subscribe(first["id"], second["id"])
+        finally:
+            await listener.close()
+    assert ([t["id"] for t in ack["tasks"]], ack["refused"]) == ([second["id"]], [first["id"]])
     # The money records stay; the content does not.
     assert await ledger_kinds(api, f"task:{first['id']}") == ["confirm", "reserve"]
     async with unit_of_work(api.infra.session_factory) as db:

@@ -327,7 +327,7 @@ class RealtimeHub:
             code = (refusal or ErrorCode.AUTH_REQUIRED).name
             return {"ok": False, "code": code, "tasks": [], "refused": ids}
         infra = self._infra()
-        owned_ids = Task.user_id == held.claims.user_id, Task.public_id.in_(ids)
+        owned_ids = Task.user_id == held.claims.user_id, Task.public_id.in_(ids), Task.deleted_at.is_(None)
         async with infra.session_factory() as session:
             owned = set(await session.scalars(select(Task.public_id).where(*owned_ids)))
             await finish(session)
