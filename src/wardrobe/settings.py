@@ -315,6 +315,8 @@ class Settings(BaseSettings):
     # Passwords
     password_min_length: int = 8
     password_max_length: int = 128
+    # zxcvbn's score a new password needs (0-4; 3 = about 10^8 guesses): see modules/auth/passwords.py
+    password_min_score: int = Field(default=3, ge=0, le=4)
 
     # Demo data (embedded mode only)
     demo_operator_phone: str = "13800000000"

@@ -20,6 +20,10 @@ class AuthSession(Base):
     user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
     method: Mapped[str] = mapped_column(String(16))
     client: Mapped[str | None] = mapped_column(String(128))
+    # Shown to the owner in their list of sessions: a coarse device name from the User-Agent, and
+    # the last address it was used from, masked when stored (the full address is not kept).
+    device: Mapped[str | None] = mapped_column(String(64))
+    ip_masked: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -29,6 +29,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("put", "/api/v1/auth/password"): USER,
     ("put", "/api/v1/auth/phone"): USER,
     ("post", "/api/v1/auth/wechat/phone"): USER,
+    ("get", "/api/v1/auth/sessions"): USER,
+    ("delete", "/api/v1/auth/sessions/{session_id}"): USER,
     ("get", "/api/v1/users/me"): USER,
     ("patch", "/api/v1/users/me"): USER,
     ("get", "/api/v1/users/me/invite"): USER,

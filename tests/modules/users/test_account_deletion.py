@@ -171,12 +171,14 @@ async def test_a_missing_or_wrong_proof_changes_nothing(api_factory: Any) -> Non
 
     # The password path is rate limited like a password change: guesses run out, then even the
     # right password waits.
-    data(await api.client.put("/api/v1/auth/password", json={"new_password": "Tangerine42"}, headers=user.headers))
+    data(
+        await api.client.put("/api/v1/auth/password", json={"new_password": "Tangerine-Orbit-42"}, headers=user.headers)
+    )
     for _ in range(2):
         resp = await delete_account(api, user, password="Wrong-guess-1")
         assert (resp.status_code, resp.json()["code"]) == (401, "AUTH_INVALID_CREDENTIALS")
     assert (await delete_account(api, user, password="Wrong-guess-2")).status_code == 401
-    limited = await delete_account(api, user, password="Tangerine42")
+    limited = await delete_account(api, user, password="Tangerine-Orbit-42")
     assert (limited.status_code, limited.json()["code"]) == (429, "RATE_LIMITED")
     assert await _is_active(api, user)
 
@@ -184,9 +186,12 @@ async def test_a_missing_or_wrong_proof_changes_nothing(api_factory: Any) -> Non
 async def test_concurrent_deletions_delete_once_by_password(api_factory: Any) -> None:
     api: Api = await api_factory()
     user = await sms_login(api.client)
-    data(await api.client.put("/api/v1/auth/password", json={"new_password": "Tangerine42"}, headers=user.headers))
+    data(
+        await api.client.put("/api/v1/auth/password", json={"new_password": "Tangerine-Orbit-42"}, headers=user.headers)
+    )
     first, second = await asyncio.gather(
-        delete_account(api, user, password="Tangerine42"), delete_account(api, user, password="Tangerine42")
+        delete_account(api, user, password="Tangerine-Orbit-42"),
+        delete_account(api, user, password="Tangerine-Orbit-42"),
     )
     assert sorted([first.status_code, second.status_code]) == [200, 401]
     async with unit_of_work(api.infra.session_factory) as db:
@@ -195,7 +200,7 @@ async def test_concurrent_deletions_delete_once_by_password(api_factory: Any) ->
     assert audits == 1
     assert prefixes == 0  # both done by the request: the account had no open task
     login = await api.client.post(
-        "/api/v1/auth/login", json={"method": "password", "phone": user.phone, "password": "Tangerine42"}
+        "/api/v1/auth/login", json={"method": "password", "phone": user.phone, "password": "Tangerine-Orbit-42"}
     )
     assert (login.status_code, login.json()["code"]) == (401, "AUTH_INVALID_CREDENTIALS")
 

@@ -22,6 +22,7 @@ from wardrobe.core.security import AccessClaims
 from wardrobe.models import User, UserStatus
 from wardrobe.modules.auth import repository
 from wardrobe.modules.auth.permissions import Permission, has_permission
+from wardrobe.modules.auth.tokens import ClientInfo
 
 
 async def get_infra(request: Request) -> Infra:
@@ -128,6 +129,5 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def client_label(request: Request) -> str | None:
-    agent = request.headers.get("user-agent")
-    return agent[:128] if agent else None
+def client_info(request: Request) -> ClientInfo:
+    return ClientInfo(user_agent=request.headers.get("user-agent"), ip=client_ip(request))

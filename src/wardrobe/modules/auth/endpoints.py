@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,8 +18,8 @@ from wardrobe.modules.auth.deps import (
     CurrentUser,
     InfraDep,
     SessionDep,
+    client_info,
     client_ip,
-    client_label,
     get_principal,
 )
 from wardrobe.modules.auth.schemas import (
@@ -34,6 +34,7 @@ from wardrobe.modules.auth.schemas import (
     PhoneBindSms,
     PhoneBindWeChat,
     RefreshRequest,
+    SessionOut,
     SmsCodeRequest,
     SmsCodeSent,
     SmsLogin,
@@ -44,6 +45,8 @@ from wardrobe.modules.auth.tokens import TokenPair
 from wardrobe.modules.users.schemas import UserOut
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+# Session ids are 32 hex characters (core/security.py new_session_id).
+SessionIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", examples=["3f0c9a1e5b7d4c2a8e6f1b0d9c7a5e3f"])]
 
 
 def _token_body(pair: TokenPair) -> dict[str, object]:
@@ -131,7 +134,7 @@ async def _code_recipient(
 async def login(
     request: Request, infra: InfraDep, session: SessionDep, body: Annotated[LoginRequest, Body()]
 ) -> OrjsonResponse:
-    client = client_label(request)
+    client = client_info(request)
     if isinstance(body, SmsLogin):
         result = await service.login_with_sms(
             session, infra, phone=body.phone, code=body.code, invite_code=body.invite_code, client=client
@@ -142,7 +145,6 @@ async def login(
             infra,
             phone=body.phone,
             password=body.password,
-            client_ip=client_ip(request),
             client=client,
         )
     else:
@@ -167,8 +169,8 @@ async def login(
         ErrorCode.AUTH_REFRESH_REUSED,
     ),
 )
-async def refresh(body: RefreshRequest, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    pair = await tokens.rotate(session, infra, body.refresh_token)
+async def refresh(body: RefreshRequest, request: Request, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    pair = await tokens.rotate(session, infra, body.refresh_token, client_info(request))
     return ok(_token_body(pair))
 
 
@@ -192,6 +194,46 @@ async def logout(principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
 async def logout_all(principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
     revoked = await tokens.revoke_all(session, principal.id, "logout_all")
     return ok({"sessions_revoked": revoked})
+
+
+@router.get(
+    "/sessions",
+    summary="List this account's live login sessions (devices), newest use first",
+    description="Each login on each device is a session. `current` marks the one making this request.",
+    response_model=Envelope[list[SessionOut]],
+    responses=errors(*AUTH_ERRORS),
+)
+async def list_sessions(principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+    found = await tokens.list_live(session, infra, principal.id)
+    items = [
+        SessionOut(
+            id=s.id,
+            device=s.device,
+            client=s.client,
+            method=s.method,
+            ip_masked=s.ip_masked,
+            created_at=s.created_at,
+            last_used_at=last_used,
+            expires_at=ends,
+            current=s.id == principal.session_id,
+        ).model_dump(mode="json")
+        for s, last_used, ends in found
+    ]
+    return ok(items)
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    summary="End one of this account's sessions (log a device out)",
+    description="Its tokens stop working and its sockets close at once. Ending the current session is "
+    "a logout. Another account's session, or one already ended, is 404.",
+    response_model=Envelope[LoggedOut],
+    responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
+)
+async def end_session(session_id: SessionIdPath, principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
+    if not await tokens.revoke(session, principal.id, session_id, "ended_by_owner"):
+        raise AppError(ErrorCode.NOT_FOUND)
+    return ok({"sessions_revoked": 1})
 
 
 @router.post(

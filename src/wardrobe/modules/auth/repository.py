@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.models import AuthSession, RefreshToken, SmsCode, User
+
+MAX_LISTED_SESSIONS = 100  # far more than anyone has; a bound all the same
 
 
 async def load_session_and_user(session: AsyncSession, session_id: str) -> Row[User, int, datetime | None] | None:
@@ -111,3 +113,24 @@ async def consume_code(session: AsyncSession, code_id: int, now: datetime) -> bo
         update(SmsCode).where(SmsCode.id == code_id, SmsCode.consumed_at.is_(None)).values(consumed_at=now)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def live_sessions(
+    session: AsyncSession, user_id: int, *, born_after: datetime, used_after: datetime
+) -> list[AuthSession]:
+    """A user's sessions that can still refresh: not revoked, within their absolute lifetime, and
+    used (logged in or refreshed) recently enough that their refresh token has not run out.
+    Newest first; a user has few (each login is one)."""
+    last_used = func.coalesce(AuthSession.last_refreshed_at, AuthSession.created_at)
+    stmt = (
+        select(AuthSession)
+        .where(
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.created_at > born_after,
+            last_used > used_after,
+        )
+        .order_by(last_used.desc(), AuthSession.id)
+        .limit(MAX_LISTED_SESSIONS)
+    )
+    return list(await session.scalars(stmt))

@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Header
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from wardrobe.core.schemas import EnumValue, InputModel
+from wardrobe.modules.auth.passwords import check_strength
 from wardrobe.modules.auth.phone import Phone
 from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.auth.sms_risk import DEVICE_ID_PATTERN, CaptchaTicket
 from wardrobe.modules.users.schemas import UserOut
-from wardrobe.settings import get_settings
 
-_COMMON_PASSWORDS = frozenset(
-    {
-        "password",
-        "password1",
-        "12345678",
-        "123456789",
-        "1234567890",
-        "qwerty123",
-        "11111111",
-        "iloveyou",
-        "abc12345",
-        "a1234567",
-        "88888888",
-        "00000000",
-        "qwertyuiop",
-        "1qaz2wsx",
-        "woaini1314",
-    }
-)
-
-
-def _strong_password(value: str) -> str:
-    settings = get_settings()
-    if len(value) < settings.password_min_length:
-        raise ValueError(f"must be at least {settings.password_min_length} characters")
-    if len(value) > settings.password_max_length:
-        raise ValueError(f"must be at most {settings.password_max_length} characters")
-    if not any(c.isalpha() for c in value) or not any(c.isdigit() for c in value):
-        raise ValueError("must contain both letters and digits")
-    if len(set(value)) < 4 or value.lower() in _COMMON_PASSWORDS:
-        raise ValueError("is too easy to guess")
-    return value
-
-
-NewPassword = Annotated[str, Field(max_length=1024), AfterValidator(_strong_password)]
+NewPassword = Annotated[str, Field(max_length=1024), AfterValidator(check_strength)]
 SmsCode = Annotated[str, Field(pattern=r"^\d{6}$", examples=["123456"])]
 InviteCode = Annotated[str, Field(min_length=4, max_length=20, examples=["7K3M9QXD"])]
 
@@ -176,6 +143,18 @@ class PhoneBindWeChat(PhoneProofFields):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1, max_length=128, description="getPhoneNumber code")
+
+
+class SessionOut(BaseModel):
+    id: str = Field(description="The session's id (the `sid` of its access tokens)")
+    device: str | None = Field(description="From the User-Agent, e.g. `WeChat mini program on iOS (iPhone)`")
+    client: str | None = Field(description="The User-Agent at login, cut to 128 characters")
+    method: str = Field(description="How it logged in: sms, password or wechat")
+    ip_masked: str | None = Field(description="The last address it was used from, masked (`203.0.113.*`)")
+    created_at: datetime
+    last_used_at: datetime = Field(description="Its login or its last refresh")
+    expires_at: datetime = Field(description="When it ends at the latest, however often it refreshes")
+    current: bool = Field(description="Whether this is the session making the request")
 
 
 class LoggedOut(BaseModel):

@@ -18,7 +18,7 @@ from wardrobe.modules.auth import notices, reauth, sms_codes, tokens
 from wardrobe.modules.auth.phone import normalize_phone
 from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
-from wardrobe.modules.auth.tokens import TokenPair
+from wardrobe.modules.auth.tokens import ClientInfo, TokenPair
 from wardrobe.modules.auth.wechat_client import (
     WeChatCodeInvalidError,
     WeChatError,
@@ -53,7 +53,7 @@ async def _referrer_for(session: AsyncSession, invite_code: str | None) -> User 
 
 
 async def login_with_sms(
-    session: AsyncSession, infra: Infra, *, phone: str, code: str, invite_code: str | None, client: str | None
+    session: AsyncSession, infra: Infra, *, phone: str, code: str, invite_code: str | None, client: ClientInfo
 ) -> LoginResult:
     referrer = await _referrer_for(session, invite_code)
     await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.LOGIN, code=code)
@@ -67,7 +67,7 @@ async def login_with_sms(
 
 
 async def login_with_password(
-    session: AsyncSession, infra: Infra, *, phone: str, password: str, client_ip: str, client: str | None
+    session: AsyncSession, infra: Infra, *, phone: str, password: str, client: ClientInfo
 ) -> LoginResult:
     """Every attempt spends a unit of its windows, all or none, atomically (so guessing is bounded
     exactly however many processes serve it): the address's, the account's from this address
@@ -75,6 +75,7 @@ async def login_with_password(
     higher ceiling). A stranger's failures therefore fill the windows of the stranger's address,
     not the owner's: the owner still logs in from anywhere else."""
     s = infra.settings
+    client_ip = client.ip or "unknown"
     from_here = parse_limits(s.login_failure_limits)
     windows = [
         ([per_seconds(30, 60)], ("login-ip", client_ip)),
@@ -95,7 +96,7 @@ async def login_with_password(
 
 
 async def login_with_wechat(
-    session: AsyncSession, infra: Infra, *, code: str, invite_code: str | None, client: str | None
+    session: AsyncSession, infra: Infra, *, code: str, invite_code: str | None, client: ClientInfo
 ) -> LoginResult:
     if infra.wechat is None:
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat login is not configured")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,11 +16,20 @@ from wardrobe.core.security import hash_token, new_refresh_token, new_session_id
 from wardrobe.models import AuthSession, RefreshToken, User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.auth import repository
+from wardrobe.modules.auth.devices import device_label, mask_ip
 from wardrobe.worker.outbox import announce
 
 log = get_logger("wardrobe.auth.tokens")
 # Outbox topic of ended sessions: every process drops the sockets that belong to them.
 TOPIC_SESSIONS_REVOKED = "sessions.revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who is logging in or refreshing, as far as the request tells: for the owner's session list."""
+
+    user_agent: str | None = None
+    ip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,19 +66,36 @@ def _pair(infra: Infra, user: User, session_id: str, refresh: str) -> TokenPair:
 
 
 async def start_session(
-    session: AsyncSession, infra: Infra, user: User, *, method: str, client: str | None
+    session: AsyncSession, infra: Infra, user: User, *, method: str, client: ClientInfo
 ) -> TokenPair:
     """A new login: a session (the token family) and its first refresh token."""
     session_id = new_session_id()
-    session.add(AuthSession(id=session_id, user_id=user.id, method=method, client=(client or "")[:128] or None))
+    session.add(
+        AuthSession(
+            id=session_id,
+            user_id=user.id,
+            method=method,
+            client=(client.user_agent or "")[:128] or None,
+            device=device_label(client.user_agent),
+            ip_masked=mask_ip(client.ip),
+        )
+    )
     await session.flush()
     refresh = await _issue_refresh(session, infra, session_id)
     return _pair(infra, user, session_id, refresh)
 
 
-async def rotate(session: AsyncSession, infra: Infra, refresh_token: str) -> TokenPair:
+def session_deadline(infra: Infra, auth_session: AuthSession) -> datetime:
+    """When a session ends however often it refreshes (``WARDROBE_SESSION_MAX_DAYS`` after login)."""
+    return auth_session.created_at + timedelta(days=infra.settings.session_max_days)
+
+
+async def rotate(
+    session: AsyncSession, infra: Infra, refresh_token: str, client: ClientInfo | None = None
+) -> TokenPair:
     """Exchange a refresh token for a new pair. A token already used means it was stolen or
-    replayed: the whole family is revoked, so neither the thief nor the owner keeps it."""
+    replayed: the whole family is revoked, so neither the thief nor the owner keeps it. A session
+    idle for longer than a refresh token lives, or older than its absolute lifetime, is over."""
     found = await repository.find_refresh_token(session, hash_token(refresh_token))
     if found is None:
         raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="unknown refresh token")
@@ -77,8 +103,9 @@ async def rotate(session: AsyncSession, infra: Infra, refresh_token: str) -> Tok
     if auth_session.revoked_at is not None:
         raise AppError(ErrorCode.AUTH_SESSION_REVOKED)
     now = utcnow()
-    if token.expires_at <= now:
-        raise AppError(ErrorCode.AUTH_TOKEN_EXPIRED)
+    if token.expires_at <= now or session_deadline(infra, auth_session) <= now:
+        AUTH_EVENTS.labels("refresh", "expired").inc()
+        raise AppError(ErrorCode.AUTH_SESSION_EXPIRED)
     if token.used_at is not None or not await _claim(infra, token.id):
         await _revoke_family_now(infra, auth_session.id)
         AUTH_EVENTS.labels("refresh", "reused").inc()
@@ -87,6 +114,8 @@ async def rotate(session: AsyncSession, infra: Infra, refresh_token: str) -> Tok
     if user is None or not user.is_active:
         raise AppError(ErrorCode.AUTH_SESSION_REVOKED)
     auth_session.last_refreshed_at = now
+    if client is not None and client.ip:
+        auth_session.ip_masked = mask_ip(client.ip)
     refresh = await _issue_refresh(session, infra, auth_session.id)
     AUTH_EVENTS.labels("refresh", "ok").inc()
     return _pair(infra, user, auth_session.id, refresh)
@@ -126,3 +155,15 @@ async def revoke_all(session: AsyncSession, user_id: int, reason: str, keep_sess
     revoked = await repository.revoke_user_sessions(session, user_id, reason, utcnow(), keep_session_id)
     announce(session, TOPIC_SESSIONS_REVOKED, {"user_id": user_id, "keep_session_id": keep_session_id})
     return revoked
+
+
+async def list_live(session: AsyncSession, infra: Infra, user_id: int) -> list[tuple[AuthSession, datetime, datetime]]:
+    """The user's live sessions, each with when it was last used and when it ends at the latest."""
+    now = utcnow()
+    found = await repository.live_sessions(
+        session,
+        user_id,
+        born_after=now - timedelta(days=infra.settings.session_max_days),
+        used_after=now - timedelta(seconds=infra.settings.refresh_token_ttl_seconds),
+    )
+    return [(s, s.last_refreshed_at or s.created_at, session_deadline(infra, s)) for s in found]

@@ -109,7 +109,9 @@ async def delete_account(session: AsyncSession, infra: Infra, user: User, proof:
     await _erase_person(session, user)
     canceled, stopping = await cancel_open_tasks(session, infra, user.id)
     revoked = await tokens.revoke_all(session, user.id, "account_deleted")
-    await session.execute(update(AuthSession).where(AuthSession.user_id == user.id).values(client=None))
+    await session.execute(
+        update(AuthSession).where(AuthSession.user_id == user.id).values(client=None, device=None, ip_masked=None)
+    )
     if phone:
         await session.execute(delete(SmsCode).where(SmsCode.phone == phone))
     await session.execute(delete(DistributorApplication).where(DistributorApplication.user_id == user.id))
