@@ -27,6 +27,7 @@ from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
 from wardrobe.models import Task
 from wardrobe.modules.auth.deps import verified_user
+from wardrobe.modules.realtime.nodes import name_sessions
 from wardrobe.modules.tasks.presenter import present
 from wardrobe.settings import Settings
 
@@ -71,6 +72,7 @@ class RealtimeHub:
             logger=False,
             engineio_logger=False,
         )
+        name_sessions(self.sio, settings.socketio_node)  # session ids name their process (nodes.py)
         self.sio.on("connect", self._connect)
         self.sio.on("subscribe", self._subscribe)
         self.sio.on("unsubscribe", self._unsubscribe)
