@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from tests.conftest import Api
-from tests.fixtures.tasks import ROOT, free_port, spawn_worker, stop_workers, wait_until, worker_env
+from tests.fixtures.nginx import free_ports
+from tests.fixtures.tasks import ROOT, spawn_worker, stop_workers, wait_until, worker_env
 
 
 def test_several_processes_need_redis(tmp_path: Path) -> None:
@@ -35,7 +36,7 @@ def test_several_processes_need_redis(tmp_path: Path) -> None:
 async def test_metrics_of_all_processes_add_up_in_every_scrape(api: Api, tmp_path: Path) -> None:
     env = worker_env(api, tmp_path, worker_in_process="false", extra_providers="[]", var_dir=str(tmp_path / "var"))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    port = free_port()
+    port = free_ports(3)  # the shared port, then each process's own (for nginx's Socket.IO routing)
     server = spawn_worker(
         env, tmp_path / "serve.log", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"
     )

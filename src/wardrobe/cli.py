@@ -1,12 +1,13 @@
-"""Command line: ``wardrobe serve | migrate | seed | worker | scheduler | admin create-user | crypto rotate |
-storage gc | storage apply-lifecycle``."""
+"""Command line: ``wardrobe serve | nginx-config | migrate | seed | worker | scheduler | admin create-user |
+crypto rotate | storage gc | storage apply-lifecycle``."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
@@ -38,22 +39,40 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default WARDROBE_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default WARDROBE_PORT)")] = None,
     workers: Annotated[int | None, typer.Option(help="API processes (default WARDROBE_WORKERS)")] = None,
+    socketio_port_base: Annotated[
+        int | None,
+        typer.Option(
+            help="With --workers N, process i also listens on this + i, for nginx's Socket.IO routing "
+            "(default WARDROBE_SOCKETIO_PORT_BASE, else --port + 1)"
+        ),
+    ] = None,
 ) -> None:
-    """Run the API. Embedded by default: SQLite under var/, migrations and demo data applied."""
+    """Run the API. Embedded by default: SQLite under var/, migrations and demo data applied.
+
+    With --workers N, behind nginx configured by `wardrobe nginx-config` (README, production)."""
     import uvicorn
 
     from wardrobe.core.logging import configure_logging
+    from wardrobe.serving import supervisor
     from wardrobe.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     n = workers or settings.workers
+    port = port or settings.port
     if n > 1 and settings.embedded:
         # Embedded mode keeps limits, cache and pushes in one process's memory: several processes
         # would each count and cache on their own.
         typer.echo("error: --workers > 1 needs WARDROBE_REDIS_URL (shared limits, cache and events)", err=True)
         raise typer.Exit(2)
+    ports: list[int] = []
     if n > 1:
+        base = settings.socketio_port_base if socketio_port_base is None else socketio_port_base
+        try:
+            ports = supervisor.socketio_ports(port, base, n)
+        except ValueError as exc:
+            typer.echo(f"error: --socketio-port-base: {exc}", err=True)
+            raise typer.Exit(2) from exc
         # Migrate and seed once here, not racing in every worker process.
         asyncio.run(_prepare(settings.auto_migrate, settings.seed_demo_data))
         os.environ["WARDROBE_AUTO_MIGRATE"] = "false"
@@ -63,21 +82,70 @@ def serve(
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir(parents=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
-    uvicorn.run(
-        "wardrobe.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=n,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host or settings.host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_config": None,
         # The client address is taken from X-Forwarded-For by our own middleware, only for
         # WARDROBE_TRUSTED_PROXIES (core/edge_limits.py), the same under any server.
-        proxy_headers=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
-    )
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) or None,
+    }
+    if n > 1:
+        supervisor.run(uvicorn.Config("wardrobe.app:create_app", workers=n, **options), ports)
+    else:
+        uvicorn.run("wardrobe.app:create_app", **options)
+
+
+@app.command("nginx-config")
+def nginx_config(
+    workers: Annotated[int | None, typer.Option(help="API processes of `serve` (default WARDROBE_WORKERS)")] = None,
+    listen: Annotated[str, typer.Option(help="nginx's listen directive: port or address:port")] = "80",
+    server_name: Annotated[str, typer.Option(help="nginx's server_name")] = "_",
+    api_host: Annotated[
+        str | None, typer.Option(help="Where nginx reaches the API (default WARDROBE_HOST; 0.0.0.0 = this machine)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="The API's shared port (default WARDROBE_PORT)")] = None,
+    socketio_port_base: Annotated[
+        int | None, typer.Option(help="As given to `serve` (default WARDROBE_SOCKETIO_PORT_BASE, else --port + 1)")
+    ] = None,
+    access_log: Annotated[str, typer.Option(help="nginx access log file")] = "/var/log/nginx/wardrobe.access.log",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+) -> None:
+    """Print the nginx site for `wardrobe serve --workers N`: the API, Socket.IO sessions routed to
+    the process that holds them, body caps, timeouts and forwarded client addresses."""
+    import sys
+
+    from wardrobe.serving import nginx
+    from wardrobe.settings import get_settings
+
+    settings = get_settings()
+    n = workers or settings.workers
+    args = [f" --workers {n}"] if n > 1 else []
+    try:
+        site = nginx.site(
+            settings,
+            workers=n,
+            listen=listen,
+            server_name=server_name,
+            api_host=api_host,
+            api_port=port,
+            socketio_port_base=socketio_port_base,
+            access_log=access_log,
+            command_args="".join(args),
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    text = nginx.render(site)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
 
 
 @app.command()

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # `serve --workers N`: process i also listens on socketio_port_base + i (0 = port + 1 + i), and
+    # names itself socketio_node (set per process by the supervisor). Engine.IO sessions live in
+    # one process's memory; nginx routes a session's requests to its process by that name, which
+    # prefixes every session id (deploy/nginx, `wardrobe nginx-config`).
+    socketio_port_base: int = Field(default=0, ge=0, le=65535)
+    socketio_node: str = Field(default="", pattern=r"^[a-z0-9]{0,16}$")
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -45,6 +45,7 @@ from wardrobe.core.ratelimit import parse_limits
 from wardrobe.core.security import AccessClaims
 from wardrobe.models import Task
 from wardrobe.modules.auth.deps import verified_user
+from wardrobe.modules.realtime.nodes import name_sessions
 from wardrobe.modules.realtime.revocations import Revoked
 from wardrobe.modules.realtime.seats import RENEW_SECONDS, MemorySeats, RedisSeats, Seats
 from wardrobe.modules.tasks.presenter import present
@@ -131,6 +132,7 @@ class RealtimeHub:
             logger=False,
             engineio_logger=False,
         )
+        name_sessions(self.sio, settings.socketio_node)  # session ids name their process (nodes.py)
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self.sio.on("subscribe", self._subscribe)
