@@ -10,7 +10,7 @@ than the limit.
 
 The vendor's calls (0.4 s) are shorter than the task lease (3 s), so the test stays short. Longer
 calls are safe too: a resumed sync step takes a provider slot of its own, and the lost run's slot
-stays taken until its lease (the longest its calls can last) ends — see
+stays taken until the deadline of the call it left at the vendor (the step's timeout) — see
 tests/modules/tasks/test_recovery.py::test_a_resumed_sync_step_waits_for_the_slot_of_the_call_its_lost_run_left_in_flight.
 
 Needs root and iproute2; without them the test fails (it never skips).

@@ -166,9 +166,11 @@ async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_cha
 async def test_sigterm_hands_a_running_task_back_at_once(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Graceful shutdown: the stopping worker interrupts its run after the grace period, releases
-    the provider slot and ends its lease, so the other worker resumes the task long before the
-    lease (120 s) would have run out; the user is charged once."""
+    """Graceful shutdown: the stopping worker interrupts its run after the grace period and ends its
+    lease, so the other worker resumes the task long before the lease (120 s) would have run out;
+    the user is charged once. The interrupted call is still running at the vendor (this vendor, like
+    many, finishes a request whose caller left), so its slot stays taken until the call's deadline:
+    the resumed run calls on the second slot, and the vendor never sees more calls than the limit."""
     monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
     api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
     admin = await login_as(api, "admin")
@@ -180,7 +182,7 @@ async def test_sigterm_hands_a_running_task_back_at_once(
         task_lease_seconds="120",
         task_heartbeat_seconds="0.5",
         shutdown_grace_seconds="1",
-        provider_concurrency='{"fault": 1}',
+        provider_concurrency='{"fault": 2}',
     )
     workers = [spawn_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
@@ -202,9 +204,10 @@ async def test_sigterm_hands_a_running_task_back_at_once(
         async def taken_over() -> bool:
             async with unit_of_work(api.infra.session_factory) as db:
                 now_owner = await db.scalar(select(Task.lease_owner).where(Task.id == task_id))
-            return now_owner is not None and f":{staying.pid}:" in now_owner and fault_vendor.in_flight == 1
+            return now_owner is not None and f":{staying.pid}:" in now_owner and fault_vendor.in_flight == 2
 
-        await wait_until(taken_over, within=30)
+        await wait_until(taken_over, within=30)  # the left call and the resumed one, both at the vendor
+        assert await api.infra.runtime.engine.slots.in_use("fault") == 2  # each with its slot
         fault_vendor.release("fault:g1")
 
         async def finished() -> bool:
@@ -214,6 +217,7 @@ async def test_sigterm_hands_a_running_task_back_at_once(
 
         await wait_until(finished, within=30)
         assert fault_vendor.calls["fault:g1"] == 2  # interrupted once, run again once
+        assert fault_vendor.max_in_flight == 2
         assert await _confirms(api, user.user["id"]) == 1
         assert await balance(api, user.user["id"]) == (9, 0, 9)
     finally:
