@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.fixtures.auth import new_phone, request_code
-from wardrobe.core.logging import redact_text
+from wardrobe.core.logging import redact_processor, redact_text
 
 
 @pytest.fixture
@@ -60,3 +60,11 @@ def test_redact_text_masks_ids_phones_and_jwts() -> None:
     assert "13812345678" not in out
     assert re.search(r"138\*{4}5678", out)
     assert "eyJpayload123" not in out
+
+
+def test_a_task_id_is_logged_whole_and_phones_elsewhere_are_still_masked() -> None:
+    # A real public id of the multi-host test's: its digits "14373446288" read as a mobile number.
+    task = "304ccf14373446288f315e0061b499a7"
+    event = redact_processor(None, "info", {"event": "task_finished", "task": task, "note": "from 13912345678"})
+    assert event["task"] == task
+    assert event["note"] == "from 139****5678"

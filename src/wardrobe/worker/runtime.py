@@ -200,6 +200,14 @@ class TaskRuntime:
                     # lease expires and the reaper hands the task to whichever worker is free.
                     log.exception("task_run_crashed", task_id=task_id, attempt=attempt)
                     await asyncio.sleep(0.5 * attempt)
+        except asyncio.CancelledError:
+            if not self._stopping or current is None:
+                raise
+            # Our own stop interrupted the run, which handed its task back on the way out: the
+            # expected end of a run at shutdown, so it ends normally here. Raised, it would reach
+            # taskiq, which logs any exception of a task as an error with its traceback.
+            current.uncancel()
+            log.info("task_run_interrupted", task_id=task_id)
         finally:
             self._runs.discard(current)
             async with self._changed:

@@ -118,3 +118,33 @@ async def test_a_waiter_learns_its_place_in_the_queue(store: SlotStore) -> None:
     assert await store.ask("p", "first", [("", 1)], 60) == (None, 0)
     assert await store.ask("p", "second", [("", 1)], 60) == (None, 1)
     assert await store.ask("p", "first", [("", 1)], 60) == (None, 0)  # asking again keeps the place
+
+
+async def test_a_renewed_slot_outlives_its_first_lease_and_a_lapsed_one_is_not_taken_back(store: SlotStore) -> None:
+    assert await store.try_acquire("p", "kept", 1, 0.5)
+    assert await store.renew("p", "kept", "", 60)  # the holder's heartbeat
+    assert await store.renew("p", "kept", "", 0.001)  # a shorter renewal keeps the longer lease
+    assert await store.try_acquire("p", "gone", 2, 0.001)
+
+    async def lapsed() -> bool:
+        return await store.in_use("p") == 1
+
+    await wait_until(lapsed, within=5)  # "gone" was not renewed: its lease ran out, "kept" stays
+    assert not await store.renew("p", "gone", "", 60)  # a lapsed slot is not taken back
+    assert await store.try_acquire("p", "next", 2, 60)
+    assert not await store.try_acquire("p", "late", 2, 60)  # "kept" and "next": the limit
+
+
+async def test_a_slot_released_for_later_stays_taken_until_then(store: SlotStore) -> None:
+    assert await store.try_acquire("p", "caller", 1, 60)
+    await store.release("p", "caller", after=600)  # a call of it may still run at the vendor
+    assert not await store.try_acquire("p", "other", 1, 60)
+    assert await store.in_use("p") == 1
+    await store.release("p", "caller", after=0.001)  # its time (cut short here) is up
+
+    async def freed() -> bool:
+        return await store.try_acquire("p", "other", 1, 60)
+
+    await wait_until(freed, within=5)
+    await store.release("p", "gone-already", after=60)  # no slot: nothing is taken
+    assert await store.in_use("p") == 1

@@ -4,8 +4,10 @@ re-attaches to the vendor job instead of submitting again, and settles the quota
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.tasks import (
     balance,
+    give_quota,
     internal_id,
     make_feature,
     spawn_worker,
@@ -166,9 +169,11 @@ async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_cha
 async def test_sigterm_hands_a_running_task_back_at_once(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Graceful shutdown: the stopping worker interrupts its run after the grace period, releases
-    the provider slot and ends its lease, so the other worker resumes the task long before the
-    lease (120 s) would have run out; the user is charged once."""
+    """Graceful shutdown: the stopping worker interrupts its run after the grace period and ends its
+    lease, so the other worker resumes the task long before the lease (120 s) would have run out;
+    the user is charged once. The interrupted call is still running at the vendor (this vendor, like
+    many, finishes a request whose caller left), so its slot stays taken until the call's deadline:
+    the resumed run calls on the second slot, and the vendor never sees more calls than the limit."""
     monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
     api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
     admin = await login_as(api, "admin")
@@ -180,7 +185,7 @@ async def test_sigterm_hands_a_running_task_back_at_once(
         task_lease_seconds="120",
         task_heartbeat_seconds="0.5",
         shutdown_grace_seconds="1",
-        provider_concurrency='{"fault": 1}',
+        provider_concurrency='{"fault": 2}',
     )
     workers = [spawn_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
@@ -198,13 +203,17 @@ async def test_sigterm_hands_a_running_task_back_at_once(
         staying = next(w for w in workers if w is not leaving)
         leaving.send_signal(signal.SIGTERM)
         assert leaving.wait(timeout=30) == 0  # a clean exit, within the grace and the hand-back
+        said = (tmp_path / f"worker{workers.index(leaving)}.log").read_text(errors="replace")
+        assert '"task_handed_back"' in said
+        assert '"level": "error"' not in said  # an interrupted run is the expected end of a stop
 
         async def taken_over() -> bool:
             async with unit_of_work(api.infra.session_factory) as db:
                 now_owner = await db.scalar(select(Task.lease_owner).where(Task.id == task_id))
-            return now_owner is not None and f":{staying.pid}:" in now_owner and fault_vendor.in_flight == 1
+            return now_owner is not None and f":{staying.pid}:" in now_owner and fault_vendor.in_flight == 2
 
-        await wait_until(taken_over, within=30)
+        await wait_until(taken_over, within=30)  # the left call and the resumed one, both at the vendor
+        assert await api.infra.runtime.engine.slots.in_use("fault") == 2  # each with its slot
         fault_vendor.release("fault:g1")
 
         async def finished() -> bool:
@@ -214,6 +223,7 @@ async def test_sigterm_hands_a_running_task_back_at_once(
 
         await wait_until(finished, within=30)
         assert fault_vendor.calls["fault:g1"] == 2  # interrupted once, run again once
+        assert fault_vendor.max_in_flight == 2
         assert await _confirms(api, user.user["id"]) == 1
         assert await balance(api, user.user["id"]) == (9, 0, 9)
     finally:
@@ -294,3 +304,71 @@ async def test_a_resumed_sync_step_waits_for_the_slot_of_the_call_its_lost_run_l
     assert fault_vendor.calls["fault:s1"] == 2  # a sync step is called again: nothing to re-attach to
     assert await _confirms(api, user.user["id"]) == 1
     assert await balance(api, user.user["id"]) == (9, 0, 9)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _captured_logs() -> Iterator[list[logging.LogRecord]]:
+    """Every record that reaches the root logger (structlog's and the libraries', taskiq's too).
+    Entered once the app is up: starting it configures logging and replaces the root's handlers."""
+    handler = _Records()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        root.removeHandler(handler)
+
+
+def _event(record: logging.LogRecord) -> str:
+    # structlog hands the standard library its event dict; other libraries a format string.
+    return str(record.msg.get("event")) if isinstance(record.msg, dict) else record.getMessage()
+
+
+async def test_stopping_a_worker_hands_its_runs_back_without_logging_an_error(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs interrupted by a stop (one at the vendor, the others waiting for the provider's one
+    slot) hand their tasks back: the expected end of a run at shutdown, so no error is logged."""
+    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
+    api: Api = await api_factory(
+        extra_providers=["tests.providers.fault:build"],
+        worker_in_process=True,
+        provider_concurrency={"fault": 1},
+        user_max_running_tasks=0,
+    )
+    slots = _WatchedSlots()
+    api.infra.runtime.engine.slots = slots
+    admin = await login_as(api, "admin")
+    await make_feature(api, admin, "queued", [step("only", timeout_seconds=60)], {"r": "$steps.only.result"})
+    user = await sms_login(api.client)
+    await give_quota(api, user.user["id"], 4)
+    keys = [f"q{i}" for i in range(4)]
+    for key in keys:
+        fault_vendor.scenario(f"fault:{key}", hold=True)
+    try:
+        for key in keys:
+            await _queue(api, user, "queued", key)
+
+        async def one_calls_three_wait() -> bool:
+            refused = {holder for holder, won in slots.attempts if not won}
+            return fault_vendor.in_flight == 1 and len(refused) == 3
+
+        await wait_until(one_calls_three_wait)
+        with _captured_logs() as log_records:
+            await api.infra.runtime.stop(grace=0)
+    finally:
+        for key in keys:
+            fault_vendor.release(f"fault:{key}")
+
+    errors = [f"{r.name}: {_event(r)}" for r in log_records if r.levelno >= logging.ERROR]
+    assert errors == []
+    assert [_event(r) for r in log_records].count("task_handed_back") == 4

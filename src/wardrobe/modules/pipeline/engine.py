@@ -39,6 +39,7 @@ from wardrobe.modules.callbacks.service import step_ref
 from wardrobe.modules.moderation import Moderator, Purpose
 from wardrobe.modules.moderation.gates import image_keys, screen_images
 from wardrobe.modules.pipeline.definition import ForkDef, PipelineDef, StepDef, parse_ref
+from wardrobe.modules.pipeline.held_slots import HeldSlots, runs_in_process
 from wardrobe.modules.providers.accounts import Account, AccountDirectory
 from wardrobe.modules.providers.base import (
     AsyncProvider,
@@ -297,6 +298,8 @@ class _Run:
         self.steps: dict[str, TaskStep] = {}
         self.done_steps = 0
         self.total_steps = 1
+        # Provider slots held now: renewed by the heartbeat, so they end soon after this run does.
+        self.held = HeldSlots(engine.slots, engine.config.lease_seconds)
 
     @property
     def task(self) -> Task:
@@ -365,6 +368,7 @@ class _Run:
             if renewed.rowcount != 1:  # type: ignore[attr-defined]
                 self.lost.set()
                 return
+            await self.held.renew()
             if flag:
                 self.cancel.set()
 
@@ -512,18 +516,20 @@ class _Run:
         limit = self.engine.config.provider_concurrency.get(slug)
         if not limit:
             return await self._call_with_retries(step, provider, inputs, None)
-        holder, lease = self._slot_terms(step, slug)
+        holder = self._slot_holder(step, slug)
+        lease = self.held.lease_seconds
         if not await wait_for_slot(self.engine.slots, slug, holder, limit, lease, within=step.timeout_seconds):
             raise ProviderError("provider_busy", retryable=True)
+        self.held.took(step.id, slug, holder)
         try:
             return await self._call_with_retries(step, provider, inputs, None)
         finally:
-            await self.engine.slots.release(slug, holder)
+            await self.held.release(step.id)
 
     async def _on_an_account(
         self, step: StepDef, slug: str, provider: object, inputs: dict[str, Any], directory: AccountDirectory
     ) -> dict[str, Any]:
-        holder, lease = self._slot_terms(step, slug)
+        holder = self._slot_holder(step, slug)
         broken: set[str] = set()
         while True:
             row = self.steps.get(step.id)  # read each time: a submit in this loop pins the job too
@@ -547,11 +553,12 @@ class _Run:
                 slug,
                 holder,
                 [(a.name, a.concurrency) for a in candidates],
-                lease,
+                self.held.lease_seconds,
                 within=step.timeout_seconds,
             )
             if name is None:
                 raise ProviderError("provider_busy", retryable=True)
+            self.held.took(step.id, slug, holder, name)
             try:
                 account = next(a for a in candidates if a.name == name)
                 return await self._call_with_retries(step, provider, inputs, account)
@@ -562,28 +569,20 @@ class _Run:
                 log.warning("provider_account_broken", provider=slug, account=name, error_code=exc.code)
                 broken.add(name)
             finally:
-                await self.engine.slots.release(slug, holder, name)
+                await self.held.release(step.id)
 
-    def _slot_terms(self, step: StepDef, slug: str) -> tuple[str, float]:
-        """Who holds the slot, and for how long at most."""
+    def _slot_holder(self, step: StepDef, slug: str) -> str:
+        """Who holds the step's slot (held_slots.py says for how long)."""
         if step.type == "sync_api" or not isinstance(self.engine.registry.get(slug), AsyncProvider):
             # A synchronous call cannot be re-attached: a run that resumes this step after a lost
             # lease makes a call of its own while the lost run's may still be in flight at the
             # vendor. Each run therefore holds its own slot, and a lost run's slot stays taken
-            # until its lease (the longest its calls can last) runs out: after a crash the
+            # while its call may still run there (until that call's deadline): after a crash the
             # provider briefly has a slot less, never a call more than its limit.
-            # Each attempt may wait up to its timeout for the rate window, then call for as long.
-            backoff = sum(
-                min(self.engine.config.max_backoff_seconds, step.backoff_seconds * 2 ** (attempt - 1))
-                for attempt in range(1, step.retries + 1)
-            )
-            return (
-                f"{self.task.public_id}:{step.id}:run{self.task.runs}",
-                2 * step.timeout_seconds * (step.retries + 1) + backoff + 30,
-            )
+            return f"{self.task.public_id}:{step.id}:run{self.task.runs}"
         # An async job lives at the vendor; a resumed run re-attaches to it by its stored id
         # and takes over the same slot.
-        return f"{self.task.public_id}:{step.id}", step.timeout_seconds * (step.retries + 1) + 60
+        return f"{self.task.public_id}:{step.id}"
 
     async def _call_with_retries(
         self, step: StepDef, provider: object, inputs: dict[str, Any], account: Account | None
@@ -626,40 +625,67 @@ class _Run:
             if not isinstance(provider, SyncProvider):
                 raise ProviderError("provider_mismatch")
             await self._save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt, account=ctx.account)
-            result: dict[str, Any] = await self._bounded(provider.run(step.action, inputs, ctx), step.timeout_seconds)
+            await self._call_out(step, provider, step.timeout_seconds)
+            try:
+                result: dict[str, Any] = await self._bounded(
+                    provider.run(step.action, inputs, ctx), step.timeout_seconds
+                )
+            except ProviderError:
+                self.held.call_over(step.id)  # the vendor answered with an error, or the call's time is up
+                raise
+            self.held.call_over(step.id)
             return result
         if not isinstance(provider, AsyncProvider):
             raise ProviderError("provider_mismatch")
         job_id = row.vendor_task_id if row is not None and row.provider == slug else None
+        # The step's time counts from its first start (persisted), however often it is resumed.
+        started = (row.started_at if row is not None and row.started_at else None) or utcnow()
+        deadline = started + timedelta(seconds=step.timeout_seconds)
         if job_id is None:
             await self._save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt, account=ctx.account)
-            job_id = await self._bounded(provider.submit(step.action, inputs, ctx), step.timeout_seconds)
+            # From its submit the job may run at the vendor until its deadline, whether we live or not.
+            await self._call_out(step, provider, (deadline - utcnow()).total_seconds())
+            try:
+                job_id = await self._bounded(provider.submit(step.action, inputs, ctx), step.timeout_seconds)
+            except ProviderError:
+                self.held.call_over(step.id)  # refused, or its time is up: no job of ours runs there
+                raise
             # Persisted before anything else happens: from here on a restart re-attaches (on the
             # same account: the job is the account's).
             await self._save_step(
                 step.id, StepStatus.RUNNING, provider=slug, vendor_task_id=job_id, account=ctx.account
             )
+        else:
+            await self._call_out(step, provider, (deadline - utcnow()).total_seconds())
         stored = self.steps.get(step.id)
         if stored is not None:
             # Polls name the job's outputs by what is persisted (first start, attempts so far), so a
             # resumed run stores them under the same keys as the run that submitted.
             ctx = dataclasses.replace(ctx, attempt=stored.attempts or ctx.attempt, started_at=stored.started_at)
-        started = (row.started_at if row is not None and row.started_at else None) or utcnow()
-        deadline = started + timedelta(seconds=step.timeout_seconds)
         try:
             return await self._poll_until_done(step, provider, slug, job_id, ctx, deadline)
         except TaskCanceled:
-            await self._cancel_at_vendor(provider, job_id, ctx)
+            if await self._cancel_at_vendor(provider, job_id, ctx):
+                self.held.call_over(step.id)
             raise
 
-    async def _cancel_at_vendor(self, provider: object, job_id: str, ctx: StepContext) -> None:
-        """Best effort, bounded: the task is canceled (and refunded) whatever the vendor says."""
+    async def _call_out(self, step: StepDef, provider: object, seconds: float) -> None:
+        """A call that may run for ``seconds`` leaves: at an external vendor it keeps the step's slot
+        that long whatever happens to this run; an in-process provider's work ends with the process."""
+        if not runs_in_process(provider):
+            await self.held.call_out(step.id, seconds)
+
+    async def _cancel_at_vendor(self, provider: object, job_id: str, ctx: StepContext) -> bool:
+        """Best effort, bounded: the task is canceled (and refunded) whatever the vendor says.
+        True when the vendor took the cancel (the job no longer runs there)."""
         if not isinstance(provider, CancellableProvider):
-            return
+            return False
         try:
             await asyncio.wait_for(provider.cancel(job_id, ctx), timeout=10)
         except Exception as exc:  # a vendor that cannot cancel must not block the cancel
             log.warning("vendor_cancel_failed", job=job_id, error=type(exc).__name__)
+            return False
+        return True
 
     async def _poll_until_done(
         self, step: StepDef, provider: AsyncProvider, slug: str, job_id: str, ctx: StepContext, deadline: datetime
@@ -677,6 +703,8 @@ class _Run:
                 if not await self._await_rate(slug, remaining, ctx.account):
                     continue  # the deadline check above ends it
                 status = await self._bounded(provider.poll(job_id, ctx), remaining)
+                if status.state is not JobState.RUNNING:
+                    self.held.call_over(step.id)  # the job is over at the vendor
                 if status.state is JobState.SUCCEEDED:
                     return dict(status.outputs)
                 if status.state is JobState.FAILED:

@@ -3,6 +3,10 @@
 Two shapes, one per step type: a ``SyncProvider`` answers in the call (``sync_api``); an
 ``AsyncProvider`` accepts a job and is polled (``async_api``, ``scf``) — the vendor's job id is
 persisted between the two, so a resumed step re-attaches instead of submitting again.
+
+A provider that does its work inside the worker process says so with ``in_process = True`` (the
+local CPU provider): its calls end when the worker dies, so a dead worker's provider slot need not
+wait for them (``pipeline/held_slots.py``). Any other provider counts as an external vendor.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 class LocalImageProvider:
     slug = "local"
+    # Its work stops with the worker: a dead worker's slot need not wait for a call to end.
+    in_process = True
 
     def __init__(self, storage: ObjectStorage, *, max_pixels: int = 40_000_000) -> None:
         self._storage = storage
@@ -100,6 +102,7 @@ class InstantProvider:
     smoke pipelines."""
 
     slug = "instant"
+    in_process = True
 
     def supports(self, action: str) -> bool:
         return action == "passthrough"

@@ -5,7 +5,10 @@ A slot is a lease: a member of a Redis sorted set scored by its expiry, named
 script drops expired members, renews a holder's existing slot (on the account it has), or else
 gives the holder a slot on the candidate account with the most room — so the choice and the count
 can never race across processes. A worker that dies never releases its slot; the slot comes back
-when its lease expires. Embedded mode keeps the same semantics in process memory.
+when its lease expires. Leases are short and renewed by their holder (``renew``), so that is soon;
+the engine decides how long a slot may outlive its holder (``pipeline/held_slots.py``). A lease is
+only ever lengthened by a renewal, never cut short, except by its holder's ``release``. Embedded mode
+keeps the same semantics in process memory.
 
 **Arrival order.** Slots go to waiters in the order they first asked, not to whichever polls first
 after a slot frees (``bench-vendors`` saw one step wait 79 s behind later arrivals, enough to time
@@ -43,7 +46,7 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if at then
     local account = string.sub(member, 1, at - 1)
     if string.sub(member, at + 1) == ARGV[3] then
-      redis.call('ZADD', KEYS[1], ARGV[2], member)
+      redis.call('ZADD', KEYS[1], 'GT', ARGV[2], member)
       return account
     end
     used[account] = (used[account] or 0) + 1
@@ -81,6 +84,26 @@ end
 return best
 """
 
+# KEYS = slot set; ARGV = now, expires_at, member, mode ("renew": never shorter; "until": exactly)
+# Returns 1 if the member still held its slot (then it now expires at expires_at), else 0: a lapsed
+# slot is never taken back, someone else may have it by now.
+_RESET = """
+local held = redis.call('ZSCORE', KEYS[1], ARGV[3])
+if not held or tonumber(held) <= tonumber(ARGV[1]) then
+  return 0
+end
+if ARGV[4] == 'renew' then
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[3])
+else
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+end
+local ttl = math.ceil((tonumber(ARGV[2]) - tonumber(ARGV[1])) * 1000) + 1000
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+
 
 class SlotStore(Protocol):
     async def ask(
@@ -100,7 +123,14 @@ class SlotStore(Protocol):
         """The holder stops waiting: out of the queue."""
         ...
 
-    async def release(self, provider: str, holder: str, account: str = NO_ACCOUNT) -> None: ...
+    async def renew(self, provider: str, holder: str, account: str, lease_seconds: float) -> bool:
+        """The holder's slot lasts at least ``lease_seconds`` from now (a longer lease is kept).
+        False when the slot has already lapsed: it is not taken back."""
+        ...
+
+    async def release(self, provider: str, holder: str, account: str = NO_ACCOUNT, after: float = 0.0) -> None:
+        """Free the holder's slot now, or in ``after`` seconds (exactly: a longer lease is cut)."""
+        ...
 
     async def in_use_by_account(self, provider: str) -> dict[str, int]: ...
 
@@ -139,6 +169,7 @@ class RedisSlots(_Slots):
         self._redis = redis
         self._prefix = prefix
         self._script = redis.register_script(_ACQUIRE)
+        self._reset = redis.register_script(_RESET)
 
     def _keys(self, provider: str) -> list[str]:
         return [
@@ -167,8 +198,20 @@ class RedisSlots(_Slots):
             pipe.zrem(seen, holder)
             await pipe.execute()
 
-    async def release(self, provider: str, holder: str, account: str = NO_ACCOUNT) -> None:
-        await self._redis.zrem(self._keys(provider)[0], f"{account}{SEP}{holder}")
+    async def renew(self, provider: str, holder: str, account: str, lease_seconds: float) -> bool:
+        return await self._set_expiry(provider, f"{account}{SEP}{holder}", lease_seconds, "renew")
+
+    async def release(self, provider: str, holder: str, account: str = NO_ACCOUNT, after: float = 0.0) -> None:
+        member = f"{account}{SEP}{holder}"
+        if after > 0:
+            await self._set_expiry(provider, member, after, "until")
+        else:
+            await self._redis.zrem(self._keys(provider)[0], member)
+
+    async def _set_expiry(self, provider: str, member: str, seconds: float, mode: str) -> bool:
+        now = time.time()
+        answer = await self._reset(keys=self._keys(provider)[:1], args=[now, now + seconds, member, mode])
+        return bool(int(answer))
 
     async def in_use_by_account(self, provider: str) -> dict[str, int]:
         key = self._keys(provider)[0]
@@ -192,7 +235,7 @@ class MemorySlots(_Slots):
         for member in held:
             account, _, who = member.partition(SEP)
             if who == holder:
-                held[member] = now + lease_seconds
+                held[member] = max(held[member], now + lease_seconds)
                 return account, 0
         queue = self._queue.setdefault(provider, {})
         for gone in [h for h, (_, last) in queue.items() if last < now - STALE_SECONDS]:
@@ -215,8 +258,24 @@ class MemorySlots(_Slots):
     async def abandon(self, provider: str, holder: str) -> None:
         self._queue.get(provider, {}).pop(holder, None)
 
-    async def release(self, provider: str, holder: str, account: str = NO_ACCOUNT) -> None:
-        self._held.get(provider, {}).pop(f"{account}{SEP}{holder}", None)
+    async def renew(self, provider: str, holder: str, account: str, lease_seconds: float) -> bool:
+        return self._set_expiry(provider, f"{account}{SEP}{holder}", lease_seconds, keep_longer=True)
+
+    async def release(self, provider: str, holder: str, account: str = NO_ACCOUNT, after: float = 0.0) -> None:
+        member = f"{account}{SEP}{holder}"
+        if after > 0:
+            self._set_expiry(provider, member, after, keep_longer=False)
+        else:
+            self._held.get(provider, {}).pop(member, None)
+
+    def _set_expiry(self, provider: str, member: str, seconds: float, *, keep_longer: bool) -> bool:
+        now = time.monotonic()
+        held = self._held.get(provider, {})
+        expires = held.get(member)
+        if expires is None or expires <= now:  # lapsed: someone else may have the slot by now
+            return False
+        held[member] = max(expires, now + seconds) if keep_longer else now + seconds
+        return True
 
     async def in_use_by_account(self, provider: str) -> dict[str, int]:
         now = time.monotonic()
