@@ -319,8 +319,8 @@ class Settings(BaseSettings):
     # --- end of envelope encryption ---------------------------------------------------------------
 
     # Passwords
-    password_min_length: int = 8
-    password_max_length: int = 128
+    password_min_length: int = Field(default=8, ge=8, le=1024)
+    password_max_length: int = Field(default=128, ge=64, le=1024)
     # zxcvbn's score a new password needs (0-4; 3 = about 10^8 guesses): see modules/auth/passwords.py
     password_min_score: int = Field(default=3, ge=0, le=4)
 

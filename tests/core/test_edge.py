@@ -22,7 +22,7 @@ def _envelope_error(resp: httpx.Response, status: int, code: str) -> dict[str, A
 
 async def test_unknown_route_and_wrong_method(api: Api) -> None:
     _envelope_error(await api.client.get("/api/v1/nothing-here"), 404, "NOT_FOUND")
-    _envelope_error(await api.client.delete("/api/v1/users/me"), 405, "METHOD_NOT_ALLOWED")
+    _envelope_error(await api.client.put("/api/v1/users/me"), 405, "METHOD_NOT_ALLOWED")
 
 
 async def test_malformed_json_is_400(api: Api) -> None:
