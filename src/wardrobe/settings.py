@@ -324,6 +324,11 @@ class Settings(BaseSettings):
     # zxcvbn's score a new password needs (0-4; 3 = about 10^8 guesses): see modules/auth/passwords.py
     password_min_score: int = Field(default=3, ge=0, le=4)
 
+    # /metrics answers only `Authorization: Bearer <this>` (compared in constant time). Empty: open
+    # in development and tests (the quick start shows it), 404 in production (which refuses to
+    # start without it anyway).
+    metrics_token: SecretStr = SecretStr("")
+
     # Demo data (embedded mode only)
     demo_operator_phone: str = "13800000000"
     demo_operator_password: SecretStr = SecretStr("wardrobe-demo-1")
@@ -455,6 +460,9 @@ class Settings(BaseSettings):
             problems.append(
                 "WARDROBE_KMS_KEY_ID and WARDROBE_TENCENT_SECRET_ID must be set when WARDROBE_KMS_BACKEND=tencent"
             )
+        if len(self.metrics_token.get_secret_value()) < 32:
+            # Metrics name routes, vendors, queue depths and failure rates: reconnaissance for an attacker.
+            problems.append("WARDROBE_METRICS_TOKEN must be set (32+ characters) for Prometheus to scrape /metrics")
         if self.wechatpay_mchid and len(self.wechatpay_apiv3_key.get_secret_value().encode()) != 32:
             problems.append("WARDROBE_WECHATPAY_APIV3_KEY must be 32 bytes")
         return problems
