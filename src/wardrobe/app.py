@@ -64,7 +64,9 @@ from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
 from wardrobe.modules.providers.outputs import OutputLimits, OutputTarget, store_outputs
 from wardrobe.modules.providers.runninghub import OutputSink, RunningHubProvider, Workflow
 from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
+from wardrobe.modules.realtime.asyncapi import router as asyncapi_router
 from wardrobe.modules.realtime.events import TaskEvents, server_emitter
+from wardrobe.modules.realtime.http_docs import SOCKETIO_PATHS
 from wardrobe.modules.realtime.hub import RealtimeHub
 from wardrobe.modules.realtime.revocations import RevocationBus
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
@@ -461,7 +463,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Readable, stable operation ids for generated clients (tasks_create, admin_orders_refund).
         generate_unique_id_function=operation_id,
     )
-    contract.install(app)
+    contract.install(
+        app,
+        metrics_open=not settings.metrics_token.get_secret_value() and settings.env is not Environment.PRODUCTION,
+        mounted=SOCKETIO_PATHS,
+    )
     install_exception_handlers(app)
     # Added first = innermost: CORS headers are on 429s too, and the request id on everything.
     app.add_middleware(RateLimitMiddleware, trusted_proxies=settings.trusted_proxies)
@@ -491,6 +497,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage_router,
         distributors_router,
         admin_router,
+        asyncapi_router,
     ):
         app.include_router(router)
     app.state.realtime = hub

@@ -35,6 +35,7 @@ EXAMPLES = int(os.environ.get("WARDROBE_CONTRACT_EXAMPLES", "20"))
 SEED = int(os.environ.get("WARDROBE_CONTRACT_SEED", "20260514"))
 ADMIN_PHONE = "13700000001"
 ADMIN_PASSWORD = "Contract-fuzz-admin-7a1c"  # a test account's, made for this run
+METRICS_TOKEN = "contract-fuzz-metrics-token-0123456789abcdef"  # what Prometheus would send
 
 # Refusals of well-formed data for what it means, not its shape (a wrong SMS code, no quota, a
 # rule beyond JSON Schema): accepted answers to positive data besides schemathesis' defaults.
@@ -62,6 +63,7 @@ def fuzz_settings(database: Path) -> Settings:
         login_failure_limits_per_account="1000000/minute",
         upload_rate_limits="1000000/minute",
         captcha_enabled=False,
+        metrics_token=METRICS_TOKEN,
     )
 
 
@@ -120,6 +122,8 @@ def _register_checks() -> None:
         try:
             body = json.loads(response.content)
         except ValueError:
+            return None
+        if not isinstance(body, dict):  # not the envelope (Engine.IO's sentences, say)
             return None
         if body.get("code") == "MALFORMED_REQUEST":
             raise Failure(operation=case.operation.label, message="schema-valid input answered MALFORMED_REQUEST")
@@ -234,7 +238,8 @@ def log_in_identities(app: FastAPI, settings: Settings) -> Identities:
     operator = Identity(
         "operator", settings.demo_operator_phone, settings.demo_operator_password.get_secret_value(), "operator"
     )
-    identities = Identities(client, admin, operator)
+    scraper = Identity("prometheus", "", "", "", token=METRICS_TOKEN, suspect=False)
+    identities = Identities(client, admin, operator, scraper)
     identities.token(admin)
     identities.token(operator)
     return identities

@@ -36,6 +36,8 @@ from wardrobe.core.openapi import AUTH_ERRORS, ERROR_CODES_KEY
 from wardrobe.core.schemas import omit_not_null
 
 ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
+USER_SCHEME = "HTTPBearer"  # the security scheme of users' access tokens (auth/deps.py)
+METRICS = ("get", "/metrics")
 _EDGE_EXEMPT = ("/health", "/metrics")  # probes and scrapes: no database, no rate limit
 _RETRY_AFTER = {
     "description": "Seconds to wait before trying again",
@@ -108,7 +110,9 @@ def _envelope_response(codes: list[ErrorCode], status: int) -> dict[str, Any]:
 
 
 def _edge_codes(method: str, path: str, operation: dict[str, Any], facts: RouteFacts | None) -> list[ErrorCode]:
-    codes = [ErrorCode.VALIDATION_FAILED, ErrorCode.INTERNAL_ERROR]
+    codes = [ErrorCode.INTERNAL_ERROR]
+    if facts is not None:  # a FastAPI route: the JSON guard and the validation handler answer for it
+        codes.append(ErrorCode.VALIDATION_FAILED)
     body = operation.get("requestBody", {}).get("content", {})
     if body:
         codes.append(ErrorCode.PAYLOAD_TOO_LARGE)
@@ -121,7 +125,7 @@ def _edge_codes(method: str, path: str, operation: dict[str, Any], facts: RouteF
             codes.append(ErrorCode.DEPENDENCY_UNAVAILABLE)
     if facts is not None and facts.reaches_dependencies:
         codes.append(ErrorCode.DEPENDENCY_UNAVAILABLE)
-    if any(requirement for requirement in operation.get("security", [])):
+    if any(USER_SCHEME in requirement for requirement in operation.get("security", [])):
         codes.extend(AUTH_ERRORS)
     if facts is not None and facts.permission is not None:
         codes.append(ErrorCode.PERMISSION_DENIED)
@@ -203,7 +207,19 @@ def _is_fastapi_validation(response: dict[str, Any]) -> bool:
     return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
 
 
-def complete_document(document: dict[str, Any], facts: dict[tuple[str, str], RouteFacts]) -> None:
+def complete_document(
+    document: dict[str, Any],
+    facts: dict[tuple[str, str], RouteFacts],
+    *,
+    metrics_open: bool = False,
+    mounted: dict[str, Any] | None = None,
+) -> None:
+    """``mounted``: path items of ASGI apps mounted beside the routes (Socket.IO), which FastAPI
+    cannot see; they get the same edge answers."""
+    document.setdefault("paths", {}).update(copy.deepcopy(mounted or {}))
+    if metrics_open and METRICS[1] in document.get("paths", {}):
+        # No scrape token configured (development): /metrics asks for none.
+        document["paths"][METRICS[1]][METRICS[0]]["security"] = []
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             if isinstance(operation, dict) and "responses" in operation:
@@ -214,14 +230,14 @@ def complete_document(document: dict[str, Any], facts: dict[tuple[str, str], Rou
         schemas.pop(unused, None)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, metrics_open: bool, mounted: dict[str, Any] | None = None) -> None:
     """Serve the completed document at /openapi.json (and to ``app.openapi()``)."""
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = generate()
-            complete_document(document, route_facts(app))
+            complete_document(document, route_facts(app), metrics_open=metrics_open, mounted=mounted)
             app.openapi_schema = document
         return app.openapi_schema
 
