@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     # guesses do not lock the owner out while a spread-out guesser is still bounded.
     login_failure_limits: str = "5/minute;10/hour;20/day"
     login_failure_limits_per_account: str = "100/hour;300/day"
+    # Password logins from one client address, whatever the account (a sweep over many accounts).
+    login_limit_per_ip: str = "30/minute"
 
     # WeChat mini program (B3)
     wechat_appid: str = ""
@@ -353,6 +355,7 @@ class Settings(BaseSettings):
         "socket_connect_limit_per_user",
         "login_failure_limits",
         "login_failure_limits_per_account",
+        "login_limit_per_ip",
         "captcha_rule_per_ip",
         "captcha_rule_per_phone_prefix",
         "captcha_rule_per_device",

@@ -3,8 +3,9 @@
 ``run_fuzzer`` runs schemathesis' engine (what ``schemathesis run`` runs: the examples, coverage,
 fuzzing and stateful phases) over every operation of the app's own /openapi.json with every
 check it has, and returns what it found. The run is deterministic (fixed seed, derandomized
-generation) so that CI is stable; ``WARDROBE_CONTRACT_EXAMPLES`` sets the examples per operation
-(20 in CI, as the outside review used; raise it to search harder locally).
+generation, no example database) so that CI is stable; ``WARDROBE_CONTRACT_EXAMPLES`` sets the
+examples per operation (20 in CI, as the outside review used; raise it to search harder locally)
+and ``WARDROBE_CONTRACT_SEED`` another seed.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def fuzz_settings(database: Path) -> Settings:
         sms_daily_cap_per_ip=1_000_000,
         login_failure_limits="1000000/minute",
         login_failure_limits_per_account="1000000/minute",
+        login_limit_per_ip="1000000/minute",
         upload_rate_limits="1000000/minute",
         captcha_enabled=False,
         metrics_token=METRICS_TOKEN,
@@ -71,7 +73,8 @@ def fuzzer_config() -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": SEED,
-            "generation": {"mode": "all", "max-examples": EXAMPLES, "deterministic": True},
+            # No example database: a run replays nothing an earlier (local) run found.
+            "generation": {"mode": "all", "max-examples": EXAMPLES, "deterministic": True, "database": "none"},
             # Every check schemathesis has (status codes, response schemas and headers, content
             # types, negative data rejected, positive data accepted, auth, 405 and Allow, ...).
             "checks": {"enabled": True, "positive_data_acceptance": {"expected-statuses": POSITIVE_ACCEPTED}},

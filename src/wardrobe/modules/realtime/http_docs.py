@@ -29,15 +29,16 @@ _PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "transport",
         "in": "query",
-        "required": True,
-        "schema": {"const": "polling"},
-        "description": "Long-polling; a websocket is the same URL with `transport=websocket` and an HTTP Upgrade",
+        "required": False,
+        "schema": {"enum": ["polling", ""]},
+        "description": "Long-polling (also when empty or absent); a websocket is the same URL with "
+        "`transport=websocket` and an HTTP Upgrade",
     },
     {
         "name": "t",
         "in": "query",
         "required": False,
-        "schema": {"type": "string", "maxLength": 64},
+        "schema": {"type": "string"},
         "description": "A cache-buster some clients add; ignored",
     },
 ]

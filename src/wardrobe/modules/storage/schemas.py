@@ -25,7 +25,15 @@ def _plain_filename(value: str) -> str:
     return value
 
 
-Filename = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_plain_filename)]
+Filename = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        json_schema_extra=server_check("a plain file name: no path, no control or invisible characters, not blank"),
+    ),
+    AfterValidator(_plain_filename),
+]
 
 
 class UploadCreate(InputModel):
