@@ -2,7 +2,8 @@
 ``/openapi.json``: the events and acknowledgements hub.py and events.py send, with JSON Schemas
 of their payloads (the task and order payloads are the HTTP API's own models), and the handshake
 rules under ``x-socketio``. docs/realtime.md says the same for people; a test holds real events
-to these schemas."""
+to these schemas. Written here rather than generated: no maintained Python library describes a
+python-socketio server in AsyncAPI 3, and the payloads reuse the pydantic models of the HTTP API."""
 
 from __future__ import annotations
 
