@@ -17,6 +17,9 @@ from tests.conftest import Api
 from tests.fixtures.nginx import free_ports
 from tests.fixtures.tasks import ROOT, spawn_worker, stop_workers, wait_until, worker_env
 
+SCRAPE_TOKEN = "process-model-scrape-token-0123456789abcdef"
+SCRAPER = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+
 
 def test_several_processes_need_redis(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "WARDROBE_VAR_DIR": str(tmp_path), "WARDROBE_REDIS_URL": "", "HOME": str(tmp_path)}
@@ -36,6 +39,7 @@ def test_several_processes_need_redis(tmp_path: Path) -> None:
 async def test_metrics_of_all_processes_add_up_in_every_scrape(api: Api, tmp_path: Path) -> None:
     env = worker_env(api, tmp_path, worker_in_process="false", extra_providers="[]", var_dir=str(tmp_path / "var"))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["WARDROBE_METRICS_TOKEN"] = SCRAPE_TOKEN
     port = free_ports(3)  # the shared port, then each process's own (for nginx's Socket.IO routing)
     server = spawn_worker(
         env, tmp_path / "serve.log", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"
@@ -59,11 +63,12 @@ async def test_metrics_of_all_processes_add_up_in_every_scrape(api: Api, tmp_pat
                 re.MULTILINE,
             )
             for _ in range(6):  # new connections: the scrapes land on either process
-                async with httpx.AsyncClient(base_url=base, timeout=30) as scraper:
+                async with httpx.AsyncClient(base_url=base, timeout=30, headers=SCRAPER) as scraper:
                     text = (await scraper.get("/metrics")).text
                 found = pattern.search(text)
                 assert found is not None, text[:2000]
                 assert float(found.group(1)) == 30.0
+            assert (await client.get("/metrics")).status_code == 401  # Prometheus' token, or nothing
         files = list((tmp_path / "var" / "prometheus").glob("*.db"))
         assert len({f.name.split("_")[-1] for f in files}) >= 2  # one set of files per process
     finally:

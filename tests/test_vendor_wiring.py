@@ -68,6 +68,7 @@ def test_production_refuses_scf_without_a_callback_key_or_https_callbacks() -> N
         "tencent_sms_phone_changed_template_id": "100002",
         "sms_debug_codes": False,
         "seed_demo_data": False,
+        "metrics_token": "m" * 48,
     }
     with pytest.raises(ValidationError) as info:
         Settings(_env_file=None, env="production", scf_enabled=True, vendor_callback_base_url="http://x", **real)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wardrobe.core import contract
 from wardrobe.core.cache import Cache, Policy
 from wardrobe.core.db import create_engine, create_session_factory, pool_status, unit_of_work
 from wardrobe.core.edge_limits import EdgeLimits, EndpointClass, RateLimitMiddleware
@@ -25,6 +26,7 @@ from wardrobe.core.json_guard import refuse_unstorable_json
 from wardrobe.core.logging import configure_logging, get_logger
 from wardrobe.core.metrics import register_pool_collector
 from wardrobe.core.middleware import EdgeMiddleware
+from wardrobe.core.openapi import operation_id
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.core.redis import create_redis
 from wardrobe.core.security import TokenCodec
@@ -62,7 +64,9 @@ from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
 from wardrobe.modules.providers.outputs import OutputLimits, OutputTarget, store_outputs
 from wardrobe.modules.providers.runninghub import OutputSink, RunningHubProvider, Workflow
 from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
+from wardrobe.modules.realtime.asyncapi import router as asyncapi_router
 from wardrobe.modules.realtime.events import TaskEvents, server_emitter
+from wardrobe.modules.realtime.http_docs import SOCKETIO_PATHS
 from wardrobe.modules.realtime.hub import RealtimeHub
 from wardrobe.modules.realtime.revocations import RevocationBus
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
@@ -78,6 +82,17 @@ from wardrobe.settings import Environment, Settings, SmsBackend, get_settings
 from wardrobe.worker.runtime import TaskRuntime
 
 log = get_logger("wardrobe.app")
+API_DESCRIPTION = (
+    "Backend of the Wardrobe AI image platform. Every JSON answer is the envelope "
+    "`{success, code, message, data, request_id}`; an error's `code` is one of those its response lists. "
+    "Send `Authorization: Bearer <access_token>` where an operation has a security requirement. "
+    'Input is taken as sent: JSON types are strict (`0` is not `false`, `"5"` is not `5`, an integer is '
+    "written as one: `5`, not `5.0`), unknown fields are refused; anywhere in a JSON body, integers fit in 64 "
+    "bits, numbers are finite and text is valid Unicode (no lone surrogates). `x-server-check` on a field says "
+    "what the "
+    "server checks beyond its schema; `x-permission` on an operation, which permission and roles it needs. "
+    "Live updates: Socket.IO at `/socket.io`, described in `/asyncapi.json`."
+)
 INVITE_POOL_CHECK_SECONDS = 60.0
 
 
@@ -440,12 +455,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Wardrobe API",
         version="0.1.0",
-        description="Backend of the Wardrobe AI image platform. Every JSON answer is the envelope "
-        "`{success, code, message, data, request_id}`; send `Authorization: Bearer <access_token>`.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
         # Before any route's own dependencies: see core/json_guard.py.
         dependencies=[Depends(refuse_unstorable_json)],
+        # Readable, stable operation ids for generated clients (tasks_create, admin_orders_refund).
+        generate_unique_id_function=operation_id,
+    )
+    contract.install(
+        app,
+        metrics_open=not settings.metrics_token.get_secret_value() and settings.env is not Environment.PRODUCTION,
+        mounted=SOCKETIO_PATHS,
     )
     install_exception_handlers(app)
     # Added first = innermost: CORS headers are on 429s too, and the request id on everything.
@@ -476,6 +497,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage_router,
         distributors_router,
         admin_router,
+        asyncapi_router,
     ):
         app.include_router(router)
     app.state.realtime = hub

@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     # guesses do not lock the owner out while a spread-out guesser is still bounded.
     login_failure_limits: str = "5/minute;10/hour;20/day"
     login_failure_limits_per_account: str = "100/hour;300/day"
+    # Password logins from one client address, whatever the account (a sweep over many accounts).
+    login_limit_per_ip: str = "30/minute"
 
     # WeChat mini program (B3)
     wechat_appid: str = ""
@@ -319,10 +321,15 @@ class Settings(BaseSettings):
     # --- end of envelope encryption ---------------------------------------------------------------
 
     # Passwords
-    password_min_length: int = 8
-    password_max_length: int = 128
+    password_min_length: int = Field(default=8, ge=8, le=1024)
+    password_max_length: int = Field(default=128, ge=64, le=1024)
     # zxcvbn's score a new password needs (0-4; 3 = about 10^8 guesses): see modules/auth/passwords.py
     password_min_score: int = Field(default=3, ge=0, le=4)
+
+    # /metrics answers only `Authorization: Bearer <this>` (compared in constant time). Empty: open
+    # in development and tests (the quick start shows it), 404 in production (which refuses to
+    # start without it anyway).
+    metrics_token: SecretStr = SecretStr("")
 
     # Demo data (embedded mode only)
     demo_operator_phone: str = "13800000000"
@@ -348,6 +355,7 @@ class Settings(BaseSettings):
         "socket_connect_limit_per_user",
         "login_failure_limits",
         "login_failure_limits_per_account",
+        "login_limit_per_ip",
         "captcha_rule_per_ip",
         "captcha_rule_per_phone_prefix",
         "captcha_rule_per_device",
@@ -455,6 +463,9 @@ class Settings(BaseSettings):
             problems.append(
                 "WARDROBE_KMS_KEY_ID and WARDROBE_TENCENT_SECRET_ID must be set when WARDROBE_KMS_BACKEND=tencent"
             )
+        if len(self.metrics_token.get_secret_value()) < 32:
+            # Metrics name routes, vendors, queue depths and failure rates: reconnaissance for an attacker.
+            problems.append("WARDROBE_METRICS_TOKEN must be set (32+ characters) for Prometheus to scrape /metrics")
         if self.wechatpay_mchid and len(self.wechatpay_apiv3_key.get_secret_value().encode()) != 32:
             problems.append("WARDROBE_WECHATPAY_APIV3_KEY must be 32 bytes")
         return problems

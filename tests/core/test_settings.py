@@ -44,6 +44,7 @@ def test_production_starts_with_real_settings() -> None:
         tencent_sms_phone_changed_template_id="100002",
         sms_debug_codes=False,
         seed_demo_data=False,
+        metrics_token="m" * 48,
     )
     assert s.production_problems() == []
     assert not s.debug_codes_enabled
@@ -77,6 +78,7 @@ def test_production_payments_need_https_callbacks_and_a_real_apiv3_key() -> None
         "tencent_sms_phone_changed_template_id": "100002",
         "sms_debug_codes": False,
         "seed_demo_data": False,
+        "metrics_token": "m" * 48,
     }
     with pytest.raises(ValidationError) as info:
         Settings(
@@ -113,6 +115,7 @@ def test_captcha_is_off_unless_configured_and_production_warns_without_it() -> N
         "tencent_sms_phone_changed_template_id": "100002",
         "sms_debug_codes": False,
         "seed_demo_data": False,
+        "metrics_token": "m" * 48,
     }
     keys: dict[str, Any] = {
         "captcha_app_id": 190000001,

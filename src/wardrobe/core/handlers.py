@@ -12,6 +12,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from wardrobe.core.contract import allowed_methods
 from wardrobe.core.envelope import error_response
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
@@ -67,12 +68,17 @@ async def validation_error_handler(_: Request, exc: Exception) -> Response:
     return error_response(ErrorCode.VALIDATION_FAILED, validation_items(errors))
 
 
-async def http_error_handler(_: Request, exc: Exception) -> Response:
+async def http_error_handler(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StarletteHTTPException):
         raise TypeError(type(exc))
     code = _HTTP_STATUS_CODES.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
-    headers = dict(exc.headers) if exc.headers else None
-    return error_response(code, None, headers)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405 and isinstance(request.app, FastAPI):
+        # RFC 9110: every method the resource supports, not only those of the first route matched.
+        methods = allowed_methods(request.app, request.url.path)
+        if methods:
+            headers["Allow"] = ", ".join(methods)
+    return error_response(code, None, headers or None)
 
 
 # Failures that mean "a dependency is down or overloaded", not "our code is wrong": the client

@@ -30,6 +30,8 @@ _NOT_TEXT = "must be valid Unicode text (it contains a lone surrogate code point
 _KEY_NOT_TEXT = "its keys must be valid Unicode text (one contains a lone surrogate code point)"
 _TOO_BIG = f"must be an integer from {INT64_MIN} to {INT64_MAX}"
 _NOT_FINITE = "must be a finite number"
+# The app-wide rules (the API description states them); any body may be refused with these.
+GUARD_MESSAGES = frozenset({_NOT_TEXT, _KEY_NOT_TEXT, _TOO_BIG, _NOT_FINITE})
 # Enough to name every field of a sensible body; a body made of thousands of bad values gets the
 # first ones, which is all a client needs to fix it.
 _MAX_PROBLEMS = 20

@@ -9,6 +9,7 @@ see ``_HIT_ALL``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
@@ -72,6 +73,22 @@ def per_day(amount: int) -> RateLimitItem:
 def parse_limits(spec: str) -> list[RateLimitItem]:
     """``"5/minute;10/hour"`` → items (the limits library's own notation)."""
     return list(parse_many(spec))
+
+
+# What clients may send as a rate policy (a feature's, a vendor account's): windows like
+# `10/minute` or `600/5 minutes`, `;`-separated, or empty for none. A strict subset of the limits
+# notation (no "per", no other separators, no zero amounts), written as one pattern so that the
+# contract states it exactly; parse_policy takes precisely the strings that match.
+_POLICY_WINDOW = "[1-9][0-9]{0,8}/(?:[1-9][0-9]{0,3} ?)?(?:second|minute|hour|day|month|year)s?"
+POLICY_PATTERN = f"^(?:{_POLICY_WINDOW}(?:;{_POLICY_WINDOW})*)?$"
+_POLICY = re.compile(POLICY_PATTERN)
+
+
+def parse_policy(spec: str) -> list[RateLimitItem]:
+    """A client's rate policy → items; ValueError unless it matches POLICY_PATTERN."""
+    if not _POLICY.fullmatch(spec):
+        raise ValueError("must read like '10/minute' or '10/minute;100/day'")
+    return parse_limits(spec) if spec else []
 
 
 class RateLimiter:

@@ -25,14 +25,31 @@ import annotated_types
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict
 from pydantic_core import PydanticCustomError
 
-# Ids are BIGINT (or SQLite's 64-bit INTEGER): anything larger overflows the database driver.
-MAX_ID = 2**63 - 1
+# Ids are BIGINT (or SQLite's 64-bit INTEGER), but the largest id a client may name is 2**53 - 1:
+# JavaScript clients (the mini program, the web) read larger numbers inexactly, and JSON Schema
+# validators compare numbers as doubles, so a bound above it is not a bound the contract can state.
+MAX_ID = 2**53 - 1
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 # A positive database id, for path and query parameters and for ids inside bodies. The bounds are
 # annotated_types rather than ``Path``/``Query`` so that one alias serves every place.
 Id = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_ID)]
+
+
+def omit_not_null(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of an optional field that refuses null: its schema drops the null
+    option (``anyOf: [X, null]`` → X), as the field may be omitted but not sent as null."""
+    options = schema.pop("anyOf", None)
+    if options is None:
+        return
+    kept = [option for option in options if option.get("type") != "null"]
+    if len(kept) == 1:
+        schema.update(kept[0])
+    else:
+        schema["anyOf"] = kept
+    if schema.get("default", "absent") is None:
+        del schema["default"]
 
 
 class InputModel(BaseModel):

@@ -88,6 +88,9 @@ ACCESS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/admin/distributors/applications/{application_id}/approve"): OPERATOR,
     ("post", "/api/v1/admin/distributors/applications/{application_id}/reject"): OPERATOR,
     ("post", "/api/v1/admin/distributors/applications/{application_id}/reveal-id"): ADMIN,
+    # Engine.IO's HTTP transport: the Socket.IO connect checks the token (see /asyncapi.json).
+    ("get", "/socket.io/"): PUBLIC,
+    ("post", "/socket.io/"): PUBLIC,
 }
 ENDS_OWN_SESSION = {"/api/v1/auth/logout", "/api/v1/auth/logout-all"}
 RANK = {PUBLIC: 0, USER: 1, OPERATOR: 2, ADMIN: 3}

@@ -21,6 +21,7 @@ REAL = {
     "tencent_sms_phone_changed_template_id": "100002",
     "sms_debug_codes": False,
     "seed_demo_data": False,
+    "metrics_token": "m" * 48,
 }
 
 

@@ -365,6 +365,7 @@ def test_production_needs_the_bucket_and_credentials_with_s3() -> None:
         "tencent_sms_phone_changed_template_id": "100002",
         "sms_debug_codes": False,
         "seed_demo_data": False,
+        "metrics_token": "m" * 48,
     }
     missing = Settings(_env_file=None, storage_backend="s3", **real).production_problems()
     assert {p.split()[0] for p in missing} == {

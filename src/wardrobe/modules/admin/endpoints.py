@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import decode_cursor, split_page
+from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.schemas import Id
 from wardrobe.modules.admin import service
 from wardrobe.modules.admin.schemas import (
@@ -23,7 +23,7 @@ from wardrobe.modules.admin.schemas import (
 )
 from wardrobe.modules.auth.deps import InfraDep, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
-from wardrobe.modules.auth.phone import normalize_phone
+from wardrobe.modules.auth.phone import MAX_PHONE_LENGTH, PHONE_PATTERN, normalize_phone
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users.schemas import UserOut
 from wardrobe.modules.users.service import SignupPolicy
@@ -53,8 +53,15 @@ async def list_users(
     _: Reader,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-    phone: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: CursorQuery = None,
+    phone: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_PHONE_LENGTH,
+            description="Only this phone's account; empty for all",
+            json_schema_extra={"pattern": f"^(?:{PHONE_PATTERN[1:-1]})?$"},
+        ),
+    ] = None,
     role: RoleName | None = None,
 ) -> OrjsonResponse:
     before_id = decode_cursor(cursor) if cursor else None

@@ -120,6 +120,8 @@ def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal
         return principal
 
     check.__name__ = f"require_{permission.value.replace(':', '_')}"
+    # Read by core/contract.py, which documents the permission on every route that asks for it.
+    setattr(check, "permission", permission.value)  # noqa: B010 - an attribute of a function object
     return check
 
 

@@ -75,6 +75,8 @@ def _token_body(pair: TokenPair) -> dict[str, object]:
         ErrorCode.CAPTCHA_INVALID,
         ErrorCode.DEPENDENCY_UNAVAILABLE,
     ),
+    # The token is needed only for the purposes whose code goes to the account's own phone.
+    openapi_extra={"security": [{}, {"HTTPBearer": []}]},
 )
 async def send_sms_code(
     body: SmsCodeRequest,
@@ -127,6 +129,7 @@ async def _code_recipient(
         ErrorCode.AUTH_INVALID_CREDENTIALS,
         ErrorCode.INVITE_CODE_INVALID,
         ErrorCode.ACCOUNT_DISABLED,
+        ErrorCode.FEATURE_UNAVAILABLE,
         ErrorCode.RATE_LIMITED,
         ErrorCode.DEPENDENCY_UNAVAILABLE,
     ),

@@ -15,6 +15,8 @@ from zxcvbn import zxcvbn
 
 from wardrobe.settings import get_settings
 
+# NIST SP 800-63B: at least 8 characters, whatever the configuration (settings enforce the floor).
+MIN_PASSWORD_LENGTH = 8
 # Words a guesser tries first against this service.
 _CONTEXT_WORDS = ["wardrobe", "yigui", "衣柜", "aiyigui", "closet"]
 # zxcvbn refuses longer input (its matching is quadratic); the rest of a longer password only adds.

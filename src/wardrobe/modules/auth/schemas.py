@@ -8,27 +8,54 @@ from typing import Annotated, Literal
 from fastapi import Header
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from wardrobe.core.openapi import server_check
 from wardrobe.core.schemas import EnumValue, InputModel
-from wardrobe.modules.auth.passwords import check_strength
+from wardrobe.modules.auth.passwords import MIN_PASSWORD_LENGTH, check_strength
 from wardrobe.modules.auth.phone import Phone
 from wardrobe.modules.auth.reauth import Proof
-from wardrobe.modules.auth.sms_codes import CodePurpose
+from wardrobe.modules.auth.sms_codes import ACCOUNT_PURPOSES, CodePurpose
 from wardrobe.modules.auth.sms_risk import DEVICE_ID_PATTERN, CaptchaTicket
 from wardrobe.modules.users.schemas import UserOut
 
-NewPassword = Annotated[str, Field(max_length=1024), AfterValidator(check_strength)]
-SmsCode = Annotated[str, Field(pattern=r"^\d{6}$", examples=["123456"])]
+NewPassword = Annotated[
+    str,
+    Field(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=1024,
+        json_schema_extra=server_check(
+            "between WARDROBE_PASSWORD_MIN_LENGTH (8) and WARDROBE_PASSWORD_MAX_LENGTH (128) characters, letters "
+            "and digits, and hard to guess: a zxcvbn score of at least WARDROBE_PASSWORD_MIN_SCORE (3)"
+        ),
+    ),
+    AfterValidator(check_strength),
+]
+# A proof of identity only works where the account has that kind of credential.
+PROOF_FITS_ACCOUNT = "only a kind of proof the account has: a phone, a password or a WeChat login"
+SmsCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", examples=["123456"])]
 InviteCode = Annotated[str, Field(min_length=4, max_length=20, examples=["7K3M9QXD"])]
 
 
 class SmsCodeRequest(InputModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # `phone` is required unless the purpose is one whose code goes to the account's own phone.
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
+                {
+                    "required": ["purpose"],
+                    "properties": {"purpose": {"enum": [str(p.value) for p in sorted(ACCOUNT_PURPOSES)]}},
+                },
+            ]
+        },
+    )
 
     phone: Phone | None = Field(
         default=None,
         examples=["13812345678"],
         description="Required, except for `change_phone` and `delete_account`: those codes go to the "
         "logged-in account's own phone (send the bearer token; a phone given must be that one)",
+        json_schema_extra=server_check("for `change_phone` and `delete_account`, the account's own phone"),
     )
     purpose: EnumValue[CodePurpose] = CodePurpose.LOGIN
     captcha: CaptchaTicket | None = Field(
@@ -122,10 +149,24 @@ class PhoneProofFields(InputModel):
     """Proof that the caller holds the account now (beyond the access token): one of a code sent
     to its current phone (purpose `change_phone`), its password, or a fresh `wx.login` code."""
 
-    current_code: SmsCode | None = Field(default=None, description="Code sent to the current phone (change_phone)")
-    password: str | None = Field(default=None, min_length=1, max_length=1024, description="The account's password")
+    current_code: SmsCode | None = Field(
+        default=None,
+        description="Code sent to the current phone (change_phone)",
+        json_schema_extra=server_check(PROOF_FITS_ACCOUNT),
+    )
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="The account's password",
+        json_schema_extra=server_check(PROOF_FITS_ACCOUNT),
+    )
     wechat_code: str | None = Field(
-        default=None, min_length=1, max_length=128, description="A fresh wx.login code of the account's WeChat user"
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="A fresh wx.login code of the account's WeChat user",
+        json_schema_extra=server_check(PROOF_FITS_ACCOUNT),
     )
 
     def proof(self) -> Proof:

@@ -10,7 +10,7 @@ from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, Rat
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger, mask_phone
 from wardrobe.core.metrics import AUTH_EVENTS
-from wardrobe.core.ratelimit import parse_limits, per_seconds
+from wardrobe.core.ratelimit import parse_limits
 from wardrobe.core.security import hash_password, verify_password
 from wardrobe.models import User
 from wardrobe.models.base import utcnow
@@ -78,7 +78,7 @@ async def login_with_password(
     client_ip = client.ip or "unknown"
     from_here = parse_limits(s.login_failure_limits)
     windows = [
-        ([per_seconds(30, 60)], ("login-ip", client_ip)),
+        (parse_limits(s.login_limit_per_ip), ("login-ip", client_ip)),
         (from_here, ("login-account-ip", phone, client_ip)),
         (parse_limits(s.login_failure_limits_per_account), ("login-account", phone)),
     ]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import decode_cursor, split_page
+from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.schemas import Id
 from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, require
 from wardrobe.modules.auth.permissions import Permission
@@ -59,7 +59,7 @@ async def my_ledger(
     principal: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorQuery = None,
 ) -> OrjsonResponse:
     before = decode_cursor(cursor) if cursor else None
     rows = await quota.ledger_page(session, principal.id, limit=limit + 1, before_id=before)

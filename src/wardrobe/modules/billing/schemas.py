@@ -45,7 +45,7 @@ class LedgerPage(BaseModel):
 
 
 class QuotaAdjustment(InputModel):
-    delta: int = Field(ge=-1_000_000, le=1_000_000, examples=[20])
+    delta: int = Field(ge=-1_000_000, le=1_000_000, examples=[20], json_schema_extra={"not": {"const": 0}})
     reason: str = Field(min_length=2, max_length=255, examples=["compensation for a failed batch"])
 
     @field_validator("delta")

@@ -169,10 +169,10 @@ async def save_feature(session: AsyncSession, body: FeatureWrite, existing_id: i
     if missing:
         raise _invalid("form_schema", [f"the pipeline reads inputs the form lacks: {', '.join(missing)}"])
     if body.rate_limit_policy:
-        from wardrobe.core.ratelimit import parse_limits
+        from wardrobe.core.ratelimit import parse_policy
 
         try:
-            parse_limits(body.rate_limit_policy)
+            parse_policy(body.rate_limit_policy)
         except ValueError as exc:
             raise _invalid("rate_limit_policy", [str(exc)]) from exc
 

@@ -13,7 +13,7 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import decode_cursor, split_page
+from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.schemas import Id
 from wardrobe.models import Role
 from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, require
@@ -66,6 +66,8 @@ async def _revealer(request: Request, principal: CurrentUser, infra: InfraDep) -
     raise AppError(ErrorCode.PERMISSION_DENIED)
 
 
+# Documented like require(): core/contract.py reads it into the operation's x-permission.
+setattr(_revealer, "permission", Permission.DISTRIBUTORS_REVEAL.value)  # noqa: B010 - a function attribute
 Revealer = Annotated[Principal, Depends(_revealer)]
 
 
@@ -108,7 +110,7 @@ async def list_applications(
     _: Reviewer,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorQuery = None,
     status: StatusName | None = None,
 ) -> OrjsonResponse:
     before_id = decode_cursor(cursor) if cursor else None

@@ -3,6 +3,7 @@ date, and the ISO 7064 MOD 11-2 check character (``X`` stands for 10)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 
 # The check character is (12 - Σ(dᵢ·wᵢ) mod 11) mod 11 with wᵢ = 2^(17-i) mod 11; this table maps
@@ -16,6 +17,9 @@ _PROVINCES = frozenset(
     | {61, 62, 63, 64, 65, 71, 81, 82, 83}
 )
 EARLIEST_BIRTH_YEAR = 1900
+# ASCII only (str.isdigit would take other scripts' digits too), spaces around allowed, x for X.
+_DIGITS_AND_CHECK = re.compile(r"[0-9]{17}[0-9X]")
+ID_NUMBER_PATTERN = "^ *[0-9]{17}[0-9Xx] *$"
 
 
 class IdNumberInvalid(ValueError):
@@ -28,10 +32,10 @@ def check_character(first17: str) -> str:
 
 def normalize_id_number(raw: str, *, today: date | None = None) -> str:
     """The number with an upper-case ``X``, or ``IdNumberInvalid``."""
-    number = raw.strip().upper()
+    number = raw.strip(" ").upper()
     if len(number) != 18:
         raise IdNumberInvalid("must be 18 characters")
-    if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+    if not _DIGITS_AND_CHECK.fullmatch(number):
         raise IdNumberInvalid("must be 17 digits followed by a digit or X")
     if int(number[:2]) not in _PROVINCES or number[2:6] == "0000":
         raise IdNumberInvalid("the region code is not valid")

@@ -8,12 +8,24 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from wardrobe.core.logging import mask_phone
+from wardrobe.core.openapi import server_check
 from wardrobe.core.schemas import InputModel
 from wardrobe.models import DistributorApplication
 from wardrobe.modules.auth.phone import Phone
-from wardrobe.modules.distributors.id_card import normalize_id_number
+from wardrobe.modules.distributors.id_card import ID_NUMBER_PATTERN, normalize_id_number
 
-IdNumber = Annotated[str, Field(min_length=1, max_length=32), AfterValidator(normalize_id_number)]
+IdNumber = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=32,
+        json_schema_extra={
+            "pattern": ID_NUMBER_PATTERN,
+            **server_check("a real region code, a plausible birth date, and the right check character"),
+        },
+    ),
+    AfterValidator(normalize_id_number),
+]
 StatusName = Literal["pending", "approved", "rejected"]
 
 

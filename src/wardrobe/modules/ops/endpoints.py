@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.responses import Response
 
 from wardrobe.core.envelope import Envelope, OrjsonResponse, error_response, ok
-from wardrobe.core.errors import ErrorCode
+from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
 from wardrobe.core.metrics import render_metrics
 from wardrobe.core.openapi import errors
 from wardrobe.modules.auth.deps import InfraDep
+from wardrobe.settings import Environment, Settings
 
 router = APIRouter(tags=["ops"])
 PROBE_TIMEOUT = 2.0
@@ -106,10 +110,44 @@ async def health_ready(infra: InfraDep) -> OrjsonResponse:
     return _answer({"db": db, "redis": redis, "rate_limits": limits})
 
 
+_metrics_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="MetricsToken",
+    description="WARDROBE_METRICS_TOKEN, the scrape token (not a user's access token)",
+)
+
+
+async def metrics_access(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_metrics_bearer)]
+) -> None:
+    """Only Prometheus reads the metrics: they name every route, vendor and queue, with their
+    failure rates. Without a token configured they are open in development (the quick start shows
+    them) and absent in production: 404, like any route that is not there, so a scanner learns
+    nothing about an endpoint that cannot be authenticated against (production also refuses to
+    start without the token)."""
+    settings: Settings = request.app.state.infra.settings
+    expected = settings.metrics_token.get_secret_value()
+    if not expected:
+        if settings.env is Environment.PRODUCTION:
+            raise AppError(ErrorCode.NOT_FOUND)
+        return
+    challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    if credentials is None:
+        raise AppError(ErrorCode.AUTH_REQUIRED, headers=challenge)
+    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise AppError(ErrorCode.AUTH_TOKEN_INVALID, headers=challenge)
+
+
 @router.get(
     "/metrics",
     summary="Prometheus metrics (text exposition format)",
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    description="Send `Authorization: Bearer <WARDROBE_METRICS_TOKEN>`. Without a token configured: open in "
+    "development, 404 in production.",
+    dependencies=[Depends(metrics_access)],
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"},
+        **errors(ErrorCode.AUTH_REQUIRED, ErrorCode.AUTH_TOKEN_INVALID, ErrorCode.NOT_FOUND),
+    },
 )
 async def metrics() -> Response:
     body, content_type = render_metrics()

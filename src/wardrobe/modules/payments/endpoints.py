@@ -20,13 +20,20 @@ from wardrobe.core.errors import ErrorCode
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import PAYMENT_EVENTS
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import decode_cursor, split_page
+from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.schemas import Id
 from wardrobe.models import Order, Refund
 from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, client_ip, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.payments import service
 from wardrobe.modules.payments.gateway import SignatureInvalid
+from wardrobe.modules.payments.notify_docs import (
+    ALIPAY_RESPONSES,
+    WECHAT_BODY,
+    WECHAT_REQUEST,
+    WECHAT_RESPONSES,
+    WECHAT_SIGNATURE_HEADERS,
+)
 from wardrobe.modules.payments.schemas import (
     AdminOrderOut,
     OrderCreate,
@@ -73,7 +80,7 @@ async def my_orders(
     principal: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorQuery = None,
 ) -> OrjsonResponse:
     rows = await service.orders_page(
         session, user_id=principal.id, limit=limit, before_id=decode_cursor(cursor) if cursor else None
@@ -102,6 +109,8 @@ def _wechat_fail(status: int) -> Response:
 
 
 async def _wechat(request: Request, infra: Any) -> Response:
+    if any(not request.headers.get(name) for name in WECHAT_SIGNATURE_HEADERS):
+        return _wechat_fail(400)  # not a WeChat Pay notification at all, whatever the configuration
     gateway = service.payments_of(infra).gateways.get("wechat")
     if gateway is None:
         return _wechat_fail(404)
@@ -127,7 +136,9 @@ async def _wechat(request: Request, infra: Any) -> Response:
     "/api/v1/payments/wechat/notify",
     summary="WeChat Pay payment notification (called by WeChat Pay)",
     status_code=204,
-    responses={204: {"description": "accepted"}, 401: {"description": "signature"}},
+    description=WECHAT_BODY,
+    responses=WECHAT_RESPONSES,
+    openapi_extra=WECHAT_REQUEST,
 )
 async def wechat_notify(request: Request, infra: InfraDep) -> Response:
     return await _wechat(request, infra)
@@ -137,7 +148,9 @@ async def wechat_notify(request: Request, infra: InfraDep) -> Response:
     "/api/v1/payments/wechat/refund-notify",
     summary="WeChat Pay refund notification (called by WeChat Pay)",
     status_code=204,
-    responses={204: {"description": "accepted"}, 401: {"description": "signature"}},
+    description=WECHAT_BODY,
+    responses=WECHAT_RESPONSES,
+    openapi_extra=WECHAT_REQUEST,
 )
 async def wechat_refund_notify(request: Request, infra: InfraDep) -> Response:
     return await _wechat(request, infra)
@@ -147,7 +160,8 @@ async def wechat_refund_notify(request: Request, infra: InfraDep) -> Response:
     "/api/v1/payments/alipay/notify",
     summary="Alipay payment and refund notification (called by Alipay; answers `success`)",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "`success`, or `fail` to be retried"}},
+    description="The body is Alipay's form-encoded notification, signed (`sign`, RSA2) over its other fields.",
+    responses=ALIPAY_RESPONSES,
 )
 async def alipay_notify(request: Request, infra: InfraDep) -> Response:
     gateway = service.payments_of(infra).gateways.get("alipay")
@@ -211,7 +225,7 @@ async def admin_orders(
     status: Annotated[str | None, Query(max_length=24)] = None,
     user_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorQuery = None,
 ) -> OrjsonResponse:
     rows = await service.orders_page(
         session, user_id=user_id, limit=limit, before_id=decode_cursor(cursor) if cursor else None, status=status

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.db import after_commit
 from wardrobe.core.errors import AppError, ErrorCode
-from wardrobe.core.ratelimit import parse_limits
+from wardrobe.core.openapi import server_check
+from wardrobe.core.ratelimit import POLICY_PATTERN, parse_policy
 from wardrobe.core.schemas import InputModel
 from wardrobe.models import ProviderAccount
 from wardrobe.modules.providers.accounts import (
@@ -40,7 +41,9 @@ class _Common(InputModel):
     secret_env: str | None = Field(default=None, max_length=128)
     endpoint: str | None = Field(default=None, max_length=255)
     concurrency: int | None = Field(default=None, ge=1, le=1000)
-    rate: str | None = Field(default=None, max_length=64)
+    rate: str | None = Field(
+        default=None, max_length=64, json_schema_extra={"pattern": POLICY_PATTERN}, examples=["20/second"]
+    )
     options: dict[str, Option] | None = Field(default=None, max_length=20)
     note: str | None = Field(default=None, max_length=500)
     reason: str = Field(min_length=2, max_length=500)  # kept in the audit log
@@ -50,7 +53,7 @@ class _Common(InputModel):
     def _rate(cls, value: str | None) -> str | None:
         if value:
             try:
-                parse_limits(value)
+                parse_policy(value)
             except ValueError as exc:
                 raise ValueError("rate must read like '20/second' or '600/minute'") from exc
         return value or None
@@ -59,7 +62,13 @@ class _Common(InputModel):
 class AccountCreate(_Common):
     """A new account: where it calls, as whom, and how much at once."""
 
-    provider: str = Field(min_length=1, max_length=32)
+    provider: str = Field(
+        min_length=1,
+        max_length=32,
+        json_schema_extra=server_check(
+            "a provider of this deployment that runs on accounts (GET /api/v1/admin/providers)"
+        ),
+    )
     name: str = Field(pattern=NAME.pattern)
     concurrency: int = Field(ge=1, le=1000)
 

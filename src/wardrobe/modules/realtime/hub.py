@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 import socketio
 from sqlalchemy import select
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wardrobe.core.context import request_id_var
 from wardrobe.core.db import finish
@@ -45,6 +46,7 @@ from wardrobe.core.ratelimit import parse_limits
 from wardrobe.core.security import AccessClaims
 from wardrobe.models import Task
 from wardrobe.modules.auth.deps import verified_user
+from wardrobe.modules.realtime.http_docs import METHODS
 from wardrobe.modules.realtime.nodes import name_sessions
 from wardrobe.modules.realtime.revocations import Revoked
 from wardrobe.modules.realtime.seats import RENEW_SECONDS, MemorySeats, RedisSeats, Seats
@@ -97,6 +99,22 @@ def same_origins(environ: Mapping[str, Any]) -> set[str]:
     return found
 
 
+def _methods_or_405(app: ASGIApp) -> ASGIApp:
+    """python-engineio answers other methods 405 without the ``Allow`` header RFC 9110 asks for;
+    answer them here, naming the methods it serves."""
+    allow = ", ".join(METHODS).encode()
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in METHODS:
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"allow", allow)]
+            await send({"type": "http.response.start", "status": 405, "headers": headers})
+            await send({"type": "http.response.body", "body": b"Method Not Allowed"})
+            return
+        await app(scope, receive, send)
+
+    return guarded
+
+
 @dataclass(slots=True)
 class Held:
     """A socket of this process: whose it is, and the timer that drops it when its token expires."""
@@ -138,8 +156,8 @@ class RealtimeHub:
         self.sio.on("subscribe", self._subscribe)
         self.sio.on("unsubscribe", self._unsubscribe)
 
-    def asgi_app(self) -> socketio.ASGIApp:
-        return socketio.ASGIApp(self.sio, socketio_path="socket.io")
+    def asgi_app(self) -> ASGIApp:
+        return _methods_or_405(socketio.ASGIApp(self.sio, socketio_path="socket.io"))
 
     def attach(self, infra: Infra) -> None:
         self.infra = infra

@@ -43,6 +43,19 @@ _EXPIRES_DOC = _query_doc("expires", "Unix time after which the URL is refused")
 _IMAGE_CONTENT = {ct: {"schema": {"type": "string", "format": "binary"}} for ct in sorted(service.INLINE_CONTENT_TYPES)}
 
 
+# What every download carries: browsers take the type as declared and never render a download as a
+# page of this origin; only the client's own cache keeps it, while the URL is valid.
+_DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": {"required": True, "schema": {"const": "nosniff"}},
+    "Content-Disposition": {
+        "required": True,
+        "schema": {"type": "string", "pattern": "^(inline|attachment); "},
+        "description": "Images inline under the key's name, anything else (or a signed filename) as an attachment",
+    },
+    "Cache-Control": {"required": True, "schema": {"type": "string", "pattern": "^private, max-age=[0-9]+$"}},
+}
+
+
 def uploads_of(request: Request) -> service.UploadServices:
     """Built with the app (``create_app``'s lifespan), next to ``Infra``."""
     uploads: service.UploadServices = request.app.state.uploads
@@ -134,6 +147,7 @@ async def create_upload_credentials(principal: CurrentUser, infra: InfraDep, req
         ErrorCode.CONFLICT,
         ErrorCode.PAYLOAD_TOO_LARGE,
         ErrorCode.UPLOAD_INVALID,
+        ErrorCode.MALFORMED_REQUEST,  # a Content-Length that is not a number
     ),
     openapi_extra={
         "parameters": [
@@ -170,7 +184,7 @@ async def put_object(key: str, request: Request, infra: InfraDep, session: Sessi
     description="Signed URLs come from the API (e.g. a task's `outputs[].url`); nothing is public without one.",
     response_class=Response,
     responses={
-        200: {"description": "The object's bytes", "content": _IMAGE_CONTENT},
+        200: {"description": "The object's bytes", "content": _IMAGE_CONTENT, "headers": _DOWNLOAD_HEADERS},
         **errors(ErrorCode.PERMISSION_DENIED, ErrorCode.SIGNED_URL_EXPIRED, ErrorCode.NOT_FOUND),
     },
     openapi_extra={

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from wardrobe.core.openapi import server_check
 from wardrobe.core.schemas import InputModel
 
 ImageContentType = Literal["image/png", "image/jpeg", "image/webp"]
@@ -24,13 +25,26 @@ def _plain_filename(value: str) -> str:
     return value
 
 
-Filename = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_plain_filename)]
+Filename = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        json_schema_extra=server_check("a plain file name: no path, no control or invisible characters, not blank"),
+    ),
+    AfterValidator(_plain_filename),
+]
 
 
 class UploadCreate(InputModel):
     filename: Filename = Field(examples=["look.jpg"])
     content_type: ImageContentType = Field(examples=["image/jpeg"])
-    size: int = Field(ge=1, description="The exact number of bytes that will be sent", examples=[524288])
+    size: int = Field(
+        ge=1,
+        description="The exact number of bytes that will be sent",
+        examples=[524288],
+        json_schema_extra=server_check("at most the configured upload cap (WARDROBE_MAX_UPLOAD_BYTES)"),
+    )
 
 
 class TemporaryKeys(BaseModel):
@@ -63,7 +77,12 @@ class UploadOut(BaseModel):
 
 
 class UploadComplete(InputModel):
-    object_key: str = Field(min_length=1, max_length=1024, examples=["uploads/42/2026/11/3f2b0c6d9e8a4b7c.jpg"])
+    object_key: str = Field(
+        min_length=1,
+        max_length=1024,
+        examples=["uploads/42/2026/11/3f2b0c6d9e8a4b7c.jpg"],
+        json_schema_extra=server_check("a key under your own `uploads/<your id>/`, as POST /api/v1/uploads gave it"),
+    )
 
 
 class UploadCredentialsOut(BaseModel):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import decode_cursor
+from wardrobe.core.pagination import CursorQuery, decode_cursor
 from wardrobe.modules.auth.deps import BearerDep, CurrentUser, InfraDep, SessionDep, access_claims
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
@@ -67,7 +67,10 @@ async def create_task(
     principal: CurrentUser,
     infra: InfraDep,
     session: SessionDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=8, max_length=128)] = None,
+    # Visible ASCII, no spaces: what survives any HTTP hop unchanged (proxies trim whitespace).
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=8, max_length=128, pattern=r"^[!-~]{8,128}$")
+    ] = None,
 ) -> OrjsonResponse:
     task, _ = await service.create_task(
         session, infra, principal.user, feature_key=body.feature, inputs=body.inputs, idempotency_key=idempotency_key
@@ -87,7 +90,7 @@ async def list_tasks(
     infra: InfraDep,
     credentials: BearerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorQuery = None,
     status: TaskStatusName | None = None,
     feature: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from wardrobe.core.openapi import server_check
 from wardrobe.core.schemas import InputModel
 
 TaskStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -14,7 +15,13 @@ TaskStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
 class TaskCreate(InputModel):
     feature: str = Field(min_length=1, max_length=64, examples=["cutout"])
-    inputs: dict[str, Any] = Field(examples=[{"image": "uploads/1/2026/11/4f1c….png"}])
+    inputs: dict[str, Any] = Field(
+        examples=[{"image": "uploads/1/2026/11/4f1c0b1e6f3a4d5e.png"}],
+        json_schema_extra=server_check(
+            "checked against the feature's `form_schema` (GET /api/v1/features); an image input is the "
+            "`object_key` of one of your own verified uploads or results"
+        ),
+    )
 
 
 class StepOut(BaseModel):

@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from wardrobe.core.logging import mask_phone
-from wardrobe.core.schemas import InputModel, IsoDate
+from wardrobe.core.openapi import server_check
+from wardrobe.core.schemas import InputModel, IsoDate, omit_not_null
 from wardrobe.models import User
 
 
@@ -31,9 +32,18 @@ def _multi_line(value: str) -> str:
     return _clean_text(value, multiline=True)
 
 
-Nickname = Annotated[str, AfterValidator(_single_line), Field(min_length=1, max_length=32)]
-Region = Annotated[str, AfterValidator(_single_line), Field(min_length=1, max_length=64)]
-Bio = Annotated[str, AfterValidator(_multi_line), Field(max_length=500)]
+_PLAIN = "no `<` or `>`, and no control or invisible formatting characters (Unicode Cc, Cf)"
+Nickname = Annotated[
+    str, AfterValidator(_single_line), Field(min_length=1, max_length=32, json_schema_extra=server_check(_PLAIN))
+]
+Region = Annotated[
+    str, AfterValidator(_single_line), Field(min_length=1, max_length=64, json_schema_extra=server_check(_PLAIN))
+]
+Bio = Annotated[
+    str,
+    AfterValidator(_multi_line),
+    Field(max_length=500, json_schema_extra=server_check(f"{_PLAIN}; line breaks allowed")),
+]
 
 
 class UserOut(BaseModel):
@@ -71,10 +81,13 @@ class ProfileUpdate(InputModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nickname: Nickname | None = None
+    # Omit it to keep it; null is refused (a nickname, once set, cannot be removed).
+    nickname: Nickname | None = Field(default=None, json_schema_extra=omit_not_null)
     avatar_url: AnyHttpUrl | None = Field(default=None, examples=["https://cdn.example.com/a.png"])
     gender: Literal["unknown", "male", "female"] | None = None
-    birthday: IsoDate | None = None
+    birthday: IsoDate | None = Field(
+        default=None, json_schema_extra=server_check("between 1900-01-01 and today; null clears it")
+    )
     bio: Bio | None = None
     region: Region | None = None
 
