@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import functools
 import importlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.crypto.factory import build_key_manager
 from wardrobe.modules.distributors.endpoints import router as distributors_router
 from wardrobe.modules.moderation.factory import build_moderator
+from wardrobe.modules.moderation.moderator import Moderator
 from wardrobe.modules.ops.endpoints import router as ops_router
 from wardrobe.modules.payments.alipay import AlipayGateway
 from wardrobe.modules.payments.endpoints import router as payments_router
@@ -333,7 +334,12 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
         session_factory, cache, SecretBox(settings.provider_secrets_key.get_secret_value())
     )
     # One moderator for task creation (prompts) and the engine (uploads, outputs).
-    infra.runtime.engine.moderator = build_moderator(
+    infra.runtime.engine.moderator = _moderator(settings, storage)
+    return infra
+
+
+def _moderator(settings: Settings, storage: ObjectStorage) -> Moderator:
+    return build_moderator(
         backend=settings.moderation_backend,
         storage=storage,
         keywords_file=settings.moderation_keywords_file or None,
@@ -349,7 +355,6 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
         outage_attempts=settings.moderation_outage_attempts,
         outage_backoff_seconds=settings.moderation_outage_backoff_seconds,
     )
-    return infra
 
 
 async def prepare_database(infra: Infra) -> None:
@@ -403,36 +408,58 @@ async def _stop_realtime(hub: RealtimeHub) -> None:
             await listener
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    hub = RealtimeHub(settings)
+ROUTERS = (
+    ops_router,
+    auth_router,
+    users_router,
+    billing_router,
+    payments_router,
+    tasks_router,
+    catalog_router,
+    providers_router,
+    callbacks_router,
+    storage_router,
+    distributors_router,
+    admin_router,
+    asyncapi_router,
+)
 
+
+async def _start_realtime(infra: Infra, hub: RealtimeHub) -> RevocationBus:
+    """Socket.IO's part of a process: pushes through its server, and ended sessions' sockets
+    dropped (any process's relay publishes a revocation; each drops its own sockets)."""
+    hub.attach(infra)
+    infra.runtime.events = TaskEvents(infra, server_emitter(hub.sio))
+    revocations = RevocationBus(infra.redis, infra.settings.redis_key_prefix)
+    revocations.listen(hub.on_revoked)
+    infra.runtime.publishers[TOPIC_SESSIONS_REVOKED] = revocations.publish
+    await revocations.start()
+    await hub.start()
+    return revocations
+
+
+def _background(infra: Infra) -> list[asyncio.Task[None]]:
+    """Embedded mode's stand-ins for the scheduler (never in tests: they would race them)."""
+    settings = infra.settings
+    if not settings.embedded or settings.env is Environment.TEST:
+        return []
+    return [asyncio.create_task(keep_invite_pool_full(infra)), asyncio.create_task(run_embedded_housekeeping(infra))]
+
+
+def _lifespan(settings: Settings, hub: RealtimeHub) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Distributors' ID numbers (B9); refuses the local key file in production.
+        # Distributors' ID numbers; refuses the local key file in production.
         key_manager = app.state.key_manager = build_key_manager(settings)
-        infra = build_infra(settings)
-        app.state.infra = infra
-        # Grants' size bounds and COS STS upload credentials (E2): only the API hands them out.
+        infra = app.state.infra = build_infra(settings)
+        # Grants' size bounds and COS STS upload credentials: only the API hands them out.
         uploads = app.state.uploads = build_upload_services(settings, infra.redis)
         register_pool_collector(lambda: pool_status(infra.engine))
         await prepare_database(infra)
-        hub.attach(infra)
         await infra.cache.start()
-        infra.runtime.events = TaskEvents(infra, server_emitter(hub.sio))
-        # Ended sessions: any process's relay publishes them; this one drops its own sockets.
-        revocations = RevocationBus(infra.redis, settings.redis_key_prefix)
-        revocations.listen(hub.on_revoked)
-        infra.runtime.publishers[TOPIC_SESSIONS_REVOKED] = revocations.publish
-        await revocations.start()
-        await hub.start()
+        revocations = await _start_realtime(infra, hub)
         await infra.runtime.start()
-        refill: asyncio.Task[None] | None = None
-        housekeeping: asyncio.Task[None] | None = None
-        if settings.embedded and settings.env is not Environment.TEST:
-            refill = asyncio.create_task(keep_invite_pool_full(infra))
-            housekeeping = asyncio.create_task(run_embedded_housekeeping(infra))
+        background = _background(infra)
         log.info("started", env=settings.env.value, db=infra.engine.dialect.name, embedded=settings.embedded)
         if settings.env is Environment.PRODUCTION:
             for warning in settings.production_warnings():
@@ -440,11 +467,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for background in (refill, housekeeping):
-                if background is not None:
-                    background.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await background
+            for job in background:
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
             await uploads.aclose()
             await close_infra(infra)
             await revocations.stop()
@@ -452,22 +478,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await key_manager.aclose()
             await _stop_realtime(hub)
 
-    app = FastAPI(
-        title="Wardrobe API",
-        version="0.1.0",
-        description=API_DESCRIPTION,
-        lifespan=lifespan,
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-        # Before any route's own dependencies: see core/json_guard.py.
-        dependencies=[Depends(refuse_unstorable_json)],
-        # Readable, stable operation ids for generated clients (tasks_create, admin_orders_refund).
-        generate_unique_id_function=operation_id,
-    )
-    contract.install(
-        app,
-        metrics_open=not settings.metrics_token.get_secret_value() and settings.env is not Environment.PRODUCTION,
-        mounted=SOCKETIO_PATHS,
-    )
+    return lifespan
+
+
+def _install_edge(app: FastAPI, settings: Settings) -> None:
     install_exception_handlers(app)
     # Added first = innermost: CORS headers are on 429s too, and the request id on everything.
     app.add_middleware(RateLimitMiddleware, trusted_proxies=settings.trusted_proxies)
@@ -484,21 +498,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_caps={OBJECTS_PATH: settings.max_upload_bytes},
     )
-    for router in (
-        ops_router,
-        auth_router,
-        users_router,
-        billing_router,
-        payments_router,
-        tasks_router,
-        catalog_router,
-        providers_router,
-        callbacks_router,
-        storage_router,
-        distributors_router,
-        admin_router,
-        asyncapi_router,
-    ):
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    hub = RealtimeHub(settings)
+    app = FastAPI(
+        title="Wardrobe API",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=_lifespan(settings, hub),
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Before any route's own dependencies: see core/json_guard.py.
+        dependencies=[Depends(refuse_unstorable_json)],
+        # Readable, stable operation ids for generated clients (tasks_create, admin_orders_refund).
+        generate_unique_id_function=operation_id,
+    )
+    contract.install(
+        app,
+        metrics_open=not settings.metrics_token.get_secret_value() and settings.env is not Environment.PRODUCTION,
+        mounted=SOCKETIO_PATHS,
+    )
+    _install_edge(app, settings)
+    for router in ROUTERS:
         app.include_router(router)
     app.state.realtime = hub
     app.mount("/socket.io", hub.asgi_app())
