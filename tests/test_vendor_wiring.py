@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from tests.conftest import Api
 from tests.fixtures.auth import login_as, sms_login
+from tests.fixtures.settings import production_settings
 from tests.fixtures.tasks import balance, make_feature, step
 from wardrobe.app import build_providers
 from wardrobe.core.db import create_engine, create_session_factory
@@ -59,19 +60,9 @@ def test_nothing_but_local_providers_without_vendor_settings(tmp_path: object) -
 
 
 def test_production_refuses_scf_without_a_callback_key_or_https_callbacks() -> None:
-    real = {
-        "jwt_secret": "x" * 48,
-        "sms_code_pepper": "p" * 48,
-        "storage_signing_key": "s" * 48,
-        "vendor_callback_secret": "v" * 48,
-        "sms_backend": "tencent",
-        "tencent_sms_phone_changed_template_id": "100002",
-        "sms_debug_codes": False,
-        "seed_demo_data": False,
-        "metrics_token": "m" * 48,
-    }
+    real = production_settings()
     with pytest.raises(ValidationError) as info:
-        Settings(_env_file=None, env="production", scf_enabled=True, vendor_callback_base_url="http://x", **real)  # type: ignore[arg-type]
+        Settings(_env_file=None, env="production", scf_enabled=True, vendor_callback_base_url="http://x", **real)
     assert "SCF_CALLBACK_KEY" in str(info.value)
     assert "VENDOR_CALLBACK_BASE_URL" in str(info.value)
 

@@ -4,6 +4,7 @@ open in development without one (the quick start shows it), absent (404) in prod
 from __future__ import annotations
 
 from tests.conftest import Api
+from tests.fixtures.settings import production_settings
 from wardrobe.settings import Environment, Settings
 
 TOKEN = "scrape-token-for-this-test-0123456789abcdef"
@@ -45,18 +46,9 @@ async def test_without_a_token_metrics_are_open_in_development_and_absent_in_pro
 
 
 def test_production_refuses_to_start_without_a_scrape_token() -> None:
-    real = {
-        "jwt_secret": "x" * 48,
-        "sms_code_pepper": "p" * 48,
-        "storage_signing_key": "s" * 48,
-        "vendor_callback_secret": "v" * 48,
-        "sms_backend": "tencent",
-        "tencent_sms_phone_changed_template_id": "100002",
-        "sms_debug_codes": False,
-        "seed_demo_data": False,
-    }
+    real = production_settings(without=("metrics_token",))
     for token in ("", "short"):
-        problems = Settings(_env_file=None, metrics_token=token, **real).production_problems()  # type: ignore[arg-type]
+        problems = Settings(_env_file=None, metrics_token=token, **real).production_problems()
         assert any("WARDROBE_METRICS_TOKEN" in p for p in problems), token
-    ok = Settings(_env_file=None, metrics_token="m" * 48, **real)  # type: ignore[arg-type]
+    ok = Settings(_env_file=None, metrics_token="m" * 48, **real)
     assert ok.production_problems() == []

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from tests.fixtures.settings import production_settings
 from wardrobe.settings import Settings
 
 
@@ -33,19 +34,7 @@ def test_production_refuses_every_insecure_default() -> None:
 
 
 def test_production_starts_with_real_settings() -> None:
-    s = Settings(
-        _env_file=None,
-        env="production",
-        jwt_secret="x" * 48,
-        sms_code_pepper="p" * 48,
-        storage_signing_key="s" * 48,
-        vendor_callback_secret="v" * 48,
-        sms_backend="tencent",
-        tencent_sms_phone_changed_template_id="100002",
-        sms_debug_codes=False,
-        seed_demo_data=False,
-        metrics_token="m" * 48,
-    )
+    s = Settings(_env_file=None, env="production", **production_settings())
     assert s.production_problems() == []
     assert not s.debug_codes_enabled
 
@@ -69,17 +58,7 @@ def test_provider_rates_are_checked_at_start() -> None:
 
 
 def test_production_payments_need_https_callbacks_and_a_real_apiv3_key() -> None:
-    real: dict[str, Any] = {
-        "jwt_secret": "x" * 48,
-        "sms_code_pepper": "p" * 48,
-        "storage_signing_key": "s" * 48,
-        "vendor_callback_secret": "v" * 48,
-        "sms_backend": "tencent",
-        "tencent_sms_phone_changed_template_id": "100002",
-        "sms_debug_codes": False,
-        "seed_demo_data": False,
-        "metrics_token": "m" * 48,
-    }
+    real = production_settings()
     with pytest.raises(ValidationError) as info:
         Settings(
             _env_file=None,
@@ -105,18 +84,7 @@ def test_production_payments_need_https_callbacks_and_a_real_apiv3_key() -> None
 def test_captcha_is_off_unless_configured_and_production_warns_without_it() -> None:
     from wardrobe.modules.auth.captcha import build_captcha
 
-    real: dict[str, Any] = {
-        "env": "production",
-        "jwt_secret": "x" * 48,
-        "sms_code_pepper": "p" * 48,
-        "storage_signing_key": "s" * 48,
-        "vendor_callback_secret": "v" * 48,
-        "sms_backend": "tencent",
-        "tencent_sms_phone_changed_template_id": "100002",
-        "sms_debug_codes": False,
-        "seed_demo_data": False,
-        "metrics_token": "m" * 48,
-    }
+    real: dict[str, Any] = {"env": "production", **production_settings()}
     keys: dict[str, Any] = {
         "captcha_app_id": 190000001,
         "captcha_app_secret_key": "app-secret",

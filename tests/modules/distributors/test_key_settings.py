@@ -7,22 +7,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tests.fixtures.settings import production_settings
 from wardrobe.modules.crypto.factory import build_key_manager
 from wardrobe.modules.crypto.keys import LocalKeyManager
 from wardrobe.modules.crypto.tencent_kms import TencentKmsKeyManager
 from wardrobe.settings import Settings
 
-REAL = {
-    "jwt_secret": "x" * 48,
-    "sms_code_pepper": "p" * 48,
-    "storage_signing_key": "s" * 48,
-    "vendor_callback_secret": "v" * 48,
-    "sms_backend": "tencent",
-    "tencent_sms_phone_changed_template_id": "100002",
-    "sms_debug_codes": False,
-    "seed_demo_data": False,
-    "metrics_token": "m" * 48,
-}
+REAL = production_settings()
 
 
 def test_the_key_file_defaults_to_the_var_dir(tmp_path: Path) -> None:
@@ -35,9 +26,9 @@ def test_the_key_file_defaults_to_the_var_dir(tmp_path: Path) -> None:
 
 async def test_production_refuses_the_key_file_and_an_unconfigured_kms() -> None:
     with pytest.raises(RuntimeError, match="KMS_BACKEND=local is for development only"):
-        build_key_manager(Settings(_env_file=None, env="production", **REAL))  # type: ignore[arg-type]
+        build_key_manager(Settings(_env_file=None, env="production", **REAL))
     with pytest.raises(ValidationError, match="WARDROBE_KMS_KEY_ID"):
-        Settings(_env_file=None, env="production", kms_backend="tencent", **REAL)  # type: ignore[arg-type]
+        Settings(_env_file=None, env="production", kms_backend="tencent", **REAL)
     settings = Settings(
         _env_file=None,
         env="production",
@@ -45,7 +36,7 @@ async def test_production_refuses_the_key_file_and_an_unconfigured_kms() -> None
         kms_key_id="5d3f0b0e-6a41-11ef-9b2a-525400d3a1f0",
         tencent_secret_id="AKID-x",
         tencent_secret_key="secret",
-        **REAL,  # type: ignore[arg-type]
+        **REAL,
     )
     keys = build_key_manager(settings)
     assert isinstance(keys, TencentKmsKeyManager)

@@ -7,13 +7,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.fixtures.settings import production_settings
 from tests.peers.s3_fixtures import S3_CREDENTIALS, S3_TEMP_CREDENTIALS, S3Peer
 from wardrobe.modules.storage.backend import (
     InvalidKey,
@@ -357,16 +357,7 @@ async def test_settings_build_the_s3_backend(s3_peer: S3Peer) -> None:
 
 
 def test_production_needs_the_bucket_and_credentials_with_s3() -> None:
-    real: dict[str, Any] = {
-        "jwt_secret": "x" * 48,
-        "sms_code_pepper": "p" * 48,
-        "vendor_callback_secret": "v" * 48,
-        "sms_backend": "tencent",
-        "tencent_sms_phone_changed_template_id": "100002",
-        "sms_debug_codes": False,
-        "seed_demo_data": False,
-        "metrics_token": "m" * 48,
-    }
+    real = production_settings(without=("storage_signing_key",))
     missing = Settings(_env_file=None, storage_backend="s3", **real).production_problems()
     assert {p.split()[0] for p in missing} == {
         "WARDROBE_STORAGE_S3_BUCKET",

@@ -16,14 +16,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, RateLimited
+from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
 from wardrobe.core.ratelimit import parse_limits
 from wardrobe.core.security import verify_password
 from wardrobe.models import User
 from wardrobe.modules.auth import sms_codes
 from wardrobe.modules.auth.sms_codes import CodePurpose
-from wardrobe.modules.auth.wechat_client import WeChatCodeInvalidError, WeChatError, WeChatRateLimitedError
+from wardrobe.modules.auth.wechat_errors import wechat_answers, wechat_of
 
 # Shared with password changes: alternating the two never doubles the guesses at a password.
 PASSWORD_WINDOW_KEY = "password-change"  # noqa: S105 - a rate-limit key, not a secret
@@ -52,16 +52,9 @@ async def check_password(infra: Infra, user: User, password: str) -> None:
 
 
 async def _check_wechat(infra: Infra, user: User, code: str) -> None:
-    if infra.wechat is None:
-        raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat is not configured")
-    try:
-        wx = await infra.wechat.code2session(code)
-    except WeChatCodeInvalidError as exc:
-        raise AppError(ErrorCode.AUTH_CODE_INVALID) from exc
-    except WeChatRateLimitedError as exc:
-        raise RateLimited(60, detail="wechat 45011") from exc
-    except WeChatError as exc:
-        raise DependencyUnavailable(detail=f"wechat {exc}") from exc
+    wechat = wechat_of(infra)
+    with wechat_answers():
+        wx = await wechat.code2session(code)
     if not secrets.compare_digest(wx.openid, user.wechat_openid or ""):
         raise AppError(ErrorCode.AUTH_CODE_INVALID, detail="wechat code of another user")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, RateLimited
+from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger, mask_phone
 from wardrobe.core.metrics import AUTH_EVENTS
@@ -19,12 +19,7 @@ from wardrobe.modules.auth.phone import normalize_phone
 from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.auth.tokens import ClientInfo, TokenPair
-from wardrobe.modules.auth.wechat_client import (
-    WeChatCodeInvalidError,
-    WeChatError,
-    WeChatRateLimitedError,
-    WeChatUserBlockedError,
-)
+from wardrobe.modules.auth.wechat_errors import wechat_answers, wechat_of
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users import service as users_service
 from wardrobe.modules.users.service import SignupPolicy
@@ -98,19 +93,10 @@ async def login_with_password(
 async def login_with_wechat(
     session: AsyncSession, infra: Infra, *, code: str, invite_code: str | None, client: ClientInfo
 ) -> LoginResult:
-    if infra.wechat is None:
-        raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat login is not configured")
+    wechat = wechat_of(infra)
     referrer = await _referrer_for(session, invite_code)
-    try:
-        wx = await infra.wechat.code2session(code)
-    except WeChatCodeInvalidError as exc:
-        raise AppError(ErrorCode.AUTH_CODE_INVALID) from exc
-    except WeChatRateLimitedError as exc:
-        raise RateLimited(60, detail="wechat 45011") from exc
-    except WeChatUserBlockedError as exc:
-        raise AppError(ErrorCode.ACCOUNT_DISABLED, detail="wechat 40226") from exc
-    except WeChatError as exc:
-        raise DependencyUnavailable(detail=f"wechat {exc}") from exc
+    with wechat_answers():
+        wx = await wechat.code2session(code)
     user, created = await users_service.get_or_create_by_openid(
         session, wx.openid, wx.unionid, policy=SignupPolicy.of(infra.settings), referrer=referrer
     )
@@ -124,17 +110,10 @@ async def bind_phone_with_wechat(
     session: AsyncSession, infra: Infra, user: User, phone_code: str, proof: Proof, keep_session_id: str
 ) -> User:
     """Bind the phone WeChat vouches for (getPhoneNumber) to the logged-in user."""
-    if infra.wechat is None:
-        raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat is not configured")
+    wechat = wechat_of(infra)
     await reauth.confirm_identity(infra, user, CodePurpose.CHANGE_PHONE, proof)
-    try:
-        phone_info = await infra.wechat.get_phone_number(phone_code)
-    except WeChatCodeInvalidError as exc:
-        raise AppError(ErrorCode.AUTH_CODE_INVALID) from exc
-    except WeChatRateLimitedError as exc:
-        raise RateLimited(60, detail="wechat 45011") from exc
-    except WeChatError as exc:
-        raise DependencyUnavailable(detail=f"wechat {exc}") from exc
+    with wechat_answers():
+        phone_info = await wechat.get_phone_number(phone_code)
     try:
         phone = normalize_phone(phone_info.pure_phone_number)
     except ValueError as exc:
