@@ -49,11 +49,14 @@ async def test_metrics_of_all_processes_add_up_in_every_scrape(api: Api, tmp_pat
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
 
             async def up() -> bool:
+                # Both processes, each on its own port too: the shared port answers as soon as one
+                # is up, and all the requests below could then land on that one alone.
                 assert server.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
                 try:
-                    return (await client.get("/health")).status_code == 200
+                    answers = [await client.get(f"http://127.0.0.1:{p}/health") for p in (port, port + 1, port + 2)]
                 except httpx.HTTPError:
                     return False
+                return all(a.status_code == 200 for a in answers)
 
             await wait_until(up, within=90, every=0.2)
             answers = await asyncio.gather(*(client.get("/api/v1/billing/plans") for _ in range(30)))
