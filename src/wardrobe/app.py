@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wardrobe.core import contract
 from wardrobe.core.cache import Cache, Policy
 from wardrobe.core.db import create_engine, create_session_factory, pool_status, unit_of_work
+from wardrobe.core.deps import Parts
 from wardrobe.core.edge_limits import EdgeLimits, EndpointClass, RateLimitMiddleware
 from wardrobe.core.handlers import install_exception_handlers
 from wardrobe.core.infra import Infra
@@ -34,7 +35,7 @@ from wardrobe.migrations import runner
 from wardrobe.models.base import utcnow
 from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.auth import notices
-from wardrobe.modules.auth.captcha import build_captcha
+from wardrobe.modules.auth.captcha import TencentCaptcha, build_captcha
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.notices import TOPIC_SMS_NOTICE
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsNotice, SmsSender, TencentSmsSender
@@ -338,6 +339,29 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
     return infra
 
 
+def register_parts(infra: Infra) -> Parts:
+    """The parts request code may ask for by type (core/deps.py)."""
+    parts = Parts()
+    for kind, value in (
+        (Settings, infra.settings),
+        (async_sessionmaker, infra.session_factory),
+        (Redis, infra.redis),
+        (RateLimiter, infra.limiter),
+        (EdgeLimits, infra.edge_limits),
+        (TokenCodec, infra.tokens),
+        (Cache, infra.cache),
+        (SmsSender, infra.sms_sender),
+        (WeChatClient, infra.wechat),
+        (TencentCaptcha, infra.captcha),
+        (ObjectStorage, infra.storage),
+        (ProviderRegistry, infra.providers),
+        (Payments, infra.payments),
+        (Moderator, infra.runtime.engine.moderator),
+    ):
+        parts.add(kind, value)
+    return parts
+
+
 def _moderator(settings: Settings, storage: ObjectStorage) -> Moderator:
     return build_moderator(
         backend=settings.moderation_backend,
@@ -452,6 +476,7 @@ def _lifespan(settings: Settings, hub: RealtimeHub) -> Callable[[FastAPI], Abstr
         # Distributors' ID numbers; refuses the local key file in production.
         key_manager = app.state.key_manager = build_key_manager(settings)
         infra = app.state.infra = build_infra(settings)
+        app.state.parts = register_parts(infra)
         # Grants' size bounds and COS STS upload credentials: only the API hands them out.
         uploads = app.state.uploads = build_upload_services(settings, infra.redis)
         register_pool_collector(lambda: pool_status(infra.engine))

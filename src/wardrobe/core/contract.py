@@ -71,15 +71,13 @@ def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
 
 
 def route_facts(app: FastAPI) -> dict[tuple[str, str], RouteFacts]:
-    from wardrobe.modules.auth.deps import get_infra
-
     found: dict[tuple[str, str], RouteFacts] = {}
     for route in api_routes(app.routes):
         calls = list(_calls(route.dependant))
         permission = next((str(c.permission) for c in calls if hasattr(c, "permission")), None)
         facts = RouteFacts(
             permission=permission,
-            reaches_dependencies=get_infra in calls,
+            reaches_dependencies=any(hasattr(c, "part") for c in calls),
             parses_body=route.body_field is not None,
         )
         for method in route.methods or ():

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
@@ -21,7 +22,7 @@ from wardrobe.modules.admin.schemas import (
     RoleName,
     SessionsRevoked,
 )
-from wardrobe.modules.auth.deps import InfraDep, Principal, SessionDep, require
+from wardrobe.modules.auth.deps import InfraDep, Principal, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.auth.phone import MAX_PHONE_LENGTH, PHONE_PATTERN, normalize_phone
 from wardrobe.modules.users import repository as users_repo

@@ -6,7 +6,7 @@ disabled account or a changed role therefore takes effect on the very next reque
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,10 +15,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.context import user_id_var
-from wardrobe.core.db import finish
+from wardrobe.core.deps import SessionDep, TokensDep
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
-from wardrobe.core.security import AccessClaims
+from wardrobe.core.security import AccessClaims, TokenCodec
 from wardrobe.models import User, UserStatus
 from wardrobe.modules.auth import repository
 from wardrobe.modules.auth.permissions import Permission, has_permission
@@ -30,22 +30,9 @@ async def get_infra(request: Request) -> Infra:
     return infra
 
 
+# Marks it as reaching the process's parts, as core.deps.part does (read by core/contract.py).
+setattr(get_infra, "part", Infra)  # noqa: B010 - an attribute of a function object
 InfraDep = Annotated[Infra, Depends(get_infra)]
-
-
-async def get_session(infra: InfraDep) -> AsyncIterator[AsyncSession]:
-    """The request's session: committed when the handler returns, rolled back if it raises.
-    ``scope="function"`` makes the commit happen before the response is sent."""
-    async with infra.session_factory() as session:
-        try:
-            yield session
-            await finish(session)
-        except BaseException:
-            await session.rollback()
-            raise
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/login")
 
@@ -66,11 +53,11 @@ class Principal:
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def access_claims(infra: Infra, credentials: HTTPAuthorizationCredentials | None) -> AccessClaims:
+def access_claims(tokens: TokenCodec, credentials: HTTPAuthorizationCredentials | None) -> AccessClaims:
     """The verified claims of the request's bearer token (signature, expiry, issuer, audience)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AppError(ErrorCode.AUTH_REQUIRED)
-    return infra.tokens.decode_access(credentials.credentials)
+    return tokens.decode_access(credentials.credentials)
 
 
 def _unknown_session() -> AppError:
@@ -103,8 +90,8 @@ async def verified_user(session: AsyncSession, claims: AccessClaims) -> User:
     return user
 
 
-async def get_principal(infra: InfraDep, session: SessionDep, credentials: BearerDep) -> Principal:
-    claims = access_claims(infra, credentials)
+async def get_principal(tokens: TokensDep, session: SessionDep, credentials: BearerDep) -> Principal:
+    claims = access_claims(tokens, credentials)
     return Principal(user=await verified_user(session, claims), session_id=claims.session_id)
 
 

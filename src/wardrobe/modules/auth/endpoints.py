@@ -8,20 +8,13 @@ from fastapi import APIRouter, Body, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.modules.auth import service, sms_codes, tokens
-from wardrobe.modules.auth.deps import (
-    BearerDep,
-    CurrentUser,
-    InfraDep,
-    SessionDep,
-    client_info,
-    client_ip,
-    get_principal,
-)
+from wardrobe.modules.auth.deps import BearerDep, CurrentUser, InfraDep, client_info, client_ip, get_principal
 from wardrobe.modules.auth.schemas import (
     DeviceIdHeader,
     LoggedOut,
@@ -110,7 +103,7 @@ async def _code_recipient(
         if body.phone is None:
             raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "phone", "message": "is required"}])
         return body.phone
-    principal = await get_principal(infra, session, credentials)
+    principal = await get_principal(infra.tokens, session, credentials)
     own = principal.user.phone
     if own is None:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "phone", "message": "the account has no phone"}])

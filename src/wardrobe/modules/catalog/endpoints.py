@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
+from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.schemas import Id
 from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema
-from wardrobe.modules.auth.deps import InfraDep, Principal, SessionDep, require
+from wardrobe.modules.auth.deps import InfraDep, Principal, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.catalog import service
 from wardrobe.modules.catalog.schemas import FeatureAdminOut, FeatureSwitch, FeatureWrite, PipelineOut, PipelineWrite

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from wardrobe.core.db import unit_of_work
+from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
@@ -16,7 +17,7 @@ from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.schemas import Id
 from wardrobe.models import Role
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, require
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.crypto.envelope import EnvelopeCipher
 from wardrobe.modules.distributors import service

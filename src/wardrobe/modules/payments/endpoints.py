@@ -15,6 +15,7 @@ from sqlalchemy import select
 from starlette.responses import PlainTextResponse, Response
 
 from wardrobe.core.db import unit_of_work
+from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.logging import get_logger
@@ -23,7 +24,7 @@ from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.schemas import Id
 from wardrobe.models import Order, Refund
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, SessionDep, client_ip, require
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, client_ip, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.payments import service
 from wardrobe.modules.payments.gateway import SignatureInvalid

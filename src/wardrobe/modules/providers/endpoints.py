@@ -9,13 +9,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.infra import Infra
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.schemas import Id, InputModel
 from wardrobe.models import StepStatus, Task, TaskStep
-from wardrobe.modules.auth.deps import InfraDep, Principal, SessionDep, require
+from wardrobe.modules.auth.deps import InfraDep, Principal, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.providers import account_admin, switches
 from wardrobe.modules.providers.accounts import AccountDirectory

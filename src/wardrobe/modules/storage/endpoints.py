@@ -16,10 +16,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep
 from wardrobe.modules.storage import service, verification
 from wardrobe.modules.storage.backend import OBJECTS_PATH
 from wardrobe.modules.storage.deps import storage_of

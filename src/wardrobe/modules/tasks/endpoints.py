@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query
 
+from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor
-from wardrobe.modules.auth.deps import BearerDep, CurrentUser, InfraDep, SessionDep, access_claims
+from wardrobe.modules.auth.deps import BearerDep, CurrentUser, InfraDep, access_claims
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.schemas import FeatureOut
@@ -95,7 +96,7 @@ async def list_tasks(
     feature: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:
     # The lean path (listing.py): no ORM session, one query for the session check and the page.
-    claims = access_claims(infra, credentials)
+    claims = access_claims(infra.tokens, credentials)
     before = decode_cursor(cursor) if cursor else None
     return ok(await listing.list_page(infra, claims, limit=limit, before_id=before, status=status, feature=feature))
 

@@ -6,11 +6,12 @@ from fastapi import APIRouter, BackgroundTasks
 from fastapi.responses import StreamingResponse
 
 from wardrobe.core.context import request_id_var
+from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.ratelimit import per_hour
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep, SessionDep
+from wardrobe.modules.auth.deps import CurrentUser, InfraDep
 from wardrobe.modules.storage.pending_deletions import delete_pending_objects
 from wardrobe.modules.users import erasure, export, repository, service
 from wardrobe.modules.users.erasure_schemas import AccountDeleted, AccountDeletion, AccountExport

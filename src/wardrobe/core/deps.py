@@ -1,0 +1,92 @@
+"""The parts request code takes, as ``Annotated`` dependencies.
+
+A process's parts are built once (``wardrobe.wiring``) and registered here by type, so a route asks
+for exactly what it uses (``session: SessionDep, cache: CacheDep``) and never for the whole record.
+A lookup by type keeps this module below everything else: ``core`` cannot name the record that
+``wiring`` builds, and a module's own parts (payments, storage, providers) are declared as
+dependencies in that module with :func:`part`, typed as precisely as the ones here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar, cast
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from wardrobe.core.cache import Cache
+from wardrobe.core.db import finish
+from wardrobe.core.ratelimit import RateLimiter
+from wardrobe.core.security import TokenCodec
+from wardrobe.settings import Settings
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+class Parts:
+    """The parts of one process, each registered under the type request code asks for."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[object, object] = {}
+
+    def add(self, kind: object, part: object) -> None:
+        if kind in self._by_type:
+            raise ValueError(f"{kind!r} is registered twice")
+        self._by_type[kind] = part
+
+    def get(self, kind: type[T]) -> T:
+        found = self._by_type.get(kind, _MISSING)
+        if found is _MISSING:
+            raise LookupError(f"no part of type {kind!r} in this process")
+        return cast(T, found)
+
+
+def parts_of(request: Request) -> Parts:
+    found: Parts = request.app.state.parts
+    return found
+
+
+def part(kind: Any) -> Callable[[Request], Any]:
+    """A dependency that answers the process's part registered as ``kind``.
+
+    The returned function carries ``part``: the API contract (core/contract.py) marks every route
+    that reaches a part as one that can answer 503 when a backing service is down."""
+
+    def dependency(request: Request) -> Any:
+        return parts_of(request).get(kind)
+
+    dependency.__name__ = f"part_{getattr(kind, '__name__', 'value')}"
+    setattr(dependency, "part", kind)  # noqa: B010 - an attribute of a function object
+    return dependency
+
+
+SessionFactory = async_sessionmaker[AsyncSession]
+_session_factory = part(async_sessionmaker)
+
+
+async def get_session(
+    factory: Annotated[SessionFactory, Depends(_session_factory)],
+) -> AsyncIterator[AsyncSession]:
+    """The request's session: committed when the handler returns, rolled back if it raises.
+    ``scope="function"`` makes the commit happen before the response is sent."""
+    async with factory() as session:
+        try:
+            yield session
+            await finish(session)
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# For the few writes that must survive the request's own rollback (a counted wrong guess).
+SessionFactoryDep = Annotated[SessionFactory, Depends(_session_factory)]
+SettingsDep = Annotated[Settings, Depends(part(Settings))]
+CacheDep = Annotated[Cache, Depends(part(Cache))]
+LimiterDep = Annotated[RateLimiter, Depends(part(RateLimiter))]
+TokensDep = Annotated[TokenCodec, Depends(part(TokenCodec))]
+# None in the embedded default, which runs without Redis.
+RedisDep = Annotated[Redis | None, Depends(part(Redis))]
