@@ -21,10 +21,13 @@ import sys
 import venv
 from pathlib import Path
 
-from devtools import services
-from devtools.instances import SetupError
-
 ROOT = Path(__file__).resolve().parent
+# devtools/ sits beside this file; `python3 -I` or PYTHONSAFEPATH would leave this directory off sys.path.
+sys.path.insert(0, str(ROOT))
+
+from devtools import services  # noqa: E402
+from devtools.instances import SetupError  # noqa: E402
+
 TOOLS = ROOT / ".tools"
 VENV = ROOT / ".venv"
 UV_VERSION = "0.13.9"
