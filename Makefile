@@ -15,7 +15,7 @@ lint: ## ruff format check, ruff lint, mypy strict
 	$(PY) dev.py lint
 
 format: ## Format the code with ruff
-	$(PY) dev.py wardrobe --help >/dev/null && .venv/bin/ruff format src tests bench examples && .venv/bin/ruff check --fix src tests bench examples
+	$(PY) dev.py wardrobe --help >/dev/null && .venv/bin/ruff format src tests bench examples devtools && .venv/bin/ruff check --fix src tests bench examples devtools
 
 migrate: ## Apply database migrations (WARDROBE_DATABASE_URL)
 	$(PY) dev.py wardrobe migrate

@@ -6,6 +6,11 @@
 
 It keeps uv in .tools/ and the locked environment in .venv/, then runs the command inside it.
 Any extra arguments go to the command (e.g. `python3 dev.py test -k refresh`).
+
+`test` first has the services the suite needs (MariaDB, Redis, PostgreSQL) and the Debian tools it
+runs: started when down, installed when missing and root may (devtools/services.py says how).
+`python3 dev.py services` does only that; `python3 dev.py services stop` stops the private servers
+it started under .services/.
 """
 
 from __future__ import annotations
@@ -17,6 +22,12 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+# devtools/ sits beside this file; `python3 -I` or PYTHONSAFEPATH would leave this directory off sys.path.
+sys.path.insert(0, str(ROOT))
+
+from devtools import services  # noqa: E402
+from devtools.instances import SetupError  # noqa: E402
+
 TOOLS = ROOT / ".tools"
 VENV = ROOT / ".venv"
 UV_VERSION = "0.13.9"
@@ -32,6 +43,7 @@ COMMANDS = {
     "bench-vendors": None,
     "bench-storage-gc": None,
     "wardrobe": ["wardrobe"],
+    "services": None,
 }
 
 BENCH_SCRIPTS = {
@@ -72,20 +84,33 @@ def venv_bin(name: str) -> str:
     return str(VENV / BIN / name)
 
 
+def ensure_services() -> None:
+    """Have the suite's services before installing anything else, and tell pytest where they answer."""
+    try:
+        os.environ.update(services.ensure(ROOT))
+    except SetupError as exc:
+        print(f"dev.py test: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__)
         print("commands: serve, test, lint, bench, bench-tasks, bench-realtime, bench-vendors, bench-storage-gc, "
-              "wardrobe <args>")
+              "services [stop], wardrobe <args>")
         sys.exit(2)
     command, extra = sys.argv[1], sys.argv[2:]
+    if command == "services":
+        sys.exit(services.main(extra, ROOT))
+    if command == "test":
+        ensure_services()
     ensure_env(["bench"] if command.startswith("bench") else [])
     os.chdir(ROOT)
     if command == "lint":
-        paths = [p for p in ("src", "tests", "bench", "examples") if (ROOT / p).exists()]
+        paths = [p for p in ("src", "tests", "bench", "examples", "devtools") if (ROOT / p).exists()]
         run([venv_bin("ruff"), "format", "--check", *paths])
         run([venv_bin("ruff"), "check", *paths])
-        run([venv_bin("mypy"), "src", "tests", "examples"])
+        run([venv_bin("mypy"), "src", "tests", "examples", "devtools"])
         return
     if command in BENCH_SCRIPTS:
         script = BENCH_SCRIPTS[command]

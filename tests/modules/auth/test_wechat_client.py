@@ -13,6 +13,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from tests.conftest import REDIS_URL
 from tests.peers.fixtures import PeerClock, ServedWeChatPeer
 from tests.peers.wechat import JSCODE2SESSION_PATH, STABLE_TOKEN_PATH, TEST_WECHAT_APPID, TEST_WECHAT_SECRET
 from wardrobe.modules.auth.wechat_client import (
@@ -25,8 +26,6 @@ from wardrobe.modules.auth.wechat_client import (
     WeChatUnavailableError,
     WeChatUserBlockedError,
 )
-
-REDIS_URL = "redis://127.0.0.1:6379/15"
 
 ClientFactory = Callable[..., WeChatClient]
 
