@@ -41,7 +41,8 @@ ROOT = BENCH_DIR.parent
 VENV_BIN = Path(sys.prefix) / "bin"
 K6_SCRIPT = BENCH_DIR / "users_me.js"
 RESULTS_DIR = BENCH_DIR / "results"
-BASELINE_DIR = Path("/work/shared/baselines/express-knex")
+# The baseline lives beside the repository, in ../shared (read-only, shared by every checkout).
+BASELINE_DIR = ROOT.parent / "shared" / "baselines" / "express-knex"
 
 LOOPBACK = "127.0.0.1"
 MYSQL_ROOT_URL = f"mysql+asyncmy://root@{LOOPBACK}:3306"
@@ -1000,7 +1001,7 @@ def _prepare_express(app_dir: Path, report: Report) -> None:
         raise BaselineUnavailable("no mariadb/mysql client to run setup_db.sql")
     if not (BASELINE_DIR / "server.js").is_file():
         raise BaselineUnavailable(f"{BASELINE_DIR} is missing")
-    # A copy: /work/shared is never written to (npm ci creates node_modules).
+    # A copy: ../shared is never written to (npm ci creates node_modules).
     shutil.copytree(
         BASELINE_DIR, app_dir, ignore=shutil.ignore_patterns("node_modules", "tokens.txt"), dirs_exist_ok=True
     )

@@ -1,4 +1,4 @@
-"""Watch your tasks move, live: a minimal Wardrobe Socket.IO client (the contract in README.md).
+"""Watch your tasks move, live: a minimal Wardrobe Socket.IO client (the contract in docs/realtime.md).
 
     python examples/live_progress.py http://127.0.0.1:8000 <access_token> <task_id> [<task_id> ...]
 
