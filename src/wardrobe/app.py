@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from wardrobe.core import contract
 from wardrobe.core.cache import Cache, Policy
@@ -28,6 +28,7 @@ from wardrobe.core.logging import configure_logging, get_logger
 from wardrobe.core.metrics import register_pool_collector
 from wardrobe.core.middleware import EdgeMiddleware
 from wardrobe.core.openapi import operation_id
+from wardrobe.core.outbox import Announcer
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.core.redis import create_redis
 from wardrobe.core.security import TokenCodec
@@ -38,6 +39,7 @@ from wardrobe.modules.auth import notices
 from wardrobe.modules.auth.captcha import TencentCaptcha, build_captcha
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.notices import TOPIC_SMS_NOTICE
+from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsNotice, SmsSender, TencentSmsSender
 from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
 from wardrobe.modules.auth.wechat_client import WeChatClient
@@ -74,8 +76,10 @@ from wardrobe.modules.realtime.revocations import RevocationBus
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
 from wardrobe.modules.storage.deps import build_storage, close_storage
 from wardrobe.modules.storage.endpoints import router as storage_router
-from wardrobe.modules.storage.service import build_upload_services
+from wardrobe.modules.storage.service import UploadServices, build_upload_services
 from wardrobe.modules.tasks.endpoints import router as tasks_router
+from wardrobe.modules.tasks.parts import TaskParts
+from wardrobe.modules.tasks.presenter import TaskViews
 from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users.endpoints import router as users_router
 from wardrobe.scheduler import run_embedded_housekeeping
@@ -313,6 +317,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
         providers=providers,
         cache=cache,
         payments=build_payments(settings),
+        task_views=TaskViews(storage, settings.download_url_ttl_seconds),
         runtime=TaskRuntime(
             settings,
             session_factory,
@@ -339,7 +344,7 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
     return infra
 
 
-def register_parts(infra: Infra) -> Parts:
+def register_parts(infra: Infra, uploads: UploadServices) -> Parts:
     """The parts request code may ask for by type (core/deps.py)."""
     parts = Parts()
     for kind, value in (
@@ -357,6 +362,33 @@ def register_parts(infra: Infra) -> Parts:
         (ProviderRegistry, infra.providers),
         (Payments, infra.payments),
         (Moderator, infra.runtime.engine.moderator),
+        (Announcer, infra.runtime.announcer),
+        (AsyncEngine, infra.engine),
+        (TaskViews, infra.task_views),
+        (UploadServices, uploads),
+        (
+            AccountParts,
+            AccountParts(
+                settings=infra.settings,
+                session_factory=infra.session_factory,
+                limiter=infra.limiter,
+                tokens=infra.tokens,
+                sms_sender=infra.sms_sender,
+                wechat=infra.wechat,
+                captcha=infra.captcha,
+            ),
+        ),
+        (
+            TaskParts,
+            TaskParts(
+                settings=infra.settings,
+                cache=infra.cache,
+                limiter=infra.limiter,
+                storage=infra.storage,
+                moderator=infra.runtime.engine.moderator,
+                announcer=infra.runtime.announcer,
+            ),
+        ),
     ):
         parts.add(kind, value)
     return parts
@@ -476,9 +508,9 @@ def _lifespan(settings: Settings, hub: RealtimeHub) -> Callable[[FastAPI], Abstr
         # Distributors' ID numbers; refuses the local key file in production.
         key_manager = app.state.key_manager = build_key_manager(settings)
         infra = app.state.infra = build_infra(settings)
-        app.state.parts = register_parts(infra)
         # Grants' size bounds and COS STS upload credentials: only the API hands them out.
-        uploads = app.state.uploads = build_upload_services(settings, infra.redis)
+        uploads = build_upload_services(settings, infra.redis)
+        app.state.parts = register_parts(infra, uploads)
         register_pool_collector(lambda: pool_status(infra.engine))
         await prepare_database(infra)
         await infra.cache.start()

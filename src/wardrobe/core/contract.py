@@ -50,6 +50,7 @@ class RouteFacts:
     """What a route's dependencies say about it."""
 
     permission: str | None
+    roles: tuple[str, ...]  # the roles that hold ``permission``
     reaches_dependencies: bool
     parses_body: bool  # FastAPI decodes the body (and answers MALFORMED_REQUEST when it cannot)
 
@@ -74,9 +75,10 @@ def route_facts(app: FastAPI) -> dict[tuple[str, str], RouteFacts]:
     found: dict[tuple[str, str], RouteFacts] = {}
     for route in api_routes(app.routes):
         calls = list(_calls(route.dependant))
-        permission = next((str(c.permission) for c in calls if hasattr(c, "permission")), None)
+        guard = next((c for c in calls if hasattr(c, "permission")), None)
         facts = RouteFacts(
-            permission=permission,
+            permission=None if guard is None else str(guard.permission),
+            roles=tuple(getattr(guard, "roles", ())),
             reaches_dependencies=any(hasattr(c, "part") for c in calls),
             parses_body=route.body_field is not None,
         )
@@ -130,14 +132,7 @@ def _edge_codes(method: str, path: str, operation: dict[str, Any], facts: RouteF
     return codes
 
 
-def _roles_with(permission: str) -> list[str]:
-    from wardrobe.modules.auth.permissions import ROLE_PERMISSIONS
-
-    return sorted(role for role, granted in ROLE_PERMISSIONS.items() if permission in granted)
-
-
-def _document_permission(operation: dict[str, Any], permission: str) -> None:
-    roles = _roles_with(permission)
+def _document_permission(operation: dict[str, Any], permission: str, roles: list[str]) -> None:
     operation["x-permission"] = {"permission": permission, "roles": roles}
     note = f"Needs the permission `{permission}` (roles: {', '.join(roles)})."
     operation["description"] = f"{operation.get('description', '').rstrip()}\n\n{note}".strip()
@@ -196,7 +191,7 @@ def complete_operation(method: str, path: str, operation: dict[str, Any], facts:
         codes = by_status.get(status)
         responses[str(status)] = _merge(custom.get(status), codes, status) if codes else custom[status]
     if facts is not None and facts.permission is not None:
-        _document_permission(operation, facts.permission)
+        _document_permission(operation, facts.permission, list(facts.roles))
     operation["responses"] = dict(sorted(responses.items()))
 
 

@@ -14,10 +14,12 @@ from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from wardrobe.core.cache import Cache
 from wardrobe.core.db import finish
+from wardrobe.core.edge_limits import EdgeLimits
+from wardrobe.core.outbox import Announcer
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.core.security import TokenCodec
 from wardrobe.settings import Settings
@@ -49,17 +51,19 @@ def parts_of(request: Request) -> Parts:
     return found
 
 
-def part(kind: Any) -> Callable[[Request], Any]:
+def part(kind: Any, *, backed: bool = True) -> Callable[[Request], Any]:
     """A dependency that answers the process's part registered as ``kind``.
 
-    The returned function carries ``part``: the API contract (core/contract.py) marks every route
-    that reaches a part as one that can answer 503 when a backing service is down."""
+    A ``backed`` part talks to a service that can be down (the database, Redis, a vendor): the
+    returned function then carries ``part``, by which the API contract (core/contract.py) marks
+    every route that reaches one as able to answer 503."""
 
     def dependency(request: Request) -> Any:
         return parts_of(request).get(kind)
 
     dependency.__name__ = f"part_{getattr(kind, '__name__', 'value')}"
-    setattr(dependency, "part", kind)  # noqa: B010 - an attribute of a function object
+    if backed:
+        setattr(dependency, "part", kind)  # noqa: B010 - an attribute of a function object
     return dependency
 
 
@@ -84,9 +88,13 @@ async def get_session(
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 # For the few writes that must survive the request's own rollback (a counted wrong guess).
 SessionFactoryDep = Annotated[SessionFactory, Depends(_session_factory)]
-SettingsDep = Annotated[Settings, Depends(part(Settings))]
+SettingsDep = Annotated[Settings, Depends(part(Settings, backed=False))]
 CacheDep = Annotated[Cache, Depends(part(Cache))]
 LimiterDep = Annotated[RateLimiter, Depends(part(RateLimiter))]
 TokensDep = Annotated[TokenCodec, Depends(part(TokenCodec))]
 # None in the embedded default, which runs without Redis.
 RedisDep = Annotated[Redis | None, Depends(part(Redis))]
+DbEngineDep = Annotated[AsyncEngine, Depends(part(AsyncEngine))]
+EdgeLimitsDep = Annotated[EdgeLimits, Depends(part(EdgeLimits, backed=False))]
+# The outbox's router of this process's notices (core/outbox.py).
+AnnouncerDep = Annotated[Announcer, Depends(part(Announcer, backed=False))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from wardrobe.modules.payments.service import Payments
     from wardrobe.modules.providers.base import ProviderRegistry
     from wardrobe.modules.storage.backend import ObjectStorage
+    from wardrobe.modules.tasks.presenter import TaskViews
     from wardrobe.worker.runtime import TaskRuntime
 
 
@@ -40,7 +41,6 @@ class Infra:
     cache: Cache
     runtime: TaskRuntime
     payments: Payments
-    # Pipeline versions are immutable, so their step lists are cached for the process's life.
-    pipeline_steps_cache: dict[int, list[str]] = field(default_factory=dict)
+    task_views: TaskViews
     # Checks captcha tickets before SMS codes once a risk rule asks for one; None = captcha off.
     captcha: TencentCaptcha | None = None

@@ -10,41 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wardrobe.core.db import after_commit, unit_of_work
+from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
+from wardrobe.core.outbox import relay_started, relay_stopped
 from wardrobe.models import OutboxMessage
 from wardrobe.models.base import utcnow
 
 log = get_logger("wardrobe.outbox")
 Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
-
-
-# The relays running in this process, woken by ``announce`` after a commit.
-_running: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
-
-
-def add_message(session: AsyncSession, topic: str, payload: dict[str, Any], on_commit: Callable[[], None]) -> None:
-    """Write a message in the caller's transaction; ``on_commit`` runs once it has committed."""
-    session.add(OutboxMessage(topic=topic, payload=payload))
-    after_commit(session, on_commit)
-
-
-def announce(session: AsyncSession, topic: str, payload: dict[str, Any]) -> None:
-    """Write a message in the caller's transaction for whichever process's relay publishes
-    ``topic``; this process's relays are woken once it commits, so it goes out at once."""
-    add_message(session, topic, payload, kick_running_relays)
-
-
-def kick_running_relays() -> None:
-    for relay in list(_running):
-        relay.kick()
 
 
 class OutboxRelay:
@@ -94,11 +73,11 @@ class OutboxRelay:
 
     async def run_forever(self, idle_seconds: float = 2.0) -> None:
         """Relay on every kick, and every ``idle_seconds`` anyway to catch anything missed."""
-        _running.add(self)
+        relay_started(self)
         try:
             await self._relay_until_stopped(idle_seconds)
         finally:
-            _running.discard(self)
+            relay_stopped(self)
 
     async def _relay_until_stopped(self, idle_seconds: float) -> None:
         while not self._stopped:

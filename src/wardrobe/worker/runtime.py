@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -22,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq_redis import RedisStreamBroker
 
-from wardrobe.core.db import after_commit, unit_of_work
+from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
+from wardrobe.core.outbox import TOPIC_PUSH, TOPIC_RUN, TOPIC_TASK_CHANGED, Announcer, add_message
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.models import OutboxMessage, Task, TaskStatus
 from wardrobe.models.base import utcnow
@@ -33,16 +33,13 @@ from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import SlotStore
 from wardrobe.settings import Settings
-from wardrobe.worker.outbox import OutboxRelay, add_message
+from wardrobe.worker.outbox import OutboxRelay
 
 if TYPE_CHECKING:
     from wardrobe.modules.realtime.events import TaskEvents
 
 log = get_logger("wardrobe.worker")
 RUN_TASK = "wardrobe.run_task"
-TOPIC_RUN = "task.run"
-# A push that must not be lost (a task's or an order's terminal state): {"task_id"} or {"order_id"}.
-TOPIC_PUSH = "push"
 RUN_ATTEMPTS = 3
 
 
@@ -59,6 +56,7 @@ class TaskRuntime:
         limiter: RateLimiter | None = None,
         dedicated: bool = False,
         disabled: Callable[[], Awaitable[frozenset[str]]] | None = None,
+        announcer: Announcer | None = None,
     ) -> None:
         self.settings = settings
         self._sessions = session_factory
@@ -99,6 +97,12 @@ class TaskRuntime:
         self.broker.register_task(run_task, task_name=RUN_TASK)
         self.relay = OutboxRelay(session_factory, self._publish, topics=(TOPIC_RUN,))
         self._relaying = False  # whether this process's relay runs (set by start)
+        # How modules' notices reach this process's clients (core/outbox.py).
+        self.announcer = announcer or Announcer()
+        self.announcer.route(
+            relayed=lambda topic: self._relaying and topic in self.relay.topics,
+            listeners={TOPIC_PUSH: self._push_here, TOPIC_TASK_CHANGED: lambda p: self.task_changed(int(p["task_id"]))},
+        )
         self._background: list[asyncio.Task[None]] = []
         self._pending_writes: set[asyncio.Task[Any]] = set()
         self._runs: set[asyncio.Task[Any]] = set()  # runs in progress in this process
@@ -143,23 +147,20 @@ class TaskRuntime:
         """A task reached its terminal state in this transaction: its push goes through the outbox,
         so that if this process dies between the commit and the push (a host lost mid-run), any
         other process's relay still sends it. Clients waiting for the end must hear it."""
-        self._push_durably(session, {"task_id": task_id}, functools.partial(self.task_changed, task_id))
+        self.announcer.durable(session, TOPIC_PUSH, {"task_id": task_id})
 
     def push_order_durably(self, session: AsyncSession, order_id: int) -> None:
         """An order changed in this transaction (paid, fulfilled, refunded): pushed like a task's end."""
+        self.announcer.durable(session, TOPIC_PUSH, {"order_id": order_id})
 
-        def direct() -> None:
-            if self.events is not None:
-                self.events.order_changed(order_id)
-
-        self._push_durably(session, {"order_id": order_id}, direct)
-
-    def _push_durably(self, session: AsyncSession, payload: dict[str, int], direct: Callable[[], None]) -> None:
-        if self._relaying and TOPIC_PUSH in self.relay.topics:
-            add_message(session, TOPIC_PUSH, payload, self.relay.kick)
+    def _push_here(self, payload: dict[str, Any]) -> None:
+        """A durable push delivered by this process itself (it runs no relay for pushes)."""
+        if self.events is None:
+            return
+        if "task_id" in payload:
+            self.events.changed(int(payload["task_id"]))
         else:
-            # No relay here (a process that neither runs nor sends tasks): push after commit.
-            after_commit(session, direct)
+            self.events.order_changed(int(payload["order_id"]))
 
     def _requeue(self, session: AsyncSession, task_id: int) -> None:
         add_message(session, TOPIC_RUN, {"task_id": task_id}, self.relay.kick)

@@ -190,10 +190,12 @@ async def test_the_driver_path_answers_as_the_portable_one(queued_api: Api) -> N
         {"limit": 20, "before_id": None, "status": "canceled", "feature": None},  # empty page
     ]
     for combo in combos:
-        driver = await listing.list_page(api.infra, claims, **combo)
-        portable = await listing.list_page(api.infra, claims, **combo, driver_path=False)
+        driver = await listing.list_page(api.infra.engine, api.infra.task_views, claims, **combo)
+        portable = await listing.list_page(api.infra.engine, api.infra.task_views, claims, **combo, driver_path=False)
         assert _unsigned(driver) == _unsigned(portable), combo
-    whole = await listing.list_page(api.infra, claims, limit=20, before_id=None, status=None, feature=None)
+    whole = await listing.list_page(
+        api.infra.engine, api.infra.task_views, claims, limit=20, before_id=None, status=None, feature=None
+    )
     by_id = {item["id"]: item for item in whole["items"]}
     assert [s["status"] for s in by_id[ids[3]]["steps"]] == ["succeeded", "running"]
     assert by_id[ids[2]]["refunded"] is True
@@ -202,5 +204,7 @@ async def test_the_driver_path_answers_as_the_portable_one(queued_api: Api) -> N
     # A revoked session is refused on the driver path too (the page comes back empty).
     data(await api.client.post("/api/v1/auth/logout", headers=me.headers))
     with pytest.raises(AppError) as refused:
-        await listing.list_page(api.infra, claims, limit=20, before_id=None, status=None, feature=None)
+        await listing.list_page(
+            api.infra.engine, api.infra.task_views, claims, limit=20, before_id=None, status=None, feature=None
+        )
     assert refused.value.code is ErrorCode.AUTH_SESSION_REVOKED

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import SessionDep, SettingsDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
@@ -22,7 +22,7 @@ from wardrobe.modules.admin.schemas import (
     RoleName,
     SessionsRevoked,
 )
-from wardrobe.modules.auth.deps import InfraDep, Principal, require
+from wardrobe.modules.auth.deps import Principal, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.auth.phone import MAX_PHONE_LENGTH, PHONE_PATTERN, normalize_phone
 from wardrobe.modules.users import repository as users_repo
@@ -86,14 +86,16 @@ async def list_users(
     response_model=Envelope[AdminUserOut],
     responses=errors(*DENIED, ErrorCode.CONFLICT),
 )
-async def create_user(body: AdminUserCreate, actor: Writer, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+async def create_user(
+    body: AdminUserCreate, actor: Writer, settings: SettingsDep, session: SessionDep
+) -> OrjsonResponse:
     user = await service.create_user(
         session,
         actor_id=actor.id,
         phone=body.phone,
         password=body.password,
         role=body.role,
-        policy=SignupPolicy.of(infra.settings),
+        policy=SignupPolicy.of(settings),
     )
     return ok(_admin_body(user), status_code=201)
 

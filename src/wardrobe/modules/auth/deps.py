@@ -21,7 +21,7 @@ from wardrobe.core.infra import Infra
 from wardrobe.core.security import AccessClaims, TokenCodec
 from wardrobe.models import User, UserStatus
 from wardrobe.modules.auth import repository
-from wardrobe.modules.auth.permissions import Permission, has_permission
+from wardrobe.modules.auth.permissions import Permission, has_permission, roles_with
 from wardrobe.modules.auth.tokens import ClientInfo
 
 
@@ -109,6 +109,7 @@ def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal
     check.__name__ = f"require_{permission.value.replace(':', '_')}"
     # Read by core/contract.py, which documents the permission on every route that asks for it.
     setattr(check, "permission", permission.value)  # noqa: B010 - an attribute of a function object
+    setattr(check, "roles", roles_with(permission))  # noqa: B010 - an attribute of a function object
     return check
 
 

@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
-from wardrobe.core.infra import Infra
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.modules.auth import service, sms_codes, tokens
-from wardrobe.modules.auth.deps import BearerDep, CurrentUser, InfraDep, client_info, client_ip, get_principal
+from wardrobe.modules.auth.deps import BearerDep, CurrentUser, client_info, client_ip, get_principal
+from wardrobe.modules.auth.parts import AccountParts, AccountPartsDep
 from wardrobe.modules.auth.schemas import (
     DeviceIdHeader,
     LoggedOut,
@@ -74,15 +74,15 @@ def _token_body(pair: TokenPair) -> dict[str, object]:
 async def send_sms_code(
     body: SmsCodeRequest,
     request: Request,
-    infra: InfraDep,
+    parts: AccountPartsDep,
     session: SessionDep,
     credentials: BearerDep,
     device_id: DeviceIdHeader = None,
 ) -> OrjsonResponse:
-    phone = await _code_recipient(body, infra, session, credentials)
+    phone = await _code_recipient(body, parts, session, credentials)
     sent = await sms_codes.send_code(
         session,
-        infra,
+        parts,
         phone=phone,
         purpose=body.purpose,
         client_ip=client_ip(request),
@@ -96,14 +96,14 @@ async def send_sms_code(
 
 
 async def _code_recipient(
-    body: SmsCodeRequest, infra: Infra, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
+    body: SmsCodeRequest, parts: AccountParts, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
 ) -> str:
     """The number a code goes to: the one named, or for proofs of ownership the account's own."""
     if body.purpose not in ACCOUNT_PURPOSES:
         if body.phone is None:
             raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "phone", "message": "is required"}])
         return body.phone
-    principal = await get_principal(infra.tokens, session, credentials)
+    principal = await get_principal(parts.tokens, session, credentials)
     own = principal.user.phone
     if own is None:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "phone", "message": "the account has no phone"}])
@@ -128,24 +128,24 @@ async def _code_recipient(
     ),
 )
 async def login(
-    request: Request, infra: InfraDep, session: SessionDep, body: Annotated[LoginRequest, Body()]
+    request: Request, parts: AccountPartsDep, session: SessionDep, body: Annotated[LoginRequest, Body()]
 ) -> OrjsonResponse:
     client = client_info(request)
     if isinstance(body, SmsLogin):
         result = await service.login_with_sms(
-            session, infra, phone=body.phone, code=body.code, invite_code=body.invite_code, client=client
+            session, parts, phone=body.phone, code=body.code, invite_code=body.invite_code, client=client
         )
     elif isinstance(body, PasswordLogin):
         result = await service.login_with_password(
             session,
-            infra,
+            parts,
             phone=body.phone,
             password=body.password,
             client=client,
         )
     else:
         result = await service.login_with_wechat(
-            session, infra, code=body.code, invite_code=body.invite_code, client=client
+            session, parts, code=body.code, invite_code=body.invite_code, client=client
         )
     data = _token_body(result.tokens)
     data["is_new_user"] = result.is_new_user
@@ -165,8 +165,10 @@ async def login(
         ErrorCode.AUTH_REFRESH_REUSED,
     ),
 )
-async def refresh(body: RefreshRequest, request: Request, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    pair = await tokens.rotate(session, infra, body.refresh_token, client_info(request))
+async def refresh(
+    body: RefreshRequest, request: Request, parts: AccountPartsDep, session: SessionDep
+) -> OrjsonResponse:
+    pair = await tokens.rotate(session, parts, body.refresh_token, client_info(request))
     return ok(_token_body(pair))
 
 
@@ -199,8 +201,8 @@ async def logout_all(principal: CurrentUser, session: SessionDep) -> OrjsonRespo
     response_model=Envelope[list[SessionOut]],
     responses=errors(*AUTH_ERRORS),
 )
-async def list_sessions(principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    found = await tokens.list_live(session, infra, principal.id)
+async def list_sessions(principal: CurrentUser, parts: AccountPartsDep, session: SessionDep) -> OrjsonResponse:
+    found = await tokens.list_live(session, parts, principal.id)
     items = [
         SessionOut(
             id=s.id,
@@ -239,8 +241,8 @@ async def end_session(session_id: SessionIdPath, principal: CurrentUser, session
     response_model=Envelope[None],
     responses=errors(ErrorCode.AUTH_CODE_INVALID, ErrorCode.ACCOUNT_DISABLED),
 )
-async def reset_password(body: PasswordReset, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    await service.reset_password(session, infra, phone=body.phone, code=body.code, new_password=body.new_password)
+async def reset_password(body: PasswordReset, parts: AccountPartsDep, session: SessionDep) -> OrjsonResponse:
+    await service.reset_password(session, parts, phone=body.phone, code=body.code, new_password=body.new_password)
     return ok(None)
 
 
@@ -252,11 +254,11 @@ async def reset_password(body: PasswordReset, infra: InfraDep, session: SessionD
     responses=errors(*AUTH_ERRORS, ErrorCode.AUTH_INVALID_CREDENTIALS, ErrorCode.RATE_LIMITED),
 )
 async def change_password(
-    body: PasswordChange, principal: CurrentUser, infra: InfraDep, session: SessionDep
+    body: PasswordChange, principal: CurrentUser, parts: AccountPartsDep, session: SessionDep
 ) -> OrjsonResponse:
     revoked = await service.change_password(
         session,
-        infra,
+        parts,
         principal.user,
         old_password=body.old_password,
         new_password=body.new_password,
@@ -283,10 +285,10 @@ async def change_password(
     ),
 )
 async def bind_phone_sms(
-    body: PhoneBindSms, principal: CurrentUser, infra: InfraDep, session: SessionDep
+    body: PhoneBindSms, principal: CurrentUser, parts: AccountPartsDep, session: SessionDep
 ) -> OrjsonResponse:
     user = await service.bind_phone_with_sms(
-        session, infra, principal.user, body.phone, body.code, body.proof(), principal.session_id
+        session, parts, principal.user, body.phone, body.code, body.proof(), principal.session_id
     )
     return ok(UserOut.of(user).model_dump(mode="json"))
 
@@ -308,9 +310,9 @@ async def bind_phone_sms(
     ),
 )
 async def bind_phone_wechat(
-    body: PhoneBindWeChat, principal: CurrentUser, infra: InfraDep, session: SessionDep
+    body: PhoneBindWeChat, principal: CurrentUser, parts: AccountPartsDep, session: SessionDep
 ) -> OrjsonResponse:
     user = await service.bind_phone_with_wechat(
-        session, infra, principal.user, body.code, body.proof(), principal.session_id
+        session, parts, principal.user, body.code, body.proof(), principal.session_id
     )
     return ok(UserOut.of(user).model_dump(mode="json"))

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.logging import get_logger, mask_phone
 from wardrobe.core.metrics import SMS_SENT
+from wardrobe.core.outbox import announce
 from wardrobe.modules.auth.phone import to_e164
 from wardrobe.modules.auth.sms_senders import SmsNotice, SmsRateLimitedError, SmsSender, SmsSendError
-from wardrobe.worker.outbox import announce
 
 log = get_logger("wardrobe.auth.notices")
 TOPIC_SMS_NOTICE = "sms.notice"

@@ -40,5 +40,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
 }
 
 
+def roles_with(permission: Permission) -> list[str]:
+    return sorted(role for role, granted in ROLE_PERMISSIONS.items() if permission in granted)
+
+
 def has_permission(role: str, permission: Permission) -> bool:
     return permission in ROLE_PERMISSIONS.get(role, frozenset())

@@ -17,11 +17,11 @@ import secrets
 from dataclasses import dataclass
 
 from wardrobe.core.errors import AppError, ErrorCode
-from wardrobe.core.infra import Infra
 from wardrobe.core.ratelimit import parse_limits
 from wardrobe.core.security import verify_password
 from wardrobe.models import User
 from wardrobe.modules.auth import sms_codes
+from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.auth.wechat_errors import wechat_answers, wechat_of
 
@@ -43,35 +43,35 @@ def _not_applicable(field: str, message: str) -> AppError:
     return AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": field, "message": message}])
 
 
-async def check_password(infra: Infra, user: User, password: str) -> None:
+async def check_password(parts: AccountParts, user: User, password: str) -> None:
     """The account's password, or AUTH_INVALID_CREDENTIALS; every try spends a unit of the
     account's password windows."""
-    await infra.limiter.hit(parse_limits(infra.settings.login_failure_limits), PASSWORD_WINDOW_KEY, str(user.id))
+    await parts.limiter.hit(parse_limits(parts.settings.login_failure_limits), PASSWORD_WINDOW_KEY, str(user.id))
     if not user.password_hash or not await verify_password(password, user.password_hash):
         raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
 
 
-async def _check_wechat(infra: Infra, user: User, code: str) -> None:
-    wechat = wechat_of(infra)
+async def _check_wechat(parts: AccountParts, user: User, code: str) -> None:
+    wechat = wechat_of(parts)
     with wechat_answers():
         wx = await wechat.code2session(code)
     if not secrets.compare_digest(wx.openid, user.wechat_openid or ""):
         raise AppError(ErrorCode.AUTH_CODE_INVALID, detail="wechat code of another user")
 
 
-async def confirm_identity(infra: Infra, user: User, purpose: CodePurpose, proof: Proof) -> None:
+async def confirm_identity(parts: AccountParts, user: User, purpose: CodePurpose, proof: Proof) -> None:
     """Raise unless ``proof`` shows, just now, that the caller holds the account (see the module)."""
     if proof.code is not None:
         if not user.phone:
             raise _not_applicable(proof.code_field, "this account has no phone; use password or wechat_code")
-        await sms_codes.verify_code(infra, phone=user.phone, purpose=purpose, code=proof.code)
+        await sms_codes.verify_code(parts, phone=user.phone, purpose=purpose, code=proof.code)
     elif proof.password is not None:
         if not user.password_hash:
             raise _not_applicable("password", "this account has no password")
-        await check_password(infra, user, proof.password)
+        await check_password(parts, user, proof.password)
     elif proof.wechat_code is not None:
         if not user.wechat_openid:
             raise _not_applicable("wechat_code", "this account is not a WeChat account")
-        await _check_wechat(infra, user, proof.wechat_code)
+        await _check_wechat(parts, user, proof.wechat_code)
     else:
         raise AppError(ErrorCode.REAUTHENTICATION_REQUIRED)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.errors import AppError, ErrorCode
-from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger, mask_phone
 from wardrobe.core.metrics import AUTH_EVENTS
 from wardrobe.core.ratelimit import parse_limits
@@ -15,6 +14,7 @@ from wardrobe.core.security import hash_password, verify_password
 from wardrobe.models import User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.auth import notices, reauth, sms_codes, tokens
+from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.phone import normalize_phone
 from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
@@ -48,28 +48,28 @@ async def _referrer_for(session: AsyncSession, invite_code: str | None) -> User 
 
 
 async def login_with_sms(
-    session: AsyncSession, infra: Infra, *, phone: str, code: str, invite_code: str | None, client: ClientInfo
+    session: AsyncSession, parts: AccountParts, *, phone: str, code: str, invite_code: str | None, client: ClientInfo
 ) -> LoginResult:
     referrer = await _referrer_for(session, invite_code)
-    await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.LOGIN, code=code)
+    await sms_codes.verify_code(parts, phone=phone, purpose=CodePurpose.LOGIN, code=code)
     user, created = await users_service.get_or_create_by_phone(
-        session, phone, policy=SignupPolicy.of(infra.settings), referrer=referrer
+        session, phone, policy=SignupPolicy.of(parts.settings), referrer=referrer
     )
     _ensure_active(user)
-    pair = await tokens.start_session(session, infra, user, method="sms", client=client)
+    pair = await tokens.start_session(session, parts, user, method="sms", client=client)
     AUTH_EVENTS.labels("login_sms", "registered" if created else "ok").inc()
     return LoginResult(pair, user, created)
 
 
 async def login_with_password(
-    session: AsyncSession, infra: Infra, *, phone: str, password: str, client: ClientInfo
+    session: AsyncSession, parts: AccountParts, *, phone: str, password: str, client: ClientInfo
 ) -> LoginResult:
     """Every attempt spends a unit of its windows, all or none, atomically (so guessing is bounded
     exactly however many processes serve it): the address's, the account's from this address
     (progressive, 5/min, 10/h, 20/day by default) and the account's from every address (a much
     higher ceiling). A stranger's failures therefore fill the windows of the stranger's address,
     not the owner's: the owner still logs in from anywhere else."""
-    s = infra.settings
+    s = parts.settings
     client_ip = client.ip or "unknown"
     from_here = parse_limits(s.login_failure_limits)
     windows = [
@@ -77,41 +77,41 @@ async def login_with_password(
         (from_here, ("login-account-ip", phone, client_ip)),
         (parse_limits(s.login_failure_limits_per_account), ("login-account", phone)),
     ]
-    await infra.limiter.hit_all(windows)
+    await parts.limiter.hit_all(windows)
     user = await users_repo.get_by_phone(session, phone)
     if not await verify_password(password, user.password_hash if user else None) or user is None:
         AUTH_EVENTS.labels("login_password", "failed").inc()
         raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
     _ensure_active(user)
     # Only this address's back-off is forgiven: the ceiling keeps counting a guesser elsewhere.
-    await infra.limiter.clear(from_here, "login-account-ip", phone, client_ip)
-    pair = await tokens.start_session(session, infra, user, method="password", client=client)
+    await parts.limiter.clear(from_here, "login-account-ip", phone, client_ip)
+    pair = await tokens.start_session(session, parts, user, method="password", client=client)
     AUTH_EVENTS.labels("login_password", "ok").inc()
     return LoginResult(pair, user, False)
 
 
 async def login_with_wechat(
-    session: AsyncSession, infra: Infra, *, code: str, invite_code: str | None, client: ClientInfo
+    session: AsyncSession, parts: AccountParts, *, code: str, invite_code: str | None, client: ClientInfo
 ) -> LoginResult:
-    wechat = wechat_of(infra)
+    wechat = wechat_of(parts)
     referrer = await _referrer_for(session, invite_code)
     with wechat_answers():
         wx = await wechat.code2session(code)
     user, created = await users_service.get_or_create_by_openid(
-        session, wx.openid, wx.unionid, policy=SignupPolicy.of(infra.settings), referrer=referrer
+        session, wx.openid, wx.unionid, policy=SignupPolicy.of(parts.settings), referrer=referrer
     )
     _ensure_active(user)
-    pair = await tokens.start_session(session, infra, user, method="wechat", client=client)
+    pair = await tokens.start_session(session, parts, user, method="wechat", client=client)
     AUTH_EVENTS.labels("login_wechat", "registered" if created else "ok").inc()
     return LoginResult(pair, user, created)
 
 
 async def bind_phone_with_wechat(
-    session: AsyncSession, infra: Infra, user: User, phone_code: str, proof: Proof, keep_session_id: str
+    session: AsyncSession, parts: AccountParts, user: User, phone_code: str, proof: Proof, keep_session_id: str
 ) -> User:
     """Bind the phone WeChat vouches for (getPhoneNumber) to the logged-in user."""
-    wechat = wechat_of(infra)
-    await reauth.confirm_identity(infra, user, CodePurpose.CHANGE_PHONE, proof)
+    wechat = wechat_of(parts)
+    await reauth.confirm_identity(parts, user, CodePurpose.CHANGE_PHONE, proof)
     with wechat_answers():
         phone_info = await wechat.get_phone_number(phone_code)
     try:
@@ -122,13 +122,13 @@ async def bind_phone_with_wechat(
 
 
 async def bind_phone_with_sms(
-    session: AsyncSession, infra: Infra, user: User, phone: str, code: str, proof: Proof, keep_session_id: str
+    session: AsyncSession, parts: AccountParts, user: User, phone: str, code: str, proof: Proof, keep_session_id: str
 ) -> User:
     """Bind ``phone`` (proved by ``code``, purpose bind_phone) to the logged-in user, who first
     proves to hold the account now (``proof``): a stolen access token alone must never be able to
     route the account's SMS login to another number."""
-    await reauth.confirm_identity(infra, user, CodePurpose.CHANGE_PHONE, proof)
-    await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.BIND_PHONE, code=code)
+    await reauth.confirm_identity(parts, user, CodePurpose.CHANGE_PHONE, proof)
+    await sms_codes.verify_code(parts, phone=phone, purpose=CodePurpose.BIND_PHONE, code=code)
     return await _move_phone(session, user, phone, keep_session_id)
 
 
@@ -155,7 +155,7 @@ async def _move_phone(session: AsyncSession, user: User, phone: str, keep_sessio
 
 async def change_password(
     session: AsyncSession,
-    infra: Infra,
+    parts: AccountParts,
     user: User,
     *,
     old_password: str | None,
@@ -164,8 +164,8 @@ async def change_password(
 ) -> int:
     """Set or change the password; every other session is revoked at once. Returns how many."""
     if user.password_hash:
-        limits = parse_limits(infra.settings.login_failure_limits)
-        await infra.limiter.hit(limits, "password-change", str(user.id))
+        limits = parse_limits(parts.settings.login_failure_limits)
+        await parts.limiter.hit(limits, "password-change", str(user.id))
         if old_password is None or not await verify_password(old_password, user.password_hash):
             raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
     user.password_hash = await hash_password(new_password)
@@ -175,10 +175,12 @@ async def change_password(
     return revoked
 
 
-async def reset_password(session: AsyncSession, infra: Infra, *, phone: str, code: str, new_password: str) -> None:
+async def reset_password(
+    session: AsyncSession, parts: AccountParts, *, phone: str, code: str, new_password: str
+) -> None:
     """Forgot-password: the SMS code proves the phone; every session of the account is revoked.
     An unregistered phone fails exactly like a wrong code."""
-    await sms_codes.verify_code(infra, phone=phone, purpose=CodePurpose.RESET_PASSWORD, code=code)
+    await sms_codes.verify_code(parts, phone=phone, purpose=CodePurpose.RESET_PASSWORD, code=code)
     user = await users_repo.get_by_phone(session, phone)
     if user is None:
         raise AppError(ErrorCode.AUTH_CODE_INVALID)
@@ -187,5 +189,5 @@ async def reset_password(session: AsyncSession, infra: Infra, *, phone: str, cod
     user.password_changed_at = utcnow()
     await tokens.revoke_all(session, user.id, "password_reset")
     # Proof of the phone: the owner starts afresh everywhere.
-    await infra.limiter.clear(parse_limits(infra.settings.login_failure_limits_per_account), "login-account", phone)
+    await parts.limiter.clear(parse_limits(parts.settings.login_failure_limits_per_account), "login-account", phone)
     await session.flush()

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, RateLimited
-from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger, mask_phone
 from wardrobe.core.metrics import SMS_SENT
 from wardrobe.core.ratelimit import Windows, per_day, per_hour, per_seconds
@@ -18,6 +17,7 @@ from wardrobe.core.security import constant_time_equals, hash_code, new_numeric_
 from wardrobe.models import SmsCode
 from wardrobe.models.base import utcnow
 from wardrobe.modules.auth import repository, sms_risk
+from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.phone import to_e164
 from wardrobe.modules.auth.sms_risk import CaptchaTicket
 from wardrobe.modules.auth.sms_senders import SmsRateLimitedError, SmsSendError
@@ -55,7 +55,7 @@ def _send_windows(s: Settings, phone: str, client_ip: str) -> Windows:
 
 async def send_code(
     session: AsyncSession,
-    infra: Infra,
+    parts: AccountParts,
     *,
     phone: str,
     purpose: CodePurpose,
@@ -64,17 +64,17 @@ async def send_code(
     captcha: CaptchaTicket | None = None,
 ) -> SentCode:
     """Limit, store the hash, send. The answer is the same whether or not the phone is registered."""
-    s = infra.settings
+    s = parts.settings
     windows = _send_windows(s, phone, client_ip)
-    if infra.captcha is not None:
-        await sms_risk.pass_gate(infra, windows, phone=phone, client_ip=client_ip, device_id=device_id, captcha=captcha)
+    if parts.captcha is not None:
+        await sms_risk.pass_gate(parts, windows, phone=phone, client_ip=client_ip, device_id=device_id, captcha=captcha)
     # All or none: a request refused by any window (the address's cap, say) takes no unit from
     # the others, so one address cannot use up a phone's cooldown and daily sends without an SMS
     # going out. Once taken, the units stay spent whatever the vendor answers: a vendor limit
     # means the phone really is saturated, and a failed send may still have been delivered (a
     # timeout after the request left), so giving the units back would let a retry loop pay for
     # the same phone again at once.
-    await infra.limiter.hit_all(windows)
+    await parts.limiter.hit_all(windows)
 
     now = utcnow()
     code = new_numeric_code()
@@ -91,7 +91,7 @@ async def send_code(
     await session.flush()
     backend = s.sms_backend.value
     try:
-        await infra.sms_sender.send_code(to_e164(phone), code, max(1, s.sms_code_ttl_seconds // 60))
+        await parts.sms_sender.send_code(to_e164(phone), code, max(1, s.sms_code_ttl_seconds // 60))
     except SmsRateLimitedError as exc:
         SMS_SENT.labels(backend, "vendor_limited").inc()
         log.warning("sms_vendor_limited", phone=mask_phone(phone), vendor_code=str(exc))
@@ -101,19 +101,19 @@ async def send_code(
         log.error("sms_send_failed", phone=mask_phone(phone), vendor_code=str(exc))
         raise DependencyUnavailable(detail="sms send failed") from exc
     SMS_SENT.labels(backend, "ok").inc()
-    debug = code if (s.debug_codes_enabled and infra.sms_sender.returns_debug_code) else None
+    debug = code if (s.debug_codes_enabled and parts.sms_sender.returns_debug_code) else None
     return SentCode(cooldown_seconds=s.sms_cooldown_seconds, debug_code=debug)
 
 
-async def verify_code(infra: Infra, *, phone: str, purpose: CodePurpose, code: str) -> None:
+async def verify_code(parts: AccountParts, *, phone: str, purpose: CodePurpose, code: str) -> None:
     """Check and consume a code, or raise AUTH_CODE_INVALID.
 
     Runs in its own transaction, committed whatever the outcome: a wrong guess must stay counted
     even though the request that made it fails and rolls back. Every try, right or wrong, spends
     one of the attempts, so the sixth try fails even with the right code.
     """
-    s = infra.settings
-    async with unit_of_work(infra.session_factory) as session:
+    s = parts.settings
+    async with unit_of_work(parts.session_factory) as session:
         now = utcnow()
         row = await repository.latest_live_code(session, phone, purpose.value, now)
         if row is None or not await repository.count_attempt(session, row.id, s.sms_code_max_attempts):

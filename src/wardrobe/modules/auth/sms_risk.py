@@ -27,7 +27,7 @@ from wardrobe.core.ratelimit import Windows, parse_limits
 from wardrobe.core.schemas import InputModel
 
 if TYPE_CHECKING:
-    from wardrobe.core.infra import Infra
+    from wardrobe.modules.auth.parts import AccountParts
     from wardrobe.settings import Settings
 
 # What a device id may look like (UUIDs, vendor ids, base64): bounded, nothing to escape in a key.
@@ -69,7 +69,7 @@ def risk_windows(s: Settings, *, phone: str, client_ip: str, device_id: str | No
 
 
 async def pass_gate(
-    infra: Infra,
+    parts: AccountParts,
     send_windows: Windows,
     *,
     phone: str,
@@ -78,15 +78,15 @@ async def pass_gate(
     captcha: CaptchaTicket | None,
 ) -> None:
     """Let the request on, or raise ``CAPTCHA_REQUIRED`` / ``CAPTCHA_INVALID``. Call only with
-    captcha on (``infra.captcha``); ``send_windows`` are the caps the request takes afterwards."""
-    verifier = infra.captcha
+    captcha on (``parts.captcha``); ``send_windows`` are the caps the request takes afterwards."""
+    verifier = parts.captcha
     if verifier is None:
-        raise RuntimeError("pass_gate needs infra.captcha")
-    limiter = infra.limiter
+        raise RuntimeError("pass_gate needs parts.captcha")
+    limiter = parts.limiter
     # A request the caps refuse anyway answers 429 first: no puzzle shown, no ticket spent.
     for items, ids in send_windows:
         await limiter.peek(items, *ids)
-    windows = risk_windows(infra.settings, phone=phone, client_ip=client_ip, device_id=device_id)
+    windows = risk_windows(parts.settings, phone=phone, client_ip=client_ip, device_id=device_id)
     if captcha is not None:
         await verifier.verify(ticket=captcha.ticket, randstr=captcha.randstr, user_ip=client_ip)
         # Still counted, so a rule's longer windows see the codes sent past its shorter ones.

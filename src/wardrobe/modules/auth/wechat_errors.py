@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, RateLimited
-from wardrobe.core.infra import Infra
+from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.wechat_client import (
     WeChatClient,
     WeChatCodeInvalidError,
@@ -16,10 +16,10 @@ from wardrobe.modules.auth.wechat_client import (
 )
 
 
-def wechat_of(infra: Infra) -> WeChatClient:
-    if infra.wechat is None:
+def wechat_of(parts: AccountParts) -> WeChatClient:
+    if parts.wechat is None:
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat is not configured")
-    return infra.wechat
+    return parts.wechat
 
 
 @contextmanager

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import CacheDep, SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.schemas import Id
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, require
+from wardrobe.modules.auth.deps import CurrentUser, Principal, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.billing import quota, service
 from wardrobe.modules.billing.schemas import LedgerPage, PlanOut, QuotaAdjusted, QuotaAdjustment, QuotaOut
@@ -27,8 +27,8 @@ Adjuster = Annotated[Principal, Depends(require(Permission.QUOTA_ADJUST))]
     response_model=Envelope[list[PlanOut]],
     responses=errors(),
 )
-async def list_plans(session: SessionDep, infra: InfraDep) -> OrjsonResponse:
-    return ok(await service.plans_on_sale(session, infra.cache))
+async def list_plans(session: SessionDep, cache: CacheDep) -> OrjsonResponse:
+    return ok(await service.plans_on_sale(session, cache))
 
 
 @router.get(
@@ -37,9 +37,9 @@ async def list_plans(session: SessionDep, infra: InfraDep) -> OrjsonResponse:
     response_model=Envelope[QuotaOut],
     responses=errors(*AUTH_ERRORS),
 )
-async def my_quota(principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+async def my_quota(principal: CurrentUser, cache: CacheDep, session: SessionDep) -> OrjsonResponse:
     balance = await quota.get_balance(session, principal.id)
-    membership = await service.cached_membership(session, infra.cache, principal.id)
+    membership = await service.cached_membership(session, cache, principal.id)
     return ok(
         {
             "balance": balance.balance,

@@ -7,20 +7,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import CacheDep, SessionDep, part
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.schemas import Id
 from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema
-from wardrobe.modules.auth.deps import InfraDep, Principal, require
+from wardrobe.modules.auth.deps import Principal, require
 from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.catalog import service
 from wardrobe.modules.catalog.schemas import FeatureAdminOut, FeatureSwitch, FeatureWrite, PipelineOut, PipelineWrite
+from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.users import repository as users_repo
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 Editor = Annotated[Principal, Depends(require(Permission.CATALOG_WRITE))]
+# The providers a pipeline may name (their actions are checked when it is saved).
+ProvidersDep = Annotated[ProviderRegistry, Depends(part(ProviderRegistry))]
 DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
 
 
@@ -64,9 +67,9 @@ async def list_features(_: Editor, session: SessionDep) -> OrjsonResponse:
 
 
 async def _saved(
-    session: SessionDep, infra: InfraDep, actor: Principal, feature: FeatureDefinition, action: str
+    session: SessionDep, cache: CacheDep, actor: Principal, feature: FeatureDefinition, action: str
 ) -> dict[str, Any]:
-    service.catalog_changed(session, infra.cache)
+    service.catalog_changed(session, cache)
     users_repo.add_audit(
         session, actor_id=actor.id, action=action, target_type="feature", target_id=feature.key, reason=None
     )
@@ -81,9 +84,9 @@ async def _saved(
     response_model=Envelope[FeatureAdminOut],
     responses=errors(*DENIED, ErrorCode.CONFLICT),
 )
-async def create_feature(body: FeatureWrite, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+async def create_feature(body: FeatureWrite, actor: Editor, cache: CacheDep, session: SessionDep) -> OrjsonResponse:
     feature = await service.save_feature(session, body)
-    return ok(await _saved(session, infra, actor, feature, "feature.create"), status_code=201)
+    return ok(await _saved(session, cache, actor, feature, "feature.create"), status_code=201)
 
 
 @router.put(
@@ -93,10 +96,10 @@ async def create_feature(body: FeatureWrite, actor: Editor, infra: InfraDep, ses
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
 async def replace_feature(
-    feature_id: Id, body: FeatureWrite, actor: Editor, infra: InfraDep, session: SessionDep
+    feature_id: Id, body: FeatureWrite, actor: Editor, cache: CacheDep, session: SessionDep
 ) -> OrjsonResponse:
     feature = await service.save_feature(session, body, existing_id=feature_id)
-    return ok(await _saved(session, infra, actor, feature, "feature.update"))
+    return ok(await _saved(session, cache, actor, feature, "feature.update"))
 
 
 @router.delete(
@@ -105,9 +108,9 @@ async def replace_feature(
     response_model=Envelope[None],
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
-async def delete_feature(feature_id: Id, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+async def delete_feature(feature_id: Id, actor: Editor, cache: CacheDep, session: SessionDep) -> OrjsonResponse:
     await service.delete_feature(session, feature_id)
-    service.catalog_changed(session, infra.cache)
+    service.catalog_changed(session, cache)
     users_repo.add_audit(
         session,
         actor_id=actor.id,
@@ -128,10 +131,10 @@ async def delete_feature(feature_id: Id, actor: Editor, infra: InfraDep, session
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
 async def switch_feature(
-    feature_id: Id, body: FeatureSwitch, actor: Editor, infra: InfraDep, session: SessionDep
+    feature_id: Id, body: FeatureSwitch, actor: Editor, cache: CacheDep, session: SessionDep
 ) -> OrjsonResponse:
     feature = await service.switch_feature(session, feature_id, enabled=body.enabled)
-    service.catalog_changed(session, infra.cache)
+    service.catalog_changed(session, cache)
     users_repo.add_audit(
         session,
         actor_id=actor.id,
@@ -162,9 +165,11 @@ async def list_pipelines(_: Editor, session: SessionDep) -> OrjsonResponse:
     response_model=Envelope[PipelineOut],
     responses=errors(*DENIED),
 )
-async def create_pipeline(body: PipelineWrite, actor: Editor, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    pipeline = await service.save_pipeline(session, infra.providers, body)
-    service.pipeline_changed(session, infra.cache, pipeline.key)
+async def create_pipeline(
+    body: PipelineWrite, actor: Editor, cache: CacheDep, providers: ProvidersDep, session: SessionDep
+) -> OrjsonResponse:
+    pipeline = await service.save_pipeline(session, providers, body)
+    service.pipeline_changed(session, cache, pipeline.key)
     users_repo.add_audit(
         session,
         actor_id=actor.id,

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from wardrobe.core.db import unit_of_work
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import SessionDep, SessionFactoryDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
@@ -17,8 +17,8 @@ from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.schemas import Id
 from wardrobe.models import Role
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, require
-from wardrobe.modules.auth.permissions import Permission
+from wardrobe.modules.auth.deps import CurrentUser, Principal, require
+from wardrobe.modules.auth.permissions import Permission, roles_with
 from wardrobe.modules.crypto.envelope import EnvelopeCipher
 from wardrobe.modules.distributors import service
 from wardrobe.modules.distributors.schemas import (
@@ -48,7 +48,7 @@ async def get_cipher(request: Request) -> EnvelopeCipher:
 CipherDep = Annotated[EnvelopeCipher, Depends(get_cipher)]
 
 
-async def _revealer(request: Request, principal: CurrentUser, infra: InfraDep) -> Principal:
+async def _revealer(request: Request, principal: CurrentUser, sessions: SessionFactoryDep) -> Principal:
     """Admits holders of ``distributors:reveal``. A refusal is audited in a transaction of its own
     (the request's rolls back with the 403), with the reason the caller gave if any."""
     if principal.can(Permission.DISTRIBUTORS_REVEAL):
@@ -61,7 +61,7 @@ async def _revealer(request: Request, principal: CurrentUser, infra: InfraDep) -
     if isinstance(body, dict) and isinstance(body.get("reason"), str):
         reason = body["reason"]
     application_id = str(request.path_params.get("application_id", ""))
-    async with unit_of_work(infra.session_factory) as session:
+    async with unit_of_work(sessions) as session:
         service.record_refused_reveal(session, application_id=application_id, actor_id=principal.id, reason=reason)
     log.warning("id_number_reveal_refused", application_id=application_id, role=principal.user.role)
     raise AppError(ErrorCode.PERMISSION_DENIED)
@@ -69,6 +69,7 @@ async def _revealer(request: Request, principal: CurrentUser, infra: InfraDep) -
 
 # Documented like require(): core/contract.py reads it into the operation's x-permission.
 setattr(_revealer, "permission", Permission.DISTRIBUTORS_REVEAL.value)  # noqa: B010 - a function attribute
+setattr(_revealer, "roles", roles_with(Permission.DISTRIBUTORS_REVEAL))  # noqa: B010 - a function attribute
 Revealer = Annotated[Principal, Depends(_revealer)]
 
 

@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics (A6, H1)."""
+"""Liveness, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
+from wardrobe.core.deps import DbEngineDep, EdgeLimitsDep, LimiterDep, RedisDep, parts_of
+from wardrobe.core.edge_limits import EdgeLimits
 from wardrobe.core.envelope import Envelope, OrjsonResponse, error_response, ok
 from wardrobe.core.errors import AppError, ErrorCode
-from wardrobe.core.infra import Infra
 from wardrobe.core.metrics import render_metrics
 from wardrobe.core.openapi import errors
-from wardrobe.modules.auth.deps import InfraDep
+from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.settings import Environment, Settings
 
 router = APIRouter(tags=["ops"])
@@ -29,33 +32,33 @@ class Check(BaseModel):
     detail: str | None = None
 
 
-async def _check_db(infra: Infra) -> Check:
+async def _check_db(db: AsyncEngine) -> Check:
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT), infra.engine.connect() as conn:
+        async with asyncio.timeout(PROBE_TIMEOUT), db.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        return Check(status="ok", detail=infra.engine.dialect.name)
+        return Check(status="ok", detail=db.dialect.name)
     except Exception as exc:
         return Check(status="down", detail=type(exc).__name__)
 
 
-async def _check_redis(infra: Infra) -> Check:
-    if infra.redis is None:
+async def _check_redis(redis: Redis | None) -> Check:
+    if redis is None:
         return Check(status="ok", detail="embedded (in-process)")
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            await infra.redis.ping()
+            await redis.ping()
         return Check(status="ok", detail="redis")
     except Exception as exc:
         return Check(status="down", detail=type(exc).__name__)
 
 
-async def _check_rate_limits(infra: Infra) -> Check:
+async def _check_rate_limits(edge_limits: EdgeLimits, limiter: RateLimiter) -> Check:
     """Whether the rate-limit store answers; if not, say what that means for requests."""
-    if not infra.edge_limits.enabled:
+    if not edge_limits.enabled:
         return Check(status="ok", detail="disabled")
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            reachable = await infra.limiter.check_storage()
+            reachable = await limiter.check_storage()
     except Exception:
         reachable = False
     if reachable:
@@ -85,8 +88,8 @@ async def health() -> OrjsonResponse:
     response_model=Envelope[dict[str, Check]],
     responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE),
 )
-async def health_db(infra: InfraDep) -> OrjsonResponse:
-    return _answer({"db": await _check_db(infra)})
+async def health_db(db: DbEngineDep) -> OrjsonResponse:
+    return _answer({"db": await _check_db(db)})
 
 
 @router.get(
@@ -95,8 +98,8 @@ async def health_db(infra: InfraDep) -> OrjsonResponse:
     response_model=Envelope[dict[str, Check]],
     responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE),
 )
-async def health_redis(infra: InfraDep) -> OrjsonResponse:
-    return _answer({"redis": await _check_redis(infra)})
+async def health_redis(redis: RedisDep) -> OrjsonResponse:
+    return _answer({"redis": await _check_redis(redis)})
 
 
 @router.get(
@@ -105,9 +108,12 @@ async def health_redis(infra: InfraDep) -> OrjsonResponse:
     response_model=Envelope[dict[str, Check]],
     responses=errors(ErrorCode.DEPENDENCY_UNAVAILABLE),
 )
-async def health_ready(infra: InfraDep) -> OrjsonResponse:
-    db, redis, limits = await asyncio.gather(_check_db(infra), _check_redis(infra), _check_rate_limits(infra))
-    return _answer({"db": db, "redis": redis, "rate_limits": limits})
+async def health_ready(
+    db: DbEngineDep, redis: RedisDep, edge_limits: EdgeLimitsDep, limiter: LimiterDep
+) -> OrjsonResponse:
+    checks = _check_db(db), _check_redis(redis), _check_rate_limits(edge_limits, limiter)
+    db_check, redis_check, limits = await asyncio.gather(*checks)
+    return _answer({"db": db_check, "redis": redis_check, "rate_limits": limits})
 
 
 _metrics_bearer = HTTPBearer(
@@ -125,7 +131,7 @@ async def metrics_access(
     them) and absent in production: 404, like any route that is not there, so a scanner learns
     nothing about an endpoint that cannot be authenticated against (production also refuses to
     start without the token)."""
-    settings: Settings = request.app.state.infra.settings
+    settings = parts_of(request).get(Settings)
     expected = settings.metrics_token.get_secret_value()
     if not expected:
         if settings.env is Environment.PRODUCTION:

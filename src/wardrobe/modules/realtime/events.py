@@ -149,7 +149,7 @@ class TaskEvents:
             task = await session.scalar(select(Task).where(Task.id == task_id))
             if task is None:
                 return
-            [view] = await present(session, infra, [task])
+            [view] = await present(session, infra.task_views, [task])
             # The quota moved when the task was created (held) and when it ended (spent or given
             # back), never while it runs.
             moved = task.status != TaskStatus.RUNNING.value

@@ -358,7 +358,7 @@ class RealtimeHub:
             await self.sio.enter_room(sid, task_room(public_id))
         async with infra.session_factory() as session:
             tasks = list(await session.scalars(select(Task).where(*owned_ids)))
-            views = await present(session, infra, tasks)
+            views = await present(session, infra.task_views, tasks)
             await finish(session)
         # Another user's task and a task that does not exist look the same: refused.
         return {"ok": True, "tasks": plain(views), "refused": [i for i in ids if i not in owned]}

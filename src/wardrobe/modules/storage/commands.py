@@ -1,4 +1,4 @@
-"""``wardrobe storage gc [--dry-run]`` (E5) and ``wardrobe storage apply-lifecycle`` (E4)."""
+"""``wardrobe storage gc [--dry-run]`` and ``wardrobe storage apply-lifecycle``."""
 
 from __future__ import annotations
 
@@ -33,12 +33,16 @@ def gc_command(
 async def _gc(dry_run: bool, grace_days: float | None) -> GcReport:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from wardrobe.app import build_infra, close_infra
+    from wardrobe.core.db import create_engine, create_session_factory
     from wardrobe.modules.storage import gc
+    from wardrobe.modules.storage.deps import build_storage, close_storage
     from wardrobe.settings import get_settings
 
+    # Only what the collection reads: the store and the database (not a whole process's parts).
     settings = get_settings()
-    infra = build_infra(settings)
+    engine = create_engine(settings)
+    sessions = create_session_factory(engine)
+    storage = build_storage(settings)
     grace = timedelta(days=settings.storage_gc_grace_days if grace_days is None else grace_days)
     try:
         # The object count is unknown up front (listing is paged): the bar counts what was scanned.
@@ -51,15 +55,16 @@ async def _gc(dry_run: bool, grace_days: float | None) -> GcReport:
         ) as progress:
             task = progress.add_task("scanning uploads/ and results/", total=None)
             return await gc.collect_garbage(
-                infra.storage,
-                gc.database_references(infra.session_factory),
+                storage,
+                gc.database_references(sessions),
                 grace=grace,
                 dry_run=dry_run,
                 on_object=lambda _: progress.advance(task),
-                forget=gc.database_forget(infra.session_factory),
+                forget=gc.database_forget(sessions),
             )
     finally:
-        await close_infra(infra)
+        await close_storage(storage)
+        await engine.dispose()
 
 
 @storage_app.command("apply-lifecycle")

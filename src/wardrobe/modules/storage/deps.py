@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from wardrobe.core.infra import Infra
-from wardrobe.modules.auth.deps import InfraDep
+from wardrobe.core.deps import part
 from wardrobe.modules.storage.backend import LocalObjectStorage, ObjectStorage
 from wardrobe.modules.storage.s3 import S3Credentials, S3ObjectStorage
 from wardrobe.settings import Settings
@@ -39,18 +38,10 @@ def build_storage(settings: Settings) -> ObjectStorage:
 
 async def close_storage(storage: ObjectStorage) -> None:
     """Release what the backend holds (the S3 client's connection pool; local files hold nothing).
-    Called once at shutdown, with the rest of ``Infra``."""
+    Called once at shutdown, with the process's other parts."""
     if isinstance(storage, S3ObjectStorage):
         await storage.aclose()
 
 
-def storage_of(infra: Infra) -> ObjectStorage:
-    """The process's one storage instance (built with the rest of ``Infra``)."""
-    return infra.storage
-
-
-async def get_storage(infra: InfraDep) -> ObjectStorage:
-    return storage_of(infra)
-
-
-StorageDep = Annotated[ObjectStorage, Depends(get_storage)]
+# The process's one storage instance (built with the rest of its parts).
+StorageDep = Annotated[ObjectStorage, Depends(part(ObjectStorage))]

@@ -11,19 +11,19 @@ hands out COS STS keys limited to the user's ``uploads/`` prefix where enabled.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import LimiterDep, SessionDep, SettingsDep, part
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep
+from wardrobe.modules.auth.deps import CurrentUser
 from wardrobe.modules.storage import service, verification
 from wardrobe.modules.storage.backend import OBJECTS_PATH
-from wardrobe.modules.storage.deps import storage_of
+from wardrobe.modules.storage.deps import StorageDep
 from wardrobe.modules.storage.schemas import (
     StoredObjectOut,
     UploadComplete,
@@ -57,10 +57,8 @@ _DOWNLOAD_HEADERS = {
 }
 
 
-def uploads_of(request: Request) -> service.UploadServices:
-    """Built with the app (``create_app``'s lifespan), next to ``Infra``."""
-    uploads: service.UploadServices = request.app.state.uploads
-    return uploads
+# Grants' size bounds and COS STS upload credentials: only the API hands them out.
+UploadsDep = Annotated[service.UploadServices, Depends(part(service.UploadServices))]
 
 
 @router.post(
@@ -76,11 +74,14 @@ def uploads_of(request: Request) -> service.UploadServices:
     responses=errors(*AUTH_ERRORS, ErrorCode.RATE_LIMITED),
 )
 async def create_upload(
-    body: UploadCreate, principal: CurrentUser, infra: InfraDep, request: Request
+    body: UploadCreate,
+    principal: CurrentUser,
+    storage: StorageDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+    uploads: UploadsDep,
 ) -> OrjsonResponse:
-    grant = await service.create_upload(
-        storage_of(infra), infra.limiter, infra.settings, uploads_of(request), principal.id, body
-    )
+    grant = await service.create_upload(storage, limiter, settings, uploads, principal.id, body)
     return ok(grant.as_dict())
 
 
@@ -100,17 +101,22 @@ async def create_upload(
     ),
 )
 async def complete_upload(
-    body: UploadComplete, principal: CurrentUser, infra: InfraDep, session: SessionDep, request: Request
+    body: UploadComplete,
+    principal: CurrentUser,
+    storage: StorageDep,
+    settings: SettingsDep,
+    session: SessionDep,
+    uploads: UploadsDep,
 ) -> OrjsonResponse:
     stored = await verification.complete_upload(
         session,
-        storage_of(infra),
-        uploads_of(request).grants,
+        storage,
+        uploads.grants,
         user_id=principal.id,
         object_key=body.object_key,
-        max_upload_bytes=infra.settings.max_upload_bytes,
-        max_pixels=infra.settings.max_image_pixels,
-        max_decode_bytes=infra.settings.max_image_decode_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_decode_bytes=settings.max_image_decode_bytes,
     )
     return ok(stored)
 
@@ -127,8 +133,10 @@ async def complete_upload(
     response_model=Envelope[UploadCredentialsOut],
     responses=errors(*AUTH_ERRORS, ErrorCode.CONFLICT, ErrorCode.RATE_LIMITED, ErrorCode.DEPENDENCY_UNAVAILABLE),
 )
-async def create_upload_credentials(principal: CurrentUser, infra: InfraDep, request: Request) -> OrjsonResponse:
-    credentials = await service.upload_credentials(infra.limiter, infra.settings, uploads_of(request), principal.id)
+async def create_upload_credentials(
+    principal: CurrentUser, limiter: LimiterDep, settings: SettingsDep, uploads: UploadsDep
+) -> OrjsonResponse:
+    credentials = await service.upload_credentials(limiter, settings, uploads, principal.id)
     return ok(credentials.as_dict())
 
 
@@ -160,8 +168,10 @@ async def create_upload_credentials(principal: CurrentUser, infra: InfraDep, req
         "requestBody": {"required": True, "content": _IMAGE_CONTENT},
     },
 )
-async def put_object(key: str, request: Request, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    storage = service.local_backend(storage_of(infra))
+async def put_object(
+    key: str, request: Request, shared: StorageDep, settings: SettingsDep, session: SessionDep
+) -> OrjsonResponse:
+    storage = service.local_backend(shared)
     signed = service.authorize_upload(
         storage, key, request.query_params.multi_items(), request.headers.get("content-type")
     )
@@ -173,8 +183,8 @@ async def put_object(key: str, request: Request, infra: InfraDep, session: Sessi
         key,
         signed,
         data,
-        max_pixels=infra.settings.max_image_pixels,
-        max_decode_bytes=infra.settings.max_image_decode_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_decode_bytes=settings.max_image_decode_bytes,
     )
     return ok(stored, status_code=201)
 
@@ -201,8 +211,8 @@ async def put_object(key: str, request: Request, infra: InfraDep, session: Sessi
         ]
     },
 )
-async def get_object(key: str, request: Request, infra: InfraDep) -> Response:
-    storage = service.local_backend(storage_of(infra))
+async def get_object(key: str, request: Request, shared: StorageDep) -> Response:
+    storage = service.local_backend(shared)
     signed = service.authorize_download(storage, key, request.query_params.multi_items())
     download = await service.read_download(storage, key, signed)
     # Cacheable by the browser (never a shared cache) for as long as this URL is valid.

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,9 +28,6 @@ from wardrobe.models.base import utcnow
 from wardrobe.modules.storage import keys
 from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.modules.storage.gc import DELETE_BATCH
-
-if TYPE_CHECKING:
-    from wardrobe.core.infra import Infra
 
 log = get_logger("wardrobe.storage.deletions")
 
@@ -178,11 +174,13 @@ async def process_due(
     return report
 
 
-async def delete_pending_objects(infra: Infra, user_id: int) -> None:
+async def delete_pending_objects(
+    sessions: async_sessionmaker[AsyncSession], storage: ObjectStorage, user_id: int
+) -> None:
     """What a request runs once it has committed a deletion: that account's rows, now. Never
     raises (it runs after the answer); what is left is the scheduler's."""
     try:
-        report = await process_due(infra.session_factory, infra.storage, user_id=user_id)
+        report = await process_due(sessions, storage, user_id=user_id)
     except Exception:
         log.warning("pending_deletions_deferred", user_id=user_id, exc_info=True)
         return

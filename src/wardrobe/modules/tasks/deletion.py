@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
-from wardrobe.core.infra import Infra
+from wardrobe.core.outbox import Announcer
 from wardrobe.models import Task, TaskStatus, TaskStep, User, VerifiedUpload
 from wardrobe.models.base import utcnow
 from wardrobe.modules.storage import pending_deletions
@@ -77,11 +77,11 @@ async def delete_task(session: AsyncSession, user: User, public_id: str) -> int:
     return queued
 
 
-async def cancel_open_tasks(session: AsyncSession, infra: Infra, user_id: int) -> tuple[int, int]:
+async def cancel_open_tasks(session: AsyncSession, announcer: Announcer, user_id: int) -> tuple[int, int]:
     """Cancel every queued and running task of the user, in the caller's transaction, through
     the one cancel path: (canceled and refunded now, flagged for their lease holder)."""
     tasks = list(await session.scalars(select(Task).where(Task.user_id == user_id, Task.status.in_(OPEN))))
     now_canceled = 0
     for task in tasks:
-        now_canceled += await request_cancel(session, infra, task)
+        now_canceled += await request_cancel(session, announcer, task)
     return now_canceled, len(tasks) - now_canceled

@@ -6,18 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query
 
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import AnnouncerDep, CacheDep, DbEngineDep, SessionDep, SessionFactoryDep, TokensDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor
-from wardrobe.modules.auth.deps import BearerDep, CurrentUser, InfraDep, access_claims
+from wardrobe.modules.auth.deps import BearerDep, CurrentUser, access_claims
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.schemas import FeatureOut
+from wardrobe.modules.storage.deps import StorageDep
 from wardrobe.modules.storage.pending_deletions import delete_pending_objects
 from wardrobe.modules.tasks import deletion, listing, service
-from wardrobe.modules.tasks.presenter import present
+from wardrobe.modules.tasks.parts import TaskPartsDep
+from wardrobe.modules.tasks.presenter import TaskViewsDep, present
 from wardrobe.modules.tasks.schemas import TaskCreate, TaskDeleted, TaskOut, TaskPage, TaskStatusName
 
 router = APIRouter(tags=["tasks"])
@@ -29,11 +31,9 @@ router = APIRouter(tags=["tasks"])
     response_model=Envelope[list[FeatureOut]],
     responses=errors(*AUTH_ERRORS),
 )
-async def list_features(principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    membership = await billing.cached_membership(session, infra.cache, principal.id)
-    entries = await catalog.visible_features(
-        session, infra.cache, principal.user, membership.sku if membership else None
-    )
+async def list_features(principal: CurrentUser, cache: CacheDep, session: SessionDep) -> OrjsonResponse:
+    membership = await billing.cached_membership(session, cache, principal.id)
+    entries = await catalog.visible_features(session, cache, principal.user, membership.sku if membership else None)
     return ok(
         [
             {
@@ -66,7 +66,8 @@ async def list_features(principal: CurrentUser, infra: InfraDep, session: Sessio
 async def create_task(
     body: TaskCreate,
     principal: CurrentUser,
-    infra: InfraDep,
+    parts: TaskPartsDep,
+    views: TaskViewsDep,
     session: SessionDep,
     # Visible ASCII, no spaces: what survives any HTTP hop unchanged (proxies trim whitespace).
     idempotency_key: Annotated[
@@ -74,10 +75,10 @@ async def create_task(
     ] = None,
 ) -> OrjsonResponse:
     task, _ = await service.create_task(
-        session, infra, principal.user, feature_key=body.feature, inputs=body.inputs, idempotency_key=idempotency_key
+        session, parts, principal.user, feature_key=body.feature, inputs=body.inputs, idempotency_key=idempotency_key
     )
     position = await service.queue_position(session, task)
-    [view] = await present(session, infra, [task], {task.id: position} if position is not None else None)
+    [view] = await present(session, views, [task], {task.id: position} if position is not None else None)
     return ok(view, status_code=202)
 
 
@@ -88,7 +89,9 @@ async def create_task(
     responses=errors(*AUTH_ERRORS),
 )
 async def list_tasks(
-    infra: InfraDep,
+    db: DbEngineDep,
+    tokens: TokensDep,
+    views: TaskViewsDep,
     credentials: BearerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: CursorQuery = None,
@@ -96,9 +99,9 @@ async def list_tasks(
     feature: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:
     # The lean path (listing.py): no ORM session, one query for the session check and the page.
-    claims = access_claims(infra.tokens, credentials)
+    claims = access_claims(tokens, credentials)
     before = decode_cursor(cursor) if cursor else None
-    return ok(await listing.list_page(infra, claims, limit=limit, before_id=before, status=status, feature=feature))
+    return ok(await listing.list_page(db, views, claims, limit=limit, before_id=before, status=status, feature=feature))
 
 
 @router.get(
@@ -107,10 +110,10 @@ async def list_tasks(
     response_model=Envelope[TaskOut],
     responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
 )
-async def get_task(task_id: str, principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
+async def get_task(task_id: str, principal: CurrentUser, views: TaskViewsDep, session: SessionDep) -> OrjsonResponse:
     task = await service.owned_task(session, principal.user, task_id)
     position = await service.queue_position(session, task)
-    [view] = await present(session, infra, [task], {task.id: position} if position is not None else None)
+    [view] = await present(session, views, [task], {task.id: position} if position is not None else None)
     return ok(view)
 
 
@@ -120,9 +123,11 @@ async def get_task(task_id: str, principal: CurrentUser, infra: InfraDep, sessio
     response_model=Envelope[TaskOut],
     responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
 )
-async def cancel_task(task_id: str, principal: CurrentUser, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    task = await service.cancel_task(session, infra, principal.user, task_id)
-    [view] = await present(session, infra, [task])
+async def cancel_task(
+    task_id: str, principal: CurrentUser, announcer: AnnouncerDep, views: TaskViewsDep, session: SessionDep
+) -> OrjsonResponse:
+    task = await service.cancel_task(session, announcer, principal.user, task_id)
+    [view] = await present(session, views, [task])
     return ok(view)
 
 
@@ -140,9 +145,14 @@ async def cancel_task(task_id: str, principal: CurrentUser, infra: InfraDep, ses
     responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
 )
 async def delete_task(
-    task_id: str, principal: CurrentUser, infra: InfraDep, session: SessionDep, background: BackgroundTasks
+    task_id: str,
+    principal: CurrentUser,
+    sessions: SessionFactoryDep,
+    storage: StorageDep,
+    session: SessionDep,
+    background: BackgroundTasks,
 ) -> OrjsonResponse:
     files = await deletion.delete_task(session, principal.user, task_id)
     # After the response, so after the commit; whatever fails is retried by the scheduler.
-    background.add_task(delete_pending_objects, infra, principal.id)
+    background.add_task(delete_pending_objects, sessions, storage, principal.id)
     return ok({"id": task_id, "files": files})

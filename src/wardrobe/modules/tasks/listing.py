@@ -28,15 +28,14 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Integer, Select, bindparam, exists, select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from wardrobe.core.context import user_id_var
-from wardrobe.core.infra import Infra
 from wardrobe.core.pagination import encode_cursor
 from wardrobe.core.security import AccessClaims
 from wardrobe.models import AuthSession, Task, TaskStep, User, UserStatus
 from wardrobe.modules.auth.deps import check_session
-from wardrobe.modules.tasks.presenter import step_orders, view
+from wardrobe.modules.tasks.presenter import TaskViews
 
 # The columns a view needs (presenter.TaskFields), under the same names.
 _COLUMNS = (
@@ -196,7 +195,8 @@ class _DriverQueries(_CoreQueries):
 
 
 async def list_page(
-    infra: Infra,
+    db: AsyncEngine,
+    views: TaskViews,
     claims: AccessClaims,
     *,
     limit: int,
@@ -214,7 +214,7 @@ async def list_page(
         params["status"] = status
     if feature:
         params["feature"] = feature
-    async with infra.engine.connect() as conn:
+    async with db.connect() as conn:
         queries = _CoreQueries(conn)
         if driver_path and conn.dialect.name == "mysql":
             queries = _DriverQueries(conn, (await conn.get_raw_connection()).driver_connection)
@@ -230,11 +230,10 @@ async def list_page(
         for task_id, step_id, step_status in await queries.steps([r.id for r in page]):
             known.setdefault(task_id, {})[step_id] = step_status
         schema_ids = {row.pipeline_schema_id for row in page}
-        if schema_ids - infra.pipeline_steps_cache.keys():
-            async with infra.session_factory(bind=conn) as session:
-                orders = await step_orders(session, infra, schema_ids)
-        else:
-            orders = {i: infra.pipeline_steps_cache[i] for i in schema_ids}
+        orders = views.cached_orders(schema_ids)
+        if orders is None:
+            async with AsyncSession(bind=conn, expire_on_commit=False, autoflush=False) as session:
+                orders = await views.step_orders(session, schema_ids)
     user_id_var.set(claims.user_id)
-    items = [view(row, orders[row.pipeline_schema_id], known.get(row.id, {}), infra) for row in page]
+    items = [views.view(row, orders[row.pipeline_schema_id], known.get(row.id, {})) for row in page]
     return {"items": items, "next_cursor": next_cursor}

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
+from fastapi import Depends
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.core.infra import Infra
+from wardrobe.core.deps import part
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStep
 from wardrobe.modules.pipeline.definition import PipelineDef
+from wardrobe.modules.storage.backend import ObjectStorage
 
 # Public error codes: what a client may be told about why a task failed. Anything else a step
 # reported (vendor codes, internal errors) becomes "processing_failed".
@@ -24,23 +26,10 @@ _PUBLIC_ERRORS = {
     "bad_mask": "The mask is empty or covers too much of the image",
     "bad_input": "An input image could not be read",
     "input_changed": "An input image was replaced after it was uploaded; upload it again",
-    "content_blocked": "The content did not pass moderation",  # ours or the vendor's (issue 6.6)
+    "content_blocked": "The content did not pass moderation",  # ours or the vendor's
     "moderation_unavailable": "Content moderation was unavailable; try again later",
     "processing_failed": "Processing failed",
 }
-
-
-async def step_orders(session: AsyncSession, infra: Infra, schema_ids: set[int]) -> dict[int, list[str]]:
-    # Pipeline versions never change once written, so their step lists are cached for good.
-    cache: dict[int, list[str]] = infra.pipeline_steps_cache
-    missing = schema_ids - cache.keys()
-    if missing:
-        rows = await session.execute(
-            select(PipelineSchema.id, PipelineSchema.definition).where(PipelineSchema.id.in_(missing))
-        )
-        for schema_id, definition in rows:
-            cache[schema_id] = [s.id for s in PipelineDef.model_validate(definition).all_steps()]
-    return {i: cache.get(i, []) for i in schema_ids}
 
 
 class TaskFields(Protocol):
@@ -71,47 +60,72 @@ class TaskFields(Protocol):
     def files_purged_at(self) -> datetime | None: ...
 
 
-def view(
-    task: TaskFields, order: list[str], known: dict[str, str], infra: Infra, position: int | None = None
-) -> dict[str, Any]:
-    """One task as clients see it: ``order`` is its pipeline's step ids, ``known`` the persisted
-    step statuses (absent = pending)."""
-    pending = StepStatus.PENDING.value
-    outputs = []
-    for item in task.outputs or ():
-        if "object_key" in item:
-            url = infra.storage.download_url(item["object_key"], infra.settings.download_url_ttl_seconds, None)
-            outputs.append({"name": item["name"], "url": url, "content_type": item.get("content_type")})
-        else:
-            outputs.append({"name": item["name"], "value": item.get("value")})
-    error = None
-    if task.error_code:
-        code = task.error_code if task.error_code in _PUBLIC_ERRORS else "processing_failed"
-        error = {"code": code, "message": _PUBLIC_ERRORS[code]}
-    return {
-        "id": task.public_id,
-        "feature": task.feature_key,
-        "status": task.status,
-        "progress": task.progress,
-        "steps": [{"id": s, "status": known.get(s, pending)} for s in order],
-        "outputs": outputs,
-        "error": error,
-        "quota_cost": task.quota_cost,
-        "refunded": task.refunded,
-        "queue_position": position,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "files_purged_at": task.files_purged_at,
-    }
+class TaskViews:
+    """How this process shows tasks: signed output URLs from its storage, and its pipelines' step
+    orders, cached for the process's life because a pipeline version never changes once written."""
+
+    def __init__(self, storage: ObjectStorage, download_url_ttl_seconds: int) -> None:
+        self.storage = storage
+        self.download_url_ttl_seconds = download_url_ttl_seconds
+        self._orders: dict[int, list[str]] = {}
+
+    def cached_orders(self, schema_ids: set[int]) -> dict[int, list[str]] | None:
+        """The step orders of ``schema_ids`` if all are cached already (no session needed)."""
+        if schema_ids - self._orders.keys():
+            return None
+        return {i: self._orders[i] for i in schema_ids}
+
+    async def step_orders(self, session: AsyncSession, schema_ids: set[int]) -> dict[int, list[str]]:
+        missing = schema_ids - self._orders.keys()
+        if missing:
+            rows = await session.execute(
+                select(PipelineSchema.id, PipelineSchema.definition).where(PipelineSchema.id.in_(missing))
+            )
+            for schema_id, definition in rows:
+                self._orders[schema_id] = [s.id for s in PipelineDef.model_validate(definition).all_steps()]
+        return {i: self._orders.get(i, []) for i in schema_ids}
+
+    def view(
+        self, task: TaskFields, order: list[str], known: dict[str, str], position: int | None = None
+    ) -> dict[str, Any]:
+        """One task as clients see it: ``order`` is its pipeline's step ids, ``known`` the persisted
+        step statuses (absent = pending)."""
+        pending = StepStatus.PENDING.value
+        outputs = []
+        for item in task.outputs or ():
+            if "object_key" in item:
+                url = self.storage.download_url(item["object_key"], self.download_url_ttl_seconds, None)
+                outputs.append({"name": item["name"], "url": url, "content_type": item.get("content_type")})
+            else:
+                outputs.append({"name": item["name"], "value": item.get("value")})
+        error = None
+        if task.error_code:
+            code = task.error_code if task.error_code in _PUBLIC_ERRORS else "processing_failed"
+            error = {"code": code, "message": _PUBLIC_ERRORS[code]}
+        return {
+            "id": task.public_id,
+            "feature": task.feature_key,
+            "status": task.status,
+            "progress": task.progress,
+            "steps": [{"id": s, "status": known.get(s, pending)} for s in order],
+            "outputs": outputs,
+            "error": error,
+            "quota_cost": task.quota_cost,
+            "refunded": task.refunded,
+            "queue_position": position,
+            "created_at": task.created_at,
+            "updated_at": task.updated_at,
+            "files_purged_at": task.files_purged_at,
+        }
 
 
 async def present(
-    session: AsyncSession, infra: Infra, tasks: list[Task], positions: dict[int, int] | None = None
+    session: AsyncSession, views: TaskViews, tasks: list[Task], positions: dict[int, int] | None = None
 ) -> list[dict[str, Any]]:
     """Serialise tasks with two queries, whatever their number (no N+1)."""
     if not tasks:
         return []
-    orders = await step_orders(session, infra, {t.pipeline_schema_id for t in tasks})
+    orders = await views.step_orders(session, {t.pipeline_schema_id for t in tasks})
     rows = await session.execute(
         select(TaskStep.task_id, TaskStep.step_id, TaskStep.status).where(TaskStep.task_id.in_([t.id for t in tasks]))
     )
@@ -119,5 +133,8 @@ async def present(
     for task_id, step_id, status in rows:
         statuses.setdefault(task_id, {})[step_id] = status
     return [
-        view(t, orders[t.pipeline_schema_id], statuses.get(t.id, {}), infra, (positions or {}).get(t.id)) for t in tasks
+        views.view(t, orders[t.pipeline_schema_id], statuses.get(t.id, {}), (positions or {}).get(t.id)) for t in tasks
     ]
+
+
+TaskViewsDep = Annotated[TaskViews, Depends(part(TaskViews, backed=False))]

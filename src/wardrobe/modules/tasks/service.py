@@ -12,8 +12,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.cache import Cache
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
-from wardrobe.core.infra import Infra
+from wardrobe.core.outbox import TOPIC_PUSH, TOPIC_RUN, TOPIC_TASK_CHANGED, Announcer, announce
 from wardrobe.core.ratelimit import parse_limits
 from wardrobe.models import Task, TaskStatus, User
 from wardrobe.models.base import utcnow
@@ -24,9 +25,9 @@ from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.moderation import gates as moderation_gates
 from wardrobe.modules.pipeline.engine import hold_ref
 from wardrobe.modules.storage import verification
+from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.modules.storage.keys import owner_of
-from wardrobe.worker.outbox import add_message
-from wardrobe.worker.runtime import TOPIC_RUN
+from wardrobe.modules.tasks.parts import TaskParts
 
 
 def _request_hash(feature: str, inputs: dict[str, Any]) -> str:
@@ -34,15 +35,15 @@ def _request_hash(feature: str, inputs: dict[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-async def _membership_sku(session: AsyncSession, infra: Infra, user_id: int) -> str | None:
-    membership = await billing.cached_membership(session, infra.cache, user_id)
+async def _membership_sku(session: AsyncSession, cache: Cache, user_id: int) -> str | None:
+    membership = await billing.cached_membership(session, cache, user_id)
     return membership.sku if membership else None
 
 
 async def _check_images(
-    session: AsyncSession, infra: Infra, user: User, schema: dict[str, Any], inputs: dict[str, Any]
+    session: AsyncSession, storage: ObjectStorage, user: User, schema: dict[str, Any], inputs: dict[str, Any]
 ) -> None:
-    """Image inputs must be the user's own uploads, verified after they arrived (E2), and still
+    """Image inputs must be the user's own uploads, verified after they arrived, and still
     the object that was verified: same size, and same ETag where the store has one (keys that may
     still write under the user's prefix could have replaced it with other bytes)."""
     problems = []
@@ -58,7 +59,7 @@ async def _check_images(
                 {"field": f"inputs.{field}", "message": "not a verified upload: send the bytes, then complete it"}
             )
             continue
-        info = await infra.storage.head(key)
+        info = await storage.head(key)
         if info is None:
             problems.append({"field": f"inputs.{field}", "message": "no uploaded object with this key"})
         elif not verification.still_verified(record, info):
@@ -79,7 +80,7 @@ def _same_request_or_conflict(task: Task, request_hash: str) -> Task:
 
 async def create_task(
     session: AsyncSession,
-    infra: Infra,
+    parts: TaskParts,
     user: User,
     *,
     feature_key: str,
@@ -94,17 +95,17 @@ async def create_task(
         if existing is not None:
             return _same_request_or_conflict(existing, request_hash), False
     feature = await catalog.usable_feature(
-        session, infra.cache, user, await _membership_sku(session, infra, user.id), feature_key
+        session, parts.cache, user, await _membership_sku(session, parts.cache, user.id), feature_key
     )
     if feature.rate_limit_policy:
-        await infra.limiter.hit(parse_limits(feature.rate_limit_policy), "feature", f"{feature.key}:{user.id}")
+        await parts.limiter.hit(parse_limits(feature.rate_limit_policy), "feature", f"{feature.key}:{user.id}")
     problems = forms.input_errors(feature.form_schema, inputs)
     if problems:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
-    await _check_images(session, infra, user, feature.form_schema, inputs)
-    # Content moderation (issue 6.6): prompts, before any quota is held or anything is written.
-    await moderation_gates.screen_prompts(infra.runtime.engine.moderator, feature.form_schema, inputs, user_id=user.id)
-    pipeline = await catalog.current_pipeline(session, infra.cache, feature.pipeline_key)
+    await _check_images(session, parts.storage, user, feature.form_schema, inputs)
+    # Content moderation: prompts, before any quota is held or anything is written.
+    await moderation_gates.screen_prompts(parts.moderator, feature.form_schema, inputs, user_id=user.id)
+    pipeline = await catalog.current_pipeline(session, parts.cache, feature.pipeline_key)
     if pipeline is None:
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="feature without pipeline")
 
@@ -130,10 +131,10 @@ async def create_task(
                 user.id,
                 feature.quota_cost,
                 ref=hold_ref(task),
-                ttl=timedelta(seconds=infra.settings.quota_hold_ttl_seconds),
+                ttl=timedelta(seconds=parts.settings.quota_hold_ttl_seconds),
             )
-            add_message(session, TOPIC_RUN, {"task_id": task.id}, infra.runtime.relay.kick)
-            infra.runtime.engine.announce(session, task.id)
+            announce(session, TOPIC_RUN, {"task_id": task.id})
+            parts.announcer.local(session, TOPIC_TASK_CHANGED, {"task_id": task.id})
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first: answer with its task.
         if not idempotency_key:
@@ -156,7 +157,7 @@ async def owned_task(session: AsyncSession, user: User, public_id: str) -> Task:
     return task
 
 
-async def request_cancel(session: AsyncSession, infra: Infra, task: Task) -> bool:
+async def request_cancel(session: AsyncSession, announcer: Announcer, task: Task) -> bool:
     """A queued task is canceled and refunded here, at once (True); a running one is flagged and
     its lease holder stops it at the next step boundary (or poll), then refunds. Finished ones stay
     as they are. Either way the hold is released exactly once: by this conditional update or by the
@@ -170,7 +171,7 @@ async def request_cancel(session: AsyncSession, infra: Infra, task: Task) -> boo
     if result.rowcount == 1:  # type: ignore[attr-defined]
         if await quota.cancel(session, hold_ref(task)):
             await session.execute(update(Task).where(Task.id == task.id).values(refunded=True))
-        infra.runtime.engine.announce(session, task.id, final=True)
+        announcer.durable(session, TOPIC_PUSH, {"task_id": task.id})
         return True
     await session.execute(
         update(Task)
@@ -181,10 +182,10 @@ async def request_cancel(session: AsyncSession, infra: Infra, task: Task) -> boo
     return False
 
 
-async def cancel_task(session: AsyncSession, infra: Infra, user: User, public_id: str) -> Task:
+async def cancel_task(session: AsyncSession, announcer: Announcer, user: User, public_id: str) -> Task:
     """The owner's cancel (see ``request_cancel``)."""
     task = await owned_task(session, user, public_id)
-    await request_cancel(session, infra, task)
+    await request_cancel(session, announcer, task)
     await session.flush()
     await session.refresh(task)
     return task

@@ -6,12 +6,14 @@ from fastapi import APIRouter, BackgroundTasks
 from fastapi.responses import StreamingResponse
 
 from wardrobe.core.context import request_id_var
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import AnnouncerDep, LimiterDep, SessionDep, SessionFactoryDep, SettingsDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.ratelimit import per_hour
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep
+from wardrobe.modules.auth.deps import CurrentUser
+from wardrobe.modules.auth.parts import AccountPartsDep
+from wardrobe.modules.storage.deps import StorageDep
 from wardrobe.modules.storage.pending_deletions import delete_pending_objects
 from wardrobe.modules.users import erasure, export, repository, service
 from wardrobe.modules.users.erasure_schemas import AccountDeleted, AccountDeletion, AccountExport
@@ -60,9 +62,9 @@ async def my_invite(principal: CurrentUser, session: SessionDep) -> OrjsonRespon
     responses=errors(*AUTH_ERRORS, ErrorCode.INVITE_CODE_INVALID, ErrorCode.REFERRER_ALREADY_BOUND),
 )
 async def bind_referrer(
-    body: ReferrerBind, principal: CurrentUser, infra: InfraDep, session: SessionDep
+    body: ReferrerBind, principal: CurrentUser, settings: SettingsDep, session: SessionDep
 ) -> OrjsonResponse:
-    policy = service.SignupPolicy.of(infra.settings)
+    policy = service.SignupPolicy.of(settings)
     user = await service.bind_referrer_later(session, principal.user, body.invite_code, policy)
     return ok(_user_body(user))
 
@@ -92,13 +94,15 @@ async def bind_referrer(
 async def delete_me(
     body: AccountDeletion,
     principal: CurrentUser,
-    infra: InfraDep,
+    parts: AccountPartsDep,
+    announcer: AnnouncerDep,
+    storage: StorageDep,
     session: SessionDep,
     background: BackgroundTasks,
 ) -> OrjsonResponse:
-    outcome = await erasure.delete_account(session, infra, principal.user, body)
+    outcome = await erasure.delete_account(session, parts, announcer, principal.user, body)
     # Runs after the answer, so after the commit; what fails there is retried by the scheduler.
-    background.add_task(delete_pending_objects, infra, principal.id)
+    background.add_task(delete_pending_objects, parts.session_factory, storage, principal.id)
     return ok(
         {
             "deleted": True,
@@ -118,10 +122,10 @@ async def delete_me(
     response_model=Envelope[AccountExport],
     responses=errors(*AUTH_ERRORS, ErrorCode.RATE_LIMITED),
 )
-async def export_me(principal: CurrentUser, infra: InfraDep) -> StreamingResponse:
-    await infra.limiter.hit([per_hour(EXPORT_LIMIT)], "account-export", str(principal.id))
+async def export_me(principal: CurrentUser, limiter: LimiterDep, sessions: SessionFactoryDep) -> StreamingResponse:
+    await limiter.hit([per_hour(EXPORT_LIMIT)], "account-export", str(principal.id))
     return StreamingResponse(
-        export.stream_export(infra, principal.id, request_id_var.get()),
+        export.stream_export(sessions, principal.id, request_id_var.get()),
         media_type="application/json",
         headers={"Content-Disposition": 'attachment; filename="wardrobe-export.json"'},
     )

@@ -32,8 +32,8 @@ from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.errors import AppError, ErrorCode
-from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
+from wardrobe.core.outbox import Announcer
 from wardrobe.models import (
     AuthSession,
     DistributorApplication,
@@ -46,6 +46,7 @@ from wardrobe.models import (
 )
 from wardrobe.models.base import utcnow
 from wardrobe.modules.auth import reauth, tokens
+from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.storage import pending_deletions
@@ -100,14 +101,16 @@ async def _erase_person(session: AsyncSession, user: User) -> None:
         raise AppError(ErrorCode.AUTH_SESSION_REVOKED, detail="account already deleted")
 
 
-async def delete_account(session: AsyncSession, infra: Infra, user: User, proof: AccountDeletion) -> DeletionOutcome:
+async def delete_account(
+    session: AsyncSession, parts: AccountParts, announcer: Announcer, user: User, proof: AccountDeletion
+) -> DeletionOutcome:
     """Check the proof, then erase the account in the caller's transaction (see the module)."""
     await reauth.confirm_identity(
-        infra, user, CodePurpose.DELETE_ACCOUNT, Proof(proof.code, proof.password, proof.wechat_code)
+        parts, user, CodePurpose.DELETE_ACCOUNT, Proof(proof.code, proof.password, proof.wechat_code)
     )
     phone = user.phone
     await _erase_person(session, user)
-    canceled, stopping = await cancel_open_tasks(session, infra, user.id)
+    canceled, stopping = await cancel_open_tasks(session, announcer, user.id)
     revoked = await tokens.revoke_all(session, user.id, "account_deleted")
     await session.execute(
         update(AuthSession).where(AuthSession.user_id == user.id).values(client=None, device=None, ip_masked=None)

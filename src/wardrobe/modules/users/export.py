@@ -21,9 +21,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wardrobe.core.infra import Infra
 from wardrobe.core.logging import mask_phone
 from wardrobe.models import (
     AuthSession,
@@ -163,7 +162,10 @@ def _after(columns: tuple[Any, ...], last: tuple[Any, ...]) -> Any:
 
 
 async def _paged(
-    infra: Infra, stmt: Select[Any], columns: tuple[Any, ...], render: Callable[[Any], dict[str, Any]]
+    sessions: async_sessionmaker[AsyncSession],
+    stmt: Select[Any],
+    columns: tuple[Any, ...],
+    render: Callable[[Any], dict[str, Any]],
 ) -> AsyncIterator[bytes]:
     """A JSON array of ``stmt``'s rows, newest first, one keyset page (and one session) at a time."""
     yield b"["
@@ -173,7 +175,7 @@ async def _paged(
         page_stmt = stmt.order_by(*(c.desc() for c in columns)).limit(PAGE)
         if last is not None:
             page_stmt = page_stmt.where(_after(columns, last))
-        async with infra.session_factory() as session:
+        async with sessions() as session:
             rows = list(await session.scalars(page_stmt))
             chunk = b",".join(_dumps(render(row)) for row in rows)
         if rows:
@@ -185,10 +187,12 @@ async def _paged(
     yield b"]"
 
 
-async def stream_export(infra: Infra, user_id: int, request_id: str) -> AsyncIterator[bytes]:
+async def stream_export(
+    sessions: async_sessionmaker[AsyncSession], user_id: int, request_id: str
+) -> AsyncIterator[bytes]:
     """The envelope with the account's data, as chunks of bytes."""
     yield b'{"success":true,"code":"OK","message":"OK","data":{"exported_at":' + _dumps(utcnow())
-    async with infra.session_factory() as session:
+    async with sessions() as session:
         user = await session.get(User, user_id)
         if user is None:  # pragma: no cover - the caller was authenticated a moment ago
             return
@@ -220,6 +224,6 @@ async def stream_export(infra: Infra, user_id: int, request_id: str) -> AsyncIte
     ]
     for name, stmt, columns, render in parts:
         yield b',"' + name + b'":'
-        async for chunk in _paged(infra, stmt, columns, render):
+        async for chunk in _paged(sessions, stmt, columns, render):
             yield chunk
     yield b'},"request_id":' + _dumps(request_id) + b"}"

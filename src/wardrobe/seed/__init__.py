@@ -6,13 +6,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.logging import get_logger, mask_phone
-from wardrobe.demo_catalog import seed_demo_catalog
 from wardrobe.models import Plan, PlanKind
 from wardrobe.modules.admin import service as admin_service
 from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users.service import SignupPolicy
+from wardrobe.seed.demo_catalog import seed_demo_catalog
 from wardrobe.settings import Settings
 
 log = get_logger("wardrobe.seed")
