@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 # devtools/ sits beside this file; `python3 -I` or PYTHONSAFEPATH would leave this directory off sys.path.
 sys.path.insert(0, str(ROOT))
 
-from devtools import services  # noqa: E402
+from devtools import services, sizes  # noqa: E402
 from devtools.instances import SetupError  # noqa: E402
 
 TOOLS = ROOT / ".tools"
@@ -111,6 +111,10 @@ def main() -> None:
         run([venv_bin("ruff"), "format", "--check", *paths])
         run([venv_bin("ruff"), "check", *paths])
         run([venv_bin("mypy"), "src", "tests", "examples", "devtools"])
+        # The shape of the code: layers and no import circles (pyproject.toml), then sizes.
+        run([venv_bin("lint-imports")])
+        if sizes.main(ROOT / "src") != 0:
+            sys.exit(1)
         return
     if command in BENCH_SCRIPTS:
         script = BENCH_SCRIPTS[command]

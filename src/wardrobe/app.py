@@ -34,6 +34,7 @@ from wardrobe.core.redis import create_redis
 from wardrobe.core.security import TokenCodec
 from wardrobe.migrations import runner
 from wardrobe.models.base import utcnow
+from wardrobe.modules.account.endpoints import router as account_router
 from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.auth import notices
 from wardrobe.modules.auth.captcha import TencentCaptcha, build_captcha
@@ -81,7 +82,6 @@ from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.modules.tasks.parts import TaskParts
 from wardrobe.modules.tasks.presenter import TaskViews
 from wardrobe.modules.users import invite_codes
-from wardrobe.modules.users.endpoints import router as users_router
 from wardrobe.scheduler import run_embedded_housekeeping
 from wardrobe.seed import seed_demo_data
 from wardrobe.settings import Environment, Settings, SmsBackend, get_settings
@@ -467,7 +467,7 @@ async def _stop_realtime(hub: RealtimeHub) -> None:
 ROUTERS = (
     ops_router,
     auth_router,
-    users_router,
+    account_router,
     billing_router,
     payments_router,
     tasks_router,

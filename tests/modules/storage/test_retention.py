@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.tasks import give_quota, make_feature, run_to_end, step
+from tests.modules.account.erasure_flows import IMAGE_FORM, finished_thumbnail, thumbnail_feature, upload_photo
 from tests.modules.storage.samples import noise
-from tests.modules.users.erasure_flows import IMAGE_FORM, finished_thumbnail, thumbnail_feature, upload_photo
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import Task, VerifiedUpload
 from wardrobe.models.base import utcnow

@@ -12,7 +12,7 @@ from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
 from tests.fixtures.realtime import Listener, live
 from tests.fixtures.tasks import give_quota, internal_id, wait_until
-from tests.modules.users.erasure_flows import (
+from tests.modules.account.erasure_flows import (
     create,
     finished_thumbnail,
     held_feature,

@@ -45,6 +45,7 @@ from wardrobe.models import (
     VerifiedUpload,
 )
 from wardrobe.models.base import utcnow
+from wardrobe.modules.account.schemas import AccountDeletion
 from wardrobe.modules.auth import reauth, tokens
 from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.reauth import Proof
@@ -52,7 +53,6 @@ from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.storage import pending_deletions
 from wardrobe.modules.tasks.deletion import cancel_open_tasks
 from wardrobe.modules.users import repository
-from wardrobe.modules.users.erasure_schemas import AccountDeletion
 
 log = get_logger("wardrobe.users.erasure")
 

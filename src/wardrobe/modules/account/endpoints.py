@@ -11,12 +11,13 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.ratelimit import per_hour
+from wardrobe.modules.account import erasure, export
+from wardrobe.modules.account.schemas import AccountDeleted, AccountDeletion, AccountExport
 from wardrobe.modules.auth.deps import CurrentUser
 from wardrobe.modules.auth.parts import AccountPartsDep
 from wardrobe.modules.storage.deps import StorageDep
 from wardrobe.modules.storage.pending_deletions import delete_pending_objects
-from wardrobe.modules.users import erasure, export, repository, service
-from wardrobe.modules.users.erasure_schemas import AccountDeleted, AccountDeletion, AccountExport
+from wardrobe.modules.users import repository, service
 from wardrobe.modules.users.schemas import InviteOut, ProfileUpdate, ReferrerBind, UserOut
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])

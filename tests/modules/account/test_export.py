@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
 from tests.fixtures.tasks import give_quota, internal_id, make_feature, step
-from tests.modules.users.erasure_flows import create
+from tests.modules.account.erasure_flows import create
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import AuthSession, LedgerEntry, Order
 from wardrobe.models.base import utcnow
-from wardrobe.modules.users import export
+from wardrobe.modules.account import export
 
 
 async def _export(api: Api, headers: dict[str, str]) -> Any:
@@ -112,7 +112,7 @@ async def test_an_export_of_an_account_with_many_sessions_pages_through_them(
 
 
 async def test_exports_are_limited_per_hour(api: Api) -> None:
-    from wardrobe.modules.users.endpoints import EXPORT_LIMIT
+    from wardrobe.modules.account.endpoints import EXPORT_LIMIT
 
     user = await sms_login(api.client)
     for _ in range(EXPORT_LIMIT):

@@ -15,12 +15,7 @@ from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.gate import TcpGate
 from tests.fixtures.tasks import balance, internal_id, spawn_worker, stop_workers, wait_until, worker_env
-from tests.modules.auth.test_vendor_login import wechat_settings
-from tests.modules.distributors.flows import apply, stored
-from tests.modules.distributors.helpers import make_id_number
-from tests.modules.storage.samples import noise
-from tests.modules.storage.test_uploads_s3_e2e import s3_api, verified_upload
-from tests.modules.users.erasure_flows import (
+from tests.modules.account.erasure_flows import (
     clear_cooldown,
     create,
     delete_account,
@@ -33,6 +28,11 @@ from tests.modules.users.erasure_flows import (
     thumbnail_feature,
     upload_photo,
 )
+from tests.modules.auth.test_vendor_login import wechat_settings
+from tests.modules.distributors.flows import apply, stored
+from tests.modules.distributors.helpers import make_id_number
+from tests.modules.storage.samples import noise
+from tests.modules.storage.test_uploads_s3_e2e import s3_api, verified_upload
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import AuditLog, AuthSession, LedgerEntry, PendingObjectDeletion, Task, User, VerifiedUpload
 from wardrobe.models.base import utcnow

@@ -1,0 +1,1 @@
+"""The signed-in person's own account: profile, invitations, referrer, deletion and a copy of the data."""
