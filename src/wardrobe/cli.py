@@ -269,8 +269,8 @@ def crypto_rotate(
 
     Records under older versions keep opening until they are moved; running it again moves only
     what is still on an old key."""
-    from wardrobe.modules.crypto.commands import run_rotation
     from wardrobe.modules.crypto.keys import EnvelopeError
+    from wardrobe.modules.distributors.commands import run_rotation
     from wardrobe.settings import get_settings
 
     try:

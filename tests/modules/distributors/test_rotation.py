@@ -24,9 +24,9 @@ from tests.peers.tencent_kms import TEST_KMS_KEY_ID
 from wardrobe.cli import app as cli
 from wardrobe.core.db import create_engine, create_session_factory, unit_of_work
 from wardrobe.models import DistributorApplication, User
-from wardrobe.modules.crypto.commands import run_rotation
 from wardrobe.modules.crypto.envelope import EnvelopeCipher, SealedValue
 from wardrobe.modules.crypto.keys import LocalKeyFile, LocalKeyManager
+from wardrobe.modules.distributors.commands import run_rotation
 from wardrobe.settings import get_settings
 
 

@@ -1,4 +1,7 @@
-"""``wardrobe crypto rotate``: every sealed value onto the current master key."""
+"""``wardrobe crypto rotate``: every sealed value onto the current master key.
+
+It lives with the distributors because their ID numbers are the only sealed values the schema
+holds; the envelope machinery (crypto/) knows nothing of who uses it."""
 
 from __future__ import annotations
 
@@ -8,13 +11,12 @@ from wardrobe.core.db import create_engine, create_session_factory
 from wardrobe.modules.crypto.factory import build_key_manager
 from wardrobe.modules.crypto.keys import KeyManager, LocalKeyManager
 from wardrobe.modules.crypto.rotation import RotationReport, SealedColumns, rotate
+from wardrobe.modules.distributors.service import SEALED_ID_NUMBERS
 from wardrobe.settings import Settings
 
 
 def sealed_columns() -> list[SealedColumns]:
     """Every kind of sealed value the schema holds."""
-    from wardrobe.modules.distributors.service import SEALED_ID_NUMBERS
-
     return [SEALED_ID_NUMBERS]
 
 
