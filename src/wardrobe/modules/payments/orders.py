@@ -100,6 +100,7 @@ def announce_order(announcer: Announcer, session: AsyncSession, order_id: int) -
 
 
 def order_body(order: Order) -> dict[str, Any]:
+    """The order as its buyer sees it (``OrderOut``): pay parameters only while it is pending."""
     return {
         "order_no": order.order_no,
         "status": order.status,
