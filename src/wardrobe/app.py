@@ -57,8 +57,7 @@ from wardrobe.modules.moderation.moderator import Moderator
 from wardrobe.modules.ops.endpoints import router as ops_router
 from wardrobe.modules.payments.alipay import AlipayGateway
 from wardrobe.modules.payments.endpoints import router as payments_router
-from wardrobe.modules.payments.gateway import PaymentGateway
-from wardrobe.modules.payments.service import Payments
+from wardrobe.modules.payments.gateway import PaymentGateway, Payments
 from wardrobe.modules.payments.wechat import WeChatPayGateway
 from wardrobe.modules.providers import switches
 from wardrobe.modules.providers.accounts import ACCOUNTS, AccountDirectory, SecretBox

@@ -97,11 +97,17 @@ async def release_expired_holds(infra: Infra) -> int:
 
 async def reconcile_payments(infra: Infra) -> int:
     """C8: repair missed payment notifications, close expired orders, settle pending refunds."""
-    from wardrobe.modules.payments.service import payments_of, reconcile_once
+    from wardrobe.modules.payments.reconciliation import reconcile_once
 
-    if not payments_of(infra).gateways:
+    if not infra.payments.gateways:
         return 0
-    report = await reconcile_once(infra)
+    report = await reconcile_once(
+        infra.session_factory,
+        infra.payments,
+        settings=infra.settings,
+        cache=infra.cache,
+        announcer=infra.runtime.announcer,
+    )
     if report.discrepancies or report.errors:
         log.warning("payments_reconciled", **report.as_dict())
     return report.fulfilled + report.closed + report.refunds_settled

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from wardrobe.modules.auth.captcha import TencentCaptcha
     from wardrobe.modules.auth.sms_senders import SmsSender
     from wardrobe.modules.auth.wechat_client import WeChatClient
-    from wardrobe.modules.payments.service import Payments
+    from wardrobe.modules.payments.gateway import Payments
     from wardrobe.modules.providers.base import ProviderRegistry
     from wardrobe.modules.storage.backend import ObjectStorage
     from wardrobe.modules.tasks.presenter import TaskViews

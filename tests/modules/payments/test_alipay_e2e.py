@@ -27,7 +27,7 @@ from tests.peers.alipay_fixtures import NOTIFY_PATH, ServedAlipayPeer, alipay_en
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, Order, PaymentNotification, Refund
 from wardrobe.models.base import utcnow
-from wardrobe.modules.payments import service
+from wardrobe.modules.payments import fulfilment, reconciliation, refunds
 from wardrobe.seed import seed_plans
 
 ApiFactory = Callable[..., Awaitable[Api]]
@@ -301,7 +301,7 @@ async def test_a_notification_lost_to_a_database_failure_is_retried_and_fulfils_
             user = await sms_login(api.client)
             before = (await quota_of(api, user))["balance"]
             no = (await buy(api, user, "pack-100", "alipay_qr"))["order_no"]
-            original = service.apply_payment
+            original = fulfilment.apply_payment
             cuts = 0
 
             async def fulfil_then_lose_the_database(*args: Any, **kwargs: Any) -> str:
@@ -312,7 +312,7 @@ async def test_a_notification_lost_to_a_database_failure_is_retried_and_fulfils_
                     await gate.cut()
                 return outcome
 
-            monkeypatch.setattr(service, "apply_payment", fulfil_then_lose_the_database)
+            monkeypatch.setattr(fulfilment, "apply_payment", fulfil_then_lose_the_database)
             delivery = alipay_peer.pay(no)
             assert delivery is not None
             [first] = await delivery.wait_attempts(1)
@@ -363,7 +363,13 @@ async def test_reconciliation_fulfils_a_silent_payment_and_closes_expired_orders
         await _backdate(api, scanned, expired=True)
         await _backdate(api, abandoned, expired=True)
 
-        report = await service.reconcile_once(api.infra)
+        report = await reconciliation.reconcile_once(
+            api.infra.session_factory,
+            api.infra.payments,
+            settings=api.infra.settings,
+            cache=api.infra.cache,
+            announcer=api.infra.runtime.announcer,
+        )
         assert (report.fulfilled, report.closed, report.errors) == (1, 2, 0)
         assert (await order_of(api, user, silent))["status"] == "fulfilled"
         assert (await quota_of(api, user))["balance"] == before + 100
@@ -376,7 +382,13 @@ async def test_reconciliation_fulfils_a_silent_payment_and_closes_expired_orders
         assert (await order_of(api, user, recent))["status"] == "pending"
         assert "alipay.trade.query" not in alipay_peer.calls_for(recent)
 
-        again = await service.reconcile_once(api.infra)
+        again = await reconciliation.reconcile_once(
+            api.infra.session_factory,
+            api.infra.payments,
+            settings=api.infra.settings,
+            cache=api.infra.cache,
+            announcer=api.infra.runtime.announcer,
+        )
         assert (again.fulfilled, again.closed) == (0, 0)
         assert await count_ledger(api, ref=f"order:{silent}") == 1
         assert alipay_peer.calls_for(silent)["alipay.trade.query"] == 1
@@ -452,7 +464,18 @@ async def test_the_same_refund_number_sent_ten_times_refunds_once(
         async with unit_of_work(api.infra.session_factory) as db:
             refund_id = await db.scalar(select(Refund.id).where(Refund.refund_no == pending["refund_no"]))
         assert refund_id is not None
-        await asyncio.gather(*(service.push_refund(api.infra, refund_id) for _ in range(10)))
+        await asyncio.gather(
+            *(
+                refunds.push_refund(
+                    api.infra.session_factory,
+                    api.infra.payments,
+                    refund_id,
+                    cache=api.infra.cache,
+                    announcer=api.infra.runtime.announcer,
+                )
+                for _ in range(10)
+            )
+        )
         changes = [f[2] for f in alipay_peer.fund_changes if f[1] == pending["refund_no"]]
         assert changes.count("Y") == 1
         assert changes.count("N") >= 1

@@ -15,8 +15,9 @@ from wardrobe.models import LedgerEntry, Order, OrderStatus, Plan, Referral
 from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
 from wardrobe.modules.billing.service import cached_membership
+from wardrobe.modules.payments.fulfilment import apply_payment
 from wardrobe.modules.payments.gateway import Trade, TradeState
-from wardrobe.modules.payments.service import apply_payment, new_order_no
+from wardrobe.modules.payments.orders import new_order_no
 from wardrobe.seed import seed_plans
 
 
@@ -45,7 +46,13 @@ async def _order(api: Api, user_id: int, sku: str) -> Order:
 async def _apply(api: Api, order_no: str, paid_fen: int) -> str:
     async with unit_of_work(api.infra.session_factory) as db:
         return await apply_payment(
-            api.infra, db, order_no, Trade(TradeState.PAID, "4200000001", paid_fen), source="notify"
+            db,
+            order_no,
+            Trade(TradeState.PAID, "4200000001", paid_fen),
+            source="notify",
+            settings=api.infra.settings,
+            cache=api.infra.cache,
+            announcer=api.infra.runtime.announcer,
         )
 
 

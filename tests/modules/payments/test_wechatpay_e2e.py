@@ -32,7 +32,8 @@ from tests.peers.wechatpay_notify import KeyPair, Notice, post_notice, rsa_verif
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, Order, PaymentNotification, Refund, User
 from wardrobe.models.base import utcnow
-from wardrobe.modules.payments.service import push_refund, reconcile_once
+from wardrobe.modules.payments.reconciliation import reconcile_once
+from wardrobe.modules.payments.refunds import push_refund
 from wardrobe.seed import seed_plans
 
 FAIL = {"code": "FAIL", "message": "失败"}
@@ -369,7 +370,13 @@ async def test_reconciliation_fulfils_a_silent_payment_and_closes_expired_orders
     await _age(api, silent, minutes=10, expired=False)
     await _age(api, expired, minutes=40, expired=True)
 
-    report = await reconcile_once(api.infra)
+    report = await reconcile_once(
+        api.infra.session_factory,
+        api.infra.payments,
+        settings=api.infra.settings,
+        cache=api.infra.cache,
+        announcer=api.infra.runtime.announcer,
+    )
     assert (report.fulfilled, report.closed, report.discrepancies, report.errors) == (1, 1, 1, 0)
     assert (await my_order(api, user, silent))["status"] == "fulfilled"
     assert (await my_order(api, user, expired))["status"] == "closed"
@@ -380,7 +387,13 @@ async def test_reconciliation_fulfils_a_silent_payment_and_closes_expired_orders
     assert await ledger(api, user.user["id"], ref=f"order:{silent}") == [100]
     assert await ledger(api, user.user["id"], ref=f"order:{expired}") == []
 
-    again = await reconcile_once(api.infra)
+    again = await reconcile_once(
+        api.infra.session_factory,
+        api.infra.payments,
+        settings=api.infra.settings,
+        cache=api.infra.cache,
+        announcer=api.infra.runtime.announcer,
+    )
     assert (again.fulfilled, again.closed, again.discrepancies) == (0, 0, 0)
     assert wechatpay_peer.count("query", silent) == 1
     assert (await quota_of(api, user))["balance"] == balance + 100
@@ -430,7 +443,18 @@ async def test_a_refund_repeated_ten_times_refunds_once_and_its_notification_cla
     async with unit_of_work(api.infra.session_factory) as db:
         refund_id = await db.scalar(select(Refund.id).where(Refund.refund_no == refund["refund_no"]))
     assert refund_id is not None
-    await asyncio.gather(*(push_refund(api.infra, refund_id) for _ in range(10)))
+    await asyncio.gather(
+        *(
+            push_refund(
+                api.infra.session_factory,
+                api.infra.payments,
+                refund_id,
+                cache=api.infra.cache,
+                announcer=api.infra.runtime.announcer,
+            )
+            for _ in range(10)
+        )
+    )
     [at_peer] = wechatpay_peer.refunds_of(no)
     assert (at_peer.out_refund_no, at_peer.amount, at_peer.status) == (refund["refund_no"], 990, "PROCESSING")
     assert at_peer.params["notify_url"] == shop.base_url + "/api/v1/payments/wechat/refund-notify"

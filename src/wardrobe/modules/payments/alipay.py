@@ -1,4 +1,4 @@
-"""Alipay open platform (C7): our own async client (httpx + ``cryptography``).
+"""Alipay open platform: our own async client (httpx + ``cryptography``).
 
 Why our own: python-alipay-sdk is synchronous (urlopen) and the official SDK is a 33 MB
 synchronous wheel; the protocol itself is small. Tests check our signatures against

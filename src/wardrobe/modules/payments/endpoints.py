@@ -11,23 +11,26 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import PlainTextResponse, Response
 
+from wardrobe.core.cache import Cache
 from wardrobe.core.db import unit_of_work
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import AnnouncerDep, CacheDep, SessionDep, SessionFactory, SessionFactoryDep, SettingsDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import PAYMENT_EVENTS
 from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.outbox import Announcer
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.schemas import Id
 from wardrobe.models import Order, Refund
-from wardrobe.modules.auth.deps import CurrentUser, InfraDep, Principal, client_ip, require
+from wardrobe.modules.auth.deps import CurrentUser, Principal, client_ip, require
 from wardrobe.modules.auth.permissions import Permission
-from wardrobe.modules.payments import service
-from wardrobe.modules.payments.gateway import SignatureInvalid
+from wardrobe.modules.payments import notifications, orders, refunds, repository
+from wardrobe.modules.payments.deps import PaymentsDep
+from wardrobe.modules.payments.gateway import Payments, SignatureInvalid
 from wardrobe.modules.payments.notify_docs import (
     ALIPAY_RESPONSES,
     WECHAT_BODY,
@@ -44,6 +47,7 @@ from wardrobe.modules.payments.schemas import (
     RefundOut,
 )
 from wardrobe.modules.users import repository as users_repo
+from wardrobe.settings import Settings
 
 router = APIRouter(tags=["payments"])
 log = get_logger("wardrobe.payments")
@@ -64,11 +68,18 @@ DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
         ErrorCode.DEPENDENCY_UNAVAILABLE,
     ),
 )
-async def create_order(body: OrderCreate, principal: CurrentUser, infra: InfraDep, request: Request) -> OrjsonResponse:
-    order = await service.create_order(
-        infra, principal.user, sku=body.sku, channel=body.channel, client_ip=client_ip(request)
+async def create_order(
+    body: OrderCreate,
+    principal: CurrentUser,
+    sessions: SessionFactoryDep,
+    payments: PaymentsDep,
+    settings: SettingsDep,
+    request: Request,
+) -> OrjsonResponse:
+    order = await orders.create_order(
+        sessions, payments, settings, principal.user, sku=body.sku, channel=body.channel, client_ip=client_ip(request)
     )
-    return ok(service.order_body(order), status_code=201)
+    return ok(orders.order_body(order), status_code=201)
 
 
 @router.get(
@@ -83,11 +94,11 @@ async def my_orders(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: CursorQuery = None,
 ) -> OrjsonResponse:
-    rows = await service.orders_page(
+    rows = await repository.orders_page(
         session, user_id=principal.id, limit=limit, before_id=decode_cursor(cursor) if cursor else None
     )
     page, next_cursor = split_page(rows, limit, lambda o: o.id)
-    return ok({"items": [service.order_body(o) for o in page], "next_cursor": next_cursor})
+    return ok({"items": [orders.order_body(o) for o in page], "next_cursor": next_cursor})
 
 
 @router.get(
@@ -97,7 +108,7 @@ async def my_orders(
     responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
 )
 async def my_order(order_no: str, principal: CurrentUser, session: SessionDep) -> OrjsonResponse:
-    return ok(service.order_body(await service.order_of(session, principal.id, order_no)))
+    return ok(orders.order_body(await orders.order_of(session, principal.id, order_no)))
 
 
 # -- notifications -------------------------------------------------------------------------------
@@ -109,10 +120,17 @@ def _wechat_fail(status: int) -> Response:
     return Response(_WECHAT_FAIL, status_code=status, media_type="application/json")
 
 
-async def _wechat(request: Request, infra: Any) -> Response:
+async def _wechat(
+    request: Request,
+    sessions: SessionFactory,
+    payments: Payments,
+    settings: Settings,
+    cache: Cache,
+    announcer: Announcer,
+) -> Response:
     if any(not request.headers.get(name) for name in WECHAT_SIGNATURE_HEADERS):
         return _wechat_fail(400)  # not a WeChat Pay notification at all, whatever the configuration
-    gateway = service.payments_of(infra).gateways.get("wechat")
+    gateway = payments.gateways.get("wechat")
     if gateway is None:
         return _wechat_fail(404)
     body = await request.body()
@@ -123,8 +141,10 @@ async def _wechat(request: Request, infra: Any) -> Response:
         PAYMENT_EVENTS.labels("wechat", "bad_signature").inc()
         return _wechat_fail(401)
     try:
-        await service.handle_notification(infra, "wechat", notification)
-    except service.NotificationRejected as rejected:
+        await notifications.handle_notification(
+            sessions, "wechat", notification, settings=settings, cache=cache, announcer=announcer
+        )
+    except notifications.NotificationRejected as rejected:
         log.warning("payment_notification_refused", provider="wechat", reason=rejected.reason)
         return _wechat_fail(rejected.status)
     except Exception:
@@ -141,8 +161,15 @@ async def _wechat(request: Request, infra: Any) -> Response:
     responses=WECHAT_RESPONSES,
     openapi_extra=WECHAT_REQUEST,
 )
-async def wechat_notify(request: Request, infra: InfraDep) -> Response:
-    return await _wechat(request, infra)
+async def wechat_notify(
+    request: Request,
+    sessions: SessionFactoryDep,
+    payments: PaymentsDep,
+    settings: SettingsDep,
+    cache: CacheDep,
+    announcer: AnnouncerDep,
+) -> Response:
+    return await _wechat(request, sessions, payments, settings, cache, announcer)
 
 
 @router.post(
@@ -153,8 +180,15 @@ async def wechat_notify(request: Request, infra: InfraDep) -> Response:
     responses=WECHAT_RESPONSES,
     openapi_extra=WECHAT_REQUEST,
 )
-async def wechat_refund_notify(request: Request, infra: InfraDep) -> Response:
-    return await _wechat(request, infra)
+async def wechat_refund_notify(
+    request: Request,
+    sessions: SessionFactoryDep,
+    payments: PaymentsDep,
+    settings: SettingsDep,
+    cache: CacheDep,
+    announcer: AnnouncerDep,
+) -> Response:
+    return await _wechat(request, sessions, payments, settings, cache, announcer)
 
 
 @router.post(
@@ -164,8 +198,15 @@ async def wechat_refund_notify(request: Request, infra: InfraDep) -> Response:
     description="The body is Alipay's form-encoded notification, signed (`sign`, RSA2) over its other fields.",
     responses=ALIPAY_RESPONSES,
 )
-async def alipay_notify(request: Request, infra: InfraDep) -> Response:
-    gateway = service.payments_of(infra).gateways.get("alipay")
+async def alipay_notify(
+    request: Request,
+    sessions: SessionFactoryDep,
+    payments: PaymentsDep,
+    settings: SettingsDep,
+    cache: CacheDep,
+    announcer: AnnouncerDep,
+) -> Response:
+    gateway = payments.gateways.get("alipay")
     if gateway is None:
         return PlainTextResponse("fail", status_code=404)
     body = await request.body()
@@ -176,8 +217,10 @@ async def alipay_notify(request: Request, infra: InfraDep) -> Response:
         PAYMENT_EVENTS.labels("alipay", "bad_signature").inc()
         return PlainTextResponse("fail", status_code=400)
     try:
-        await service.handle_notification(infra, "alipay", notification)
-    except service.NotificationRejected as rejected:
+        await notifications.handle_notification(
+            sessions, "alipay", notification, settings=settings, cache=cache, announcer=announcer
+        )
+    except notifications.NotificationRejected as rejected:
         log.warning("payment_notification_refused", provider="alipay", reason=rejected.reason)
         return PlainTextResponse("fail", status_code=rejected.status)
     except Exception:
@@ -202,15 +245,15 @@ def _refund_body(refund: Refund, order_no: str) -> dict[str, Any]:
     }
 
 
-async def _admin_body(session: Any, order: Order) -> dict[str, Any]:
-    refunds = await session.scalars(select(Refund).where(Refund.order_id == order.id).order_by(Refund.id))
+async def _admin_body(session: AsyncSession, order: Order) -> dict[str, Any]:
+    order_refunds = await repository.refunds_of_order(session, order.id)
     return {
-        **service.order_body(order),
+        **orders.order_body(order),
         "user_id": order.user_id,
         "transaction_id": order.transaction_id,
         "quota": order.quota,
         "quota_clawed": order.quota_clawed,
-        "refunds": [_refund_body(r, order.order_no) for r in refunds],
+        "refunds": [_refund_body(r, order.order_no) for r in order_refunds],
     }
 
 
@@ -228,11 +271,11 @@ async def admin_orders(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: CursorQuery = None,
 ) -> OrjsonResponse:
-    rows = await service.orders_page(
+    rows = await repository.orders_page(
         session, user_id=user_id, limit=limit, before_id=decode_cursor(cursor) if cursor else None, status=status
     )
     page, next_cursor = split_page(rows, limit, lambda o: o.id)
-    return ok({"items": [service.order_body(o) for o in page], "next_cursor": next_cursor})
+    return ok({"items": [orders.order_body(o) for o in page], "next_cursor": next_cursor})
 
 
 @router.get(
@@ -242,7 +285,7 @@ async def admin_orders(
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
 async def admin_order(order_no: str, _: OrderReader, session: SessionDep) -> OrjsonResponse:
-    return ok(await _admin_body(session, await service.order_of(session, None, order_no)))
+    return ok(await _admin_body(session, await orders.order_of(session, None, order_no)))
 
 
 @router.post(
@@ -260,11 +303,26 @@ async def admin_order(order_no: str, _: OrderReader, session: SessionDep) -> Orj
         ErrorCode.DEPENDENCY_UNAVAILABLE,
     ),
 )
-async def refund_order(order_no: str, body: RefundCreate, actor: Refunder, infra: InfraDep) -> OrjsonResponse:
-    refund = await service.request_refund(
-        infra, actor_id=actor.id, order_no=order_no, amount_fen=body.amount_fen, reason=body.reason
+async def refund_order(
+    order_no: str,
+    body: RefundCreate,
+    actor: Refunder,
+    sessions: SessionFactoryDep,
+    payments: PaymentsDep,
+    cache: CacheDep,
+    announcer: AnnouncerDep,
+) -> OrjsonResponse:
+    refund = await refunds.request_refund(
+        sessions,
+        payments,
+        actor_id=actor.id,
+        order_no=order_no,
+        amount_fen=body.amount_fen,
+        reason=body.reason,
+        cache=cache,
+        announcer=announcer,
     )
-    async with unit_of_work(infra.session_factory) as session:
+    async with unit_of_work(sessions) as session:
         users_repo.add_audit(
             session,
             actor_id=actor.id,

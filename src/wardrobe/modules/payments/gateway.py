@@ -1,4 +1,5 @@
-"""What the payment service needs from a payment platform, whatever its protocol (C6, C7).
+"""What the payment service needs from a payment platform, whatever its protocol, and the set of
+platforms this process is configured for (``Payments``).
 
 Each adapter (``wechat.py``, ``alipay.py``) turns its platform's answers into these few shapes and
 its failures into two exceptions: ``PlatformUnavailable`` (try again later: network trouble, 5xx,
@@ -14,7 +15,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.models import Order
+
+NOTIFY_PATHS = {
+    "wechat": "/api/v1/payments/wechat/notify",
+    "wechat_refund": "/api/v1/payments/wechat/refund-notify",
+    "alipay": "/api/v1/payments/alipay/notify",
+}
 
 
 class TradeState(StrEnum):
@@ -105,3 +113,28 @@ class PaymentGateway(Protocol):
     def verify_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """Verify and decode a notification; raises ``SignatureInvalid``."""
         ...
+
+
+@dataclass
+class Payments:
+    """The configured platforms of this process, by provider (``wechat``, ``alipay``)."""
+
+    gateways: dict[str, PaymentGateway]
+    notify_base_url: str
+
+    def gateway(self, provider: str) -> PaymentGateway:
+        found = self.gateways.get(provider)
+        if found is None:
+            raise AppError(ErrorCode.PAYMENT_CHANNEL_UNAVAILABLE, detail=f"{provider} is not configured")
+        return found
+
+    def notify_url(self, which: str) -> str:
+        return self.notify_base_url.rstrip("/") + NOTIFY_PATHS[which]
+
+    async def start(self) -> None:
+        for gateway in self.gateways.values():
+            await gateway.start()
+
+    async def aclose(self) -> None:
+        for gateway in self.gateways.values():
+            await gateway.aclose()

@@ -1,4 +1,4 @@
-"""Payment DTOs (api.md "Billing and payments")."""
+"""Payment DTOs: what clients send to order and refund, and the orders and refunds they get back."""
 
 from __future__ import annotations
 

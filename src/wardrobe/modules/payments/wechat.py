@@ -1,4 +1,4 @@
-"""WeChat Pay API v3 (C6) through ``wechatpayv3``'s async client in public-key mode.
+"""WeChat Pay API v3 through ``wechatpayv3``'s async client in public-key mode.
 
 The SDK signs every request (WECHATPAY2-SHA256-RSA2048), verifies every 2xx answer's signature with
 the WeChat Pay public key, and decrypts notifications (AEAD_AES_256_GCM under the APIv3 key). What

@@ -130,7 +130,7 @@ class TaskEvents:
 
     async def _send_order(self, order_id: int) -> None:
         from wardrobe.models import Order
-        from wardrobe.modules.payments.service import order_body
+        from wardrobe.modules.payments.orders import order_body
 
         async with self._infra.session_factory() as session:
             order = await session.get(Order, order_id)
