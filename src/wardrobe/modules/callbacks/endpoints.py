@@ -1,4 +1,4 @@
-"""``POST /api/v1/callbacks/{provider}/{ref}?sig=…`` (D8): where vendors report on their jobs.
+"""``POST /api/v1/callbacks/{provider}/{ref}?sig=…``: where vendors report on their jobs.
 
 The signature in the URL is checked before anything is read into the inbox; the answer is
 immediate (a vendor that waits retries). What the callback says is confirmed by the worker that

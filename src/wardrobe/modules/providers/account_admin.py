@@ -1,4 +1,4 @@
-"""Operators' edits of provider accounts (issue 6 item 1): checked, sealed, audited, broadcast.
+"""Operators' edits of provider accounts: checked, sealed, audited, broadcast.
 
 Creating or changing an account is an admin's job (``providers:manage``): it decides where a
 secret is sent. Operators with catalog rights see the accounts (never a secret) in the provider

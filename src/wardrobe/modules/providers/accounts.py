@@ -1,4 +1,4 @@
-"""Vendor accounts configured by operators in the database (issue 6 item 1).
+"""Vendor accounts configured by operators in the database.
 
 A provider (a vendor adapter, registered by slug) may run on several accounts: each with its own
 credentials, endpoint, concurrency and rate. The engine picks, for every call, the usable account

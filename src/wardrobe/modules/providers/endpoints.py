@@ -1,4 +1,4 @@
-"""Admin view of the providers: shape, concurrency in use, and health (D5, D6)."""
+"""Admin view of the providers: shape, concurrency in use, health, accounts and switches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Provider health (D6): a circuit breaker per provider over its recent calls.
+"""Provider health: a circuit breaker per provider over its recent calls.
 
 up → degraded when the recent failure rate passes ``degraded_rate``; → down (open) past
 ``open_rate``. While down, calls skip the provider (the engine falls back to the next candidate)

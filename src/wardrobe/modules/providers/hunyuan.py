@@ -1,4 +1,4 @@
-"""Tencent Hunyuan image generation (hunyuan 2023-09-01) as an async provider (D7, issue 6).
+"""Tencent Hunyuan image generation (hunyuan 2023-09-01) as an async provider.
 
 ``SubmitHunyuanImageJob`` starts a job and ``QueryHunyuanImageJob`` reports it (``"1"`` waiting,
 ``"2"`` running, ``"4"`` failed, ``"5"`` done, result URLs valid for one hour). The official SDK's

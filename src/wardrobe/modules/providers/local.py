@@ -1,4 +1,4 @@
-"""The local CPU provider (D7, E): real image operations on this machine, so every demo feature
+"""The local CPU provider: real image operations on this machine, so every demo feature
 runs with no vendor at all. Each call reads its input images from object storage, runs the
 operation in a worker thread (OpenCV releases the GIL), and writes the result under ``results/``.
 """

@@ -1,4 +1,4 @@
-"""Tencent SCF (Serverless Cloud Function, scf 2018-04-16) as an async provider (D7, issue 6).
+"""Tencent SCF (Serverless Cloud Function, scf 2018-04-16) as an async provider.
 
 ``submit`` invokes the action's function asynchronously (``Invoke`` with ``InvocationType=Event``):
 SCF accepts the event at once and answers with the invocation's ``FunctionRequestId``, which is
@@ -13,8 +13,8 @@ callback *is* the result, recorded in the vendor callback inbox, and ``poll`` re
 Image inputs named in the function's configuration are sent as ``{"object_key": key}`` plus, if
 the provider has ``input_url``, a short-lived signed ``"url"`` the function downloads.
 
-**The callback** (the old system's rule "SCF回调必须验证签名", seed 004 §2: the result must be
-signed). The function POSTs to ``callback_url``::
+**The callback** (the result must be signed: "SCF回调必须验证签名", a rule of the system this one
+replaces). The function POSTs to ``callback_url``::
 
     {"payload": "<JSON text>", "signature": "<hex HMAC-SHA256(callback_key, payload text as UTF-8)>"}
 

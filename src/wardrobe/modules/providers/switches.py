@@ -1,4 +1,4 @@
-"""Operators' manual provider switches (issue 6 item 7), read by every worker through the cache.
+"""Operators' manual provider switches, read by every worker through the cache.
 
 Off: no new call goes to the provider, steps fall back to their next candidate (or fail with
 ``provider_disabled`` when there is none); calls already in flight finish. The switch is in the

@@ -1,7 +1,6 @@
-"""Tencent Cloud imaging (aiart 2022-12-29) as a sync provider (D7, issue 6).
+"""Tencent Cloud imaging (aiart 2022-12-29) as a sync provider.
 
-The aiart actions that answer in the call, as shipped by ``tencentcloud-sdk-python-aiart`` 3.1.179
-(design/protocols.md §8):
+The aiart actions that answer in the call, as shipped by ``tencentcloud-sdk-python-aiart`` 3.1.179:
 
 ============================  =========================  ===========================================
 our action                    aiart action               inputs sent
