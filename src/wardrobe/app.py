@@ -59,12 +59,12 @@ from wardrobe.modules.payments.service import Payments
 from wardrobe.modules.payments.wechat import WeChatPayGateway
 from wardrobe.modules.providers import switches
 from wardrobe.modules.providers.accounts import ACCOUNTS, AccountDirectory, SecretBox
+from wardrobe.modules.providers.adapters.local import InstantProvider, LocalImageProvider
+from wardrobe.modules.providers.adapters.runninghub import OutputSink, RunningHubProvider, Workflow
 from wardrobe.modules.providers.base import ProviderRegistry, StepContext
 from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.providers.fetch import SafeFetcher
-from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
 from wardrobe.modules.providers.outputs import OutputLimits, OutputTarget, store_outputs
-from wardrobe.modules.providers.runninghub import OutputSink, RunningHubProvider, Workflow
 from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
 from wardrobe.modules.realtime.asyncapi import router as asyncapi_router
 from wardrobe.modules.realtime.events import TaskEvents, server_emitter
@@ -163,7 +163,7 @@ def build_providers(
             )
         )
     if settings.tencent_imaging_enabled:
-        from wardrobe.modules.providers.tencent_imaging import TencentImagingProvider
+        from wardrobe.modules.providers.adapters.tencent_imaging import TencentImagingProvider
 
         registry.register(
             TencentImagingProvider(
@@ -178,7 +178,7 @@ def build_providers(
             )
         )
     if settings.scf_enabled and sessions is not None:
-        from wardrobe.modules.providers.scf import ScfProvider, functions_from_config
+        from wardrobe.modules.providers.adapters.scf import ScfProvider, functions_from_config
 
         registry.register(
             ScfProvider(
@@ -196,7 +196,7 @@ def build_providers(
         )
     if settings.hunyuan_enabled:
         # Imported only when used: the Tencent Cloud SDK is heavy for processes that do not need it.
-        from wardrobe.modules.providers.hunyuan import HunyuanProvider
+        from wardrobe.modules.providers.adapters.hunyuan import HunyuanProvider
 
         registry.register(
             HunyuanProvider(

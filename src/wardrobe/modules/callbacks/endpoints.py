@@ -19,7 +19,7 @@ from wardrobe.core.metrics import VENDOR_CALLBACKS
 from wardrobe.core.openapi import errors
 from wardrobe.modules.auth.deps import InfraDep
 from wardrobe.modules.callbacks import service
-from wardrobe.modules.providers import runninghub
+from wardrobe.modules.providers.adapters import runninghub
 
 log = get_logger("wardrobe.callbacks")
 router = APIRouter(tags=["callbacks"])

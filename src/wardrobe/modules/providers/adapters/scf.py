@@ -59,10 +59,8 @@ from tencentcloud.scf.v20180416 import models
 from tencentcloud.scf.v20180416.scf_client_async import ScfClient
 
 from wardrobe.core.logging import get_logger
-from wardrobe.core.tencent import TencentClients
 from wardrobe.modules.callbacks.service import CallbackEvent, CallbackForged, step_ref
-from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
-from wardrobe.modules.providers.hunyuan import (
+from wardrobe.modules.providers.adapters.hunyuan import (
     BAD_INPUT,
     PROVIDER_ACCOUNT_UNUSABLE,
     PROVIDER_BROKEN_CODES,
@@ -71,7 +69,9 @@ from wardrobe.modules.providers.hunyuan import (
     UNEXPECTED_RESPONSE,
     VENDOR_UNAVAILABLE,
 )
-from wardrobe.modules.providers.hunyuan import classify as classify_common
+from wardrobe.modules.providers.adapters.hunyuan import classify as classify_common
+from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
+from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 
 UNKNOWN_PREFIX = "unknown:"
 FUNCTION_FAILED = "function_failed"

@@ -33,7 +33,7 @@ from tencentcloud.hunyuan.v20230901 import models
 from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
 
 from wardrobe.core.logging import get_logger
-from wardrobe.core.tencent import TencentClients
+from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 
 TEXT_TO_IMAGE = "text_to_image"

@@ -44,9 +44,7 @@ from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from wardrobe.core.logging import get_logger
-from wardrobe.core.tencent import TencentClients
-from wardrobe.modules.providers.base import ProviderError, StepContext
-from wardrobe.modules.providers.hunyuan import (
+from wardrobe.modules.providers.adapters.hunyuan import (
     BAD_INPUT,
     PROVIDER_ACCOUNT_UNUSABLE,
     PROVIDER_BROKEN_CODES,
@@ -55,7 +53,9 @@ from wardrobe.modules.providers.hunyuan import (
     UNEXPECTED_RESPONSE,
     VENDOR_UNAVAILABLE,
 )
-from wardrobe.modules.providers.hunyuan import classify as classify_common
+from wardrobe.modules.providers.adapters.hunyuan import classify as classify_common
+from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
+from wardrobe.modules.providers.base import ProviderError, StepContext
 from wardrobe.modules.providers.outputs import OutputTarget, output_key_stem
 from wardrobe.modules.storage.backend import ObjectExists, ObjectStorage
 from wardrobe.modules.storage.images import ImageRejected, verify_image
