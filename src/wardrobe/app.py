@@ -43,8 +43,6 @@ from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
 from wardrobe.modules.auth.wechat_client import WeChatClient
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.billing.endpoints import router as billing_router
-from wardrobe.modules.callbacks.endpoints import router as callbacks_router
-from wardrobe.modules.callbacks.service import callback_payloads, callback_url, vendor_job_for
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.crypto.factory import build_key_manager
@@ -62,6 +60,8 @@ from wardrobe.modules.providers.accounts import ACCOUNTS, AccountDirectory, Secr
 from wardrobe.modules.providers.adapters.local import InstantProvider, LocalImageProvider
 from wardrobe.modules.providers.adapters.runninghub import OutputSink, RunningHubProvider, Workflow
 from wardrobe.modules.providers.base import ProviderRegistry, StepContext
+from wardrobe.modules.providers.callback_endpoints import router as callbacks_router
+from wardrobe.modules.providers.callbacks import callback_payloads, callback_url, vendor_job_for
 from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.providers.fetch import SafeFetcher
 from wardrobe.modules.providers.outputs import OutputLimits, OutputTarget, store_outputs

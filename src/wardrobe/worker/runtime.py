@@ -27,9 +27,9 @@ from wardrobe.core.logging import get_logger
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.models import OutboxMessage, Task, TaskStatus
 from wardrobe.models.base import utcnow
-from wardrobe.modules.callbacks.hints import CallbackHints
 from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
 from wardrobe.modules.providers.base import ProviderRegistry
+from wardrobe.modules.providers.callback_hints import CallbackHints
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import SlotStore
 from wardrobe.settings import Settings

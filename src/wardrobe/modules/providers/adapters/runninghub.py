@@ -26,9 +26,9 @@ from typing import Any
 
 import httpx
 
-from wardrobe.modules.callbacks.service import CallbackEvent, step_ref
 from wardrobe.modules.providers.accounts import Account
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
+from wardrobe.modules.providers.callbacks import CallbackEvent, step_ref
 from wardrobe.modules.storage.backend import ObjectStorage
 
 UNKNOWN_PREFIX = "unknown:"

@@ -23,7 +23,7 @@ replaces). The function POSTs to ``callback_url``::
                "timestamp": <unix seconds>}
 
 The signature covers the exact bytes of the payload text, so no JSON canonicalisation is needed on
-either side. Two proofs are checked: the URL's own signature (ours, ``callbacks.service``) says
+either side. Two proofs are checked: the URL's own signature (ours, ``providers.callbacks``) says
 the callback is about a step we invoked; the body's says the *result* comes from the function
 (which holds ``callback_key`` in its environment) and was not changed on the way. A body that fails
 it is refused with 403 and never recorded. ``poll`` verifies it again before believing the inbox,
@@ -59,7 +59,6 @@ from tencentcloud.scf.v20180416 import models
 from tencentcloud.scf.v20180416.scf_client_async import ScfClient
 
 from wardrobe.core.logging import get_logger
-from wardrobe.modules.callbacks.service import CallbackEvent, CallbackForged, step_ref
 from wardrobe.modules.providers.adapters.hunyuan import (
     BAD_INPUT,
     PROVIDER_ACCOUNT_UNUSABLE,
@@ -72,6 +71,7 @@ from wardrobe.modules.providers.adapters.hunyuan import (
 from wardrobe.modules.providers.adapters.hunyuan import classify as classify_common
 from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
+from wardrobe.modules.providers.callbacks import CallbackEvent, CallbackForged, step_ref
 
 UNKNOWN_PREFIX = "unknown:"
 FUNCTION_FAILED = "function_failed"
@@ -178,7 +178,7 @@ def read_signed_result(key: str, envelope: Mapping[str, Any]) -> ScfResult:
 
 
 class ScfProvider:
-    """An ``AsyncProvider`` (and ``callbacks.service.VerifiesCallbacks``): see the module docstring.
+    """An ``AsyncProvider`` (and ``providers.callbacks.VerifiesCallbacks``): see the module docstring.
 
     Invokes and status queries go out as the step's account (``ctx.account``) when operators
     configured accounts, as in ``hunyuan.py``. The callback key stays the deployment's: it is what
