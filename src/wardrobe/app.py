@@ -61,11 +61,13 @@ from wardrobe.modules.providers.adapters.local import InstantProvider, LocalImag
 from wardrobe.modules.providers.adapters.runninghub import OutputSink, RunningHubProvider, Workflow
 from wardrobe.modules.providers.base import ProviderRegistry, StepContext
 from wardrobe.modules.providers.callback_endpoints import router as callbacks_router
+from wardrobe.modules.providers.callback_hints import CallbackHints
 from wardrobe.modules.providers.callbacks import callback_payloads, callback_url, vendor_job_for
 from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.providers.fetch import SafeFetcher
+from wardrobe.modules.providers.health import ProviderHealth
 from wardrobe.modules.providers.outputs import OutputLimits, OutputTarget, store_outputs
-from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
+from wardrobe.modules.providers.slots import MemorySlots, RedisSlots, SlotStore
 from wardrobe.modules.realtime.asyncapi import router as asyncapi_router
 from wardrobe.modules.realtime.events import TaskEvents, server_emitter
 from wardrobe.modules.realtime.http_docs import SOCKETIO_PATHS
@@ -357,6 +359,12 @@ def register_parts(infra: Infra) -> Parts:
         (ProviderRegistry, infra.providers),
         (Payments, infra.payments),
         (Moderator, infra.runtime.engine.moderator),
+        # The providers' parts are those the engine works with: operators see its slots, accounts
+        # and breakers, and a callback wakes the steps its runs poll.
+        (AccountDirectory, infra.runtime.engine.accounts),
+        (SlotStore, infra.runtime.engine.slots),
+        (ProviderHealth, ProviderHealth(infra.redis, infra.runtime.health_key, infra.runtime.engine.breaker)),
+        (CallbackHints, infra.runtime.hints),
     ):
         parts.add(kind, value)
     return parts

@@ -189,10 +189,3 @@ def _audit(session: AsyncSession, actor_id: int, action: str, row: ProviderAccou
         target_id=f"{row.provider}#{row.name}",
         reason=reason,
     )
-
-
-async def accounts_by_provider(session: AsyncSession) -> dict[str, list[ProviderAccount]]:
-    found: dict[str, list[ProviderAccount]] = {}
-    for row in await session.scalars(select(ProviderAccount).order_by(ProviderAccount.provider, ProviderAccount.id)):
-        found.setdefault(row.provider, []).append(row)
-    return found

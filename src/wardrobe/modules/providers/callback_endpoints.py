@@ -12,14 +12,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from wardrobe.core.deps import SessionFactoryDep, SettingsDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import VENDOR_CALLBACKS
 from wardrobe.core.openapi import errors
-from wardrobe.modules.auth.deps import InfraDep
 from wardrobe.modules.providers import callbacks
 from wardrobe.modules.providers.adapters import runninghub
+from wardrobe.modules.providers.deps import HintsDep, ProvidersDep
 
 log = get_logger("wardrobe.callbacks")
 router = APIRouter(tags=["callbacks"])
@@ -43,13 +44,16 @@ async def vendor_callback(
     ref: Annotated[str, Path(max_length=96)],
     sig: Annotated[str, Query(max_length=64)],
     request: Request,
-    infra: InfraDep,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    registry: ProvidersDep,
+    hints: HintsDep,
 ) -> OrjsonResponse:
-    registered = infra.providers.get(provider)
+    registered = registry.get(provider)
     parse = registered.parse_callback if isinstance(registered, callbacks.VerifiesCallbacks) else PARSERS.get(provider)
     if parse is None:
         raise AppError(ErrorCode.NOT_FOUND)
-    if not callbacks.signature_ok(infra.settings, provider, ref, sig):
+    if not callbacks.signature_ok(settings, provider, ref, sig):
         VENDOR_CALLBACKS.labels(provider, "bad_signature").inc()
         raise AppError(ErrorCode.CALLBACK_SIGNATURE_INVALID)
     try:
@@ -62,9 +66,9 @@ async def vendor_callback(
     except ValueError as exc:
         VENDOR_CALLBACKS.labels(provider, "malformed").inc()
         raise AppError(ErrorCode.MALFORMED_REQUEST) from exc
-    new = await callbacks.record(infra.session_factory, provider, ref, event)
+    new = await callbacks.record(sessions, provider, ref, event)
     if new:
-        infra.runtime.hints.announce(ref)  # the polling step asks the vendor now, not at its next poll
+        hints.announce(ref)  # the polling step asks the vendor now, not at its next poll
     VENDOR_CALLBACKS.labels(provider, "accepted" if new else "duplicate").inc()
     log.info("vendor_callback", provider=provider, ref=ref, kind=event.event_type, duplicate=not new)
     return ok({"accepted": True, "duplicate": not new})
