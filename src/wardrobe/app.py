@@ -46,8 +46,6 @@ from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
 from wardrobe.modules.auth.wechat_client import WeChatClient
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.billing.endpoints import router as billing_router
-from wardrobe.modules.callbacks.endpoints import router as callbacks_router
-from wardrobe.modules.callbacks.service import callback_payloads, callback_url, vendor_job_for
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.crypto.factory import build_key_manager
@@ -61,13 +59,17 @@ from wardrobe.modules.payments.gateway import PaymentGateway, Payments
 from wardrobe.modules.payments.wechat import WeChatPayGateway
 from wardrobe.modules.providers import switches
 from wardrobe.modules.providers.accounts import ACCOUNTS, AccountDirectory, SecretBox
+from wardrobe.modules.providers.adapters.local import InstantProvider, LocalImageProvider
+from wardrobe.modules.providers.adapters.runninghub import OutputSink, RunningHubProvider, Workflow
 from wardrobe.modules.providers.base import ProviderRegistry, StepContext
+from wardrobe.modules.providers.callback_endpoints import router as callbacks_router
+from wardrobe.modules.providers.callback_hints import CallbackHints
+from wardrobe.modules.providers.callbacks import callback_payloads, callback_url, vendor_job_for
 from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.providers.fetch import SafeFetcher
-from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
+from wardrobe.modules.providers.health import ProviderHealth
 from wardrobe.modules.providers.outputs import OutputLimits, OutputTarget, store_outputs
-from wardrobe.modules.providers.runninghub import OutputSink, RunningHubProvider, Workflow
-from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
+from wardrobe.modules.providers.slots import MemorySlots, RedisSlots, SlotStore
 from wardrobe.modules.realtime.asyncapi import router as asyncapi_router
 from wardrobe.modules.realtime.events import TaskEvents, server_emitter
 from wardrobe.modules.realtime.http_docs import SOCKETIO_PATHS
@@ -166,7 +168,7 @@ def build_providers(
             )
         )
     if settings.tencent_imaging_enabled:
-        from wardrobe.modules.providers.tencent_imaging import TencentImagingProvider
+        from wardrobe.modules.providers.adapters.tencent_imaging import TencentImagingProvider
 
         registry.register(
             TencentImagingProvider(
@@ -181,7 +183,7 @@ def build_providers(
             )
         )
     if settings.scf_enabled and sessions is not None:
-        from wardrobe.modules.providers.scf import ScfProvider, functions_from_config
+        from wardrobe.modules.providers.adapters.scf import ScfProvider, functions_from_config
 
         registry.register(
             ScfProvider(
@@ -199,7 +201,7 @@ def build_providers(
         )
     if settings.hunyuan_enabled:
         # Imported only when used: the Tencent Cloud SDK is heavy for processes that do not need it.
-        from wardrobe.modules.providers.hunyuan import HunyuanProvider
+        from wardrobe.modules.providers.adapters.hunyuan import HunyuanProvider
 
         registry.register(
             HunyuanProvider(
@@ -388,6 +390,12 @@ def register_parts(infra: Infra, uploads: UploadServices) -> Parts:
                 announcer=infra.runtime.announcer,
             ),
         ),
+        # The providers' parts are those the engine works with: operators see its slots, accounts
+        # and breakers, and a callback wakes the steps its runs poll.
+        (AccountDirectory, infra.runtime.engine.accounts),
+        (SlotStore, infra.runtime.engine.slots),
+        (ProviderHealth, ProviderHealth(infra.redis, infra.runtime.health_key, infra.runtime.engine.breaker)),
+        (CallbackHints, infra.runtime.hints),
     ):
         parts.add(kind, value)
     return parts

@@ -14,7 +14,7 @@ import schemathesis
 from tests.conftest import Api
 from tests.fixtures.auth import data, sms_login
 from tests.modules.storage.test_uploads_api import PNG
-from wardrobe.modules.callbacks.service import callback_url, step_ref
+from wardrobe.modules.providers.callbacks import callback_url, step_ref
 
 
 def holds_to_the_document(api: Api, method: str, template: str, resp: httpx.Response) -> None:

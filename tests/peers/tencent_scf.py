@@ -10,7 +10,7 @@ a code (``fail_next_invoke``).
 
 The stand-in function reads the event our provider sends (``inputs``, ``ref``, ``invocation``,
 ``callback_url``) and POSTs ``{"payload": "<JSON text>", "signature": hex HMAC-SHA256(key,
-payload)}`` to ``callback_url`` (the scheme documented in ``wardrobe.modules.providers.scf``).
+payload)}`` to ``callback_url`` (the scheme documented in ``wardrobe.modules.providers.adapters.scf``).
 Its result: ``succeeded`` with ``outputs.images`` = one PNG served by the peer, or ``failed``
 with ``error: "content_blocked"`` when the inputs contain "unsafe", or the code given to
 ``fail_next_result``. With ``auto`` (the default) the callback is posted as soon as the invoke

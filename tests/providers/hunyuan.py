@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from tests.peers.tencent_cloud import TEST_SECRET_ID, TEST_SECRET_KEY
-from wardrobe.modules.providers.hunyuan import HunyuanProvider
+from wardrobe.modules.providers.adapters.hunyuan import HunyuanProvider
 
 
 def build() -> HunyuanProvider:

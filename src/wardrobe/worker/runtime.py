@@ -27,9 +27,9 @@ from wardrobe.core.outbox import TOPIC_PUSH, TOPIC_RUN, TOPIC_TASK_CHANGED, Anno
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.models import OutboxMessage, Task, TaskStatus
 from wardrobe.models.base import utcnow
-from wardrobe.modules.callbacks.hints import CallbackHints
 from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
 from wardrobe.modules.providers.base import ProviderRegistry
+from wardrobe.modules.providers.callback_hints import CallbackHints
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import SlotStore
 from wardrobe.settings import Settings

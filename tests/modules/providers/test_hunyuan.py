@@ -25,8 +25,8 @@ from tests.peers.tencent_cloud import (
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import TaskStep
 from wardrobe.modules.providers.accounts import Account
+from wardrobe.modules.providers.adapters.hunyuan import PROVIDER_BROKEN_CODES, HunyuanProvider, classify
 from wardrobe.modules.providers.base import AsyncProvider, JobState, JobStatus, ProviderError, StepContext
-from wardrobe.modules.providers.hunyuan import PROVIDER_BROKEN_CODES, HunyuanProvider, classify
 
 CTX = StepContext(task_id="task-1", user_id=7, step_id="generate", attempt=1)
 ProviderFactory = Callable[..., HunyuanProvider]

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.modules.providers import images
-from wardrobe.modules.providers import local_ops
-from wardrobe.modules.providers.local_ops import LocalOpError, OpResult
+from wardrobe.modules.providers.adapters import local_ops
+from wardrobe.modules.providers.adapters.local_ops import LocalOpError, OpResult
 
 
 def _code(call: Callable[[], object]) -> str:

@@ -31,7 +31,7 @@ from tests.peers.runninghub_fixtures import (
 from tests.test_demo_flow import _upload
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, TaskStep, VendorCallback
-from wardrobe.modules.providers.runninghub import UNKNOWN_PREFIX
+from wardrobe.modules.providers.adapters.runninghub import UNKNOWN_PREFIX
 
 CAP = 3  # the test key's tasks at once at the peer, and our limit for it
 

@@ -26,10 +26,10 @@ from tests.peers.tencent_scf import TEST_SCF_CALLBACK_KEY, TEST_SCF_FUNCTION
 from wardrobe.app import build_vendor_outputs
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, TaskStep, VendorCallback
-from wardrobe.modules.callbacks.service import CallbackForged, callback_payloads, callback_url
 from wardrobe.modules.providers.accounts import Account
+from wardrobe.modules.providers.adapters.scf import UNKNOWN_PREFIX, ScfFunction, ScfProvider, classify, sign_result
 from wardrobe.modules.providers.base import AsyncProvider, JobState, JobStatus, ProviderError, StepContext
-from wardrobe.modules.providers.scf import UNKNOWN_PREFIX, ScfFunction, ScfProvider, classify, sign_result
+from wardrobe.modules.providers.callbacks import CallbackForged, callback_payloads, callback_url
 from wardrobe.modules.storage.keys import RESULTS
 
 CTX = StepContext(task_id="task1", user_id=7, step_id="fn", attempt=1)

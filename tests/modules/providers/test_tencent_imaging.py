@@ -30,8 +30,8 @@ from tests.test_demo_flow import _upload
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, TaskStep
 from wardrobe.modules.providers.accounts import Account
+from wardrobe.modules.providers.adapters.tencent_imaging import TencentImagingProvider, classify
 from wardrobe.modules.providers.base import ProviderError, StepContext, SyncProvider
-from wardrobe.modules.providers.tencent_imaging import TencentImagingProvider, classify
 from wardrobe.modules.storage.backend import LocalObjectStorage, ObjectStorage
 
 CTX = StepContext(task_id="task1", user_id=7, step_id="erase", attempt=1, started_at=datetime(2026, 1, 2, tzinfo=UTC))

@@ -34,8 +34,6 @@ from wardrobe.core.ratelimit import RateLimiter, parse_limits
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep, User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
-from wardrobe.modules.callbacks.hints import CallbackHints
-from wardrobe.modules.callbacks.service import step_ref
 from wardrobe.modules.moderation import Moderator, Purpose
 from wardrobe.modules.moderation.gates import image_keys, screen_images
 from wardrobe.modules.pipeline.definition import ForkDef, PipelineDef, StepDef, parse_ref
@@ -50,6 +48,8 @@ from wardrobe.modules.providers.base import (
     StepContext,
     SyncProvider,
 )
+from wardrobe.modules.providers.callback_hints import CallbackHints
+from wardrobe.modules.providers.callbacks import step_ref
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import MemorySlots, SlotStore, wait_for_account_slot, wait_for_slot
 from wardrobe.modules.storage.backend import ObjectStorage

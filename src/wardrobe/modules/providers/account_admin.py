@@ -1,4 +1,4 @@
-"""Operators' edits of provider accounts (issue 6 item 1): checked, sealed, audited, broadcast.
+"""Operators' edits of provider accounts: checked, sealed, audited, broadcast.
 
 Creating or changing an account is an admin's job (``providers:manage``): it decides where a
 secret is sent. Operators with catalog rights see the accounts (never a secret) in the provider
@@ -189,10 +189,3 @@ def _audit(session: AsyncSession, actor_id: int, action: str, row: ProviderAccou
         target_id=f"{row.provider}#{row.name}",
         reason=reason,
     )
-
-
-async def accounts_by_provider(session: AsyncSession) -> dict[str, list[ProviderAccount]]:
-    found: dict[str, list[ProviderAccount]] = {}
-    for row in await session.scalars(select(ProviderAccount).order_by(ProviderAccount.provider, ProviderAccount.id)):
-        found.setdefault(row.provider, []).append(row)
-    return found

@@ -1,4 +1,4 @@
-"""Vendor accounts configured by operators in the database (issue 6 item 1).
+"""Vendor accounts configured by operators in the database.
 
 A provider (a vendor adapter, registered by slug) may run on several accounts: each with its own
 credentials, endpoint, concurrency and rate. The engine picks, for every call, the usable account
@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wardrobe.core.cache import Cache
 from wardrobe.core.logging import get_logger
 from wardrobe.models import ProviderAccount
+from wardrobe.settings import parse_provider_secrets_key
 
 log = get_logger("wardrobe.providers")
 ACCOUNTS = "provider_accounts"  # cache namespace
@@ -78,7 +79,7 @@ class SecretBox:
     def __init__(self, key_b64: str) -> None:
         self._aead: AESGCM | None = None
         if key_b64:
-            key = parse_key(key_b64)
+            key = parse_provider_secrets_key(key_b64)
             self._aead = AESGCM(key)
 
     @property
@@ -102,16 +103,6 @@ class SecretBox:
             return self._aead.decrypt(raw[:12], raw[12:], _aad(provider, name)).decode()
         except (InvalidTag, binascii.Error, ValueError) as exc:
             raise AccountConfigError("the sealed secret does not open with this key and account") from exc
-
-
-def parse_key(key_b64: str) -> bytes:
-    try:
-        key = base64.b64decode(key_b64, validate=True)
-    except binascii.Error as exc:
-        raise ValueError("WARDROBE_PROVIDER_SECRETS_KEY must be base64") from exc
-    if len(key) != 32:
-        raise ValueError("WARDROBE_PROVIDER_SECRETS_KEY must be 32 bytes (base64 of 32 random bytes)")
-    return key
 
 
 def _aad(provider: str, name: str) -> bytes:

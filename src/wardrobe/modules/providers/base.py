@@ -1,4 +1,4 @@
-"""What the pipeline engine asks of a provider, and the registry that finds one by slug (D7).
+"""What the pipeline engine asks of a provider, and the registry that finds one by slug.
 
 Two shapes, one per step type: a ``SyncProvider`` answers in the call (``sync_api``); an
 ``AsyncProvider`` accepts a job and is polled (``async_api``, ``scf``) — the vendor's job id is

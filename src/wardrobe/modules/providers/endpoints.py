@@ -1,4 +1,4 @@
-"""Admin view of the providers: shape, concurrency in use, and health (D5, D6)."""
+"""Admin view of the providers: shape, concurrency in use, health, accounts and switches."""
 
 from __future__ import annotations
 
@@ -6,22 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import CacheDep, SessionDep, SettingsDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
-from wardrobe.core.errors import AppError, ErrorCode
-from wardrobe.core.infra import Infra
+from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.schemas import Id, InputModel
-from wardrobe.models import StepStatus, Task, TaskStep
-from wardrobe.modules.auth.deps import InfraDep, Principal, require
+from wardrobe.modules.auth.deps import Principal, require
 from wardrobe.modules.auth.permissions import Permission
-from wardrobe.modules.providers import account_admin, switches
-from wardrobe.modules.providers.accounts import AccountDirectory
-from wardrobe.modules.providers.base import AsyncProvider
-from wardrobe.modules.users import repository as users_repo
+from wardrobe.modules.providers import account_admin, service, switches
+from wardrobe.modules.providers.deps import AccountsDep, HealthDep, ProvidersDep, SlotsDep
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 Operator = Annotated[Principal, Depends(require(Permission.CATALOG_WRITE))]
@@ -47,65 +41,21 @@ class ProviderSwitchIn(InputModel):
     reason: str = Field(min_length=2, max_length=500)
 
 
-async def _recent_failures(session: AsyncSession, slug: str, limit: int = 10) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        select(Task.public_id, TaskStep.step_id, TaskStep.error, TaskStep.finished_at)
-        .join(Task, Task.id == TaskStep.task_id)
-        .where(TaskStep.provider == slug, TaskStep.status == StepStatus.FAILED.value)
-        .order_by(TaskStep.finished_at.desc())
-        .limit(limit)
-    )
-    return [{"task_id": r.public_id, "step": r.step_id, "error": r.error, "at": r.finished_at} for r in rows]
-
-
 @router.get(
     "/providers",
     summary="Providers with their concurrency use and health",
     response_model=Envelope[list[ProviderOut]],
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED),
 )
-async def list_providers(_: Operator, infra: InfraDep, session: SessionDep) -> OrjsonResponse:
-    runtime = infra.runtime
-    health = await runtime.provider_health()
-    limits = runtime.engine.config.provider_concurrency
-    switched = await switches.switches(session)
-    accounts = await account_admin.accounts_by_provider(session)
-    items = []
-    for slug in infra.providers.slugs():
-        provider = infra.providers.get(slug)
-        switch = switched.get(slug)
-        off = switch is not None and not switch.enabled
-        items.append(
-            {
-                "slug": slug,
-                "kind": "async" if isinstance(provider, AsyncProvider) else "sync",
-                "enabled": not off,
-                "disabled_reason": switch.reason if off and switch is not None else None,
-                "concurrency_limit": limits.get(slug),
-                "in_use": await runtime.engine.slots.in_use(slug),
-                "health": health.get(slug, {"state": "up", "recent_calls": 0}),
-                "recent_failures": await _recent_failures(session, slug),
-                "accounts": await _accounts_now(runtime, slug, accounts.get(slug, []), health),
-            }
-        )
-    return ok(items)
-
-
-async def _accounts_now(
-    runtime: Any, slug: str, rows: list[Any], health: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Each account with its slots in use right now and its own health."""
-    if not rows:
-        return []
-    in_use = await runtime.engine.slots.in_use_by_account(slug)
-    return [
-        {
-            **account_admin.account_view(row),
-            "in_use": in_use.get(row.name, 0),
-            "health": health.get(f"{slug}#{row.name}", {"state": "up", "recent_calls": 0}),
-        }
-        for row in rows
-    ]
+async def list_providers(
+    _: Operator,
+    session: SessionDep,
+    settings: SettingsDep,
+    registry: ProvidersDep,
+    slots: SlotsDep,
+    health: HealthDep,
+) -> OrjsonResponse:
+    return ok(await service.provider_views(session, registry, settings.provider_concurrency, slots, health))
 
 
 @router.get(
@@ -115,8 +65,7 @@ async def _accounts_now(
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED),
 )
 async def list_accounts(_: Operator, session: SessionDep) -> OrjsonResponse:
-    rows = await account_admin.accounts_by_provider(session)
-    return ok([account_admin.account_view(row) for group in rows.values() for row in group])
+    return ok(await service.account_views(session))
 
 
 @router.post(
@@ -131,11 +80,14 @@ async def list_accounts(_: Operator, session: SessionDep) -> OrjsonResponse:
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.VALIDATION_FAILED, ErrorCode.CONFLICT),
 )
 async def create_account(
-    body: account_admin.AccountCreate, actor: AccountAdmin, infra: InfraDep, session: SessionDep
+    body: account_admin.AccountCreate,
+    actor: AccountAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    registry: ProvidersDep,
+    directory: AccountsDep,
 ) -> OrjsonResponse:
-    row = await account_admin.create_account(
-        session, infra.providers, infra.settings, _directory(infra), body, actor.id
-    )
+    row = await account_admin.create_account(session, registry, settings, directory, body, actor.id)
     return ok(account_admin.account_view(row), status_code=201)
 
 
@@ -148,17 +100,15 @@ async def create_account(
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND),
 )
 async def update_account(
-    account_id: Id, body: account_admin.AccountPatch, actor: AccountAdmin, infra: InfraDep, session: SessionDep
+    account_id: Id,
+    body: account_admin.AccountPatch,
+    actor: AccountAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    directory: AccountsDep,
 ) -> OrjsonResponse:
-    row = await account_admin.update_account(session, infra.settings, _directory(infra), account_id, body, actor.id)
+    row = await account_admin.update_account(session, settings, directory, account_id, body, actor.id)
     return ok(account_admin.account_view(row))
-
-
-def _directory(infra: Infra) -> AccountDirectory:
-    directory = infra.runtime.engine.accounts
-    if directory is None:  # pragma: no cover - the app always sets it
-        raise AppError(ErrorCode.DEPENDENCY_UNAVAILABLE)
-    return directory
 
 
 @router.post(
@@ -170,19 +120,9 @@ def _directory(infra: Infra) -> AccountDirectory:
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.NOT_FOUND),
 )
 async def switch_provider(
-    slug: str, body: ProviderSwitchIn, actor: Operator, infra: InfraDep, session: SessionDep
+    slug: str, body: ProviderSwitchIn, actor: Operator, session: SessionDep, cache: CacheDep, registry: ProvidersDep
 ) -> OrjsonResponse:
-    if infra.providers.get(slug) is None:
-        raise AppError(ErrorCode.NOT_FOUND)
-    switch = await switches.set_switch(
-        session, infra.cache, slug, enabled=body.enabled, reason=body.reason, actor_id=actor.id
-    )
-    users_repo.add_audit(
-        session,
-        actor_id=actor.id,
-        action="provider.enable" if body.enabled else "provider.disable",
-        target_type="provider",
-        target_id=slug,
-        reason=body.reason,
+    switch = await switches.switch_provider(
+        session, cache, registry, slug, enabled=body.enabled, reason=body.reason, actor_id=actor.id
     )
     return ok({"slug": slug, "enabled": switch.enabled, "reason": switch.reason})

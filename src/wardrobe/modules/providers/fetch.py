@@ -1,4 +1,4 @@
-"""Downloading vendor outputs without becoming an SSRF proxy (issue 6, item 5).
+"""Downloading vendor outputs without becoming an SSRF proxy.
 
 A vendor hands us URLs to fetch; whoever controls a vendor answer (or a forged callback that slips
 through, or a vendor that was itself compromised) controls those URLs. ``SafeFetcher`` makes sure

@@ -1,4 +1,4 @@
-"""Provider health (D6): a circuit breaker per provider over its recent calls.
+"""Provider health: a circuit breaker per provider over its recent calls.
 
 up → degraded when the recent failure rate passes ``degraded_rate``; → down (open) past
 ``open_rate``. While down, calls skip the provider (the engine falls back to the next candidate)
@@ -7,17 +7,21 @@ circuit, failure opens it again. Only failures that say the provider is unwell c
 5xx, refused connections); a provider that answers "bad input" is healthy.
 
 The breaker lives in each worker process (each learns from its own calls, as in most breaker
-designs); state changes are reported through ``on_change`` so operators see them in one place.
+designs); state changes are reported through ``on_change`` so operators see them in one place,
+and ``ProviderHealth`` reads them back for the operators' view.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from redis.asyncio import Redis
 
 
 class Health(StrEnum):
@@ -100,3 +104,20 @@ class CircuitBreaker:
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {provider: self.snapshot_of(provider) for provider in self._circuits}
+
+
+class ProviderHealth:
+    """The latest health of every provider as operators see it: what the workers' breakers
+    published to the Redis hash ``key`` when the processes share Redis, else this process's own
+    breaker (embedded mode, where this process is the only worker)."""
+
+    def __init__(self, redis: Redis | None, key: str, breaker: CircuitBreaker) -> None:
+        self._redis = redis
+        self._key = key
+        self._breaker = breaker
+
+    async def snapshot(self) -> dict[str, dict[str, Any]]:
+        if self._redis is None:
+            return self._breaker.snapshot()
+        raw = await self._redis.hgetall(self._key)
+        return {(k.decode() if isinstance(k, bytes) else str(k)): json.loads(v) for k, v in raw.items()}

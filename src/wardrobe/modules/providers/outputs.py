@@ -1,4 +1,4 @@
-"""Vendor outputs copied into our storage (issue 6, item 5; E2, E3).
+"""Vendor outputs copied into our storage.
 
 A vendor's output URL is temporary and the vendor's; what a user gets is an object of ours. Each
 URL is downloaded with ``SafeFetcher`` (public internet only, bounded in size and time), checked
@@ -7,16 +7,15 @@ only on *which* output it is:
 
 ```
 results/{user_id}/{yyyy}/{mm}/{task}-{step}-{attempt}-{n}.{ext}     final outputs
-tmp/{yyyy}/{mm}/{dd}/{task}-{step}-{attempt}-{n}.{ext}               intermediates (expire, E4)
+tmp/{yyyy}/{mm}/{dd}/{task}-{step}-{attempt}-{n}.{ext}               intermediates (expire)
 ```
 
 So a duplicate webhook, a poll retried after a crash, or two workers racing over the same job all
 land on the same key, and the second one finds the object and downloads nothing. The attempt is in
 the name because a retried step is a new vendor job with new outputs, which must not be mistaken
-for the old ones; objects of abandoned attempts are left to the orphan sweep (E5). The date
-segments come from ``OutputTarget.at``, a time the caller fixes for the attempt (the step's
-``started_at``), never "now": a delivery just after midnight must compute the same key as one just
-before.
+for the old ones; objects of abandoned attempts are left to the orphan sweep. The date segments
+come from ``OutputTarget.at``, a time the caller fixes for the attempt (the step's ``started_at``),
+never "now": a delivery just after midnight must compute the same key as one just before.
 
 An object under such a key is complete and valid by construction — it is written only after the
 checks, and ``put`` makes it appear atomically — so finding it is enough to reuse it.

@@ -1,4 +1,4 @@
-"""Per-provider concurrency slots shared by every worker on every machine (D5).
+"""Per-provider concurrency slots shared by every worker on every machine.
 
 A slot is a lease: a member of a Redis sorted set scored by its expiry, named
 ``account<US>holder`` (the account is "" for a provider without accounts, ``accounts.py``). One Lua

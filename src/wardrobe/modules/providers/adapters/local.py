@@ -1,4 +1,4 @@
-"""The local CPU provider (D7, E): real image operations on this machine, so every demo feature
+"""The local CPU provider: real image operations on this machine, so every demo feature
 runs with no vendor at all. Each call reads its input images from object storage, runs the
 operation in a worker thread (OpenCV releases the GIL), and writes the result under ``results/``.
 """
@@ -14,7 +14,7 @@ from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.modules.storage.keys import result_key
 
 if TYPE_CHECKING:
-    from wardrobe.modules.providers import local_ops
+    from wardrobe.modules.providers.adapters import local_ops
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
@@ -41,7 +41,7 @@ class LocalImageProvider:
     async def run(self, action: str, inputs: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
         # Imported on first use: OpenCV and NumPy cost ~100 MiB per process, which API processes
         # that never run a task should not pay.
-        from wardrobe.modules.providers import local_ops
+        from wardrobe.modules.providers.adapters import local_ops
 
         operation = self._actions.get(action)
         if operation is None:
@@ -66,32 +66,32 @@ class LocalImageProvider:
             raise ProviderError("bad_input", f"image {name!r} not found") from exc
 
     async def _cutout(self, inputs: Mapping[str, Any]) -> local_ops.OpResult:
-        from wardrobe.modules.providers import local_ops
+        from wardrobe.modules.providers.adapters import local_ops
 
         image = await self._image(inputs, "image")
         return await asyncio.to_thread(local_ops.cutout, image, max_side=int(inputs.get("max_side", 2048)))
 
     async def _erase(self, inputs: Mapping[str, Any]) -> local_ops.OpResult:
-        from wardrobe.modules.providers import local_ops
+        from wardrobe.modules.providers.adapters import local_ops
 
         image, mask = await self._image(inputs, "image"), await self._image(inputs, "mask")
         return await asyncio.to_thread(local_ops.erase, image, mask, radius=int(inputs.get("radius", 5)))
 
     async def _outpaint(self, inputs: Mapping[str, Any]) -> local_ops.OpResult:
-        from wardrobe.modules.providers import local_ops
+        from wardrobe.modules.providers.adapters import local_ops
 
         image = await self._image(inputs, "image")
         margins = {side: int(inputs.get(side, 0)) for side in ("left", "top", "right", "bottom")}
         return await asyncio.to_thread(local_ops.outpaint, image, max_side=int(inputs.get("max_side", 4096)), **margins)
 
     async def _face_swap(self, inputs: Mapping[str, Any]) -> local_ops.OpResult:
-        from wardrobe.modules.providers import local_ops
+        from wardrobe.modules.providers.adapters import local_ops
 
         source, target = await self._image(inputs, "source"), await self._image(inputs, "target")
         return await asyncio.to_thread(local_ops.face_swap, source, target)
 
     async def _thumbnail(self, inputs: Mapping[str, Any]) -> local_ops.OpResult:
-        from wardrobe.modules.providers import local_ops
+        from wardrobe.modules.providers.adapters import local_ops
 
         image = await self._image(inputs, "image")
         return await asyncio.to_thread(local_ops.thumbnail, image, max_side=int(inputs.get("max_side", 512)))

@@ -1,4 +1,4 @@
-"""Tencent Hunyuan image generation (hunyuan 2023-09-01) as an async provider (D7, issue 6).
+"""Tencent Hunyuan image generation (hunyuan 2023-09-01) as an async provider.
 
 ``SubmitHunyuanImageJob`` starts a job and ``QueryHunyuanImageJob`` reports it (``"1"`` waiting,
 ``"2"`` running, ``"4"`` failed, ``"5"`` done, result URLs valid for one hour). The official SDK's
@@ -33,7 +33,7 @@ from tencentcloud.hunyuan.v20230901 import models
 from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
 
 from wardrobe.core.logging import get_logger
-from wardrobe.core.tencent import TencentClients
+from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 
 TEXT_TO_IMAGE = "text_to_image"

@@ -1,4 +1,4 @@
-"""Tencent SCF (Serverless Cloud Function, scf 2018-04-16) as an async provider (D7, issue 6).
+"""Tencent SCF (Serverless Cloud Function, scf 2018-04-16) as an async provider.
 
 ``submit`` invokes the action's function asynchronously (``Invoke`` with ``InvocationType=Event``):
 SCF accepts the event at once and answers with the invocation's ``FunctionRequestId``, which is
@@ -13,8 +13,8 @@ callback *is* the result, recorded in the vendor callback inbox, and ``poll`` re
 Image inputs named in the function's configuration are sent as ``{"object_key": key}`` plus, if
 the provider has ``input_url``, a short-lived signed ``"url"`` the function downloads.
 
-**The callback** (the old system's rule "SCF回调必须验证签名", seed 004 §2: the result must be
-signed). The function POSTs to ``callback_url``::
+**The callback** (the result must be signed: "SCF回调必须验证签名", a rule of the system this one
+replaces). The function POSTs to ``callback_url``::
 
     {"payload": "<JSON text>", "signature": "<hex HMAC-SHA256(callback_key, payload text as UTF-8)>"}
 
@@ -23,7 +23,7 @@ signed). The function POSTs to ``callback_url``::
                "timestamp": <unix seconds>}
 
 The signature covers the exact bytes of the payload text, so no JSON canonicalisation is needed on
-either side. Two proofs are checked: the URL's own signature (ours, ``callbacks.service``) says
+either side. Two proofs are checked: the URL's own signature (ours, ``providers.callbacks``) says
 the callback is about a step we invoked; the body's says the *result* comes from the function
 (which holds ``callback_key`` in its environment) and was not changed on the way. A body that fails
 it is refused with 403 and never recorded. ``poll`` verifies it again before believing the inbox,
@@ -59,10 +59,7 @@ from tencentcloud.scf.v20180416 import models
 from tencentcloud.scf.v20180416.scf_client_async import ScfClient
 
 from wardrobe.core.logging import get_logger
-from wardrobe.core.tencent import TencentClients
-from wardrobe.modules.callbacks.service import CallbackEvent, CallbackForged, step_ref
-from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
-from wardrobe.modules.providers.hunyuan import (
+from wardrobe.modules.providers.adapters.hunyuan import (
     BAD_INPUT,
     PROVIDER_ACCOUNT_UNUSABLE,
     PROVIDER_BROKEN_CODES,
@@ -71,7 +68,10 @@ from wardrobe.modules.providers.hunyuan import (
     UNEXPECTED_RESPONSE,
     VENDOR_UNAVAILABLE,
 )
-from wardrobe.modules.providers.hunyuan import classify as classify_common
+from wardrobe.modules.providers.adapters.hunyuan import classify as classify_common
+from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
+from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
+from wardrobe.modules.providers.callbacks import CallbackEvent, CallbackForged, step_ref
 
 UNKNOWN_PREFIX = "unknown:"
 FUNCTION_FAILED = "function_failed"
@@ -178,7 +178,7 @@ def read_signed_result(key: str, envelope: Mapping[str, Any]) -> ScfResult:
 
 
 class ScfProvider:
-    """An ``AsyncProvider`` (and ``callbacks.service.VerifiesCallbacks``): see the module docstring.
+    """An ``AsyncProvider`` (and ``providers.callbacks.VerifiesCallbacks``): see the module docstring.
 
     Invokes and status queries go out as the step's account (``ctx.account``) when operators
     configured accounts, as in ``hunyuan.py``. The callback key stays the deployment's: it is what

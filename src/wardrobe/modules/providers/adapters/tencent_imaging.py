@@ -1,7 +1,6 @@
-"""Tencent Cloud imaging (aiart 2022-12-29) as a sync provider (D7, issue 6).
+"""Tencent Cloud imaging (aiart 2022-12-29) as a sync provider.
 
-The aiart actions that answer in the call, as shipped by ``tencentcloud-sdk-python-aiart`` 3.1.179
-(design/protocols.md §8):
+The aiart actions that answer in the call, as shipped by ``tencentcloud-sdk-python-aiart`` 3.1.179:
 
 ============================  =========================  ===========================================
 our action                    aiart action               inputs sent
@@ -45,9 +44,7 @@ from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from wardrobe.core.logging import get_logger
-from wardrobe.core.tencent import TencentClients
-from wardrobe.modules.providers.base import ProviderError, StepContext
-from wardrobe.modules.providers.hunyuan import (
+from wardrobe.modules.providers.adapters.hunyuan import (
     BAD_INPUT,
     PROVIDER_ACCOUNT_UNUSABLE,
     PROVIDER_BROKEN_CODES,
@@ -56,7 +53,9 @@ from wardrobe.modules.providers.hunyuan import (
     UNEXPECTED_RESPONSE,
     VENDOR_UNAVAILABLE,
 )
-from wardrobe.modules.providers.hunyuan import classify as classify_common
+from wardrobe.modules.providers.adapters.hunyuan import classify as classify_common
+from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
+from wardrobe.modules.providers.base import ProviderError, StepContext
 from wardrobe.modules.providers.outputs import OutputTarget, output_key_stem
 from wardrobe.modules.storage.backend import ObjectExists, ObjectStorage
 from wardrobe.modules.storage.images import ImageRejected, verify_image

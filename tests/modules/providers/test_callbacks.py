@@ -13,7 +13,7 @@ from tests.conftest import Api
 from tests.fixtures.auth import data
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import VendorCallback
-from wardrobe.modules.callbacks.service import callback_url, step_ref, vendor_job_for
+from wardrobe.modules.providers.callbacks import callback_url, step_ref, vendor_job_for
 
 
 def _task_end(task_id: str, status: str = "SUCCESS") -> bytes:

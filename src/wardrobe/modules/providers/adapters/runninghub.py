@@ -1,8 +1,7 @@
-"""RunningHub (D7): ComfyUI workflows and AI apps run as async vendor jobs.
+"""RunningHub: ComfyUI workflows and AI apps run as async vendor jobs.
 
 RunningHub has no official Python SDK; its OpenAPI is small and plain JSON, so this is our own
-httpx client (protocols.md §7). Every answer is HTTP 200 ``{code, msg, data}``; what a code means
-for us:
+httpx client. Every answer is HTTP 200 ``{code, msg, data}``; what a code means for us:
 
 - retry later (``provider_busy``): 415 TASK_INSTANCE_MAXED, 421 TASK_QUEUE_MAXED, 814 personal
   queue full, HTTP 429/5xx and network failures before the request was sent;
@@ -27,9 +26,9 @@ from typing import Any
 
 import httpx
 
-from wardrobe.modules.callbacks.service import CallbackEvent, step_ref
 from wardrobe.modules.providers.accounts import Account
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
+from wardrobe.modules.providers.callbacks import CallbackEvent, step_ref
 from wardrobe.modules.storage.backend import ObjectStorage
 
 UNKNOWN_PREFIX = "unknown:"

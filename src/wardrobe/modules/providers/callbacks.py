@@ -1,4 +1,4 @@
-"""Vendor callbacks (D8): signed callback URLs, and the inbox that records what vendors POST.
+"""Vendor callbacks: signed callback URLs, and the inbox that records what vendors POST.
 
 Some vendors sign nothing (RunningHub's webhook carries no signature), so the proof is ours: every
 callback URL we hand a vendor names the step it is about (``ref``) and carries an HMAC of it under
