@@ -10,10 +10,10 @@ from wardrobe.core.deps import AnnouncerDep, LimiterDep, SessionDep, SessionFact
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.principal import CurrentUser
 from wardrobe.core.ratelimit import per_hour
 from wardrobe.modules.account import erasure, export
 from wardrobe.modules.account.schemas import AccountDeleted, AccountDeletion, AccountExport
-from wardrobe.modules.auth.deps import CurrentUser
 from wardrobe.modules.auth.parts import AccountPartsDep
 from wardrobe.modules.storage.deps import StorageDep
 from wardrobe.modules.storage.pending_deletions import delete_pending_objects

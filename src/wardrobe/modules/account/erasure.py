@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.audit import add_audit
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
 from wardrobe.core.outbox import Announcer
@@ -52,7 +53,6 @@ from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.storage import pending_deletions
 from wardrobe.modules.tasks.deletion import cancel_open_tasks
-from wardrobe.modules.users import repository
 
 log = get_logger("wardrobe.users.erasure")
 
@@ -121,9 +121,7 @@ async def delete_account(
     await session.execute(delete(VerifiedUpload).where(VerifiedUpload.user_id == user.id))
     await pending_deletions.erase_finished_task_contents(session, user.id, utcnow())
     pending_deletions.schedule_account(session, user.id, "account_deleted")
-    repository.add_audit(
-        session, actor_id=user.id, action="user.delete", target_type="user", target_id=str(user.id), reason=None
-    )
+    add_audit(session, actor_id=user.id, action="user.delete", target_type="user", target_id=str(user.id), reason=None)
     await session.flush()
     await session.refresh(user)
     log.info("account_deleted", user_id=user.id, tasks_canceled=canceled, tasks_stopping=stopping)

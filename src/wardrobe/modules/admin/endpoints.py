@@ -11,6 +11,8 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
+from wardrobe.core.permissions import Permission
+from wardrobe.core.principal import Principal, require
 from wardrobe.core.schemas import Id
 from wardrobe.modules.admin import service
 from wardrobe.modules.admin.schemas import (
@@ -22,8 +24,6 @@ from wardrobe.modules.admin.schemas import (
     RoleName,
     SessionsRevoked,
 )
-from wardrobe.modules.auth.deps import Principal, require
-from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.auth.phone import MAX_PHONE_LENGTH, PHONE_PATTERN, normalize_phone
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users.schemas import UserOut

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.audit import add_audit
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.core.security import hash_password
 from wardrobe.models import Role, User, UserStatus
@@ -34,7 +35,7 @@ async def create_user(
     )
     if user is None:
         raise AppError(ErrorCode.CONFLICT, data=[{"field": "phone", "message": "already registered"}])
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor_id,
         action="user.create",
@@ -58,7 +59,7 @@ async def update_user(
     if user.id == actor_id and (role not in (None, user.role) or status == UserStatus.DISABLED.value):
         raise AppError(ErrorCode.CONFLICT, detail="admins cannot demote or disable themselves")
     if role is not None and role != user.role:
-        users_repo.add_audit(
+        add_audit(
             session,
             actor_id=actor_id,
             action="user.role",
@@ -68,7 +69,7 @@ async def update_user(
         )
         user.role = role
     if status is not None and status != user.status:
-        users_repo.add_audit(
+        add_audit(
             session,
             actor_id=actor_id,
             action="user.status",
@@ -87,7 +88,7 @@ async def revoke_sessions(session: AsyncSession, *, actor_id: int, user_id: int,
     if await users_repo.get_by_id(session, user_id) is None:
         raise NotFound()
     revoked = await tokens.revoke_all(session, user_id, "admin_revoke")
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor_id,
         action="user.revoke_sessions",

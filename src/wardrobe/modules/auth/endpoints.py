@@ -12,8 +12,8 @@ from wardrobe.core.deps import SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.principal import BearerDep, CurrentUser, client_info, client_ip, get_principal
 from wardrobe.modules.auth import service, sms_codes, tokens
-from wardrobe.modules.auth.deps import BearerDep, CurrentUser, client_info, client_ip, get_principal
 from wardrobe.modules.auth.parts import AccountParts, AccountPartsDep
 from wardrobe.modules.auth.schemas import (
     DeviceIdHeader,

@@ -7,20 +7,9 @@ from datetime import datetime
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.models import AuthSession, RefreshToken, SmsCode, User
+from wardrobe.models import AuthSession, RefreshToken, SmsCode
 
 MAX_LISTED_SESSIONS = 100  # far more than anyone has; a bound all the same
-
-
-async def load_session_and_user(session: AsyncSession, session_id: str) -> Row[User, int, datetime | None] | None:
-    """One query for every authenticated request: its user, and the two columns of the login
-    session that decide whether it is still valid (no second entity to build)."""
-    stmt = (
-        select(User, AuthSession.user_id, AuthSession.revoked_at)
-        .join(User, User.id == AuthSession.user_id)
-        .where(AuthSession.id == session_id)
-    )
-    return (await session.execute(stmt)).first()
 
 
 async def find_refresh_token(session: AsyncSession, token_hash: str) -> Row[RefreshToken, AuthSession] | None:

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.audit import add_audit
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger, mask_phone
 from wardrobe.core.metrics import AUTH_EVENTS
+from wardrobe.core.principal import ClientInfo
 from wardrobe.core.ratelimit import parse_limits
 from wardrobe.core.security import hash_password, verify_password
 from wardrobe.models import User
@@ -18,7 +20,7 @@ from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.phone import normalize_phone
 from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
-from wardrobe.modules.auth.tokens import ClientInfo, TokenPair
+from wardrobe.modules.auth.tokens import TokenPair
 from wardrobe.modules.auth.wechat_errors import wechat_answers, wechat_of
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users import service as users_service
@@ -140,7 +142,7 @@ async def _move_phone(session: AsyncSession, user: User, phone: str, keep_sessio
     if old_phone is not None and old_phone != phone:
         await tokens.revoke_all(session, user.id, "phone_changed", keep_session_id=keep_session_id)
         notices.notify_phone_changed(session, old_phone=old_phone, new_phone=phone)
-        users_repo.add_audit(
+        add_audit(
             session,
             actor_id=user.id,
             action="user.phone_changed",

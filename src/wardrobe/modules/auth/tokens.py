@@ -12,6 +12,7 @@ from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import AUTH_EVENTS
 from wardrobe.core.outbox import announce
+from wardrobe.core.principal import ClientInfo
 from wardrobe.core.security import hash_token, new_refresh_token, new_session_id
 from wardrobe.models import AuthSession, RefreshToken, User
 from wardrobe.models.base import utcnow
@@ -22,14 +23,6 @@ from wardrobe.modules.auth.parts import AccountParts
 log = get_logger("wardrobe.auth.tokens")
 # Outbox topic of ended sessions: every process drops the sockets that belong to them.
 TOPIC_SESSIONS_REVOKED = "sessions.revoked"
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    """Who is logging in or refreshing, as far as the request tells: for the owner's session list."""
-
-    user_agent: str | None = None
-    ip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
+from wardrobe.core.permissions import Permission
+from wardrobe.core.principal import CurrentUser, Principal, require
 from wardrobe.core.schemas import Id
-from wardrobe.modules.auth.deps import CurrentUser, Principal, require
-from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.billing import quota, service
 from wardrobe.modules.billing.schemas import LedgerPage, PlanOut, QuotaAdjusted, QuotaAdjustment, QuotaOut
 

@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.audit import add_audit
 from wardrobe.core.cache import Cache
 from wardrobe.core.db import after_commit
 from wardrobe.core.errors import NotFound
-from wardrobe.models import LedgerKind, Plan, QuotaAccount, Referral
+from wardrobe.models import LedgerKind, Plan, QuotaAccount, Referral, User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
-from wardrobe.modules.users import repository as users_repo
 
 
 async def on_user_created(session: AsyncSession, user_id: int, *, free_grant: int) -> None:
@@ -42,13 +42,13 @@ async def reward_referral(session: AsyncSession, referral: Referral, *, amount: 
 
 async def adjust(session: AsyncSession, *, actor_id: int, user_id: int, delta: int, reason: str) -> quota.Balance:
     """Admin adjustment (C4): needs a reason, is audited, and never takes more than is available."""
-    if await users_repo.get_by_id(session, user_id) is None:
+    if await session.get(User, user_id) is None:
         raise NotFound()
     ref = f"admin:{uuid.uuid4().hex}"
     await quota.credit(
         session, user_id, delta, kind=LedgerKind.ADMIN_ADJUSTMENT, ref=ref, note=reason, actor_id=actor_id
     )
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor_id,
         action="quota.adjust",

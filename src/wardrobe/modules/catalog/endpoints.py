@@ -7,18 +7,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
+from wardrobe.core.audit import add_audit
 from wardrobe.core.deps import CacheDep, SessionDep, part
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.permissions import Permission
+from wardrobe.core.principal import Principal, require
 from wardrobe.core.schemas import Id
 from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema
-from wardrobe.modules.auth.deps import Principal, require
-from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.catalog import service
 from wardrobe.modules.catalog.schemas import FeatureAdminOut, FeatureSwitch, FeatureWrite, PipelineOut, PipelineWrite
 from wardrobe.modules.providers.base import ProviderRegistry
-from wardrobe.modules.users import repository as users_repo
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 Editor = Annotated[Principal, Depends(require(Permission.CATALOG_WRITE))]
@@ -70,9 +70,7 @@ async def _saved(
     session: SessionDep, cache: CacheDep, actor: Principal, feature: FeatureDefinition, action: str
 ) -> dict[str, Any]:
     service.catalog_changed(session, cache)
-    users_repo.add_audit(
-        session, actor_id=actor.id, action=action, target_type="feature", target_id=feature.key, reason=None
-    )
+    add_audit(session, actor_id=actor.id, action=action, target_type="feature", target_id=feature.key, reason=None)
     schema = await session.scalar(select(FormSchema.schema).where(FormSchema.id == feature.form_schema_id))
     return _feature_body(feature, schema or {})
 
@@ -111,7 +109,7 @@ async def replace_feature(
 async def delete_feature(feature_id: Id, actor: Editor, cache: CacheDep, session: SessionDep) -> OrjsonResponse:
     await service.delete_feature(session, feature_id)
     service.catalog_changed(session, cache)
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor.id,
         action="feature.delete",
@@ -135,7 +133,7 @@ async def switch_feature(
 ) -> OrjsonResponse:
     feature = await service.switch_feature(session, feature_id, enabled=body.enabled)
     service.catalog_changed(session, cache)
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor.id,
         action="feature.enable" if body.enabled else "feature.disable",
@@ -170,7 +168,7 @@ async def create_pipeline(
 ) -> OrjsonResponse:
     pipeline = await service.save_pipeline(session, providers, body)
     service.pipeline_changed(session, cache, pipeline.key)
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor.id,
         action="pipeline.create",

@@ -15,10 +15,10 @@ from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
+from wardrobe.core.permissions import Permission, roles_with
+from wardrobe.core.principal import CurrentUser, Principal, require
 from wardrobe.core.schemas import Id
 from wardrobe.models import Role
-from wardrobe.modules.auth.deps import CurrentUser, Principal, require
-from wardrobe.modules.auth.permissions import Permission, roles_with
 from wardrobe.modules.crypto.envelope import EnvelopeCipher
 from wardrobe.modules.distributors import service
 from wardrobe.modules.distributors.schemas import (

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.audit import add_audit
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.models import ApplicationStatus, DistributorApplication, Role
 from wardrobe.models.base import utcnow
@@ -128,7 +129,7 @@ async def approve(
     user = await users_repo.get_by_id(session, row.user_id)
     if user is not None and user.role == Role.USER.value:
         user.role = Role.DISTRIBUTOR.value
-        users_repo.add_audit(
+        add_audit(
             session,
             actor_id=reviewer_id,
             action="user.role",
@@ -154,7 +155,7 @@ async def reject(
 async def _audited(
     session: AsyncSession, row: DistributorApplication, actor_id: int, verb: str, reason: str | None
 ) -> None:
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor_id,
         action=f"{TARGET}.{verb}",
@@ -184,7 +185,7 @@ async def reveal_id_number(
 
 def record_refused_reveal(session: AsyncSession, *, application_id: str, actor_id: int, reason: str | None) -> None:
     """An attempt to reveal without the permission, kept although the request fails."""
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor_id,
         action=f"{TARGET}.reveal_id_denied",

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import PlainTextResponse, Response
 
+from wardrobe.core.audit import add_audit
 from wardrobe.core.cache import Cache
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.deps import AnnouncerDep, CacheDep, SessionDep, SessionFactory, SessionFactoryDep, SettingsDep
@@ -24,10 +25,10 @@ from wardrobe.core.metrics import PAYMENT_EVENTS
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.outbox import Announcer
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
+from wardrobe.core.permissions import Permission
+from wardrobe.core.principal import CurrentUser, Principal, client_ip, require
 from wardrobe.core.schemas import Id
 from wardrobe.models import Order, Refund
-from wardrobe.modules.auth.deps import CurrentUser, Principal, client_ip, require
-from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.payments import notifications, orders, refunds, repository
 from wardrobe.modules.payments.deps import PaymentsDep
 from wardrobe.modules.payments.gateway import Payments, SignatureInvalid
@@ -46,7 +47,6 @@ from wardrobe.modules.payments.schemas import (
     RefundCreate,
     RefundOut,
 )
-from wardrobe.modules.users import repository as users_repo
 from wardrobe.settings import Settings
 
 router = APIRouter(tags=["payments"])
@@ -323,7 +323,7 @@ async def refund_order(
         announcer=announcer,
     )
     async with unit_of_work(sessions) as session:
-        users_repo.add_audit(
+        add_audit(
             session,
             actor_id=actor.id,
             action="order.refund",

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.audit import add_audit
 from wardrobe.core.db import after_commit
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.openapi import server_check
@@ -28,7 +29,6 @@ from wardrobe.modules.providers.accounts import (
     check_secret_env,
 )
 from wardrobe.modules.providers.base import ProviderRegistry
-from wardrobe.modules.users import repository as users_repo
 from wardrobe.settings import Environment, Settings
 
 Option = str | int | float | bool
@@ -181,7 +181,7 @@ async def update_account(
 
 
 def _audit(session: AsyncSession, actor_id: int, action: str, row: ProviderAccount, reason: str) -> None:
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor_id,
         action=action,

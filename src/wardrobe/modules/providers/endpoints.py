@@ -11,9 +11,9 @@ from wardrobe.core.deps import CacheDep, SessionDep, SettingsDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
+from wardrobe.core.permissions import Permission
+from wardrobe.core.principal import Principal, require
 from wardrobe.core.schemas import Id, InputModel
-from wardrobe.modules.auth.deps import Principal, require
-from wardrobe.modules.auth.permissions import Permission
 from wardrobe.modules.providers import account_admin, service, switches
 from wardrobe.modules.providers.deps import AccountsDep, HealthDep, ProvidersDep, SlotsDep
 

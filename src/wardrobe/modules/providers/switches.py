@@ -12,13 +12,13 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wardrobe.core.audit import add_audit
 from wardrobe.core.cache import Cache
 from wardrobe.core.db import after_commit
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.models import ProviderSwitch
 from wardrobe.models.base import utcnow
 from wardrobe.modules.providers.base import ProviderRegistry
-from wardrobe.modules.users import repository as users_repo
 
 PROVIDERS = "providers"  # cache namespace
 
@@ -63,7 +63,7 @@ async def switch_provider(
     if registry.get(slug) is None:
         raise AppError(ErrorCode.NOT_FOUND)
     switch = await set_switch(session, cache, slug, enabled=enabled, reason=reason, actor_id=actor_id)
-    users_repo.add_audit(
+    add_audit(
         session,
         actor_id=actor_id,
         action="provider.enable" if enabled else "provider.disable",

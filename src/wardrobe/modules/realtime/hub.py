@@ -42,10 +42,10 @@ from wardrobe.core.errors import AppError, ErrorCode, RateLimited
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import SOCKET_EVENTS
+from wardrobe.core.principal import verified_user
 from wardrobe.core.ratelimit import parse_limits
 from wardrobe.core.security import AccessClaims
 from wardrobe.models import Task
-from wardrobe.modules.auth.deps import verified_user
 from wardrobe.modules.realtime.http_docs import METHODS
 from wardrobe.modules.realtime.nodes import name_sessions
 from wardrobe.modules.realtime.revocations import Revoked

@@ -20,7 +20,7 @@ from wardrobe.core.deps import LimiterDep, SessionDep, SettingsDep, part
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.modules.auth.deps import CurrentUser
+from wardrobe.core.principal import CurrentUser
 from wardrobe.modules.storage import service, verification
 from wardrobe.modules.storage.backend import OBJECTS_PATH
 from wardrobe.modules.storage.deps import StorageDep

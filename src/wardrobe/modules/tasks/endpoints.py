@@ -11,7 +11,7 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor
-from wardrobe.modules.auth.deps import BearerDep, CurrentUser, access_claims
+from wardrobe.core.principal import BearerDep, CurrentUser, access_claims
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.schemas import FeatureOut

@@ -32,9 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from wardrobe.core.context import user_id_var
 from wardrobe.core.pagination import encode_cursor
+from wardrobe.core.principal import check_session
 from wardrobe.core.security import AccessClaims
 from wardrobe.models import AuthSession, Task, TaskStep, User, UserStatus
-from wardrobe.modules.auth.deps import check_session
 from wardrobe.modules.tasks.presenter import TaskViews
 
 # The columns a view needs (presenter.TaskFields), under the same names.

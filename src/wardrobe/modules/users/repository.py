@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.models import AuditLog, Referral, User
+from wardrobe.models import Referral, User
 
 
 async def get_by_id(session: AsyncSession, user_id: int) -> User | None:
@@ -41,15 +41,3 @@ async def list_users(
     if role:
         stmt = stmt.where(User.role == role)
     return list(await session.scalars(stmt))
-
-
-def add_audit(
-    session: AsyncSession,
-    *,
-    actor_id: int | None,
-    action: str,
-    target_type: str,
-    target_id: str,
-    reason: str | None,
-) -> None:
-    session.add(AuditLog(actor_id=actor_id, action=action, target_type=target_type, target_id=target_id, reason=reason))

@@ -1,38 +1,49 @@
-"""The one authentication dependency every route uses, and permission checks (B5).
+"""Who is calling: the one authentication dependency every route uses, and permission checks.
 
 ``CurrentUser`` costs one indexed query: the session row and its user. A revoked session, a
-disabled account or a changed role therefore takes effect on the very next request.
+disabled account or a changed role therefore takes effect on the very next request. It sits in
+``core`` beside ``SessionDep`` because every module's routes need it; logging in, tokens and
+sessions themselves are the auth module's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.context import user_id_var
 from wardrobe.core.deps import SessionDep, TokensDep
 from wardrobe.core.errors import AppError, ErrorCode
-from wardrobe.core.infra import Infra
+from wardrobe.core.permissions import Permission, has_permission, roles_with
 from wardrobe.core.security import AccessClaims, TokenCodec
-from wardrobe.models import User, UserStatus
-from wardrobe.modules.auth import repository
-from wardrobe.modules.auth.permissions import Permission, has_permission, roles_with
-from wardrobe.modules.auth.tokens import ClientInfo
+from wardrobe.models import AuthSession, User, UserStatus
 
 
-async def get_infra(request: Request) -> Infra:
-    infra: Infra = request.app.state.infra
-    return infra
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who is logging in or refreshing, as far as the request tells: for the owner's session list."""
+
+    user_agent: str | None = None
+    ip: str | None = None
 
 
-# Marks it as reaching the process's parts, as core.deps.part does (read by core/contract.py).
-setattr(get_infra, "part", Infra)  # noqa: B010 - an attribute of a function object
-InfraDep = Annotated[Infra, Depends(get_infra)]
+async def load_session_and_user(session: AsyncSession, session_id: str) -> Row[User, int, datetime | None] | None:
+    """One query for every authenticated request: its user, and the two columns of the login
+    session that decide whether it is still valid (no second entity to build)."""
+    stmt = (
+        select(User, AuthSession.user_id, AuthSession.revoked_at)
+        .join(User, User.id == AuthSession.user_id)
+        .where(AuthSession.id == session_id)
+    )
+    return (await session.execute(stmt)).first()
+
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/login")
 
@@ -82,7 +93,7 @@ def check_session(claims: AccessClaims, session_user_id: int | None, revoked_at:
 
 async def verified_user(session: AsyncSession, claims: AccessClaims) -> User:
     """The user behind verified ``claims`` if their login session is usable now, else AppError."""
-    found = await repository.load_session_and_user(session, claims.session_id)
+    found = await load_session_and_user(session, claims.session_id)
     if found is None:
         raise _unknown_session()
     user, session_user_id, revoked_at = found

@@ -1,4 +1,4 @@
-"""Role-based permissions (B5): roles map to permission sets; routes ask for permissions."""
+"""Role-based permissions: roles map to permission sets; routes ask for permissions."""
 
 from __future__ import annotations
 
