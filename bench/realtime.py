@@ -330,8 +330,8 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
     from wardrobe.core.db import after_commit, unit_of_work
     from wardrobe.models import Task
     from wardrobe.models.base import utcnow
-    from wardrobe.modules.realtime.events import TaskEvents, manager_emitter
-    from wardrobe.modules.realtime.hub import client_manager
+    from wardrobe.realtime.events import TaskEvents, manager_emitter
+    from wardrobe.realtime.hub import client_manager
 
     settings = STORES.settings(Path(args.work))
     # As `wardrobe worker` wires it (cli.py): events published through the write-only Redis manager.

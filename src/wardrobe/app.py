@@ -66,11 +66,6 @@ from wardrobe.modules.providers.local import InstantProvider, LocalImageProvider
 from wardrobe.modules.providers.outputs import OutputLimits, OutputTarget, store_outputs
 from wardrobe.modules.providers.runninghub import OutputSink, RunningHubProvider, Workflow
 from wardrobe.modules.providers.slots import MemorySlots, RedisSlots
-from wardrobe.modules.realtime.asyncapi import router as asyncapi_router
-from wardrobe.modules.realtime.events import TaskEvents, server_emitter
-from wardrobe.modules.realtime.http_docs import SOCKETIO_PATHS
-from wardrobe.modules.realtime.hub import RealtimeHub
-from wardrobe.modules.realtime.revocations import RevocationBus
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
 from wardrobe.modules.storage.deps import build_storage, close_storage
 from wardrobe.modules.storage.endpoints import router as storage_router
@@ -78,6 +73,11 @@ from wardrobe.modules.storage.service import build_upload_services
 from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users.endpoints import router as users_router
+from wardrobe.realtime.asyncapi import router as asyncapi_router
+from wardrobe.realtime.events import TaskEvents, server_emitter
+from wardrobe.realtime.http_docs import SOCKETIO_PATHS
+from wardrobe.realtime.hub import RealtimeHub
+from wardrobe.realtime.revocations import RevocationBus
 from wardrobe.scheduler import run_embedded_housekeeping
 from wardrobe.seed import seed_demo_data
 from wardrobe.settings import Environment, Settings, SmsBackend, get_settings

@@ -174,9 +174,9 @@ async def _run_worker() -> None:
     from wardrobe.app import build_infra, close_infra
     from wardrobe.core.logging import configure_logging, get_logger
     from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
-    from wardrobe.modules.realtime.events import TaskEvents, manager_emitter
-    from wardrobe.modules.realtime.hub import client_manager
-    from wardrobe.modules.realtime.revocations import RevocationBus
+    from wardrobe.realtime.events import TaskEvents, manager_emitter
+    from wardrobe.realtime.hub import client_manager
+    from wardrobe.realtime.revocations import RevocationBus
     from wardrobe.settings import get_settings
 
     settings = get_settings()

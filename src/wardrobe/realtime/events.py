@@ -28,8 +28,8 @@ from wardrobe.core.db import finish
 from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
 from wardrobe.models import QuotaAccount, Task, TaskStatus
-from wardrobe.modules.realtime.hub import plain, task_room, user_room
 from wardrobe.modules.tasks.presenter import present
+from wardrobe.realtime.hub import plain, task_room, user_room
 
 log = get_logger("wardrobe.realtime")
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]

@@ -46,11 +46,11 @@ from wardrobe.core.ratelimit import parse_limits
 from wardrobe.core.security import AccessClaims
 from wardrobe.models import Task
 from wardrobe.modules.auth.deps import verified_user
-from wardrobe.modules.realtime.http_docs import METHODS
-from wardrobe.modules.realtime.nodes import name_sessions
-from wardrobe.modules.realtime.revocations import Revoked
-from wardrobe.modules.realtime.seats import RENEW_SECONDS, MemorySeats, RedisSeats, Seats
 from wardrobe.modules.tasks.presenter import present
+from wardrobe.realtime.http_docs import METHODS
+from wardrobe.realtime.nodes import name_sessions
+from wardrobe.realtime.revocations import Revoked
+from wardrobe.realtime.seats import RENEW_SECONDS, MemorySeats, RedisSeats, Seats
 from wardrobe.settings import Settings
 
 log = get_logger("wardrobe.realtime")
