@@ -326,7 +326,7 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
     """Commit ``args.count`` progress updates at ``args.rate`` per second, each published after commit."""
     from sqlalchemy import update
 
-    from wardrobe.app import build_infra, close_infra
+    from wardrobe.app import build_infra, close_infra, task_views
     from wardrobe.core.db import after_commit, unit_of_work
     from wardrobe.models import Task
     from wardrobe.models.base import utcnow
@@ -336,7 +336,9 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
     settings = STORES.settings(Path(args.work))
     # As `wardrobe worker` wires it (cli.py): events published through the write-only Redis manager.
     infra = build_infra(settings, consume_tasks=False)
-    events = TaskEvents(infra, manager_emitter(client_manager(settings, write_only=True)))
+    events = TaskEvents(
+        infra.session_factory, task_views(infra), manager_emitter(client_manager(settings, write_only=True))
+    )
     infra.runtime.events = events
     events.start()
     stamps: list[tuple[str, int, float]] = []

@@ -32,6 +32,7 @@ from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.core.redis import create_redis
 from wardrobe.core.security import TokenCodec
 from wardrobe.migrations import runner
+from wardrobe.models import Task
 from wardrobe.models.base import utcnow
 from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.auth import notices
@@ -71,12 +72,13 @@ from wardrobe.modules.storage.deps import build_storage, close_storage
 from wardrobe.modules.storage.endpoints import router as storage_router
 from wardrobe.modules.storage.service import build_upload_services
 from wardrobe.modules.tasks.endpoints import router as tasks_router
+from wardrobe.modules.tasks.presenter import present
 from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users.endpoints import router as users_router
 from wardrobe.realtime.asyncapi import router as asyncapi_router
 from wardrobe.realtime.events import TaskEvents, server_emitter
 from wardrobe.realtime.http_docs import SOCKETIO_PATHS
-from wardrobe.realtime.hub import RealtimeHub
+from wardrobe.realtime.hub import HubParts, RealtimeHub, TaskViews
 from wardrobe.realtime.revocations import RevocationBus
 from wardrobe.scheduler import run_embedded_housekeeping
 from wardrobe.seed import seed_demo_data
@@ -449,11 +451,20 @@ ROUTERS = (
 )
 
 
+def task_views(infra: Infra) -> TaskViews:
+    """Tasks as clients see them, for the pushes and acknowledgements of Socket.IO."""
+
+    async def views(session: AsyncSession, tasks: list[Task]) -> list[dict[str, Any]]:
+        return await present(session, infra, tasks)
+
+    return views
+
+
 async def _start_realtime(infra: Infra, hub: RealtimeHub) -> RevocationBus:
     """Socket.IO's part of a process: pushes through its server, and ended sessions' sockets
     dropped (any process's relay publishes a revocation; each drops its own sockets)."""
-    hub.attach(infra)
-    infra.runtime.events = TaskEvents(infra, server_emitter(hub.sio))
+    hub.attach(HubParts(infra.session_factory, infra.tokens, infra.limiter, task_views(infra)), infra.redis)
+    infra.runtime.events = TaskEvents(infra.session_factory, task_views(infra), server_emitter(hub.sio))
     revocations = RevocationBus(infra.redis, infra.settings.redis_key_prefix)
     revocations.listen(hub.on_revoked)
     infra.runtime.publishers[TOPIC_SESSIONS_REVOKED] = revocations.publish

@@ -171,7 +171,7 @@ def worker() -> None:
 async def _run_worker() -> None:
     import signal
 
-    from wardrobe.app import build_infra, close_infra
+    from wardrobe.app import build_infra, close_infra, task_views
     from wardrobe.core.logging import configure_logging, get_logger
     from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
     from wardrobe.realtime.events import TaskEvents, manager_emitter
@@ -184,7 +184,7 @@ async def _run_worker() -> None:
     log = get_logger("wardrobe.worker")
     infra = build_infra(settings, consume_tasks=True, dedicated_worker=True)
     manager = client_manager(settings, write_only=True)
-    infra.runtime.events = TaskEvents(infra, manager_emitter(manager))
+    infra.runtime.events = TaskEvents(infra.session_factory, task_views(infra), manager_emitter(manager))
     # A worker's relay may be the one that takes a revocation: it publishes it to the API processes.
     infra.runtime.publishers[TOPIC_SESSIONS_REVOKED] = RevocationBus(infra.redis, settings.redis_key_prefix).publish
     stop = asyncio.Event()
