@@ -73,17 +73,16 @@ from wardrobe.modules.storage.endpoints import router as storage_router
 from wardrobe.modules.storage.service import build_upload_services
 from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.modules.tasks.presenter import present
-from wardrobe.modules.users import invite_codes
 from wardrobe.modules.users.endpoints import router as users_router
 from wardrobe.realtime.asyncapi import router as asyncapi_router
 from wardrobe.realtime.events import TaskEvents, server_emitter
 from wardrobe.realtime.http_docs import SOCKETIO_PATHS
 from wardrobe.realtime.hub import HubParts, RealtimeHub, TaskViews
 from wardrobe.realtime.revocations import RevocationBus
-from wardrobe.scheduler import run_embedded_housekeeping
 from wardrobe.seed import seed_demo_data
 from wardrobe.settings import Environment, Settings, SmsBackend, get_settings
 from wardrobe.worker.runtime import TaskRuntime
+from wardrobe.worker.scheduler import keep_invite_pool_full, run_embedded_housekeeping
 
 log = get_logger("wardrobe.app")
 API_DESCRIPTION = (
@@ -97,7 +96,6 @@ API_DESCRIPTION = (
     "server checks beyond its schema; `x-permission` on an operation, which permission and roles it needs. "
     "Live updates: Socket.IO at `/socket.io`, described in `/asyncapi.json`."
 )
-INVITE_POOL_CHECK_SECONDS = 60.0
 
 
 def build_sms_sender(settings: Settings) -> SmsSender:
@@ -391,19 +389,6 @@ async def prepare_database(infra: Infra) -> None:
     if settings.seed_demo_data and settings.env is not Environment.PRODUCTION:
         async with unit_of_work(infra.session_factory) as session:
             await seed_demo_data(session, settings, infra.providers)
-
-
-async def keep_invite_pool_full(infra: Infra) -> None:
-    """Embedded mode's stand-in for the scheduler: top the invite pool up now and then."""
-    while True:
-        try:
-            async with unit_of_work(infra.session_factory) as session:
-                await invite_codes.refill_pool(
-                    session, infra.settings.invite_pool_target, infra.settings.invite_code_length
-                )
-        except Exception:
-            log.exception("invite_pool_refill_failed")
-        await asyncio.sleep(INVITE_POOL_CHECK_SECONDS)
 
 
 async def close_infra(infra: Infra) -> None:

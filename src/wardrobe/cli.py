@@ -207,9 +207,22 @@ def scheduler(
     once: Annotated[bool, typer.Option(help="Run each periodic job once and exit")] = False,
 ) -> None:
     """Run the periodic jobs (invite-code pool refill, expired auth data cleanup)."""
-    from wardrobe.scheduler import run_scheduler
+    asyncio.run(_run_scheduler(once))
 
-    asyncio.run(run_scheduler(once=once))
+
+async def _run_scheduler(once: bool) -> None:
+    from wardrobe.app import build_infra, close_infra
+    from wardrobe.core.logging import configure_logging
+    from wardrobe.settings import get_settings
+    from wardrobe.worker.scheduler import run_scheduler
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    infra = build_infra(settings)
+    try:
+        await run_scheduler(infra, once=once)
+    finally:
+        await close_infra(infra)
 
 
 @admin_app.command("create-user")
