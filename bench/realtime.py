@@ -330,13 +330,15 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
     from wardrobe.core.db import after_commit, unit_of_work
     from wardrobe.models import Task
     from wardrobe.models.base import utcnow
-    from wardrobe.modules.realtime.events import TaskEvents, manager_emitter
-    from wardrobe.modules.realtime.hub import client_manager
+    from wardrobe.realtime.events import TaskEvents, manager_emitter
+    from wardrobe.realtime.hub import client_manager
 
     settings = STORES.settings(Path(args.work))
     # As `wardrobe worker` wires it (cli.py): events published through the write-only Redis manager.
     infra = build_infra(settings, consume_tasks=False)
-    events = TaskEvents(infra, manager_emitter(client_manager(settings, write_only=True)))
+    events = TaskEvents(
+        infra.session_factory, infra.task_views, manager_emitter(client_manager(settings, write_only=True))
+    )
     infra.runtime.events = events
     events.start()
     stamps: list[tuple[str, int, float]] = []

@@ -46,7 +46,7 @@ from tests.fixtures.nginx import (
 )
 from tests.fixtures.realtime import Listener, close_client
 from tests.fixtures.tasks import ROOT, make_feature, spawn_worker, step, stop_workers, wait_until, worker_env
-from wardrobe.modules.realtime.nodes import node_of
+from wardrobe.realtime.nodes import node_of
 from wardrobe.serving import nginx
 from wardrobe.settings import Settings
 

@@ -70,11 +70,6 @@ from wardrobe.modules.providers.fetch import SafeFetcher
 from wardrobe.modules.providers.health import ProviderHealth
 from wardrobe.modules.providers.outputs import OutputLimits, OutputTarget, store_outputs
 from wardrobe.modules.providers.slots import MemorySlots, RedisSlots, SlotStore
-from wardrobe.modules.realtime.asyncapi import router as asyncapi_router
-from wardrobe.modules.realtime.events import TaskEvents, server_emitter
-from wardrobe.modules.realtime.http_docs import SOCKETIO_PATHS
-from wardrobe.modules.realtime.hub import RealtimeHub
-from wardrobe.modules.realtime.revocations import RevocationBus
 from wardrobe.modules.storage.backend import OBJECTS_PATH, ObjectStorage
 from wardrobe.modules.storage.deps import build_storage, close_storage
 from wardrobe.modules.storage.endpoints import router as storage_router
@@ -82,11 +77,15 @@ from wardrobe.modules.storage.service import UploadServices, build_upload_servic
 from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.modules.tasks.parts import TaskParts
 from wardrobe.modules.tasks.presenter import TaskViews
-from wardrobe.modules.users import invite_codes
-from wardrobe.scheduler import run_embedded_housekeeping
+from wardrobe.realtime.asyncapi import router as asyncapi_router
+from wardrobe.realtime.events import TaskEvents, server_emitter
+from wardrobe.realtime.http_docs import SOCKETIO_PATHS
+from wardrobe.realtime.hub import HubParts, RealtimeHub
+from wardrobe.realtime.revocations import RevocationBus
 from wardrobe.seed import seed_demo_data
 from wardrobe.settings import Environment, Settings, SmsBackend, get_settings
 from wardrobe.worker.runtime import TaskRuntime
+from wardrobe.worker.scheduler import keep_invite_pool_full, run_embedded_housekeeping
 
 log = get_logger("wardrobe.app")
 API_DESCRIPTION = (
@@ -100,7 +99,6 @@ API_DESCRIPTION = (
     "server checks beyond its schema; `x-permission` on an operation, which permission and roles it needs. "
     "Live updates: Socket.IO at `/socket.io`, described in `/asyncapi.json`."
 )
-INVITE_POOL_CHECK_SECONDS = 60.0
 
 
 def build_sms_sender(settings: Settings) -> SmsSender:
@@ -430,19 +428,6 @@ async def prepare_database(infra: Infra) -> None:
             await seed_demo_data(session, settings, infra.providers)
 
 
-async def keep_invite_pool_full(infra: Infra) -> None:
-    """Embedded mode's stand-in for the scheduler: top the invite pool up now and then."""
-    while True:
-        try:
-            async with unit_of_work(infra.session_factory) as session:
-                await invite_codes.refill_pool(
-                    session, infra.settings.invite_pool_target, infra.settings.invite_code_length
-                )
-        except Exception:
-            log.exception("invite_pool_refill_failed")
-        await asyncio.sleep(INVITE_POOL_CHECK_SECONDS)
-
-
 async def close_infra(infra: Infra) -> None:
     await infra.runtime.stop()
     await infra.runtime.engine.moderator.aclose()
@@ -491,8 +476,8 @@ ROUTERS = (
 async def _start_realtime(infra: Infra, hub: RealtimeHub) -> RevocationBus:
     """Socket.IO's part of a process: pushes through its server, and ended sessions' sockets
     dropped (any process's relay publishes a revocation; each drops its own sockets)."""
-    hub.attach(infra)
-    infra.runtime.events = TaskEvents(infra, server_emitter(hub.sio))
+    hub.attach(HubParts(infra.session_factory, infra.tokens, infra.limiter, infra.task_views), infra.redis)
+    infra.runtime.events = TaskEvents(infra.session_factory, infra.task_views, server_emitter(hub.sio))
     revocations = RevocationBus(infra.redis, infra.settings.redis_key_prefix)
     revocations.listen(hub.on_revoked)
     infra.runtime.publishers[TOPIC_SESSIONS_REVOKED] = revocations.publish

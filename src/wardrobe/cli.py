@@ -174,9 +174,9 @@ async def _run_worker() -> None:
     from wardrobe.app import build_infra, close_infra
     from wardrobe.core.logging import configure_logging, get_logger
     from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
-    from wardrobe.modules.realtime.events import TaskEvents, manager_emitter
-    from wardrobe.modules.realtime.hub import client_manager
-    from wardrobe.modules.realtime.revocations import RevocationBus
+    from wardrobe.realtime.events import TaskEvents, manager_emitter
+    from wardrobe.realtime.hub import client_manager
+    from wardrobe.realtime.revocations import RevocationBus
     from wardrobe.settings import get_settings
 
     settings = get_settings()
@@ -184,7 +184,7 @@ async def _run_worker() -> None:
     log = get_logger("wardrobe.worker")
     infra = build_infra(settings, consume_tasks=True, dedicated_worker=True)
     manager = client_manager(settings, write_only=True)
-    infra.runtime.events = TaskEvents(infra, manager_emitter(manager))
+    infra.runtime.events = TaskEvents(infra.session_factory, infra.task_views, manager_emitter(manager))
     # A worker's relay may be the one that takes a revocation: it publishes it to the API processes.
     infra.runtime.publishers[TOPIC_SESSIONS_REVOKED] = RevocationBus(infra.redis, settings.redis_key_prefix).publish
     stop = asyncio.Event()
@@ -207,9 +207,22 @@ def scheduler(
     once: Annotated[bool, typer.Option(help="Run each periodic job once and exit")] = False,
 ) -> None:
     """Run the periodic jobs (invite-code pool refill, expired auth data cleanup)."""
-    from wardrobe.scheduler import run_scheduler
+    asyncio.run(_run_scheduler(once))
 
-    asyncio.run(run_scheduler(once=once))
+
+async def _run_scheduler(once: bool) -> None:
+    from wardrobe.app import build_infra, close_infra
+    from wardrobe.core.logging import configure_logging
+    from wardrobe.settings import get_settings
+    from wardrobe.worker.scheduler import run_scheduler
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    infra = build_infra(settings)
+    try:
+        await run_scheduler(infra, once=once)
+    finally:
+        await close_infra(infra)
 
 
 @admin_app.command("create-user")

@@ -14,9 +14,9 @@ from pathlib import Path
 import jinja2
 
 from wardrobe.core.errors import ErrorCode
-from wardrobe.modules.realtime.hub import RealtimeHub
-from wardrobe.modules.realtime.nodes import node_name
 from wardrobe.modules.storage.backend import OBJECTS_PATH
+from wardrobe.realtime.hub import RealtimeHub
+from wardrobe.realtime.nodes import node_name
 from wardrobe.serving.supervisor import socketio_ports
 from wardrobe.settings import Settings
 

@@ -6,7 +6,7 @@ answered its handshake, and over long-polling every later request of the session
 request that the shared port gives to any process — most of them fail. So process i also listens on
 a private port (``ports[i]``) and is named ``api{i}`` (``WARDROBE_SOCKETIO_NODE``), the prefix of
 the session ids it makes; nginx sends each ``/socket.io/`` request carrying ``sid=api{i}.…`` to
-port i (modules/realtime/nodes.py, serving/nginx.py).
+port i (realtime/nodes.py, serving/nginx.py).
 
 This subclass keeps everything else of uvicorn's: the parent binds the sockets once, restarts a
 process that dies or stops answering its health check (with the same slot's private socket and
@@ -25,7 +25,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
 
-from wardrobe.modules.realtime.nodes import node_name
+from wardrobe.realtime.nodes import node_name
 
 NODE_VARIABLE = "WARDROBE_SOCKETIO_NODE"
 

@@ -36,7 +36,7 @@ from wardrobe.settings import Settings
 from wardrobe.worker.outbox import OutboxRelay
 
 if TYPE_CHECKING:
-    from wardrobe.modules.realtime.events import TaskEvents
+    from wardrobe.realtime.events import TaskEvents
 
 log = get_logger("wardrobe.worker")
 RUN_TASK = "wardrobe.run_task"
@@ -81,7 +81,7 @@ class TaskRuntime:
         )
         # Vendor callbacks wake the step they are about, in whichever process polls it.
         self.engine.hints = CallbackHints(redis, f"{settings.redis_key_prefix}:callback_hints")
-        # Push events (modules/realtime): set by the process that can deliver them.
+        # Push events (realtime/): set by the process that can deliver them.
         self.events: TaskEvents | None = None
         # Outbox topics this process can publish besides running and pushing tasks (topic →
         # publisher), e.g. revoked sessions whose sockets every API process must drop.

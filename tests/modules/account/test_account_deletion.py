@@ -37,7 +37,7 @@ from wardrobe.core.db import unit_of_work
 from wardrobe.models import AuditLog, AuthSession, LedgerEntry, PendingObjectDeletion, Task, User, VerifiedUpload
 from wardrobe.models.base import utcnow
 from wardrobe.modules.storage import pending_deletions
-from wardrobe.scheduler import delete_pending_objects
+from wardrobe.worker.scheduler import delete_pending_objects
 
 
 @pytest.fixture

@@ -162,7 +162,7 @@ async def test_same_ref_reserved_concurrently_holds_once(api: Api) -> None:
 
 
 async def test_sweeper_releases_expired_holds_once(api: Api) -> None:
-    from wardrobe.scheduler import release_expired_holds
+    from wardrobe.worker.scheduler import release_expired_holds
 
     factory = api.infra.session_factory
     user_id = await _new_user(factory, 5)

@@ -18,7 +18,7 @@ from wardrobe.core.db import unit_of_work
 from wardrobe.models import Task, VerifiedUpload
 from wardrobe.models.base import utcnow
 from wardrobe.modules.storage import retention
-from wardrobe.scheduler import apply_retention
+from wardrobe.worker.scheduler import apply_retention
 
 LONG_AGO = timedelta(days=40)
 

@@ -306,7 +306,7 @@ async def test_sweeper_keeps_holds_of_live_tasks_and_frees_orphaned_ones(api_fac
 
     from wardrobe.models import QuotaHold, Task
     from wardrobe.models.base import utcnow
-    from wardrobe.scheduler import release_expired_holds
+    from wardrobe.worker.scheduler import release_expired_holds
 
     api: Api = await api_factory(worker_in_process=False)
     admin = await login_as(api, "admin")

@@ -32,25 +32,26 @@ from typing import Any
 
 import orjson
 import socketio
+from redis.asyncio import Redis
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wardrobe.core.context import request_id_var
 from wardrobe.core.db import finish
 from wardrobe.core.edge_limits import client_address, parse_networks
 from wardrobe.core.errors import AppError, ErrorCode, RateLimited
-from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import SOCKET_EVENTS
 from wardrobe.core.principal import verified_user
-from wardrobe.core.ratelimit import parse_limits
-from wardrobe.core.security import AccessClaims
+from wardrobe.core.ratelimit import RateLimiter, parse_limits
+from wardrobe.core.security import AccessClaims, TokenCodec
 from wardrobe.models import Task
-from wardrobe.modules.realtime.http_docs import METHODS
-from wardrobe.modules.realtime.nodes import name_sessions
-from wardrobe.modules.realtime.revocations import Revoked
-from wardrobe.modules.realtime.seats import RENEW_SECONDS, MemorySeats, RedisSeats, Seats
-from wardrobe.modules.tasks.presenter import present
+from wardrobe.modules.tasks.presenter import TaskViews, present
+from wardrobe.realtime.http_docs import METHODS
+from wardrobe.realtime.nodes import name_sessions
+from wardrobe.realtime.revocations import Revoked
+from wardrobe.realtime.seats import RENEW_SECONDS, MemorySeats, RedisSeats, Seats
 from wardrobe.settings import Settings
 
 log = get_logger("wardrobe.realtime")
@@ -115,6 +116,16 @@ def _methods_or_405(app: ASGIApp) -> ASGIApp:
     return guarded
 
 
+@dataclass(frozen=True, slots=True)
+class HubParts:
+    """What the hub reads once the process is up: given by ``attach`` in the app's lifespan."""
+
+    session_factory: async_sessionmaker[AsyncSession]
+    tokens: TokenCodec
+    limiter: RateLimiter
+    views: TaskViews
+
+
 @dataclass(slots=True)
 class Held:
     """A socket of this process: whose it is, and the timer that drops it when its token expires."""
@@ -128,7 +139,7 @@ class RealtimeHub:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.infra: Infra | None = None  # set by ``attach`` in the app's lifespan, before any connect
+        self.parts: HubParts | None = None  # set by ``attach`` in the app's lifespan, before any connect
         self._origins = frozenset(settings.cors_origins)
         self._trusted = parse_networks(settings.trusted_proxies)
         self._per_ip = (
@@ -159,10 +170,12 @@ class RealtimeHub:
     def asgi_app(self) -> ASGIApp:
         return _methods_or_405(socketio.ASGIApp(self.sio, socketio_path="socket.io"))
 
-    def attach(self, infra: Infra) -> None:
-        self.infra = infra
-        if infra.redis is not None:
-            self.seats = RedisSeats(infra.redis, self.settings.redis_key_prefix)
+    def attach(self, parts: HubParts, redis: Redis | None) -> None:
+        """The process's parts, once its lifespan has built them; seats are counted in ``redis``
+        across processes when there is one."""
+        self.parts = parts
+        if redis is not None:
+            self.seats = RedisSeats(redis, self.settings.redis_key_prefix)
 
     async def start(self) -> None:
         if isinstance(self.seats, RedisSeats) and self._renewer is None:
@@ -178,10 +191,10 @@ class RealtimeHub:
             if held.expiry is not None:
                 held.expiry.cancel()
 
-    def _infra(self) -> Infra:
-        if self.infra is None:
+    def _parts(self) -> HubParts:
+        if self.parts is None:
             raise socketio.exceptions.ConnectionRefusedError("starting")
-        return self.infra
+        return self.parts
 
     def _origin_allowed(self, origin: str | None, environ: Mapping[str, Any]) -> bool:
         # Called only when the request carries an Origin. WeChat mini programs and native clients
@@ -205,12 +218,12 @@ class RealtimeHub:
             return socketio.exceptions.ConnectionRefusedError(code.name, data)
         return socketio.exceptions.ConnectionRefusedError(code.name)
 
-    async def _take_connect_units(self, infra: Infra, ip: str, user_id: int | None) -> None:
+    async def _take_connect_units(self, parts: HubParts, ip: str, user_id: int | None) -> None:
         windows = [(self._per_ip, ("socket-ip", ip))]
         if user_id is not None:
             windows.append((self._per_user, ("socket-user", str(user_id))))
         try:
-            await infra.limiter.hit_all(windows)
+            await parts.limiter.hit_all(windows)
         except RateLimited as exc:
             raise self._refuse(ErrorCode.RATE_LIMITED, retry_after=int(exc.headers.get("Retry-After", "1"))) from None
         except Exception as exc:
@@ -218,20 +231,20 @@ class RealtimeHub:
             log.warning("socket_limit_store_unavailable", error_type=type(exc).__name__)
 
     async def _connect(self, sid: str, environ: Mapping[str, Any], auth: Any) -> None:
-        infra = self._infra()
+        parts = self._parts()
         ip = self._client_ip(environ)
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
-            await self._take_connect_units(infra, ip, None)
+            await self._take_connect_units(parts, ip, None)
             raise self._refuse(ErrorCode.AUTH_REQUIRED)
         try:
-            claims = infra.tokens.decode_access(token)
+            claims = parts.tokens.decode_access(token)
         except AppError as exc:
-            await self._take_connect_units(infra, ip, None)
+            await self._take_connect_units(parts, ip, None)
             raise self._refuse(exc.code) from None
-        await self._take_connect_units(infra, ip, claims.user_id)
+        await self._take_connect_units(parts, ip, claims.user_id)
         try:
-            async with infra.session_factory() as session:
+            async with parts.session_factory() as session:
                 await verified_user(session, claims)
         except AppError as exc:
             raise self._refuse(exc.code) from None
@@ -329,7 +342,7 @@ class RealtimeHub:
         code: ErrorCode | None = ErrorCode.AUTH_TOKEN_EXPIRED if held.claims.expires_at <= time.time() else None
         if code is None:
             try:
-                async with self._infra().session_factory() as session:
+                async with self._parts().session_factory() as session:
                     await verified_user(session, held.claims)
             except AppError as exc:
                 code = exc.code
@@ -346,9 +359,9 @@ class RealtimeHub:
         if held is None:
             code = (refusal or ErrorCode.AUTH_REQUIRED).name
             return {"ok": False, "code": code, "tasks": [], "refused": ids}
-        infra = self._infra()
+        parts = self._parts()
         owned_ids = Task.user_id == held.claims.user_id, Task.public_id.in_(ids), Task.deleted_at.is_(None)
-        async with infra.session_factory() as session:
+        async with parts.session_factory() as session:
             owned = set(await session.scalars(select(Task.public_id).where(*owned_ids)))
             await finish(session)
         # Rooms first, snapshot second: a change committed in between reaches the client as an
@@ -356,9 +369,9 @@ class RealtimeHub:
         # ending between the read and the join would look unfinished to the client forever.
         for public_id in owned:
             await self.sio.enter_room(sid, task_room(public_id))
-        async with infra.session_factory() as session:
+        async with parts.session_factory() as session:
             tasks = list(await session.scalars(select(Task).where(*owned_ids)))
-            views = await present(session, infra.task_views, tasks)
+            views = await present(session, parts.views, tasks)
             await finish(session)
         # Another user's task and a task that does not exist look the same: refused.
         return {"ok": True, "tasks": plain(views), "refused": [i for i in ids if i not in owned]}

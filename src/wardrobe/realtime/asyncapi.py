@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse
 
 from wardrobe.core.errors import ErrorCode
 from wardrobe.modules.payments.schemas import OrderOut
-from wardrobe.modules.realtime.hub import MAX_SUBSCRIBE, SESSION_ENDED
 from wardrobe.modules.tasks.schemas import TaskOut
+from wardrobe.realtime.hub import MAX_SUBSCRIBE, SESSION_ENDED
 
 router = APIRouter()
 REF = "#/components/schemas/{model}"

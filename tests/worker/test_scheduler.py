@@ -11,7 +11,7 @@ from tests.fixtures.auth import sms_login
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import AuthSession, InviteCodePool, OutboxMessage, RefreshToken, SmsCode
 from wardrobe.models.base import utcnow
-from wardrobe.scheduler import purge_expired_auth_data, refill_invite_pool
+from wardrobe.worker.scheduler import purge_expired_auth_data, refill_invite_pool
 
 
 async def test_refill_tops_the_pool_up_to_the_target(api_factory: object) -> None:
@@ -42,7 +42,7 @@ async def test_purge_removes_only_long_dead_auth_data(api: Api) -> None:
 
 
 async def test_outbox_purge_keeps_what_is_pending_or_recent(api: Api, monkeypatch: object) -> None:
-    import wardrobe.scheduler as scheduler
+    from wardrobe.worker import scheduler
 
     monkeypatch.setattr(scheduler, "OUTBOX_PURGE_BATCH", 3)  # type: ignore[attr-defined]
     now = utcnow()
@@ -66,7 +66,7 @@ async def test_the_storage_gc_job_deletes_old_orphans_only(api: Api) -> None:
     import os
     import time
 
-    from wardrobe.scheduler import collect_storage_garbage
+    from wardrobe.worker.scheduler import collect_storage_garbage
 
     storage = api.infra.storage
     await storage.put("uploads/9/2026/01/orphan.png", b"x" * 10, "image/png")

@@ -22,14 +22,14 @@ from typing import Any
 
 import socketio
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wardrobe.core.context import request_id_var
 from wardrobe.core.db import finish
-from wardrobe.core.infra import Infra
 from wardrobe.core.logging import get_logger
 from wardrobe.models import QuotaAccount, Task, TaskStatus
-from wardrobe.modules.realtime.hub import plain, task_room, user_room
-from wardrobe.modules.tasks.presenter import present
+from wardrobe.modules.tasks.presenter import TaskViews, present
+from wardrobe.realtime.hub import plain, task_room, user_room
 
 log = get_logger("wardrobe.realtime")
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
@@ -40,8 +40,9 @@ def event(kind: str, payload: Any) -> dict[str, Any]:
 
 
 class TaskEvents:
-    def __init__(self, infra: Infra, emit: Emit) -> None:
-        self._infra = infra
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], views: TaskViews, emit: Emit) -> None:
+        self._sessions = session_factory
+        self._views = views
         self._emit = emit
         # A task id, ("order", order id), or None to stop.
         self._queue: asyncio.Queue[int | tuple[str, int] | None] = asyncio.Queue()
@@ -132,7 +133,7 @@ class TaskEvents:
         from wardrobe.models import Order
         from wardrobe.modules.payments.orders import order_body
 
-        async with self._infra.session_factory() as session:
+        async with self._sessions() as session:
             order = await session.get(Order, order_id)
             if order is None:
                 return
@@ -144,12 +145,11 @@ class TaskEvents:
             await self._emit("quota.updated", event("quota.updated", quota), user_room(order.user_id))
 
     async def _send(self, task_id: int) -> None:
-        infra = self._infra
-        async with infra.session_factory() as session:
+        async with self._sessions() as session:
             task = await session.scalar(select(Task).where(Task.id == task_id))
             if task is None:
                 return
-            [view] = await present(session, infra.task_views, [task])
+            [view] = await present(session, self._views, [task])
             # The quota moved when the task was created (held) and when it ended (spent or given
             # back), never while it runs.
             moved = task.status != TaskStatus.RUNNING.value
