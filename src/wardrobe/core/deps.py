@@ -25,25 +25,28 @@ from wardrobe.core.security import TokenCodec
 from wardrobe.settings import Settings
 
 T = TypeVar("T")
-_MISSING = object()
 
 
 class Parts:
-    """The parts of one process, each registered under the type request code asks for."""
+    """The parts of one process, each registered under the type request code asks for.
+
+    A part is registered as a function that reads it from the process's record, not as the value
+    itself: swapping a part on that record (a probe's test breaking the database on purpose, a
+    reconfigured client) reaches every later request."""
 
     def __init__(self) -> None:
-        self._by_type: dict[object, object] = {}
+        self._by_type: dict[object, Callable[[], object]] = {}
 
-    def add(self, kind: object, part: object) -> None:
+    def provide(self, kind: object, read: Callable[[], object]) -> None:
         if kind in self._by_type:
             raise ValueError(f"{kind!r} is registered twice")
-        self._by_type[kind] = part
+        self._by_type[kind] = read
 
     def get(self, kind: type[T]) -> T:
-        found = self._by_type.get(kind, _MISSING)
-        if found is _MISSING:
+        read = self._by_type.get(kind)
+        if read is None:
             raise LookupError(f"no part of type {kind!r} in this process")
-        return cast(T, found)
+        return cast(T, read())
 
 
 def parts_of(request: Request) -> Parts:

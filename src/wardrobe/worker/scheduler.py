@@ -12,11 +12,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import Protocol
 
-from wardrobe.core.infra import Infra
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from wardrobe.core.cache import Cache
 from wardrobe.core.logging import get_logger
+from wardrobe.core.outbox import Announcer
 from wardrobe.modules.auth import jobs as auth_jobs
 from wardrobe.modules.payments import jobs as payments_jobs
+from wardrobe.modules.payments.gateway import Payments
+from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.modules.storage import jobs as storage_jobs
 from wardrobe.modules.tasks import jobs as tasks_jobs
 from wardrobe.modules.users import jobs as users_jobs
@@ -31,52 +37,71 @@ OUTBOX_PURGE_BATCH = 5000
 INVITE_POOL_CHECK_SECONDS = 60.0
 EMBEDDED_PERIOD_SECONDS = 600.0
 
-Job = Callable[[Infra], Awaitable[int]]
 
 
-async def refill_invite_pool(infra: Infra) -> int:
+class JobParts(Protocol):
+    """The parts of a process the jobs use (a process's ``Infra`` record has them all)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def session_factory(self) -> async_sessionmaker[AsyncSession]: ...
+    @property
+    def storage(self) -> ObjectStorage: ...
+    @property
+    def payments(self) -> Payments: ...
+    @property
+    def cache(self) -> Cache: ...
+    @property
+    def announcer(self) -> Announcer: ...
+
+
+Job = Callable[[JobParts], Awaitable[int]]
+
+
+async def refill_invite_pool(infra: JobParts) -> int:
     settings = infra.settings
     return await users_jobs.refill_invite_pool(
         infra.session_factory, settings.invite_pool_target, settings.invite_code_length
     )
 
 
-async def purge_expired_auth_data(infra: Infra) -> int:
+async def purge_expired_auth_data(infra: JobParts) -> int:
     return await auth_jobs.purge_expired_auth_data(infra.session_factory)
 
 
-async def purge_published_outbox(infra: Infra) -> int:
+async def purge_published_outbox(infra: JobParts) -> int:
     return await worker_jobs.purge_published_outbox(infra.session_factory, batch=OUTBOX_PURGE_BATCH)
 
 
-async def release_expired_holds(infra: Infra) -> int:
+async def release_expired_holds(infra: JobParts) -> int:
     return await tasks_jobs.release_expired_holds(infra.session_factory)
 
 
-async def reconcile_payments(infra: Infra) -> int:
+async def reconcile_payments(infra: JobParts) -> int:
     return await payments_jobs.reconcile_payments(
         infra.session_factory,
         infra.payments,
         settings=infra.settings,
         cache=infra.cache,
-        announcer=infra.runtime.announcer,
+        announcer=infra.announcer,
     )
 
 
-async def expire_tmp_objects(infra: Infra) -> int:
+async def expire_tmp_objects(infra: JobParts) -> int:
     return await storage_jobs.expire_tmp_objects(infra.storage)
 
 
-async def collect_storage_garbage(infra: Infra) -> int:
+async def collect_storage_garbage(infra: JobParts) -> int:
     grace = timedelta(days=infra.settings.storage_gc_grace_days)
     return await storage_jobs.collect_storage_garbage(infra.session_factory, infra.storage, grace=grace)
 
 
-async def delete_pending_objects(infra: Infra) -> int:
+async def delete_pending_objects(infra: JobParts) -> int:
     return await storage_jobs.delete_pending_objects(infra.session_factory, infra.storage)
 
 
-async def apply_retention(infra: Infra) -> int:
+async def apply_retention(infra: JobParts) -> int:
     return await storage_jobs.apply_retention(infra.session_factory, infra.storage, days=infra.settings.retention_days)
 
 
@@ -106,7 +131,7 @@ def periods(settings: Settings) -> dict[str, float]:
     }
 
 
-async def run_safely(job: Job, infra: Infra) -> int | None:
+async def run_safely(job: Job, infra: JobParts) -> int | None:
     """Run ``job`` once; a failure is logged (None) and never stops the jobs after it."""
     try:
         return await job(infra)
@@ -115,7 +140,7 @@ async def run_safely(job: Job, infra: Infra) -> int | None:
         return None
 
 
-async def run_scheduler(infra: Infra, *, once: bool = False) -> None:
+async def run_scheduler(infra: JobParts, *, once: bool = False) -> None:
     """Run the jobs that are due every tick, until cancelled; ``once``: one tick, every job."""
     period = periods(infra.settings)
     last_run: dict[str, float] = {}
@@ -139,18 +164,18 @@ async def run_scheduler(infra: Infra, *, once: bool = False) -> None:
         await asyncio.sleep(TICK_SECONDS)
 
 
-async def _repeat(infra: Infra, jobs: Sequence[Job], seconds: float) -> None:
+async def _repeat(infra: JobParts, jobs: Sequence[Job], seconds: float) -> None:
     while True:
         for job in jobs:
             await run_safely(job, infra)
         await asyncio.sleep(seconds)
 
 
-async def keep_invite_pool_full(infra: Infra) -> None:
+async def keep_invite_pool_full(infra: JobParts) -> None:
     """Embedded mode's stand-in for the scheduler: top the invite pool up now and then."""
     await _repeat(infra, (refill_invite_pool,), INVITE_POOL_CHECK_SECONDS)
 
 
-async def run_embedded_housekeeping(infra: Infra) -> None:
+async def run_embedded_housekeeping(infra: JobParts) -> None:
     """Embedded mode's stand-in for the scheduler: deletions the store missed, and retention."""
     await _repeat(infra, EMBEDDED_JOBS, EMBEDDED_PERIOD_SECONDS)
