@@ -28,7 +28,8 @@ from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.models import OutboxMessage, Task, TaskStatus
 from wardrobe.models.base import utcnow
 from wardrobe.modules.callbacks.hints import CallbackHints
-from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
+from wardrobe.modules.pipeline.config import EngineConfig
+from wardrobe.modules.pipeline.engine import PipelineEngine
 from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import SlotStore
