@@ -323,19 +323,19 @@ def build_infra(settings: Settings, *, consume_tasks: bool | None = None, dedica
             limiter=limiter,
             dedicated=dedicated_worker,
             disabled=functools.partial(switches.disabled_providers, session_factory, cache),
+            storage=storage,  # a task's intermediates are deleted when it ends
+            # Vendor accounts operators configure in the database (several per provider, load-balanced).
+            accounts=AccountDirectory(
+                session_factory, cache, SecretBox(settings.provider_secrets_key.get_secret_value())
+            ),
+            # One moderator for task creation (prompts) and the engine (uploads, outputs).
+            moderator=_moderator(settings, storage),
         ),
     )
-    infra.runtime.engine.storage = storage  # a task's intermediates are deleted when it ends
     # Account notices (the old number after a phone change) go out through any process's relay.
     infra.runtime.publishers[TOPIC_SMS_NOTICE] = functools.partial(
         notices.deliver, infra.sms_sender, settings.sms_backend.value
     )
-    # Vendor accounts operators configure in the database (several per provider, load-balanced).
-    infra.runtime.engine.accounts = AccountDirectory(
-        session_factory, cache, SecretBox(settings.provider_secrets_key.get_secret_value())
-    )
-    # One moderator for task creation (prompts) and the engine (uploads, outputs).
-    infra.runtime.engine.moderator = _moderator(settings, storage)
     return infra
 
 

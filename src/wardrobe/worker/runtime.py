@@ -28,11 +28,14 @@ from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.models import OutboxMessage, Task, TaskStatus
 from wardrobe.models.base import utcnow
 from wardrobe.modules.callbacks.hints import CallbackHints
+from wardrobe.modules.moderation import Moderator
 from wardrobe.modules.pipeline.config import EngineConfig
 from wardrobe.modules.pipeline.engine import PipelineEngine
+from wardrobe.modules.providers.accounts import AccountDirectory
 from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import SlotStore
+from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.settings import Settings
 from wardrobe.worker.outbox import OutboxRelay, add_message
 
@@ -60,6 +63,9 @@ class TaskRuntime:
         limiter: RateLimiter | None = None,
         dedicated: bool = False,
         disabled: Callable[[], Awaitable[frozenset[str]]] | None = None,
+        storage: ObjectStorage | None = None,
+        accounts: AccountDirectory | None = None,
+        moderator: Moderator | None = None,
     ) -> None:
         self.settings = settings
         self._sessions = session_factory
@@ -81,9 +87,12 @@ class TaskRuntime:
             on_change=self.task_changed,
             on_final=self.push_task_durably,
             disabled=disabled,
+            moderator=moderator,
+            accounts=accounts,
+            # Vendor callbacks wake the step they are about, in whichever process polls it.
+            hints=CallbackHints(redis, f"{settings.redis_key_prefix}:callback_hints"),
+            storage=storage,
         )
-        # Vendor callbacks wake the step they are about, in whichever process polls it.
-        self.engine.hints = CallbackHints(redis, f"{settings.redis_key_prefix}:callback_hints")
         # Push events (modules/realtime): set by the process that can deliver them.
         self.events: TaskEvents | None = None
         # Outbox topics this process can publish besides running and pushing tasks (topic →

@@ -74,10 +74,13 @@ class PipelineEngine:
         on_final: Callable[[AsyncSession, int], None] | None = None,
         disabled: Callable[[], Awaitable[frozenset[str]]] | None = None,
         moderator: Moderator | None = None,
+        accounts: AccountDirectory | None = None,
+        hints: CallbackHints | None = None,
+        storage: ObjectStorage | None = None,
     ) -> None:
         self._sessions = session_factory
         # Content moderation: uploads at a task's start, stored outputs after each step. The
-        # default checks text against the keyword list only; the app replaces it.
+        # default checks text against the keyword list only.
         self.moderator = moderator or Moderator()
         # Providers an operator switched off: steps skip them for their next candidate.
         self.disabled = disabled
@@ -98,12 +101,12 @@ class PipelineEngine:
         self.rates: dict[str, list[RateLimitItem]] = {
             slug: parse_limits(spec) for slug, spec in self.config.provider_rates.items()
         }
-        # Vendor accounts from the database (set by the app); None = every provider on its settings.
-        self.accounts: AccountDirectory | None = None
-        # Callbacks wake the step they are about (set by the runtime); None = polls only.
-        self.hints: CallbackHints | None = None
-        # Where steps store their objects (set by the app): a task's intermediates go when it ends.
-        self.storage: ObjectStorage | None = None
+        # Vendor accounts from the database; None = every provider on its settings.
+        self.accounts = accounts
+        # Callbacks wake the step they are about; None = polls only.
+        self.hints = hints
+        # Where steps store their objects: a task's intermediates go when it ends.
+        self.storage = storage
         self._account_rates: dict[tuple[str, str], list[RateLimitItem]] = {}
 
     # -- claiming and the lease ----------------------------------------------------------------
