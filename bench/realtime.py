@@ -326,20 +326,18 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
     """Commit ``args.count`` progress updates at ``args.rate`` per second, each published after commit."""
     from sqlalchemy import update
 
-    from wardrobe.app import build_infra, close_infra
     from wardrobe.core.db import after_commit, unit_of_work
     from wardrobe.models import Task
     from wardrobe.models.base import utcnow
-    from wardrobe.realtime.events import TaskEvents, manager_emitter
+    from wardrobe.realtime.events import manager_emitter
     from wardrobe.realtime.hub import client_manager
+    from wardrobe.wiring import build_infra, close_infra
 
     settings = STORES.settings(Path(args.work))
     # As `wardrobe worker` wires it (cli.py): events published through the write-only Redis manager.
-    infra = build_infra(settings, consume_tasks=False)
-    events = TaskEvents(
-        infra.session_factory, infra.task_views, manager_emitter(client_manager(settings, write_only=True))
-    )
-    infra.runtime.events = events
+    infra = build_infra(settings, consume_tasks=False, emit=manager_emitter(client_manager(settings, write_only=True)))
+    events = infra.runtime.events
+    assert events is not None  # given an emitter, the process pushes
     events.start()
     stamps: list[tuple[str, int, float]] = []
     late = 0

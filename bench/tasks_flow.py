@@ -161,13 +161,13 @@ async def prepare_catalog_and_quota(settings: Settings, grants: dict[int, int]) 
     admin API does), one quota account per user and a grant of ``grants[user]`` through the ledger."""
     from sqlalchemy import insert
 
-    from wardrobe.app import build_infra, close_infra
     from wardrobe.core.db import unit_of_work
     from wardrobe.models import LedgerKind, QuotaAccount
     from wardrobe.models.base import utcnow
     from wardrobe.modules.billing import quota
     from wardrobe.modules.catalog import service as catalog
     from wardrobe.modules.catalog.schemas import FeatureWrite, PipelineWrite
+    from wardrobe.wiring import build_infra, close_infra
 
     form = {
         "type": "object",
@@ -675,10 +675,10 @@ async def enqueue(settings: Settings, feature: str, steps: int, users: list[int]
     API does; their owners in turn) while no relay runs: the outbox rows wait for the worker's relay."""
     from sqlalchemy import func, select
 
-    from wardrobe.app import build_infra, close_infra
     from wardrobe.core.db import unit_of_work
     from wardrobe.models import OutboxMessage, Task, User
     from wardrobe.modules.tasks import service
+    from wardrobe.wiring import build_infra, close_infra
 
     infra = build_infra(settings, consume_tasks=False)  # its runtime is never started: no relay here
     try:

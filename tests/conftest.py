@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from wardrobe.app import create_app
 from wardrobe.core.db import create_engine
-from wardrobe.core.infra import Infra
 from wardrobe.migrations import runner
 from wardrobe.models import Base
 from wardrobe.settings import Environment, Settings
+from wardrobe.wiring import Infra
 
 pytest_plugins = [
     "tests.peers.fixtures",

@@ -13,11 +13,11 @@ from tests.conftest import Api
 from tests.fixtures.auth import login_as, sms_login
 from tests.fixtures.settings import production_settings
 from tests.fixtures.tasks import balance, make_feature, step
-from wardrobe.app import build_providers
 from wardrobe.core.db import create_engine, create_session_factory
 from wardrobe.modules.providers.base import AsyncProvider, SyncProvider
 from wardrobe.modules.storage.deps import build_storage
 from wardrobe.settings import Environment, Settings
+from wardrobe.wiring import build_providers
 
 
 async def test_every_configured_vendor_is_registered(tmp_path: object) -> None:

@@ -23,8 +23,8 @@ app.add_typer(storage_app, name="storage")
 
 
 async def _prepare(migrate: bool, seed: bool) -> None:
-    from wardrobe.app import build_infra, close_infra, prepare_database
     from wardrobe.settings import get_settings
+    from wardrobe.wiring import build_infra, close_infra, prepare_database
 
     settings = get_settings().model_copy(update={"auto_migrate": migrate, "seed_demo_data": seed})
     infra = build_infra(settings)
@@ -171,22 +171,19 @@ def worker() -> None:
 async def _run_worker() -> None:
     import signal
 
-    from wardrobe.app import build_infra, close_infra
     from wardrobe.core.logging import configure_logging, get_logger
-    from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
-    from wardrobe.realtime.events import TaskEvents, manager_emitter
+    from wardrobe.realtime.events import manager_emitter
     from wardrobe.realtime.hub import client_manager
-    from wardrobe.realtime.revocations import RevocationBus
     from wardrobe.settings import get_settings
+    from wardrobe.wiring import build_infra, close_infra
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     log = get_logger("wardrobe.worker")
-    infra = build_infra(settings, consume_tasks=True, dedicated_worker=True)
-    manager = client_manager(settings, write_only=True)
-    infra.runtime.events = TaskEvents(infra.session_factory, infra.task_views, manager_emitter(manager))
-    # A worker's relay may be the one that takes a revocation: it publishes it to the API processes.
-    infra.runtime.publishers[TOPIC_SESSIONS_REVOKED] = RevocationBus(infra.redis, settings.redis_key_prefix).publish
+    # Pushes go out through the write-only Redis manager; a worker's relay may also be the one that
+    # takes a revocation, which it then publishes to the API processes.
+    emit = manager_emitter(client_manager(settings, write_only=True))
+    infra = build_infra(settings, consume_tasks=True, dedicated_worker=True, emit=emit)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -211,9 +208,9 @@ def scheduler(
 
 
 async def _run_scheduler(once: bool) -> None:
-    from wardrobe.app import build_infra, close_infra
     from wardrobe.core.logging import configure_logging
     from wardrobe.settings import get_settings
+    from wardrobe.wiring import build_infra, close_infra
     from wardrobe.worker.scheduler import run_scheduler
 
     settings = get_settings()
@@ -245,12 +242,12 @@ def create_user(
 
 
 async def _create_user(phone: str, password: str, role: str) -> int:
-    from wardrobe.app import build_infra, close_infra
     from wardrobe.core.db import unit_of_work
     from wardrobe.core.errors import AppError
     from wardrobe.modules.admin import service as admin_service
     from wardrobe.modules.users.service import SignupPolicy
     from wardrobe.settings import get_settings
+    from wardrobe.wiring import build_infra, close_infra
 
     infra = build_infra(get_settings())
     try:

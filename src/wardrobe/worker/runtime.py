@@ -27,11 +27,15 @@ from wardrobe.core.outbox import TOPIC_PUSH, TOPIC_RUN, TOPIC_TASK_CHANGED, Anno
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.models import OutboxMessage, Task, TaskStatus
 from wardrobe.models.base import utcnow
-from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
+from wardrobe.modules.moderation import Moderator
+from wardrobe.modules.pipeline.config import EngineConfig
+from wardrobe.modules.pipeline.engine import PipelineEngine
+from wardrobe.modules.providers.accounts import AccountDirectory
 from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.callback_hints import CallbackHints
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import SlotStore
+from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.settings import Settings
 from wardrobe.worker.outbox import OutboxRelay
 
@@ -57,6 +61,11 @@ class TaskRuntime:
         dedicated: bool = False,
         disabled: Callable[[], Awaitable[frozenset[str]]] | None = None,
         announcer: Announcer | None = None,
+        events: TaskEvents | None = None,
+        publishers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] | None = None,
+        storage: ObjectStorage | None = None,
+        accounts: AccountDirectory | None = None,
+        moderator: Moderator | None = None,
     ) -> None:
         self.settings = settings
         self._sessions = session_factory
@@ -78,14 +87,17 @@ class TaskRuntime:
             on_change=self.task_changed,
             on_final=self.push_task_durably,
             disabled=disabled,
+            moderator=moderator,
+            accounts=accounts,
+            # Vendor callbacks wake the step they are about, in whichever process polls it.
+            hints=CallbackHints(redis, f"{settings.redis_key_prefix}:callback_hints"),
+            storage=storage,
         )
-        # Vendor callbacks wake the step they are about, in whichever process polls it.
-        self.engine.hints = CallbackHints(redis, f"{settings.redis_key_prefix}:callback_hints")
-        # Push events (realtime/): set by the process that can deliver them.
-        self.events: TaskEvents | None = None
+        # Push events (realtime/): given to the processes that can deliver them.
+        self.events = events
         # Outbox topics this process can publish besides running and pushing tasks (topic →
         # publisher), e.g. revoked sessions whose sockets every API process must drop.
-        self.publishers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+        self.publishers = dict(publishers or {})
         self._redis = redis
         self.dedicated = dedicated
         self.broker = self._build_broker(settings)

@@ -22,8 +22,8 @@ from wardrobe.core.outbox import Announcer
 from wardrobe.modules.auth import jobs as auth_jobs
 from wardrobe.modules.payments import jobs as payments_jobs
 from wardrobe.modules.payments.gateway import Payments
-from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.modules.storage import jobs as storage_jobs
+from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.modules.tasks import jobs as tasks_jobs
 from wardrobe.modules.users import jobs as users_jobs
 from wardrobe.settings import Settings
@@ -36,7 +36,6 @@ OUTBOX_PURGE_BATCH = 5000
 # Embedded mode: how often the API process tops the invite pool up, and runs its housekeeping.
 INVITE_POOL_CHECK_SECONDS = 60.0
 EMBEDDED_PERIOD_SECONDS = 600.0
-
 
 
 class JobParts(Protocol):

@@ -23,7 +23,6 @@ from tests.peers.tencent_cloud import (
     TEST_SECRET_KEY,
 )
 from tests.peers.tencent_scf import TEST_SCF_CALLBACK_KEY, TEST_SCF_FUNCTION
-from wardrobe.app import build_vendor_outputs
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, TaskStep, VendorCallback
 from wardrobe.modules.providers.accounts import Account
@@ -31,6 +30,7 @@ from wardrobe.modules.providers.adapters.scf import UNKNOWN_PREFIX, ScfFunction,
 from wardrobe.modules.providers.base import AsyncProvider, JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.providers.callbacks import CallbackForged, callback_payloads, callback_url
 from wardrobe.modules.storage.keys import RESULTS
+from wardrobe.wiring import build_vendor_outputs
 
 CTX = StepContext(task_id="task1", user_id=7, step_id="fn", attempt=1)
 REF = "task1.fn"

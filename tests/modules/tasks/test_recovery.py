@@ -30,7 +30,8 @@ from tests.fixtures.tasks import (
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, Task, TaskStep
 from wardrobe.models.base import utcnow
-from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
+from wardrobe.modules.pipeline.config import EngineConfig
+from wardrobe.modules.pipeline.engine import PipelineEngine
 from wardrobe.modules.providers.slots import MemorySlots
 
 

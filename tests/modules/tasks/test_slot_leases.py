@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
 from tests.fixtures.tasks import internal_id, make_feature, step, wait_until
-from wardrobe.modules.pipeline.engine import EngineConfig, PipelineEngine
+from wardrobe.modules.pipeline.config import EngineConfig
+from wardrobe.modules.pipeline.engine import PipelineEngine
 from wardrobe.modules.providers.base import StepContext
 
 LEASE_SECONDS = 0.3

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from wardrobe.core.db import unit_of_work
-from wardrobe.core.deps import SessionDep, SessionFactoryDep
+from wardrobe.core.deps import SessionDep, SessionFactoryDep, part
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
@@ -20,6 +20,7 @@ from wardrobe.core.principal import CurrentUser, Principal, require
 from wardrobe.core.schemas import Id
 from wardrobe.models import Role
 from wardrobe.modules.crypto.envelope import EnvelopeCipher
+from wardrobe.modules.crypto.keys import KeyManager
 from wardrobe.modules.distributors import service
 from wardrobe.modules.distributors.schemas import (
     ApplicationCreate,
@@ -40,9 +41,9 @@ Reviewer = Annotated[Principal, Depends(require(Permission.DISTRIBUTORS_REVIEW))
 DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
 
 
-async def get_cipher(request: Request) -> EnvelopeCipher:
+async def get_cipher(keys: Annotated[KeyManager, Depends(part(KeyManager, backed=False))]) -> EnvelopeCipher:
     """Envelope encryption on the process's key manager (built in the app's lifespan)."""
-    return EnvelopeCipher(request.app.state.key_manager)
+    return EnvelopeCipher(keys)
 
 
 CipherDep = Annotated[EnvelopeCipher, Depends(get_cipher)]

@@ -1,4 +1,4 @@
-"""Pipeline definitions (D3): steps, input mapping, retries, fork/join — validated before they are
+"""Pipeline definitions: steps, input mapping, retries, fork/join — validated before they are
 stored, so an invalid pipeline is refused by the admin API and never discovered at run time.
 
 ```json

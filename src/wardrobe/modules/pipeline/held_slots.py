@@ -1,4 +1,4 @@
-"""The provider slots one run of a task holds, and how long each may outlive the run (D5).
+"""The provider slots one run of a task holds, and how long each may outlive the run.
 
 A slot is leased for as long as the task's own lease (``EngineConfig.lease_seconds``) and renewed
 by the run's heartbeat together with the task's lease, so a worker that dies gives its slots back
