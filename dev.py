@@ -121,7 +121,7 @@ def main() -> None:
         run([venv_bin("python"), script, *extra])
         return
     if command == "test" and not extra:
-        # The full run also reports coverage and holds the line on it (seed 000: P0 >= 80 %).
+        # The full run also reports coverage and holds the line on it.
         extra = ["--cov", "--cov-report=term", "--cov-fail-under=85"]
     base = COMMANDS[command] or []
     executable = venv_bin(base[0])

@@ -1,4 +1,4 @@
-"""Wardrobe's live-push and scale-out benchmark (issue 4): push latency with 1,000 sockets, the API's
+"""Wardrobe's live-push and scale-out benchmark: push latency with 1,000 sockets, the API's
 memory holding them, the cache hit ratio under a mixed read load, and a 1,000 rps mixed API load.
 
     python3 dev.py bench-realtime                                   # the defaults, about 8 minutes
@@ -1054,7 +1054,7 @@ def report_json(report: Report) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python3 dev.py bench-realtime",
-        description="Push latency with N sockets, API RSS, cache hit ratio, 1,000 rps mixed load (issue 4).",
+        description="Push latency with N sockets, API RSS, cache hit ratio, 1,000 rps mixed load.",
     )
     parser.add_argument("--sockets", type=_bounded(1, 5000, int), default=1000, help="users = sockets (1000)")
     parser.add_argument("--client-procs", type=_bounded(1, 8, int), default=2, help="socket client processes (2)")

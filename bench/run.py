@@ -49,7 +49,7 @@ MYSQL_ROOT_URL = f"mysql+asyncmy://root@{LOOPBACK}:3306"
 WARDROBE_DB = "wardrobe_bench"
 REDIS_URL = f"redis://{LOOPBACK}:6379/14"
 REDIS_PREFIX = "wardrobe-bench"
-# The endpoint measured: the task list (issue 3's comparison with the baseline) or the profile.
+# The endpoint measured: the task list or the profile.
 WARDROBE_PATHS = {"tasks": "/api/v1/tasks", "me": "/api/v1/users/me"}
 EXPRESS_PATH = "/tasks"
 # Set by this script; the tokens and the database depend on them, so --wardrobe-env can't change them.

@@ -1,4 +1,4 @@
-"""Orphan cleanup over a seeded store (issue 7): objects and bytes reclaimed, delete calls, time.
+"""Orphan cleanup over a seeded store: objects and bytes reclaimed, delete calls, time.
 
 Seeds N objects under uploads/ and results/ of many users (sizes 20-200 KiB), a share of them
 referenced, then runs the same ``collect_garbage`` the scheduler and ``wardrobe storage gc`` run:

@@ -1,4 +1,4 @@
-"""Wardrobe's vendor-path benchmark (issue 6): tasks through the RunningHub peer at its concurrency cap.
+"""Wardrobe's vendor-path benchmark: tasks through the RunningHub peer at its concurrency cap.
 
     python3 dev.py bench-vendors                                    # 200 tasks, cap 3, 0.2 s + 1.0 s
     .venv/bin/python bench/vendors.py --tasks 50 --wait-idle 0      # a quick look
@@ -22,7 +22,7 @@ the end, the added latency (end − creation − the vendor's own time for that 
 accounted it) split into its phases, the peak in flight at the peer (≤ C), 421 refusals (0), creates
 (= N), webhooks against polls, and CPU. Every wait is bounded; every process it starts is stopped by
 process id (bench/run.py's Registry); all traffic is on 127.0.0.1. See bench/README.md, section
-"Vendor path (issue 6)".
+"Vendor path".
 """
 
 from __future__ import annotations
@@ -628,7 +628,7 @@ def run_checks(report: Report, rows: list[TaskRow], created: list[Creation], arg
 def render(report: Report) -> str:
     s = report.settings
     lines = [
-        f"# Wardrobe vendor-path benchmark (issue 6) — {report.started}",
+        f"# Wardrobe vendor-path benchmark — {report.started}",
         "",
         f"- Command: `{report.command}`",
         f"- Machine: {report.machine}",

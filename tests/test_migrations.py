@@ -1,4 +1,4 @@
-"""Migrations run on all three backends, round-trip, and match the models exactly (A7)."""
+"""Migrations run on all three backends, round-trip, and match the models exactly."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scale-out across hosts (issue 4): two "machines" — network namespaces, each with its own network
+"""Scale-out across hosts: two "machines" — network namespaces, each with its own network
 stack, joined to the root namespace by a veth pair — each run an API process (`wardrobe serve`) and
 a worker (`wardrobe worker`) against the shared MariaDB + Redis. Users create tasks through both
 hosts' APIs on a feature whose provider allows a few calls at once across every worker; while both

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     redis_pool_timeout: float = 5.0
     redis_key_prefix: str = "wardrobe"
 
-    # Cache-aside of the catalog, pipelines, plans and memberships (F1): in each process's memory,
+    # Cache-aside of the catalog, pipelines, plans and memberships: in each process's memory,
     # dropped in every process when an operator edits (Redis pub/sub). Lifetimes vary by ±jitter.
     cache_ttl_seconds: float = Field(default=60.0, gt=0)
     cache_negative_ttl_seconds: float = Field(default=10.0, gt=0)
@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     # the client. Behind nginx on the same host: ["127.0.0.1", "::1"].
     trusted_proxies: list[str] = Field(default_factory=list)
 
-    # Rate limits at the edge (F3), in the `limits` notation ("100/minute;2000/hour"); "" = none.
+    # Rate limits at the edge, in the `limits` notation ("100/minute;2000/hour"); "" = none.
     rate_limits_enabled: bool = True
     rate_limit_per_ip: str = "6000/minute"  # every request of one client address
     rate_limit_per_user: str = "1200/minute"  # every request with one user's token
@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     rate_limit_task_create: str = "60/minute"  # POST /api/v1/tasks per user (fails closed)
     rate_limit_write: str = "600/minute"  # other writes per user (per address if anonymous)
 
-    # Tokens (B4)
+    # Tokens
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_issuer: str = "wardrobe"
     jwt_audience: str = "wardrobe-api"
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     socket_connect_limit_per_user: str = "30/minute"
     sockets_per_user: int = Field(default=10, ge=1, le=1000)
 
-    # SMS codes (B1) and their limits (F3)
+    # SMS codes and their limits
     sms_backend: SmsBackend = SmsBackend.CONSOLE
     sms_code_pepper: SecretStr = SecretStr(DEFAULT_CODE_PEPPER)
     sms_code_ttl_seconds: int = 300
@@ -166,22 +166,22 @@ class Settings(BaseSettings):
     # Password logins from one client address, whatever the account (a sweep over many accounts).
     login_limit_per_ip: str = "30/minute"
 
-    # WeChat mini program (B3)
+    # WeChat mini program
     wechat_appid: str = ""
     wechat_secret: SecretStr = SecretStr("")
     wechat_api_base: str = "https://api.weixin.qq.com"
     wechat_timeout_seconds: float = 5.0
 
-    # Invite codes (B7)
+    # Invite codes
     invite_code_length: int = 8
     invite_pool_target: int = 200
 
-    # Billing (C2, C3)
+    # Billing
     free_grant_quota: int = 10
     referral_reward_quota: int = 5
     quota_hold_ttl_seconds: int = 6 * 3600
 
-    # Tasks and workers (D4)
+    # Tasks and workers
     worker_in_process: bool | None = None
     worker_concurrency: int = 8
     task_lease_seconds: float = 30.0
@@ -194,16 +194,16 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     provider_concurrency: dict[str, int] = Field(default_factory=lambda: {"local": 2})
     # Provider slug -> request rate windows in the `limits` notation ("5/second;300/minute"), shared
-    # by every worker through Redis (D5); absent = unlimited.
+    # by every worker through Redis; absent = unlimited.
     provider_rate_limits: dict[str, str] = Field(default_factory=dict)
-    # Tasks of one user running at once (D5); the rest wait in the queue. 0 = no limit.
+    # Tasks of one user running at once; the rest wait in the queue. 0 = no limit.
     user_max_running_tasks: int = Field(default=3, ge=0)
 
-    # Payments (C5-C8) ---------------------------------------------------------------------------
+    # Payments ---------------------------------------------------------------------------
     # Public base URL the platforms call back (https://api.example.com); notify paths are appended.
     payment_notify_base_url: str = ""
     order_ttl_minutes: int = Field(default=30, ge=5, le=24 * 60)
-    # Pending orders older than this are asked about by the reconciliation job (C8).
+    # Pending orders older than this are asked about by the reconciliation job.
     reconcile_after_minutes: int = Field(default=5, ge=1)
     # The referrer's share of the quota an invitee buys, in percent (0 = no rebate).
     referral_rebate_percent: int = Field(default=10, ge=0, le=100)
@@ -222,15 +222,15 @@ class Settings(BaseSettings):
     alipay_gateway: str = "https://openapi.alipay.com/gateway.do"
     alipay_return_url: str = ""
     payment_timeout_seconds: float = 10.0
-    # --- end of Payments (C5-C8) -------------------------------------------------------------
+    # --- end of Payments -------------------------------------------------------------
 
-    # AI vendors (D5-D8) --------------------------------------------------------------------------
+    # AI vendors --------------------------------------------------------------------------
     # Public base URL vendors call back (https://api.example.com); /api/v1/callbacks/... is appended.
     vendor_callback_base_url: str = ""
     # Signs the step reference in every callback URL we hand a vendor (RunningHub signs nothing).
     vendor_callback_secret: SecretStr = SecretStr(DEFAULT_CALLBACK_SECRET)  # refused in production
     vendor_timeout_seconds: float = 30.0
-    # Provider accounts edited by operators (issue 6): the key sealing their secrets at rest
+    # Provider accounts edited by operators: the key sealing their secrets at rest
     # (base64 of 32 random bytes; "" = secrets only by environment variable name), and the hosts
     # their endpoints may point at (".example.com" allows its subdomains).
     provider_secrets_key: SecretStr = SecretStr("")
@@ -261,7 +261,7 @@ class Settings(BaseSettings):
     # "qualifier": ..., "image_inputs": ["image"]}}
     scf_functions: dict[str, Any] = Field(default_factory=dict)
     scf_callback_key: SecretStr = SecretStr("")  # shared with the functions; signs their results
-    # Content moderation (issue 6.6): "local" = the keyword list only; "tencent" = the list, then
+    # Content moderation: "local" = the keyword list only; "tencent" = the list, then
     # TMS for prompts and IMS for images (on the Tencent Cloud credentials above).
     moderation_backend: Literal["local", "tencent"] = "local"
     moderation_keywords_file: str = ""  # "" = the shipped default list
@@ -282,7 +282,7 @@ class Settings(BaseSettings):
     vendor_output_allow_private: list[str] = Field(default_factory=list)
     # --- end of AI vendors ----------------------------------------------------------------------
 
-    # Storage (E1-E6) ----------------------------------------------------------------------------
+    # Storage ----------------------------------------------------------------------------
     storage_backend: Literal["local", "s3"] = "local"  # s3 = any S3-compatible store, Tencent COS included
     storage_local_root: Path = Path("var/objects")
     storage_public_base_url: str = ""  # "" = relative URLs (/api/v1/storage/objects/...)
@@ -297,7 +297,7 @@ class Settings(BaseSettings):
     storage_s3_addressing_style: Literal["virtual", "path"] = "virtual"  # path: MinIO, moto and the like
     # Send If-None-Match: * on create-only writes (atomic on AWS S3, MinIO); off for stores that refuse it.
     storage_s3_conditional_put: bool = True
-    # Orphan cleanup (E5): uploads and results nothing references, older than this, are deleted by
+    # Orphan cleanup: uploads and results nothing references, older than this, are deleted by
     # the scheduler every interval (and by `wardrobe storage gc`).
     storage_gc_grace_days: float = Field(default=7.0, gt=0)
     storage_gc_interval_hours: float = Field(default=24.0, gt=0)
@@ -312,7 +312,7 @@ class Settings(BaseSettings):
     upload_url_ttl_seconds: int = 900
     download_url_ttl_seconds: int = 3600
     upload_rate_limits: str = "60/hour"
-    # Direct upload credentials (E2): with COS behind the s3 backend, temporary keys from STS
+    # Direct upload credentials: with COS behind the s3 backend, temporary keys from STS
     # GetFederationToken (WARDROBE_TENCENT_SECRET_ID/KEY) that may only write under uploads/{user}/.
     storage_sts_enabled: bool = False
     storage_sts_region: str = ""  # "" = WARDROBE_STORAGE_S3_REGION
@@ -321,9 +321,9 @@ class Settings(BaseSettings):
     storage_sts_appid: str = ""  # the COS APPID of the policy's resource; "" = the bucket's -<appid> suffix
     storage_sts_duration_seconds: int = Field(default=1800, ge=600, le=1800)
     storage_sts_timeout_seconds: float = Field(default=5.0, gt=0)
-    # --- end of Storage (E1-E6) -----------------------------------------------------------------
+    # --- end of Storage -----------------------------------------------------------------
 
-    # Envelope encryption of ID numbers (B9) ----------------------------------------------------
+    # Envelope encryption of ID numbers ----------------------------------------------------
     # "local" = master keys in a key file (development; refused in production), "tencent" = KMS.
     kms_backend: Literal["local", "tencent"] = "local"
     kms_local_key_file: Path = Path("var/master-keys.json")  # created with one key on first use
@@ -426,7 +426,7 @@ class Settings(BaseSettings):
         return self
 
     def production_problems(self) -> list[str]:
-        """Insecure defaults that production must not run with (A8)."""
+        """Insecure defaults that production must not run with."""
         problems: list[str] = []
         secret = self.jwt_secret.get_secret_value()
         if secret == DEFAULT_JWT_SECRET or len(secret) < 32:

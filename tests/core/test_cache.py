@@ -1,4 +1,4 @@
-"""The cache-aside (F1) on its own: hits, negative entries, single flight, jittered lifetimes,
+"""The cache-aside on its own: hits, negative entries, single flight, jittered lifetimes,
 stale loads not stored, and invalidations crossing processes through real Redis."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The envelope and error handling at the edge (A2-A4): every failure leaves in the envelope."""
+"""The envelope and error handling at the edge: every failure leaves in the envelope."""
 
 from __future__ import annotations
 

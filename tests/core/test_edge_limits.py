@@ -1,4 +1,4 @@
-"""Rate limits at the edge (F3): per address, per user, per endpoint class; the client address
+"""Rate limits at the edge: per address, per user, per endpoint class; the client address
 behind trusted proxies only; fail closed for login and SMS when the store is down; exact across
 two real API processes sharing Redis."""
 

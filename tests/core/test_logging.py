@@ -1,4 +1,4 @@
-"""No phone number, code or token appears unmasked in the logs (A4)."""
+"""No phone number, code or token appears unmasked in the logs."""
 
 from __future__ import annotations
 

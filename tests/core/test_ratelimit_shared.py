@@ -1,4 +1,4 @@
-"""Rate limits are exact across several API processes sharing Redis (F3)."""
+"""Rate limits are exact across several API processes sharing Redis."""
 
 from __future__ import annotations
 

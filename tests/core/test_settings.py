@@ -1,4 +1,4 @@
-"""Production refuses insecure defaults (A8); the embedded default needs no configuration (A9)."""
+"""Production refuses insecure defaults; the embedded default needs no configuration."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Live progress over Socket.IO (G1-G4): token on connect, rooms, subscribe with a snapshot, events
+"""Live progress over Socket.IO: token on connect, rooms, subscribe with a snapshot, events
 in order to the terminal state — in one process, and from a worker process to another API process."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cache-aside for hot, small, rarely edited data (F1): the catalog, pipeline schemas, plans and
+"""Cache-aside for hot, small, rarely edited data: the catalog, pipeline schemas, plans and
 users' memberships.
 
 Each process keeps the values in its own memory (no network hop on a hit) and every edit is

@@ -1,4 +1,4 @@
-"""The OpenAPI document tells every answer an operation can give (A5).
+"""The OpenAPI document tells every answer an operation can give.
 
 Routes document the codes of their own rules (``responses=errors(...)``). The answers that come
 from layers every request crosses are added here, to every operation they apply to, from the

@@ -68,7 +68,7 @@ def _json_dumps(value: Any) -> str:
 
 
 def create_engine(settings: Settings, *, database_url: str | None = None) -> AsyncEngine:
-    """Build the engine with the pool tuned from settings (seed 000 P0-003)."""
+    """Build the engine with the pool tuned from settings."""
     url = make_url(database_url or settings.database_url)
     # orjson for JSON columns: several times faster than the json module on every row read.
     kwargs: dict[str, Any] = {

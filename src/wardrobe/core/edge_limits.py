@@ -1,4 +1,4 @@
-"""Rate limits at the edge (F3) and the client's true address behind trusted proxies.
+"""Rate limits at the edge and the client's true address behind trusted proxies.
 
 Every request (but probes, metrics and the Socket.IO transport) takes one unit from:
 

@@ -1,4 +1,4 @@
-"""The response envelope of requirement A2, serialised with orjson."""
+"""The response envelope every answer comes in, serialised with orjson."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One ErrorCode enum, one AppError hierarchy (A3).
+"""One ErrorCode enum, one AppError hierarchy.
 
 Each code carries its HTTP status and a message in zh-CN and en. Services raise ``AppError``
 (never ``HTTPException``): the same code runs in workers, where there is no HTTP.

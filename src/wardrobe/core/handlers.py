@@ -1,4 +1,4 @@
-"""Exception handlers: every failure, ours or the framework's, leaves in the envelope (A2, A3)."""
+"""Exception handlers: every failure, ours or the framework's, leaves in the envelope."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Structured JSON logs (A4) with request id, user id and redaction of personal data and secrets."""
+"""Structured JSON logs with request id, user id and redaction of personal data and secrets."""
 
 from __future__ import annotations
 

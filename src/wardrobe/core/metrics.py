@@ -1,4 +1,4 @@
-"""Prometheus metrics (H1). Multiprocess-safe when PROMETHEUS_MULTIPROC_DIR is set (gunicorn)."""
+"""Prometheus metrics. Multiprocess-safe when PROMETHEUS_MULTIPROC_DIR is set (gunicorn)."""
 
 from __future__ import annotations
 

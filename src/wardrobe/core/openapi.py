@@ -1,4 +1,4 @@
-"""OpenAPI helpers: the error answers a route documents (A5), and readable operation ids.
+"""OpenAPI helpers: the error answers a route documents, and readable operation ids.
 
 A route lists the codes of its own rules with ``responses=errors(...)``. What every route may
 answer because of the edge (a malformed or oversized body, a full rate window, a dependency that

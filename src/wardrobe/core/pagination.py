@@ -1,4 +1,4 @@
-"""Opaque keyset cursors (A7): the client passes back what it was given.
+"""Opaque keyset cursors: the client passes back what it was given.
 
 A cursor is ``id:<last id>`` in unpadded URL-safe base64. Clients treat it as opaque, but the
 contract still says exactly which strings are cursors (``CURSOR_PATTERN``), so that a generated

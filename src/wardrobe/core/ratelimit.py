@@ -1,4 +1,4 @@
-"""Rate limits (F3) on the ``limits`` library: moving windows, exact across processes.
+"""Rate limits on the ``limits`` library: moving windows, exact across processes.
 
 In production the windows live in Redis, where each ``hit`` is one atomic Lua script, so two API
 processes sharing Redis count as one. In embedded mode they live in this process's memory.

@@ -1,4 +1,4 @@
-"""Passwords (argon2id), access JWTs (HS256 pinned) and opaque refresh tokens (B2, B4)."""
+"""Passwords (argon2id), access JWTs (HS256 pinned) and opaque refresh tokens."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from wardrobe.models.base import Base, BigId, UTCDateTime, utcnow
 
 
 class AuthSession(Base):
-    """One login on one device: the family of every refresh token rotated from it (B4)."""
+    """One login on one device: the family of every refresh token rotated from it."""
 
     __tablename__ = "auth_sessions"
     __table_args__ = (Index("ix_auth_sessions_user_active", "user_id", "revoked_at"),)
@@ -42,7 +42,7 @@ class RefreshToken(Base):
 
 
 class SmsCode(Base):
-    """A sent verification code, stored only as a keyed hash (B1)."""
+    """A sent verification code, stored only as a keyed hash."""
 
     __tablename__ = "sms_codes"
     __table_args__ = (Index("ix_sms_codes_lookup", "phone", "purpose", "created_at"),)

@@ -1,4 +1,4 @@
-"""Billing: plans (SKUs), one quota account per user, holds per task, the append-only ledger (C1-C3).
+"""Billing: plans (SKUs), one quota account per user, holds per task, the append-only ledger.
 
 Quota semantics: ``balance`` is what the user owns, ``held`` is what open tasks have reserved,
 ``available = balance - held``. A reserve raises ``held``; a confirm lowers both; a cancel lowers

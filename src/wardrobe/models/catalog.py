@@ -1,4 +1,4 @@
-"""The feature catalog (D1-D3): what users can run, the form each takes, the pipeline behind it."""
+"""The feature catalog: what users can run, the form each takes, the pipeline behind it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Distributor applications (B9): who applied, with what ID number (sealed), and the review."""
+"""Distributor applications: who applied, with what ID number (sealed), and the review."""
 
 from __future__ import annotations
 

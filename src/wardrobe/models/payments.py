@@ -1,4 +1,4 @@
-"""Payments (C5-C8): orders, their refunds, and the inbox of platform notifications.
+"""Payments: orders, their refunds, and the inbox of platform notifications.
 
 An order snapshots what was sold (SKU, quota, period, price) so a later change of the plan never
 changes what a paid order delivers. Amounts are integers in fen. ``order_no`` is the

@@ -1,4 +1,4 @@
-"""Vendor callbacks (D8), operators' provider switches and the vendor accounts steps run on."""
+"""Vendor callbacks, operators' provider switches and the vendor accounts steps run on."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class VendorCallback(Base):
 
 
 class ProviderSwitch(Base):
-    """An operator's manual switch of a provider (issue 6 item 7): off means no new call goes to
+    """An operator's manual switch of a provider: off means no new call goes to
     it (steps fall back to their next candidate) until it is switched on again."""
 
     __tablename__ = "provider_switches"
@@ -50,7 +50,7 @@ class ProviderSwitch(Base):
 
 
 class ProviderAccount(Base):
-    """One account at a vendor (issue 6 item 1): its credentials, endpoint and limits. Several
+    """One account at a vendor: its credentials, endpoint and limits. Several
     accounts of one provider share its steps, each within its own concurrency and rate.
 
     The secret is never stored in clear: either ``secret_env`` names the environment variable that

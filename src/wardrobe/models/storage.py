@@ -1,4 +1,4 @@
-"""Verified uploads (E2), and objects waiting to be deleted from the store."""
+"""Verified uploads, and objects waiting to be deleted from the store."""
 
 from __future__ import annotations
 

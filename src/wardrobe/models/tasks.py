@@ -1,4 +1,4 @@
-"""Tasks, their steps, and the outbox that carries queue messages after commit (D4, D9)."""
+"""Tasks, their steps, and the outbox that carries queue messages after commit."""
 
 from __future__ import annotations
 

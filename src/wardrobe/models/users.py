@@ -61,7 +61,7 @@ class User(Base):
 
 
 class InviteCodePool(Base):
-    """Pre-generated unused invite codes, so registration never waits on code generation (B7)."""
+    """Pre-generated unused invite codes, so registration never waits on code generation."""
 
     __tablename__ = "invite_code_pool"
 
@@ -70,7 +70,7 @@ class InviteCodePool(Base):
 
 
 class Referral(Base):
-    """Who invited whom; bound once at registration. Billing credits the reward later (B8)."""
+    """Who invited whom; bound once at registration. Billing credits the reward later."""
 
     __tablename__ = "referrals"
 

@@ -1,4 +1,4 @@
-"""The outbox relay: publishes messages written by committed transactions (architecture step 3).
+"""The outbox relay: publishes messages written by committed transactions.
 
 A change and its message commit together (the ``outbox`` row); the relay then publishes and marks
 the row. A crash between the two only means the message goes out again later, which consumers

@@ -1,4 +1,4 @@
-"""Profile and two-step registration (B6)."""
+"""Profile and two-step registration."""
 
 from __future__ import annotations
 

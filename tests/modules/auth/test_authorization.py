@@ -1,4 +1,4 @@
-"""Every route in the OpenAPI document is covered by an authorization test (B5)."""
+"""Every route in the OpenAPI document is covered by an authorization test."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Passwords (B2): set, change, reset, strength rules, back-off, no registration oracle."""
+"""Passwords: set, change, reset, strength rules, back-off, no registration oracle."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SMS-code login (B1): registration, code rules, brute force, limits, no registration oracle."""
+"""SMS-code login: registration, code rules, brute force, limits, no registration oracle."""
 
 from __future__ import annotations
 

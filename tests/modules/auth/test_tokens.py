@@ -1,4 +1,4 @@
-"""Dual tokens (B4): rotation, reuse detection, revocation, and every way a token can be bad."""
+"""Dual tokens: rotation, reuse detection, revocation, and every way a token can be bad."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Quota accounting (C2, C3): exact under concurrency, idempotent, ledger always equal to balance."""
+"""Quota accounting: exact under concurrency, idempotent, ledger always equal to balance."""
 
 from __future__ import annotations
 

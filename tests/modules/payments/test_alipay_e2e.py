@@ -1,4 +1,4 @@
-"""Alipay end to end (C5, C7, C8): a user buys through the HTTP API, the local Alipay peer takes the
+"""Alipay end to end: a user buys through the HTTP API, the local Alipay peer takes the
 payment and calls our notify endpoint back over real HTTP, admins refund through the API. Every
 notification is checked (signature, app, seller, amount, order); fulfilment and claw-back happen
 once however often and wherever the platform calls; ``success`` is said only after the commit."""

@@ -1,4 +1,4 @@
-"""Fulfilment (C5): a confirmed payment credits the order's quota, extends a membership and pays the
+"""Fulfilment: a confirmed payment credits the order's quota, extends a membership and pays the
 referrer's rebate exactly once, however many confirmations race; a wrong amount changes nothing."""
 
 from __future__ import annotations

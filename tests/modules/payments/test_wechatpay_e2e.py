@@ -1,4 +1,4 @@
-"""WeChat Pay end to end (C5-C8) through the HTTP API against the local WeChat Pay peer: buying a
+"""WeChat Pay end to end through the HTTP API against the local WeChat Pay peer: buying a
 quota pack (Native) and a membership (JSAPI), duplicate and forged notifications, a database that
 fails mid-way, missed notifications repaired by reconciliation, and refunds that take the quota
 back exactly once and never exceed what was paid."""

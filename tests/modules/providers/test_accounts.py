@@ -1,4 +1,4 @@
-"""Provider accounts in the database (issue 6 item 1): secrets sealed or named, endpoints fenced,
+"""Provider accounts in the database: secrets sealed or named, endpoints fenced,
 edits audited and seen by every worker, and RunningHub steps spread over several accounts — each
 within its own cap at the peer, a broken account skipped — instead of the key from settings.
 

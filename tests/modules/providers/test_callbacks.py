@@ -1,4 +1,4 @@
-"""Vendor callbacks (D8): only a URL we signed is accepted; each vendor event is recorded once
+"""Vendor callbacks: only a URL we signed is accepted; each vendor event is recorded once
 (duplicates counted), out of order or not; a malformed or forged one changes nothing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The circuit breaker (D6): opens on failures, half-opens after a pause, closes on a good probe."""
+"""The circuit breaker: opens on failures, half-opens after a pause, closes on a good probe."""
 
 from __future__ import annotations
 

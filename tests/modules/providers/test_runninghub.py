@@ -1,4 +1,4 @@
-"""RunningHub end to end (issue 6): the product's adapter, wired from settings, against the local
+"""RunningHub end to end: the product's adapter, wired from settings, against the local
 RunningHub peer over real HTTP, with tasks created through the API and run by the engine.
 
 The peer checks the Bearer key against the body's apiKey, validates nodeInfoList against the

@@ -1,4 +1,4 @@
-"""Account slots (issue 6): one atomic choice of the account with the most room, the same account
+"""Account slots: one atomic choice of the account with the most room, the same account
 for a holder that renews, none past every account's limit — in Redis and in process memory."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Operators take a provider out of service by hand (issue 6 item 7): no new call reaches it, steps
+"""Operators take a provider out of service by hand: no new call reaches it, steps
 fall back, every process follows at once, and the operator view shows why and what failed."""
 
 from __future__ import annotations

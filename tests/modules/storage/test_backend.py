@@ -1,4 +1,4 @@
-"""The local backend (E1) and its presigned URLs (E2, E6), below the HTTP layer."""
+"""The local backend and its presigned URLs, below the HTTP layer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Orphan cleanup (E5): never a referenced object, never one inside the grace period; everything
+"""Orphan cleanup: never a referenced object, never one inside the grace period; everything
 else under uploads/ and results/ goes, in delete calls of at most 1000 keys."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Verification of uploaded images (E2): sniffed type, pixel cap, decompression bombs, truncation."""
+"""Verification of uploaded images: sniffed type, pixel cap, decompression bombs, truncation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Key validation and layout (E3)."""
+"""Key validation and layout."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lifecycle rules (E4): put on the bucket and read back as applied; on local files, the scheduler's
+"""Lifecycle rules: put on the bucket and read back as applied; on local files, the scheduler's
 expiry of tmp/ does the same; `wardrobe storage apply-lifecycle` on both."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The S3-compatible backend (E1, E2, E5, E6) against a local S3 server (moto behind a SigV4 gate,
+"""The S3-compatible backend against a local S3 server (moto behind a SigV4 gate,
 ``tests/peers/s3_fixtures.py``), and the parts of the storage contract both backends share."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Uploads through the API (E2, E3, E6): presigned PUT, verification, signed GET."""
+"""Uploads through the API: presigned PUT, verification, signed GET."""
 
 from __future__ import annotations
 

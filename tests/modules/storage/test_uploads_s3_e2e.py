@@ -1,4 +1,4 @@
-"""Uploads and results end to end on COS-like storage (issue 7 "Done means", E2, E6): the app on
+"""Uploads and results end to end on COS-like storage: the app on
 the S3 peer; a client sends its bytes straight to the bucket (presigned PUT, or STS keys limited to
 its prefix), completes the upload, and a task on the local provider reads it from the bucket and
 writes its result there, served by a presigned GET."""

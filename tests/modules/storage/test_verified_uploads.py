@@ -1,4 +1,4 @@
-"""Verified uploads on local files (E2): the PUT route records what it verified; tasks take only
+"""Verified uploads on local files: the PUT route records what it verified; tasks take only
 their user's verified uploads, and only while the object is the one that was verified. Also the
 per-user cache of STS upload credentials."""
 

@@ -1,5 +1,5 @@
-"""The catalog is served from each process's cache (F1) and an operator's edit reaches every
-process through the invalidation broadcast; the kill switch (F4) rides the same path."""
+"""The catalog is served from each process's cache and an operator's edit reaches every
+process through the invalidation broadcast; the kill switch rides the same path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A task's intermediates go when it ends (E5): what its steps stored and its outputs do not name."""
+"""A task's intermediates go when it ends: what its steps stored and its outputs do not name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-provider concurrency (D5): never more calls in flight at the vendor than the limit, counted
+"""Per-provider concurrency: never more calls in flight at the vendor than the limit, counted
 on the vendor's side, with one process and with two worker processes sharing Redis."""
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ async def test_fork_join_pipeline_succeeds_and_charges_once(task_api: Api, admin
     assert {s["status"] for s in task["steps"]} == {"succeeded"}
     assert {o["name"]: o["value"] for o in task["outputs"]} == {"a": "done:fault:k1", "b": "job:fault:k1"}
     assert await balance(task_api, user.user["id"]) == (10 - 2, 0, 10 - 2)
-    # Only the public fields: no vendor job ids, providers, leases or raw errors (D9).
+    # Only the public fields: no vendor job ids, providers, leases or raw errors.
     assert set(task) == {
         "id",
         "feature",

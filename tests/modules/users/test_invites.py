@@ -1,4 +1,4 @@
-"""Invite codes (B7) and referrers (B8)."""
+"""Invite codes and referrers."""
 
 from __future__ import annotations
 

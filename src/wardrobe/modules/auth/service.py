@@ -1,4 +1,4 @@
-"""Login by SMS code, password or WeChat; passwords; phone binding (B1-B3)."""
+"""Login by SMS code, password or WeChat; passwords; phone binding."""
 
 from __future__ import annotations
 

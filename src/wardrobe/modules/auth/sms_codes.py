@@ -1,4 +1,4 @@
-"""SMS verification codes (B1, F3): hashed, 5-minute TTL, 5 tries, cooldown and daily caps."""
+"""SMS verification codes: hashed, 5-minute TTL, 5 tries, cooldown and daily caps."""
 
 from __future__ import annotations
 

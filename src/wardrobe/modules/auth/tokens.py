@@ -1,4 +1,4 @@
-"""Login sessions and the dual tokens (B4): rotation, reuse detection, immediate revocation."""
+"""Login sessions and the dual tokens: rotation, reuse detection, immediate revocation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Quota accounting (C2, C3): every change is a conditional update plus a ledger row, in the
+"""Quota accounting: every change is a conditional update plus a ledger row, in the
 caller's transaction, so money and its record commit together or not at all.
 
 No check-then-act in Python: the database decides. A reserve is

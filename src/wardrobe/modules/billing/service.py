@@ -27,7 +27,7 @@ async def on_user_created(session: AsyncSession, user_id: int, *, free_grant: in
 
 
 async def reward_referral(session: AsyncSession, referral: Referral, *, amount: int) -> bool:
-    """Credit the referrer once per referral (B8); the referral row records that it was paid."""
+    """Credit the referrer once per referral; the referral row records that it was paid."""
     if amount <= 0:
         return False
     credited = await quota.credit(
@@ -41,7 +41,7 @@ async def reward_referral(session: AsyncSession, referral: Referral, *, amount: 
 
 
 async def adjust(session: AsyncSession, *, actor_id: int, user_id: int, delta: int, reason: str) -> quota.Balance:
-    """Admin adjustment (C4): needs a reason, is audited, and never takes more than is available."""
+    """Admin adjustment: needs a reason, is audited, and never takes more than is available."""
     if await session.get(User, user_id) is None:
         raise NotFound()
     ref = f"admin:{uuid.uuid4().hex}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
 
 from wardrobe.core.audit import add_audit
 from wardrobe.core.deps import CacheDep, SessionDep, part
@@ -15,8 +14,8 @@ from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.permissions import Permission
 from wardrobe.core.principal import Principal, require
 from wardrobe.core.schemas import Id
-from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema
-from wardrobe.modules.catalog import service
+from wardrobe.models import FeatureDefinition, PipelineSchema
+from wardrobe.modules.catalog import repository, service
 from wardrobe.modules.catalog.schemas import FeatureAdminOut, FeatureSwitch, FeatureWrite, PipelineOut, PipelineWrite
 from wardrobe.modules.providers.base import ProviderRegistry
 
@@ -58,12 +57,7 @@ def _pipeline_body(p: PipelineSchema) -> dict[str, Any]:
     responses=errors(*DENIED),
 )
 async def list_features(_: Editor, session: SessionDep) -> OrjsonResponse:
-    rows = await session.execute(
-        select(FeatureDefinition, FormSchema.schema)
-        .join(FormSchema, FormSchema.id == FeatureDefinition.form_schema_id)
-        .order_by(FeatureDefinition.sort_order, FeatureDefinition.key)
-    )
-    return ok([_feature_body(f, s) for f, s in rows])
+    return ok([_feature_body(f, s) for f, s in await repository.features_with_forms(session)])
 
 
 async def _saved(
@@ -71,8 +65,7 @@ async def _saved(
 ) -> dict[str, Any]:
     service.catalog_changed(session, cache)
     add_audit(session, actor_id=actor.id, action=action, target_type="feature", target_id=feature.key, reason=None)
-    schema = await session.scalar(select(FormSchema.schema).where(FormSchema.id == feature.form_schema_id))
-    return _feature_body(feature, schema or {})
+    return _feature_body(feature, await repository.form_of(session, feature))
 
 
 @router.post(
@@ -141,8 +134,7 @@ async def switch_feature(
         target_id=feature.key,
         reason=body.reason,
     )
-    schema = await session.scalar(select(FormSchema.schema).where(FormSchema.id == feature.form_schema_id))
-    return ok(_feature_body(feature, schema or {}))
+    return ok(_feature_body(feature, await repository.form_of(session, feature)))
 
 
 @router.get(
@@ -152,8 +144,7 @@ async def switch_feature(
     responses=errors(*DENIED),
 )
 async def list_pipelines(_: Editor, session: SessionDep) -> OrjsonResponse:
-    rows = await session.scalars(select(PipelineSchema).order_by(PipelineSchema.key, PipelineSchema.version))
-    return ok([_pipeline_body(p) for p in rows])
+    return ok([_pipeline_body(p) for p in await repository.pipelines(session)])
 
 
 @router.post(

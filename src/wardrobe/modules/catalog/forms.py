@@ -1,4 +1,4 @@
-"""Form schemas (D2): JSON Schema 2020-12, checked when saved and enforced on every task."""
+"""Form schemas: JSON Schema 2020-12, checked when saved and enforced on every task."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ class FeatureWrite(InputModel):
 
 
 class FeatureSwitch(InputModel):
-    """The kill switch (F4): on or off, and why (kept in the audit log)."""
+    """The kill switch: on or off, and why (kept in the audit log)."""
 
     enabled: bool
     reason: str = Field(min_length=2, max_length=500)

@@ -1,4 +1,4 @@
-"""Catalog rules (D1-D3): who may use which feature, and refusing invalid definitions on save."""
+"""Catalog rules: who may use which feature, and refusing invalid definitions on save."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ async def visible_features(
 async def usable_feature(
     session: AsyncSession, cache: Cache, user: User, membership_sku: str | None, key: str
 ) -> CatalogEntry:
-    """The feature if this user may run it now; FEATURE_UNAVAILABLE otherwise (D1: re-checked)."""
+    """The feature if this user may run it now; FEATURE_UNAVAILABLE otherwise (re-checked)."""
     entry = (await catalog_entries(session, cache)).get(key)
     if entry is None or not entry.visible_to(user, membership_sku):
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE)

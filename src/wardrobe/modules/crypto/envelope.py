@@ -1,4 +1,4 @@
-"""Records sealed under their own data key (B9): AES-256-GCM, a random 96-bit nonce, the encryption
+"""Records sealed under their own data key: AES-256-GCM, a random 96-bit nonce, the encryption
 context (the owner) as associated data. What is stored: the wrapped data key, the master key it is
 wrapped under, the nonce and the ciphertext, never the data key or the plaintext."""
 

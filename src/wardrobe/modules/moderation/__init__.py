@@ -1,4 +1,4 @@
-"""Content moderation of prompts and images (issue 6, item 6): a local keyword list that is always
+"""Content moderation of prompts and images: a local keyword list that is always
 on, Tencent TMS/IMS when configured, and the gates the task path runs them at. See
 ``moderator.py`` for the policy (what ``review`` does, what an outage does)."""
 

@@ -1,4 +1,4 @@
-"""What a moderation check answers, and why a check could not answer (issue 6, item 6)."""
+"""What a moderation check answers, and why a check could not answer."""
 
 from __future__ import annotations
 

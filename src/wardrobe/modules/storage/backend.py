@@ -1,4 +1,4 @@
-"""Object storage behind one interface (E1), and its local-files backend.
+"""Object storage behind one interface, and its local-files backend.
 
 ``ObjectStorage`` is what the rest of the code base sees; ``s3.S3ObjectStorage`` implements it for
 Tencent COS and other S3-compatible stores. ``LocalObjectStorage`` keeps objects under a directory
@@ -117,7 +117,7 @@ class ObjectStorage(Protocol):
         ...
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        """How many objects were deleted (remote backends send batches of at most 1000, E5; S3
+        """How many objects were deleted (remote backends send batches of at most 1000; S3
         counts keys that did not exist too, as DeleteObjects reports them deleted)."""
         ...
 

@@ -1,4 +1,4 @@
-"""HTTP routes of uploads and of the local backend's presigned URLs (E2, E6).
+"""HTTP routes of uploads and of the local backend's presigned URLs.
 
 ``POST /api/v1/uploads`` hands out a presigned PUT; with the local backend that URL points at
 ``/api/v1/storage/objects/{key}`` below, which plays the bucket: no bearer token, the signature in

@@ -1,4 +1,4 @@
-"""Orphan cleanup (E5): delete ``uploads/`` and ``results/`` objects nothing references any more.
+"""Orphan cleanup: delete ``uploads/`` and ``results/`` objects nothing references any more.
 
 An object is kept if it is younger than the grace period (an upload the user has not used yet, a
 result being written) or if anything in the database names it: a task's inputs or outputs, a

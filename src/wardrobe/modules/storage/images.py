@@ -1,4 +1,4 @@
-"""Verification of uploaded images (E2): real type, dimensions, pixel cap, memory budget, integrity.
+"""Verification of uploaded images: real type, dimensions, pixel cap, memory budget, integrity.
 
 The type is sniffed by Pillow from the bytes, with only the PNG, JPEG and WebP parsers enabled, and
 must equal the declared content type. Dimensions come from the header, so an image over the pixel

@@ -1,10 +1,10 @@
-"""Object keys (E3): what a valid key is, and the layout that separates uploads, results and
+"""Object keys: what a valid key is, and the layout that separates uploads, results and
 intermediates.
 
 ```
 uploads/{user_id}/{yyyy}/{mm}/{uuid}.{ext}      what a user sent (presigned PUT)
 results/{user_id}/{yyyy}/{mm}/{name}.{ext}      what a pipeline produced for a user
-tmp/{yyyy}/{mm}/{dd}/{uuid}.{ext}               intermediates; expire after a day (E4)
+tmp/{yyyy}/{mm}/{dd}/{uuid}.{ext}               intermediates; expire after a day
 ```
 
 The year/month (and, for ``tmp/``, day) segments let lifecycle rules and orphan sweeps work on a

@@ -1,4 +1,4 @@
-"""Lifecycle rules (E4): intermediates under ``tmp/`` expire after a day, and so do multipart
+"""Lifecycle rules: intermediates under ``tmp/`` expire after a day, and so do multipart
 uploads never completed. On an S3-compatible bucket (Tencent COS included) the store enforces them
 once ``wardrobe storage apply-lifecycle`` has put them; the local backend has no such machinery, so
 the scheduler enforces the same rules (``expire_local``).

@@ -1,4 +1,4 @@
-"""The S3-compatible backend (E1): Tencent COS through its S3 API, AWS S3, MinIO and the like.
+"""The S3-compatible backend: Tencent COS through its S3 API, AWS S3, MinIO and the like.
 
 One long-lived aiobotocore client per process, created on first use (it needs a running event loop)
 and closed by ``aclose()``. Presigned URLs come from a plain botocore client with the same settings:
@@ -6,7 +6,7 @@ presigning is pure computation, and the ``ObjectStorage`` interface keeps ``uplo
 ``download_url`` synchronous, while aiobotocore's ``generate_presigned_url`` is a coroutine.
 
 Nothing is made public: objects get no ACL (they inherit the bucket's, private), and readers get
-expiring presigned GETs (E6).
+expiring presigned GETs.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class S3ObjectStorage:
         if stack is not None:
             await stack.aclose()
 
-    # --- bucket lifecycle (E4; rules in lifecycle.py) ----------------------------------------------
+    # --- bucket lifecycle (rules in lifecycle.py) ----------------------------------------------
 
     async def put_lifecycle(self, rules: list[dict[str, Any]]) -> None:
         """Replace the bucket's lifecycle configuration with ``rules`` (S3 ``Rules`` shape)."""

@@ -1,4 +1,4 @@
-"""Upload DTOs (E2)."""
+"""Upload DTOs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Upload and download rules (E2, E6): who may upload what, and what a signed URL authorises."""
+"""Upload and download rules: who may upload what, and what a signed URL authorises."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ async def create_upload(
 async def upload_credentials(
     limiter: RateLimiter, settings: Settings, uploads: UploadServices, user_id: int
 ) -> UploadCredentials:
-    """Temporary COS keys that may write under ``uploads/{user_id}/`` (E2)."""
+    """Temporary COS keys that may write under ``uploads/{user_id}/``."""
     if uploads.credentials is None:
         # 409 like an unavailable payment channel: this deployment does not offer that way.
         raise AppError(

@@ -1,11 +1,11 @@
-"""Direct upload credentials for Tencent COS (E2): STS ``GetFederationToken`` with a policy that
+"""Direct upload credentials for Tencent COS: STS ``GetFederationToken`` with a policy that
 lets the holder only write under ``uploads/{user_id}/``.
 
-The call goes through the Tencent Cloud SDK's common async client (TC3-signed, design/protocols.md
-§4 and §5): the STS SDK on the package index has no async client. The policy allows PutObject,
+The call goes through the Tencent Cloud SDK's common async client (TC3-signed, as Tencent Cloud
+documents it): the STS SDK on the package index has no async client. The policy allows PutObject,
 PostObject and the multipart actions on ``qcs::cos:<region>:uid/<appid>:<bucket>/uploads/<id>/*``
 and nothing else, so the keys can neither read (not even the user's own objects: downloads go
-through signed URLs, E6) nor write anywhere else.
+through signed URLs) nor write anywhere else.
 
 Credentials are cached per user while at least ``MIN_REMAINING_SECONDS`` of their life remain:
 Redis when configured (every process shares them), else this process's memory. A client asking

@@ -1,4 +1,4 @@
-"""Verified uploads (E2): an uploaded object may feed a task only once its bytes were checked (size
+"""Verified uploads: an uploaded object may feed a task only once its bytes were checked (size
 bound, sniffed type, pixel cap) and a ``VerifiedUpload`` row ties it to its owner.
 
 The local backend checks the bytes on arrival (its PUT route); with COS or S3 the client sends them

@@ -1,4 +1,4 @@
-"""Task DTOs (api.md "Features, uploads, tasks"). Internal fields never appear here (D9)."""
+"""Task DTOs (api.md "Features, uploads, tasks"). Internal fields never appear here."""
 
 from __future__ import annotations
 

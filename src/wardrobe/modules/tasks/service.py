@@ -1,4 +1,4 @@
-"""The task path (architecture "The path of a task", steps 1-3, and D9)."""
+"""The task path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Invite codes (B7): short Crockford base32 codes from a CSPRNG, unique, never an endless loop."""
+"""Invite codes: short Crockford base32 codes from a CSPRNG, unique, never an endless loop."""
 
 from __future__ import annotations
 

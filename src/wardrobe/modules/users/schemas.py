@@ -1,4 +1,4 @@
-"""Profile DTOs (B6). Text is validated to be safe to render: no markup, no control characters."""
+"""Profile DTOs. Text is validated to be safe to render: no markup, no control characters."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Account rules: creating users without duplicates, profiles, invite codes and referrers (B6-B8)."""
+"""Account rules: creating users without duplicates, profiles, invite codes and referrers."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ REFERRER_BIND_WINDOW = timedelta(days=7)
 
 
 async def find_referrer(session: AsyncSession, raw_code: str, registrant: User | None = None) -> User:
-    """The active user owning ``raw_code``, other than the registrant (B8)."""
+    """The active user owning ``raw_code``, other than the registrant."""
     code = invite_codes.normalize_code(raw_code)
     referrer = await repository.get_by_invite_code(session, code) if code else None
     if referrer is None or not referrer.is_active:
@@ -157,7 +157,7 @@ async def bind_referrer_later(session: AsyncSession, user: User, raw_code: str, 
 
 
 async def set_phone(session: AsyncSession, user: User, phone: str) -> User:
-    """Bind ``phone`` to ``user``. A phone owned by another account is refused (B3 policy): the
+    """Bind ``phone`` to ``user``. A phone owned by another account is refused: the
     person should log in to that account by SMS; accounts are never merged silently."""
     owner = await repository.get_by_phone(session, phone)
     if owner is not None and owner.id != user.id:
