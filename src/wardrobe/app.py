@@ -107,7 +107,7 @@ def _lifespan(settings: Settings, hub: RealtimeHub) -> Callable[[FastAPI], Abstr
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Distributors' ID numbers; refuses the local key file in production.
-        key_manager = app.state.key_manager = build_key_manager(settings)
+        key_manager = build_key_manager(settings)
         infra = app.state.infra = build_infra(settings, emit=server_emitter(hub.sio))
         # Grants' size bounds and COS STS upload credentials: only the API hands them out.
         uploads = build_upload_services(settings, infra.redis)
