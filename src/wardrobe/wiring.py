@@ -87,8 +87,6 @@ class Infra:
     captcha: TencentCaptcha | None  # None while captcha is off
     storage: ObjectStorage
     providers: ProviderRegistry
-    accounts: AccountDirectory
-    moderator: Moderator
     cache: Cache
     payments: Payments
     task_views: TaskViews
@@ -332,8 +330,6 @@ def build_infra(
         captcha=build_captcha(settings),
         storage=storage,
         providers=providers,
-        accounts=accounts,
-        moderator=moderator,
         cache=cache,
         payments=build_payments(settings),
         task_views=task_views,
@@ -387,8 +383,6 @@ def register_parts(infra: Infra, uploads: UploadServices, key_manager: KeyManage
         TencentCaptcha: "captcha",
         ObjectStorage: "storage",
         ProviderRegistry: "providers",
-        AccountDirectory: "accounts",
-        Moderator: "moderator",
         Payments: "payments",
         TaskViews: "task_views",
         Announcer: "announcer",
@@ -400,6 +394,10 @@ def register_parts(infra: Infra, uploads: UploadServices, key_manager: KeyManage
     # The providers' parts are those the engine works with: operators see its slots and breakers,
     # and a callback wakes the steps its runs poll.
     health = ProviderHealth(infra.redis, infra.runtime.health_key, infra.runtime.engine.breaker)
+    # The engine's own vendor accounts and moderator: one of each per process, which the runs and
+    # the routes share.
+    parts.provide(AccountDirectory, lambda: infra.runtime.engine.accounts)
+    parts.provide(Moderator, lambda: infra.runtime.engine.moderator)
     parts.provide(SlotStore, lambda: infra.runtime.engine.slots)
     parts.provide(ProviderHealth, lambda: health)
     parts.provide(CallbackHints, lambda: infra.runtime.hints)
@@ -426,7 +424,7 @@ def task_parts(infra: Infra) -> TaskParts:
         cache=infra.cache,
         limiter=infra.limiter,
         storage=infra.storage,
-        moderator=infra.moderator,
+        moderator=infra.runtime.engine.moderator,
         announcer=infra.announcer,
     )
 
@@ -462,7 +460,7 @@ async def prepare_database(infra: Infra) -> None:
 
 async def close_infra(infra: Infra) -> None:
     await infra.runtime.stop()
-    await infra.moderator.aclose()
+    await infra.runtime.engine.moderator.aclose()
     await infra.payments.aclose()
     await infra.cache.stop()
     await infra.sms_sender.aclose()
