@@ -9,7 +9,7 @@ dependencies in that module with :func:`part`, typed as precisely as the ones he
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
@@ -54,14 +54,16 @@ def parts_of(request: Request) -> Parts:
     return found
 
 
-def part(kind: Any, *, backed: bool = True) -> Callable[[Request], Any]:
+def part(kind: Any, *, backed: bool = True) -> Callable[[Request], Awaitable[Any]]:
     """A dependency that answers the process's part registered as ``kind``.
 
     A ``backed`` part talks to a service that can be down (the database, Redis, a vendor): the
     returned function then carries ``part``, by which the API contract (core/contract.py) marks
     every route that reaches one as able to answer 503."""
 
-    def dependency(request: Request) -> Any:
+    # Async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
+    # part per request for what is a dictionary lookup.
+    async def dependency(request: Request) -> Any:
         return parts_of(request).get(kind)
 
     dependency.__name__ = f"part_{getattr(kind, '__name__', 'value')}"

@@ -20,7 +20,7 @@ from wardrobe.modules.providers.health import ProviderHealth
 from wardrobe.modules.providers.slots import SlotStore
 
 
-def _account_directory(
+async def _account_directory(
     directory: Annotated[AccountDirectory | None, Depends(part(AccountDirectory))],
 ) -> AccountDirectory:
     if directory is None:  # pragma: no cover - the app always builds one
