@@ -678,7 +678,7 @@ async def enqueue(settings: Settings, feature: str, steps: int, users: list[int]
     from wardrobe.core.db import unit_of_work
     from wardrobe.models import OutboxMessage, Task, User
     from wardrobe.modules.tasks import service
-    from wardrobe.wiring import build_infra, close_infra
+    from wardrobe.wiring import build_infra, close_infra, task_parts
 
     infra = build_infra(settings, consume_tasks=False)  # its runtime is never started: no relay here
     try:
@@ -691,7 +691,7 @@ async def enqueue(settings: Settings, feature: str, steps: int, users: list[int]
                 async with unit_of_work(infra.session_factory) as session:
                     await service.create_task(
                         session,
-                        infra,
+                        task_parts(infra),
                         owners[users[i % len(users)]],
                         feature_key=feature,
                         inputs=INPUTS,
