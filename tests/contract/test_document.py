@@ -121,7 +121,10 @@ def test_the_server_takes_a_phone_exactly_when_the_pattern_does(text: str) -> No
 @FAST
 @given(st.from_regex(POLICY, fullmatch=True))
 def test_every_rate_policy_the_pattern_allows_is_taken(policy: str) -> None:
-    parse_policy(policy)
+    # Taken as written: one window per ";"-separated part, each allowing the amount it names.
+    parts = [part for part in policy.split(";") if part]
+    items = parse_policy(policy)
+    assert [item.amount for item in items] == [int(part.split("/")[0]) for part in parts]
 
 
 @FAST

@@ -182,20 +182,14 @@ class TaskRuntime:
         return f"{self.settings.redis_key_prefix}:provider_health"
 
     def _health_changed(self, provider: str, snapshot: dict[str, Any]) -> None:
-        """Publish a provider's new health so every API process can show it to operators."""
+        """Publish a provider's new health so every API process can show it to operators (read back
+        by providers/health.py ``ProviderHealth``)."""
         log.warning("provider_health_changed", provider=provider, state=snapshot["state"])
         if self._redis is not None:
             payload = json.dumps({**snapshot, "worker": self.engine.worker_id})
             task = asyncio.ensure_future(self._redis.hset(self.health_key, provider, payload))
             self._pending_writes.add(task)
             task.add_done_callback(self._pending_writes.discard)
-
-    async def provider_health(self) -> dict[str, dict[str, Any]]:
-        """The latest health per provider: from Redis when shared, else this process's breaker."""
-        if self._redis is None:
-            return self.engine.breaker.snapshot()
-        raw = await self._redis.hgetall(self.health_key)
-        return {(k.decode() if isinstance(k, bytes) else str(k)): json.loads(v) for k, v in raw.items()}
 
     async def _run_task(self, task_id: int) -> None:
         outcome: str | None = None
