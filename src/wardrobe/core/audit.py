@@ -1,7 +1,10 @@
-"""The audit trail: who did what to which record, and why. Written in the caller's transaction, so
-an action and its record commit (or roll back) together."""
+"""The audit trail: who did what to which record, what it was before and after, and why. Written in
+the caller's transaction, so an action and its record commit (or roll back) together."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,5 +19,19 @@ def add_audit(
     target_type: str,
     target_id: str,
     reason: str | None,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
 ) -> None:
-    session.add(AuditLog(actor_id=actor_id, action=action, target_type=target_type, target_id=target_id, reason=reason))
+    """Record an action. ``before``/``after`` hold only the fields the action changed (JSON values),
+    never a secret or a full phone number: the log is read by every operator."""
+    session.add(
+        AuditLog(
+            actor_id=actor_id,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            reason=reason,
+            before=dict(before) if before is not None else None,
+            after=dict(after) if after is not None else None,
+        )
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wardrobe.models.base import Base, BigId, UTCDateTime, utcnow
@@ -87,7 +88,11 @@ class AuditLog(Base):
     """Operator and admin actions, with the reason they gave."""
 
     __tablename__ = "audit_logs"
-    __table_args__ = (Index("ix_audit_logs_target", "target_type", "target_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_logs_target", "target_type", "target_id", "created_at"),
+        Index("ix_audit_logs_action", "action", "created_at"),
+        Index("ix_audit_logs_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"), index=True)
@@ -95,4 +100,6 @@ class AuditLog(Base):
     target_type: Mapped[str] = mapped_column(String(32))
     target_id: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(500))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

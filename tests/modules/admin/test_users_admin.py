@@ -82,8 +82,37 @@ async def test_disabling_revokes_sessions_and_role_changes_apply_at_once(api: Ap
     assert resp.json()["code"] == "AUTH_SESSION_REVOKED"
     resp = await api.client.post("/api/v1/auth/sms-codes", json={"phone": target.phone})
     async with unit_of_work(api.infra.session_factory) as db:
-        actions = [a.action for a in await db.scalars(select(AuditLog).order_by(AuditLog.id))]
-    assert actions == ["user.role", "user.status"]
+        rows = list(await db.scalars(select(AuditLog).order_by(AuditLog.id)))
+    assert [(a.action, a.before, a.after, a.reason) for a in rows] == [
+        ("user.role", {"role": "user"}, {"role": "operator"}, "joins support"),
+        ("user.ban", {"status": "active"}, {"status": "disabled"}, "abuse"),
+    ]
+
+
+async def test_operators_ban_and_unban_but_only_admins_change_roles(api: Api) -> None:
+    operator = await login_as(api, "operator")
+    target = await sms_login(api.client)
+    uid = target.user["id"]
+    resp = await api.client.patch(
+        f"/api/v1/admin/users/{uid}", json={"role": "admin", "reason": "promote me"}, headers=operator.headers
+    )
+    assert (resp.status_code, resp.json()["code"]) == (403, "PERMISSION_DENIED")
+    banned = data(
+        await api.client.patch(
+            f"/api/v1/admin/users/{uid}", json={"status": "disabled", "reason": "spam"}, headers=operator.headers
+        )
+    )
+    assert (banned["status"], banned["role"]) == ("disabled", "user")
+    resp = await api.client.get("/api/v1/users/me", headers=target.headers)
+    assert resp.json()["code"] == "AUTH_SESSION_REVOKED"
+    data(
+        await api.client.patch(
+            f"/api/v1/admin/users/{uid}", json={"status": "active", "reason": "appeal"}, headers=operator.headers
+        )
+    )
+    async with unit_of_work(api.infra.session_factory) as db:
+        actions = [a.action for a in await db.scalars(select(AuditLog).where(AuditLog.target_id == str(uid)))]
+    assert actions == ["user.ban", "user.unban"]
 
 
 async def test_admin_cannot_demote_or_disable_themself_or_touch_nobody(api: Api) -> None:

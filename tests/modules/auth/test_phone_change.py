@@ -122,6 +122,9 @@ async def test_a_code_from_the_current_phone_moves_it_ends_other_sessions_and_te
     assert audit is not None
     assert audit.target_id == str(owner.user["id"])
     assert owner.phone not in (audit.reason or "")
+    assert audit.after == {"phone": f"{new[:3]}****{new[-4:]}"}
+    assert audit.before is not None
+    assert owner.phone not in str(audit.before)
 
     # The old number now opens a new, empty account.
     await _forget_cooldown(api, owner.phone)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from tests.conftest import Api, Backend
 from tests.fixtures.auth import data, login_as, sms_login
 from wardrobe.core.db import create_engine, create_session_factory, unit_of_work
-from wardrobe.models import HoldStatus, LedgerEntry, LedgerKind, QuotaAccount, QuotaHold, Referral, User
+from wardrobe.models import AuditLog, HoldStatus, LedgerEntry, LedgerKind, QuotaAccount, QuotaHold, Referral, User
 from wardrobe.modules.billing import quota
 from wardrobe.modules.users import service as users_service
 from wardrobe.settings import Environment, Settings
@@ -112,6 +112,12 @@ async def test_admin_adjustments_need_a_reason_and_never_overdraw(api: Api) -> N
         ("admin_adjustment", 20, "admin"),
     ]
     assert await _invariants(api.infra.session_factory, target.user["id"]) == (0, 0)
+    async with unit_of_work(api.infra.session_factory) as db:
+        audits = list(await db.scalars(select(AuditLog).where(AuditLog.action == "quota.adjust").order_by(AuditLog.id)))
+    assert [(a.reason, a.before["balance"], a.after["balance"]) for a in audits if a.before and a.after] == [
+        ("support ticket 42", 10, 30),
+        ("chargeback", 30, 0),
+    ]
 
 
 async def test_200_concurrent_reserves_on_a_balance_of_50_sell_exactly_50(api: Api) -> None:

@@ -77,7 +77,7 @@ async def test_apply_approve_grants_the_role_and_never_shows_the_number(
             operator.user["id"],
             "user.role",
             str(user.user["id"]),
-            f"user->distributor: application {created['id']} approved",
+            f"application {created['id']} approved",
         )
     ]
     assert await audit(api) == [

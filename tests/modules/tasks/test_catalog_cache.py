@@ -1,4 +1,4 @@
-"""The catalog is served from each process's cache and an operator's edit reaches every
+"""The catalog is served from each process's cache and an admin's edit reaches every
 process through the invalidation broadcast; the kill switch rides the same path."""
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ async def _write(api: Api, feature_id: int, headers: dict[str, str], **changes: 
 async def test_an_edit_through_one_process_is_served_by_the_other_after_the_event(api_factory: Any) -> None:
     a: Api = await api_factory()
     b: Api = await api_factory()
-    operator = await login_as(a, "operator")
+    admin, operator = await login_as(a, "admin"), await login_as(a, "operator")
     user = await sms_login(b.client)
-    await make_feature(a, operator, "vivid", INSTANT, {"r": "$steps.only.key"})
+    await make_feature(a, admin, "vivid", INSTANT, {"r": "$steps.only.key"})
     # A's creations (pipeline, feature) were broadcast too: wait for both, so that no late one
     # drops what B caches next.
     await b.infra.cache.wait_received(2)
@@ -52,7 +52,7 @@ async def test_an_edit_through_one_process_is_served_by_the_other_after_the_even
     assert (await _feature_names(b, user.headers))["vivid"] == "vivid"
 
     received = b.infra.cache.received
-    await _write(a, feature_id, operator.headers, name="Vivid 2")
+    await _write(a, feature_id, admin.headers, name="Vivid 2")
     await b.infra.cache.wait_received(received + 1)
     assert (await _feature_names(b, user.headers))["vivid"] == "Vivid 2"
 
@@ -75,10 +75,10 @@ async def test_an_edit_through_one_process_is_served_by_the_other_after_the_even
 
 
 async def test_the_kill_switch_needs_a_reason_is_audited_and_can_be_undone(api: Api) -> None:
-    operator = await login_as(api, "operator")
+    admin, operator = await login_as(api, "admin"), await login_as(api, "operator")
     user = await sms_login(api.client)
     await give_quota(api, user.user["id"], 5)
-    await make_feature(api, operator, "switchy", INSTANT, {"r": "$steps.only.key"})
+    await make_feature(api, admin, "switchy", INSTANT, {"r": "$steps.only.key"})
     feature_id = await _feature_id(api, "switchy", operator.headers)
     url = f"/api/v1/admin/features/{feature_id}/switch"
 

@@ -33,6 +33,7 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 Reader = Annotated[Principal, Depends(require(Permission.USERS_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.USERS_WRITE))]
+Banner = Annotated[Principal, Depends(require(Permission.USERS_BAN))]
 Revoker = Annotated[Principal, Depends(require(Permission.SESSIONS_REVOKE))]
 DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
 
@@ -102,13 +103,21 @@ async def create_user(
 
 @router.patch(
     "/users/{user_id}",
-    summary="Change a user's role or status (disabling revokes sessions)",
+    summary="Ban or unban a user (operators), or change a role (admins only)",
+    description="`status: disabled` bans: every session ends and every socket drops at once. "
+    "Changing `role` needs `users:write`; an operator asking for it gets `PERMISSION_DENIED`.",
     response_model=Envelope[AdminUserOut],
     responses=errors(*DENIED, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
 )
-async def update_user(user_id: Id, body: AdminUserUpdate, actor: Writer, session: SessionDep) -> OrjsonResponse:
+async def update_user(user_id: Id, body: AdminUserUpdate, actor: Banner, session: SessionDep) -> OrjsonResponse:
     user = await service.update_user(
-        session, actor_id=actor.id, user_id=user_id, role=body.role, status=body.status, reason=body.reason
+        session,
+        actor_id=actor.id,
+        user_id=user_id,
+        role=body.role,
+        status=body.status,
+        reason=body.reason,
+        may_change_role=actor.can(Permission.USERS_WRITE),
     )
     return ok(_admin_body(user))
 

@@ -41,18 +41,29 @@ async def create_user(
         action="user.create",
         target_type="user",
         target_id=str(user.id),
-        reason=f"role={role}",
+        reason=None,
+        after={"role": role},
     )
     await session.flush()
     return user
 
 
 async def update_user(
-    session: AsyncSession, *, actor_id: int, user_id: int, role: str | None, status: str | None, reason: str
+    session: AsyncSession,
+    *,
+    actor_id: int,
+    user_id: int,
+    role: str | None,
+    status: str | None,
+    reason: str,
+    may_change_role: bool,
 ) -> User:
+    """Ban or unban (operators), or change a role (admins). A ban ends every session and socket."""
     user = await users_repo.get_by_id(session, user_id)
     if user is None:
         raise NotFound()
+    if role not in (None, user.role) and not may_change_role:
+        raise AppError(ErrorCode.PERMISSION_DENIED, detail="changing a role is an admin's")
     if user.status == UserStatus.DELETED.value:
         # An erased account stays erased: it is only a tombstone for its orders and ledger.
         raise AppError(ErrorCode.CONFLICT, data={"reason": "account_deleted"})
@@ -65,17 +76,21 @@ async def update_user(
             action="user.role",
             target_type="user",
             target_id=str(user.id),
-            reason=f"{user.role}->{role}: {reason}",
+            reason=reason,
+            before={"role": user.role},
+            after={"role": role},
         )
         user.role = role
     if status is not None and status != user.status:
         add_audit(
             session,
             actor_id=actor_id,
-            action="user.status",
+            action="user.ban" if status == UserStatus.DISABLED.value else "user.unban",
             target_type="user",
             target_id=str(user.id),
-            reason=f"{user.status}->{status}: {reason}",
+            reason=reason,
+            before={"status": user.status},
+            after={"status": status},
         )
         user.status = status
         if status == UserStatus.DISABLED.value:

@@ -148,7 +148,9 @@ async def _move_phone(session: AsyncSession, user: User, phone: str, keep_sessio
             action="user.phone_changed",
             target_type="user",
             target_id=str(user.id),
-            reason=f"{mask_phone(old_phone)}->{mask_phone(phone)}",
+            reason=None,
+            before={"phone": mask_phone(old_phone)},
+            after={"phone": mask_phone(phone)},
         )
         await session.flush()
     log.info("phone_bound", user_id=user.id, replaced=old_phone is not None and old_phone != phone)

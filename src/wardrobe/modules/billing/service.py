@@ -45,6 +45,7 @@ async def adjust(session: AsyncSession, *, actor_id: int, user_id: int, delta: i
     if await session.get(User, user_id) is None:
         raise NotFound()
     ref = f"admin:{uuid.uuid4().hex}"
+    was = await quota.get_balance(session, user_id)
     await quota.credit(
         session, user_id, delta, kind=LedgerKind.ADMIN_ADJUSTMENT, ref=ref, note=reason, actor_id=actor_id
     )
@@ -54,7 +55,9 @@ async def adjust(session: AsyncSession, *, actor_id: int, user_id: int, delta: i
         action="quota.adjust",
         target_type="user",
         target_id=str(user_id),
-        reason=f"{delta:+d}: {reason}",
+        reason=reason,
+        before={"balance": was.balance},
+        after={"balance": was.balance + delta, "delta": delta, "ledger_ref": ref},
     )
     await session.flush()
     return await quota.get_balance(session, user_id)

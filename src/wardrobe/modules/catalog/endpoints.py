@@ -21,6 +21,8 @@ from wardrobe.modules.providers.base import ProviderRegistry
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 Editor = Annotated[Principal, Depends(require(Permission.CATALOG_WRITE))]
+Reader = Annotated[Principal, Depends(require(Permission.CATALOG_READ))]
+Switcher = Annotated[Principal, Depends(require(Permission.CATALOG_SWITCH))]
 # The providers a pipeline may name (their actions are checked when it is saved).
 ProvidersDep = Annotated[ProviderRegistry, Depends(part(ProviderRegistry))]
 DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
@@ -56,7 +58,7 @@ def _pipeline_body(p: PipelineSchema) -> dict[str, Any]:
     response_model=Envelope[list[FeatureAdminOut]],
     responses=errors(*DENIED),
 )
-async def list_features(_: Editor, session: SessionDep) -> OrjsonResponse:
+async def list_features(_: Reader, session: SessionDep) -> OrjsonResponse:
     return ok([_feature_body(f, s) for f, s in await repository.features_with_forms(session)])
 
 
@@ -122,7 +124,7 @@ async def delete_feature(feature_id: Id, actor: Editor, cache: CacheDep, session
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
 async def switch_feature(
-    feature_id: Id, body: FeatureSwitch, actor: Editor, cache: CacheDep, session: SessionDep
+    feature_id: Id, body: FeatureSwitch, actor: Switcher, cache: CacheDep, session: SessionDep
 ) -> OrjsonResponse:
     feature = await service.switch_feature(session, feature_id, enabled=body.enabled)
     service.catalog_changed(session, cache)
@@ -143,7 +145,7 @@ async def switch_feature(
     response_model=Envelope[list[PipelineOut]],
     responses=errors(*DENIED),
 )
-async def list_pipelines(_: Editor, session: SessionDep) -> OrjsonResponse:
+async def list_pipelines(_: Reader, session: SessionDep) -> OrjsonResponse:
     return ok([_pipeline_body(p) for p in await repository.pipelines(session)])
 
 

@@ -135,7 +135,9 @@ async def approve(
             action="user.role",
             target_type="user",
             target_id=str(user.id),
-            reason=f"user->distributor: application {row.id} approved",
+            reason=f"application {row.id} approved",
+            before={"role": Role.USER.value},
+            after={"role": Role.DISTRIBUTOR.value},
         )
     await _audited(session, row, reviewer_id, "approve", reason)
     return row

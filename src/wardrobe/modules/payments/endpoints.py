@@ -329,6 +329,7 @@ async def refund_order(
             action="order.refund",
             target_type="order",
             target_id=order_no,
-            reason=f"{refund.amount_fen} fen: {body.reason}",
+            reason=body.reason,
+            after={"refund_no": refund.refund_no, "amount_fen": refund.amount_fen, "status": refund.status},
         )
     return ok(_refund_body(refund, order_no), status_code=201)

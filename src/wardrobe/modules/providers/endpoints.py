@@ -18,7 +18,8 @@ from wardrobe.modules.providers import account_admin, service, switches
 from wardrobe.modules.providers.deps import AccountsDep, HealthDep, ProvidersDep, SlotsDep
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-Operator = Annotated[Principal, Depends(require(Permission.CATALOG_WRITE))]
+Reader = Annotated[Principal, Depends(require(Permission.CATALOG_READ))]
+Switcher = Annotated[Principal, Depends(require(Permission.CATALOG_SWITCH))]
 AccountAdmin = Annotated[Principal, Depends(require(Permission.PROVIDERS_MANAGE))]
 
 
@@ -48,7 +49,7 @@ class ProviderSwitchIn(InputModel):
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED),
 )
 async def list_providers(
-    _: Operator,
+    _: Reader,
     session: SessionDep,
     settings: SettingsDep,
     registry: ProvidersDep,
@@ -64,7 +65,7 @@ async def list_providers(
     response_model=Envelope[list[dict[str, Any]]],
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED),
 )
-async def list_accounts(_: Operator, session: SessionDep) -> OrjsonResponse:
+async def list_accounts(_: Reader, session: SessionDep) -> OrjsonResponse:
     return ok(await service.account_views(session))
 
 
@@ -120,7 +121,7 @@ async def update_account(
     responses=errors(*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED, ErrorCode.NOT_FOUND),
 )
 async def switch_provider(
-    slug: str, body: ProviderSwitchIn, actor: Operator, session: SessionDep, cache: CacheDep, registry: ProvidersDep
+    slug: str, body: ProviderSwitchIn, actor: Switcher, session: SessionDep, cache: CacheDep, registry: ProvidersDep
 ) -> OrjsonResponse:
     switch = await switches.switch_provider(
         session, cache, registry, slug, enabled=body.enabled, reason=body.reason, actor_id=actor.id
