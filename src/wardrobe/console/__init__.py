@@ -52,8 +52,9 @@ def cache_control(path: str) -> str:
 
 
 class ConsoleHeaders:
-    """Adds the security and cache headers to every answer of the wrapped app (files, redirects and
-    404s alike), replacing any the app set itself."""
+    """Adds the security and cache headers to every answer of the wrapped app (files and
+    redirects; a missing file is the API's 404 envelope, answered by its exception handler),
+    replacing any the app set itself."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -1,6 +1,6 @@
 // Building the page. Everything the API sends comes from users (nicknames, reasons, prompts), so
-// text only ever enters the document as text nodes or attribute values: this file has no
-// innerHTML, and tests/console/test_console_files.py keeps it that way in every module.
+// text only ever enters the document as text nodes or attribute values: no module parses HTML
+// from a string, and tests/console/test_console_files.py keeps it that way.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
