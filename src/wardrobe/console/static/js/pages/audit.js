@@ -22,7 +22,7 @@ function change(entry) {
 export function auditPage(view) {
   const filters = [
     { name: "actor_id", label: t("audit.actor_id"), type: "number" },
-    { name: "action", label: t("audit.action"), placeholder: "user.quota_adjust" },
+    { name: "action", label: t("audit.action"), placeholder: "quota.adjust" },
     { name: "target_type", label: t("audit.target_type"), placeholder: "user" },
     { name: "target_id", label: t("audit.target_id") },
     { name: "from", label: t("field.from"), type: "date" },
