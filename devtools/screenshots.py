@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-
 from tests.fixtures.auth import Session, data, sms_login  # noqa: E402
 from tests.fixtures.browser import LAPTOP, TABLET, Browser, start_chrome  # noqa: E402
 from tests.fixtures.tasks import free_port  # noqa: E402
@@ -35,6 +34,7 @@ from tests.modules.providers.images import encode, subject_on_background  # noqa
 from tests.peers.server import PeerServer  # noqa: E402
 from tests.peers.wechatpay import WeChatPayPeer, create_wechatpay_app  # noqa: E402
 from tests.peers.wechatpay_fixtures import settings_for  # noqa: E402
+
 from wardrobe.modules.distributors.id_card import check_character  # noqa: E402
 
 ADMIN_PHONE = "13800000001"
@@ -71,7 +71,9 @@ async def _upload(client: httpx.AsyncClient, user: Session, width: int, height: 
 
 async def _task(client: httpx.AsyncClient, user: Session, feature: str, inputs: dict[str, Any]) -> str:
     headers = {**user.headers, "Idempotency-Key": uuid.uuid4().hex}
-    created = data(await client.post("/api/v1/tasks", json={"feature": feature, "inputs": inputs}, headers=headers), 202)
+    created = data(
+        await client.post("/api/v1/tasks", json={"feature": feature, "inputs": inputs}, headers=headers), 202
+    )
     task_id: str = created["id"]
     return task_id
 
@@ -118,7 +120,9 @@ async def _activity(client: httpx.AsyncClient, peer: WeChatPayPeer, admin: dict[
     uid = users[0].user["id"]
     data(await client.post(f"/api/v1/admin/users/{uid}/quota-adjustments", json=adjust, headers=admin))
     refund = data(
-        await client.post(f"/api/v1/admin/orders/{refunded}/refund", json={"reason": "用户七天内申请退款"}, headers=admin),
+        await client.post(
+            f"/api/v1/admin/orders/{refunded}/refund", json={"reason": "用户七天内申请退款"}, headers=admin
+        ),
         201,
     )
     delivery = peer.succeed_refund(refund["refund_no"])
@@ -189,16 +193,40 @@ def _screenshots(url: str, out: Path, ids: dict[str, Any]) -> None:
         browser.driver.quit()
 
 
-async def _run(out: Path) -> None:
+async def _prepare(url: str, server: subprocess.Popen[bytes], peer: WeChatPayPeer) -> dict[str, Any]:
+    """Wait for the service, then make the activity the pages show; the ids of what to open."""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if (await client.get("/health/ready")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("wardrobe serve did not start")
+                await asyncio.sleep(0.2)
+            login = {"method": "password", "phone": ADMIN_PHONE, "password": ADMIN_PASSWORD}
+            token = data(await client.post("/api/v1/auth/login", json=login))["access_token"]
+            return await _activity(client, peer, {"Authorization": f"Bearer {token}"})
+    finally:
+        await peer.aclose()
+
+
+def _run(out: Path) -> None:
     peer = WeChatPayPeer()
-    with tempfile.TemporaryDirectory(prefix="wardrobe-shots-") as home, PeerServer(create_wechatpay_app(peer)) as wechat:
+    with (
+        tempfile.TemporaryDirectory(prefix="wardrobe-shots-") as home,
+        PeerServer(create_wechatpay_app(peer)) as wechat,
+    ):
         port = free_port()
         settings = {"var_dir": f"{home}/var", "port": str(port), **settings_for(peer, wechat.base_url, port)}
         env = {key: value for key, value in os.environ.items() if not key.startswith("WARDROBE_")}
         env.update({f"WARDROBE_{name.upper()}": value for name, value in settings.items()})
         _wardrobe(env, "migrate")
         _wardrobe(env, "admin", "create-user", "--phone", ADMIN_PHONE, "--password", ADMIN_PASSWORD, "--role", "admin")
-        server = subprocess.Popen(  # noqa: S603 - our own CLI
+        server = subprocess.Popen(
             [sys.executable, "-m", "wardrobe.cli", "serve", "--host", "127.0.0.1"],
             cwd=ROOT,
             env=env,
@@ -207,25 +235,11 @@ async def _run(out: Path) -> None:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                deadline = time.monotonic() + 120
-                while True:
-                    try:
-                        if (await client.get("/health/ready")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("wardrobe serve did not start")
-                    await asyncio.sleep(0.2)
-                login = {"method": "password", "phone": ADMIN_PHONE, "password": ADMIN_PASSWORD}
-                token = data(await client.post("/api/v1/auth/login", json=login))["access_token"]
-                ids = await _activity(client, peer, {"Authorization": f"Bearer {token}"})
-            await asyncio.to_thread(_screenshots, url, out, ids)
+            ids = asyncio.run(_prepare(url, server, peer))
+            _screenshots(url, out, ids)
         finally:
             server.terminate()
             server.wait(timeout=30)
-            await peer.aclose()
 
 
 def main() -> int:
@@ -237,7 +251,7 @@ def main() -> int:
         return 1
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_run(out))
+    _run(out)
     return 0
 
 
