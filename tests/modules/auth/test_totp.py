@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -17,6 +19,8 @@ from tests.fixtures.auth import data, login_as, request_code, sms_login
 from tests.fixtures.totp import PASSWORD, PinnedClock, bearer, enrol, password_login, set_password, wrong_code
 from wardrobe.core.logging import mask_phone
 from wardrobe.models import AuditLog, UserTotp
+from wardrobe.modules.crypto.keys import LocalKeyFile
+from wardrobe.modules.distributors.commands import run_rotation
 
 
 def _code(resp: Any) -> tuple[int, str]:
@@ -282,3 +286,29 @@ async def test_deleting_the_account_forgets_the_secret(api: Api, totp_clock: Pin
     resp = await api.client.request("DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=s.headers)
     data(resp)
     assert await _stored(api, s.user["id"]) is None
+
+
+async def test_key_rotation_moves_totp_secrets_and_codes_still_open(
+    api_factory: Any, totp_clock: PinnedClock, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "master-keys.json"
+    api: Api = await api_factory(kms_backend="local", kms_local_key_file=key_file)
+    s = await login_as(api, "operator")
+    await set_password(api.client, s)
+    secret = await enrol(api.client, s, totp_clock)
+    before = await _stored(api, s.user["id"])
+    assert before is not None
+    assert before.secret_key_ref == "local:1"
+
+    LocalKeyFile(key_file).add_version()
+    _, moved = await run_rotation(api.settings, new_key=False, batch_size=10, echo=lambda _: None)
+    assert (moved.name, moved.total, moved.rewrapped) == ("user_totp.secret", 1, 1)
+    after = await _stored(api, s.user["id"])
+    assert after is not None
+    assert after.secret_key_ref == "local:2"
+    assert (after.secret_nonce, after.secret_ciphertext) == (before.secret_nonce, before.secret_ciphertext)
+    body = json.loads(key_file.read_text())
+    del body["keys"]["1"]  # nothing needs the old master key any more
+    key_file.write_text(json.dumps(body))
+    totp_clock.advance()
+    assert (await password_login(api.client, s.phone, totp_code=totp_clock.code(secret))).status_code == 200
