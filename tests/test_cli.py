@@ -99,3 +99,83 @@ def test_storage_gc_reports_a_dry_run_then_deletes_orphans(
     assert "deleted 1 objects, 100 bytes in 1 calls; kept 0 referenced, 1 young" in done.output
     assert not orphan.exists()
     assert young.exists()
+
+
+def test_create_admin_tells_how_to_enrol_where_totp_is_required(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    args = ["admin", "create-user", "--password", "admin-pass-1", "--role"]
+    quiet = runner.invoke(app, [*args, "admin", "--phone", "13700000003"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "TOTP" not in quiet.output  # not required outside production by default
+    monkeypatch.setenv("WARDROBE_ADMIN_TOTP_REQUIRED", "true")
+    get_settings.cache_clear()
+    told = runner.invoke(app, [*args, "admin", "--phone", "13700000004"])
+    assert told.exit_code == 0, told.output
+    assert "TOTP_ENROLMENT_REQUIRED" in told.output
+    assert "/api/v1/auth/totp/setup" in told.output
+    operator = runner.invoke(app, [*args, "operator", "--phone", "13700000005"])
+    assert "TOTP" not in operator.output
+
+
+def test_reset_totp_ends_it_and_every_session_with_an_audit_record(fresh_db: str) -> None:
+    from wardrobe.core.db import unit_of_work
+    from wardrobe.models import AuditLog, AuthSession, UserTotp
+    from wardrobe.models.base import utcnow
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    create = ["admin", "create-user", "--phone", "13700000006", "--password", "good-pass-1", "--role", "operator"]
+    assert runner.invoke(app, create).exit_code == 0
+    reset = ["admin", "reset-totp", "--phone", "13700000006", "--reason", "phone lost on a trip"]
+    refused = runner.invoke(app, reset)
+    assert (refused.exit_code, "CONFLICT" in refused.output) == (1, True)  # no TOTP to reset
+
+    async def with_totp() -> int:
+        engine = create_engine(get_settings())
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                user = await session.scalar(select(User).where(User.phone == "13700000006"))
+                assert user is not None
+                user.totp_enabled_at = utcnow()
+                session.add(
+                    UserTotp(
+                        user_id=user.id,
+                        secret_wrapped_key="w",
+                        secret_key_ref="local:1",
+                        secret_nonce=b"n",
+                        secret_ciphertext=b"c",
+                    )
+                )
+                session.add(AuthSession(id="a" * 32, user_id=user.id, method="password", mfa=True))
+                return user.id
+        finally:
+            await engine.dispose()
+
+    async def state(user_id: int) -> tuple[object, object, object, list[tuple[str, str | None]]]:
+        engine = create_engine(get_settings())
+        try:
+            async with create_session_factory(engine)() as session:
+                user = await session.get(User, user_id)
+                assert user is not None
+                audits = await session.scalars(select(AuditLog).where(AuditLog.action == "user.totp_reset"))
+                return (
+                    user.totp_enabled_at,
+                    await session.get(UserTotp, user_id),
+                    await session.scalar(select(AuthSession.revoked_at).where(AuthSession.id == "a" * 32)),
+                    [(a.target_id, a.reason) for a in audits],
+                )
+        finally:
+            await engine.dispose()
+
+    user_id = asyncio.run(with_totp())
+    done = runner.invoke(app, reset)
+    assert done.exit_code == 0, done.output
+    assert f"TOTP of user {user_id} reset; 1 sessions ended" in done.output
+    enabled_at, secret, revoked_at, audits = asyncio.run(state(user_id))
+    assert (enabled_at, secret) == (None, None)
+    assert revoked_at is not None
+    assert audits == [(str(user_id), "phone lost on a trip")]
+    unknown = runner.invoke(app, ["admin", "reset-totp", "--phone", "13700000099"])
+    assert (unknown.exit_code, "NOT_FOUND" in unknown.output) == (1, True)
+    assert runner.invoke(app, ["admin", "reset-totp", "--phone", "123"]).exit_code == 2

@@ -24,6 +24,7 @@ from wardrobe.core.openapi import operation_id
 from wardrobe.modules.account.endpoints import router as account_router
 from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.auth.endpoints import router as auth_router
+from wardrobe.modules.auth.totp_endpoints import router as totp_router
 from wardrobe.modules.billing.endpoints import router as billing_router
 from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.crypto.factory import build_key_manager
@@ -73,6 +74,7 @@ async def _stop_realtime(hub: RealtimeHub) -> None:
 ROUTERS = (
     ops_router,
     auth_router,
+    totp_router,
     account_router,
     billing_router,
     payments_router,

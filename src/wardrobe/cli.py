@@ -1,5 +1,5 @@
 """Command line: ``wardrobe serve | nginx-config | migrate | seed | worker | scheduler | admin create-user |
-crypto rotate | storage gc | storage apply-lifecycle``."""
+admin reset-totp | crypto rotate | storage gc | storage apply-lifecycle``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from wardrobe.modules.storage.commands import storage_app
 app = typer.Typer(help="Wardrobe: AI image platform backend", no_args_is_help=True, add_completion=False)
 admin_app = typer.Typer(help="Administrative commands", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
-crypto_app = typer.Typer(help="Envelope encryption keys (distributors' ID numbers)", no_args_is_help=True)
+crypto_app = typer.Typer(help="Envelope encryption keys (distributors' ID numbers, TOTP secrets)", no_args_is_help=True)
 app.add_typer(crypto_app, name="crypto")
 app.add_typer(storage_app, name="storage")
 
@@ -239,6 +239,14 @@ def create_user(
         raise typer.Exit(2) from exc
     user_id = asyncio.run(_create_user(body.phone, body.password, body.role))
     typer.echo(f"created user {user_id} with role {body.role}")
+    from wardrobe.settings import get_settings
+
+    if body.role == "admin" and get_settings().admin_totp_enforced:
+        typer.echo(
+            "admin routes answer this account 403 TOTP_ENROLMENT_REQUIRED until it enrols an authenticator app: "
+            "log in with the password, POST /api/v1/auth/totp/setup {password}, scan the otpauth URI, "
+            "POST /api/v1/auth/totp/enable {code}, then log in with totp_code (docs/operations.md, Staff sign-in)"
+        )
 
 
 async def _create_user(phone: str, password: str, role: str) -> int:
@@ -261,6 +269,45 @@ async def _create_user(phone: str, password: str, role: str) -> int:
                 policy=SignupPolicy.of(infra.settings),
             )
             return user.id
+    except AppError as exc:
+        typer.echo(f"error: {exc.code.name} {exc.data or ''}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        await close_infra(infra)
+
+
+@admin_app.command("reset-totp")
+def reset_totp(
+    phone: Annotated[str, typer.Option(help="The account's mobile number")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit log (2-500 characters)")] = "authenticator lost",
+) -> None:
+    """End an account's TOTP (a lost authenticator) and every session of it; audited. The owner then
+    logs in with the password and enrols again."""
+    from wardrobe.modules.auth.phone import normalize_phone
+
+    try:
+        phone = normalize_phone(phone)
+    except ValueError as exc:
+        typer.echo(f"phone: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if not 2 <= len(reason.strip()) <= 500:
+        typer.echo("reason: 2 to 500 characters", err=True)
+        raise typer.Exit(2)
+    user_id, revoked = asyncio.run(_reset_totp(phone, reason.strip()))
+    typer.echo(f"TOTP of user {user_id} reset; {revoked} sessions ended")
+
+
+async def _reset_totp(phone: str, reason: str) -> tuple[int, int]:
+    from wardrobe.core.db import unit_of_work
+    from wardrobe.core.errors import AppError
+    from wardrobe.modules.auth import totp
+    from wardrobe.settings import get_settings
+    from wardrobe.wiring import build_infra, close_infra
+
+    infra = build_infra(get_settings())
+    try:
+        async with unit_of_work(infra.session_factory) as session:
+            return await totp.reset(session, phone=phone, actor_id=None, reason=reason)
     except AppError as exc:
         typer.echo(f"error: {exc.code.name} {exc.data or ''}", err=True)
         raise typer.Exit(1) from exc

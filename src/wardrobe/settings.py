@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     login_failure_limits_per_account: str = "100/hour;300/day"
     # Password logins from one client address, whatever the account (a sweep over many accounts).
     login_limit_per_ip: str = "30/minute"
+    # Admins must have opened their session with a TOTP code before any staff route answers them
+    # (403 TOTP_ENROLMENT_REQUIRED otherwise). None = true in production, false elsewhere.
+    admin_totp_required: bool | None = None
 
     # WeChat mini program
     wechat_appid: str = ""
@@ -489,6 +492,8 @@ class Settings(BaseSettings):
         warnings: list[str] = []
         if not self.captcha_enabled:
             warnings.append("WARDROBE_CAPTCHA_ENABLED=false: nothing but the SMS caps stands against SMS pumping")
+        if not self.admin_totp_enforced:
+            warnings.append("WARDROBE_ADMIN_TOTP_REQUIRED=false: an admin's password alone opens every admin route")
         return warnings
 
     @property
@@ -512,6 +517,13 @@ class Settings(BaseSettings):
     def runs_worker_in_process(self) -> bool:
         """The API process also executes tasks: by default only when embedded."""
         return self.embedded if self.worker_in_process is None else self.worker_in_process
+
+    @property
+    def admin_totp_enforced(self) -> bool:
+        """Whether admins need a session opened with TOTP for staff routes (read per request)."""
+        if self.admin_totp_required is None:
+            return self.env is Environment.PRODUCTION
+        return self.admin_totp_required
 
     @property
     def debug_codes_enabled(self) -> bool:

@@ -12,7 +12,8 @@ same facts those layers act on, so that a route cannot forget one and a new rout
 - the database and Redis: ``503 DEPENDENCY_UNAVAILABLE`` where the route reaches them;
 - authentication: the ``401`` codes and ``403 ACCOUNT_DISABLED`` where a bearer token is
   required, and ``403 PERMISSION_DENIED`` plus ``x-permission`` (the permission, and the roles
-  that hold it) where a route asks for a permission.
+  that hold it) where a route asks for a permission; ``403 TOTP_ENROLMENT_REQUIRED`` where that
+  permission is staff's (``core/principal.py`` ``check_second_factor``).
 
 Every error answer's schema is the envelope with its ``code`` limited to the codes listed for
 that status, so a client (and the contract test) can rely on the pairs.
@@ -34,6 +35,7 @@ from wardrobe.core.envelope import ErrorEnvelope
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, ERROR_CODES_KEY
 from wardrobe.core.schemas import omit_not_null
+from wardrobe.models import Role
 
 ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 USER_SCHEME = "HTTPBearer"  # the security scheme of users' access tokens (auth/deps.py)
@@ -129,6 +131,8 @@ def _edge_codes(method: str, path: str, operation: dict[str, Any], facts: RouteF
         codes.extend(AUTH_ERRORS)
     if facts is not None and facts.permission is not None:
         codes.append(ErrorCode.PERMISSION_DENIED)
+        if Role.USER.value not in facts.roles:
+            codes.append(ErrorCode.TOTP_ENROLMENT_REQUIRED)
     return codes
 
 

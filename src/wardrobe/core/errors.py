@@ -84,6 +84,14 @@ class ErrorCode(Enum):
     CALLBACK_SIGNATURE_INVALID = (403, "回调签名无效", "Invalid callback signature")
     DEPENDENCY_UNAVAILABLE = (503, "依赖服务暂不可用，请稍后再试", "A dependency is unavailable")
     INTERNAL_ERROR = (500, "服务器内部错误", "Internal server error")
+    # Staff sign-in with a time-based one-time code (authenticator app).
+    TOTP_REQUIRED = (401, "请输入身份验证器中的动态验证码", "Enter the code from your authenticator app")
+    TOTP_INVALID = (401, "动态验证码错误或已使用", "The authenticator code is wrong or was already used")
+    TOTP_ENROLMENT_REQUIRED = (
+        403,
+        "管理员须先启用身份验证器（TOTP），并使用动态验证码重新登录",
+        "Admins must enable an authenticator (TOTP) and log in again with its code",
+    )
 
     @property
     def status(self) -> int:

@@ -49,6 +49,8 @@ ACTIONS = frozenset(
         "approve",
         "cancel",
         "complete",
+        "disable",
+        "enable",
         "login",
         "logout",
         "logout-all",
@@ -60,6 +62,7 @@ ACTIONS = frozenset(
         "reset",
         "reveal-id",
         "revoke-sessions",
+        "setup",
         "switch",
     }
 )

@@ -19,11 +19,12 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.context import user_id_var
-from wardrobe.core.deps import SessionDep, TokensDep
+from wardrobe.core.deps import SessionDep, SettingsDep, TokensDep
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.permissions import Permission, has_permission, roles_with
 from wardrobe.core.security import AccessClaims, TokenCodec
-from wardrobe.models import AuthSession, User, UserStatus
+from wardrobe.models import AuthSession, Role, User, UserStatus
+from wardrobe.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +35,12 @@ class ClientInfo:
     ip: str | None = None
 
 
-async def load_session_and_user(session: AsyncSession, session_id: str) -> Row[User, int, datetime | None] | None:
-    """One query for every authenticated request: its user, and the two columns of the login
-    session that decide whether it is still valid (no second entity to build)."""
+async def load_session_and_user(session: AsyncSession, session_id: str) -> Row[User, int, datetime | None, bool] | None:
+    """One query for every authenticated request: its user, the two columns of the login session
+    that decide whether it is still valid, and whether it was opened with a TOTP code (no second
+    entity to build)."""
     stmt = (
-        select(User, AuthSession.user_id, AuthSession.revoked_at)
+        select(User, AuthSession.user_id, AuthSession.revoked_at, AuthSession.mfa)
         .join(User, User.id == AuthSession.user_id)
         .where(AuthSession.id == session_id)
     )
@@ -52,6 +54,7 @@ _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/au
 class Principal:
     user: User
     session_id: str
+    mfa: bool = False  # the login session was opened with a TOTP code
 
     @property
     def id(self) -> int:
@@ -91,30 +94,60 @@ def check_session(claims: AccessClaims, session_user_id: int | None, revoked_at:
     user_id_var.set(claims.user_id)
 
 
-async def verified_user(session: AsyncSession, claims: AccessClaims) -> User:
-    """The user behind verified ``claims`` if their login session is usable now, else AppError."""
+async def verified_session(session: AsyncSession, claims: AccessClaims) -> tuple[User, bool]:
+    """The user behind verified ``claims`` if their login session is usable now, else AppError;
+    with whether that session was opened with a TOTP code."""
     found = await load_session_and_user(session, claims.session_id)
     if found is None:
         raise _unknown_session()
-    user, session_user_id, revoked_at = found
+    user, session_user_id, revoked_at, mfa = found
     check_session(claims, session_user_id, revoked_at, user.status)
+    return user, bool(mfa)
+
+
+async def verified_user(session: AsyncSession, claims: AccessClaims) -> User:
+    """The user behind verified ``claims`` if their login session is usable now, else AppError."""
+    user, _ = await verified_session(session, claims)
     return user
 
 
 async def get_principal(tokens: TokensDep, session: SessionDep, credentials: BearerDep) -> Principal:
     claims = access_claims(tokens, credentials)
-    return Principal(user=await verified_user(session, claims), session_id=claims.session_id)
+    user, mfa = await verified_session(session, claims)
+    return Principal(user=user, session_id=claims.session_id, mfa=mfa)
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]
 
 
-def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency that admits only principals whose role grants ``permission``."""
+def is_staff_permission(permission: Permission) -> bool:
+    """A permission a plain user does not hold: what staff routes (the admin API) ask for."""
+    return not has_permission(Role.USER.value, permission)
 
-    async def check(principal: CurrentUser) -> Principal:
+
+def check_second_factor(principal: Principal, settings: Settings, permission: Permission) -> None:
+    """Where ``WARDROBE_ADMIN_TOTP_REQUIRED`` holds (production by default), an admin reaches a
+    staff route only from a session opened with a TOTP code: an admin's password alone must not
+    open the whole business. Operators are not held to it, and routes a plain user may call (the
+    TOTP routes, /users/me) stay open, so an admin without TOTP can enrol. Call it after the
+    permission check, wherever a route admits staff without ``require`` (it is the one rule)."""
+    if (
+        settings.admin_totp_enforced
+        and principal.user.role == Role.ADMIN.value
+        and not principal.mfa
+        and is_staff_permission(permission)
+    ):
+        raise AppError(ErrorCode.TOTP_ENROLMENT_REQUIRED)
+
+
+def require(permission: Permission) -> Callable[[Principal, Settings], Awaitable[Principal]]:
+    """A dependency that admits only principals whose role grants ``permission`` (and, for
+    admins on staff routes, whose session passes ``check_second_factor``)."""
+
+    async def check(principal: CurrentUser, settings: SettingsDep) -> Principal:
         if not principal.can(permission):
             raise AppError(ErrorCode.PERMISSION_DENIED)
+        check_second_factor(principal, settings, permission)
         return principal
 
     check.__name__ = f"require_{permission.value.replace(':', '_')}"

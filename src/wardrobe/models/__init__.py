@@ -1,6 +1,6 @@
 """ORM models, imported together so Alembic sees the whole schema."""
 
-from wardrobe.models.auth import AuthSession, RefreshToken, SmsCode
+from wardrobe.models.auth import AuthSession, RefreshToken, SmsCode, UserTotp
 from wardrobe.models.base import Base
 from wardrobe.models.billing import (
     HoldStatus,
@@ -64,6 +64,7 @@ __all__ = [
     "TaskStep",
     "User",
     "UserStatus",
+    "UserTotp",
     "VendorCallback",
     "VerifiedUpload",
 ]

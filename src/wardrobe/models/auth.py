@@ -1,10 +1,10 @@
-"""Authentication state: login sessions (token families), refresh tokens, SMS codes."""
+"""Authentication state: login sessions (token families), refresh tokens, SMS codes, TOTP secrets."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wardrobe.models.base import Base, BigId, UTCDateTime, utcnow
@@ -28,6 +28,9 @@ class AuthSession(Base):
     last_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoke_reason: Mapped[str | None] = mapped_column(String(32))
+    # Opened with a TOTP code (or stepped up by enabling TOTP in it): what admin routes ask of
+    # admins where WARDROBE_ADMIN_TOTP_REQUIRED holds. Read with the session on every request.
+    mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RefreshToken(Base):
@@ -54,4 +57,22 @@ class SmsCode(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserTotp(Base):
+    """A user's TOTP secret, sealed like ID numbers (modules/crypto: its own data key, bound to the
+    user id), pending until a code proves the authenticator holds it; ``users.totp_enabled_at``
+    says whether it is in force. ``last_step`` is the time step of the last code accepted: only a
+    later one is accepted (a conditional UPDATE), so a code cannot be replayed within its window."""
+
+    __tablename__ = "user_totp"
+    __table_args__ = (Index("ix_user_totp_key_ref", "secret_key_ref", "user_id"),)
+
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), primary_key=True, autoincrement=False)
+    secret_wrapped_key: Mapped[str] = mapped_column(String(1024))
+    secret_key_ref: Mapped[str] = mapped_column(String(160))
+    secret_nonce: Mapped[bytes] = mapped_column(LargeBinary())
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary())
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

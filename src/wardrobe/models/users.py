@@ -52,6 +52,8 @@ class User(Base):
     wechat_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
     wechat_unionid: Mapped[str | None] = mapped_column(String(64), index=True)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # TOTP in force since then (the sealed secret is in user_totp); None = password alone.
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -31,6 +31,10 @@ ACCESS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/auth/wechat/phone"): USER,
     ("get", "/api/v1/auth/sessions"): USER,
     ("delete", "/api/v1/auth/sessions/{session_id}"): USER,
+    # Any account may enrol an authenticator app: staff are who it is for.
+    ("post", "/api/v1/auth/totp/setup"): USER,
+    ("post", "/api/v1/auth/totp/enable"): USER,
+    ("post", "/api/v1/auth/totp/disable"): USER,
     ("get", "/api/v1/users/me"): USER,
     ("patch", "/api/v1/users/me"): USER,
     ("get", "/api/v1/users/me/invite"): USER,

@@ -66,8 +66,9 @@ async def test_local_rotation_moves_every_record_and_keeps_them_open(local_api: 
         assert (await reveal(api, admin, application_id, "check before rotation"))["id_number"] == number
 
     lines: list[str] = []
-    [report] = await run_rotation(api.settings, new_key=False, batch_size=2, echo=lines.append)
+    report, totp_secrets = await run_rotation(api.settings, new_key=False, batch_size=2, echo=lines.append)
     assert (report.total, report.rewrapped, report.changed_meanwhile) == (5, 5, 0)
+    assert (totp_secrets.name, totp_secrets.total) == ("user_totp.secret", 0)
     assert "re-wrapping data keys under local:2" in lines
     after = {row.id: _sealed(row) for row in await stored(api)}
     for application_id, (wrapped, ref, nonce, ciphertext) in after.items():
@@ -84,7 +85,7 @@ async def test_local_rotation_moves_every_record_and_keeps_them_open(local_api: 
     for application_id, number in numbers.items():
         assert (await reveal(api, admin, application_id, "check without v1"))["id_number"] == number
 
-    [again] = await run_rotation(api.settings, new_key=False, batch_size=2, echo=lines.append)
+    again, _ = await run_rotation(api.settings, new_key=False, batch_size=2, echo=lines.append)
     assert (again.total, again.rewrapped) == (0, 0)
     assert {row.id: _sealed(row) for row in await stored(api)} == after
 
@@ -98,7 +99,7 @@ async def test_kms_rotation_moves_records_to_the_new_cmk(
     new_cmk = tencent_peer.kms.create_key()
     rotated_settings = api.settings.model_copy(update={"kms_key_id": new_cmk})
 
-    [report] = await run_rotation(rotated_settings, new_key=False, batch_size=2, echo=lambda _: None)
+    report, _ = await run_rotation(rotated_settings, new_key=False, batch_size=2, echo=lambda _: None)
     assert (report.total, report.rewrapped) == (3, 3)
     for row in await stored(api):
         assert row.id_key_ref == f"tencent:{new_cmk}"
@@ -108,7 +109,7 @@ async def test_kms_rotation_moves_records_to_the_new_cmk(
     for application_id, number in numbers.items():
         assert (await reveal(api, admin, application_id, "after CMK change"))["id_number"] == number
 
-    [again] = await run_rotation(rotated_settings, new_key=False, batch_size=2, echo=lambda _: None)
+    again, _ = await run_rotation(rotated_settings, new_key=False, batch_size=2, echo=lambda _: None)
     assert again.rewrapped == 0
 
 

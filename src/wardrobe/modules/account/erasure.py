@@ -4,8 +4,8 @@ What goes, in one transaction with the money:
 - open tasks: queued ones are canceled and refunded here; running ones are asked to stop and their
   lease holder refunds them when it does (the one cancel path, so each hold is released once);
 - every login session, through ``tokens.revoke_all`` (which also ends the account's sockets);
-- the person: phone, password, WeChat ids, profile fields, invite code, session device labels,
-  verification codes, distributor applications (real name, phone, and the sealed ID number with
+- the person: phone, password, TOTP secret, WeChat ids, profile fields, invite code, session
+  device labels, verification codes, distributor applications (real name, phone, and the sealed ID number with
   its wrapped data key: the row goes, so the live database can no longer decrypt it; database
   backups hold it until they age out);
 - the content of finished tasks (inputs such as prompts, outputs); what running tasks still
@@ -43,6 +43,7 @@ from wardrobe.models import (
     SmsCode,
     User,
     UserStatus,
+    UserTotp,
     VerifiedUpload,
 )
 from wardrobe.models.base import utcnow
@@ -83,6 +84,7 @@ async def _erase_person(session: AsyncSession, user: User) -> None:
             phone=None,
             password_hash=None,
             password_changed_at=None,
+            totp_enabled_at=None,
             nickname=None,
             avatar_url=None,
             gender=Gender.UNKNOWN.value,
@@ -118,6 +120,7 @@ async def delete_account(
     if phone:
         await session.execute(delete(SmsCode).where(SmsCode.phone == phone))
     await session.execute(delete(DistributorApplication).where(DistributorApplication.user_id == user.id))
+    await session.execute(delete(UserTotp).where(UserTotp.user_id == user.id))
     await session.execute(delete(VerifiedUpload).where(VerifiedUpload.user_id == user.id))
     await pending_deletions.erase_finished_task_contents(session, user.id, utcnow())
     pending_deletions.schedule_account(session, user.id, "account_deleted")

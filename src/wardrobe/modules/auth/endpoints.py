@@ -35,6 +35,7 @@ from wardrobe.modules.auth.schemas import (
 )
 from wardrobe.modules.auth.sms_codes import ACCOUNT_PURPOSES
 from wardrobe.modules.auth.tokens import TokenPair
+from wardrobe.modules.crypto.deps import CipherDep
 from wardrobe.modules.users.schemas import UserOut
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -116,10 +117,16 @@ async def _code_recipient(
 @router.post(
     "/login",
     summary="Log in (SMS code, password or WeChat); SMS and WeChat register new users",
+    description="An account with TOTP enabled also sends `totp_code`, the authenticator app's current "
+    "code: without it the answer is 401 `TOTP_REQUIRED` (the first factor was right: ask for the code and "
+    "send the whole login again), with a wrong or already used one 401 `TOTP_INVALID`. Each code works "
+    "once; wrong codes count against the same back-off as wrong passwords.",
     response_model=Envelope[LoginResponse],
     responses=errors(
         ErrorCode.AUTH_CODE_INVALID,
         ErrorCode.AUTH_INVALID_CREDENTIALS,
+        ErrorCode.TOTP_REQUIRED,
+        ErrorCode.TOTP_INVALID,
         ErrorCode.INVITE_CODE_INVALID,
         ErrorCode.ACCOUNT_DISABLED,
         ErrorCode.FEATURE_UNAVAILABLE,
@@ -128,24 +135,37 @@ async def _code_recipient(
     ),
 )
 async def login(
-    request: Request, parts: AccountPartsDep, session: SessionDep, body: Annotated[LoginRequest, Body()]
+    request: Request,
+    parts: AccountPartsDep,
+    session: SessionDep,
+    cipher: CipherDep,
+    body: Annotated[LoginRequest, Body()],
 ) -> OrjsonResponse:
     client = client_info(request)
     if isinstance(body, SmsLogin):
         result = await service.login_with_sms(
-            session, parts, phone=body.phone, code=body.code, invite_code=body.invite_code, client=client
+            session,
+            parts,
+            cipher,
+            phone=body.phone,
+            code=body.code,
+            invite_code=body.invite_code,
+            client=client,
+            totp_code=body.totp_code,
         )
     elif isinstance(body, PasswordLogin):
         result = await service.login_with_password(
-            session,
-            parts,
-            phone=body.phone,
-            password=body.password,
-            client=client,
+            session, parts, cipher, phone=body.phone, password=body.password, client=client, totp_code=body.totp_code
         )
     else:
         result = await service.login_with_wechat(
-            session, parts, code=body.code, invite_code=body.invite_code, client=client
+            session,
+            parts,
+            cipher,
+            code=body.code,
+            invite_code=body.invite_code,
+            client=client,
+            totp_code=body.totp_code,
         )
     data = _token_body(result.tokens)
     data["is_new_user"] = result.is_new_user
@@ -214,6 +234,7 @@ async def list_sessions(principal: CurrentUser, parts: AccountPartsDep, session:
             last_used_at=last_used,
             expires_at=ends,
             current=s.id == principal.session_id,
+            mfa=s.mfa,
         ).model_dump(mode="json")
         for s, last_used, ends in found
     ]

@@ -1,13 +1,17 @@
-"""Queries on sessions, refresh tokens and SMS codes. Conditional updates carry the races."""
+"""Queries on sessions, refresh tokens, SMS codes and TOTP secrets. Conditional updates carry the
+races."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.models import AuthSession, RefreshToken, SmsCode
+from wardrobe.models import AuthSession, RefreshToken, SmsCode, User, UserTotp
+from wardrobe.models.base import utcnow
+from wardrobe.modules.crypto.envelope import SealedValue
 
 MAX_LISTED_SESSIONS = 100  # far more than anyone has; a bound all the same
 
@@ -123,3 +127,82 @@ async def live_sessions(
         .limit(MAX_LISTED_SESSIONS)
     )
     return list(await session.scalars(stmt))
+
+
+async def store_pending_totp(session: AsyncSession, user_id: int, sealed: SealedValue) -> bool:
+    """Keep ``sealed`` as the user's TOTP secret, pending, replacing a pending one. False when the
+    user's TOTP is in force (it is never replaced: disable it first) or a racing setup won."""
+    values = {
+        "secret_wrapped_key": sealed.wrapped_key,
+        "secret_key_ref": sealed.key_ref,
+        "secret_nonce": sealed.nonce,
+        "secret_ciphertext": sealed.ciphertext,
+        "last_step": None,
+        "created_at": utcnow(),
+    }
+    not_in_force = select(User.id).where(User.id == user_id, User.totp_enabled_at.is_(None))
+    result = await session.execute(
+        update(UserTotp)
+        .where(UserTotp.user_id == user_id, UserTotp.user_id.in_(not_in_force))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    try:
+        async with session.begin_nested():
+            session.add(UserTotp(user_id=user_id, **values))
+            await session.flush()
+    except IntegrityError:
+        return False  # a row exists after all: TOTP in force, or another setup inserted first
+    return True
+
+
+async def totp_secret(session: AsyncSession, user_id: int) -> UserTotp | None:
+    found: UserTotp | None = await session.scalar(
+        select(UserTotp).where(UserTotp.user_id == user_id).execution_options(populate_existing=True)
+    )
+    return found
+
+
+async def advance_totp_step(session: AsyncSession, user_id: int, wrapped_key: str, step: int) -> bool:
+    """Accept a code of time step ``step`` once: true for exactly one caller, and only when the
+    step is later than every one accepted before (a replay within the code's window, or a racing
+    request with the same code, gets false) and the secret is still the one the code was checked
+    against (a setup may have replaced it meanwhile)."""
+    result = await session.execute(
+        update(UserTotp)
+        .where(
+            UserTotp.user_id == user_id,
+            UserTotp.secret_wrapped_key == wrapped_key,
+            (UserTotp.last_step.is_(None)) | (UserTotp.last_step < step),
+        )
+        .values(last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def put_totp_in_force(session: AsyncSession, user_id: int, now: datetime) -> bool:
+    result = await session.execute(
+        update(User).where(User.id == user_id, User.totp_enabled_at.is_(None)).values(totp_enabled_at=now)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def remove_totp(session: AsyncSession, user_id: int) -> bool:
+    """End the user's TOTP and forget its secret (pending or in force). True when it was in force."""
+    result = await session.execute(
+        update(User).where(User.id == user_id, User.totp_enabled_at.is_not(None)).values(totp_enabled_at=None)
+    )
+    await session.execute(delete(UserTotp).where(UserTotp.user_id == user_id))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def set_session_mfa(session: AsyncSession, session_id: str, mfa: bool) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id)
+        .values(mfa=mfa)
+        .execution_options(synchronize_session=False)
+    )

@@ -32,6 +32,17 @@ NewPassword = Annotated[
 # A proof of identity only works where the account has that kind of credential.
 PROOF_FITS_ACCOUNT = "only a kind of proof the account has: a phone, a password or a WeChat login"
 SmsCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", examples=["123456"])]
+TotpCode = Annotated[
+    str, Field(pattern=r"^[0-9]{6}$", examples=["492039"], description="The code the authenticator app shows now")
+]
+# On every login method: what an account with TOTP enabled must add (401 TOTP_REQUIRED without it).
+LoginTotpCode = Annotated[
+    TotpCode | None,
+    Field(
+        description="The authenticator app's current code; required when the account has TOTP enabled "
+        "(401 `TOTP_REQUIRED` without it, `TOTP_INVALID` when wrong or already used)"
+    ),
+]
 InviteCode = Annotated[str, Field(min_length=4, max_length=20, examples=["7K3M9QXD"])]
 
 
@@ -85,6 +96,7 @@ class SmsLogin(InputModel):
     phone: Phone = Field(examples=["13812345678"])
     code: SmsCode
     invite_code: InviteCode | None = None
+    totp_code: LoginTotpCode = None
 
 
 class PasswordLogin(InputModel):
@@ -94,6 +106,7 @@ class PasswordLogin(InputModel):
     phone: Phone = Field(examples=["13812345678"])
     # Not checked for strength here: a login only compares; the cap keeps hashing bounded.
     password: str = Field(min_length=1, max_length=1024)
+    totp_code: LoginTotpCode = None
 
 
 class WeChatLogin(InputModel):
@@ -102,6 +115,7 @@ class WeChatLogin(InputModel):
     method: Literal["wechat"]
     code: str = Field(min_length=1, max_length=128, description="wx.login() code")
     invite_code: InviteCode | None = None
+    totp_code: LoginTotpCode = None
 
 
 LoginRequest = Annotated[SmsLogin | PasswordLogin | WeChatLogin, Field(discriminator="method")]
@@ -196,7 +210,32 @@ class SessionOut(BaseModel):
     last_used_at: datetime = Field(description="Its login or its last refresh")
     expires_at: datetime = Field(description="When it ends at the latest, however often it refreshes")
     current: bool = Field(description="Whether this is the session making the request")
+    mfa: bool = Field(description="Whether it was opened with a TOTP code (or TOTP was enabled in it)")
 
 
 class LoggedOut(BaseModel):
     sessions_revoked: int
+
+
+class TotpSetupRequest(InputModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=1, max_length=1024, description="The account's password (fresh proof)")
+
+
+class TotpCodeRequest(InputModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: TotpCode
+
+
+class TotpSecret(BaseModel):
+    secret: str = Field(description="Base32 secret for manual entry; shown only here, once")
+    otpauth_uri: str = Field(
+        description="`otpauth://totp/Wardrobe:<masked phone>?secret=…&issuer=Wardrobe`, to show as a QR code"
+    )
+
+
+class TotpState(BaseModel):
+    enabled: bool
+    other_sessions_revoked: int = Field(description="Sessions of the account ended by the change")

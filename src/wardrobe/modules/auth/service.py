@@ -1,4 +1,5 @@
-"""Login by SMS code, password or WeChat; passwords; phone binding."""
+"""Login by SMS code, password or WeChat (with a TOTP code where the account has one); passwords;
+phone binding."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger, mask_phone
 from wardrobe.core.metrics import AUTH_EVENTS
 from wardrobe.core.principal import ClientInfo
-from wardrobe.core.ratelimit import parse_limits
+from wardrobe.core.ratelimit import Windows, parse_limits
 from wardrobe.core.security import hash_password, verify_password
 from wardrobe.models import User
 from wardrobe.models.base import utcnow
-from wardrobe.modules.auth import notices, reauth, sms_codes, tokens
+from wardrobe.modules.auth import notices, reauth, sms_codes, tokens, totp
 from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.phone import normalize_phone
 from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.auth.tokens import TokenPair
 from wardrobe.modules.auth.wechat_errors import wechat_answers, wechat_of
+from wardrobe.modules.crypto.envelope import EnvelopeCipher
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users import service as users_service
 from wardrobe.modules.users.service import SignupPolicy
@@ -49,8 +51,37 @@ async def _referrer_for(session: AsyncSession, invite_code: str | None) -> User 
     return await users_service.find_referrer(session, invite_code)
 
 
+def _login_windows(parts: AccountParts, account: str, client_ip: str) -> Windows:
+    """The back-off windows of a login attempt on ``account``: from this address, and from every
+    address together. Shared by password guesses and TOTP code guesses on any login path."""
+    s = parts.settings
+    return [
+        (parse_limits(s.login_failure_limits), ("login-account-ip", account, client_ip)),
+        (parse_limits(s.login_failure_limits_per_account), ("login-account", account)),
+    ]
+
+
+async def _totp_after(
+    session: AsyncSession, parts: AccountParts, cipher: EnvelopeCipher, user: User, code: str | None, client: ClientInfo
+) -> bool:
+    """The second factor after an SMS or WeChat login, whose first factor spends no unit of the
+    password windows: an account with TOTP pays one for the attempt, so that codes cannot be
+    guessed faster through these paths than through the password's."""
+    if user.totp_enabled_at is not None:
+        await parts.limiter.hit_all(_login_windows(parts, user.phone or f"id:{user.id}", client.ip or "unknown"))
+    return await totp.second_factor(session, cipher, user, code)
+
+
 async def login_with_sms(
-    session: AsyncSession, parts: AccountParts, *, phone: str, code: str, invite_code: str | None, client: ClientInfo
+    session: AsyncSession,
+    parts: AccountParts,
+    cipher: EnvelopeCipher,
+    *,
+    phone: str,
+    code: str,
+    invite_code: str | None,
+    client: ClientInfo,
+    totp_code: str | None = None,
 ) -> LoginResult:
     referrer = await _referrer_for(session, invite_code)
     await sms_codes.verify_code(parts, phone=phone, purpose=CodePurpose.LOGIN, code=code)
@@ -58,26 +89,33 @@ async def login_with_sms(
         session, phone, policy=SignupPolicy.of(parts.settings), referrer=referrer
     )
     _ensure_active(user)
-    pair = await tokens.start_session(session, parts, user, method="sms", client=client)
+    mfa = await _totp_after(session, parts, cipher, user, totp_code, client)
+    pair = await tokens.start_session(session, parts, user, method="sms", client=client, mfa=mfa)
     AUTH_EVENTS.labels("login_sms", "registered" if created else "ok").inc()
     return LoginResult(pair, user, created)
 
 
 async def login_with_password(
-    session: AsyncSession, parts: AccountParts, *, phone: str, password: str, client: ClientInfo
+    session: AsyncSession,
+    parts: AccountParts,
+    cipher: EnvelopeCipher,
+    *,
+    phone: str,
+    password: str,
+    client: ClientInfo,
+    totp_code: str | None = None,
 ) -> LoginResult:
     """Every attempt spends a unit of its windows, all or none, atomically (so guessing is bounded
     exactly however many processes serve it): the address's, the account's from this address
     (progressive, 5/min, 10/h, 20/day by default) and the account's from every address (a much
     higher ceiling). A stranger's failures therefore fill the windows of the stranger's address,
-    not the owner's: the owner still logs in from anywhere else."""
-    s = parts.settings
+    not the owner's: the owner still logs in from anywhere else. An account with TOTP also needs
+    a fresh code (``totp_code``), checked after the password in the same attempt: a wrong code
+    costs what a wrong password does."""
     client_ip = client.ip or "unknown"
-    from_here = parse_limits(s.login_failure_limits)
     windows = [
-        (parse_limits(s.login_limit_per_ip), ("login-ip", client_ip)),
-        (from_here, ("login-account-ip", phone, client_ip)),
-        (parse_limits(s.login_failure_limits_per_account), ("login-account", phone)),
+        (parse_limits(parts.settings.login_limit_per_ip), ("login-ip", client_ip)),
+        *_login_windows(parts, phone, client_ip),
     ]
     await parts.limiter.hit_all(windows)
     user = await users_repo.get_by_phone(session, phone)
@@ -85,15 +123,23 @@ async def login_with_password(
         AUTH_EVENTS.labels("login_password", "failed").inc()
         raise AppError(ErrorCode.AUTH_INVALID_CREDENTIALS)
     _ensure_active(user)
+    mfa = await totp.second_factor(session, cipher, user, totp_code)
     # Only this address's back-off is forgiven: the ceiling keeps counting a guesser elsewhere.
-    await parts.limiter.clear(from_here, "login-account-ip", phone, client_ip)
-    pair = await tokens.start_session(session, parts, user, method="password", client=client)
+    await parts.limiter.clear(parse_limits(parts.settings.login_failure_limits), "login-account-ip", phone, client_ip)
+    pair = await tokens.start_session(session, parts, user, method="password", client=client, mfa=mfa)
     AUTH_EVENTS.labels("login_password", "ok").inc()
     return LoginResult(pair, user, False)
 
 
 async def login_with_wechat(
-    session: AsyncSession, parts: AccountParts, *, code: str, invite_code: str | None, client: ClientInfo
+    session: AsyncSession,
+    parts: AccountParts,
+    cipher: EnvelopeCipher,
+    *,
+    code: str,
+    invite_code: str | None,
+    client: ClientInfo,
+    totp_code: str | None = None,
 ) -> LoginResult:
     wechat = wechat_of(parts)
     referrer = await _referrer_for(session, invite_code)
@@ -103,7 +149,8 @@ async def login_with_wechat(
         session, wx.openid, wx.unionid, policy=SignupPolicy.of(parts.settings), referrer=referrer
     )
     _ensure_active(user)
-    pair = await tokens.start_session(session, parts, user, method="wechat", client=client)
+    mfa = await _totp_after(session, parts, cipher, user, totp_code, client)
+    pair = await tokens.start_session(session, parts, user, method="wechat", client=client, mfa=mfa)
     AUTH_EVENTS.labels("login_wechat", "registered" if created else "ok").inc()
     return LoginResult(pair, user, created)
 

@@ -59,15 +59,17 @@ def _pair(parts: AccountParts, user: User, session_id: str, refresh: str) -> Tok
 
 
 async def start_session(
-    session: AsyncSession, parts: AccountParts, user: User, *, method: str, client: ClientInfo
+    session: AsyncSession, parts: AccountParts, user: User, *, method: str, client: ClientInfo, mfa: bool = False
 ) -> TokenPair:
-    """A new login: a session (the token family) and its first refresh token."""
+    """A new login: a session (the token family) and its first refresh token. ``mfa``: it was
+    opened with a TOTP code (kept on the session, so refreshed tokens keep it)."""
     session_id = new_session_id()
     session.add(
         AuthSession(
             id=session_id,
             user_id=user.id,
             method=method,
+            mfa=mfa,
             client=(client.user_agent or "")[:128] or None,
             device=device_label(client.user_agent),
             ip_masked=mask_ip(client.ip),

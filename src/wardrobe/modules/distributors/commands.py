@@ -1,13 +1,15 @@
 """``wardrobe crypto rotate``: every sealed value onto the current master key.
 
-It lives with the distributors because their ID numbers are the only sealed values the schema
-holds; the envelope machinery (crypto/) knows nothing of who uses it."""
+It lives with the distributors, the highest module that holds sealed values (their ID numbers; the
+auth module's TOTP secrets are the others); the envelope machinery (crypto/) knows nothing of who
+uses it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from wardrobe.core.db import create_engine, create_session_factory
+from wardrobe.modules.auth.totp import SEALED_TOTP_SECRETS
 from wardrobe.modules.crypto.factory import build_key_manager
 from wardrobe.modules.crypto.keys import KeyManager, LocalKeyManager
 from wardrobe.modules.crypto.rotation import RotationReport, SealedColumns, rotate
@@ -17,7 +19,7 @@ from wardrobe.settings import Settings
 
 def sealed_columns() -> list[SealedColumns]:
     """Every kind of sealed value the schema holds."""
-    return [SEALED_ID_NUMBERS]
+    return [SEALED_ID_NUMBERS, SEALED_TOTP_SECRETS]
 
 
 def add_master_key(keys: KeyManager) -> str:

@@ -9,18 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from wardrobe.core.db import unit_of_work
-from wardrobe.core.deps import SessionDep, SessionFactoryDep, part
+from wardrobe.core.deps import SessionDep, SessionFactoryDep, SettingsDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.logging import get_logger
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.permissions import Permission, roles_with
-from wardrobe.core.principal import CurrentUser, Principal, require
+from wardrobe.core.principal import CurrentUser, Principal, check_second_factor, require
 from wardrobe.core.schemas import Id
 from wardrobe.models import Role
-from wardrobe.modules.crypto.envelope import EnvelopeCipher
-from wardrobe.modules.crypto.keys import KeyManager
+from wardrobe.modules.crypto.deps import CipherDep
 from wardrobe.modules.distributors import service
 from wardrobe.modules.distributors.schemas import (
     ApplicationCreate,
@@ -41,18 +40,13 @@ Reviewer = Annotated[Principal, Depends(require(Permission.DISTRIBUTORS_REVIEW))
 DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
 
 
-async def get_cipher(keys: Annotated[KeyManager, Depends(part(KeyManager, backed=False))]) -> EnvelopeCipher:
-    """Envelope encryption on the process's key manager (built in the app's lifespan)."""
-    return EnvelopeCipher(keys)
-
-
-CipherDep = Annotated[EnvelopeCipher, Depends(get_cipher)]
-
-
-async def _revealer(request: Request, principal: CurrentUser, sessions: SessionFactoryDep) -> Principal:
+async def _revealer(
+    request: Request, principal: CurrentUser, sessions: SessionFactoryDep, settings: SettingsDep
+) -> Principal:
     """Admits holders of ``distributors:reveal``. A refusal is audited in a transaction of its own
     (the request's rolls back with the 403), with the reason the caller gave if any."""
     if principal.can(Permission.DISTRIBUTORS_REVEAL):
+        check_second_factor(principal, settings, Permission.DISTRIBUTORS_REVEAL)
         return principal
     reason: str | None = None
     try:

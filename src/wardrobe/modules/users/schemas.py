@@ -58,6 +58,7 @@ class UserOut(BaseModel):
     role: str
     profile_completed: bool
     created_at: datetime
+    totp_enabled: bool = Field(description="Whether logins need the authenticator app's code")
 
     @classmethod
     def of(cls, user: User) -> UserOut:
@@ -73,6 +74,7 @@ class UserOut(BaseModel):
             role=user.role,
             profile_completed=user.profile_completed,
             created_at=user.created_at,
+            totp_enabled=user.totp_enabled_at is not None,
         )
 
 
