@@ -7,11 +7,7 @@ server."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import socket
-import struct
 import threading
 import time
 import uuid
@@ -21,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 import uvicorn
 from sqlalchemy import update
@@ -257,10 +254,5 @@ def as_admin(browser: Browser, console_server: ConsoleServer) -> Browser:
 
 
 def totp_code(secret: str, at: float | None = None) -> str:
-    """RFC 6238 (SHA-1, 30 s, 6 digits), as authenticator apps compute it."""
-    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
-    counter = int((time.time() if at is None else at) // 30)
-    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
-    return f"{value % 1_000_000:06d}"
+    """The code an authenticator app shows at ``at`` (now by default)."""
+    return pyotp.TOTP(secret).at(time.time() if at is None else at)

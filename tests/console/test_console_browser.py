@@ -105,25 +105,32 @@ async def test_an_account_that_is_not_staff_is_told_it_has_no_access(
     assert (opened, live) == (1, 0)  # the login happened, and the console ended its session at once
 
 
-async def test_a_totp_code_is_asked_for_when_the_account_has_one(
+async def test_two_step_sign_in_is_set_up_on_the_account_page_and_then_asked_for(
     browser: Browser, console_server: ConsoleServer
 ) -> None:
     server = console_server
     staff = await server.staff("operator")
-    setup = data(
-        await server.client.post("/api/v1/auth/totp/setup", json={"password": staff.password}, headers=staff.headers)
-    )
-    enabled = await server.client.post(
-        "/api/v1/auth/totp/enable", json={"code": totp_code(setup["secret"])}, headers=staff.headers
-    )
-    assert data(enabled)["enabled"] is True
+    sign_in(browser, server, staff)
+    browser.click("whoami")
+    setup = browser.find("totp-setup")
+    browser.fill("field-password", staff.password, setup)
+    browser.click("totp-setup-submit", setup)
+    secret = browser.find("totp-secret").text
+    enable = browser.find("totp-enable")
+    browser.fill("field-code", totp_code(secret), enable)
+    browser.click("totp-enable-submit", enable)
+    browser.find("totp-disable")  # the page now says it is on
+    kept = json.loads(browser.session_storage()[SESSION_KEY])
+    me = data(await server.client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {kept['access']}"}))
+    assert me["totp_enabled"] is True
+
     _sign_out(browser, server)
     _submit_login(browser, staff.phone, staff.password)
     browser.find("login-totp")
     assert "动态验证码" in browser.text("login-error")
     assert browser.absent("nav")
     # The next 30-second step's code: one the enabling call cannot have used.
-    browser.fill("login-totp", totp_code(setup["secret"], datetime.now(UTC).timestamp() + 30))
+    browser.fill("login-totp", totp_code(secret, datetime.now(UTC).timestamp() + 30))
     browser.click("login-submit")
     browser.find("nav")
     kept = json.loads(browser.session_storage()[SESSION_KEY])
