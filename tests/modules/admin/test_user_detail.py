@@ -149,7 +149,9 @@ async def test_a_users_ledger_pages_newest_first(api: Api) -> None:
     seen: list[int] = []
     cursor = None
     while True:
-        params: dict[str, str | int] = {"limit": 5} | ({"cursor": cursor} if cursor else {})
+        params: dict[str, str | int] = {"limit": 5}
+        if cursor:
+            params["cursor"] = cursor
         page = data(await api.client.get(f"{USERS}/{uid}/ledger", params=params, headers=operator.headers))
         seen += [e["id"] for e in page["items"]]
         assert all(e["user_id"] == uid for e in page["items"])
