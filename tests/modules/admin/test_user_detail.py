@@ -4,7 +4,7 @@ fixed number of queries however long the user's history."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
@@ -18,7 +18,7 @@ from tests.modules.admin.history import (
     statements,
 )
 from wardrobe.core.db import unit_of_work
-from wardrobe.models import LedgerEntry
+from wardrobe.models import AuditLog, LedgerEntry
 
 USERS = "/api/v1/admin/users"
 
@@ -122,6 +122,8 @@ async def test_user_detail_shows_everything_with_the_phone_masked(api: Api) -> N
     [login] = detail["sessions"]
     assert (login["ip_masked"], login["revoked_at"], login["method"]) == ("203.0.113.*", None, "sms")
     assert login["last_used_at"] == login["created_at"]
+    async with unit_of_work(api.infra.session_factory) as db:  # reading is not audited
+        assert await db.scalar(select(func.count()).select_from(AuditLog)) == 0
 
 
 async def test_the_detail_costs_the_same_queries_for_a_long_history_as_for_a_short_one(api: Api) -> None:
