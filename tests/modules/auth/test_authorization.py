@@ -85,6 +85,11 @@ ACCESS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/admin/users"): ADMIN,
     ("patch", "/api/v1/admin/users/{user_id}"): OPERATOR,
     ("post", "/api/v1/admin/users/{user_id}/revoke-sessions"): OPERATOR,
+    ("get", "/api/v1/admin/users/{user_id}"): OPERATOR,
+    ("get", "/api/v1/admin/users/{user_id}/ledger"): OPERATOR,
+    ("get", "/api/v1/admin/audit-logs"): OPERATOR,
+    ("get", "/api/v1/admin/exports/orders.csv"): OPERATOR,
+    ("get", "/api/v1/admin/exports/ledger.csv"): OPERATOR,
     # Distributors: operators review (ID numbers masked); decrypting one is an admin's, audited.
     ("post", "/api/v1/distributors/applications"): USER,
     ("get", "/api/v1/distributors/me"): USER,
