@@ -59,6 +59,7 @@ ACTIONS = frozenset(
         "reject",
         "reset",
         "reveal-id",
+        "retry",
         "revoke-sessions",
         "switch",
     }
