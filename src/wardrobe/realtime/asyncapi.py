@@ -81,17 +81,45 @@ _QUOTA = {
 }
 
 
+def _provider_schemas() -> dict[str, Any]:
+    """The staff's provider feed: subscribe_providers, its acknowledgement, provider.health."""
+    providers = {
+        "type": "array",
+        "items": {"$ref": REF.format(model="ProviderOut")},
+        "description": "Every provider as GET /api/v1/admin/providers shows it",
+    }
+    return {
+        "ProviderHealth": _event(PROVIDER_HEALTH, providers),
+        "SubscribeProviders": {"description": "No payload (anything sent is ignored)"},
+        "SubscribeProvidersAck": {
+            "type": "object",
+            "required": ["ok", "providers"],
+            "additionalProperties": False,
+            "properties": {
+                "ok": {"type": "boolean"},
+                "code": {
+                    "enum": _names([ErrorCode.PERMISSION_DENIED, *SESSION_CODES]),
+                    "description": "Why not (only when ok is false): PERMISSION_DENIED without catalog:read",
+                },
+                "providers": {**providers, "description": "The views now (empty when ok is false)"},
+            },
+        },
+        "UnsubscribeProvidersAck": {
+            "type": "object",
+            "required": ["ok"],
+            "additionalProperties": False,
+            "properties": {"ok": {"type": "boolean"}},
+        },
+    }
+
+
 def _schemas() -> dict[str, Any]:
     _, defs = models_json_schema(
         [(TaskOut, "serialization"), (OrderOut, "serialization"), (ProviderOut, "serialization")], ref_template=REF
     )
     schemas: dict[str, Any] = dict(defs["$defs"])
     task = {"$ref": REF.format(model="TaskOut")}
-    providers = {
-        "type": "array",
-        "items": {"$ref": REF.format(model="ProviderOut")},
-        "description": "Every provider as GET /api/v1/admin/providers shows it",
-    }
+    schemas.update(_provider_schemas())
     schemas.update(
         {
             "TaskUpdated": _event("task.updated", task),
@@ -130,27 +158,6 @@ def _schemas() -> dict[str, Any]:
                 },
             },
             "Unsubscribe": {"type": "object", "required": ["task_ids"], "properties": {"task_ids": _TASK_IDS}},
-            "ProviderHealth": _event(PROVIDER_HEALTH, providers),
-            "SubscribeProviders": {"description": "No payload (anything sent is ignored)"},
-            "SubscribeProvidersAck": {
-                "type": "object",
-                "required": ["ok", "providers"],
-                "additionalProperties": False,
-                "properties": {
-                    "ok": {"type": "boolean"},
-                    "code": {
-                        "enum": _names([ErrorCode.PERMISSION_DENIED, *SESSION_CODES]),
-                        "description": "Why not (only when ok is false): PERMISSION_DENIED without catalog:read",
-                    },
-                    "providers": {**providers, "description": "The views now (empty when ok is false)"},
-                },
-            },
-            "UnsubscribeProvidersAck": {
-                "type": "object",
-                "required": ["ok"],
-                "additionalProperties": False,
-                "properties": {"ok": {"type": "boolean"}},
-            },
             "UnsubscribeAck": {
                 "type": "object",
                 "required": ["ok"],
