@@ -126,8 +126,9 @@ async def detail(session: AsyncSession, views: TaskViews, task: Task) -> dict[st
     of that hold, its retry links and the staff actions on it."""
     rows = await repo.steps(session, task.id)
     by_step = {r.step_id: r for r in rows}
-    order = (await views.step_orders(session, {task.pipeline_schema_id}))[task.pipeline_schema_id]
-    order += [r.step_id for r in rows if r.step_id not in order]  # from a pipeline since changed
+    # A copy: the views cache the order for the process's life.
+    order = list((await views.step_orders(session, {task.pipeline_schema_id}))[task.pipeline_schema_id])
+    order += [r.step_id for r in rows if r.step_id not in order]  # not in its pipeline: shown last
     providers = list(dict.fromkeys(r.provider for r in rows if r.provider))
     retry_of = (await repo.public_ids(session, {task.retry_of})).get(task.retry_of) if task.retry_of else None
     ref = hold_ref(task)
