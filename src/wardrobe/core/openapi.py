@@ -61,6 +61,7 @@ ACTIONS = frozenset(
         "reject",
         "reset",
         "reveal-id",
+        "retry",
         "revoke-sessions",
         "setup",
         "switch",

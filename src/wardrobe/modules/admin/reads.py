@@ -140,7 +140,7 @@ def _order_row(order: Order) -> dict[str, Any]:
     }
 
 
-def task_row(task: Task, providers: list[str]) -> dict[str, Any]:
+def task_row(task: Task, providers: list[str], retry_of: str | None) -> dict[str, Any]:
     duration = None
     if task.started_at is not None and task.finished_at is not None:
         duration = int((task.finished_at - task.started_at).total_seconds() * 1000)
@@ -159,18 +159,18 @@ def task_row(task: Task, providers: list[str]) -> dict[str, Any]:
         "started_at": task.started_at,
         "finished_at": task.finished_at,
         "duration_ms": duration,
-        "retry_of": None,
+        "retry_of": retry_of,
     }
 
 
 async def _tasks(session: AsyncSession, user_id: int) -> dict[str, Any]:
     by_status = await repository.task_counts(session, user_id)
     recent = await repository.recent_tasks(session, user_id, limit=DETAIL_TASKS)
-    providers = await repository.providers_of(session, [t.id for t in recent])
+    providers = await repository.providers_of(session, [t.id for t, _ in recent])
     return {
         "total": sum(by_status.values()),
         "by_status": by_status,
-        "recent": [task_row(t, providers.get(t.id, [])) for t in recent],
+        "recent": [task_row(t, providers.get(t.id, []), retry_of) for t, retry_of in recent],
     }
 
 

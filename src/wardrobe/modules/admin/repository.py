@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from wardrobe.models import (
     AuditLog,
@@ -73,9 +74,17 @@ async def task_counts(session: AsyncSession, user_id: int) -> dict[str, int]:
     return {status: int(n) for status, n in (await session.execute(stmt)).all()}
 
 
-async def recent_tasks(session: AsyncSession, user_id: int, *, limit: int) -> list[Task]:
-    stmt = select(Task).where(Task.user_id == user_id).order_by(Task.id.desc()).limit(limit)
-    return list(await session.scalars(stmt))
+async def recent_tasks(session: AsyncSession, user_id: int, *, limit: int) -> list[tuple[Task, str | None]]:
+    """The user's newest tasks, each with the public id of the task it retries (one statement)."""
+    original = aliased(Task)
+    stmt = (
+        select(Task, original.public_id)
+        .outerjoin(original, original.id == Task.retry_of)
+        .where(Task.user_id == user_id)
+        .order_by(Task.id.desc())
+        .limit(limit)
+    )
+    return [(task, retry_of) for task, retry_of in (await session.execute(stmt)).all()]
 
 
 async def providers_of(session: AsyncSession, task_ids: list[int]) -> dict[int, list[str]]:
