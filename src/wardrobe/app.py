@@ -36,13 +36,21 @@ from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.storage.backend import OBJECTS_PATH
 from wardrobe.modules.storage.endpoints import router as storage_router
 from wardrobe.modules.storage.service import build_upload_services
+from wardrobe.modules.tasks.admin_endpoints import router as tasks_admin_router
 from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.realtime.asyncapi import router as asyncapi_router
 from wardrobe.realtime.events import server_emitter
 from wardrobe.realtime.http_docs import SOCKETIO_PATHS
 from wardrobe.realtime.hub import HubParts, RealtimeHub
 from wardrobe.settings import Environment, Settings, get_settings
-from wardrobe.wiring import Infra, build_infra, close_infra, prepare_database, register_parts
+from wardrobe.wiring import (
+    Infra,
+    build_infra,
+    close_infra,
+    prepare_database,
+    provider_views_reader,
+    register_parts,
+)
 from wardrobe.worker.scheduler import keep_invite_pool_full, run_embedded_housekeeping
 
 log = get_logger("wardrobe.app")
@@ -79,6 +87,7 @@ ROUTERS = (
     billing_router,
     payments_router,
     tasks_router,
+    tasks_admin_router,
     catalog_router,
     providers_router,
     callbacks_router,
@@ -92,7 +101,8 @@ ROUTERS = (
 async def _start_realtime(infra: Infra, hub: RealtimeHub) -> None:
     """Socket.IO's part of the process: the hub reads sessions and tasks, and ended sessions'
     sockets are dropped (any process's relay publishes a revocation; each drops its own)."""
-    hub.attach(HubParts(infra.session_factory, infra.tokens, infra.limiter, infra.task_views), infra.redis)
+    parts = HubParts(infra.session_factory, infra.tokens, infra.limiter, infra.task_views, provider_views_reader(infra))
+    hub.attach(parts, infra.redis)
     infra.revocations.listen(hub.on_revoked)
     await infra.revocations.start()
     await hub.start()

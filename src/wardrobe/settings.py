@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     socket_connect_limit_per_ip: str = "60/minute"
     socket_connect_limit_per_user: str = "30/minute"
     sockets_per_user: int = Field(default=10, ge=1, le=1000)
+    # How often an API process re-reads the provider views while one of its staff sockets follows
+    # them (subscribe_providers); a change is pushed at the next read.
+    socket_provider_push_seconds: float = Field(default=2.0, ge=0.1, le=60)
 
     # SMS codes and their limits
     sms_backend: SmsBackend = SmsBackend.CONSOLE

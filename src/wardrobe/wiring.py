@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from wardrobe.core.cache import Cache, Policy
-from wardrobe.core.db import create_engine, create_session_factory, unit_of_work
+from wardrobe.core.db import create_engine, create_session_factory, finish, unit_of_work
 from wardrobe.core.deps import Parts
 from wardrobe.core.edge_limits import EdgeLimits, EndpointClass
 from wardrobe.core.outbox import Announcer
@@ -45,6 +45,7 @@ from wardrobe.modules.moderation.moderator import Moderator
 from wardrobe.modules.payments.alipay import AlipayGateway
 from wardrobe.modules.payments.gateway import PaymentGateway, Payments
 from wardrobe.modules.payments.wechat import WeChatPayGateway
+from wardrobe.modules.providers import service as providers_service
 from wardrobe.modules.providers import switches
 from wardrobe.modules.providers.accounts import ACCOUNTS, AccountDirectory, SecretBox
 from wardrobe.modules.providers.adapters.local import InstantProvider, LocalImageProvider
@@ -393,7 +394,7 @@ def register_parts(infra: Infra, uploads: UploadServices, key_manager: KeyManage
     parts.provide(KeyManager, lambda: key_manager)
     # The providers' parts are those the engine works with: operators see its slots and breakers,
     # and a callback wakes the steps its runs poll.
-    health = ProviderHealth(infra.redis, infra.runtime.health_key, infra.runtime.engine.breaker)
+    health = provider_health(infra)
     # The engine's own vendor accounts and moderator: one of each per process, which the runs and
     # the routes share.
     parts.provide(AccountDirectory, lambda: infra.runtime.engine.accounts)
@@ -404,6 +405,26 @@ def register_parts(infra: Infra, uploads: UploadServices, key_manager: KeyManage
     parts.provide(AccountParts, lambda: account_parts(infra))
     parts.provide(TaskParts, lambda: task_parts(infra))
     return parts
+
+
+def provider_health(infra: Infra) -> ProviderHealth:
+    """What operators see of the providers' health: what the engine's breakers publish."""
+    return ProviderHealth(infra.redis, infra.runtime.health_key, infra.runtime.engine.breaker)
+
+
+def provider_views_reader(infra: Infra) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
+    """Reads the provider views of GET /api/v1/admin/providers (for the hub's provider.health)."""
+    health = provider_health(infra)
+
+    async def read() -> list[dict[str, Any]]:
+        async with infra.session_factory() as session:
+            views = await providers_service.provider_views(
+                session, infra.providers, infra.settings.provider_concurrency, infra.runtime.engine.slots, health
+            )
+            await finish(session)
+        return views
+
+    return read
 
 
 def account_parts(infra: Infra) -> AccountParts:

@@ -181,4 +181,42 @@ async def test_every_reference_in_the_document_resolves(api: Api) -> None:
     for ref in found:
         resolver.lookup(f"{ASYNCAPI}{ref}")
     names = {m["name"] for m in contract.document["components"]["messages"].values()}
-    assert names == {"task.updated", "quota.updated", "order.updated", "session.ended", "subscribe", "unsubscribe"}
+    assert names == {
+        "task.updated",
+        "quota.updated",
+        "order.updated",
+        "session.ended",
+        "subscribe",
+        "unsubscribe",
+        "provider.health",
+        "subscribe_providers",
+        "unsubscribe_providers",
+    }
+
+
+async def test_the_provider_feed_matches_the_documented_payloads(api_factory: Any) -> None:
+    api: Api = await api_factory(socket_provider_push_seconds=0.1)
+    contract = await _contract(api)
+    operator, user = await login_as(api, "operator"), await sms_login(api.client)
+    async with live(api.app) as url:
+        staff, plain = Listener(), Listener()
+        await staff.connect(url, operator.access)
+        await plain.connect(url, user.access)
+        try:
+            contract.check("SubscribeProvidersAck", await plain.client.call("subscribe_providers", {}, timeout=10))
+            ack = await staff.client.call("subscribe_providers", timeout=10)
+            contract.check("SubscribeProvidersAck", ack)
+            assert ack["ok"] is True
+            switch = {"enabled": False, "reason": "contract"}
+            data(await api.client.post("/api/v1/admin/providers/instant/switch", json=switch, headers=operator.headers))
+
+            async def told() -> bool:
+                return bool(staff.providers)
+
+            await wait_until(told)
+            for event in staff.providers:
+                contract.check("ProviderHealth", event)
+            contract.check("UnsubscribeProvidersAck", await staff.client.call("unsubscribe_providers", timeout=10))
+        finally:
+            await staff.close()
+            await plain.close()

@@ -61,6 +61,7 @@ ACTIONS = frozenset(
         "reject",
         "reset",
         "reveal-id",
+        "retry",
         "revoke-sessions",
         "setup",
         "switch",
@@ -95,7 +96,8 @@ def operation_id(route: Any) -> str:
         verb = "list"
     else:
         verb = _METHOD_VERBS[method]
-    return "_".join([*nouns, verb]).replace("-", "_")
+    # A file name in a path (exports/orders.csv) gives its extension as a word: orders_csv.
+    return "_".join([*nouns, verb]).replace("-", "_").replace(".", "_")
 
 
 # -- Rules beyond JSON Schema -------------------------------------------------------------------

@@ -102,6 +102,8 @@ class LedgerEntry(Base):
     __table_args__ = (
         UniqueConstraint("kind", "ref", name="uq_quota_ledger_kind_ref"),
         Index("ix_quota_ledger_user_id_id", "user_id", "id"),
+        # Accounting's CSV export reads a date range.
+        Index("ix_quota_ledger_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

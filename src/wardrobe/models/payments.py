@@ -51,6 +51,8 @@ class Order(Base):
     __table_args__ = (
         Index("ix_orders_user_id_id", "user_id", "id"),
         Index("ix_orders_status_created_at", "status", "created_at"),
+        # Accounting's CSV export reads a date range.
+        Index("ix_orders_created_at", "created_at"),
         CheckConstraint("amount_fen > 0", name="amount_positive"),
         CheckConstraint(
             "refunded_fen >= 0 AND refund_pending_fen >= 0 AND refunded_fen + refund_pending_fen <= paid_fen",

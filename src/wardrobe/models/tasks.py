@@ -42,6 +42,12 @@ class Task(Base):
         Index("ix_tasks_user_id_feature_id", "user_id", "feature_key", "id"),
         Index("ix_tasks_status_lease", "status", "lease_expires_at"),
         Index("ix_tasks_status_id", "status", "id"),
+        # The support console's filters, each walked newest first (keyset on id).
+        Index("ix_tasks_feature_key_id", "feature_key", "id"),
+        Index("ix_tasks_error_code_id", "error_code", "id"),
+        Index("ix_tasks_created_at", "created_at"),
+        # A failed task is retried (at no charge) at most once: the race is settled here.
+        UniqueConstraint("retry_of", name="uq_tasks_retry_of"),
         # The retention sweep: finished tasks whose files are still kept, oldest first.
         Index("ix_tasks_files_purged_at_finished_at", "files_purged_at", "finished_at"),
     )
@@ -75,13 +81,19 @@ class Task(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When its uploads and results were deleted (retention, deletion): outputs are then empty.
     files_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The failed task an operator retried as this one (which then costs nothing).
+    retry_of: Mapped[int | None] = mapped_column(BigId, ForeignKey("tasks.id"))
 
 
 class TaskStep(Base):
     """The persisted state of one step of one task: what lets another worker resume it."""
 
     __tablename__ = "task_steps"
-    __table_args__ = (UniqueConstraint("task_id", "step_id", name="uq_task_steps_task_id_step_id"),)
+    __table_args__ = (
+        UniqueConstraint("task_id", "step_id", name="uq_task_steps_task_id_step_id"),
+        # "Tasks that used this provider", newest first: the support console's provider filter.
+        Index("ix_task_steps_provider_task_id", "provider", "task_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     task_id: Mapped[int] = mapped_column(BigId, ForeignKey("tasks.id"))

@@ -94,10 +94,12 @@ class AuditLog(Base):
         Index("ix_audit_logs_target", "target_type", "target_id", "created_at"),
         Index("ix_audit_logs_action", "action", "created_at"),
         Index("ix_audit_logs_created_at", "created_at"),
+        # The audit-log reader filters by actor and pages newest first: (actor, time) serves both.
+        Index("ix_audit_logs_actor", "actor_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(String(64))
     target_type: Mapped[str] = mapped_column(String(32))
     target_id: Mapped[str] = mapped_column(String(64))

@@ -16,8 +16,10 @@ from starlette.responses import JSONResponse
 
 from wardrobe.core.errors import ErrorCode
 from wardrobe.modules.payments.schemas import OrderOut
+from wardrobe.modules.providers.endpoints import ProviderOut
 from wardrobe.modules.tasks.schemas import TaskOut
 from wardrobe.realtime.hub import MAX_SUBSCRIBE, SESSION_ENDED
+from wardrobe.realtime.provider_feed import PROVIDER_HEALTH
 
 router = APIRouter()
 REF = "#/components/schemas/{model}"
@@ -65,7 +67,7 @@ _TASK_IDS = {
     "minItems": 1,
     "maxItems": MAX_SUBSCRIBE,
     "items": {"type": "string", "minLength": 1, "maxLength": 64},
-    "description": "Ids of the caller's tasks (duplicates count once)",
+    "description": "Ids of the caller's tasks, or of any user's for staff with tasks:read (duplicates count once)",
 }
 _QUOTA = {
     "type": "object",
@@ -79,10 +81,45 @@ _QUOTA = {
 }
 
 
+def _provider_schemas() -> dict[str, Any]:
+    """The staff's provider feed: subscribe_providers, its acknowledgement, provider.health."""
+    providers = {
+        "type": "array",
+        "items": {"$ref": REF.format(model="ProviderOut")},
+        "description": "Every provider as GET /api/v1/admin/providers shows it",
+    }
+    return {
+        "ProviderHealth": _event(PROVIDER_HEALTH, providers),
+        "SubscribeProviders": {"description": "No payload (anything sent is ignored)"},
+        "SubscribeProvidersAck": {
+            "type": "object",
+            "required": ["ok", "providers"],
+            "additionalProperties": False,
+            "properties": {
+                "ok": {"type": "boolean"},
+                "code": {
+                    "enum": _names([ErrorCode.PERMISSION_DENIED, *SESSION_CODES]),
+                    "description": "Why not (only when ok is false): PERMISSION_DENIED without catalog:read",
+                },
+                "providers": {**providers, "description": "The views now (empty when ok is false)"},
+            },
+        },
+        "UnsubscribeProvidersAck": {
+            "type": "object",
+            "required": ["ok"],
+            "additionalProperties": False,
+            "properties": {"ok": {"type": "boolean"}},
+        },
+    }
+
+
 def _schemas() -> dict[str, Any]:
-    _, defs = models_json_schema([(TaskOut, "serialization"), (OrderOut, "serialization")], ref_template=REF)
+    _, defs = models_json_schema(
+        [(TaskOut, "serialization"), (OrderOut, "serialization"), (ProviderOut, "serialization")], ref_template=REF
+    )
     schemas: dict[str, Any] = dict(defs["$defs"])
     task = {"$ref": REF.format(model="TaskOut")}
+    schemas.update(_provider_schemas())
     schemas.update(
         {
             "TaskUpdated": _event("task.updated", task),
@@ -174,10 +211,34 @@ _MESSAGES = {
         "Sent just before the server drops the socket: its session ended (logout, revoked, banned, password "
         "changed) or its access token expired. Reconnect with a fresh token, or log in again.",
     ),
-    "subscribe": _message("subscribe", "Subscribe", "Join the rooms of these tasks of yours (acknowledged)"),
+    "providerHealth": _message(
+        PROVIDER_HEALTH,
+        "ProviderHealth",
+        "The provider views (switch, slots in use, health, accounts) to staff who emitted subscribe_providers, "
+        "whenever they change; each API process checks at most every WARDROBE_SOCKET_PROVIDER_PUSH_SECONDS",
+    ),
+    "subscribe": _message(
+        "subscribe",
+        "Subscribe",
+        "Join the rooms of these tasks of yours (any user's for staff with tasks:read) (acknowledged)",
+    ),
     "subscribeAck": _message("subscribe", "SubscribeAck", "The acknowledgement of subscribe"),
     "unsubscribe": _message("unsubscribe", "Unsubscribe", "Leave these tasks' rooms (acknowledged)"),
     "unsubscribeAck": _message("unsubscribe", "UnsubscribeAck", "The acknowledgement of unsubscribe"),
+    "subscribeProviders": _message(
+        "subscribe_providers",
+        "SubscribeProviders",
+        "Staff with catalog:read: follow the providers' health (provider.health) (acknowledged)",
+    ),
+    "subscribeProvidersAck": _message(
+        "subscribe_providers", "SubscribeProvidersAck", "The acknowledgement of subscribe_providers"
+    ),
+    "unsubscribeProviders": _message(
+        "unsubscribe_providers", "SubscribeProviders", "Stop following the providers' health (acknowledged)"
+    ),
+    "unsubscribeProvidersAck": _message(
+        "unsubscribe_providers", "UnsubscribeProvidersAck", "The acknowledgement of unsubscribe_providers"
+    ),
 }
 
 
@@ -244,6 +305,9 @@ def asyncapi_document() -> dict[str, Any]:
         "operations": {
             "receiveSubscribe": _operation("receive", "subscribe", "subscribeAck"),
             "receiveUnsubscribe": _operation("receive", "unsubscribe", "unsubscribeAck"),
+            "receiveSubscribeProviders": _operation("receive", "subscribeProviders", "subscribeProvidersAck"),
+            "receiveUnsubscribeProviders": _operation("receive", "unsubscribeProviders", "unsubscribeProvidersAck"),
+            "sendProviderHealth": _operation("send", "providerHealth"),
             "sendTaskUpdated": _operation("send", "taskUpdated"),
             "sendQuotaUpdated": _operation("send", "quotaUpdated"),
             "sendOrderUpdated": _operation("send", "orderUpdated"),

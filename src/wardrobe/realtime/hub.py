@@ -13,7 +13,10 @@ with a fresh one. Before a drop the server emits ``session.ended`` with the reas
 
 ``subscribe`` ``{task_ids: [...]}`` joins the rooms of the caller's own tasks and acknowledges
 with their current state, so a client that reconnects starts from the truth; ids that are not the
-caller's are listed as refused and never joined.
+caller's are listed as refused and never joined. Staff whose role grants ``tasks:read`` (the
+support console) may subscribe to any user's task. Staff with ``catalog:read`` may also
+``subscribe_providers`` to hear ``provider.health`` (provider_feed.py). Roles are read from the
+database at each subscribe, like every permission check.
 
 Events are ``{type, payload, traceId}``. Who emits them: ``TaskEvents`` (events.py), after commit,
 in whichever process changed the task. Across processes they travel through Redis
@@ -43,6 +46,7 @@ from wardrobe.core.edge_limits import client_address, parse_networks
 from wardrobe.core.errors import AppError, ErrorCode, RateLimited
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import SOCKET_EVENTS
+from wardrobe.core.permissions import Permission, has_permission
 from wardrobe.core.principal import verified_user
 from wardrobe.core.ratelimit import RateLimiter, parse_limits
 from wardrobe.core.security import AccessClaims, TokenCodec
@@ -50,6 +54,7 @@ from wardrobe.models import Task
 from wardrobe.modules.tasks.presenter import TaskViews, present
 from wardrobe.realtime.http_docs import METHODS
 from wardrobe.realtime.nodes import name_sessions
+from wardrobe.realtime.provider_feed import ProviderFeed, ReadViews
 from wardrobe.realtime.revocations import Revoked
 from wardrobe.realtime.seats import RENEW_SECONDS, MemorySeats, RedisSeats, Seats
 from wardrobe.settings import Settings
@@ -124,6 +129,8 @@ class HubParts:
     tokens: TokenCodec
     limiter: RateLimiter
     views: TaskViews
+    # The provider views of GET /api/v1/admin/providers, read afresh (provider.health).
+    provider_views: ReadViews
 
 
 @dataclass(slots=True)
@@ -132,6 +139,7 @@ class Held:
 
     claims: AccessClaims
     expiry: asyncio.TimerHandle | None = field(default=None)
+    role: str = ""  # as the database said at the last check (connect, subscribe)
 
 
 class RealtimeHub:
@@ -166,6 +174,9 @@ class RealtimeHub:
         self.sio.on("disconnect", self._disconnect)
         self.sio.on("subscribe", self._subscribe)
         self.sio.on("unsubscribe", self._unsubscribe)
+        self.sio.on("subscribe_providers", self._subscribe_providers)
+        self.sio.on("unsubscribe_providers", self._unsubscribe_providers)
+        self.providers = ProviderFeed(self.sio, settings.socket_provider_push_seconds)
 
     def asgi_app(self) -> ASGIApp:
         return _methods_or_405(socketio.ASGIApp(self.sio, socketio_path="socket.io"))
@@ -174,6 +185,7 @@ class RealtimeHub:
         """The process's parts, once its lifespan has built them; seats are counted in ``redis``
         across processes when there is one."""
         self.parts = parts
+        self.providers.attach(parts.provider_views)
         if redis is not None:
             self.seats = RedisSeats(redis, self.settings.redis_key_prefix)
 
@@ -182,6 +194,7 @@ class RealtimeHub:
             self._renewer = asyncio.create_task(self._renew_forever(), name="socket-seats")
 
     async def stop(self) -> None:
+        await self.providers.stop()
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -245,7 +258,7 @@ class RealtimeHub:
         await self._take_connect_units(parts, ip, claims.user_id)
         try:
             async with parts.session_factory() as session:
-                await verified_user(session, claims)
+                user = await verified_user(session, claims)
         except AppError as exc:
             raise self._refuse(exc.code) from None
         if not await self._seat(claims.user_id, sid):
@@ -256,7 +269,7 @@ class RealtimeHub:
         except BaseException:
             await self._unseat(claims.user_id, sid)
             raise
-        self._hold(sid, claims)
+        self._hold(sid, claims, user.role)
         SOCKET_EVENTS.labels("connect", "accepted").inc()
 
     async def _seat(self, user_id: int, sid: str) -> bool:
@@ -272,15 +285,16 @@ class RealtimeHub:
         except Exception as exc:
             log.warning("socket_seats_unavailable", error_type=type(exc).__name__)
 
-    def _hold(self, sid: str, claims: AccessClaims) -> None:
+    def _hold(self, sid: str, claims: AccessClaims, role: str) -> None:
         loop = asyncio.get_running_loop()
         delay = max(0.0, claims.expires_at - time.time())
-        held = Held(claims)
+        held = Held(claims, role=role)
         held.expiry = loop.call_later(delay, self._end_soon, sid, ErrorCode.AUTH_TOKEN_EXPIRED)
         self.held[sid] = held
         self._by_user.setdefault(claims.user_id, set()).add(sid)
 
     async def _disconnect(self, sid: str, *_: Any) -> None:
+        self.providers.forget(sid)
         held = self.held.pop(sid, None)
         if held is None:
             return
@@ -343,7 +357,7 @@ class RealtimeHub:
         if code is None:
             try:
                 async with self._parts().session_factory() as session:
-                    await verified_user(session, held.claims)
+                    held.role = (await verified_user(session, held.claims)).role
             except AppError as exc:
                 code = exc.code
         if code is not None:
@@ -360,7 +374,11 @@ class RealtimeHub:
             code = (refusal or ErrorCode.AUTH_REQUIRED).name
             return {"ok": False, "code": code, "tasks": [], "refused": ids}
         parts = self._parts()
-        owned_ids = Task.user_id == held.claims.user_id, Task.public_id.in_(ids), Task.deleted_at.is_(None)
+        if has_permission(held.role, Permission.TASKS_READ):
+            # Support staff follow any user's task (the console's task page).
+            owned_ids: tuple[Any, ...] = (Task.public_id.in_(ids),)
+        else:
+            owned_ids = Task.user_id == held.claims.user_id, Task.public_id.in_(ids), Task.deleted_at.is_(None)
         async with parts.session_factory() as session:
             owned = set(await session.scalars(select(Task.public_id).where(*owned_ids)))
             await finish(session)
@@ -382,4 +400,18 @@ class RealtimeHub:
             return {"ok": False, "code": ErrorCode.VALIDATION_FAILED.name}
         for public_id in ids:
             await self.sio.leave_room(sid, task_room(public_id))
+        return {"ok": True}
+
+    async def _subscribe_providers(self, sid: str, _: Any = None) -> dict[str, Any]:
+        """Staff with ``catalog:read`` follow the provider views: the current ones in the
+        acknowledgement, then ``provider.health`` whenever they change."""
+        held, refusal = await self._recheck(sid)
+        if held is None:
+            return {"ok": False, "code": (refusal or ErrorCode.AUTH_REQUIRED).name, "providers": []}
+        if not has_permission(held.role, Permission.CATALOG_READ):
+            return {"ok": False, "code": ErrorCode.PERMISSION_DENIED.name, "providers": []}
+        return {"ok": True, "providers": await self.providers.follow(sid)}
+
+    async def _unsubscribe_providers(self, sid: str, _: Any = None) -> dict[str, Any]:
+        await self.providers.unfollow(sid)
         return {"ok": True}

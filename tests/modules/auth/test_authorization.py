@@ -57,6 +57,11 @@ ACCESS: dict[tuple[str, str], str] = {
     ("get", "/api/v1/tasks/{task_id}"): USER,
     ("post", "/api/v1/tasks/{task_id}/cancel"): USER,
     ("delete", "/api/v1/tasks/{task_id}"): USER,
+    # The support console: operators read any task with its internals, cancel and retry.
+    ("get", "/api/v1/admin/tasks"): OPERATOR,
+    ("get", "/api/v1/admin/tasks/{task_id}"): OPERATOR,
+    ("post", "/api/v1/admin/tasks/{task_id}/cancel"): OPERATOR,
+    ("post", "/api/v1/admin/tasks/{task_id}/retry"): OPERATOR,
     ("get", "/api/v1/admin/features"): OPERATOR,
     ("post", "/api/v1/admin/features"): ADMIN,
     ("put", "/api/v1/admin/features/{feature_id}"): ADMIN,
@@ -85,6 +90,11 @@ ACCESS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/admin/users"): ADMIN,
     ("patch", "/api/v1/admin/users/{user_id}"): OPERATOR,
     ("post", "/api/v1/admin/users/{user_id}/revoke-sessions"): OPERATOR,
+    ("get", "/api/v1/admin/users/{user_id}"): OPERATOR,
+    ("get", "/api/v1/admin/users/{user_id}/ledger"): OPERATOR,
+    ("get", "/api/v1/admin/audit-logs"): OPERATOR,
+    ("get", "/api/v1/admin/exports/orders.csv"): OPERATOR,
+    ("get", "/api/v1/admin/exports/ledger.csv"): OPERATOR,
     # Distributors: operators review (ID numbers masked); decrypting one is an admin's, audited.
     ("post", "/api/v1/distributors/applications"): USER,
     ("get", "/api/v1/distributors/me"): USER,

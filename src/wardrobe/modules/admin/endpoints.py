@@ -1,4 +1,5 @@
-"""HTTP routes of /api/v1/admin/users (operators read, admins change)."""
+"""HTTP routes of /api/v1/admin: users (operators read and ban, admins change roles), and the
+routers of the audit log and the exports, included here."""
 
 from __future__ import annotations
 
@@ -8,25 +9,28 @@ from fastapi import APIRouter, Depends, Query
 
 from wardrobe.core.deps import SessionDep, SettingsDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
-from wardrobe.core.errors import ErrorCode
+from wardrobe.core.errors import ErrorCode, ValidationFailed
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
+from wardrobe.core.pagination import CursorQuery, decode_cursor
 from wardrobe.core.permissions import Permission
 from wardrobe.core.principal import Principal, require
 from wardrobe.core.schemas import Id
-from wardrobe.modules.admin import service
+from wardrobe.modules.admin import audit_endpoints, export_endpoints, reads, service
+from wardrobe.modules.admin.repository import UserFilter
 from wardrobe.modules.admin.schemas import (
     AdminUserCreate,
+    AdminUserDetail,
     AdminUserOut,
     AdminUserPage,
     AdminUserUpdate,
+    LedgerPage,
     Reason,
     RoleName,
     SessionsRevoked,
+    StatusName,
 )
 from wardrobe.modules.auth.phone import MAX_PHONE_LENGTH, PHONE_PATTERN, normalize_phone
-from wardrobe.modules.users import repository as users_repo
-from wardrobe.modules.users.schemas import UserOut
+from wardrobe.modules.users.invite_codes import normalize_code
 from wardrobe.modules.users.service import SignupPolicy
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -38,16 +42,20 @@ Revoker = Annotated[Principal, Depends(require(Permission.SESSIONS_REVOKE))]
 DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
 
 
-def _admin_body(user: object) -> dict[str, object]:
-    base = UserOut.of(user).model_dump(mode="json")  # type: ignore[arg-type]
-    base["status"] = user.status  # type: ignore[attr-defined]
-    base["referrer_id"] = user.referrer_id  # type: ignore[attr-defined]
-    return base
+def _phone(phone: str | None) -> str | None:
+    if not phone:
+        return None
+    try:
+        return normalize_phone(phone)
+    except ValueError as exc:
+        raise ValidationFailed("phone", str(exc)) from exc
 
 
 @router.get(
     "/users",
-    summary="List users, newest first (keyset pagination)",
+    summary="Find users by exact phone, id, invite code, role or status, newest first (keyset pagination)",
+    description="Every filter is an exact match (a phone is looked up whole, never by a part of it); "
+    "phone numbers come back masked only.",
     response_model=Envelope[AdminUserPage],
     responses=errors(*DENIED),
 )
@@ -64,20 +72,51 @@ async def list_users(
             json_schema_extra={"pattern": f"^(?:{PHONE_PATTERN[1:-1]})?$"},
         ),
     ] = None,
+    user_id: Annotated[Id | None, Query(alias="id", description="Only the user with this id")] = None,
+    invite_code: Annotated[
+        str | None, Query(max_length=20, description="Only the owner of this invite code (case and hyphens ignored)")
+    ] = None,
     role: RoleName | None = None,
+    status: StatusName | None = None,
+) -> OrjsonResponse:
+    found = UserFilter(
+        phone=_phone(phone),
+        user_id=user_id,
+        invite_code=normalize_code(invite_code) if invite_code else None,
+        role=role,
+        status=status,
+    )
+    before_id = decode_cursor(cursor) if cursor else None
+    return ok(await reads.list_users(session, found, limit=limit, before_id=before_id))
+
+
+@router.get(
+    "/users/{user_id}",
+    summary="Everything about one user: profile, quota, ledger, sessions, orders, tasks, distributor",
+    description="The newest 20 ledger rows, sessions and orders and the newest 10 tasks; the phone is masked. "
+    "Reading it is not audited.",
+    response_model=Envelope[AdminUserDetail],
+    responses=errors(*DENIED, ErrorCode.NOT_FOUND),
+)
+async def user_detail(user_id: Id, _: Reader, session: SessionDep) -> OrjsonResponse:
+    return ok(await reads.user_detail(session, user_id))
+
+
+@router.get(
+    "/users/{user_id}/ledger",
+    summary="A user's quota ledger, newest first (keyset pagination)",
+    response_model=Envelope[LedgerPage],
+    responses=errors(*DENIED, ErrorCode.NOT_FOUND),
+)
+async def user_ledger(
+    user_id: Id,
+    _: Reader,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: CursorQuery = None,
 ) -> OrjsonResponse:
     before_id = decode_cursor(cursor) if cursor else None
-    phone_norm = None
-    if phone:
-        try:
-            phone_norm = normalize_phone(phone)
-        except ValueError as exc:
-            from wardrobe.core.errors import ValidationFailed
-
-            raise ValidationFailed("phone", str(exc)) from exc
-    users = await users_repo.list_users(session, limit=limit + 1, before_id=before_id, phone=phone_norm, role=role)
-    page, next_cursor = split_page(users, limit, lambda u: u.id)
-    return ok({"items": [_admin_body(u) for u in page], "next_cursor": next_cursor})
+    return ok(await reads.ledger_page(session, user_id, limit=limit, before_id=before_id))
 
 
 @router.post(
@@ -98,7 +137,7 @@ async def create_user(
         role=body.role,
         policy=SignupPolicy.of(settings),
     )
-    return ok(_admin_body(user), status_code=201)
+    return ok(reads.user_row(user), status_code=201)
 
 
 @router.patch(
@@ -119,7 +158,7 @@ async def update_user(user_id: Id, body: AdminUserUpdate, actor: Banner, session
         reason=body.reason,
         may_change_role=actor.can(Permission.USERS_WRITE),
     )
-    return ok(_admin_body(user))
+    return ok(reads.user_row(user))
 
 
 @router.post(
@@ -131,3 +170,7 @@ async def update_user(user_id: Id, body: AdminUserUpdate, actor: Banner, session
 async def revoke_sessions(user_id: Id, body: Reason, actor: Revoker, session: SessionDep) -> OrjsonResponse:
     revoked = await service.revoke_sessions(session, actor_id=actor.id, user_id=user_id, reason=body.reason)
     return ok({"sessions_revoked": revoked})
+
+
+router.include_router(audit_endpoints.router)
+router.include_router(export_endpoints.router)

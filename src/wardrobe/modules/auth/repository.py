@@ -206,3 +206,14 @@ async def set_session_mfa(session: AsyncSession, session_id: str, mfa: bool) -> 
         .values(mfa=mfa)
         .execution_options(synchronize_session=False)
     )
+
+
+async def recent_sessions(session: AsyncSession, user_id: int, *, limit: int) -> list[AuthSession]:
+    """A user's newest sessions, ended ones included (what support looks at), newest first."""
+    stmt = (
+        select(AuthSession)
+        .where(AuthSession.user_id == user_id)
+        .order_by(AuthSession.created_at.desc(), AuthSession.id)
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))

@@ -126,7 +126,7 @@ async def delete_feature(feature_id: Id, actor: Editor, cache: CacheDep, session
 async def switch_feature(
     feature_id: Id, body: FeatureSwitch, actor: Switcher, cache: CacheDep, session: SessionDep
 ) -> OrjsonResponse:
-    feature = await service.switch_feature(session, feature_id, enabled=body.enabled)
+    feature, was_enabled = await service.switch_feature(session, feature_id, enabled=body.enabled)
     service.catalog_changed(session, cache)
     add_audit(
         session,
@@ -135,6 +135,8 @@ async def switch_feature(
         target_type="feature",
         target_id=feature.key,
         reason=body.reason,
+        before={"enabled": was_enabled},
+        after={"enabled": body.enabled},
     )
     return ok(_feature_body(feature, await repository.form_of(session, feature)))
 

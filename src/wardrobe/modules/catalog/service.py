@@ -221,11 +221,13 @@ async def delete_feature(session: AsyncSession, feature_id: int) -> None:
     await session.flush()
 
 
-async def switch_feature(session: AsyncSession, feature_id: int, *, enabled: bool) -> FeatureDefinition:
+async def switch_feature(session: AsyncSession, feature_id: int, *, enabled: bool) -> tuple[FeatureDefinition, bool]:
+    """Turn a feature on or off; answers it and whether it was on before (for the audit record)."""
     feature = await session.get(FeatureDefinition, feature_id, with_for_update=True)
     if feature is None or feature.deleted_at is not None:
         raise NotFound()
+    was_enabled = feature.is_enabled
     feature.is_enabled = enabled
     feature.updated_at = utcnow()
     await session.flush()
-    return feature
+    return feature, was_enabled

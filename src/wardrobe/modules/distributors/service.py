@@ -139,7 +139,7 @@ async def approve(
             before={"role": Role.USER.value},
             after={"role": Role.DISTRIBUTOR.value},
         )
-    await _audited(session, row, reviewer_id, "approve", reason)
+    await _audited(session, row, reviewer_id, "approve", reason, decided=True)
     return row
 
 
@@ -150,13 +150,20 @@ async def reject(
     row = await _pending(session, application_id)
     _decide(row, ApplicationStatus.REJECTED, reviewer_id, reason)
     row.active_user_id = None
-    await _audited(session, row, reviewer_id, "reject", reason)
+    await _audited(session, row, reviewer_id, "reject", reason, decided=True)
     return row
 
 
 async def _audited(
-    session: AsyncSession, row: DistributorApplication, actor_id: int, verb: str, reason: str | None
+    session: AsyncSession,
+    row: DistributorApplication,
+    actor_id: int,
+    verb: str,
+    reason: str | None,
+    *,
+    decided: bool = False,
 ) -> None:
+    """``decided``: the action moved a pending application to its current status."""
     add_audit(
         session,
         actor_id=actor_id,
@@ -164,6 +171,8 @@ async def _audited(
         target_type=TARGET,
         target_id=str(row.id),
         reason=reason,
+        before={"status": ApplicationStatus.PENDING.value} if decided else None,
+        after={"status": row.status} if decided else None,
     )
     await session.flush()
 

@@ -19,7 +19,7 @@ from wardrobe.models.base import utcnow
 from wardrobe.modules.storage import pending_deletions
 from wardrobe.modules.storage.gc import keys_in_url, object_keys_in
 from wardrobe.modules.storage.retention import FINISHED, task_objects
-from wardrobe.modules.tasks.service import owned_task, request_cancel
+from wardrobe.modules.tasks.service import CancelOutcome, owned_task, request_cancel
 
 OPEN = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 
@@ -83,5 +83,5 @@ async def cancel_open_tasks(session: AsyncSession, announcer: Announcer, user_id
     tasks = list(await session.scalars(select(Task).where(Task.user_id == user_id, Task.status.in_(OPEN))))
     now_canceled = 0
     for task in tasks:
-        now_canceled += await request_cancel(session, announcer, task)
+        now_canceled += await request_cancel(session, announcer, task) is CancelOutcome.CANCELED
     return now_canceled, len(tasks) - now_canceled

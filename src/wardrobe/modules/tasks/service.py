@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import timedelta
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -30,7 +31,7 @@ from wardrobe.modules.storage.keys import owner_of
 from wardrobe.modules.tasks.parts import TaskParts
 
 
-def _request_hash(feature: str, inputs: dict[str, Any]) -> str:
+def request_hash_of(feature: str, inputs: dict[str, Any]) -> str:
     canonical = orjson.dumps({"feature": feature, "inputs": inputs}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
 
@@ -89,7 +90,7 @@ async def create_task(
 ) -> tuple[Task, bool]:
     """Validate, reserve the quota and queue the task in one transaction. Returns (task, created);
     the same Idempotency-Key with the same body returns the first task and reserves nothing."""
-    request_hash = _request_hash(feature_key, inputs)
+    request_hash = request_hash_of(feature_key, inputs)
     if idempotency_key:
         existing = await _by_idempotency_key(session, user.id, idempotency_key)
         if existing is not None:
@@ -124,17 +125,7 @@ async def create_task(
     )
     try:
         async with session.begin_nested():
-            session.add(task)
-            await session.flush()
-            await quota.reserve(
-                session,
-                user.id,
-                feature.quota_cost,
-                ref=hold_ref(task),
-                ttl=timedelta(seconds=parts.settings.quota_hold_ttl_seconds),
-            )
-            announce(session, TOPIC_RUN, {"task_id": task.id})
-            parts.announcer.local(session, TOPIC_TASK_CHANGED, {"task_id": task.id})
+            await enqueue(session, parts, task)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first: answer with its task.
         if not idempotency_key:
@@ -144,6 +135,24 @@ async def create_task(
             raise
         return _same_request_or_conflict(winner, request_hash), False
     return task, True
+
+
+async def enqueue(session: AsyncSession, parts: TaskParts, task: Task) -> None:
+    """Write a new task, hold its cost and queue it through the outbox, in the caller's
+    transaction. A task that costs nothing (an operator's retry) holds nothing: a hold is always
+    positive, and the engine's settlement finds no hold to confirm or release."""
+    session.add(task)
+    await session.flush()
+    if task.quota_cost > 0:
+        await quota.reserve(
+            session,
+            task.user_id,
+            task.quota_cost,
+            ref=hold_ref(task),
+            ttl=timedelta(seconds=parts.settings.quota_hold_ttl_seconds),
+        )
+    announce(session, TOPIC_RUN, {"task_id": task.id})
+    parts.announcer.local(session, TOPIC_TASK_CHANGED, {"task_id": task.id})
 
 
 async def owned_task(session: AsyncSession, user: User, public_id: str) -> Task:
@@ -157,11 +166,17 @@ async def owned_task(session: AsyncSession, user: User, public_id: str) -> Task:
     return task
 
 
-async def request_cancel(session: AsyncSession, announcer: Announcer, task: Task) -> bool:
-    """A queued task is canceled and refunded here, at once (True); a running one is flagged and
-    its lease holder stops it at the next step boundary (or poll), then refunds. Finished ones stay
-    as they are. Either way the hold is released exactly once: by this conditional update or by the
-    lease holder's terminal one."""
+class CancelOutcome(Enum):
+    CANCELED = "canceled"  # it was queued: canceled and refunded now
+    REQUESTED = "requested"  # it was running: its lease holder stops it and refunds
+    NOTHING = "nothing"  # finished, or a cancel was already asked for: nothing changed
+
+
+async def request_cancel(session: AsyncSession, announcer: Announcer, task: Task) -> CancelOutcome:
+    """A queued task is canceled and refunded here, at once; a running one is flagged and its lease
+    holder stops it at the next step boundary (or poll), then refunds. Finished ones, and running
+    ones already flagged, stay as they are. Either way the hold is released exactly once: by this
+    conditional update or by the lease holder's terminal one."""
     result = await session.execute(
         update(Task)
         .where(Task.id == task.id, Task.status == TaskStatus.QUEUED.value)
@@ -172,14 +187,14 @@ async def request_cancel(session: AsyncSession, announcer: Announcer, task: Task
         if await quota.cancel(session, hold_ref(task)):
             await session.execute(update(Task).where(Task.id == task.id).values(refunded=True))
         announcer.durable(session, TOPIC_PUSH, {"task_id": task.id})
-        return True
-    await session.execute(
+        return CancelOutcome.CANCELED
+    flagged = await session.execute(
         update(Task)
-        .where(Task.id == task.id, Task.status == TaskStatus.RUNNING.value)
+        .where(Task.id == task.id, Task.status == TaskStatus.RUNNING.value, Task.cancel_requested.is_(False))
         .values(cancel_requested=True)
         .execution_options(synchronize_session=False)
     )
-    return False
+    return CancelOutcome.REQUESTED if flagged.rowcount == 1 else CancelOutcome.NOTHING  # type: ignore[attr-defined]
 
 
 async def cancel_task(session: AsyncSession, announcer: Announcer, user: User, public_id: str) -> Task:

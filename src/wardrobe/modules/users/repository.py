@@ -27,17 +27,3 @@ async def get_by_invite_code(session: AsyncSession, code: str) -> User | None:
 async def count_referrals(session: AsyncSession, referrer_id: int) -> int:
     stmt = select(func.count()).select_from(Referral).where(Referral.referrer_id == referrer_id)
     return int(await session.scalar(stmt) or 0)
-
-
-async def list_users(
-    session: AsyncSession, *, limit: int, before_id: int | None, phone: str | None, role: str | None
-) -> list[User]:
-    """Newest first, keyset-paginated on the primary key."""
-    stmt = select(User).order_by(User.id.desc()).limit(limit)
-    if before_id is not None:
-        stmt = stmt.where(User.id < before_id)
-    if phone:
-        stmt = stmt.where(User.phone == phone)
-    if role:
-        stmt = stmt.where(User.role == role)
-    return list(await session.scalars(stmt))
