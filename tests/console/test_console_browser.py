@@ -330,6 +330,30 @@ async def test_a_task_page_follows_the_task_live(as_admin: Browser, console_serv
     assert (detail["status"], detail["refunded"]) == ("canceled", True)
 
 
+async def test_an_operator_cancels_a_queued_task_from_its_page(browser: Browser, console_server: ConsoleServer) -> None:
+    server = console_server
+    sign_in(browser, server, server.operator)
+    user = await server.user()
+    task = await server.queued_task(user)
+    browser.go(f"tasks?user_id={user.user['id']}&status=queued")
+    browser.settled("tasks-table")
+    assert list(browser.rows("tasks-table")) == [task["id"]]
+    browser.click(browser.row("tasks-table", task["id"]).find_element(By.TAG_NAME, "a"))
+    browser.settled("task-detail")
+    assert browser.absent("retry-task")  # only a failed task is retried
+    reason = "the user asked by phone (console test)"
+    browser.act("cancel-task", {"reason-input": reason})
+    browser.wait(lambda _: browser.settled("task-detail").get_attribute("data-status") == "canceled")
+    browser.row("task-actions-table", "task.cancel")
+
+    detail = await server.get(f"/api/v1/admin/tasks/{task['id']}", server.operator)
+    assert (detail["status"], detail["refunded"]) == ("canceled", True)
+    assert [(a["action"], a["actor_id"], a["reason"]) for a in detail["actions"]] == [
+        ("task.cancel", server.operator.session.user["id"], reason)
+    ]
+    assert (await server.get("/api/v1/billing/quota", user))["available"] == 10  # the hold came back
+
+
 async def test_an_admin_demoted_mid_session_is_shown_the_apis_refusal(
     browser: Browser, console_server: ConsoleServer
 ) -> None:

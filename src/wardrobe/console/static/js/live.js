@@ -69,7 +69,10 @@ export function watchProviderHealth(listener) {
   const live = connect();
   healthListeners.add(listener);
   if (healthListeners.size === 1 && live.connected) live.emit("subscribe_providers", {});
-  return () => healthListeners.delete(listener);
+  return () => {
+    healthListeners.delete(listener);
+    if (healthListeners.size === 0 && socket?.connected) socket.emit("unsubscribe_providers", {});
+  };
 }
 
 export function closeLive() {

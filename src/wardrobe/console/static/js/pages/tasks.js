@@ -81,6 +81,26 @@ function timeline(steps) {
   );
 }
 
+/** Results: files as links (signed URLs, opened in a new tab), values as JSON. */
+function outputs(items) {
+  if (!items || items.length === 0) return h("p", { class: "empty" }, t("common.empty"));
+  return h(
+    "ul",
+    { class: "plain", testid: "task-outputs" },
+    items.map((item) =>
+      h(
+        "li",
+        {},
+        h("strong", {}, item.name),
+        " ",
+        item.url
+          ? h("a", { href: item.url, target: "_blank", rel: "noopener noreferrer" }, item.content_type || t("task.open"))
+          : jsonBlock(item.value),
+      ),
+    ),
+  );
+}
+
 function taskActions(task, view) {
   const list = [];
   const act = (verb, testid, danger) =>
@@ -121,7 +141,7 @@ function actionRows(rows) {
   return dataTable({
     testid: "task-actions-table",
     rows: rows || [],
-    rowId: (row) => `${row.action}-${row.created_at}`,
+    rowId: (row) => row.action,
     columns: [
       { label: t("field.time"), value: (row) => formatTime(row.created_at) },
       { label: t("audit.action"), value: (row) => row.action },
@@ -165,7 +185,7 @@ function taskDetail(task, view) {
     ),
     section(t("task.ledger"), ledgerRows(task.ledger)),
     section(t("task.actions"), actionRows(task.actions)),
-    h("div", { class: "grid-2" }, section(t("task.inputs"), jsonBlock(task.inputs, "task-inputs")), section(t("task.outputs"), jsonBlock(task.outputs, "task-outputs"))),
+    h("div", { class: "grid-2" }, section(t("task.inputs"), jsonBlock(task.inputs, "task-inputs")), section(t("task.outputs"), outputs(task.outputs))),
   );
 }
 
