@@ -84,6 +84,11 @@ class ErrorCode(Enum):
     CALLBACK_SIGNATURE_INVALID = (403, "回调签名无效", "Invalid callback signature")
     DEPENDENCY_UNAVAILABLE = (503, "依赖服务暂不可用，请稍后再试", "A dependency is unavailable")
     INTERNAL_ERROR = (500, "服务器内部错误", "Internal server error")
+    PLAN_NOT_ON_SALE = (
+        409,
+        "该套餐当前不可购买，或不支持该支付方式",
+        "This plan is not on sale now, or not on this payment channel",
+    )
 
     @property
     def status(self) -> int:
