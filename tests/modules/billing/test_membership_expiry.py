@@ -139,7 +139,9 @@ async def test_a_purchase_after_the_end_expires_the_old_term_first_and_renewals_
     await bought(api, uid, "vip-month")  # a renewal: one term, 60 days, 600 granted
     async with unit_of_work(api.infra.session_factory) as db:
         account = await db.get(QuotaAccount, uid)
-    assert account is not None and account.membership_expires_at and account.membership_started_at
+    assert account is not None
+    assert account.membership_expires_at is not None
+    assert account.membership_started_at is not None
     assert account.membership_expires_at - account.membership_started_at == timedelta(days=60)
     await _spend(api, uid, 50, "task:before-end")
     ends = await _lapse(api, uid)

@@ -25,7 +25,9 @@ async def _visible(api: Api, user: Session) -> set[str]:
 
 
 async def _run(api: Api, user: Session, feature: str) -> tuple[int, str]:
-    resp = await api.client.post("/api/v1/tasks", json={"feature": feature, "inputs": {"key": "k"}}, headers=user.headers)
+    resp = await api.client.post(
+        "/api/v1/tasks", json={"feature": feature, "inputs": {"key": "k"}}, headers=user.headers
+    )
     return resp.status_code, resp.json()["code"]
 
 

@@ -25,7 +25,7 @@ async def _trail(api: Api, sku: str) -> list[tuple[str, int | None, str | None, 
             .where(AuditLog.target_type == "plan", AuditLog.target_id == sku)
             .order_by(AuditLog.id)
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
 
 async def test_an_admin_creates_and_changes_plans_with_their_audit_trail(api: Api) -> None:

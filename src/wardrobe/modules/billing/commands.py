@@ -147,7 +147,9 @@ def load_command(
     try:
         entries = read_plans(file)
         report = asyncio.run(
-            _run(lambda sessions, cache: load_plans(sessions, cache, entries, source=file.name, dry_run=dry_run))
+            run_with_database(
+                lambda sessions, cache: load_plans(sessions, cache, entries, source=file.name, dry_run=dry_run)
+            )
         )
     except PlanFileError as exc:
         for problem in exc.problems:
@@ -169,7 +171,7 @@ def list_command() -> None:
         async with unit_of_work(sessions) as session:
             return [_row(p) for p in await repository.all_plans(session)]
 
-    for line in asyncio.run(_run(rows)):
+    for line in asyncio.run(run_with_database(rows)):
         typer.echo(line)
 
 
@@ -189,7 +191,7 @@ def _day(value: Any) -> str:
     return value.date().isoformat() if value is not None else ""
 
 
-async def _run(work: Any) -> Any:
+async def run_with_database(work: Any) -> Any:
     """Run ``work(sessions, cache)`` with only what it needs: the database, and a cache whose
     invalidations reach every running process (through Redis) once the load commits."""
     from wardrobe.core.cache import Policy
