@@ -26,6 +26,7 @@ from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.totp_endpoints import router as totp_router
 from wardrobe.modules.billing.endpoints import router as billing_router
+from wardrobe.modules.billing.plan_endpoints import router as plans_router
 from wardrobe.modules.catalog.endpoints import router as catalog_router
 from wardrobe.modules.crypto.factory import build_key_manager
 from wardrobe.modules.distributors.endpoints import router as distributors_router
@@ -85,6 +86,7 @@ ROUTERS = (
     totp_router,
     account_router,
     billing_router,
+    plans_router,
     payments_router,
     tasks_router,
     tasks_admin_router,

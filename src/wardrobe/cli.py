@@ -1,5 +1,5 @@
 """Command line: ``wardrobe serve | nginx-config | migrate | seed | worker | scheduler | admin create-user |
-admin reset-totp | crypto rotate | storage gc | storage apply-lifecycle``."""
+admin reset-totp | crypto rotate | storage gc | storage apply-lifecycle | plans load | plans list``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import TypeAdapter, ValidationError
 
+from wardrobe.modules.billing.commands import plans_app
 from wardrobe.modules.storage.commands import storage_app
 
 app = typer.Typer(help="Wardrobe: AI image platform backend", no_args_is_help=True, add_completion=False)
@@ -20,6 +21,7 @@ app.add_typer(admin_app, name="admin")
 crypto_app = typer.Typer(help="Envelope encryption keys (distributors' ID numbers, TOTP secrets)", no_args_is_help=True)
 app.add_typer(crypto_app, name="crypto")
 app.add_typer(storage_app, name="storage")
+app.add_typer(plans_app, name="plans")
 
 
 async def _prepare(migrate: bool, seed: bool) -> None:
@@ -203,7 +205,8 @@ async def _run_worker() -> None:
 def scheduler(
     once: Annotated[bool, typer.Option(help="Run each periodic job once and exit")] = False,
 ) -> None:
-    """Run the periodic jobs (invite-code pool refill, expired auth data cleanup)."""
+    """Run the periodic jobs (invite-code pool refill, expired auth data cleanup, payment
+    reconciliation, membership expiry, storage housekeeping)."""
     asyncio.run(_run_scheduler(once))
 
 

@@ -37,6 +37,7 @@ from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsNotice, SmsSender, TencentSmsSender
 from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
 from wardrobe.modules.auth.wechat_client import WeChatClient
+from wardrobe.modules.billing import plans as billing_plans
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.crypto.keys import KeyManager
@@ -257,7 +258,7 @@ def build_cache(settings: Settings, redis: Redis | None) -> Cache:
         negative_ttl=settings.cache_negative_ttl_seconds,
         jitter=settings.cache_ttl_jitter,
     )
-    cached = (catalog.CATALOG, catalog.PIPELINE, billing.PLANS, billing.MEMBERSHIP, switches.PROVIDERS, ACCOUNTS)
+    cached = (catalog.CATALOG, catalog.PIPELINE, billing_plans.PLANS, billing.MEMBERSHIP, switches.PROVIDERS, ACCOUNTS)
     return Cache(redis, settings.redis_key_prefix, dict.fromkeys(cached, policy))
 
 

@@ -101,3 +101,31 @@ async def test_staff_follow_the_providers_health(api_factory: Any) -> None:
             await staff.close()
             await plain.close()
     assert not plain.providers
+
+
+async def test_an_admin_without_a_second_factor_follows_nothing_of_others_where_it_is_required(
+    api_factory: Any,
+) -> None:
+    api: Api = await api_factory(worker_in_process=False)
+    admin, user = await login_as(api, "admin"), await sms_login(api.client)
+    await make_feature(
+        api, admin, "quick", [step("only", provider="instant", action="passthrough")], {"r": "$steps.only.key"}
+    )
+    resp = await api.client.post(
+        "/api/v1/tasks", json={"feature": "quick", "inputs": {"key": "k"}}, headers=user.headers
+    )
+    theirs = data(resp, 202)["id"]
+    api.settings.admin_totp_required = True  # as in production: this admin signed in with a password only
+    async with live(api.app) as url:
+        socket = Listener()
+        await socket.connect(url, admin.access)
+        try:
+            providers = await socket.client.call("subscribe_providers", {}, timeout=10)
+            assert providers == {"ok": False, "code": "TOTP_ENROLMENT_REQUIRED", "providers": []}
+            tasks = await socket.client.call("subscribe", {"task_ids": [theirs]}, timeout=10)
+            assert (tasks["ok"], tasks["tasks"], tasks["refused"]) == (True, [], [theirs])
+            api.settings.admin_totp_required = False
+            tasks = await socket.client.call("subscribe", {"task_ids": [theirs]}, timeout=10)
+            assert [t["id"] for t in tasks["tasks"]] == [theirs]
+        finally:
+            await socket.close()

@@ -92,6 +92,11 @@ class ErrorCode(Enum):
         "管理员须先启用身份验证器（TOTP），并使用动态验证码重新登录",
         "Admins must enable an authenticator (TOTP) and log in again with its code",
     )
+    PLAN_NOT_ON_SALE = (
+        409,
+        "该套餐当前不可购买，或不支持该支付方式",
+        "This plan is not on sale now, or not on this payment channel",
+    )
 
     @property
     def status(self) -> int:

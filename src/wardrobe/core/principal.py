@@ -125,18 +125,19 @@ def is_staff_permission(permission: Permission) -> bool:
     return not has_permission(Role.USER.value, permission)
 
 
+def second_factor_missing(role: str, mfa: bool, settings: Settings, permission: Permission) -> bool:
+    """Whether ``check_second_factor`` refuses this role and session (also asked by the socket hub,
+    whose staff subscriptions follow the same rule as the staff routes)."""
+    return settings.admin_totp_enforced and role == Role.ADMIN.value and not mfa and is_staff_permission(permission)
+
+
 def check_second_factor(principal: Principal, settings: Settings, permission: Permission) -> None:
     """Where ``WARDROBE_ADMIN_TOTP_REQUIRED`` holds (production by default), an admin reaches a
     staff route only from a session opened with a TOTP code: an admin's password alone must not
     open the whole business. Operators are not held to it, and routes a plain user may call (the
     TOTP routes, /users/me) stay open, so an admin without TOTP can enrol. Call it after the
     permission check, wherever a route admits staff without ``require`` (it is the one rule)."""
-    if (
-        settings.admin_totp_enforced
-        and principal.user.role == Role.ADMIN.value
-        and not principal.mfa
-        and is_staff_permission(permission)
-    ):
+    if second_factor_missing(principal.user.role, principal.mfa, settings, permission):
         raise AppError(ErrorCode.TOTP_ENROLMENT_REQUIRED)
 
 

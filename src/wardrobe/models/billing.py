@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wardrobe.models.base import Base, BigId, UTCDateTime, utcnow
@@ -42,17 +42,28 @@ class HoldStatus(StrEnum):
 
 
 class Plan(Base):
+    """What is sold. A plan is on sale while ``is_active`` and inside ``[valid_from, valid_to)``
+    (either end open when null), on the payment channels it lists (none listed: every channel).
+    A membership's ``tier`` and ``features`` decide which plan-gated features its members use."""
+
     __tablename__ = "plans"
 
     sku: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(64))
+    name_en: Mapped[str | None] = mapped_column(String(64))
     price_fen: Mapped[int] = mapped_column(Integer)
     quota: Mapped[int] = mapped_column(Integer)
     period_days: Mapped[int | None] = mapped_column(Integer)
+    tier: Mapped[str | None] = mapped_column(String(32))
+    features: Mapped[list[str]] = mapped_column(JSON, default=list)  # feature keys a membership unlocks
+    channels: Mapped[list[str]] = mapped_column(JSON, default=list)  # payment channels; empty = all
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
         CheckConstraint("price_fen >= 0", name="price_non_negative"),
@@ -61,11 +72,16 @@ class Plan(Base):
 
 
 class QuotaAccount(Base):
+    """``membership_started_at`` is when the current membership term began (a purchase while no
+    membership was active; renewals before the end keep it): the expiry job counts what the term
+    granted and spent from there (modules/billing/memberships.py)."""
+
     __tablename__ = "quota_accounts"
     __table_args__ = (
         CheckConstraint("balance >= 0", name="balance_non_negative"),
         CheckConstraint("held >= 0", name="held_non_negative"),
         CheckConstraint("held <= balance", name="held_within_balance"),
+        Index("ix_quota_accounts_membership_expires_at", "membership_expires_at"),
     )
 
     user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), primary_key=True)
@@ -73,6 +89,7 @@ class QuotaAccount(Base):
     held: Mapped[int] = mapped_column(Integer, default=0)
     membership_sku: Mapped[str | None] = mapped_column(String(64))
     membership_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    membership_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

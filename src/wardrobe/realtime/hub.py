@@ -47,7 +47,7 @@ from wardrobe.core.errors import AppError, ErrorCode, RateLimited
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import SOCKET_EVENTS
 from wardrobe.core.permissions import Permission, has_permission
-from wardrobe.core.principal import verified_user
+from wardrobe.core.principal import second_factor_missing, verified_session, verified_user
 from wardrobe.core.ratelimit import RateLimiter, parse_limits
 from wardrobe.core.security import AccessClaims, TokenCodec
 from wardrobe.models import Task
@@ -140,6 +140,7 @@ class Held:
     claims: AccessClaims
     expiry: asyncio.TimerHandle | None = field(default=None)
     role: str = ""  # as the database said at the last check (connect, subscribe)
+    mfa: bool = False  # whether the login session was opened with a TOTP code (same check)
 
 
 class RealtimeHub:
@@ -357,7 +358,8 @@ class RealtimeHub:
         if code is None:
             try:
                 async with self._parts().session_factory() as session:
-                    held.role = (await verified_user(session, held.claims)).role
+                    user, held.mfa = await verified_session(session, held.claims)
+                    held.role = user.role
             except AppError as exc:
                 code = exc.code
         if code is not None:
@@ -374,7 +376,7 @@ class RealtimeHub:
             code = (refusal or ErrorCode.AUTH_REQUIRED).name
             return {"ok": False, "code": code, "tasks": [], "refused": ids}
         parts = self._parts()
-        if has_permission(held.role, Permission.TASKS_READ):
+        if self._staff(held, Permission.TASKS_READ):
             # Support staff follow any user's task (the console's task page).
             owned_ids: tuple[Any, ...] = (Task.public_id.in_(ids),)
         else:
@@ -394,6 +396,13 @@ class RealtimeHub:
         # Another user's task and a task that does not exist look the same: refused.
         return {"ok": True, "tasks": plain(views), "refused": [i for i in ids if i not in owned]}
 
+    def _staff(self, held: Held, permission: Permission) -> bool:
+        """Staff reach beyond their own tasks as on the staff routes: with the permission, and for
+        admins where a second factor is required, from a TOTP session."""
+        return has_permission(held.role, permission) and not second_factor_missing(
+            held.role, held.mfa, self.settings, permission
+        )
+
     async def _unsubscribe(self, sid: str, data: Any) -> dict[str, Any]:
         ids = self._task_ids(data)
         if ids is None:
@@ -410,6 +419,8 @@ class RealtimeHub:
             return {"ok": False, "code": (refusal or ErrorCode.AUTH_REQUIRED).name, "providers": []}
         if not has_permission(held.role, Permission.CATALOG_READ):
             return {"ok": False, "code": ErrorCode.PERMISSION_DENIED.name, "providers": []}
+        if second_factor_missing(held.role, held.mfa, self.settings, Permission.CATALOG_READ):
+            return {"ok": False, "code": ErrorCode.TOTP_ENROLMENT_REQUIRED.name, "providers": []}
         return {"ok": True, "providers": await self.providers.follow(sid)}
 
     async def _unsubscribe_providers(self, sid: str, _: Any = None) -> dict[str, Any]:

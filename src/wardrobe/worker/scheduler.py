@@ -20,6 +20,7 @@ from wardrobe.core.cache import Cache
 from wardrobe.core.logging import get_logger
 from wardrobe.core.outbox import Announcer
 from wardrobe.modules.auth import jobs as auth_jobs
+from wardrobe.modules.billing import jobs as billing_jobs
 from wardrobe.modules.payments import jobs as payments_jobs
 from wardrobe.modules.payments.gateway import Payments
 from wardrobe.modules.storage import jobs as storage_jobs
@@ -87,6 +88,10 @@ async def reconcile_payments(infra: JobParts) -> int:
     )
 
 
+async def expire_memberships(infra: JobParts) -> int:
+    return await billing_jobs.expire_memberships(infra.session_factory, infra.cache)
+
+
 async def expire_tmp_objects(infra: JobParts) -> int:
     return await storage_jobs.expire_tmp_objects(infra.storage)
 
@@ -111,13 +116,14 @@ JOBS: tuple[Job, ...] = (
     purge_published_outbox,
     release_expired_holds,
     reconcile_payments,
+    expire_memberships,
     expire_tmp_objects,
     collect_storage_garbage,
     delete_pending_objects,
     apply_retention,
 )
 # What the API process of embedded mode runs every EMBEDDED_PERIOD_SECONDS.
-EMBEDDED_JOBS: tuple[Job, ...] = (delete_pending_objects, apply_retention)
+EMBEDDED_JOBS: tuple[Job, ...] = (delete_pending_objects, apply_retention, expire_memberships)
 
 
 def periods(settings: Settings) -> dict[str, float]:

@@ -46,6 +46,10 @@ ACCESS: dict[tuple[str, str], str] = {
     ("get", "/api/v1/billing/quota"): USER,
     ("get", "/api/v1/billing/ledger"): USER,
     ("post", "/api/v1/admin/users/{user_id}/quota-adjustments"): OPERATOR,
+    # Plans: operators read what is sold; only admins change it.
+    ("get", "/api/v1/admin/plans"): OPERATOR,
+    ("post", "/api/v1/admin/plans"): ADMIN,
+    ("patch", "/api/v1/admin/plans/{sku}"): ADMIN,
     ("post", "/api/v1/uploads"): USER,
     ("post", "/api/v1/uploads/complete"): USER,
     ("post", "/api/v1/uploads/credentials"): USER,

@@ -286,6 +286,8 @@ async def test_a_failed_task_is_retried_once_at_no_charge(task_api: Api) -> None
         {"retried_by": retried["id"]},
     )
     assert await _ids(task_api, operator, user_id=user.user["id"]) == [retried["id"], failed]
+    profile = data(await task_api.client.get(f"/api/v1/admin/users/{user.user['id']}", headers=operator.headers))
+    assert [(t["id"], t["retry_of"]) for t in profile["tasks"]["recent"]] == [(retried["id"], failed), (failed, None)]
 
     again = await task_api.client.post(url, json={"reason": "once more"}, headers=operator.headers)
     assert (again.status_code, again.json()["code"]) == (409, "CONFLICT")

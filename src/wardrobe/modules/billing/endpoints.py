@@ -14,7 +14,7 @@ from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.permissions import Permission
 from wardrobe.core.principal import CurrentUser, Principal, require
 from wardrobe.core.schemas import Id
-from wardrobe.modules.billing import quota, service
+from wardrobe.modules.billing import plans, quota, service
 from wardrobe.modules.billing.schemas import LedgerPage, PlanOut, QuotaAdjusted, QuotaAdjustment, QuotaOut
 
 router = APIRouter(tags=["billing"])
@@ -24,11 +24,13 @@ Adjuster = Annotated[Principal, Depends(require(Permission.QUOTA_ADJUST))]
 @router.get(
     "/api/v1/billing/plans",
     summary="Membership plans and quota packs on sale",
+    description="Active plans inside their validity window, in display order. `channels` lists the "
+    "payment channels a plan may be ordered on; empty means every channel.",
     response_model=Envelope[list[PlanOut]],
     responses=errors(),
 )
 async def list_plans(session: SessionDep, cache: CacheDep) -> OrjsonResponse:
-    return ok(await service.plans_on_sale(session, cache))
+    return ok(await plans.plans_on_sale(session, cache))
 
 
 @router.get(

@@ -119,6 +119,28 @@ async def credit(
     return True
 
 
+async def expire(session: AsyncSession, user_id: int, amount: int, *, ref: str, note: str) -> bool:
+    """Take ``amount`` (0 or more) of the user's quota away because what granted it ended, with an
+    ``expire`` ledger row even for 0 (the record that it ended). Never more than is available
+    (QUOTA_INSUFFICIENT, nothing changed); idempotent by ``ref``: False if already recorded."""
+    if amount < 0:
+        raise ValueError("an expiry takes, it never gives")
+    if await _already_recorded(session, LedgerKind.EXPIRE, ref):
+        return False
+    if amount > 0:
+        result = await session.execute(
+            update(QuotaAccount)
+            .where(QuotaAccount.user_id == user_id, QuotaAccount.balance - QuotaAccount.held >= amount)
+            .values(balance=QuotaAccount.balance - amount, updated_at=utcnow())
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise QuotaInsufficient(detail=f"cannot expire {amount}")
+    # A concurrent expiry with the same ref fails here on the unique key, and its whole
+    # transaction (the caller's) rolls back: callers claim the work first (memberships.py).
+    await _record(session, user_id, LedgerKind.EXPIRE, amount=-amount, hold_delta=0, ref=ref, note=note)
+    return True
+
+
 async def reserve(session: AsyncSession, user_id: int, amount: int, *, ref: str, ttl: timedelta) -> QuotaHold:
     """Hold ``amount`` for the task ``ref``. Raises QUOTA_INSUFFICIENT, with nothing held, when the
     available quota is short. The same ``ref`` twice returns the existing hold."""

@@ -1,11 +1,11 @@
-"""Billing rules around the quota core: sign-up grants, referral rewards, admin adjustments."""
+"""Billing rules around the quota core: sign-up grants, referral rewards, admin adjustments, and
+the memberships users hold (what they unlock)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,9 +14,10 @@ from wardrobe.core.audit import add_audit
 from wardrobe.core.cache import Cache
 from wardrobe.core.db import after_commit
 from wardrobe.core.errors import NotFound
-from wardrobe.models import LedgerKind, Plan, QuotaAccount, Referral, User
+from wardrobe.models import LedgerKind, QuotaAccount, Referral, User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
+from wardrobe.modules.billing.plans import cached_plan
 
 
 async def on_user_created(session: AsyncSession, user_id: int, *, free_grant: int) -> None:
@@ -63,47 +64,33 @@ async def adjust(session: AsyncSession, *, actor_id: int, user_id: int, delta: i
     return await quota.get_balance(session, user_id)
 
 
-async def active_plans(session: AsyncSession) -> list[Plan]:
-    stmt = select(Plan).where(Plan.is_active.is_(True)).order_by(Plan.sort_order, Plan.sku)
-    return list(await session.scalars(stmt))
-
-
-PLANS = "plans"
 MEMBERSHIP = "membership"
-
-
-async def plans_on_sale(session: AsyncSession, cache: Cache) -> list[dict[str, Any]]:
-    """The active plans as clients see them (cached; ``plans_changed`` after an edit)."""
-
-    async def load() -> list[dict[str, Any]]:
-        return [
-            {
-                "sku": p.sku,
-                "kind": p.kind,
-                "name": p.name,
-                "price_fen": p.price_fen,
-                "quota": p.quota,
-                "period_days": p.period_days,
-            }
-            for p in await active_plans(session)
-        ]
-
-    return await cache.get(PLANS, "active", load) or []
-
-
-def plans_changed(session: AsyncSession, cache: Cache) -> None:
-    after_commit(session, lambda: cache.invalidate(PLANS))
 
 
 @dataclass(frozen=True, slots=True)
 class MembershipRef:
+    """An active membership: its plan, its end, and what the plan unlocks (its ``tier`` and the
+    ``features`` it lists), read from the plan as it is now."""
+
     sku: str
     expires_at: datetime
+    tier: str | None = None
+    features: frozenset[str] = frozenset()
+
+    def unlocks(self, feature_key: str, plan_required: frozenset[str]) -> bool:
+        """Whether this membership opens a feature gated by ``plan_required`` (SKUs or tiers): its
+        SKU or its tier is listed there, or its plan lists the feature's key."""
+        return (
+            self.sku in plan_required
+            or (self.tier is not None and self.tier in plan_required)
+            or feature_key in self.features
+        )
 
 
 async def cached_membership(session: AsyncSession, cache: Cache, user_id: int) -> MembershipRef | None:
-    """The user's membership if active now (cached; ``membership_changed`` when it is granted or
-    extended). Expiry is checked on every read, so a cached membership ends on time."""
+    """The user's membership if active now (cached; ``membership_changed`` when it is granted,
+    extended or ended; the plan's tier and features come from the plans' cache, which every plan
+    edit drops). Expiry is checked on every read, so a cached membership ends on time."""
 
     async def load() -> MembershipRef | None:
         row = (
@@ -118,7 +105,12 @@ async def cached_membership(session: AsyncSession, cache: Cache, user_id: int) -
         return MembershipRef(row.membership_sku, row.membership_expires_at)
 
     held = await cache.get(MEMBERSHIP, str(user_id), load)
-    return held if held is not None and held.expires_at > utcnow() else None
+    if held is None or held.expires_at <= utcnow():
+        return None
+    plan = await cached_plan(session, cache, held.sku)
+    if plan is None:
+        return held
+    return MembershipRef(held.sku, held.expires_at, plan.tier, plan.features)
 
 
 def membership_changed(session: AsyncSession, cache: Cache, user_id: int) -> None:

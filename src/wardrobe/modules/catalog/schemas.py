@@ -33,7 +33,12 @@ class FeatureWrite(InputModel):
     description: str = Field(default="", max_length=2000)
     is_enabled: bool = True
     access_scope: Literal["plan", "whitelist"] = "plan"
-    plan_required: str | None = Field(default=None, max_length=64, description="comma-separated membership SKUs")
+    plan_required: str | None = Field(
+        default=None,
+        max_length=64,
+        description="comma-separated membership SKUs or tiers: members whose plan has one of them (or lists "
+        "this feature in its `features`) may use it",
+    )
     allowed_accounts: list[Id] = Field(default_factory=list, max_length=1000)
     rate_limit_policy: str | None = Field(
         default=None,

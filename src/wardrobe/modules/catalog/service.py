@@ -13,6 +13,7 @@ from wardrobe.core.db import after_commit
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.models import FeatureDefinition, FormSchema, PipelineSchema, Role, User
 from wardrobe.models.base import utcnow
+from wardrobe.modules.billing.service import MembershipRef
 from wardrobe.modules.catalog import forms
 from wardrobe.modules.catalog.schemas import FeatureWrite, PipelineWrite
 from wardrobe.modules.pipeline.definition import PipelineDef
@@ -36,14 +37,19 @@ class CatalogEntry:
     pipeline_key: str
     sort_order: int
 
-    def visible_to(self, user: User, membership_sku: str | None) -> bool:
+    def visible_to(self, user: User, membership: MembershipRef | None) -> bool:
+        """Enabled, and: staff; or on a whitelist that names the user; or open to all (no
+        ``plan_required``); or opened by the user's active membership (``MembershipRef.unlocks``:
+        its SKU or tier listed in ``plan_required``, or the feature listed by its plan)."""
         if not self.is_enabled:
             return False
         if user.role in (Role.ADMIN.value, Role.OPERATOR.value):
             return True  # staff try every enabled feature
         if self.access_scope == "whitelist":
             return user.id in self.allowed_accounts
-        return not self.plan_required or membership_sku in self.plan_required
+        if not self.plan_required:
+            return True
+        return membership is not None and membership.unlocks(self.key, self.plan_required)
 
 
 CATALOG = "catalog"
@@ -113,18 +119,18 @@ def _entry(feature: FeatureDefinition, schema: dict[str, Any]) -> CatalogEntry:
 
 
 async def visible_features(
-    session: AsyncSession, cache: Cache, user: User, membership_sku: str | None
+    session: AsyncSession, cache: Cache, user: User, membership: MembershipRef | None
 ) -> list[CatalogEntry]:
     entries = await catalog_entries(session, cache)
-    return [e for e in entries.values() if e.visible_to(user, membership_sku)]
+    return [e for e in entries.values() if e.visible_to(user, membership)]
 
 
 async def usable_feature(
-    session: AsyncSession, cache: Cache, user: User, membership_sku: str | None, key: str
+    session: AsyncSession, cache: Cache, user: User, membership: MembershipRef | None, key: str
 ) -> CatalogEntry:
     """The feature if this user may run it now; FEATURE_UNAVAILABLE otherwise (re-checked)."""
     entry = (await catalog_entries(session, cache)).get(key)
-    if entry is None or not entry.visible_to(user, membership_sku):
+    if entry is None or not entry.visible_to(user, membership):
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE)
     return entry
 

@@ -60,10 +60,14 @@ DENIED = (*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED)
     "/api/v1/billing/orders",
     status_code=201,
     summary="Order a plan through a payment channel",
+    description="The plan must be on sale (`GET /api/v1/billing/plans`) and offered on the channel "
+    "(its `channels`; empty: every channel), else `PLAN_NOT_ON_SALE`. The order keeps the plan's name, "
+    "price, quota and period as they were: a later change of the plan does not change it.",
     response_model=Envelope[OrderOut],
     responses=errors(
         *AUTH_ERRORS,
         ErrorCode.PAYMENT_CHANNEL_UNAVAILABLE,
+        ErrorCode.PLAN_NOT_ON_SALE,
         ErrorCode.PAYMENT_PLATFORM_ERROR,
         ErrorCode.DEPENDENCY_UNAVAILABLE,
     ),

@@ -3,7 +3,7 @@ referrer's rebate, once, in the caller's transaction."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,9 +13,10 @@ from wardrobe.core.errors import NotFound
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import PAYMENT_EVENTS
 from wardrobe.core.outbox import Announcer
-from wardrobe.models import LedgerKind, Order, OrderStatus, PaymentChannel, PlanKind, Referral
+from wardrobe.models import LedgerKind, Order, OrderStatus, PaymentChannel, PlanKind, QuotaAccount, Referral
 from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
+from wardrobe.modules.billing.memberships import end_membership
 from wardrobe.modules.billing.service import membership_changed
 from wardrobe.modules.payments import repository
 from wardrobe.modules.payments.gateway import Trade, TradeState
@@ -73,9 +74,14 @@ async def apply_payment(
     if order.closed_at is not None:
         log.warning("paid_after_close", order_no=order_no, source=source)
     ref = f"order:{order.order_no}"
+    membership = order.kind == PlanKind.MEMBERSHIP.value and bool(order.period_days)
+    if membership:
+        # A membership that ended but was not yet expired by the scheduler ends now, before this
+        # purchase credits anything: its unspent quota expires, and this one starts a new term.
+        await _end_lapsed_membership(session, order.user_id, now)
     if order.quota > 0:
         await quota.credit(session, order.user_id, order.quota, kind=LedgerKind.PURCHASE, ref=ref, note=order.sku)
-    if order.kind == PlanKind.MEMBERSHIP.value and order.period_days:
+    if membership:
         await _extend_membership(session, order)
         membership_changed(session, cache, order.user_id)
     await _rebate(session, order, settings.referral_rebate_percent)
@@ -86,14 +92,24 @@ async def apply_payment(
     return "fulfilled"
 
 
+async def _end_lapsed_membership(session: AsyncSession, user_id: int, now: datetime) -> None:
+    ends = await session.scalar(select(QuotaAccount.membership_expires_at).where(QuotaAccount.user_id == user_id))
+    if ends is not None and ends <= now:
+        await end_membership(session, user_id, ends)
+
+
 async def _extend_membership(session: AsyncSession, order: Order) -> None:
+    """Renew the active membership from its end, or start a term now (``order.fulfilled_at``: the
+    term counts this order's quota as the membership's, memberships.py)."""
     account = await repository.quota_account_for_update(session, order.user_id)
     if account is None:
         raise NotFound(detail="quota account missing")
-    now = utcnow()
-    start = (
-        account.membership_expires_at if account.membership_expires_at and account.membership_expires_at > now else now
-    )
+    now = order.fulfilled_at or utcnow()
+    if account.membership_expires_at and account.membership_expires_at > now:
+        start = account.membership_expires_at
+    else:
+        start = now
+        account.membership_started_at = now
     account.membership_sku = order.sku
     account.membership_expires_at = start + timedelta(days=order.period_days or 0)
 

@@ -16,6 +16,7 @@ from wardrobe.core.metrics import PAYMENT_EVENTS
 from wardrobe.core.outbox import TOPIC_PUSH, Announcer
 from wardrobe.models import Order, OrderStatus, PaymentChannel, Plan, User
 from wardrobe.models.base import utcnow
+from wardrobe.modules.billing.plans import on_sale
 from wardrobe.modules.payments import repository
 from wardrobe.modules.payments.gateway import Payments, PlatformRefused, PlatformUnavailable
 from wardrobe.settings import Settings
@@ -40,14 +41,15 @@ async def create_order(
 ) -> Order:
     """Commit a pending order for the plan ``sku``, then open its trade at the platform and keep
     what the client needs to pay. Each step commits on its own (``sessions``): the platform is
-    never asked inside a transaction."""
+    never asked inside a transaction. A plan that is inactive, outside its validity window or not
+    offered on ``channel`` is refused with ``PLAN_NOT_ON_SALE``; an unknown one with
+    ``VALIDATION_FAILED`` on ``sku``. The order snapshots name, price, quota and period."""
     gateway = payments.gateway(channel.provider)
     if channel is PaymentChannel.WECHAT_JSAPI and not user.wechat_openid:
         raise AppError(ErrorCode.PAYMENT_CHANNEL_UNAVAILABLE, detail="JSAPI needs a WeChat login")
     async with unit_of_work(sessions) as session:
-        plan = await session.get(Plan, sku)
-        if plan is None or not plan.is_active or plan.price_fen <= 0:
-            raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "sku", "message": "no such plan on sale"}])
+        # The plan as stored now, not as cached: the order snapshots exactly what is on sale.
+        plan = on_sale(await session.get(Plan, sku), channel.value, utcnow())
         order = Order(
             order_no=new_order_no(),
             user_id=user.id,

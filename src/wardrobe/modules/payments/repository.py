@@ -81,6 +81,9 @@ async def processing_refunds(session: AsyncSession, *, created_before: datetime,
 async def quota_account_for_update(session: AsyncSession, user_id: int) -> QuotaAccount | None:
     """The buyer's quota account, locked: a membership's expiry moves under this lock."""
     found: QuotaAccount | None = await session.scalar(
-        select(QuotaAccount).where(QuotaAccount.user_id == user_id).with_for_update()
+        select(QuotaAccount)
+        .where(QuotaAccount.user_id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # over any copy loaded before a Core UPDATE
     )
     return found

@@ -33,7 +33,7 @@ router = APIRouter(tags=["tasks"])
 )
 async def list_features(principal: CurrentUser, cache: CacheDep, session: SessionDep) -> OrjsonResponse:
     membership = await billing.cached_membership(session, cache, principal.id)
-    entries = await catalog.visible_features(session, cache, principal.user, membership.sku if membership else None)
+    entries = await catalog.visible_features(session, cache, principal.user, membership)
     return ok(
         [
             {

@@ -13,7 +13,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wardrobe.core.cache import Cache
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.core.outbox import TOPIC_PUSH, TOPIC_RUN, TOPIC_TASK_CHANGED, Announcer, announce
 from wardrobe.core.ratelimit import parse_limits
@@ -34,11 +33,6 @@ from wardrobe.modules.tasks.parts import TaskParts
 def request_hash_of(feature: str, inputs: dict[str, Any]) -> str:
     canonical = orjson.dumps({"feature": feature, "inputs": inputs}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
-
-
-async def _membership_sku(session: AsyncSession, cache: Cache, user_id: int) -> str | None:
-    membership = await billing.cached_membership(session, cache, user_id)
-    return membership.sku if membership else None
 
 
 async def _check_images(
@@ -95,9 +89,8 @@ async def create_task(
         existing = await _by_idempotency_key(session, user.id, idempotency_key)
         if existing is not None:
             return _same_request_or_conflict(existing, request_hash), False
-    feature = await catalog.usable_feature(
-        session, parts.cache, user, await _membership_sku(session, parts.cache, user.id), feature_key
-    )
+    membership = await billing.cached_membership(session, parts.cache, user.id)
+    feature = await catalog.usable_feature(session, parts.cache, user, membership, feature_key)
     if feature.rate_limit_policy:
         await parts.limiter.hit(parse_limits(feature.rate_limit_policy), "feature", f"{feature.key}:{user.id}")
     problems = forms.input_errors(feature.form_schema, inputs)
