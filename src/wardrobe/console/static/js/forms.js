@@ -63,7 +63,9 @@ export function formFields(specs, record = {}) {
       return wrap;
     }
     if (spec.readOnly) el.disabled = true;
-    return field(spec.name, spec.label, el, spec.hint);
+    const wrap = field(spec.name, spec.label, el, spec.hint);
+    if (spec.type === "checkbox") wrap.classList.add("field-check");
+    return wrap;
   });
 }
 
