@@ -17,6 +17,7 @@ from tests.fixtures.auth import data, new_phone
 from tests.fixtures.browser import LAPTOP, TABLET, Browser, css
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import AuthSession
+from wardrobe.modules.distributors.id_card import check_character
 
 SESSION_KEY = "wardrobe.console.session"
 
@@ -352,6 +353,46 @@ async def test_an_operator_cancels_a_queued_task_from_its_page(browser: Browser,
         ("task.cancel", server.operator.session.user["id"], reason)
     ]
     assert (await server.get("/api/v1/billing/quota", user))["available"] == 10  # the hold came back
+
+
+async def test_an_operator_approves_a_distributor_and_only_an_admin_reveals_the_id_number(
+    browser: Browser, console_server: ConsoleServer
+) -> None:
+    server = console_server
+    applicant = await server.user()
+    first17 = "11010119900307123"
+    number = first17 + check_character(first17)
+    body = {"real_name": "王小明", "id_number": number, "phone": applicant.phone}
+    headers = applicant.headers
+    application = data(await server.client.post("/api/v1/distributors/applications", json=body, headers=headers), 201)
+
+    sign_in(browser, server, server.operator)
+    browser.go("distributors?status=pending")
+    browser.settled("distributors-table")
+    row = browser.row("distributors-table", application["id"])
+    assert number not in row.text  # masked
+    assert not row.find_elements(By.CSS_SELECTOR, css("reveal-id"))  # an operator cannot reveal
+    browser.act("approve", {"reason-input": "资料齐全"}, within=row)
+    browser.wait(lambda _: str(application["id"]) not in browser.rows("distributors-table"))
+    approved = await server.get("/api/v1/admin/distributors/applications", server.operator, status="approved")
+    assert [(a["id"], a["reviewer_id"]) for a in approved["items"]] == [
+        (application["id"], server.operator.session.user["id"])
+    ]
+    assert (await server.get("/api/v1/users/me", applicant))["role"] == "distributor"
+
+    sign_in(browser, server, server.admin)
+    browser.go("distributors?status=approved")
+    browser.settled("distributors-table")
+    reason = "contract signing (console test)"
+    browser.act("reveal-id", {"reason-input": reason}, within=browser.row("distributors-table", application["id"]))
+    browser.wait(lambda _: browser.text("revealed-id") == number)
+    logged = await server.get(
+        "/api/v1/admin/audit-logs",
+        server.admin,
+        action="distributor_application.reveal_id",
+        target_id=str(application["id"]),
+    )
+    assert [(e["actor_id"], e["reason"]) for e in logged["items"]] == [(server.admin.session.user["id"], reason)]
 
 
 async def test_an_admin_demoted_mid_session_is_shown_the_apis_refusal(
