@@ -154,6 +154,11 @@ def _shoot(browser: Browser, route: str, ready: str, path: Path, size: tuple[int
     browser.viewport(width, height)
     browser.go(route)
     browser.settled(ready)
+    # The audit log with one change opened: what a quota adjustment recorded before and after.
+    browser.script(
+        "for (const d of document.querySelectorAll('[data-testid=audit-table] details'))"
+        " { if (d.closest('tr').textContent.includes('quota.adjust')) d.open = true; }"
+    )
     tall = int(browser.script("return document.documentElement.scrollHeight"))
     browser.viewport(width, max(height, min(tall, MAX_HEIGHT)))
     browser.script("window.scrollTo(0, 0)")
