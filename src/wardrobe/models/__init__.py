@@ -22,6 +22,13 @@ from wardrobe.models.payments import (
     RefundStatus,
 )
 from wardrobe.models.providers import ProviderAccount, ProviderSwitch, VendorCallback
+from wardrobe.models.stats import (
+    StatsDaily,
+    StatsDailyActiveUser,
+    StatsDailyPerformance,
+    StatsDailyRevenue,
+    StatsDailyTasks,
+)
 from wardrobe.models.storage import PendingObjectDeletion, VerifiedUpload
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
@@ -58,6 +65,11 @@ __all__ = [
     "RefundStatus",
     "Role",
     "SmsCode",
+    "StatsDaily",
+    "StatsDailyActiveUser",
+    "StatsDailyPerformance",
+    "StatsDailyRevenue",
+    "StatsDailyTasks",
     "StepStatus",
     "Task",
     "TaskStatus",

@@ -102,6 +102,8 @@ class LedgerEntry(Base):
     __table_args__ = (
         UniqueConstraint("kind", "ref", name="uq_quota_ledger_kind_ref"),
         Index("ix_quota_ledger_user_id_id", "user_id", "id"),
+        # Statistics: quota granted and spent per day reads only the kinds it counts.
+        Index("ix_quota_ledger_kind_created_at", "kind", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -51,6 +51,7 @@ class Order(Base):
     __table_args__ = (
         Index("ix_orders_user_id_id", "user_id", "id"),
         Index("ix_orders_status_created_at", "status", "created_at"),
+        Index("ix_orders_paid_at", "paid_at"),  # statistics: revenue on the day it was paid
         CheckConstraint("amount_fen > 0", name="amount_positive"),
         CheckConstraint(
             "refunded_fen >= 0 AND refund_pending_fen >= 0 AND refunded_fen + refund_pending_fen <= paid_fen",
@@ -88,7 +89,10 @@ class Refund(Base):
     out_request_no): sending it again never refunds twice."""
 
     __tablename__ = "refunds"
-    __table_args__ = (CheckConstraint("amount_fen > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount_fen > 0", name="amount_positive"),
+        Index("ix_refunds_settled_at", "settled_at"),  # statistics: refunds on the day they succeeded
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     refund_no: Mapped[str] = mapped_column(String(40), unique=True)

@@ -44,6 +44,9 @@ class Task(Base):
         Index("ix_tasks_status_id", "status", "id"),
         # The retention sweep: finished tasks whose files are still kept, oldest first.
         Index("ix_tasks_files_purged_at_finished_at", "files_purged_at", "finished_at"),
+        # Statistics: a day's tasks by creation time; with user_id the index alone answers "who
+        # was active" (distinct users) without reading the rows.
+        Index("ix_tasks_created_at_user_id", "created_at", "user_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

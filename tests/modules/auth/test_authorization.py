@@ -81,6 +81,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/admin/users"): ADMIN,
     ("patch", "/api/v1/admin/users/{user_id}"): OPERATOR,
     ("post", "/api/v1/admin/users/{user_id}/revoke-sessions"): OPERATOR,
+    ("get", "/api/v1/admin/stats/overview"): OPERATOR,
     # Distributors: operators review (ID numbers masked); decrypting one is an admin's, audited.
     ("post", "/api/v1/distributors/applications"): USER,
     ("get", "/api/v1/distributors/me"): USER,
