@@ -42,6 +42,7 @@ COMMANDS = {
     "bench-realtime": None,
     "bench-vendors": None,
     "bench-storage-gc": None,
+    "bench-stats": None,
     "wardrobe": ["wardrobe"],
     "services": None,
 }
@@ -52,6 +53,7 @@ BENCH_SCRIPTS = {
     "bench-realtime": "bench/realtime.py",
     "bench-vendors": "bench/vendors.py",
     "bench-storage-gc": "bench/storage_gc.py",
+    "bench-stats": "bench/stats.py",
 }
 
 
@@ -97,7 +99,7 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__)
         print("commands: serve, test, lint, bench, bench-tasks, bench-realtime, bench-vendors, bench-storage-gc, "
-              "services [stop], wardrobe <args>")
+              "bench-stats, services [stop], wardrobe <args>")
         sys.exit(2)
     command, extra = sys.argv[1], sys.argv[2:]
     if command == "services":

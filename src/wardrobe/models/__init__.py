@@ -25,9 +25,9 @@ from wardrobe.models.providers import ProviderAccount, ProviderSwitch, VendorCal
 from wardrobe.models.stats import (
     StatsDaily,
     StatsDailyActiveUser,
-    StatsDailyPerformance,
     StatsDailyRevenue,
     StatsDailyTasks,
+    stats_daily_performance,
 )
 from wardrobe.models.storage import PendingObjectDeletion, VerifiedUpload
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
@@ -67,7 +67,6 @@ __all__ = [
     "SmsCode",
     "StatsDaily",
     "StatsDailyActiveUser",
-    "StatsDailyPerformance",
     "StatsDailyRevenue",
     "StatsDailyTasks",
     "StepStatus",
@@ -78,4 +77,5 @@ __all__ = [
     "UserStatus",
     "VendorCallback",
     "VerifiedUpload",
+    "stats_daily_performance",
 ]

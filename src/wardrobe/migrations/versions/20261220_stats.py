@@ -48,8 +48,9 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(length=64), nullable=False),
         sa.Column("tasks", sa.Integer(), nullable=False),
         sa.Column("failed", sa.Integer(), nullable=False),
-        sa.Column("durations", sa.JSON(), nullable=False),
         sa.Column("max_ms", sa.BigInteger(), nullable=True),
+        # The duration histogram: one counter per bucket (models/stats.py), fixed when written.
+        *(sa.Column(f"d{index:02d}", sa.Integer(), nullable=False) for index in range(50)),
         sa.PrimaryKeyConstraint("day", "feature", "provider", name=op.f("pk_stats_daily_performance")),
     )
     op.create_table(
@@ -67,6 +68,7 @@ def upgrade() -> None:
         sa.Column("user_id", BIG_ID, autoincrement=False, nullable=False),
         sa.PrimaryKeyConstraint("day", "user_id", name=op.f("pk_stats_daily_active_users")),
     )
+    op.create_index("ix_stats_daily_active_users_user_id_day", "stats_daily_active_users", ["user_id", "day"])
     op.create_index("ix_tasks_created_at_user_id", "tasks", ["created_at", "user_id"])
     op.create_index("ix_users_created_at", "users", ["created_at"])
     op.create_index("ix_quota_ledger_kind_created_at", "quota_ledger", ["kind", "created_at"])

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from wardrobe.core.deps import SessionDep
+from wardrobe.core.deps import CacheDep, SessionDep
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors, server_check
@@ -35,6 +35,7 @@ _BOUNDS = f"between {service.EARLIEST} and {service.LATEST}"
 async def stats_overview(
     _: Reader,
     session: SessionDep,
+    cache: CacheDep,
     from_: Annotated[
         IsoDate,
         Query(alias="from", description="First day (UTC)", json_schema_extra=server_check(_BOUNDS)),
@@ -50,5 +51,5 @@ async def stats_overview(
     ],
     granularity: Granularity = "day",
 ) -> OrjsonResponse:
-    body = await service.overview(session, start=from_, end=to, today=utcnow().date())
+    body = await service.overview(session, cache, start=from_, end=to, today=utcnow().date())
     return ok(body)

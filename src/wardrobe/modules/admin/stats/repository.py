@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
     and_,
     case,
     delete,
@@ -22,7 +23,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    union,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
@@ -37,15 +37,25 @@ from wardrobe.models import (
     RefundStatus,
     StatsDaily,
     StatsDailyActiveUser,
-    StatsDailyPerformance,
     StatsDailyRevenue,
     StatsDailyTasks,
     Task,
     TaskStatus,
     TaskStep,
     User,
+    stats_daily_performance,
 )
-from wardrobe.modules.admin.stats.figures import BOUNDS_MS, DayFigures, Performance, Revenue
+from wardrobe.models.stats import DURATION_COLUMNS
+from wardrobe.modules.admin.stats.figures import (
+    BOUNDS_MS,
+    FINISHED,
+    Breakdown,
+    DayFigures,
+    Performance,
+    Point,
+    Revenue,
+    days_between,
+)
 
 # Positive ledger amounts of these kinds are quota granted; confirmed holds are quota spent.
 GRANTED_KINDS = (
@@ -56,7 +66,6 @@ GRANTED_KINDS = (
     LedgerKind.REFERRAL_REBATE.value,
 )
 SPENT_KIND = LedgerKind.CONFIRM.value
-FINISHED = (TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value)
 NO_DURATION = -1  # the bucket of a task without both a start and an end
 
 
@@ -85,6 +94,43 @@ def _duration_mysql(element: duration_ms, compiler: SQLCompiler, **kw: Any) -> s
 def _duration_postgresql(element: duration_ms, compiler: SQLCompiler, **kw: Any) -> str:
     start, end = (compiler.process(c, **kw) for c in element.clauses)
     return f"CAST(ROUND(EXTRACT(EPOCH FROM ({end} - {start})) * 1000) AS BIGINT)"
+
+
+class duration_bucket(FunctionElement[int]):
+    """The histogram bucket of a duration in ms (``figures.BOUNDS_MS``), -1 for NULL."""
+
+    type = Integer()
+    name = "duration_bucket"
+    inherit_cache = True
+
+
+def _bucket_tree(ms: str, low: int, high: int) -> str:
+    # A binary search over the bounds: ~6 comparisons per row instead of up to 49.
+    if low == high:
+        return str(low)
+    middle = (low + high) // 2
+    return (
+        f"CASE WHEN {ms} <= {BOUNDS_MS[middle]} THEN {_bucket_tree(ms, low, middle)} "
+        f"ELSE {_bucket_tree(ms, middle + 1, high)} END"
+    )
+
+
+@compiles(duration_bucket)
+def _bucket_portable(element: duration_bucket, compiler: SQLCompiler, **kw: Any) -> str:
+    (ms,) = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CASE WHEN {ms} IS NULL THEN {NO_DURATION} ELSE {_bucket_tree(ms, 0, len(BOUNDS_MS))} END"
+
+
+@compiles(duration_bucket, "mysql")
+def _bucket_mysql(element: duration_bucket, compiler: SQLCompiler, **kw: Any) -> str:
+    # ceil(3 log2(ms / 50)) is the bucket exactly (figures.BOUNDS_MS says why); LOG2 of a power
+    # of two is exact in MariaDB, and no other bound is within 0.003 ms of a whole number.
+    (ms,) = (compiler.process(c, **kw) for c in element.clauses)
+    last = len(BOUNDS_MS)
+    return (
+        f"IF({ms} IS NULL, {NO_DURATION}, IF({ms} <= {BOUNDS_MS[0]}, 0, "
+        f"LEAST({last}, CAST(CEIL(3 * LOG2({ms} / {BOUNDS_MS[0]})) AS SIGNED))))"
+    )
 
 
 def day_start(day: date) -> datetime:
@@ -160,11 +206,11 @@ async def _tasks(session: AsyncSession, first: date, last: date, out: dict[date,
 
 async def _performance(session: AsyncSession, first: date, last: date, out: dict[date, DayFigures]) -> None:
     """Finished tasks by (feature, provider, status, duration bucket). A task counts once under
-    each provider one of its steps ran on, or under "" when none did; its duration is its own
-    (started to finished)."""
-    per_provider = (
+    each provider one of its steps ran on (two steps on one provider: still once, hence the
+    distinct count), or under "" when none did; its duration is its own (started to finished)."""
+    joined = (
         select(
-            Task.id,
+            Task.id.label("id"),
             _day_of(Task.created_at).label("day"),
             Task.feature_key.label("feature"),
             TaskStep.provider.label("provider"),
@@ -174,19 +220,13 @@ async def _performance(session: AsyncSession, first: date, last: date, out: dict
         .select_from(Task)
         .outerjoin(TaskStep, and_(TaskStep.task_id == Task.id, TaskStep.provider.is_not(None)))
         .where(_in(Task.created_at, first, last), Task.status.in_(FINISHED))
-        .distinct()
         .subquery()
     )
-    ms = per_provider.c.ms
-    bucket = case(
-        (ms.is_(None), NO_DURATION),
-        *((ms <= bound, index) for index, bound in enumerate(BOUNDS_MS)),
-        else_=len(BOUNDS_MS),
-    )
-    c = per_provider.c
-    query = select(c.day, c.feature, c.provider, c.status, bucket, func.count(), func.max(ms)).group_by(
-        c.day, c.feature, c.provider, c.status, bucket
-    )
+    c = joined.c
+    bucket = duration_bucket(c.ms)
+    query = select(
+        c.day, c.feature, c.provider, c.status, bucket, func.count(func.distinct(c.id)), func.max(c.ms)
+    ).group_by(c.day, c.feature, c.provider, c.status, bucket)
     for value, feature, provider, status, index, count, longest in await session.execute(query):
         perf = out[_as_date(value)].perf(feature, provider or "")
         perf.tasks += count
@@ -236,23 +276,28 @@ async def _revenue(session: AsyncSession, first: date, last: date, out: dict[dat
         out[_as_date(value)].channel(channel).refunds_fen = _int(total)
 
 
-async def distinct_active_users(
-    session: AsyncSession, rolled: Sequence[tuple[date, date]], live: Sequence[tuple[date, date]]
-) -> int:
-    """Distinct users who created a task on any of the days: the rolled-up days' (day, user) pairs
-    and the live days' tasks (the index alone), deduplicated together by the database."""
-    parts = []
-    if rolled:
-        parts.append(
-            select(StatsDailyActiveUser.user_id.label("user_id")).where(_days_in(StatsDailyActiveUser.day, rolled))
-        )
-    parts += [select(Task.user_id.label("user_id")).where(_in(Task.created_at, a, b)) for a, b in live]
-    if not parts:
+async def distinct_rolled_users(session: AsyncSession, rolled: Sequence[tuple[date, date]]) -> int:
+    """Distinct users active on any of the rolled-up days: one pass over their (day, user) pairs."""
+    if not rolled:
         return 0
-    if len(parts) == 1:
-        only = parts[0].subquery()
-        return _int(await session.scalar(select(func.count(func.distinct(only.c.user_id)))))
-    return _int(await session.scalar(select(func.count()).select_from(union(*parts).subquery())))
+    pairs = StatsDailyActiveUser
+    query = select(func.count(func.distinct(pairs.user_id))).where(_days_in(pairs.day, rolled))
+    return _int(await session.scalar(query))
+
+
+async def distinct_live_users_not_rolled(
+    session: AsyncSession, live: Sequence[tuple[date, date]], rolled: Sequence[tuple[date, date]]
+) -> int:
+    """Distinct users who created a task on the live days and were active on none of the rolled-up
+    days: the live days' index entries, each user looked up once in the pairs by user."""
+    if not live:
+        return 0
+    pairs = StatsDailyActiveUser
+    query = select(func.count(func.distinct(Task.user_id))).where(or_(*(_in(Task.created_at, a, b) for a, b in live)))
+    if rolled:
+        seen = select(pairs.user_id).where(pairs.user_id == Task.user_id, _days_in(pairs.day, rolled))
+        query = query.where(~seen.exists())
+    return _int(await session.scalar(query))
 
 
 async def first_day(session: AsyncSession) -> date | None:
@@ -264,52 +309,86 @@ async def first_day(session: AsyncSession) -> date | None:
 # -- The rollup tables --------------------------------------------------------------------------
 
 
-async def final_days(session: AsyncSession, first: date, last: date) -> set[date]:
-    rows = await session.scalars(
-        select(StatsDaily.day).where(StatsDaily.day.between(first, last), StatsDaily.final.is_(True))
+async def final_days(session: AsyncSession, first: date, last: date) -> dict[date, datetime]:
+    """The final days of ``first``..``last``, with when each was computed."""
+    rows = await session.execute(
+        select(StatsDaily.day, StatsDaily.computed_at).where(
+            StatsDaily.day.between(first, last), StatsDaily.final.is_(True)
+        )
     )
-    return {_as_date(day) for day in rows}
+    return {_as_date(day): computed for day, computed in rows}
 
 
-async def rolled_figures(session: AsyncSession, runs: Sequence[tuple[date, date]]) -> dict[date, DayFigures]:
-    """The stored figures of the days in ``runs`` (each day present, zeros where nothing happened)."""
-    out = {date.fromordinal(n): DayFigures() for a, b in runs for n in range(a.toordinal(), b.toordinal() + 1)}
+async def rolled_points(session: AsyncSession, runs: Sequence[tuple[date, date]]) -> dict[date, Point]:
+    """The series of the rolled-up days in ``runs``, summed per day by the database."""
+    points = {day: Point() for first, last in runs for day in days_between(first, last)}
     if not runs:
-        return out
+        return points
     daily = select(
         StatsDaily.day, StatsDaily.new_users, StatsDaily.active_users, StatsDaily.quota_granted, StatsDaily.quota_spent
-    )
-    for day, new_users, active, granted, spent in await session.execute(daily.where(_days_in(StatsDaily.day, runs))):
-        figures = out[_as_date(day)]
-        figures.new_users, figures.active_users, figures.quota_granted, figures.quota_spent = (
-            new_users,
-            active,
-            granted,
-            spent,
+    ).where(_days_in(StatsDaily.day, runs))
+    for day, new_users, active, granted, spent in await session.execute(daily):
+        point = points[_as_date(day)]
+        point.new_users, point.active_users, point.quota_granted, point.quota_spent = new_users, active, granted, spent
+    t = StatsDailyTasks
+    tasks = (
+        select(
+            t.day,
+            func.sum(t.tasks),
+            func.sum(case((t.status == TaskStatus.FAILED.value, t.tasks), else_=0)),
+            func.sum(case((t.status.in_(FINISHED), t.tasks), else_=0)),
         )
-    tasks = select(StatsDailyTasks.day, StatsDailyTasks.feature, StatsDailyTasks.status, StatsDailyTasks.tasks)
-    for day, feature, status, count in await session.execute(tasks.where(_days_in(StatsDailyTasks.day, runs))):
-        out[_as_date(day)].tasks[(feature, status)] = count
-    perf = select(
-        StatsDailyPerformance.day,
-        StatsDailyPerformance.feature,
-        StatsDailyPerformance.provider,
-        StatsDailyPerformance.tasks,
-        StatsDailyPerformance.failed,
-        StatsDailyPerformance.durations,
-        StatsDailyPerformance.max_ms,
-    ).where(_days_in(StatsDailyPerformance.day, runs))
-    for day, feature, provider, count, failed, durations, max_ms in await session.execute(perf):
-        out[_as_date(day)].performance[(feature, provider)] = Performance(count, failed, list(durations), max_ms)
-    revenue = select(
-        StatsDailyRevenue.day,
-        StatsDailyRevenue.channel,
-        StatsDailyRevenue.orders,
-        StatsDailyRevenue.revenue_fen,
-        StatsDailyRevenue.refunds_fen,
-    ).where(_days_in(StatsDailyRevenue.day, runs))
-    for day, channel, orders, paid, refunded in await session.execute(revenue):
-        out[_as_date(day)].revenue[channel] = Revenue(orders, paid, refunded)
+        .where(_days_in(t.day, runs))
+        .group_by(t.day)
+    )
+    for day, count, failed, finished in await session.execute(tasks):
+        point = points[_as_date(day)]
+        point.tasks, point.tasks_failed, point.tasks_finished = _int(count), _int(failed), _int(finished)
+    r = StatsDailyRevenue
+    revenue = (
+        select(r.day, func.sum(r.revenue_fen), func.sum(r.refunds_fen)).where(_days_in(r.day, runs)).group_by(r.day)
+    )
+    for day, paid, refunded in await session.execute(revenue):
+        point = points[_as_date(day)]
+        point.revenue_fen, point.refunds_fen = _int(paid), _int(refunded)
+    return points
+
+
+async def rolled_breakdown(session: AsyncSession, runs: Sequence[tuple[date, date]]) -> Breakdown:
+    """Tasks, performance (histograms included) and revenue of the rolled-up days in ``runs``,
+    summed over the days by the database."""
+    out = Breakdown()
+    if not runs:
+        return out
+    t = StatsDailyTasks
+    tasks = select(t.feature, t.status, func.sum(t.tasks)).where(_days_in(t.day, runs)).group_by(t.feature, t.status)
+    for feature, status, count in await session.execute(tasks):
+        out.tasks[(feature, status)] = _int(count)
+    p = stats_daily_performance.c
+    perf = (
+        select(
+            p.feature,
+            p.provider,
+            func.sum(p.tasks),
+            func.sum(p.failed),
+            func.max(p.max_ms),
+            *(func.sum(p[name]) for name in DURATION_COLUMNS),
+        )
+        .where(_days_in(p.day, runs))
+        .group_by(p.feature, p.provider)
+    )
+    for feature, provider, count, failed, longest, *durations in await session.execute(perf):
+        out.performance[(feature, provider)] = Performance(
+            _int(count), _int(failed), [_int(n) for n in durations], None if longest is None else int(longest)
+        )
+    r = StatsDailyRevenue
+    revenue = (
+        select(r.channel, func.sum(r.orders), func.sum(r.revenue_fen), func.sum(r.refunds_fen))
+        .where(_days_in(r.day, runs))
+        .group_by(r.channel)
+    )
+    for channel, orders, paid, refunded in await session.execute(revenue):
+        out.revenue[channel] = Revenue(_int(orders), _int(paid), _int(refunded))
     return out
 
 
@@ -323,8 +402,9 @@ async def replace_days(
 ) -> None:
     """Replace the rollup rows of ``first``..``last`` with ``figures`` (every day of the run, in
     the caller's transaction), and the day's (day, user) pairs of active users."""
-    for table in (StatsDaily, StatsDailyTasks, StatsDailyPerformance, StatsDailyRevenue, StatsDailyActiveUser):
+    for table in (StatsDaily, StatsDailyTasks, StatsDailyRevenue, StatsDailyActiveUser):
         await session.execute(delete(table).where(table.day.between(first, last)))
+    await session.execute(delete(stats_daily_performance).where(stats_daily_performance.c.day.between(first, last)))
     # The pairs straight from the index into the table: no row passes through Python.
     pairs = select(_day_of(Task.created_at), Task.user_id).where(_in(Task.created_at, first, last)).distinct()
     await session.execute(insert(StatsDailyActiveUser).from_select(["day", "user_id"], pairs))
@@ -343,14 +423,14 @@ async def replace_days(
             "provider": provider,
             "tasks": p.tasks,
             "failed": p.failed,
-            "durations": p.durations,
             "max_ms": p.max_ms,
+            **dict(zip(DURATION_COLUMNS, p.durations, strict=True)),
         }
         for day, f in figures.items()
         for (feature, provider), p in f.performance.items()
     ]
     if rows:
-        await session.execute(insert(StatsDailyPerformance), rows)
+        await session.execute(insert(stats_daily_performance), rows)
     rows = [
         {"day": day, "channel": channel, "orders": r.orders, "revenue_fen": r.revenue_fen, "refunds_fen": r.refunds_fen}
         for day, f in figures.items()

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.cache import Cache
 from wardrobe.core.errors import ValidationFailed
 from wardrobe.modules.admin.stats import repository as repo
-from wardrobe.modules.admin.stats.figures import (
-    DayFigures,
-    Performance,
-    Revenue,
-    days_between,
-    intervals,
-    p95_ms,
-    rate,
-)
+from wardrobe.modules.admin.stats.figures import Breakdown, Point, days_between, intervals, p95_ms, rate
 
 MAX_RANGE_DAYS = 366
+# The cache namespace of the rolled-up part of a range's distinct active users.
+ACTIVE_USERS_CACHE = "stats_active_users"
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2100, 12, 31)
 
@@ -36,7 +31,7 @@ def check_range(start: date, end: date) -> None:
         raise ValidationFailed("to", f"the range is at most {MAX_RANGE_DAYS} days")
 
 
-async def overview(session: AsyncSession, *, start: date, end: date, today: date) -> dict[str, Any]:
+async def overview(session: AsyncSession, cache: Cache, *, start: date, end: date, today: date) -> dict[str, Any]:
     """The figures of the UTC days ``start``..``end`` (both included), as the contract's overview.
 
     Days rolled up for good come from the rollup tables; the others up to ``today`` (today, days
@@ -44,72 +39,81 @@ async def overview(session: AsyncSession, *, start: date, end: date, today: date
     is always current. Days after ``today`` are zeros."""
     check_range(start, end)
     past_end = min(end, today)
-    final = await repo.final_days(session, start, past_end) if start <= past_end else set()
-    final.discard(today)
+    past = days_between(start, past_end) if start <= past_end else []
+    final = await repo.final_days(session, start, past_end) if past else {}
+    final.pop(today, None)
     rolled = intervals(final)
-    live = intervals(d for d in days_between(start, past_end) if d not in final) if start <= past_end else []
-    figures = await repo.rolled_figures(session, rolled)
+    live = intervals(day for day in past if day not in final)
+    points = await repo.rolled_points(session, rolled)
+    breakdown = await repo.rolled_breakdown(session, rolled)
     for first, last in live:
-        figures.update(await repo.live_figures(session, first, last))
-    days = days_between(start, end)
-    by_day = [(day, figures.get(day) or DayFigures()) for day in days]
-    active = await repo.distinct_active_users(session, rolled, live)
+        for day, figures in (await repo.live_figures(session, first, last)).items():
+            points[day] = figures.point()
+            breakdown.add(figures)
+    series = [(day, points.get(day) or Point()) for day in days_between(start, end)]
+    active = await _distinct_active_users(session, cache, rolled, live, max(final.values(), default=None))
     return {
         "from": start.isoformat(),
         "to": end.isoformat(),
         "granularity": "day",
-        "totals": _totals([f for _, f in by_day], active),
-        "series": [_point(day, f) for day, f in by_day],
-        **_breakdowns([f for _, f in by_day]),
+        "totals": _totals([p for _, p in series], active),
+        "series": [_point(day, p) for day, p in series],
+        **_breakdown(breakdown),
     }
 
 
-def _point(day: date, f: DayFigures) -> dict[str, Any]:
+async def _distinct_active_users(
+    session: AsyncSession,
+    cache: Cache,
+    rolled: list[tuple[date, date]],
+    live: list[tuple[date, date]],
+    computed: datetime | None,
+) -> int:
+    """Users active on the final days, plus the live days' users who were not. The first count
+    is the costly one (a pass over the range's (day, user) pairs) and cannot change while those
+    days stay as they were computed, so it is cached under the days and their latest
+    computation: recomputing any of them makes a new key."""
+    if not rolled:
+        return await repo.distinct_live_users_not_rolled(session, live, rolled)
+    key = f"{rolled}@{computed}"
+    count = await cache.get(ACTIVE_USERS_CACHE, key, lambda: repo.distinct_rolled_users(session, rolled))
+    return (count or 0) + await repo.distinct_live_users_not_rolled(session, live, rolled)
+
+
+def _point(day: date, p: Point) -> dict[str, Any]:
     return {
         "date": day.isoformat(),
-        "new_users": f.new_users,
-        "active_users": f.active_users,
-        "tasks": f.task_count,
-        "tasks_failed": f.failed_count,
-        "quota_granted": f.quota_granted,
-        "quota_spent": f.quota_spent,
-        "revenue_fen": sum(r.revenue_fen for r in f.revenue.values()),
-        "refunds_fen": sum(r.refunds_fen for r in f.revenue.values()),
+        "new_users": p.new_users,
+        "active_users": p.active_users,
+        "tasks": p.tasks,
+        "tasks_failed": p.tasks_failed,
+        "quota_granted": p.quota_granted,
+        "quota_spent": p.quota_spent,
+        "revenue_fen": p.revenue_fen,
+        "refunds_fen": p.refunds_fen,
     }
 
 
-def _totals(days: list[DayFigures], active_users: int) -> dict[str, Any]:
-    failed = sum(f.failed_count for f in days)
+def _totals(points: list[Point], active_users: int) -> dict[str, Any]:
+    failed = sum(p.tasks_failed for p in points)
     return {
-        "new_users": sum(f.new_users for f in days),
+        "new_users": sum(p.new_users for p in points),
         "active_users": active_users,
-        "tasks": sum(f.task_count for f in days),
+        "tasks": sum(p.tasks for p in points),
         "tasks_failed": failed,
-        "failure_rate": rate(failed, sum(f.finished_count for f in days)),
-        "quota_granted": sum(f.quota_granted for f in days),
-        "quota_spent": sum(f.quota_spent for f in days),
-        "revenue_fen": sum(r.revenue_fen for f in days for r in f.revenue.values()),
-        "refunds_fen": sum(r.refunds_fen for f in days for r in f.revenue.values()),
+        "failure_rate": rate(failed, sum(p.tasks_finished for p in points)),
+        "quota_granted": sum(p.quota_granted for p in points),
+        "quota_spent": sum(p.quota_spent for p in points),
+        "revenue_fen": sum(p.revenue_fen for p in points),
+        "refunds_fen": sum(p.refunds_fen for p in points),
     }
 
 
-def _breakdowns(days: list[DayFigures]) -> dict[str, list[dict[str, Any]]]:
-    tasks: dict[tuple[str, str], int] = {}
-    performance: dict[tuple[str, str], Performance] = {}
-    revenue: dict[str, Revenue] = {}
-    for f in days:
-        for key, count in f.tasks.items():
-            tasks[key] = tasks.get(key, 0) + count
-        for key, perf in f.performance.items():
-            performance.setdefault(key, Performance()).add(perf)
-        for channel, r in f.revenue.items():
-            total = revenue.setdefault(channel, Revenue())
-            total.orders += r.orders
-            total.revenue_fen += r.revenue_fen
-            total.refunds_fen += r.refunds_fen
+def _breakdown(b: Breakdown) -> dict[str, list[dict[str, Any]]]:
     return {
         "tasks_by_feature": [
-            {"feature": feature, "status": status, "count": count} for (feature, status), count in sorted(tasks.items())
+            {"feature": feature, "status": status, "count": count}
+            for (feature, status), count in sorted(b.tasks.items())
         ],
         "performance": [
             {
@@ -120,10 +124,10 @@ def _breakdowns(days: list[DayFigures]) -> dict[str, list[dict[str, Any]]]:
                 "failure_rate": rate(p.failed, p.tasks),
                 "p95_ms": p95_ms(p.durations, p.max_ms),
             }
-            for (feature, provider), p in sorted(performance.items())
+            for (feature, provider), p in sorted(b.performance.items())
         ],
         "revenue_by_channel": [
             {"channel": channel, "orders": r.orders, "revenue_fen": r.revenue_fen, "refunds_fen": r.refunds_fen}
-            for channel, r in sorted(revenue.items())
+            for channel, r in sorted(b.revenue.items())
         ],
     }
