@@ -31,17 +31,20 @@ pairs). It computes them with the same range queries the overview runs live (eac
 indexed time column: ``tasks(created_at, user_id)``, ``users(created_at)``,
 ``quota_ledger(kind, created_at)``, ``orders(paid_at)``, ``refunds(settled_at)``, steps by
 ``task_id``) and replaces a day's rows in one transaction, so running it again changes nothing. A
-closed day becomes *final* when it was rolled up 6 hours after it ended with none of its tasks
+closed day becomes *final* when it was rolled up an hour after it ended with none of its tasks
 still queued or running (or 7 days after it ended in any case); until then the job recomputes it on
 every run. The overview reads final days from the rollups and computes every other day up to today
 live, so its answer is always current; deleting a day's ``stats_daily`` row makes the next run
 compute it again.
 
-The p95 comes from histograms of fixed buckets: upper bounds 50 ms × 2^(k/3), k = 0..48 (50 ms to
-~55 min, three per doubling), plus one for longer. The answer is the upper bound of the bucket that
-holds the ceil(0.95 n)-th shortest duration, capped by the longest duration seen: never below the
-exact nearest-rank p95, and at most 26 % (2^(1/3)) above it.
+The p95 comes from histograms of fixed buckets: upper bounds floor(50 ms × 2^(k/3)), k = 0..48
+(50 ms to ~55 min, three per doubling), plus one for longer, kept as 50 counters per row so that
+a range's histogram is a sum per column. The answer is the upper bound of the bucket that holds
+the ceil(0.95 n)-th shortest duration, capped by the longest duration seen: never below the exact
+nearest-rank p95, and less than 26 % (2^(1/3)) above it.
 
-The range's distinct active users are counted by the database over the final days' pairs and the
-live days' tasks (from the index alone) together.
+The range's distinct active users are counted exactly by the database: the final days' (day,
+user) pairs, plus the live days' users who are in none of them (looked up by ``(user_id, day)``).
+The first count is the costly one (a pass over the pairs) and cannot change while those days stay
+as computed, so it is cached per process under the days and their latest computation time.
 """

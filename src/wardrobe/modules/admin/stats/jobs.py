@@ -14,10 +14,11 @@ from wardrobe.modules.admin.stats import repository as repo
 from wardrobe.modules.admin.stats.figures import DayFigures, days_between, intervals
 
 # A closed day is final (never computed again, read from the rollup only) once it was rolled up
-# SETTLE after it ended with no task of it still queued or running. Payments report their own
-# time (paid_at) and may arrive late, tasks end within the quota hold's 6 hours or are settled by
-# the sweeper; a task stuck for longer keeps its day open, but not beyond MAX_SETTLE.
-SETTLE = timedelta(hours=6)
+# SETTLE after it ended with no task of it still queued or running. Everything else is written at
+# the time it counts on, except a payment: its paid_at is the platform's time, and its
+# notification (or the reconciliation, WARDROBE_RECONCILE_AFTER_MINUTES later) arrives within
+# minutes. A task stuck queued or running keeps its day open, but not beyond MAX_SETTLE.
+SETTLE = timedelta(hours=1)
 MAX_SETTLE = timedelta(days=7)
 CHUNK_DAYS = 7
 # The newest days first; a first run over years of history catches up over several runs (the
