@@ -25,13 +25,11 @@ def upgrade() -> None:
         batch.create_unique_constraint(op.f("uq_tasks_retry_of"), ["retry_of"])
     op.create_index(op.f("ix_tasks_feature_key_id"), "tasks", ["feature_key", "id"])
     op.create_index(op.f("ix_tasks_error_code_id"), "tasks", ["error_code", "id"])
-    op.create_index(op.f("ix_tasks_created_at"), "tasks", ["created_at"])
     op.create_index(op.f("ix_task_steps_provider_task_id"), "task_steps", ["provider", "task_id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_task_steps_provider_task_id", table_name="task_steps")
-    op.drop_index("ix_tasks_created_at", table_name="tasks")
     op.drop_index("ix_tasks_error_code_id", table_name="tasks")
     op.drop_index("ix_tasks_feature_key_id", table_name="tasks")
     with op.batch_alter_table("tasks") as batch:
