@@ -1,9 +1,9 @@
 """stats: daily rollup tables of the business figures, and the indexes their range queries use
 (tasks, users, ledger by creation time; orders by payment time; refunds by settlement time)
 
-Revision ID: 0016_stats
-Revises: 0013_plans
-Create Date: 2026-12-20 09:00:00
+Revision ID: 0017_stats
+Revises: 0016_plans
+Create Date: 2026-12-21 09:00:00
 """
 
 from collections.abc import Sequence
@@ -13,8 +13,8 @@ from alembic import op
 
 from wardrobe.models.base import UTCDateTime
 
-revision: str = "0016_stats"
-down_revision: str | None = "0013_plans"
+revision: str = "0017_stats"
+down_revision: str | None = "0016_plans"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,8 +1,8 @@
 """task admin: retries of failed tasks (tasks.retry_of, once each) and the support console's indexes
 
-Revision ID: 0014_task_admin
-Revises: 0015_admin_reads
-Create Date: 2026-12-18 09:00:00
+Revision ID: 0015_task_admin
+Revises: 0014_admin_reads
+Create Date: 2026-12-19 09:00:00
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014_task_admin"
-down_revision: str | None = "0015_admin_reads"
+revision: str = "0015_task_admin"
+down_revision: str | None = "0014_admin_reads"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
