@@ -32,7 +32,10 @@ bench-realtime: ## Run the live-push and scale-out benchmark: 1,000 sockets, cac
 bench-vendors: ## Run the vendor-path benchmark: 200 tasks through the RunningHub peer at its cap
 	$(PY) dev.py bench-vendors
 
+bench-stats: ## Run the statistics benchmark: overview and rollup job over 10 million tasks (bench/README.md)
+	$(PY) dev.py bench-stats
+
 ci: ## What CI runs
 	bash .ci/run
 
-.PHONY: help serve test lint format migrate bench bench-tasks bench-realtime bench-vendors ci
+.PHONY: help serve test lint format migrate bench bench-tasks bench-realtime bench-vendors bench-stats ci

@@ -43,6 +43,7 @@ COMMANDS = {
     "bench-vendors": None,
     "bench-storage-gc": None,
     "bench-exports": None,
+    "bench-stats": None,
     "wardrobe": ["wardrobe"],
     "services": None,
 }
@@ -54,6 +55,7 @@ BENCH_SCRIPTS = {
     "bench-vendors": "bench/vendors.py",
     "bench-storage-gc": "bench/storage_gc.py",
     "bench-exports": "bench/exports.py",
+    "bench-stats": "bench/stats.py",
 }
 
 
@@ -99,8 +101,7 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__)
         print("commands: serve, test, lint, bench, bench-tasks, bench-realtime, bench-vendors, bench-storage-gc, "
-              "bench-exports, "
-              "services [stop], wardrobe <args>")
+              "bench-exports, bench-stats, services [stop], wardrobe <args>")
         sys.exit(2)
     command, extra = sys.argv[1], sys.argv[2:]
     if command == "services":

@@ -23,6 +23,7 @@ from wardrobe.core.middleware import EdgeMiddleware
 from wardrobe.core.openapi import operation_id
 from wardrobe.modules.account.endpoints import router as account_router
 from wardrobe.modules.admin.endpoints import router as admin_router
+from wardrobe.modules.admin.stats.endpoints import router as stats_router
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.totp_endpoints import router as totp_router
 from wardrobe.modules.billing.endpoints import router as billing_router
@@ -96,6 +97,7 @@ ROUTERS = (
     storage_router,
     distributors_router,
     admin_router,
+    stats_router,
     asyncapi_router,
 )
 

@@ -30,6 +30,7 @@ from wardrobe.core.redis import create_redis
 from wardrobe.core.security import TokenCodec
 from wardrobe.migrations import runner
 from wardrobe.models.base import utcnow
+from wardrobe.modules.admin.stats import service as stats
 from wardrobe.modules.auth import notices
 from wardrobe.modules.auth.captcha import TencentCaptcha, build_captcha
 from wardrobe.modules.auth.notices import TOPIC_SMS_NOTICE
@@ -259,7 +260,10 @@ def build_cache(settings: Settings, redis: Redis | None) -> Cache:
         jitter=settings.cache_ttl_jitter,
     )
     cached = (catalog.CATALOG, catalog.PIPELINE, billing_plans.PLANS, billing.MEMBERSHIP, switches.PROVIDERS, ACCOUNTS)
-    return Cache(redis, settings.redis_key_prefix, dict.fromkeys(cached, policy))
+    policies = dict.fromkeys(cached, policy)
+    # Keys name the exact rollup state they were computed from: the TTL only bounds memory.
+    policies[stats.ACTIVE_USERS_CACHE] = Policy(ttl=3600)
+    return Cache(redis, settings.redis_key_prefix, policies)
 
 
 def build_infra(

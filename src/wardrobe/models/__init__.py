@@ -22,6 +22,13 @@ from wardrobe.models.payments import (
     RefundStatus,
 )
 from wardrobe.models.providers import ProviderAccount, ProviderSwitch, VendorCallback
+from wardrobe.models.stats import (
+    StatsDaily,
+    StatsDailyActiveUser,
+    StatsDailyRevenue,
+    StatsDailyTasks,
+    stats_daily_performance,
+)
 from wardrobe.models.storage import PendingObjectDeletion, VerifiedUpload
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
@@ -58,6 +65,10 @@ __all__ = [
     "RefundStatus",
     "Role",
     "SmsCode",
+    "StatsDaily",
+    "StatsDailyActiveUser",
+    "StatsDailyRevenue",
+    "StatsDailyTasks",
     "StepStatus",
     "Task",
     "TaskStatus",
@@ -67,4 +78,5 @@ __all__ = [
     "UserTotp",
     "VendorCallback",
     "VerifiedUpload",
+    "stats_daily_performance",
 ]

@@ -121,6 +121,8 @@ class LedgerEntry(Base):
         Index("ix_quota_ledger_user_id_id", "user_id", "id"),
         # Accounting's CSV export reads a date range.
         Index("ix_quota_ledger_created_at", "created_at"),
+        # Statistics: quota granted and spent per day reads only the kinds it counts.
+        Index("ix_quota_ledger_kind_created_at", "kind", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

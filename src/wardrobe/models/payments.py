@@ -53,6 +53,7 @@ class Order(Base):
         Index("ix_orders_status_created_at", "status", "created_at"),
         # Accounting's CSV export reads a date range.
         Index("ix_orders_created_at", "created_at"),
+        Index("ix_orders_paid_at", "paid_at"),  # statistics: revenue on the day it was paid
         CheckConstraint("amount_fen > 0", name="amount_positive"),
         CheckConstraint(
             "refunded_fen >= 0 AND refund_pending_fen >= 0 AND refunded_fen + refund_pending_fen <= paid_fen",
@@ -90,7 +91,10 @@ class Refund(Base):
     out_request_no): sending it again never refunds twice."""
 
     __tablename__ = "refunds"
-    __table_args__ = (CheckConstraint("amount_fen > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount_fen > 0", name="amount_positive"),
+        Index("ix_refunds_settled_at", "settled_at"),  # statistics: refunds on the day they succeeded
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     refund_no: Mapped[str] = mapped_column(String(40), unique=True)

@@ -45,11 +45,13 @@ class Task(Base):
         # The support console's filters, each walked newest first (keyset on id).
         Index("ix_tasks_feature_key_id", "feature_key", "id"),
         Index("ix_tasks_error_code_id", "error_code", "id"),
-        Index("ix_tasks_created_at", "created_at"),
         # A failed task is retried (at no charge) at most once: the race is settled here.
         UniqueConstraint("retry_of", name="uq_tasks_retry_of"),
         # The retention sweep: finished tasks whose files are still kept, oldest first.
         Index("ix_tasks_files_purged_at_finished_at", "files_purged_at", "finished_at"),
+        # Statistics: a day's tasks by creation time; with user_id the index alone answers "who
+        # was active" (distinct users) without reading the rows; the console's created range too.
+        Index("ix_tasks_created_at_user_id", "created_at", "user_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -34,6 +34,8 @@ class Gender(StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    # Statistics: sign-ups per day.
+    __table_args__ = (Index("ix_users_created_at", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)

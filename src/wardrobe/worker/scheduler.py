@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wardrobe.core.cache import Cache
 from wardrobe.core.logging import get_logger
 from wardrobe.core.outbox import Announcer
+from wardrobe.modules.admin.stats import jobs as stats_jobs
 from wardrobe.modules.auth import jobs as auth_jobs
 from wardrobe.modules.billing import jobs as billing_jobs
 from wardrobe.modules.payments import jobs as payments_jobs
@@ -109,6 +110,10 @@ async def apply_retention(infra: JobParts) -> int:
     return await storage_jobs.apply_retention(infra.session_factory, infra.storage, days=infra.settings.retention_days)
 
 
+async def roll_up_stats(infra: JobParts) -> int:
+    return await stats_jobs.roll_up_stats(infra.session_factory)
+
+
 # In the order a tick runs them.
 JOBS: tuple[Job, ...] = (
     refill_invite_pool,
@@ -121,9 +126,10 @@ JOBS: tuple[Job, ...] = (
     collect_storage_garbage,
     delete_pending_objects,
     apply_retention,
+    roll_up_stats,
 )
 # What the API process of embedded mode runs every EMBEDDED_PERIOD_SECONDS.
-EMBEDDED_JOBS: tuple[Job, ...] = (delete_pending_objects, apply_retention, expire_memberships)
+EMBEDDED_JOBS: tuple[Job, ...] = (delete_pending_objects, apply_retention, expire_memberships, roll_up_stats)
 
 
 def periods(settings: Settings) -> dict[str, float]:
@@ -133,6 +139,7 @@ def periods(settings: Settings) -> dict[str, float]:
         "collect_storage_garbage": settings.storage_gc_interval_hours * 3600,
         "expire_tmp_objects": 3600,
         "apply_retention": 3600,
+        "roll_up_stats": 900,
     }
 
 

@@ -99,6 +99,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("get", "/api/v1/admin/audit-logs"): OPERATOR,
     ("get", "/api/v1/admin/exports/orders.csv"): OPERATOR,
     ("get", "/api/v1/admin/exports/ledger.csv"): OPERATOR,
+    ("get", "/api/v1/admin/stats/overview"): OPERATOR,
     # Distributors: operators review (ID numbers masked); decrypting one is an admin's, audited.
     ("post", "/api/v1/distributors/applications"): USER,
     ("get", "/api/v1/distributors/me"): USER,

@@ -3,10 +3,10 @@ them (steps, the quota hold and its ledger rows, retries, staff actions).
 
 Every filter walks an index in id order, so a page costs the same on a million tasks as on a
 hundred: ``(status, id)``, ``(feature_key, id)``, ``(error_code, id)``, ``(user_id, id)`` and its
-status/feature variants, ``(created_at)`` for a time range. "Used provider X" is a semi-join on
-``task_steps (provider, task_id)``, bounded by the cursor inside the subquery, so the database can
-walk the steps of that provider backwards from the cursor or probe it per task, whichever is
-cheaper for the other filters.
+status/feature variants, ``(created_at, user_id)`` (shared with the statistics) for a time range.
+"Used provider X" is a semi-join on ``task_steps (provider, task_id)``, bounded by the cursor
+inside the subquery, so the database can walk the steps of that provider backwards from the
+cursor or probe it per task, whichever is cheaper for the other filters.
 """
 
 from __future__ import annotations

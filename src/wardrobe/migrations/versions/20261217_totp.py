@@ -1,9 +1,9 @@
 """totp: sealed TOTP secrets with the last accepted time step, when TOTP was enabled, and whether a
 login session was opened with a code
 
-Revision ID: 0017_totp
+Revision ID: 0013_totp
 Revises: 0012_audit_changes
-Create Date: 2026-12-21 09:00:00
+Create Date: 2026-12-17 09:00:00
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 
 from wardrobe.models.base import UTCDateTime
 
-revision: str = "0017_totp"
+revision: str = "0013_totp"
 down_revision: str | None = "0012_audit_changes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -4,17 +4,17 @@ The audit-log reader pages newest first under a filter; (actor_id, created_at) r
 on actor_id alone (it still serves the foreign key). Accounting's CSV exports read orders and
 ledger rows of a date range.
 
-Revision ID: 0015_admin_reads
-Revises: 0017_totp
-Create Date: 2026-12-19 09:00:00
+Revision ID: 0014_admin_reads
+Revises: 0013_totp
+Create Date: 2026-12-18 09:00:00
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0015_admin_reads"
-down_revision: str | None = "0017_totp"
+revision: str = "0014_admin_reads"
+down_revision: str | None = "0013_totp"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,9 +2,9 @@
 payment channels a plan is offered on, a validity window, an edit time; the start of a member's
 current term and an index for the membership expiry job
 
-Revision ID: 0013_plans
-Revises: 0014_task_admin
-Create Date: 2026-12-17 09:00:00
+Revision ID: 0016_plans
+Revises: 0015_task_admin
+Create Date: 2026-12-20 09:00:00
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from alembic import op
 
 from wardrobe.models.base import UTCDateTime
 
-revision: str = "0013_plans"
-down_revision: str | None = "0014_task_admin"
+revision: str = "0016_plans"
+down_revision: str | None = "0015_task_admin"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
