@@ -2,7 +2,7 @@
 (SQLite embedded, and MariaDB + Redis), in a thread of this process (a `wardrobe serve` process
 would spend most of its start importing what this process has imported already), with the demo
 data, its WeChat Pay pointed at the local peer, and tasks left queued (no worker consumes them, so a
-task's page can be watched changing); one headless Chromium for the whole run, signed in once per
+task's page can be watched changing); one headless Chromium for the module, signed in once per
 server."""
 
 from __future__ import annotations
@@ -224,8 +224,10 @@ async def console_server(
             await _purge_redis(settings.redis_key_prefix)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium for the module's tests on both servers (each server is its own origin, so
+    nothing a page keeps in the browser crosses from one to the other)."""
     driver = start_chrome()
     try:
         yield Browser(driver)
