@@ -35,7 +35,10 @@ bench-vendors: ## Run the vendor-path benchmark: 200 tasks through the RunningHu
 bench-stats: ## Run the statistics benchmark: overview and rollup job over 10 million tasks (bench/README.md)
 	$(PY) dev.py bench-stats
 
+screenshots: ## Retake the operator console's screenshots in docs/console/ (devtools/screenshots.py)
+	$(PY) dev.py wardrobe --help >/dev/null && .venv/bin/python devtools/screenshots.py
+
 ci: ## What CI runs
 	bash .ci/run
 
-.PHONY: help serve test lint format migrate bench bench-tasks bench-realtime bench-vendors bench-stats ci
+.PHONY: help serve test lint format migrate bench bench-tasks bench-realtime bench-vendors bench-stats screenshots ci

@@ -12,7 +12,8 @@ WARDROBE_TEST_POSTGRES_SERVER; 127.0.0.1:3306, :6379/15, :5432 by default):
 3. not installed, and this command may install (root on Debian/Ubuntu, as CI is): apt-get it;
 4. otherwise stop, naming the one command that would install it.
 
-The Debian tools some tests run (``ip`` from iproute2, nginx) follow rules 3 and 4.
+The Debian tools some tests run (``ip`` from iproute2, nginx, chromium and chromedriver for the
+console's browser tests) follow rules 3 and 4.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ SERVICES = (
 TOOLS = (
     ("ip", "iproute2", "tests/test_multi_host.py"),
     ("nginx", "nginx", "tests/test_nginx_topology.py"),
+    # The console's browser tests: headless Chromium driven through Debian's own driver.
+    ("chromium", "chromium", "tests/console"),
+    ("chromedriver", "chromium-driver", "tests/console"),
 )
 
 

@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from wardrobe.console import CONSOLE_PATH, console_app
 from wardrobe.core import contract
 from wardrobe.core.db import pool_status
 from wardrobe.core.edge_limits import RateLimitMiddleware
@@ -199,4 +200,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.state.realtime = hub
     app.mount("/socket.io", hub.asgi_app())
+    # The operator console: static files that act only through the admin API above.
+    app.mount(CONSOLE_PATH, console_app())
     return app
