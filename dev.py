@@ -125,8 +125,10 @@ def main() -> None:
         run([venv_bin("python"), script, *extra])
         return
     if command == "test" and not extra:
-        # The full run also reports coverage and holds the line on it.
-        extra = ["--cov", "--cov-report=term", "--cov-fail-under=85"]
+        # The full run: on two pytest-xdist workers (the machine's two cores; `--dist loadgroup` of
+        # pyproject.toml keeps the tests that run processes of their own on one of them), with
+        # coverage, holding the line on it.
+        extra = ["-n", "2", "--cov", "--cov-report=term", "--cov-fail-under=85"]
     base = COMMANDS[command] or []
     executable = venv_bin(base[0])
     os.execv(executable, [executable, *base[1:], *extra])  # noqa: S606 - replaces this process on purpose

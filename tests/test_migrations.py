@@ -11,14 +11,15 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import Backend
+from tests.conftest import XDIST_WORKER, Backend
 from wardrobe.core.db import create_engine
 from wardrobe.migrations import runner
 from wardrobe.models import Base
 from wardrobe.settings import Environment, Settings
 
 POSTGRES_SERVER = os.environ.get("WARDROBE_TEST_POSTGRES_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432")
-POSTGRES_DB = "wardrobe_migrations_test"
+# One database per xdist worker, as for MariaDB (tests/conftest.py).
+POSTGRES_DB = "wardrobe_migrations_test" + (f"_{XDIST_WORKER}" if XDIST_WORKER else "")
 
 
 def _diff(connection: Connection) -> list[Any]:

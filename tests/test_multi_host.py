@@ -48,10 +48,12 @@ from tests.fixtures.netns import (
     serve_shared,
 )
 from tests.fixtures.realtime import Listener
-from tests.fixtures.tasks import TERMINAL, make_feature, step, stop_workers, wait_until, worker_env
+from tests.fixtures.tasks import OWN_PROCESSES, TERMINAL, make_feature, step, stop_workers, wait_until, worker_env
 from tests.peers.server import PeerServer
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, QuotaAccount, Task, TaskStep
+
+pytestmark = OWN_PROCESSES
 
 LIMIT = 3  # the provider's calls in flight, across both hosts
 USERS = 6

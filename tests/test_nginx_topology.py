@@ -45,10 +45,21 @@ from tests.fixtures.nginx import (
     run_nginx,
 )
 from tests.fixtures.realtime import Listener, close_client
-from tests.fixtures.tasks import ROOT, make_feature, spawn_worker, step, stop_workers, wait_until, worker_env
+from tests.fixtures.tasks import (
+    OWN_PROCESSES,
+    ROOT,
+    make_feature,
+    spawn_worker,
+    step,
+    stop_workers,
+    wait_until,
+    worker_env,
+)
 from wardrobe.realtime.nodes import node_of
 from wardrobe.serving import nginx
 from wardrobe.settings import Settings
+
+pytestmark = OWN_PROCESSES
 
 WORKERS = 2
 HANDSHAKES = 100  # per transport

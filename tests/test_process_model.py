@@ -15,7 +15,9 @@ import pytest
 
 from tests.conftest import Api
 from tests.fixtures.nginx import free_ports
-from tests.fixtures.tasks import ROOT, spawn_worker, stop_workers, wait_until, worker_env
+from tests.fixtures.tasks import OWN_PROCESSES, ROOT, spawn_worker, stop_workers, wait_until, worker_env
+
+pytestmark = OWN_PROCESSES
 
 SCRAPE_TOKEN = "process-model-scrape-token-0123456789abcdef"
 SCRAPER = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}

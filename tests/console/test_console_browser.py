@@ -15,9 +15,14 @@ from sqlalchemy import func, select
 from tests.console.conftest import ConsoleServer, sign_in, totp_code
 from tests.fixtures.auth import data, new_phone
 from tests.fixtures.browser import LAPTOP, TABLET, Browser, css
+from tests.fixtures.tasks import OWN_PROCESSES
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import AuthSession
 from wardrobe.modules.distributors.id_card import check_character
+
+# Chromium and a served app per backend: kept on one xdist worker, one test at a time, with the
+# other tests that run processes of their own (and the module's browser is started once).
+pytestmark = OWN_PROCESSES
 
 SESSION_KEY = "wardrobe.console.session"
 

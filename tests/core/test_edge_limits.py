@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.fixtures.auth import data, new_phone, sms_login
-from tests.fixtures.tasks import free_port, spawn_worker, stop_workers, wait_until, worker_env
+from tests.fixtures.tasks import OWN_PROCESSES, free_port, spawn_worker, stop_workers, wait_until, worker_env
 from wardrobe.core.edge_limits import EndpointClass, classify, client_address, parse_networks
 from wardrobe.core.ratelimit import RateLimiter
 
@@ -151,6 +151,7 @@ async def test_login_and_sms_fail_closed_and_reads_fail_open_when_the_store_is_d
         await dead.aclose()
 
 
+@OWN_PROCESSES
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_a_limit_of_n_lets_exactly_n_through_across_two_processes(api: Api, tmp_path: Path) -> None:
     env = worker_env(api, tmp_path, worker_in_process="false", rate_limit_per_ip="10/minute", extra_providers="[]")

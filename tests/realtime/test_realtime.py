@@ -14,6 +14,7 @@ from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.realtime import Listener, live
 from tests.fixtures.tasks import (
+    OWN_PROCESSES,
     free_port,
     give_quota,
     make_feature,
@@ -146,6 +147,7 @@ async def test_refusals_and_the_snapshot_after_a_reconnect(
     assert not snooper.tasks
 
 
+@OWN_PROCESSES
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_events_cross_processes_through_redis(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.gate import TcpGate
-from tests.fixtures.tasks import balance, internal_id, spawn_worker, stop_workers, wait_until, worker_env
+from tests.fixtures.tasks import OWN_PROCESSES, balance, internal_id, spawn_worker, stop_workers, wait_until, worker_env
 from tests.modules.account.erasure_flows import (
     clear_cooldown,
     create,
@@ -280,6 +280,7 @@ async def test_objects_the_store_could_not_delete_are_deleted_by_the_scheduler(a
         await gate.close()
 
 
+@OWN_PROCESSES
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_a_task_running_in_a_worker_process_is_refunded_once_when_the_account_goes(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

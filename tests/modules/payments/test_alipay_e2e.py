@@ -21,7 +21,7 @@ from tests.conftest import Api, Backend
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.gate import TcpGate
 from tests.fixtures.realtime import live
-from tests.fixtures.tasks import free_port, spawn_worker, stop_workers, wait_until, worker_env
+from tests.fixtures.tasks import OWN_PROCESSES, free_port, spawn_worker, stop_workers, wait_until, worker_env
 from tests.peers.alipay import Attempt, Delivery
 from tests.peers.alipay_fixtures import NOTIFY_PATH, ServedAlipayPeer, alipay_env, alipay_settings
 from wardrobe.core.db import unit_of_work
@@ -196,6 +196,7 @@ async def test_the_same_notification_twenty_times_in_parallel_and_in_sequence_fu
         assert await inbox(api, fields["notify_id"]) == 1
 
 
+@OWN_PROCESSES
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_the_same_notification_split_across_two_app_processes_fulfils_once(
     api_factory: ApiFactory, alipay_peer: ServedAlipayPeer, tmp_path: Path

@@ -25,7 +25,7 @@ from tests.conftest import Api, Backend
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.gate import TcpGate
 from tests.fixtures.realtime import live
-from tests.fixtures.tasks import free_port, spawn_worker, stop_workers, wait_until, worker_env
+from tests.fixtures.tasks import OWN_PROCESSES, free_port, spawn_worker, stop_workers, wait_until, worker_env
 from tests.peers.wechatpay import TEST_APPID, TEST_MCHID
 from tests.peers.wechatpay_fixtures import ServedWeChatPayPeer, WeChatPaySettings
 from tests.peers.wechatpay_notify import KeyPair, Notice, post_notice, rsa_verify
@@ -202,6 +202,7 @@ async def test_one_notification_delivered_twenty_times_at_once_and_in_turn_fulfi
     assert (await my_order(api, user, order["order_no"]))["status"] == "fulfilled"
 
 
+@OWN_PROCESSES
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_duplicates_split_across_two_app_processes_fulfil_once(
     shop: Shop, wechatpay_peer: ServedWeChatPayPeer, wechatpay_settings: WeChatPaySettings, tmp_path: Path

@@ -22,10 +22,12 @@ from sqlalchemy import func, select
 
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, sms_login
-from tests.fixtures.tasks import TERMINAL, spawn_worker, stop_workers, wait_until, worker_env
+from tests.fixtures.tasks import OWN_PROCESSES, TERMINAL, spawn_worker, stop_workers, wait_until, worker_env
 from tests.modules.providers.images import encode, subject_on_background
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, QuotaAccount, Task, TaskStep
+
+pytestmark = OWN_PROCESSES
 
 USERS = 3
 TASKS_PER_USER = 2

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from tests.conftest import Api
 from tests.fixtures.auth import data, login_as, sms_login
 from tests.fixtures.tasks import (
+    OWN_PROCESSES,
     give_quota,
     make_feature,
     spawn_worker,
@@ -73,6 +74,7 @@ async def test_provider_limit_holds_in_one_process(
     assert fault_vendor.max_in_flight == 2
 
 
+@OWN_PROCESSES
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_provider_limit_holds_across_two_worker_processes(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -167,6 +169,7 @@ def _most_at_once(vendor: Any, prefix: str) -> int:
     return max(sum(1 for key in keys if key.startswith(prefix)) for keys in vendor.overlaps)
 
 
+@OWN_PROCESSES
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_user_limit_holds_across_two_worker_processes(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

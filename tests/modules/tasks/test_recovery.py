@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.tasks import (
+    OWN_PROCESSES,
     balance,
     give_quota,
     internal_id,
@@ -111,6 +112,7 @@ async def test_resumed_async_step_reattaches_by_vendor_id(
     assert await balance(api, user.user["id"]) == (9, 0, 9)
 
 
+@OWN_PROCESSES
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_charge(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -166,6 +168,7 @@ async def test_sigkilled_worker_process_is_replaced_without_double_submit_or_cha
         stop_workers(workers)
 
 
+@OWN_PROCESSES
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 async def test_sigterm_hands_a_running_task_back_at_once(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
