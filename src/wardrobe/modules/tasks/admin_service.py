@@ -17,6 +17,7 @@ from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.core.outbox import Announcer
 from wardrobe.core.pagination import split_page
 from wardrobe.models import Task, TaskStatus, TaskStep, User, UserStatus
+from wardrobe.modules.admin.reads import task_row
 from wardrobe.modules.pipeline.engine import hold_ref
 from wardrobe.modules.tasks import admin_repository as repo
 from wardrobe.modules.tasks import service
@@ -32,22 +33,8 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
 
 
 def _row(task: Task, providers: list[str], retry_of: str | None) -> dict[str, Any]:
-    return {
-        "id": task.public_id,
-        "user_id": task.user_id,
-        "feature": task.feature_key,
-        "status": task.status,
-        "progress": task.progress,
-        "quota_cost": task.quota_cost,
-        "refunded": task.refunded,
-        "error_code": task.error_code,
-        "error_message": task.error_message,
-        "providers": providers,
-        "created_at": task.created_at,
-        "started_at": task.started_at,
-        "finished_at": task.finished_at,
-        "duration_ms": _ms(task.started_at, task.finished_at),
-        "retry_of": retry_of,
+    """The user detail's task row, plus what the support list also shows."""
+    return task_row(task, providers, retry_of) | {
         "cancel_requested": task.cancel_requested,
         "updated_at": task.updated_at,
         "deleted_at": task.deleted_at,
