@@ -107,6 +107,9 @@ class Settings(BaseSettings):
 
     # Tokens
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    # Rotation: the secrets signed with before, still accepted on the tokens they signed until those
+    # expire (one access-token lifetime after the switch, then drop them). JSON list.
+    jwt_previous_secrets: list[SecretStr] = []
     jwt_issuer: str = "wardrobe"
     jwt_audience: str = "wardrobe-api"
     access_token_ttl_seconds: int = 900
@@ -437,6 +440,8 @@ class Settings(BaseSettings):
         secret = self.jwt_secret.get_secret_value()
         if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
             problems.append("WARDROBE_JWT_SECRET is the default or shorter than 32 characters")
+        if any(old.get_secret_value() == DEFAULT_JWT_SECRET for old in self.jwt_previous_secrets):
+            problems.append("WARDROBE_JWT_PREVIOUS_SECRETS holds the development default")
         if self.sms_code_pepper.get_secret_value() == DEFAULT_CODE_PEPPER:
             problems.append("WARDROBE_SMS_CODE_PEPPER is the default")
         storage_key = self.storage_signing_key.get_secret_value()

@@ -330,6 +330,7 @@ def build_infra(
             settings.jwt_issuer,
             settings.jwt_audience,
             settings.access_token_ttl_seconds,
+            previous=[old.get_secret_value() for old in settings.jwt_previous_secrets],
         ),
         sms_sender=sms_sender,
         wechat=build_wechat(settings, redis),

@@ -8,6 +8,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +68,25 @@ class AccessClaims:
 VERIFIED_TOKENS_KEPT = 10_000
 
 
-class TokenCodec:
-    """Signs and checks access tokens with the issuer, audience and algorithm pinned."""
+def key_id(secret: str) -> str:
+    """Names a signing key in the token header without revealing it: the first 8 bytes of its
+    SHA-256 (a 64-bit prefix of a hash of a 32+ character secret gives nothing to guess from)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
-    def __init__(self, secret: str, issuer: str, audience: str, ttl_seconds: int) -> None:
+
+class TokenCodec:
+    """Signs and checks access tokens with the issuer, audience and algorithm pinned.
+
+    Signs with ``secret``; also accepts tokens signed with one of ``previous`` (a key rotation: the
+    tokens already out stay valid until they expire, at most one access-token lifetime). Each token
+    names its key (``kid``), so checking costs one HMAC whatever the number of keys; a token with no
+    ``kid`` was signed before key ids existed, by the current secret."""
+
+    def __init__(self, secret: str, issuer: str, audience: str, ttl_seconds: int, previous: Sequence[str] = ()) -> None:
         self._secret = secret
+        self._kid = key_id(secret)
+        self._keys = {key_id(old): old for old in previous if old and old != secret}
+        self._keys[self._kid] = secret
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
@@ -90,7 +105,7 @@ class TokenCodec:
             "aud": self.audience,
             "typ": "access",
         }
-        return jwt.encode(payload, self._secret, algorithm=JWT_ALGORITHM)
+        return jwt.encode(payload, self._secret, algorithm=JWT_ALGORITHM, headers={"kid": self._kid})
 
     def decode_access(self, token: str) -> AccessClaims:
         """The claims of a valid access token, else ``AppError`` (expired or invalid)."""
@@ -106,11 +121,24 @@ class TokenCodec:
         self._verified[token] = claims
         return claims
 
+    def _key_of(self, token: str) -> str:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail=type(exc).__name__) from exc
+        if kid is None:
+            return self._secret
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:  # a retired key, or a forged header
+            raise AppError(ErrorCode.AUTH_TOKEN_INVALID, detail="unknown key")
+        return key
+
     def _verify(self, token: str) -> AccessClaims:
+        key = self._key_of(token)
         try:
             payload = jwt.decode(
                 token,
-                self._secret,
+                key,
                 algorithms=[JWT_ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,

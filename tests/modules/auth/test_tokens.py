@@ -220,3 +220,38 @@ def test_the_kept_tokens_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for token in tokens:
         codec.decode_access(token)
     assert list(codec._verified) == tokens[2:]  # the oldest went first
+
+
+def test_a_rotated_key_keeps_the_tokens_it_signed_until_they_expire() -> None:
+    old = TokenCodec("o" * 32, "wardrobe", "wardrobe-api", ttl_seconds=60)
+    issued_before = old.issue_access(7, "user", "a" * 32)
+    rotated = TokenCodec("n" * 32, "wardrobe", "wardrobe-api", ttl_seconds=60, previous=["o" * 32])
+    assert rotated.decode_access(issued_before).user_id == 7
+    issued_after = rotated.issue_access(8, "user", "b" * 32)
+    assert jwt.get_unverified_header(issued_after)["kid"] != jwt.get_unverified_header(issued_before)["kid"]
+    assert rotated.decode_access(issued_after).user_id == 8
+    # Once the old secret is dropped from the list, what it signed is refused.
+    retired = TokenCodec("n" * 32, "wardrobe", "wardrobe-api", ttl_seconds=60)
+    with pytest.raises(AppError) as refused:
+        retired.decode_access(issued_before)
+    assert refused.value.code is ErrorCode.AUTH_TOKEN_INVALID
+    # The old key cannot verify the new key's tokens either.
+    with pytest.raises(AppError):
+        old.decode_access(issued_after)
+
+
+def test_a_token_naming_a_key_it_was_not_signed_with_is_refused() -> None:
+    codec = TokenCodec("n" * 32, "wardrobe", "wardrobe-api", ttl_seconds=60, previous=["o" * 32])
+    claims = {"sub": "1", "role": "admin", "sid": "s" * 32, "jti": "j", "iat": int(time.time())}
+    claims |= {"exp": int(time.time()) + 60, "iss": "wardrobe", "aud": "wardrobe-api", "typ": "access"}
+    new_kid = jwt.get_unverified_header(codec.issue_access(1, "user", "s" * 32))["kid"]
+    forged = jwt.encode(claims, "x" * 32, algorithm="HS256", headers={"kid": new_kid})
+    with pytest.raises(AppError) as bad:
+        codec.decode_access(forged)
+    assert bad.value.code is ErrorCode.AUTH_TOKEN_INVALID
+    unknown = jwt.encode(claims, "x" * 32, algorithm="HS256", headers={"kid": "feedfeedfeedfeed"})
+    with pytest.raises(AppError):
+        codec.decode_access(unknown)
+    # Tokens issued before key ids existed were signed by the current secret.
+    legacy = jwt.encode(claims, "n" * 32, algorithm="HS256")
+    assert codec.decode_access(legacy).role == "admin"
