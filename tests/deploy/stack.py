@@ -50,10 +50,7 @@ def _substitute(text: str, env: Mapping[str, str]) -> str:
         name = match["braced"] or match["bare"]
         value = env.get(name)
         op, arg = match["op"], match["arg"] or ""
-        if op in (":-", ":?"):
-            unset = not value
-        else:
-            unset = value is None
+        unset = not value if op in (":-", ":?") else value is None
         if not unset:
             return value or ""
         if op and op.endswith("?"):
