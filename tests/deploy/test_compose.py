@@ -196,6 +196,19 @@ def test_one_shots_finish_before_what_needs_them() -> None:
         assert services[name]["healthcheck"] == {"disable": True}, "the image's API check would fail them"
 
 
+def test_every_dependency_can_reach_its_condition() -> None:
+    """A service_healthy dependency needs a healthcheck, a completed one must exit (not restart)."""
+    services = raw_compose()["services"]
+    for name, service in services.items():
+        for dependency, how in (service.get("depends_on") or {}).items():
+            assert dependency in services, f"{name} depends on {dependency}, which is not a service"
+            target = services[dependency]
+            if how["condition"] == "service_healthy":
+                assert (target.get("healthcheck") or {}).get("test"), f"{name} waits for {dependency}'s health"
+            if how["condition"] == "service_completed_successfully":
+                assert _is_one_shot(target), f"{name} waits for {dependency} to exit"
+
+
 def test_data_lives_in_named_volumes() -> None:
     compose = raw_compose()
     declared = set(compose["volumes"])
