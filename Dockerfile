@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The Wardrobe image: one image for every role of the Compose stack (compose.yaml), chosen by the
 # command: `serve` (default), `worker`, `scheduler`, `migrate`, `nginx-config`, `admin ...`.
 #
@@ -14,7 +13,8 @@
 # registry-mirrors entry in /etc/docker/daemon.json does the same for every image, and is the
 # better fix: docs/operations.md, "Deploy with Docker Compose"). PYPI_INDEX is any PyPI mirror
 # (Tsinghua https://pypi.tuna.tsinghua.edu.cn/simple, Aliyun https://mirrors.aliyun.com/pypi/simple,
-# Tencent https://mirrors.cloud.tencent.com/pypi/simple).
+# Tencent https://mirrors.cloud.tencent.com/pypi/simple). No `# syntax=` line: BuildKit would fetch
+# that frontend image from Docker Hub, past BASE_REGISTRY.
 
 ARG BASE_REGISTRY=docker.io
 ARG PYTHON_IMAGE=library/python:3.12.8-slim-bookworm

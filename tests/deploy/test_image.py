@@ -56,6 +56,7 @@ def test_two_stages_from_one_base_a_mirror_can_serve() -> None:
     assert builder.base == runtime.base == "${BASE_REGISTRY}/${PYTHON_IMAGE}", "the venv needs the same Python"
     text = DOCKERFILE.read_text(encoding="utf-8")
     assert "ARG BASE_REGISTRY=docker.io\n" in text
+    assert not text.startswith("# syntax="), "BuildKit would pull that frontend from Docker Hub"
     assert re.search(r"ARG PYTHON_IMAGE=library/python:3\.1[1-9]\.\d+-slim", text), "pin the Python image"
 
 
