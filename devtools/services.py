@@ -64,6 +64,8 @@ TOOLS = (
     # The console's browser tests: headless Chromium driven through Debian's own driver.
     ("chromium", "chromium", "tests/console"),
     ("chromedriver", "chromium-driver", "tests/console"),
+    # `wardrobe backup` dumps and restores MariaDB with its own client programs.
+    ("mariadb-dump", "mariadb-client", "tests/modules/backup"),
 )
 
 
