@@ -79,6 +79,12 @@ def defaults_file(url: URL) -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
+def client_env() -> dict[str, str]:
+    """The environment of a client program: ours without the service's settings (the database URL,
+    password included, is one of them) and without MYSQL_PWD."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_") and k != "MYSQL_PWD"}
+
+
 def dump_argv(defaults: Path, database: str) -> list[str]:
     """The dump command. The database is named alone (no CREATE DATABASE / USE in the dump), so the
     same dump restores into any database: the scratch one of ``verify`` or the target of ``restore``."""
@@ -99,7 +105,9 @@ def dump(url: URL, out: Writable) -> None:
     """Stream the database of ``url`` into ``out``."""
     with defaults_file(url) as defaults:
         argv = dump_argv(defaults, url.database or "")
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603
+        process = subprocess.Popen(  # noqa: S603
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env()
+        )
         with process:
             while process.stdout is not None and (chunk := process.stdout.read(CHUNK)):
                 out.write(chunk)
@@ -111,7 +119,9 @@ def load(url: URL, source: Readable) -> None:
     """Play the SQL of ``source`` into the (existing) database of ``url``."""
     with defaults_file(url) as defaults:
         argv = load_argv(defaults, url.database or "")
-        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603
+        process = subprocess.Popen(  # noqa: S603
+            argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env()
+        )
         stdin = process.stdin
         if stdin is None:
             raise ToolError("no pipe to the client")

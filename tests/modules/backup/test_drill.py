@@ -1,0 +1,131 @@
+"""The restore drill: data in through the quota services, backup, the database lost, restore; the
+restored database has the same rows, counts and ledger, and the service's migrations accept it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.modules.backup.drill import DRILL_PASSWORD, DrillDb, drill_db, drop, fill, state
+from wardrobe.cli import app
+from wardrobe.modules.backup import mariadb
+from wardrobe.modules.backup.archive import read_manifest
+
+__all__ = ["drill_db"]
+
+HEAD = "0017_stats"
+
+
+def _archive(output: str) -> Path:
+    """The archive path `backup create` printed first."""
+    return Path(output.strip().splitlines()[-1].split(" (", 1)[0])
+
+
+def test_restore_drill(drill_db: DrillDb, tmp_path: Path) -> None:
+    runner = CliRunner()
+    ids = asyncio.run(fill(drill_db.url))
+    before, rows_before = asyncio.run(state(drill_db.url))
+    assert before.violations == []
+    assert before.ledger.accounts == len(ids) and before.ledger.held_total == len(ids)  # one open hold each
+
+    created = runner.invoke(app, ["backup", "create"])
+    assert created.exit_code == 0, created.output
+    archive = _archive(created.output)
+    assert archive.parent == tmp_path / "backups"
+    manifest = read_manifest(archive)
+    assert manifest.database == drill_db.kind
+    assert manifest.alembic_revision == HEAD
+    assert manifest.row_counts == before.row_counts
+    assert manifest.ledger == before.ledger
+    with tarfile.open(archive) as tar:
+        assert tar.getnames() == ["manifest.json", manifest.payload_name]
+
+    asyncio.run(drop(drill_db))
+
+    refused = runner.invoke(app, ["backup", "restore", str(archive)])
+    assert refused.exit_code == 2
+    assert "--yes" in refused.output
+
+    restored = runner.invoke(app, ["backup", "restore", str(archive), "--yes"])
+    assert restored.exit_code == 0, restored.output
+    assert f"restored at revision {HEAD}" in restored.output
+    after, rows_after = asyncio.run(state(drill_db.url))
+    assert after.row_counts == before.row_counts
+    assert after.ledger == before.ledger
+    assert after.violations == []
+    assert rows_after == rows_before
+
+    # The service takes the restored database as it is: migrating is a no-op at the same head.
+    migrated = runner.invoke(app, ["migrate"])
+    assert migrated.exit_code == 0, migrated.output
+    assert asyncio.run(state(drill_db.url))[0].alembic_revision == HEAD
+    assert DRILL_PASSWORD not in created.output + restored.output
+
+
+def test_restore_refuses_the_production_database_without_i_know(
+    drill_db: DrillDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wardrobe.settings import get_settings
+
+    runner = CliRunner()
+    asyncio.run(fill(drill_db.url, users=1))
+    archive = _archive(runner.invoke(app, ["backup", "create"]).output)
+    monkeypatch.setenv("WARDROBE_ENV", "production")
+    get_settings.cache_clear()
+    # Production settings refuse to load with dev defaults: the guard is read before them.
+    monkeypatch.setattr("wardrobe.settings.Settings.production_problems", lambda self: [])
+    refused = runner.invoke(app, ["backup", "restore", str(archive), "--yes"])
+    assert refused.exit_code == 2
+    assert "--i-know" in refused.output
+
+
+@pytest.mark.parametrize("drill_db", ["mariadb"], indirect=True)
+def test_the_password_is_never_on_a_command_line(
+    drill_db: DrillDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every client program started for create, verify and restore is recorded: the password is
+    in none of their arguments nor environments (WARDROBE_DATABASE_URL holds it in ours), only in a 0600 file that is gone afterwards."""
+    started: list[dict[str, Any]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        defaults = Path(argv[1].split("=", 1)[1])
+        started.append(
+            {
+                "argv": list(argv),
+                "env": kwargs.get("env"),
+                "mode": defaults.stat().st_mode & 0o777,
+                "file": defaults,
+                "has_password": DRILL_PASSWORD.replace("\\", "\\\\").replace('"', '\\"') in defaults.read_text(),
+            }
+        )
+        return real_popen(argv, **kwargs)
+
+    monkeypatch.setattr(mariadb.subprocess, "Popen", recording_popen)
+    runner = CliRunner()
+    asyncio.run(fill(drill_db.url, users=1))
+    created = runner.invoke(app, ["backup", "create", "--encrypt"])
+    assert created.exit_code == 0, created.output
+    archive = _archive(created.output)
+    verified = runner.invoke(app, ["backup", "verify", str(archive)])
+    restored = runner.invoke(app, ["backup", "restore", str(archive), "--yes"])
+    assert verified.exit_code == restored.exit_code == 0, verified.output + restored.output
+    programs = [Path(entry["argv"][0]).name for entry in started]
+    # create: dump + scratch load; verify: scratch load; restore: scratch load + load.
+    assert programs.count("mariadb-dump") == 1 and programs.count("mariadb") == 4, programs
+    for entry in started:
+        assert entry["argv"][1].startswith("--defaults-file=")
+        assert not any(DRILL_PASSWORD in arg or "Dr1ll" in arg for arg in entry["argv"])
+        env = entry["env"]
+        assert env is not None and "MYSQL_PWD" not in env
+        assert not any("Dr1ll" in value for value in env.values())  # WARDROBE_DATABASE_URL is not passed on
+        assert entry["mode"] == 0o600 and entry["has_password"]
+        assert not entry["file"].exists()
+    everything = created.output + verified.output + restored.output
+    assert "Dr1ll" not in everything
