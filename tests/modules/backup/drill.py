@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class DrillDb:
     @property
     def sa_url(self) -> URL:
         return make_url(self.url)
+
+
+def archive_from(output: str) -> Path:
+    """The archive path `backup create` printed ("<path> (<n> bytes, ...)")."""
+    found = re.search(r"^(\S+\.tar) \(\d+ bytes", output, re.MULTILINE)
+    assert found, output
+    return Path(found.group(1))
 
 
 def new_key() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.modules.backup.drill import DRILL_PASSWORD, DrillDb, drill_db, drop, fill, state
+from tests.modules.backup.drill import DRILL_PASSWORD, DrillDb, archive_from, drill_db, drop, fill, state
 from wardrobe.cli import app
 from wardrobe.modules.backup import mariadb
 from wardrobe.modules.backup.archive import read_manifest
@@ -20,11 +20,6 @@ from wardrobe.modules.backup.archive import read_manifest
 __all__ = ["drill_db"]
 
 HEAD = "0017_stats"
-
-
-def _archive(output: str) -> Path:
-    """The archive path `backup create` printed first."""
-    return Path(output.strip().splitlines()[-1].split(" (", 1)[0])
 
 
 def test_restore_drill(drill_db: DrillDb, tmp_path: Path) -> None:
@@ -36,7 +31,7 @@ def test_restore_drill(drill_db: DrillDb, tmp_path: Path) -> None:
 
     created = runner.invoke(app, ["backup", "create"])
     assert created.exit_code == 0, created.output
-    archive = _archive(created.output)
+    archive = archive_from(created.output)
     assert archive.parent == tmp_path / "backups"
     manifest = read_manifest(archive)
     assert manifest.database == drill_db.kind
@@ -75,7 +70,7 @@ def test_restore_refuses_the_production_database_without_i_know(
 
     runner = CliRunner()
     asyncio.run(fill(drill_db.url, users=1))
-    archive = _archive(runner.invoke(app, ["backup", "create"]).output)
+    archive = archive_from(runner.invoke(app, ["backup", "create"]).output)
     monkeypatch.setenv("WARDROBE_ENV", "production")
     get_settings.cache_clear()
     # Production settings refuse to load with dev defaults: the guard is read before them.
@@ -112,7 +107,7 @@ def test_the_password_is_never_on_a_command_line(
     asyncio.run(fill(drill_db.url, users=1))
     created = runner.invoke(app, ["backup", "create", "--encrypt"])
     assert created.exit_code == 0, created.output
-    archive = _archive(created.output)
+    archive = archive_from(created.output)
     verified = runner.invoke(app, ["backup", "verify", str(archive)])
     restored = runner.invoke(app, ["backup", "restore", str(archive), "--yes"])
     assert verified.exit_code == restored.exit_code == 0, verified.output + restored.output
