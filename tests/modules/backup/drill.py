@@ -84,9 +84,7 @@ def _mariadb_db() -> Iterator[DrillDb]:
             ]
         )
     )
-    url = _server_url().set(
-        username=DRILL_USER, password=DRILL_PASSWORD, database=name, query={"charset": "utf8mb4"}
-    )
+    url = _server_url().set(username=DRILL_USER, password=DRILL_PASSWORD, database=name, query={"charset": "utf8mb4"})
     try:
         yield DrillDb("mysql", url.render_as_string(hide_password=False))
     finally:
@@ -177,13 +175,13 @@ async def state(url: str) -> tuple[Snapshot, dict[str, list[tuple[Any, ...]]]]:
         await engine.dispose()
 
 
-async def drop(db: DrillDb) -> None:
+def drop(db: DrillDb) -> None:
     """Lose the database, as a disaster would."""
     if db.path is not None:
         for suffix in ("", "-wal", "-shm"):
             Path(str(db.path) + suffix).unlink(missing_ok=True)
         return
-    await _admin([(f"DROP DATABASE `{db.sa_url.database}`", {})])
+    asyncio.run(_admin([(f"DROP DATABASE `{db.sa_url.database}`", {})]))
 
 
 async def execute(url: str, sql: str, **params: Any) -> None:

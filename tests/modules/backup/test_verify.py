@@ -72,7 +72,9 @@ def test_a_broken_ledger_fails_naming_the_user(drill_db: DrillDb) -> None:
     checked = asyncio.run(verify_backup(get_settings(), str(archive), after_load=tamper))
     broken = [f for f in checked.failures if f.startswith("ledger invariant broken")]
     assert len(broken) == 1, checked.failures
-    assert f"user {victim}:" in broken[0] and "balance" in broken[0] and "sum of ledger amount" in broken[0]
+    assert f"user {victim}:" in broken[0]
+    assert "balance" in broken[0]
+    assert "sum of ledger amount" in broken[0]
     assert any(f.startswith("ledger sums") for f in checked.failures)  # the totals moved by 7
     assert asyncio.run(verify_backup(get_settings(), str(archive))).ok
 
@@ -93,7 +95,8 @@ def test_encrypted_round_trip_and_wrong_key(drill_db: DrillDb, monkeypatch: pyte
     asyncio.run(fill(drill_db.url, users=2))
     archive = _create("--encrypt")
     manifest = read_manifest(archive)
-    assert manifest.encrypted and manifest.payload_name.endswith(".gz.enc")
+    assert manifest.encrypted
+    assert manifest.payload_name.endswith(".gz.enc")
     offset, _ = _payload_offset(archive)
     with archive.open("rb") as data:
         data.seek(offset)
@@ -157,7 +160,8 @@ def test_sqlite_online_backup_is_consistent_while_a_writer_writes(drill_db: Dril
     finally:
         stop.set()
         writer.join()
-    assert seen == sorted(seen) and seen[0] > 0
+    assert seen == sorted(seen)
+    assert seen[0] > 0
 
 
 async def _at_least(counter: list[int], n: int) -> bool:
