@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
-from tests.modules.backup.drill import DRILL_PASSWORD, DrillDb, archive_from, drill_db, drop, fill, state
+from tests.modules.backup.drill import DRILL_PASSWORD, DrillDb, archive_from, drill_db, drop, execute, fill, state
 from wardrobe.cli import app
 from wardrobe.modules.backup.archive import read_manifest
+from wardrobe.settings import get_settings
 
 __all__ = ["drill_db"]
 
@@ -66,8 +68,6 @@ def test_restore_drill(drill_db: DrillDb, tmp_path: Path) -> None:
 def test_restore_refuses_the_production_database_without_i_know(
     drill_db: DrillDb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wardrobe.settings import get_settings
-
     runner = CliRunner()
     asyncio.run(fill(drill_db.url, users=1))
     archive = archive_from(runner.invoke(app, ["backup", "create"]).output)
@@ -109,11 +109,14 @@ def test_the_password_is_never_on_a_command_line(
     monkeypatch.setattr("wardrobe.modules.backup.mariadb.subprocess.Popen", recording_popen)
     runner = CliRunner()
     asyncio.run(fill(drill_db.url, users=1))
-    created = runner.invoke(app, ["backup", "create", "--encrypt"])
-    assert created.exit_code == 0, created.output
-    archive = archive_from(created.output)
-    verified = runner.invoke(app, ["backup", "verify", str(archive)])
-    restored = runner.invoke(app, ["backup", "restore", str(archive), "--yes"])
+    with capture_logs() as logs:
+        created = runner.invoke(app, ["backup", "create", "--encrypt"])
+        assert created.exit_code == 0, created.output
+        archive = archive_from(created.output)
+        verified = runner.invoke(app, ["backup", "verify", str(archive)])
+        restored = runner.invoke(app, ["backup", "restore", str(archive), "--yes"])
+    assert [entry["event"] for entry in logs] == ["backup_created", "backup_restored"]
+    assert "Dr1ll" not in repr(logs)
     assert verified.exit_code == restored.exit_code == 0, verified.output + restored.output
     programs = [Path(entry["argv"][0]).name for entry in started]
     # create: dump + scratch load; verify: scratch load; restore: scratch load + load.
@@ -131,3 +134,25 @@ def test_the_password_is_never_on_a_command_line(
         assert not entry["file"].exists()
     everything = created.output + verified.output + restored.output
     assert "Dr1ll" not in everything
+
+    # A refused login says so, without the password it tried.
+    wrong = drill_db.sa_url.set(password="Wr0ng #secret")
+    monkeypatch.setenv("WARDROBE_DATABASE_URL", wrong.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    refused = runner.invoke(app, ["backup", "create"])
+    assert refused.exit_code == 1
+    assert "Access denied" in refused.output
+    assert "Wr0ng" not in refused.output
+
+
+def test_an_archive_of_a_newer_version_is_not_restored(drill_db: DrillDb) -> None:
+    """Its revision is unknown to this code's migrations: `wardrobe migrate` could not go on."""
+    runner = CliRunner()
+    asyncio.run(fill(drill_db.url, users=1))
+    asyncio.run(execute(drill_db.url, "UPDATE alembic_version SET version_num = '0099_future'"))
+    archive = archive_from(runner.invoke(app, ["backup", "create"]).output)
+    assert runner.invoke(app, ["backup", "verify", str(archive)]).exit_code == 0
+    result = runner.invoke(app, ["backup", "restore", str(archive), "--yes"])
+    assert result.exit_code == 1
+    assert "revision 0099_future is not among this code's migrations" in result.output
+    assert asyncio.run(state(drill_db.url))[0].alembic_revision == "0099_future"  # untouched

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wardrobe.core.logging import get_logger
+from wardrobe.migrations.runner import alembic_config
 from wardrobe.modules.backup import mariadb, remote, sqlite
 from wardrobe.modules.backup.archive import (
     ArchiveError,
@@ -33,14 +37,20 @@ from wardrobe.modules.backup.archive import (
     read_manifest,
     write_archive,
 )
-from wardrobe.modules.backup.cipher import BackupDecryptionError
+from wardrobe.modules.backup.cipher import BackupDecryptionError, Readable
 from wardrobe.modules.backup.snapshot import Snapshot, compare, measure
 from wardrobe.settings import Settings, parse_backup_key
 
-log = get_logger("wardrobe.backup")
+
+def _log() -> Any:
+    # Looked up at each use, not cached at import: structlog.testing.capture_logs then sees every event.
+    return get_logger("wardrobe.backup")
+
 
 # A test (or an operator's drill) may change the scratch database before it is measured.
 AfterLoad = Callable[[AsyncEngine], Awaitable[None]]
+# Opens the plain database of a payload, as a stream.
+PayloadSource = Callable[[], AbstractContextManager[Readable]]
 
 
 class BackupError(Exception):
@@ -64,6 +74,17 @@ class Checked:
         return not self.failures
 
 
+def known_revision(revision: str) -> bool:
+    """Whether this code's migrations know ``revision`` (so that `wardrobe migrate` can go on)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 def database_kind(url: URL) -> str:
     backend = url.get_backend_name()
     if backend in ("sqlite", "mysql", "mariadb"):
@@ -80,6 +101,12 @@ def _key(settings: Settings, needed: bool) -> bytes | None:
     return parse_backup_key(raw)
 
 
+@contextmanager
+def _open_file_payload(path: Path, encrypted: bool, key: bytes | None) -> Iterator[Readable]:
+    with path.open("rb") as data, plain_reader(data, encrypted, key) as plain:
+        yield plain
+
+
 def _target_path(settings: Settings, output: Path | None, kind: str, now: datetime) -> Path:
     name = f"wardrobe-{kind}-{now.strftime('%Y%m%dT%H%M%SZ')}.tar"
     if output is None:
@@ -92,17 +119,7 @@ def _target_path(settings: Settings, output: Path | None, kind: str, now: dateti
     return output
 
 
-async def _measure_file(path: Path, after_load: AfterLoad | None = None) -> Snapshot:
-    engine = mariadb.engine_for(make_url(f"sqlite+aiosqlite:///{path}"))
-    try:
-        if after_load is not None:
-            await after_load(engine)
-        return await measure(engine)
-    finally:
-        await engine.dispose()
-
-
-async def _measure_mysql(url: URL, after_load: AfterLoad | None = None) -> Snapshot:
+async def _measure_url(url: URL, after_load: AfterLoad | None = None) -> Snapshot:
     engine = mariadb.engine_for(url)
     try:
         if after_load is not None:
@@ -112,15 +129,19 @@ async def _measure_mysql(url: URL, after_load: AfterLoad | None = None) -> Snaps
         await engine.dispose()
 
 
-async def _load_scratch_mysql(
-    server: URL, payload: Path, encrypted: bool, key: bytes | None, after: AfterLoad | None
-) -> Snapshot:
+def _sqlite_url(path: Path) -> URL:
+    return make_url(f"sqlite+aiosqlite:///{path}")
+
+
+async def _load_scratch_mysql(server: URL, payload: PayloadSource, after: AfterLoad | None) -> Snapshot:
+    """Play the payload into a new ``wardrobe_verify_<random>`` database on ``server``, measure it,
+    drop it."""
     scratch = server.set(database=mariadb.scratch_name())
     await mariadb.recreate_database(scratch, drop_first=False)
     try:
-        with payload.open("rb") as data, plain_reader(data, encrypted, key) as plain:
+        with payload() as plain:
             await asyncio.to_thread(mariadb.load, scratch, plain)
-        return await _measure_mysql(scratch, after)
+        return await _measure_url(scratch, after)
     finally:
         await mariadb.drop_database(scratch)
 
@@ -144,11 +165,11 @@ async def create_backup(
             await asyncio.to_thread(sqlite.snapshot, sqlite.database_path(settings.database_url), snap)
             with payload_writer(payload, key, digest) as out:
                 await asyncio.to_thread(sqlite.copy_into, snap, out)
-            found = await _measure_file(snap)
+            found = await _measure_url(_sqlite_url(snap))
         else:
             with payload_writer(payload, key, digest) as out:
                 await asyncio.to_thread(mariadb.dump, url, out)
-            found = await _load_scratch_mysql(url, payload, encrypt, key, None)
+            found = await _load_scratch_mysql(url, partial(_open_file_payload, payload, encrypt, key), None)
         manifest = Manifest(
             database=kind,
             created_at=now.isoformat(),
@@ -162,9 +183,9 @@ async def create_backup(
             tool={"dump": "sqlite3 online backup" if kind == "sqlite" else "mariadb-dump --single-transaction"},
         )
         write_archive(target, manifest, payload)
-    log.info("backup_created", archive=target.name, database=kind, bytes=digest.size, encrypted=encrypt)
+    _log().info("backup_created", archive=target.name, database=kind, bytes=digest.size, encrypted=encrypt)
     if found.violations:
-        log.warning("backup_ledger_violations", count=len(found.violations))
+        _log().warning("backup_ledger_violations", count=len(found.violations))
     uploaded = await remote.upload(settings, target) if upload else None
     return Created(target, manifest, uploaded)
 
@@ -184,28 +205,15 @@ async def _check_archive(settings: Settings, archive: Path, server_url: str | No
                 restored = Path(work) / "restored.db"
                 with open_payload(archive, manifest, key) as plain:
                     await asyncio.to_thread(sqlite.write_file, plain, restored)
-                found = await _measure_file(restored, after)
+                found = await _measure_url(_sqlite_url(restored), after)
         else:
             server = make_url(server_url or settings.database_url)
             if database_kind(server) != "mysql":
                 raise BackupError("a MariaDB archive is verified on a MariaDB server: give --server-url")
-            found = await _load_scratch_archive(server, archive, manifest, key, after)
+            found = await _load_scratch_mysql(server, partial(open_payload, archive, manifest, key), after)
     except (BackupError, ArchiveError, BackupDecryptionError, mariadb.ToolError, ValueError, EOFError, OSError) as exc:
         return Checked(manifest, [f"restore failed: {exc}"])
     return Checked(manifest, compare(manifest, found))
-
-
-async def _load_scratch_archive(
-    server: URL, archive: Path, manifest: Manifest, key: bytes | None, after: AfterLoad | None
-) -> Snapshot:
-    scratch = server.set(database=mariadb.scratch_name())
-    await mariadb.recreate_database(scratch, drop_first=False)
-    try:
-        with open_payload(archive, manifest, key) as plain:
-            await asyncio.to_thread(mariadb.load, scratch, plain)
-        return await _measure_mysql(scratch, after)
-    finally:
-        await mariadb.drop_database(scratch)
 
 
 async def verify_backup(
@@ -245,19 +253,27 @@ async def _restore_local(settings: Settings, archive: Path, target_url: str | No
     manifest = checked.manifest
     if manifest.database != kind:
         return Checked(manifest, [f"not restored: a {manifest.database} archive cannot go into a {kind} database"])
+    if manifest.alembic_revision is not None and not known_revision(manifest.alembic_revision):
+        return Checked(
+            manifest,
+            [
+                f"not restored: revision {manifest.alembic_revision} is not among this code's migrations "
+                "(an archive of a newer version: restore it with that version)"
+            ],
+        )
     key = _key(settings, manifest.encrypted)
     if kind == "mysql":
         await mariadb.recreate_database(target, drop_first=True)
         with open_payload(archive, manifest, key) as plain:
             await asyncio.to_thread(mariadb.load, target, plain)
-        found = await _measure_mysql(target)
+        found = await _measure_url(target)
     else:
         path = sqlite.database_path(target.render_as_string(hide_password=False))
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(path.name + ".restoring")
         with open_payload(archive, manifest, key) as plain:
             await asyncio.to_thread(sqlite.write_file, plain, staged)
-        found = await _measure_file(staged)
+        found = await _measure_url(_sqlite_url(staged))
         sqlite.replace_database(staged, path)
-    log.info("backup_restored", archive=archive.name, database=kind, revision=manifest.alembic_revision)
+    _log().info("backup_restored", archive=archive.name, database=kind, revision=manifest.alembic_revision)
     return Checked(manifest, compare(manifest, found))
