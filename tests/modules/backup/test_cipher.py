@@ -68,3 +68,15 @@ def test_tampering_fails() -> None:
             _open(bytes(bad))
     with pytest.raises(BackupDecryptionError, match="not an encrypted"):
         _open(b"\x1f\x8b plain gzip")
+
+
+def test_the_key_setting_must_be_32_bytes_of_base64() -> None:
+    from pydantic import ValidationError
+
+    from wardrobe.settings import Settings
+
+    for bad in ("not base64!", "c2hvcnQ="):
+        with pytest.raises(ValidationError, match="WARDROBE_BACKUP_ENCRYPTION_KEY"):
+            Settings(backup_encryption_key=bad)
+    good = Settings(backup_encryption_key="A" * 43 + "=")
+    assert len(good.backup_encryption_key.get_secret_value()) == 44
