@@ -18,7 +18,17 @@ import pytest
 from sqlalchemy import URL, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.conftest import BACKENDS, MARIADB_SERVER, XDIST_WORKER
+from tests.conftest import (
+    BACKENDS,
+    MARIADB_SERVER,
+    REDIS_URL,
+    XDIST_WORKER,
+    Backend,
+    _purge_redis,
+    make_settings,
+    start_api,
+)
+from tests.fixtures.auth import data, sms_login
 from wardrobe.core.db import create_engine, create_session_factory, unit_of_work
 from wardrobe.migrations import runner
 from wardrobe.models import LedgerKind, User
@@ -173,6 +183,23 @@ async def state(url: str) -> tuple[Snapshot, dict[str, list[tuple[Any, ...]]]]:
         return found, rows
     finally:
         await engine.dispose()
+
+
+async def serve_and_read_quota(db: DrillDb, phone: str) -> tuple[int, dict[str, Any]]:
+    """Start the app on the database, and as the user of ``phone`` (logged in by SMS) read the
+    quota: /health/ready's status and the quota answer."""
+    settings = make_settings(Backend(db.kind, db.url, REDIS_URL if db.kind == "mysql" else ""))
+    _, manager, client = await start_api(settings)
+    try:
+        ready = await client.get("/health/ready")
+        session = await sms_login(client, phone)
+        quota_now = data(await client.get("/api/v1/billing/quota", headers=session.headers))
+        return ready.status_code, quota_now
+    finally:
+        await client.aclose()
+        await manager.__aexit__(None, None, None)
+        if settings.redis_url:
+            await _purge_redis(settings.redis_key_prefix)
 
 
 def drop(db: DrillDb) -> None:

@@ -13,7 +13,17 @@ import pytest
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
-from tests.modules.backup.drill import DRILL_PASSWORD, DrillDb, archive_from, drill_db, drop, execute, fill, state
+from tests.modules.backup.drill import (
+    DRILL_PASSWORD,
+    DrillDb,
+    archive_from,
+    drill_db,
+    drop,
+    execute,
+    fill,
+    serve_and_read_quota,
+    state,
+)
 from wardrobe.cli import app
 from wardrobe.modules.backup.archive import read_manifest
 from wardrobe.settings import get_settings
@@ -58,10 +68,15 @@ def test_restore_drill(drill_db: DrillDb, tmp_path: Path) -> None:
     assert after.violations == []
     assert rows_after == rows_before
 
-    # The service takes the restored database as it is: migrating is a no-op at the same head.
+    # The service takes the restored database as it is: migrating is a no-op at the same head, the
+    # app starts on it, and a user logs in and finds the quota the ledger says.
     migrated = runner.invoke(app, ["migrate"])
     assert migrated.exit_code == 0, migrated.output
     assert asyncio.run(state(drill_db.url))[0].alembic_revision == HEAD
+    account = next(row for row in rows_before["quota_accounts"] if row[0] == ids[1])
+    ready, quota_now = asyncio.run(serve_and_read_quota(drill_db, "13900000001"))
+    assert ready == 200
+    assert (quota_now["balance"], quota_now["held"]) == (account[1], account[2])
     assert DRILL_PASSWORD not in created.output + restored.output
 
 
