@@ -158,6 +158,7 @@ async def create_backup(
     now = datetime.now(UTC)
     target = _target_path(settings, output, kind, now)
     digest = PayloadDigest("", 0)
+    dumper = Path(mariadb.program("mariadb-dump", "mysqldump")).name if kind == "mysql" else ""
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".wardrobe-backup-") as work:
         payload = Path(work) / payload_name(kind, encrypt)
         if kind == "sqlite":
@@ -180,7 +181,7 @@ async def create_backup(
             payload_sha256=digest.sha256,
             payload_bytes=digest.size,
             encrypted=encrypt,
-            tool={"dump": "sqlite3 online backup" if kind == "sqlite" else "mariadb-dump --single-transaction"},
+            tool={"dump": "sqlite3 online backup" if kind == "sqlite" else f"{dumper} --single-transaction"},
         )
         write_archive(target, manifest, payload)
     _log().info("backup_created", archive=target.name, database=kind, bytes=digest.size, encrypted=encrypt)
