@@ -67,6 +67,8 @@ TOOLS = (
     # The Compose stack's Prometheus and Alertmanager configurations, checked by their own tools.
     ("promtool", "prometheus", "tests/deploy"),
     ("amtool", "prometheus-alertmanager", "tests/deploy"),
+    # `wardrobe backup` dumps and restores MariaDB with its own client programs.
+    ("mariadb-dump", "mariadb-client", "tests/modules/backup"),
 )
 
 

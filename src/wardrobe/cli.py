@@ -1,5 +1,6 @@
 """Command line: ``wardrobe serve | nginx-config | migrate | seed | worker | scheduler | admin create-user |
-admin reset-totp | crypto rotate | storage gc | storage apply-lifecycle | plans load | plans list``."""
+admin reset-totp | crypto rotate | storage gc | storage apply-lifecycle | plans load | plans list |
+backup create | backup verify | backup restore``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import TypeAdapter, ValidationError
 
+from wardrobe.modules.backup.commands import backup_app
 from wardrobe.modules.billing.commands import plans_app
 from wardrobe.modules.storage.commands import storage_app
 
@@ -22,6 +24,7 @@ crypto_app = typer.Typer(help="Envelope encryption keys (distributors' ID number
 app.add_typer(crypto_app, name="crypto")
 app.add_typer(storage_app, name="storage")
 app.add_typer(plans_app, name="plans")
+app.add_typer(backup_app, name="backup")
 
 
 async def _prepare(migrate: bool, seed: bool) -> None:

@@ -36,6 +36,17 @@ def parse_provider_secrets_key(key_b64: str) -> bytes:
     return key
 
 
+def parse_backup_key(key_b64: str) -> bytes:
+    """The AES-256 key of WARDROBE_BACKUP_ENCRYPTION_KEY (base64 of 32 bytes)."""
+    try:
+        key = base64.b64decode(key_b64, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("WARDROBE_BACKUP_ENCRYPTION_KEY must be base64") from exc
+    if len(key) != 32:
+        raise ValueError("WARDROBE_BACKUP_ENCRYPTION_KEY must be 32 bytes (base64 of 32 random bytes)")
+    return key
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
@@ -343,6 +354,14 @@ class Settings(BaseSettings):
     kms_timeout_seconds: float = Field(default=5.0, gt=0)
     # --- end of envelope encryption ---------------------------------------------------------------
 
+    # Backups (`wardrobe backup`): archives go to backup_dir ("" = var/backups); --encrypt seals
+    # them under backup_encryption_key (base64 of 32 random bytes, kept off this machine);
+    # --upload puts them in backup_bucket under backup_prefix, on the storage S3 endpoint and keys.
+    backup_dir: Path = Path("var/backups")
+    backup_encryption_key: SecretStr = SecretStr("")
+    backup_bucket: str = ""
+    backup_prefix: str = "backups/"
+
     # Passwords
     password_min_length: int = Field(default=8, ge=8, le=1024)
     password_max_length: int = Field(default=128, ge=64, le=1024)
@@ -396,6 +415,13 @@ class Settings(BaseSettings):
             ip_network(entry.strip(), strict=False)
         return value
 
+    @field_validator("backup_encryption_key")
+    @classmethod
+    def _backup_key_is_32_bytes(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            parse_backup_key(value.get_secret_value())
+        return value
+
     @field_validator("provider_secrets_key")
     @classmethod
     def _secrets_key_is_32_bytes(cls, value: SecretStr) -> SecretStr:
@@ -409,6 +435,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'wardrobe.db'}"
         if "storage_local_root" not in self.model_fields_set:
             self.storage_local_root = self.var_dir / "objects"
+        if "backup_dir" not in self.model_fields_set:
+            self.backup_dir = self.var_dir / "backups"
         if "kms_local_key_file" not in self.model_fields_set:
             self.kms_local_key_file = self.var_dir / "master-keys.json"
         if self.storage_sts_enabled:

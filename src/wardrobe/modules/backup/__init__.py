@@ -1,0 +1,1 @@
+"""Database backups: consistent archives of MariaDB/MySQL or SQLite, verified by restoring them."""
