@@ -57,14 +57,14 @@ async def admin(task_api: Api) -> Session:
 
 
 async def _create(api: Api, user: Session, feature: str, key: str) -> str:
-    resp = await api.client.post("/api/v1/tasks", json={"feature": feature, "inputs": {"key": key}}, headers=user.headers)
+    resp = await api.client.post(
+        "/api/v1/tasks", json={"feature": feature, "inputs": {"key": key}}, headers=user.headers
+    )
     public_id: str = data(resp, 202)["id"]
     return public_id
 
 
-async def test_a_task_that_succeeds_moves_every_task_step_call_and_quota_metric(
-    task_api: Api, admin: Session
-) -> None:
+async def test_a_task_that_succeeds_moves_every_task_step_call_and_quota_metric(task_api: Api, admin: Session) -> None:
     await make_feature(task_api, admin, "metered", [step("only")], {"r": "$steps.only.result"}, cost=3)
     user = await sms_login(task_api.client)
     moved = Deltas(
