@@ -153,10 +153,14 @@ async def test_quota_operations_count_only_what_commits(api: Api) -> None:
         sample("wardrobe_quota_operations_total", operation="grant"),
         sample("wardrobe_quota_operations_total", operation="adjust"),
     )
-    with pytest.raises(RuntimeError):
+
+    async def fails_after_the_hold() -> None:
         async with unit_of_work(api.infra.session_factory) as db:
             await quota.reserve(db, uid, 4, ref="metrics:rolled-back", ttl=timedelta(minutes=5))
             raise RuntimeError("the request failed after the hold")
+
+    with pytest.raises(RuntimeError):
+        await fails_after_the_hold()
     assert moved.now() == [0, 0, 0, 0]
     async with unit_of_work(api.infra.session_factory) as db:
         await quota.credit(db, uid, 7, kind=LedgerKind.GRANT, ref="metrics:grant")
