@@ -177,9 +177,13 @@ async def _read_queue(redis: Redis, stream: str, group: str) -> None:
 
 
 def _read_disk(path: Path) -> None:
+    # A directory not created yet (a fresh var dir) will be on its nearest existing parent's disk.
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        usage = shutil.disk_usage(path)
-    except OSError as exc:  # not created yet (a fresh var dir): nothing to report
-        log.debug("disk_probe_failed", path=str(path), error_type=type(exc).__name__)
+        usage = shutil.disk_usage(existing)
+    except OSError as exc:
+        log.warning("disk_probe_failed", path=str(path), error_type=type(exc).__name__)
         return
     DISK_FREE_RATIO.labels(str(path)).set(usage.free / usage.total if usage.total else 0.0)
