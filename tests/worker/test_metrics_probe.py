@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.conftest import Api
@@ -50,7 +50,7 @@ async def test_the_outbox_backlog_and_its_oldest_row(api: Api) -> None:
     ratio = value("wardrobe_disk_free_ratio", path=str(api.settings.var_dir))
     assert ratio is not None and 0 < ratio <= 1
     async with unit_of_work(api.infra.session_factory) as db:
-        await db.execute(OutboxMessage.__table__.delete())
+        await db.execute(delete(OutboxMessage))
     await probe_once(api.infra)
     assert (value("wardrobe_outbox_backlog"), value("wardrobe_outbox_oldest_age_seconds")) == (0, 0)
 
@@ -85,7 +85,7 @@ async def test_the_task_stream_depth_pending_and_oldest_age(
     redis = api.infra.redis
     assert redis is not None
     stream, group = stream_names(api.settings)
-    taken = await redis.xreadgroup(group, "metrics-test", {stream: ">"}, count=1)
+    taken: Any = await redis.xreadgroup(group, "metrics-test", {stream: ">"}, count=1)
     assert len(taken[0][1]) == 1
     await probe_once(api.infra)
     assert value("wardrobe_queue_depth", queue="tasks") == 1
