@@ -78,7 +78,9 @@ def test_one_query_shape_is_one_fingerprint_whatever_its_values() -> None:
     assert fingerprint("UPDATE t SET v = %(v)s WHERE id = %(id_1)s")[0] == "UPDATE t SET v = ? WHERE id = ?"
     assert fingerprint("DELETE FROM t WHERE id = $1 AND c = :c")[0] == "DELETE FROM t WHERE id = ? AND c = ?"
     assert fingerprint("SELECT t1.col2 FROM t1")[0] == "SELECT t1.col2 FROM t1"  # names keep their digits
-    assert [operation_of(s) for s in ("select 1", " INSERT INTO t", "WITH x AS (SELECT 1) DELETE FROM t", "PRAGMA x")] == [
+    assert [
+        operation_of(s) for s in ("select 1", " INSERT INTO t", "WITH x AS (SELECT 1) DELETE FROM t", "PRAGMA x")
+    ] == [
         "select",
         "insert",
         "delete",

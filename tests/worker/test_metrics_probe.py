@@ -48,7 +48,8 @@ async def test_the_outbox_backlog_and_its_oldest_row(api: Api) -> None:
     assert value("wardrobe_dependency_up", dependency="database") == 1
     assert value("wardrobe_dependency_up", dependency="storage") == 1
     ratio = value("wardrobe_disk_free_ratio", path=str(api.settings.var_dir))
-    assert ratio is not None and 0 < ratio <= 1
+    assert ratio is not None
+    assert 0 < ratio <= 1
     async with unit_of_work(api.infra.session_factory) as db:
         await db.execute(delete(OutboxMessage))
     await probe_once(api.infra)
@@ -79,7 +80,8 @@ async def test_the_task_stream_depth_pending_and_oldest_age(
     assert value("wardrobe_queue_depth", queue="tasks") == 2
     assert value("wardrobe_queue_pending", queue="tasks") == 0
     oldest = value("wardrobe_queue_oldest_age_seconds", queue="tasks")
-    assert oldest is not None and oldest >= 0
+    assert oldest is not None
+    assert oldest >= 0
 
     # A worker takes one message and has not acknowledged it yet.
     redis = api.infra.redis

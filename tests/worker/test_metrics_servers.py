@@ -17,6 +17,10 @@ pytestmark = [OWN_PROCESSES, pytest.mark.parametrize("backend", ["mariadb"], ind
 TOKEN = "metrics-token-for-the-test-0123456789"
 
 
+def _text(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
 def _env(api: Api, tmp_path: Path, **settings: str) -> dict[str, str]:
     env = worker_env(api, tmp_path, **settings)
     env.pop("WARDROBE_EXTRA_PROVIDERS")  # no task runs here: the fault vendor is not needed
@@ -26,7 +30,7 @@ def _env(api: Api, tmp_path: Path, **settings: str) -> dict[str, str]:
 async def _serving(http: httpx.AsyncClient, base: str, process: subprocess.Popen[bytes], log: Path) -> None:
     async def up() -> bool:
         if process.poll() is not None:
-            raise AssertionError(log.read_text())
+            raise AssertionError(_text(log))
         try:
             return (await http.get(f"{base}/health")).status_code == 200
         except httpx.TransportError:
@@ -44,9 +48,7 @@ def _stopped_cleanly(process: subprocess.Popen[bytes], log: Path, event: str | N
         assert event in text
 
 
-async def test_a_worker_serves_its_metrics_to_the_token_and_its_health(
-    api_factory: Any, tmp_path: Path
-) -> None:
+async def test_a_worker_serves_its_metrics_to_the_token_and_its_health(api_factory: Any, tmp_path: Path) -> None:
     api: Api = await api_factory(worker_in_process=False)
     port = free_port()
     env = _env(api, tmp_path, metrics_port=str(port), metrics_token=TOKEN)
@@ -79,9 +81,7 @@ async def test_a_worker_serves_its_metrics_to_the_token_and_its_health(
         _stopped_cleanly(worker, log, "worker_stopped")
 
 
-async def test_a_scheduler_serves_its_metrics_and_health_and_stops_on_sigterm(
-    api_factory: Any, tmp_path: Path
-) -> None:
+async def test_a_scheduler_serves_its_metrics_and_health_and_stops_on_sigterm(api_factory: Any, tmp_path: Path) -> None:
     api: Api = await api_factory(worker_in_process=False)
     port = free_port()
     # No token configured outside production: open, as the API's /metrics is.
@@ -111,8 +111,8 @@ async def test_without_a_port_no_server_is_started(api_factory: Any, tmp_path: P
     try:
 
         async def started() -> bool:
-            assert worker.poll() is None, log.read_text()
-            return "worker_started" in log.read_text()
+            assert worker.poll() is None, _text(log)
+            return "worker_started" in _text(log)
 
         await wait_until(started, within=60, every=0.2)
     finally:
