@@ -53,6 +53,7 @@ from wardrobe.wiring import (
     provider_views_reader,
     register_parts,
 )
+from wardrobe.worker.probe import run_probe
 from wardrobe.worker.scheduler import keep_invite_pool_full, run_embedded_housekeeping
 
 log = get_logger("wardrobe.app")
@@ -113,11 +114,16 @@ async def _start_realtime(infra: Infra, hub: RealtimeHub) -> None:
 
 
 def _background(infra: Infra) -> list[asyncio.Task[None]]:
-    """Embedded mode's stand-ins for the scheduler (never in tests: they would race them)."""
+    """Embedded mode's stand-ins for the scheduler and its metrics probe (never in tests: they
+    would race them; tests call the probe themselves)."""
     settings = infra.settings
     if not settings.embedded or settings.env is Environment.TEST:
         return []
-    return [asyncio.create_task(keep_invite_pool_full(infra)), asyncio.create_task(run_embedded_housekeeping(infra))]
+    return [
+        asyncio.create_task(keep_invite_pool_full(infra)),
+        asyncio.create_task(run_embedded_housekeeping(infra)),
+        asyncio.create_task(run_probe(infra)),
+    ]
 
 
 def _lifespan(settings: Settings, hub: RealtimeHub) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:

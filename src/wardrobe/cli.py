@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -181,6 +182,7 @@ async def _run_worker() -> None:
     from wardrobe.realtime.hub import client_manager
     from wardrobe.settings import get_settings
     from wardrobe.wiring import build_infra, close_infra
+    from wardrobe.worker.telemetry import process_telemetry
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -197,7 +199,8 @@ async def _run_worker() -> None:
     await infra.runtime.start()
     log.info("worker_started", worker=infra.runtime.engine.worker_id)
     try:
-        await stop.wait()
+        async with process_telemetry(infra, "worker"):  # /metrics, /health, the probe
+            await stop.wait()
     finally:
         # Leases of tasks still running expire and another worker resumes them.
         await close_infra(infra)
@@ -218,14 +221,36 @@ async def _run_scheduler(once: bool) -> None:
     from wardrobe.settings import get_settings
     from wardrobe.wiring import build_infra, close_infra
     from wardrobe.worker.scheduler import run_scheduler
+    from wardrobe.worker.telemetry import process_telemetry
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     infra = build_infra(settings)
     try:
-        await run_scheduler(infra, once=once)
+        if once:
+            await run_scheduler(infra, once=True)
+            return
+        async with process_telemetry(infra, "scheduler"):  # /metrics, /health, the probe
+            await _until_stopped(run_scheduler(infra))
     finally:
         await close_infra(infra)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` until it ends or SIGTERM/SIGINT arrives (then it is cancelled), so that what
+    the caller opened is closed in order."""
+    import signal
+
+    job = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, job.cancel)
+    try:
+        await job
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if not job.cancelled() or (current is not None and current.cancelling()):
+            raise
 
 
 @admin_app.command("create-user")

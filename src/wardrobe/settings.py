@@ -372,6 +372,13 @@ class Settings(BaseSettings):
     # in development and tests (the quick start shows it), 404 in production (which refuses to
     # start without it anyway).
     metrics_token: SecretStr = SecretStr("")
+    # `wardrobe worker` and `wardrobe scheduler` serve GET /metrics and GET /health here (same token
+    # rule as the API's /metrics). Port 0 = no server: tests start many workers at once.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Statements slower than this many milliseconds are logged (`slow_query`, with a fingerprint,
+    # never the parameters) and counted in wardrobe_db_slow_queries_total; 0 = off.
+    slow_query_ms: float = Field(default=500.0, ge=0)
 
     # Demo data (embedded mode only)
     demo_operator_phone: str = "13800000000"

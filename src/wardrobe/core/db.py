@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import NullPool
 
+from wardrobe.core.slow_queries import watch_slow_queries
 from wardrobe.settings import Settings
 
 
@@ -104,6 +105,7 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
         event.listen(engine.sync_engine, "savepoint", _sqlite_savepoint)
         if anchor_path is not None:
             _hold_the_wal_open(engine, anchor_path)
+    watch_slow_queries(engine, settings.slow_query_ms)
     return engine
 
 

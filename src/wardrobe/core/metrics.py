@@ -9,6 +9,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -64,6 +65,142 @@ VENDOR_CALLBACKS = Counter(
     ["provider", "outcome"],
 )
 SMS_SENT = Counter("wardrobe_sms_sent_total", "SMS codes sent", ["backend", "outcome"])
+
+# -- tasks and the engine ---------------------------------------------------------------------------
+# Labels are bounded sets (features, providers, actions, accounts that operators configure); never a
+# user's or a task's id.
+_LONG = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+_SHORT = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+TASKS_CREATED = Counter("wardrobe_tasks_created_total", "Task creations accepted (committed)", ["feature"])
+TASKS_FINISHED = Counter(
+    "wardrobe_tasks_finished_total", "Tasks that reached a terminal state (committed)", ["feature", "status"]
+)
+TASK_DURATION = Histogram(
+    "wardrobe_task_duration_seconds", "A task's time from creation to its terminal state", ["feature"], buckets=_LONG
+)
+TASK_QUEUE_WAIT = Histogram(
+    "wardrobe_task_queue_wait_seconds",
+    "A task's time from creation to its first claim by a worker",
+    ["feature"],
+    buckets=_SHORT,
+)
+STEP_DURATION = Histogram(
+    "wardrobe_step_duration_seconds",
+    "One step on one provider candidate, slot wait and retries included, whatever the outcome",
+    ["provider", "action"],
+    buckets=_LONG,
+)
+STEP_RETRIES = Counter(
+    "wardrobe_step_retries_total", "Calls of a step made again after a retryable failure", ["provider", "action"]
+)
+STEP_FALLBACKS = Counter(
+    "wardrobe_step_fallbacks_total",
+    "Steps that gave a provider up for their next candidate (provider: the one given up on)",
+    ["action", "provider"],
+)
+
+# -- providers -------------------------------------------------------------------------------------
+PROVIDER_CALLS = Counter(
+    "wardrobe_provider_calls_total",
+    "Provider calls by outcome (ok, error, timeout, busy: no slot or rate room in time); account - when none",
+    ["provider", "account", "outcome"],
+)
+PROVIDER_CALL_DURATION = Histogram(
+    "wardrobe_provider_call_duration_seconds",
+    "One provider call (a synchronous call, or an async job from submit to its end)",
+    ["provider"],
+    buckets=_SHORT,
+)
+# Per process, summed across processes (livesum: a dead process's count is dropped).
+PROVIDER_SLOTS_IN_USE = Gauge(
+    "wardrobe_provider_slots_in_use",
+    "Provider slots held by this process's steps",
+    ["provider"],
+    multiprocess_mode="livesum",
+)
+PROVIDER_SLOTS_WAITING = Gauge(
+    "wardrobe_provider_slots_waiting",
+    "Steps of this process waiting for a provider slot",
+    ["provider"],
+    multiprocess_mode="livesum",
+)
+PROVIDER_CIRCUIT_OPEN = Gauge(
+    "wardrobe_provider_circuit_open",
+    "1 while this process's circuit breaker for the provider (or provider account) is open",
+    ["provider"],
+    multiprocess_mode="livemax",
+)
+
+# -- queue, outbox and infrastructure: set by the periodic probe (worker/probe.py), never a scrape --
+QUEUE_DEPTH = Gauge(
+    "wardrobe_queue_depth",
+    "Messages in the task stream not yet delivered to a worker",
+    ["queue"],
+    multiprocess_mode="livemax",
+)
+QUEUE_PENDING = Gauge(
+    "wardrobe_queue_pending",
+    "Messages delivered to a worker and not acknowledged",
+    ["queue"],
+    multiprocess_mode="livemax",
+)
+QUEUE_OLDEST_AGE = Gauge(
+    "wardrobe_queue_oldest_age_seconds",
+    "Age of the oldest message not yet acknowledged (waiting or pending)",
+    ["queue"],
+    multiprocess_mode="livemax",
+)
+OUTBOX_BACKLOG = Gauge("wardrobe_outbox_backlog", "Outbox rows not yet published", multiprocess_mode="livemax")
+OUTBOX_OLDEST_AGE = Gauge(
+    "wardrobe_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", multiprocess_mode="livemax"
+)
+DEPENDENCY_UP = Gauge(
+    "wardrobe_dependency_up",
+    "1 when the dependency answered the last probe, else 0",
+    ["dependency"],
+    multiprocess_mode="livemin",
+)
+DISK_FREE_RATIO = Gauge(
+    "wardrobe_disk_free_ratio",
+    "Free/total space of the var dir and local storage root",
+    ["path"],
+    multiprocess_mode="livemin",
+)
+
+# -- quota -------------------------------------------------------------------------------------------
+QUOTA_OPERATIONS = Counter(
+    "wardrobe_quota_operations_total",
+    "Committed quota ledger entries (reserve, confirm, cancel, grant, expire, adjust)",
+    ["operation"],
+)
+QUOTA_UNITS = Counter("wardrobe_quota_units_total", "Quota units moved by committed ledger entries", ["operation"])
+
+# -- sockets -----------------------------------------------------------------------------------------
+SOCKETS_CONNECTED = Gauge(
+    "wardrobe_sockets_connected", "Socket.IO connections accepted and open in this process", multiprocess_mode="livesum"
+)
+PUSH_LAG = Histogram(
+    "wardrobe_push_lag_seconds",
+    "From a change's commit (its outbox row's write, for a relayed push) to its event emitted to sockets",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+# -- payments ----------------------------------------------------------------------------------------
+PAYMENT_NOTIFICATIONS = Counter(
+    "wardrobe_payment_notifications_total",
+    "Payment platforms' notifications by outcome (accepted, duplicate, bad_signature, mismatch, error)",
+    ["provider", "outcome"],
+)
+RECONCILIATION_REPAIRS = Counter(
+    "wardrobe_reconciliation_repairs_total",
+    "What reconciliation repaired: a payment or refund whose notification never arrived",
+    ["provider"],
+)
+
+# -- database ----------------------------------------------------------------------------------------
+DB_SLOW_QUERIES = Counter(
+    "wardrobe_db_slow_queries_total", "Statements slower than WARDROBE_SLOW_QUERY_MS", ["operation"]
+)
 
 
 class DbPoolCollector(Collector):

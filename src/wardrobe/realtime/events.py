@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wardrobe.core.context import request_id_var
 from wardrobe.core.db import finish
 from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import PUSH_LAG
 from wardrobe.models import QuotaAccount, Task, TaskStatus
 from wardrobe.modules.tasks.presenter import TaskViews, present
 from wardrobe.realtime.hub import plain, task_room, user_room
@@ -50,29 +51,32 @@ class TaskEvents:
         # Callers of ``deliver`` waiting for the next send of an item.
         self._promised: dict[int | tuple[str, int], list[asyncio.Future[None]]] = {}
         self._consumer: asyncio.Task[None] | None = None
+        # When the oldest change still waiting for each item's next send committed (unix time):
+        # the push lag is measured from it, so coalesced changes count from the first.
+        self._since: dict[int | tuple[str, int], float] = {}
         self.sent = 0
 
-    def changed(self, task_id: int) -> None:
-        """Announce that ``task_id`` changed (call after its transaction committed)."""
-        if task_id not in self._waiting:
-            self._waiting.add(task_id)
-            self._queue.put_nowait(task_id)
+    def _want(self, item: int | tuple[str, int], committed_at: float | None) -> None:
+        self._since.setdefault(item, time.time() if committed_at is None else committed_at)
+        if item not in self._waiting:
+            self._waiting.add(item)
+            self._queue.put_nowait(item)
 
-    def order_changed(self, order_id: int) -> None:
+    def changed(self, task_id: int, committed_at: float | None = None) -> None:
+        """Announce that ``task_id`` changed (call after its transaction committed; ``committed_at``
+        when that was earlier than now, as unix time)."""
+        self._want(task_id, committed_at)
+
+    def order_changed(self, order_id: int, committed_at: float | None = None) -> None:
         """Announce that an order changed: ``order.updated`` (and ``quota.updated``) to its user."""
-        key = ("order", order_id)
-        if key not in self._waiting:
-            self._waiting.add(key)
-            self._queue.put_nowait(key)
+        self._want(("order", order_id), committed_at)
 
-    async def deliver(self, item: int | tuple[str, int]) -> None:
+    async def deliver(self, item: int | tuple[str, int], committed_at: float | None = None) -> None:
         """Push a task (its id) or an order (``("order", id)``) and wait until it went out; raises
         if the push failed (the outbox relay then keeps the message and tries again)."""
         promise: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._promised.setdefault(item, []).append(promise)
-        if item not in self._waiting:
-            self._waiting.add(item)
-            self._queue.put_nowait(item)
+        self._want(item, committed_at)
         await promise
 
     def start(self) -> None:
@@ -109,11 +113,14 @@ class TaskEvents:
             # Everyone promised this item before now is served by this send: it reads the state
             # after their commits. Later callers queue the item again.
             promised = self._promised.pop(item, [])
+            since = self._since.pop(item, None)
             try:
                 if isinstance(item, tuple):
-                    await self._send_order(item[1])
+                    emitted = await self._send_order(item[1])
                 else:
-                    await self._send(item)
+                    emitted = await self._send(item)
+                if emitted and since is not None:
+                    PUSH_LAG.observe(max(0.0, time.time() - since))
             except Exception as exc:
                 # Most pushes are a courtesy (the database has the truth and clients re-read it
                 # on reconnect); never let one failure stop the next event. A durable push is
@@ -129,26 +136,27 @@ class TaskEvents:
             finally:
                 self._queue.task_done()
 
-    async def _send_order(self, order_id: int) -> None:
+    async def _send_order(self, order_id: int) -> bool:
         from wardrobe.models import Order
         from wardrobe.modules.payments.orders import order_body
 
         async with self._sessions() as session:
             order = await session.get(Order, order_id)
             if order is None:
-                return
+                return False
             account = await session.get(QuotaAccount, order.user_id)
             await finish(session)
         await self._emit("order.updated", event("order.updated", order_body(order)), user_room(order.user_id))
         if account is not None:
             quota = {"balance": account.balance, "held": account.held, "available": account.balance - account.held}
             await self._emit("quota.updated", event("quota.updated", quota), user_room(order.user_id))
+        return True
 
-    async def _send(self, task_id: int) -> None:
+    async def _send(self, task_id: int) -> bool:
         async with self._sessions() as session:
             task = await session.scalar(select(Task).where(Task.id == task_id))
             if task is None:
-                return
+                return False
             [view] = await present(session, self._views, [task])
             # The quota moved when the task was created (held) and when it ended (spent or given
             # back), never while it runs.
@@ -160,6 +168,7 @@ class TaskEvents:
         if account is not None:
             quota = {"balance": account.balance, "held": account.held, "available": account.balance - account.held}
             await self._emit("quota.updated", event("quota.updated", quota), user_room(task.user_id))
+        return True
 
 
 def server_emitter(sio: socketio.AsyncServer) -> Emit:

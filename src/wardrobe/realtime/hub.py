@@ -45,7 +45,7 @@ from wardrobe.core.db import finish
 from wardrobe.core.edge_limits import client_address, parse_networks
 from wardrobe.core.errors import AppError, ErrorCode, RateLimited
 from wardrobe.core.logging import get_logger
-from wardrobe.core.metrics import SOCKET_EVENTS
+from wardrobe.core.metrics import SOCKET_EVENTS, SOCKETS_CONNECTED
 from wardrobe.core.permissions import Permission, has_permission
 from wardrobe.core.principal import second_factor_missing, verified_session, verified_user
 from wardrobe.core.ratelimit import RateLimiter, parse_limits
@@ -293,12 +293,14 @@ class RealtimeHub:
         held.expiry = loop.call_later(delay, self._end_soon, sid, ErrorCode.AUTH_TOKEN_EXPIRED)
         self.held[sid] = held
         self._by_user.setdefault(claims.user_id, set()).add(sid)
+        SOCKETS_CONNECTED.inc()
 
     async def _disconnect(self, sid: str, *_: Any) -> None:
         self.providers.forget(sid)
         held = self.held.pop(sid, None)
         if held is None:
             return
+        SOCKETS_CONNECTED.dec()
         if held.expiry is not None:
             held.expiry.cancel()
         user_id = held.claims.user_id

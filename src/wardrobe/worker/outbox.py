@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +24,9 @@ from wardrobe.models import OutboxMessage
 from wardrobe.models.base import utcnow
 
 log = get_logger("wardrobe.outbox")
-Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
+# Publishes one row: its topic, its payload and when it was written (in the transaction that
+# committed it: what a push's lag is measured from).
+Publisher = Callable[[str, dict[str, Any], datetime], Awaitable[None]]
 
 
 class OutboxRelay:
@@ -66,7 +69,7 @@ class OutboxRelay:
             )
             for row in rows:
                 row.attempts += 1
-                await self._publish(row.topic, dict(row.payload))
+                await self._publish(row.topic, dict(row.payload), row.created_at)
                 row.published_at = utcnow()
         self.published += len(rows)
         return len(rows)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -232,7 +232,7 @@ class TaskRuntime:
 
         return await asyncio.wait_for(reached(), within)
 
-    async def _publish(self, topic: str, payload: dict[str, Any]) -> None:
+    async def _publish(self, topic: str, payload: dict[str, Any], written_at: datetime | None = None) -> None:
         if self._stopping:
             # A stopping runtime must not take messages it can no longer deliver: failing here rolls
             # the relay's batch back, leaving the rows for a live relay.
@@ -250,7 +250,8 @@ class TaskRuntime:
                 int(payload["task_id"]) if "task_id" in payload else ("order", int(payload["order_id"]))
             )
             # Through the process's one push queue, so the states of a task stay in commit order.
-            await asyncio.wait_for(self.events.deliver(item), timeout=10)
+            committed = written_at.timestamp() if written_at is not None else None
+            await asyncio.wait_for(self.events.deliver(item, committed), timeout=10)
         elif topic in self.publishers:
             await asyncio.wait_for(self.publishers[topic](payload), timeout=10)
         else:

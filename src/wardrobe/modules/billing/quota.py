@@ -9,6 +9,7 @@ twice. Settlements and credits are idempotent by their reference.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,7 +17,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.db import after_commit
 from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.metrics import QUOTA_OPERATIONS, QUOTA_UNITS
 from wardrobe.models import HoldStatus, LedgerEntry, LedgerKind, QuotaAccount, QuotaHold
 from wardrobe.models.base import utcnow
 
@@ -77,7 +80,31 @@ async def _record(
     )
     session.add(entry)
     await session.flush()
+    operation = _OPERATION_OF[kind]
+    units = max(abs(amount), abs(hold_delta))
+    after_commit(session, functools.partial(_count, operation, units))
     return entry
+
+
+# The ledger's kinds as the quota metrics name them: what the operation did to the account.
+_OPERATION_OF = {
+    LedgerKind.RESERVE: "reserve",
+    LedgerKind.CONFIRM: "confirm",
+    LedgerKind.CANCEL: "cancel",
+    LedgerKind.EXPIRE: "expire",
+    LedgerKind.GRANT: "grant",
+    LedgerKind.PURCHASE: "grant",
+    LedgerKind.REFERRAL_REWARD: "grant",
+    LedgerKind.REFERRAL_REBATE: "grant",
+    LedgerKind.ADMIN_ADJUSTMENT: "adjust",
+    LedgerKind.REFUND_CLAWBACK: "adjust",
+}
+
+
+def _count(operation: str, units: int) -> None:
+    """Counted once the entry committed (a rolled-back reserve moved nothing)."""
+    QUOTA_OPERATIONS.labels(operation).inc()
+    QUOTA_UNITS.labels(operation).inc(units)
 
 
 async def _already_recorded(session: AsyncSession, kind: LedgerKind, ref: str) -> bool:

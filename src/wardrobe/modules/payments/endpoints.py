@@ -21,7 +21,7 @@ from wardrobe.core.deps import AnnouncerDep, CacheDep, SessionDep, SessionFactor
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.logging import get_logger
-from wardrobe.core.metrics import PAYMENT_EVENTS
+from wardrobe.core.metrics import PAYMENT_EVENTS, PAYMENT_NOTIFICATIONS
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.outbox import Announcer
 from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
@@ -133,6 +133,7 @@ async def _wechat(
     announcer: Announcer,
 ) -> Response:
     if any(not request.headers.get(name) for name in WECHAT_SIGNATURE_HEADERS):
+        PAYMENT_NOTIFICATIONS.labels("wechat", "bad_signature").inc()  # unsigned
         return _wechat_fail(400)  # not a WeChat Pay notification at all, whatever the configuration
     gateway = payments.gateways.get("wechat")
     if gateway is None:
@@ -143,17 +144,22 @@ async def _wechat(
     except SignatureInvalid as exc:
         log.warning("payment_notification_rejected", provider="wechat", reason=str(exc))
         PAYMENT_EVENTS.labels("wechat", "bad_signature").inc()
+        PAYMENT_NOTIFICATIONS.labels("wechat", "bad_signature").inc()
         return _wechat_fail(401)
     try:
-        await notifications.handle_notification(
+        outcome = await notifications.handle_notification(
             sessions, "wechat", notification, settings=settings, cache=cache, announcer=announcer
         )
     except notifications.NotificationRejected as rejected:
         log.warning("payment_notification_refused", provider="wechat", reason=rejected.reason)
+        PAYMENT_NOTIFICATIONS.labels("wechat", "mismatch").inc()
         return _wechat_fail(rejected.status)
     except Exception:
         log.exception("payment_notification_failed", provider="wechat")
+        PAYMENT_NOTIFICATIONS.labels("wechat", "error").inc()
         return _wechat_fail(500)  # WeChat Pay retries on its schedule
+    # Committed before this answer: the platform hears "success" only for what is stored.
+    PAYMENT_NOTIFICATIONS.labels("wechat", "duplicate" if outcome == "duplicate" else "accepted").inc()
     return Response(status_code=204)
 
 
@@ -219,17 +225,22 @@ async def alipay_notify(
     except (SignatureInvalid, ValueError) as exc:
         log.warning("payment_notification_rejected", provider="alipay", reason=str(exc))
         PAYMENT_EVENTS.labels("alipay", "bad_signature").inc()
+        PAYMENT_NOTIFICATIONS.labels("alipay", "bad_signature").inc()
         return PlainTextResponse("fail", status_code=400)
     try:
-        await notifications.handle_notification(
+        outcome = await notifications.handle_notification(
             sessions, "alipay", notification, settings=settings, cache=cache, announcer=announcer
         )
     except notifications.NotificationRejected as rejected:
         log.warning("payment_notification_refused", provider="alipay", reason=rejected.reason)
+        PAYMENT_NOTIFICATIONS.labels("alipay", "mismatch").inc()
         return PlainTextResponse("fail", status_code=rejected.status)
     except Exception:
         log.exception("payment_notification_failed", provider="alipay")
+        PAYMENT_NOTIFICATIONS.labels("alipay", "error").inc()
         return PlainTextResponse("fail", status_code=500)
+    # Committed before this answer: the platform hears "success" only for what is stored.
+    PAYMENT_NOTIFICATIONS.labels("alipay", "duplicate" if outcome == "duplicate" else "accepted").inc()
     return PlainTextResponse("success")
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wardrobe.core.cache import Cache
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
-from wardrobe.core.metrics import PAYMENT_EVENTS
+from wardrobe.core.metrics import PAYMENT_EVENTS, RECONCILIATION_REPAIRS
 from wardrobe.core.outbox import Announcer
 from wardrobe.models import Order, PaymentChannel, Refund
 from wardrobe.models.base import utcnow
@@ -96,6 +96,7 @@ async def _reconcile_order(
                     announcer=announcer,
                 )
             if outcome == "fulfilled":
+                RECONCILIATION_REPAIRS.labels(provider).inc()  # committed: a missed payment notification
                 report.fulfilled += 1
                 report.discrepancies += 1
                 log.warning("missed_notification_repaired", order_no=order.order_no)
@@ -142,4 +143,5 @@ async def _reconcile_refund(
     async with unit_of_work(sessions) as session:
         outcome = await refunds.settle_refund(session, refund.id, result, cache=cache, announcer=announcer)
     if outcome in ("refund_succeeded", "refund_failed"):
+        RECONCILIATION_REPAIRS.labels(PaymentChannel(refunded.channel).provider).inc()  # a missed refund notification
         report.refunds_settled += 1

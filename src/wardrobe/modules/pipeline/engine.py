@@ -20,7 +20,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from limits import RateLimitItem
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wardrobe.core.db import after_commit, unit_of_work
 from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import TASK_DURATION, TASK_QUEUE_WAIT, TASKS_FINISHED
 from wardrobe.core.ratelimit import RateLimiter, parse_limits
 from wardrobe.models import Task, TaskStatus
 from wardrobe.models.base import utcnow
@@ -52,6 +53,10 @@ def new_worker_id() -> str:
 
 def hold_ref(task: Task) -> str:
     return f"task:{task.public_id}"
+
+
+def _observe_queue_wait(feature: str, created_at: datetime, claimed_at: datetime) -> None:
+    TASK_QUEUE_WAIT.labels(feature).observe(max(0.0, (claimed_at - created_at).total_seconds()))
 
 
 class _UserAtLimit(Exception):
@@ -125,7 +130,9 @@ class PipelineEngine:
                 if won and max_running and not await repository.user_has_room(session, task_id, now, max_running):
                     raise _UserAtLimit
                 if won:
-                    await repository.mark_started(session, task_id, now)
+                    first = await repository.mark_started(session, task_id, now)
+                    if first is not None:  # observed once the claim commits
+                        after_commit(session, functools.partial(_observe_queue_wait, *first, now))
                     self.announce(session, task_id)
         except _UserAtLimit:
             # Rolled back: the task stays queued. Marked as waiting for a place, so that the user's
@@ -221,6 +228,9 @@ class PipelineEngine:
                 await repository.mark_refunded(session, task.id)
             await self._wake_next_of_user(session, task.user_id)
             self.announce(session, task.id, final=True)
+        # Committed: the task ended exactly once, here.
+        TASKS_FINISHED.labels(task.feature_key, status.value).inc()
+        TASK_DURATION.labels(task.feature_key).observe(max(0.0, (now - task.created_at).total_seconds()))
         return True
 
     async def _wake_next_of_user(self, session: AsyncSession, user_id: int) -> None:

@@ -18,6 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import (
+    PROVIDER_CALL_DURATION,
+    PROVIDER_CALLS,
+    PROVIDER_SLOTS_IN_USE,
+    PROVIDER_SLOTS_WAITING,
+    STEP_RETRIES,
+)
 from wardrobe.models import StepStatus
 from wardrobe.models.base import utcnow
 from wardrobe.modules.pipeline.definition import StepDef
@@ -36,6 +43,7 @@ from wardrobe.modules.providers.callbacks import step_ref
 from wardrobe.modules.providers.slots import wait_for_account_slot, wait_for_slot
 
 log = get_logger("wardrobe.engine")
+NO_ACCOUNT_LABEL = "-"  # the account label of a call on the provider's settings
 
 
 class ProviderCalls:
@@ -62,11 +70,15 @@ class ProviderCalls:
             return await self._call_with_retries(step, provider, inputs, None)
         holder = self._slot_holder(step, slug)
         lease = self.held.lease_seconds
-        if not await wait_for_slot(self.engine.slots, slug, holder, limit, lease, within=step.timeout_seconds):
+        with PROVIDER_SLOTS_WAITING.labels(slug).track_inprogress():
+            granted = await wait_for_slot(self.engine.slots, slug, holder, limit, lease, within=step.timeout_seconds)
+        if not granted:
+            PROVIDER_CALLS.labels(slug, NO_ACCOUNT_LABEL, "busy").inc()
             raise ProviderError("provider_busy", retryable=True)
         self.held.took(step.id, slug, holder)
         try:
-            return await self._call_with_retries(step, provider, inputs, None)
+            with PROVIDER_SLOTS_IN_USE.labels(slug).track_inprogress():
+                return await self._call_with_retries(step, provider, inputs, None)
         finally:
             await self.held.release(step.id)
 
@@ -92,20 +104,23 @@ class ProviderCalls:
                 if not candidates:
                     raise ProviderError("provider_down", f"no usable {slug} account")
                 random.shuffle(candidates)  # accounts with equal room share the load
-            name = await wait_for_account_slot(
-                self.engine.slots,
-                slug,
-                holder,
-                [(a.name, a.concurrency) for a in candidates],
-                self.held.lease_seconds,
-                within=step.timeout_seconds,
-            )
+            with PROVIDER_SLOTS_WAITING.labels(slug).track_inprogress():
+                name = await wait_for_account_slot(
+                    self.engine.slots,
+                    slug,
+                    holder,
+                    [(a.name, a.concurrency) for a in candidates],
+                    self.held.lease_seconds,
+                    within=step.timeout_seconds,
+                )
             if name is None:
+                PROVIDER_CALLS.labels(slug, NO_ACCOUNT_LABEL, "busy").inc()
                 raise ProviderError("provider_busy", retryable=True)
             self.held.took(step.id, slug, holder, name)
             try:
                 account = next(a for a in candidates if a.name == name)
-                return await self._call_with_retries(step, provider, inputs, account)
+                with PROVIDER_SLOTS_IN_USE.labels(slug).track_inprogress():
+                    return await self._call_with_retries(step, provider, inputs, account)
             except ProviderError as exc:
                 if not exc.broken or pinned:
                     raise
@@ -139,23 +154,32 @@ class ProviderCalls:
             slug = str(getattr(provider, "slug", "?"))
             # Health is per account when there are accounts: one bad key does not take the rest down.
             health = account.key if account is not None else slug
+            account_label = account.name if account is not None else NO_ACCOUNT_LABEL
             if not await self._await_rate(slug, step.timeout_seconds, account):
                 # Our own limit, not the provider's failure: no breaker record; the next candidate.
+                PROVIDER_CALLS.labels(slug, account_label, "busy").inc()
                 raise ProviderError("provider_busy", retryable=True)
             started = time.monotonic()
             try:
                 result = await self._call_once(step, provider, inputs, ctx)
             except ProviderError as exc:
+                elapsed = time.monotonic() - started
+                PROVIDER_CALLS.labels(slug, account_label, "timeout" if exc.code == "timeout" else "error").inc()
+                PROVIDER_CALL_DURATION.labels(slug).observe(elapsed)
                 # Retryable failures (5xx, timeouts, refused) and a broken account say the provider
                 # is unwell; a permanent "bad input" answer says it is working.
-                self.engine.breaker.record(health, not (exc.retryable or exc.broken), time.monotonic() - started)
+                self.engine.breaker.record(health, not (exc.retryable or exc.broken), elapsed)
                 if not exc.retryable or attempt == attempts:
                     raise
+                STEP_RETRIES.labels(slug, step.action).inc()
                 # Exponential back-off with full jitter, so retries from many tasks spread out.
                 delay = min(self.engine.config.max_backoff_seconds, step.backoff_seconds * 2 ** (attempt - 1))
                 await self.run.sleep_interruptibly(random.uniform(0, delay))  # noqa: S311 - jitter, not security
                 continue
-            self.engine.breaker.record(health, True, time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            PROVIDER_CALLS.labels(slug, account_label, "ok").inc()
+            PROVIDER_CALL_DURATION.labels(slug).observe(elapsed)
+            self.engine.breaker.record(health, True, elapsed)
             return result
         raise ProviderError("unreachable")  # pragma: no cover
 

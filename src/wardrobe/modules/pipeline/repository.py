@@ -44,9 +44,16 @@ async def take_lease(session: AsyncSession, task_id: int, worker_id: str, now: d
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def mark_started(session: AsyncSession, task_id: int, now: datetime) -> None:
-    """The task's first start (a resumed run keeps the first one)."""
-    await session.execute(update(Task).where(Task.id == task_id, Task.started_at.is_(None)).values(started_at=now))
+async def mark_started(session: AsyncSession, task_id: int, now: datetime) -> tuple[str, datetime] | None:
+    """The task's first start (a resumed run keeps the first one). On the first start, the task's
+    feature and creation time (what its queue wait is measured by); None on a resumed run."""
+    result = await session.execute(
+        update(Task).where(Task.id == task_id, Task.started_at.is_(None)).values(started_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    row = (await session.execute(select(Task.feature_key, Task.created_at).where(Task.id == task_id))).one()
+    return str(row.feature_key), row.created_at
 
 
 async def user_has_room(session: AsyncSession, task_id: int, now: datetime, max_running: int) -> bool:

@@ -9,12 +9,14 @@ outputs count. The terminal transition itself is the engine's (``PipelineEngine.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
+from wardrobe.core.metrics import STEP_DURATION, STEP_FALLBACKS
 from wardrobe.models import StepStatus, TaskStatus
 from wardrobe.models.base import utcnow
 from wardrobe.modules.moderation import Purpose
@@ -153,7 +155,8 @@ class TaskRun:
         inputs = self._resolve(step, outputs)
         last_code = "no_provider"
         switched_off = await self.engine.disabled() if self.engine.disabled is not None else frozenset()
-        for slug in step.provider_candidates:
+        candidates = step.provider_candidates
+        for index, slug in enumerate(candidates):
             provider = self.engine.registry.get(slug)
             if provider is None:
                 continue
@@ -163,12 +166,17 @@ class TaskRun:
             if not self.engine.breaker.allow(slug):
                 last_code = "provider_down"
                 continue  # circuit open: straight to the next candidate
+            started = time.monotonic()
             try:
                 result = await self.calls.run_step(step, slug, provider, inputs)
             except ProviderError as exc:
+                STEP_DURATION.labels(slug, step.action).observe(time.monotonic() - started)
                 last_code = exc.code
                 log.info("provider_failed", step=step.id, provider=slug, error_code=exc.code)
+                if index + 1 < len(candidates):
+                    STEP_FALLBACKS.labels(step.action, slug).inc()
                 continue  # fall back to the next candidate
+            STEP_DURATION.labels(slug, step.action).observe(time.monotonic() - started)
             await screening.screen_outputs(self.state, step, result)  # moderation: before the outputs count
             await self.state.save_step(step.id, StepStatus.SUCCEEDED, outputs=result, finished=True)
             self.done_steps += 1

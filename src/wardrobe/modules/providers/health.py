@@ -23,6 +23,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from wardrobe.core.metrics import PROVIDER_CIRCUIT_OPEN
+
 
 class Health(StrEnum):
     UP = "up"
@@ -87,6 +89,7 @@ class CircuitBreaker:
                     circuit.state = Health.DEGRADED
                 else:
                     circuit.state = Health.UP
+        PROVIDER_CIRCUIT_OPEN.labels(provider).set(1 if circuit.state is Health.DOWN else 0)
         if circuit.state is not before and self.on_change is not None:
             self.on_change(provider, self.snapshot_of(provider))
 

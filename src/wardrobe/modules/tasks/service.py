@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -13,7 +14,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.db import after_commit
 from wardrobe.core.errors import AppError, ErrorCode, NotFound
+from wardrobe.core.metrics import TASK_DURATION, TASKS_CREATED, TASKS_FINISHED
 from wardrobe.core.outbox import TOPIC_PUSH, TOPIC_RUN, TOPIC_TASK_CHANGED, Announcer, announce
 from wardrobe.core.ratelimit import parse_limits
 from wardrobe.models import Task, TaskStatus, User
@@ -146,6 +149,8 @@ async def enqueue(session: AsyncSession, parts: TaskParts, task: Task) -> None:
         )
     announce(session, TOPIC_RUN, {"task_id": task.id})
     parts.announcer.local(session, TOPIC_TASK_CHANGED, {"task_id": task.id})
+    # Counted once committed: a creation that rolls back (a lost idempotency race) made no task.
+    after_commit(session, TASKS_CREATED.labels(task.feature_key).inc)
 
 
 async def owned_task(session: AsyncSession, user: User, public_id: str) -> Task:
@@ -180,6 +185,7 @@ async def request_cancel(session: AsyncSession, announcer: Announcer, task: Task
         if await quota.cancel(session, hold_ref(task)):
             await session.execute(update(Task).where(Task.id == task.id).values(refunded=True))
         announcer.durable(session, TOPIC_PUSH, {"task_id": task.id})
+        after_commit(session, functools.partial(_count_canceled_in_queue, task.feature_key, task.created_at))
         return CancelOutcome.CANCELED
     flagged = await session.execute(
         update(Task)
@@ -188,6 +194,11 @@ async def request_cancel(session: AsyncSession, announcer: Announcer, task: Task
         .execution_options(synchronize_session=False)
     )
     return CancelOutcome.REQUESTED if flagged.rowcount == 1 else CancelOutcome.NOTHING  # type: ignore[attr-defined]
+
+
+def _count_canceled_in_queue(feature: str, created_at: datetime) -> None:
+    TASKS_FINISHED.labels(feature, TaskStatus.CANCELED.value).inc()
+    TASK_DURATION.labels(feature).observe(max(0.0, (utcnow() - created_at).total_seconds()))
 
 
 async def cancel_task(session: AsyncSession, announcer: Announcer, user: User, public_id: str) -> Task:
