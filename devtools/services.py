@@ -13,7 +13,8 @@ WARDROBE_TEST_POSTGRES_SERVER; 127.0.0.1:3306, :6379/15, :5432 by default):
 4. otherwise stop, naming the one command that would install it.
 
 The Debian tools some tests run (``ip`` from iproute2, nginx, chromium and chromedriver for the
-console's browser tests, promtool and amtool for the Compose stack's monitoring and alert rules, mariadb-dump for backups) follow rules 3 and 4.
+console's browser tests, promtool and amtool for the Compose stack's monitoring and alert rules,
+mariadb-dump for backups) follow rules 3 and 4.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ DATA_PATHS = {
     "alertmanager": "/alertmanager",
     "grafana": "/var/lib/grafana",
 }
+
+
 # Settings the worker's and scheduler's metrics server reads (/work contract "metrics"): set by
 # compose.yaml before Settings has them in this branch; empty this once it does.
 def _errors(document: dict[str, Any]) -> list[str]:
