@@ -236,3 +236,19 @@ async def test_every_queried_metric_is_exported(
     known = exported_names(scrape.text) | recorded | PROMETHEUS_OWN
     missing = {name: sorted(where) for name, where in queried_metrics().items() if name not in known}
     assert not missing, "not exported:\n" + "\n".join(f"{n} ({'; '.join(w)})" for n, w in sorted(missing.items()))
+
+
+def test_alertmanager_routes_and_inhibits_only_what_the_rules_raise() -> None:
+    """A matcher naming a severity or an alert that no rule raises would silently route or inhibit
+    nothing (the two files were written apart once: `critical` against the rules' `page`)."""
+    config = yaml.safe_load((ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"))
+    raised = {"alertname": {a["alert"] for a in alerts()}, "severity": {a["labels"]["severity"] for a in alerts()}}
+    matchers = [m for route in config["route"].get("routes", []) for m in route["matchers"]]
+    for rule in config.get("inhibit_rules", []):
+        matchers += rule["source_matchers"] + rule["target_matchers"]
+    assert matchers
+    for matcher in matchers:
+        name, value = re.fullmatch(r'(\w+)="([^"]*)"', matcher).groups()  # type: ignore[union-attr]
+        assert value in raised[name], matcher
+    routed = {m.split('"')[1] for route in config["route"]["routes"] for m in route["matchers"]}
+    assert routed == raised["severity"]  # every severity has its own route
