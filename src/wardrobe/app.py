@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from wardrobe.apidocs import install_api_docs
 from wardrobe.console import CONSOLE_PATH, console_app
 from wardrobe.core import contract
 from wardrobe.core.db import pool_status
@@ -182,6 +183,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Wardrobe API",
         version="0.1.0",
+        # Served by install_api_docs below with files from the package, not FastAPI's CDN defaults.
+        docs_url=None,
+        redoc_url=None,
         description=API_DESCRIPTION,
         lifespan=_lifespan(settings, hub),
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -198,6 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_edge(app, settings)
     for router in ROUTERS:
         app.include_router(router)
+    install_api_docs(app, app.title)
     app.state.realtime = hub
     app.mount("/socket.io", hub.asgi_app())
     # The operator console: static files that act only through the admin API above.
