@@ -103,22 +103,26 @@ def install_api_docs(app: FastAPI, title: str) -> None:
     """``/docs`` and ``/redoc`` for ``app`` (created with ``docs_url=None, redoc_url=None``), and
     their files at ``/docs-assets``."""
     openapi_url = app.openapi_url or "/openapi.json"
-    swagger = get_swagger_ui_html(
-        openapi_url=openapi_url,
-        title=f"{title} - Swagger UI",
-        swagger_js_url=SWAGGER_JS,
-        swagger_css_url=SWAGGER_CSS,
-        swagger_favicon_url=FAVICON,
-        swagger_ui_parameters=_SWAGGER_PARAMETERS,
-    ).body.decode()
+    swagger = bytes(
+        get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{title} - Swagger UI",
+            swagger_js_url=SWAGGER_JS,
+            swagger_css_url=SWAGGER_CSS,
+            swagger_favicon_url=FAVICON,
+            swagger_ui_parameters=_SWAGGER_PARAMETERS,
+        ).body
+    ).decode()
     swagger_policy = _policy(f"script-src 'self' {_inline_script_hash(swagger)}", "style-src 'self' 'unsafe-inline'")
-    redoc = get_redoc_html(
-        openapi_url=openapi_url,
-        title=f"{title} - ReDoc",
-        redoc_js_url=REDOC_JS,
-        redoc_favicon_url=FAVICON,
-        with_google_fonts=False,
-    ).body.decode()
+    redoc = bytes(
+        get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{title} - ReDoc",
+            redoc_js_url=REDOC_JS,
+            redoc_favicon_url=FAVICON,
+            with_google_fonts=False,
+        ).body
+    ).decode()
     redoc_policy = _policy(
         "script-src 'self' 'unsafe-eval'", "style-src 'self' 'unsafe-inline'", "worker-src 'self' blob:"
     )

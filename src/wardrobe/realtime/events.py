@@ -35,8 +35,9 @@ log = get_logger("wardrobe.realtime")
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
 
 
-def event(kind: str, payload: Any) -> dict[str, Any]:
-    return {"type": kind, "payload": plain(payload), "traceId": request_id_var.get()}
+def event(kind: str, payload: Any, trace_id: str | None = None) -> dict[str, Any]:
+    """A push; ``traceId`` is the trace of the change (a task's: the request that created it)."""
+    return {"type": kind, "payload": plain(payload), "traceId": trace_id or request_id_var.get()}
 
 
 class TaskEvents:
@@ -50,10 +51,19 @@ class TaskEvents:
         # Callers of ``deliver`` waiting for the next send of an item.
         self._promised: dict[int | tuple[str, int], list[asyncio.Future[None]]] = {}
         self._consumer: asyncio.Task[None] | None = None
+        # The trace id of the latest change announced per item: the consumer runs in a context of
+        # its own, so the id travels with the item (a task's own trace id is preferred).
+        self._traces: dict[int | tuple[str, int], str] = {}
         self.sent = 0
+
+    def _note_trace(self, item: int | tuple[str, int]) -> None:
+        trace_id = request_id_var.get()
+        if trace_id != "-":
+            self._traces[item] = trace_id
 
     def changed(self, task_id: int) -> None:
         """Announce that ``task_id`` changed (call after its transaction committed)."""
+        self._note_trace(task_id)
         if task_id not in self._waiting:
             self._waiting.add(task_id)
             self._queue.put_nowait(task_id)
@@ -61,6 +71,7 @@ class TaskEvents:
     def order_changed(self, order_id: int) -> None:
         """Announce that an order changed: ``order.updated`` (and ``quota.updated``) to its user."""
         key = ("order", order_id)
+        self._note_trace(key)
         if key not in self._waiting:
             self._waiting.add(key)
             self._queue.put_nowait(key)
@@ -69,6 +80,7 @@ class TaskEvents:
         """Push a task (its id) or an order (``("order", id)``) and wait until it went out; raises
         if the push failed (the outbox relay then keeps the message and tries again)."""
         promise: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._note_trace(item)
         self._promised.setdefault(item, []).append(promise)
         if item not in self._waiting:
             self._waiting.add(item)
@@ -106,14 +118,15 @@ class TaskEvents:
             if item is None:
                 return
             self._waiting.discard(item)
+            trace_id = self._traces.pop(item, None)
             # Everyone promised this item before now is served by this send: it reads the state
             # after their commits. Later callers queue the item again.
             promised = self._promised.pop(item, [])
             try:
                 if isinstance(item, tuple):
-                    await self._send_order(item[1])
+                    await self._send_order(item[1], trace_id)
                 else:
-                    await self._send(item)
+                    await self._send(item, trace_id)
             except Exception as exc:
                 # Most pushes are a courtesy (the database has the truth and clients re-read it
                 # on reconnect); never let one failure stop the next event. A durable push is
@@ -129,7 +142,7 @@ class TaskEvents:
             finally:
                 self._queue.task_done()
 
-    async def _send_order(self, order_id: int) -> None:
+    async def _send_order(self, order_id: int, trace_id: str | None) -> None:
         from wardrobe.models import Order
         from wardrobe.modules.payments.orders import order_body
 
@@ -139,12 +152,12 @@ class TaskEvents:
                 return
             account = await session.get(QuotaAccount, order.user_id)
             await finish(session)
-        await self._emit("order.updated", event("order.updated", order_body(order)), user_room(order.user_id))
+        await self._emit("order.updated", event("order.updated", order_body(order), trace_id), user_room(order.user_id))
         if account is not None:
             quota = {"balance": account.balance, "held": account.held, "available": account.balance - account.held}
-            await self._emit("quota.updated", event("quota.updated", quota), user_room(order.user_id))
+            await self._emit("quota.updated", event("quota.updated", quota, trace_id), user_room(order.user_id))
 
-    async def _send(self, task_id: int) -> None:
+    async def _send(self, task_id: int, trace_id: str | None) -> None:
         async with self._sessions() as session:
             task = await session.scalar(select(Task).where(Task.id == task_id))
             if task is None:
@@ -155,11 +168,13 @@ class TaskEvents:
             moved = task.status != TaskStatus.RUNNING.value
             account = await session.get(QuotaAccount, task.user_id) if moved else None
             await finish(session)
-        await self._emit("task.updated", event("task.updated", view), task_room(task.public_id))
+        # Every push of a task carries the trace id of the request that created it, whoever sends it.
+        trace_id = task.trace_id or trace_id
+        await self._emit("task.updated", event("task.updated", view, trace_id), task_room(task.public_id))
         self.sent += 1
         if account is not None:
             quota = {"balance": account.balance, "held": account.held, "available": account.balance - account.held}
-            await self._emit("quota.updated", event("quota.updated", quota), user_room(task.user_id))
+            await self._emit("quota.updated", event("quota.updated", quota, trace_id), user_room(task.user_id))
 
 
 def server_emitter(sio: socketio.AsyncServer) -> Emit:

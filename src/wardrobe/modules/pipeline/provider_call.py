@@ -146,6 +146,7 @@ class ProviderCalls:
             try:
                 result = await self._call_once(step, provider, inputs, ctx)
             except ProviderError as exc:
+                self._log_call(step, slug, ctx, started, exc.code)
                 # Retryable failures (5xx, timeouts, refused) and a broken account say the provider
                 # is unwell; a permanent "bad input" answer says it is working.
                 self.engine.breaker.record(health, not (exc.retryable or exc.broken), time.monotonic() - started)
@@ -155,9 +156,24 @@ class ProviderCalls:
                 delay = min(self.engine.config.max_backoff_seconds, step.backoff_seconds * 2 ** (attempt - 1))
                 await self.run.sleep_interruptibly(random.uniform(0, delay))  # noqa: S311 - jitter, not security
                 continue
+            self._log_call(step, slug, ctx, started, "ok")
             self.engine.breaker.record(health, True, time.monotonic() - started)
             return result
         raise ProviderError("unreachable")  # pragma: no cover
+
+    def _log_call(self, step: StepDef, slug: str, ctx: StepContext, started: float, outcome: str) -> None:
+        """Every vendor call's outcome, under the task's trace id (support follows a task's calls
+        by it; the vendor's own id is in the step row)."""
+        log.info(
+            "vendor_call",
+            task=ctx.task_id,
+            step=step.id,
+            provider=slug,
+            account=ctx.account.name if ctx.account is not None else None,
+            attempt=ctx.attempt,
+            outcome=outcome,
+            latency_ms=round((time.monotonic() - started) * 1000, 1),
+        )
 
     async def _call_once(
         self, step: StepDef, provider: object, inputs: dict[str, Any], ctx: StepContext

@@ -167,7 +167,7 @@ class TaskRun:
                 result = await self.calls.run_step(step, slug, provider, inputs)
             except ProviderError as exc:
                 last_code = exc.code
-                log.info("provider_failed", step=step.id, provider=slug, error_code=exc.code)
+                log.info("provider_failed", task=self.task.public_id, step=step.id, provider=slug, error_code=exc.code)
                 continue  # fall back to the next candidate
             await screening.screen_outputs(self.state, step, result)  # moderation: before the outputs count
             await self.state.save_step(step.id, StepStatus.SUCCEEDED, outputs=result, finished=True)
