@@ -183,7 +183,7 @@ async def test_worker_processes_and_the_one_resuming_the_task_log_and_push_under
                 task_id = await internal_id(api, public_id)
 
                 async def submitted() -> bool:
-                    return fault_vendor.submissions["fault:x1"] == 1
+                    return bool(fault_vendor.submissions["fault:x1"] == 1)
 
                 await wait_until(submitted, within=60)
                 async with unit_of_work(api.infra.session_factory) as db:
