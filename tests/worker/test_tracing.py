@@ -112,6 +112,9 @@ async def test_a_task_logs_calls_and_pushes_under_the_id_of_the_request_that_cre
     async with unit_of_work(api.infra.session_factory) as db:
         assert await db.scalar(select(Task.trace_id).where(Task.id == task_id)) == request_id
 
+    # Support finds it from the task: the console's detail names the id to search the logs for.
+    detail = data(await api.client.get(f"/api/v1/admin/tasks/{public_id}", headers=admin.headers))
+    assert detail["trace_id"] == request_id
     pushes = [e for e in listener.tasks if e["payload"]["id"] == public_id]
     assert pushes
     assert {e["traceId"] for e in pushes} == {request_id}
