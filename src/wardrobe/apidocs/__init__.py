@@ -8,7 +8,9 @@ The pages carry a Content-Security-Policy of their own: scripts, styles, images 
 this origin only. Swagger UI's page starts it with one inline script (FastAPI writes it), allowed by
 its hash rather than by 'unsafe-inline'; ReDoc injects its styles at run time (styled-components),
 compiles schema validators with ``new Function`` and searches in a worker it builds from a blob, so
-its page allows inline styles, eval and blob workers, still from nothing but this origin.
+its page allows inline styles, eval and blob workers, still from nothing but this origin. (ReDoc's
+sidebar credit names Redocly's logo on their CDN: the policy refuses it, so the page loads nothing
+from another host, and the credit shows its text without the image.)
 """
 
 from __future__ import annotations
