@@ -16,7 +16,6 @@ from tests.fixtures.auth import data, login_as, sms_login
 from tests.fixtures.realtime import live
 from tests.fixtures.tasks import free_port, give_quota, make_feature, run_to_end, step
 from tests.peers.fixtures import ServedTencentCloudPeer
-from wardrobe.core import tracing
 from tests.peers.tencent_cloud import (
     TEST_ACCOUNT_SECRET_ID,
     TEST_ACCOUNT_SECRET_KEY,
@@ -24,6 +23,7 @@ from tests.peers.tencent_cloud import (
     TEST_SECRET_KEY,
 )
 from tests.peers.tencent_scf import TEST_SCF_CALLBACK_KEY, TEST_SCF_FUNCTION
+from wardrobe.core import tracing
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, TaskStep, VendorCallback
 from wardrobe.modules.providers.accounts import Account
