@@ -211,7 +211,12 @@ async def test_worker_processes_and_the_one_resuming_the_task_log_and_push_under
         stop_workers(workers)
     assert states[-1] == "succeeded"
     first = _about(_file_lines(logs[workers.index(victim)]), public_id, task_id)
-    second = _about(_file_lines(logs[workers.index(survivor)]), public_id, task_id)
+    survivor_lines = _file_lines(logs[workers.index(survivor)])
+    second = _about(survivor_lines, public_id, task_id)
+    # The survivor's reaper re-sent the task, in a pass with an id of its own.
+    requeued = [line["request_id"] for line in survivor_lines if line["event"] == "tasks_requeued"]
+    assert requeued
+    assert all(rid.startswith("job-reaper-") for rid in requeued)
     assert first
     assert second
     assert {line["request_id"] for line in first + second} == {request_id}

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq_redis import RedisStreamBroker
 
-from wardrobe.core import telemetry
+from wardrobe.core import telemetry, tracing
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
 from wardrobe.core.outbox import TOPIC_PUSH, TOPIC_RUN, TOPIC_TASK_CHANGED, Announcer, add_message
@@ -382,7 +382,9 @@ class TaskRuntime:
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.task_reap_interval_seconds)
-            try:
-                await self.reap_once()
-            except Exception:
-                log.exception("reaper_failed")
+            # Each pass under an id of its own, like a scheduler job's run.
+            with tracing.bound(tracing.job_trace_id("reaper")):
+                try:
+                    await self.reap_once()
+                except Exception:
+                    log.exception("reaper_failed")
