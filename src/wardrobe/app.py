@@ -11,8 +11,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from wardrobe.apidocs import install_api_docs
 from wardrobe.console import CONSOLE_PATH, console_app
-from wardrobe.core import contract
+from wardrobe.core import contract, telemetry
 from wardrobe.core.db import pool_status
 from wardrobe.core.edge_limits import RateLimitMiddleware
 from wardrobe.core.handlers import install_exception_handlers
@@ -158,6 +159,7 @@ def _lifespan(settings: Settings, hub: RealtimeHub) -> Callable[[FastAPI], Abstr
             await hub.stop()
             await key_manager.aclose()
             await _stop_realtime(hub)
+            telemetry.shutdown()
 
     return lifespan
 
@@ -184,10 +186,15 @@ def _install_edge(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    # Before the parts are built: the engines and HTTP clients made afterwards are traced.
+    telemetry.setup(settings.otel_endpoint, role="api", sample_ratio=settings.otel_sample_ratio)
     hub = RealtimeHub(settings)
     app = FastAPI(
         title="Wardrobe API",
         version="0.1.0",
+        # Served by install_api_docs below with files from the package, not FastAPI's CDN defaults.
+        docs_url=None,
+        redoc_url=None,
         description=API_DESCRIPTION,
         lifespan=_lifespan(settings, hub),
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -204,8 +211,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_edge(app, settings)
     for router in ROUTERS:
         app.include_router(router)
+    install_api_docs(app, app.title)
     app.state.realtime = hub
     app.mount("/socket.io", hub.asgi_app())
     # The operator console: static files that act only through the admin API above.
     app.mount(CONSOLE_PATH, console_app())
+    telemetry.instrument_app(app)
     return app

@@ -177,6 +177,7 @@ def worker() -> None:
 async def _run_worker() -> None:
     import signal
 
+    from wardrobe.core import telemetry
     from wardrobe.core.logging import configure_logging, get_logger
     from wardrobe.realtime.events import manager_emitter
     from wardrobe.realtime.hub import client_manager
@@ -186,6 +187,7 @@ async def _run_worker() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    telemetry.setup(settings.otel_endpoint, role="worker", sample_ratio=settings.otel_sample_ratio)
     log = get_logger("wardrobe.worker")
     # Pushes go out through the write-only Redis manager; a worker's relay may also be the one that
     # takes a revocation, which it then publishes to the API processes.
@@ -205,6 +207,7 @@ async def _run_worker() -> None:
         # Leases of tasks still running expire and another worker resumes them.
         await close_infra(infra)
         log.info("worker_stopped")
+        telemetry.shutdown()
 
 
 @app.command()
@@ -217,6 +220,7 @@ def scheduler(
 
 
 async def _run_scheduler(once: bool) -> None:
+    from wardrobe.core import telemetry
     from wardrobe.core.logging import configure_logging
     from wardrobe.settings import get_settings
     from wardrobe.wiring import build_infra, close_infra
@@ -225,6 +229,7 @@ async def _run_scheduler(once: bool) -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    telemetry.setup(settings.otel_endpoint, role="scheduler", sample_ratio=settings.otel_sample_ratio)
     infra = build_infra(settings)
     try:
         if once:
@@ -234,6 +239,7 @@ async def _run_scheduler(once: bool) -> None:
             await _until_stopped(run_scheduler(infra))
     finally:
         await close_infra(infra)
+        telemetry.shutdown()
 
 
 async def _until_stopped(work: Coroutine[Any, Any, None]) -> None:

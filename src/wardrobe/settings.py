@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     socketio_node: str = Field(default="", pattern=r"^[a-z0-9]{0,16}$")
     log_level: str = "INFO"
     log_json: bool = True
+    # OpenTelemetry: traces go to this OTLP/HTTP collector (e.g. http://collector:4318); "" = off.
+    otel_endpoint: str = Field(default="", pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$")
+    # Of the traces that start here (a request without a sampled traceparent), the share kept.
+    otel_sample_ratio: float = Field(default=1.0, ge=0, le=1)
 
     # Database: SQLite (aiosqlite), MySQL/MariaDB (asyncmy) or PostgreSQL (asyncpg).
     database_url: str = ""

@@ -38,6 +38,8 @@ class FaultVendor:
     max_in_flight: int = 0
     # Keys in flight at the vendor, and for each call the keys in flight with it (itself included).
     in_flight_keys: Counter[str] = field(default_factory=Counter)
+    # The X-Request-Id each call to a key came with ("" without one).
+    request_ids: dict[str, list[str]] = field(default_factory=dict)
     overlaps: list[frozenset[str]] = field(default_factory=list)
     # When each run or submit request arrived (time.monotonic()), in arrival order.
     arrivals: list[float] = field(default_factory=list)
@@ -58,9 +60,10 @@ class FaultVendor:
         with self._lock:
             return self._conditions.setdefault(key, threading.Event())
 
-    def _failure(self, key: str) -> JSONResponse | None:
+    def _failure(self, key: str, request_id: str = "") -> JSONResponse | None:
         scenario = self.scenarios.get(key, Scenario())
         with self._lock:
+            self.request_ids.setdefault(key, []).append(request_id)
             self.arrivals.append(time.monotonic())
             self.calls[key] += 1
             count = self.calls[key]
@@ -80,7 +83,7 @@ def create_fault_vendor_app(vendor: FaultVendor) -> Starlette:
         body = await request.json()
         v = current()
         key = str(body["key"])
-        failure = v._failure(key)
+        failure = v._failure(key, request.headers.get("x-request-id", ""))
         if failure is not None:
             return failure
         with v._lock:
@@ -106,7 +109,7 @@ def create_fault_vendor_app(vendor: FaultVendor) -> Starlette:
         body = await request.json()
         v = current()
         key = str(body["key"])
-        failure = v._failure(key)
+        failure = v._failure(key, request.headers.get("x-request-id", ""))
         if failure is not None:
             return failure
         job_id = uuid.uuid4().hex

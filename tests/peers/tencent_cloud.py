@@ -287,6 +287,8 @@ class TencentCloudPeer:
         self.sent: list[SentSms] = []
         self.requests_received = 0
         self.action_calls: Counter[str] = Counter()
+        # The X-Request-Id of each signed request taken (our trace id; "" without one).
+        self.request_ids: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self.hunyuan = HunyuanService(clock=clock, error=TencentCloudError, lock=self._lock)
         self._actions: dict[str, _Action] = {
@@ -407,6 +409,7 @@ class TencentCloudPeer:
         if not isinstance(params, dict):
             raise TencentCloudError("InvalidParameter", "The request body must be a JSON object.")
         self.action_calls[caller.action] += 1
+        self.request_ids.append((caller.action, headers.get("x-request-id", "")))
         return known.handler(caller, params)
 
     @staticmethod

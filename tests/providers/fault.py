@@ -8,13 +8,17 @@ from typing import Any
 
 import httpx
 
+from wardrobe.core.tracing import vendor_http_hooks
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 
 
 class FaultVendorProvider:
     def __init__(self, base_url: str, slug: str = "fault") -> None:
         self.slug = slug
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(30.0, connect=2.0))
+        # Our vendors' hooks: the trace id goes out as X-Request-Id, every answer is logged.
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=httpx.Timeout(30.0, connect=2.0), event_hooks=vendor_http_hooks(slug)
+        )
 
     def supports(self, action: str) -> bool:
         return action in ("work", "job")

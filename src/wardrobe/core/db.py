@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import NullPool
 
@@ -99,7 +100,9 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
         if url.get_backend_name() == "mysql":
             kwargs["connect_args"] = {"charset": "utf8mb4"}
             kwargs["isolation_level"] = "READ COMMITTED"
-    engine = create_async_engine(url, **kwargs)
+    # Looked up on the module at each call: OpenTelemetry's SQLAlchemy instrumentation (when on,
+    # core/telemetry.py) wraps it there, after this module was imported.
+    engine = sqlalchemy_asyncio.create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "savepoint", _sqlite_savepoint)

@@ -15,6 +15,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wardrobe.core import telemetry
 from wardrobe.core.context import lang_var, pick_language, request_id_var, user_id_var
 from wardrobe.core.envelope import error_body
 from wardrobe.core.errors import ErrorCode
@@ -52,7 +53,9 @@ class EdgeMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         incoming = headers.get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        # With OpenTelemetry on, the request id is the trace id (a caller's traceparent honoured),
+        # so a log line and its trace are found by one id.
+        request_id = telemetry.active_trace_id() or (incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex)
         rid_token = request_id_var.set(request_id)
         lang_token = lang_var.set(pick_language(headers.get("accept-language")))
         user_token = user_id_var.set(None)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.db import after_commit
+from wardrobe.core.tracing import stamp
 from wardrobe.models import OutboxMessage
 
 # Run a task: {"task_id"}; published to the task queue by a relay.
@@ -52,8 +53,9 @@ def relay_stopped(relay: Kickable) -> None:
 
 
 def add_message(session: AsyncSession, topic: str, payload: dict[str, Any], on_commit: Callable[[], None]) -> None:
-    """Write a message in the caller's transaction; ``on_commit`` runs once it has committed."""
-    session.add(OutboxMessage(topic=topic, payload=payload))
+    """Write a message in the caller's transaction; ``on_commit`` runs once it has committed. It
+    carries the current trace id, bound again while it is published."""
+    session.add(OutboxMessage(topic=topic, payload=payload, **stamp()))
     after_commit(session, on_commit)
 
 

@@ -9,6 +9,8 @@ from tencentcloud.common.credential import Credential
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
+from wardrobe.core.tracing import vendor_http_hooks
+
 C = TypeVar("C")
 
 
@@ -38,4 +40,7 @@ def tencent_client(
     )
     client: Any = client_class(Credential(secret_id, secret_key), region, profile)  # type: ignore[call-arg]
     client.http_client.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+    # The trace id goes out as X-Request-Id and every answer is logged under it: TC3 signs only
+    # content-type and host (the old signature only the parameters), so no signature changes.
+    client.http_client.event_hooks = vendor_http_hooks(f"tencent-{client_class.__module__.split('.')[1]}")
     return client  # type: ignore[no-any-return]

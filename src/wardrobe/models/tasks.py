@@ -85,6 +85,10 @@ class Task(Base):
     files_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The failed task an operator retried as this one (which then costs nothing).
     retry_of: Mapped[int | None] = mapped_column(BigId, ForeignKey("tasks.id"))
+    # The trace id of the request that created it: every run, in any worker, logs and pushes under
+    # it (core/tracing.py); with OpenTelemetry on, also that request's W3C traceparent.
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    trace_parent: Mapped[str | None] = mapped_column(String(64))
 
 
 class TaskStep(Base):
@@ -126,3 +130,6 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The trace of the work that wrote it, bound again while it is published.
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    trace_parent: Mapped[str | None] = mapped_column(String(64))

@@ -57,7 +57,11 @@ def _event(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         "properties": {
             "type": {"const": kind},
             "payload": payload,
-            "traceId": {"type": "string", "description": "The request id of the change, for support"},
+            "traceId": {
+                "type": "string",
+                "description": "The trace id of the change, for support: "
+                "a task's events carry the id of the request that created it",
+            },
         },
     }
 

@@ -36,8 +36,9 @@ log = get_logger("wardrobe.realtime")
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
 
 
-def event(kind: str, payload: Any) -> dict[str, Any]:
-    return {"type": kind, "payload": plain(payload), "traceId": request_id_var.get()}
+def event(kind: str, payload: Any, trace_id: str | None = None) -> dict[str, Any]:
+    """A push; ``traceId`` is the trace of the change (a task's: the request that created it)."""
+    return {"type": kind, "payload": plain(payload), "traceId": trace_id or request_id_var.get()}
 
 
 class TaskEvents:
@@ -54,9 +55,18 @@ class TaskEvents:
         # When the oldest change still waiting for each item's next send committed (unix time):
         # the push lag is measured from it, so coalesced changes count from the first.
         self._since: dict[int | tuple[str, int], float] = {}
+        # The trace id of the latest change announced per item: the consumer runs in a context of
+        # its own, so the id travels with the item (a task's own trace id is preferred).
+        self._traces: dict[int | tuple[str, int], str] = {}
         self.sent = 0
 
+    def _note_trace(self, item: int | tuple[str, int]) -> None:
+        trace_id = request_id_var.get()
+        if trace_id != "-":
+            self._traces[item] = trace_id
+
     def _want(self, item: int | tuple[str, int], committed_at: float | None) -> None:
+        self._note_trace(item)
         self._since.setdefault(item, time.time() if committed_at is None else committed_at)
         if item not in self._waiting:
             self._waiting.add(item)
@@ -110,15 +120,16 @@ class TaskEvents:
             if item is None:
                 return
             self._waiting.discard(item)
+            trace_id = self._traces.pop(item, None)
             # Everyone promised this item before now is served by this send: it reads the state
             # after their commits. Later callers queue the item again.
             promised = self._promised.pop(item, [])
             since = self._since.pop(item, None)
             try:
                 if isinstance(item, tuple):
-                    emitted = await self._send_order(item[1])
+                    emitted = await self._send_order(item[1], trace_id)
                 else:
-                    emitted = await self._send(item)
+                    emitted = await self._send(item, trace_id)
                 if emitted and since is not None:
                     PUSH_LAG.observe(max(0.0, time.time() - since))
             except Exception as exc:
@@ -136,7 +147,7 @@ class TaskEvents:
             finally:
                 self._queue.task_done()
 
-    async def _send_order(self, order_id: int) -> bool:
+    async def _send_order(self, order_id: int, trace_id: str | None) -> bool:
         from wardrobe.models import Order
         from wardrobe.modules.payments.orders import order_body
 
@@ -146,13 +157,13 @@ class TaskEvents:
                 return False
             account = await session.get(QuotaAccount, order.user_id)
             await finish(session)
-        await self._emit("order.updated", event("order.updated", order_body(order)), user_room(order.user_id))
+        await self._emit("order.updated", event("order.updated", order_body(order), trace_id), user_room(order.user_id))
         if account is not None:
             quota = {"balance": account.balance, "held": account.held, "available": account.balance - account.held}
-            await self._emit("quota.updated", event("quota.updated", quota), user_room(order.user_id))
+            await self._emit("quota.updated", event("quota.updated", quota, trace_id), user_room(order.user_id))
         return True
 
-    async def _send(self, task_id: int) -> bool:
+    async def _send(self, task_id: int, trace_id: str | None) -> bool:
         async with self._sessions() as session:
             task = await session.scalar(select(Task).where(Task.id == task_id))
             if task is None:
@@ -163,11 +174,13 @@ class TaskEvents:
             moved = task.status != TaskStatus.RUNNING.value
             account = await session.get(QuotaAccount, task.user_id) if moved else None
             await finish(session)
-        await self._emit("task.updated", event("task.updated", view), task_room(task.public_id))
+        # Every push of a task carries the trace id of the request that created it, whoever sends it.
+        trace_id = task.trace_id or trace_id
+        await self._emit("task.updated", event("task.updated", view, trace_id), task_room(task.public_id))
         self.sent += 1
         if account is not None:
             quota = {"balance": account.balance, "held": account.held, "available": account.balance - account.held}
-            await self._emit("quota.updated", event("quota.updated", quota), user_room(task.user_id))
+            await self._emit("quota.updated", event("quota.updated", quota, trace_id), user_room(task.user_id))
         return True
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wardrobe.core import telemetry, tracing
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
 from wardrobe.core.outbox import relay_started, relay_stopped
@@ -69,7 +70,9 @@ class OutboxRelay:
             )
             for row in rows:
                 row.attempts += 1
-                await self._publish(row.topic, dict(row.payload), row.created_at)
+                # Published under the trace of the work that wrote it (a request, a task's run).
+                with tracing.bound(row.trace_id), telemetry.resumed(row.trace_parent):
+                    await self._publish(row.topic, dict(row.payload), row.created_at)
                 row.published_at = utcnow()
         self.published += len(rows)
         return len(rows)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq_redis import RedisStreamBroker
 
+from wardrobe.core import telemetry, tracing
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
 from wardrobe.core.outbox import TOPIC_PUSH, TOPIC_RUN, TOPIC_TASK_CHANGED, Announcer, add_message
@@ -129,8 +130,17 @@ class TaskRuntime:
         # publish to it and `wardrobe worker` processes consume it. A process that runs the tasks
         # it creates (embedded mode, or an API told to work in-process) dispatches in memory; the
         # database, not the broker, is what makes a task durable (leases + reaper).
+        broker: AsyncBroker
         if not settings.redis_url or (self.consume and not self.dedicated):
-            return InMemoryBroker(max_async_tasks=settings.worker_concurrency)
+            broker = InMemoryBroker(max_async_tasks=settings.worker_concurrency)
+        else:
+            broker = self._stream_broker(settings)
+        # With OpenTelemetry on, taskiq's own middleware carries the trace in the message's labels.
+        broker.add_middlewares(*telemetry.queue_middlewares())
+        return broker
+
+    @staticmethod
+    def _stream_broker(settings: Settings) -> AsyncBroker:
         return RedisStreamBroker(
             settings.redis_url,
             queue_name=f"{settings.redis_key_prefix}:tasks",
@@ -197,10 +207,21 @@ class TaskRuntime:
         if current is not None:
             self._runs.add(current)
         try:
+            # Under the task's trace (its creating request's id), the retries and their logs too.
+            async with self.engine.traced(task_id):
+                outcome = await self._run_attempts(task_id, current)
+        finally:
+            self._runs.discard(current)
+            async with self._changed:
+                if outcome is not None or task_id not in self.finished:
+                    self.finished[task_id] = outcome
+                self._changed.notify_all()
+
+    async def _run_attempts(self, task_id: int, current: asyncio.Task[Any] | None) -> str | None:
+        try:
             for attempt in range(1, RUN_ATTEMPTS + 1):
                 try:
-                    outcome = await self.engine.run(task_id)
-                    break
+                    return await self.engine.run(task_id)
                 except Exception:
                     # A transient failure (a dropped connection, a deadlock victim): the steps done so
                     # far are persisted, so run again from there, soon. After the last attempt the
@@ -215,12 +236,7 @@ class TaskRuntime:
             # taskiq, which logs any exception of a task as an error with its traceback.
             current.uncancel()
             log.info("task_run_interrupted", task_id=task_id)
-        finally:
-            self._runs.discard(current)
-            async with self._changed:
-                if outcome is not None or task_id not in self.finished:
-                    self.finished[task_id] = outcome
-                self._changed.notify_all()
+        return None
 
     async def wait_finished(self, task_id: int, within: float = 30.0) -> str | None:
         """Wait until this process has run ``task_id`` to a terminal state; returns that state."""
@@ -336,9 +352,9 @@ class TaskRuntime:
             OutboxMessage.published_at.is_(None),
         )
         async with unit_of_work(self._sessions) as session:
-            ids = list(
-                await session.scalars(
-                    select(Task.id)
+            rows = list(
+                await session.execute(
+                    select(Task.id, Task.trace_id, Task.trace_parent)
                     .where(
                         or_(
                             and_(Task.status == TaskStatus.RUNNING.value, Task.lease_expires_at < now),
@@ -349,10 +365,16 @@ class TaskRuntime:
                     .limit(200)
                 )
             )
+            ids = [row[0] for row in rows]
             if not ids or await session.scalar(select(pending_message)):
                 return 0
-            for task_id in ids:
-                session.add(OutboxMessage(topic=TOPIC_RUN, payload={"task_id": task_id}))
+            for task_id, trace_id, trace_parent in rows:
+                # The message carries the task's trace, like the one its creating request wrote.
+                session.add(
+                    OutboxMessage(
+                        topic=TOPIC_RUN, payload={"task_id": task_id}, trace_id=trace_id, trace_parent=trace_parent
+                    )
+                )
             await session.execute(update(Task).where(Task.id.in_(ids)).values(updated_at=now))
         self.relay.kick()
         log.info("tasks_requeued", count=len(ids))
@@ -361,7 +383,9 @@ class TaskRuntime:
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.task_reap_interval_seconds)
-            try:
-                await self.reap_once()
-            except Exception:
-                log.exception("reaper_failed")
+            # Each pass under an id of its own, like a scheduler job's run.
+            with tracing.bound(tracing.job_trace_id("reaper")):
+                try:
+                    await self.reap_once()
+                except Exception:
+                    log.exception("reaper_failed")

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wardrobe.core import tracing
 from wardrobe.core.cache import Cache
 from wardrobe.core.logging import get_logger
 from wardrobe.core.outbox import Announcer
@@ -144,12 +145,14 @@ def periods(settings: Settings) -> dict[str, float]:
 
 
 async def run_safely(job: Job, infra: JobParts) -> int | None:
-    """Run ``job`` once; a failure is logged (None) and never stops the jobs after it."""
-    try:
-        return await job(infra)
-    except Exception:
-        log.exception("job_failed", job=job.__name__)
-        return None
+    """Run ``job`` once, under a trace id of its own; a failure is logged (None) and never stops
+    the jobs after it."""
+    with tracing.bound(tracing.job_trace_id(job.__name__)):
+        try:
+            return await job(infra)
+        except Exception:
+            log.exception("job_failed", job=job.__name__)
+            return None
 
 
 async def run_scheduler(infra: JobParts, *, once: bool = False) -> None:

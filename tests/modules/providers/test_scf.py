@@ -23,6 +23,7 @@ from tests.peers.tencent_cloud import (
     TEST_SECRET_KEY,
 )
 from tests.peers.tencent_scf import TEST_SCF_CALLBACK_KEY, TEST_SCF_FUNCTION
+from wardrobe.core import tracing
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, TaskStep, VendorCallback
 from wardrobe.modules.providers.accounts import Account
@@ -83,7 +84,8 @@ async def test_submit_invokes_async_with_the_event_and_poll_reads_the_signed_res
     inbox = Inbox()
     provider = make_provider(inbox, input_url=lambda key: f"https://files.example.test/{key}")
 
-    job_id = await provider.submit("outfit_change", {"person": "uploads/7/a.png", "style": "casual"}, CTX)
+    with tracing.bound("trace-scf-1"):
+        job_id = await provider.submit("outfit_change", {"person": "uploads/7/a.png", "style": "casual"}, CTX)
     before = await provider.poll(job_id, CTX)
     inbox.put(REF, tencent_peer.scf.body_for(job_id))
     after = await provider.poll(job_id, CTX)
@@ -102,6 +104,10 @@ async def test_submit_invokes_async_with_the_event_and_poll_reads_the_signed_res
     assert after.outputs["images"][0].endswith(f"/scf/results/{job_id}.png")
     assert after.outputs["vendor_task_id"] == job_id
     assert tencent_peer.action_calls["GetAsyncEventStatus"] == 1
+    # The trace id went along, outside the signature (which the peer verified): only the submit
+    # ran under one here.
+    assert ("Invoke", "trace-scf-1") in tencent_peer.request_ids
+    assert ("GetAsyncEventStatus", "") in tencent_peer.request_ids
 
 
 async def test_parse_callback_refuses_forged_and_tampered_results(

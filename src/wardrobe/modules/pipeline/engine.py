@@ -15,17 +15,20 @@ calls of one step on one provider, and repository.py holds the queries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
 from limits import RateLimitItem
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wardrobe.core import telemetry, tracing
 from wardrobe.core.db import after_commit, unit_of_work
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import TASK_DURATION, TASK_QUEUE_WAIT, TASKS_FINISHED
@@ -45,6 +48,8 @@ from wardrobe.modules.providers.slots import MemorySlots, SlotStore
 from wardrobe.modules.storage.backend import ObjectStorage
 
 log = get_logger("wardrobe.engine")
+# The task whose trace is bound in this context (``PipelineEngine.traced``).
+_traced_task: ContextVar[int | None] = ContextVar("traced_task", default=None)
 
 
 def new_worker_id() -> str:
@@ -163,9 +168,43 @@ class PipelineEngine:
         elif self.on_change is not None:
             after_commit(session, functools.partial(self.on_change, task_id))
 
+    @contextlib.asynccontextmanager
+    async def traced(self, task_id: int) -> AsyncIterator[None]:
+        """Everything inside runs under the task's trace: its creating request's id as the
+        ``request_id`` of every log line (libraries' too) and of its pushes, its public id as
+        ``task``, and, with OpenTelemetry, a span in that request's trace. The id is read from the
+        task row, so a run resumed by another worker after a crash carries the same one."""
+        if _traced_task.get() == task_id:
+            yield
+            return
+        try:
+            async with self._sessions() as session:
+                found = await repository.trace_of(session, task_id)
+        except Exception:  # the run itself then meets the same failure and is retried
+            log.warning("task_trace_unread", task_id=task_id)
+            found = None
+        if found is None:
+            yield
+            return
+        public_id, trace_id, trace_parent = found
+        marker = _traced_task.set(task_id)
+        try:
+            # A task from before trace ids were stored still gets one of its own, never "-".
+            with (
+                tracing.bound(trace_id or f"task-{public_id}", task=public_id),
+                telemetry.span("wardrobe.task.run", trace_parent, **{"wardrobe.task": public_id}),
+            ):
+                yield
+        finally:
+            _traced_task.reset(marker)
+
     async def run(self, task_id: int) -> str | None:
         """Claim and run the task to a terminal state. Returns the final status, or None if the
         task was not ours to run (already claimed, finished, or the lease was lost midway)."""
+        async with self.traced(task_id):
+            return await self._run(task_id)
+
+    async def _run(self, task_id: int) -> str | None:
         if not await self.claim(task_id):
             return None
         self._active.add(task_id)

@@ -166,6 +166,7 @@ class ProviderCalls:
                 elapsed = time.monotonic() - started
                 PROVIDER_CALLS.labels(slug, account_label, "timeout" if exc.code == "timeout" else "error").inc()
                 PROVIDER_CALL_DURATION.labels(slug).observe(elapsed)
+                self._log_call(step, slug, ctx, started, exc.code)
                 # Retryable failures (5xx, timeouts, refused) and a broken account say the provider
                 # is unwell; a permanent "bad input" answer says it is working.
                 self.engine.breaker.record(health, not (exc.retryable or exc.broken), elapsed)
@@ -179,9 +180,24 @@ class ProviderCalls:
             elapsed = time.monotonic() - started
             PROVIDER_CALLS.labels(slug, account_label, "ok").inc()
             PROVIDER_CALL_DURATION.labels(slug).observe(elapsed)
+            self._log_call(step, slug, ctx, started, "ok")
             self.engine.breaker.record(health, True, elapsed)
             return result
         raise ProviderError("unreachable")  # pragma: no cover
+
+    def _log_call(self, step: StepDef, slug: str, ctx: StepContext, started: float, outcome: str) -> None:
+        """Every vendor call's outcome, under the task's trace id (support follows a task's calls
+        by it; the vendor's own id is in the step row)."""
+        log.info(
+            "vendor_call",
+            task=ctx.task_id,
+            step=step.id,
+            provider=slug,
+            account=ctx.account.name if ctx.account is not None else None,
+            attempt=ctx.attempt,
+            outcome=outcome,
+            latency_ms=round((time.monotonic() - started) * 1000, 1),
+        )
 
     async def _call_once(
         self, step: StepDef, provider: object, inputs: dict[str, Any], ctx: StepContext

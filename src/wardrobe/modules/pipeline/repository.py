@@ -135,6 +135,14 @@ async def cancel_requested(session: AsyncSession, task_id: int) -> bool | None:
 # -- a run's task and steps ------------------------------------------------------------------------
 
 
+async def trace_of(session: AsyncSession, task_id: int) -> tuple[str, str | None, str | None] | None:
+    """A task's public id and the trace it carries (trace id, W3C traceparent)."""
+    row = (
+        await session.execute(select(Task.public_id, Task.trace_id, Task.trace_parent).where(Task.id == task_id))
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 async def load_run(
     session: AsyncSession, task_id: int
 ) -> tuple[Task | None, PipelineSchema | None, dict[str, TaskStep]]:

@@ -172,7 +172,7 @@ class TaskRun:
             except ProviderError as exc:
                 STEP_DURATION.labels(slug, step.action).observe(time.monotonic() - started)
                 last_code = exc.code
-                log.info("provider_failed", step=step.id, provider=slug, error_code=exc.code)
+                log.info("provider_failed", task=self.task.public_id, step=step.id, provider=slug, error_code=exc.code)
                 if index + 1 < len(candidates):
                     STEP_FALLBACKS.labels(step.action, slug).inc()
                 continue  # fall back to the next candidate

@@ -140,4 +140,7 @@ class AdminTaskDetail(AdminTaskRow):
     hold: AdminHold | None = Field(description="Null for a task that cost nothing (a retry)")
     ledger: list[AdminLedgerRow] = Field(description="The quota ledger rows of its hold, oldest first")
     retried_by: str | None = Field(description="The task that retried this one")
+    trace_id: str | None = Field(
+        description="The id of the request that created it: every log line of its runs and its pushes carry it"
+    )
     actions: list[AdminAction] = Field(description="Staff actions on this task (audit log), oldest first")

@@ -148,6 +148,7 @@ async def detail(session: AsyncSession, views: TaskViews, task: Task) -> dict[st
             for e in await repo.ledger(session, ref)
         ],
         "retried_by": await repo.retried_by(session, task.id),
+        "trace_id": task.trace_id,
         "actions": [
             {
                 "action": a.action,

@@ -19,6 +19,7 @@ from wardrobe.core.errors import AppError, ErrorCode, NotFound
 from wardrobe.core.metrics import TASK_DURATION, TASKS_CREATED, TASKS_FINISHED
 from wardrobe.core.outbox import TOPIC_PUSH, TOPIC_RUN, TOPIC_TASK_CHANGED, Announcer, announce
 from wardrobe.core.ratelimit import parse_limits
+from wardrobe.core.tracing import stamp
 from wardrobe.models import Task, TaskStatus, User
 from wardrobe.models.base import utcnow
 from wardrobe.modules.billing import quota
@@ -136,7 +137,11 @@ async def create_task(
 async def enqueue(session: AsyncSession, parts: TaskParts, task: Task) -> None:
     """Write a new task, hold its cost and queue it through the outbox, in the caller's
     transaction. A task that costs nothing (an operator's retry) holds nothing: a hold is always
-    positive, and the engine's settlement finds no hold to confirm or release."""
+    positive, and the engine's settlement finds no hold to confirm or release. The task keeps the
+    trace id of the request creating it: every run of it logs and pushes under that id."""
+    if task.trace_id is None:
+        trace = stamp()
+        task.trace_id, task.trace_parent = trace["trace_id"], trace["trace_parent"]
     session.add(task)
     await session.flush()
     if task.quota_cost > 0:

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from wardrobe.core.tracing import vendor_http_hooks
 from wardrobe.modules.providers.accounts import Account
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.providers.callbacks import CallbackEvent, step_ref
@@ -98,6 +99,7 @@ class RunningHubProvider:
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
             transport=transport,
+            event_hooks=vendor_http_hooks(slug),
         )
 
     async def aclose(self) -> None:
