@@ -1,6 +1,11 @@
 """The production shape (README, "Running the production stack"): nginx, with the site that
-`wardrobe nginx-config` renders from the shipped template, in front of `wardrobe serve --workers 2`
-and a `wardrobe worker`, on MariaDB + Redis.
+`wardrobe nginx-config` renders from the shipped template, in front of `wardrobe serve --workers 2`,
+a `wardrobe worker` and the `wardrobe scheduler`, on MariaDB + Redis.
+
+A user logs in through nginx, uploads a photo with the presigned PUT, runs a feature on it on the
+local CPU provider and watches it over polling and websocket until it succeeds, then downloads the
+result through nginx. Each role's `/metrics` (the API's shared port, the worker's and the
+scheduler's own) refuses a scrape without the token and shows, with it, what that role did.
 
 An Engine.IO session lives in the memory of the process that answered its handshake; over
 long-polling every later request of the session is a new HTTP request, which a shared port hands to
@@ -18,6 +23,7 @@ Needs the Debian package nginx (installed by .ci/run); without it the test fails
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -31,9 +37,11 @@ from typing import Any
 import httpx
 import pytest
 import socketio
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Api
-from tests.fixtures.auth import data, login_as, sms_login
+from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.nginx import (
     Logged,
     Nginx,
@@ -48,6 +56,7 @@ from tests.fixtures.realtime import Listener, close_client
 from tests.fixtures.tasks import (
     OWN_PROCESSES,
     ROOT,
+    free_port,
     make_feature,
     spawn_worker,
     step,
@@ -55,6 +64,7 @@ from tests.fixtures.tasks import (
     wait_until,
     worker_env,
 )
+from tests.modules.storage import samples
 from wardrobe.realtime.nodes import node_of
 from wardrobe.serving import nginx
 from wardrobe.settings import Settings
@@ -68,6 +78,25 @@ TRANSPORTS = {"polling": ["polling"], "websocket": ["websocket"], "upgraded": ["
 AUTH_LIMIT = 5  # /api/v1/auth/* requests per client address and minute
 MAX_BODY = 64 * 1024
 MAX_UPLOAD = 256 * 1024
+METRICS_TOKEN = "topology-metrics-token-" + "0" * 16
+# One local step on the uploaded photo: the worker reads the upload and writes its result.
+THUMBNAIL = {
+    "id": "thumb",
+    "type": "sync_api",
+    "action": "thumbnail",
+    "provider_candidates": ["local"],
+    "inputs": {"image": "$inputs.image", "max_side": 32},
+    "timeout_seconds": 60,
+}
+PHOTO_FORM = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["image", "gate"],
+    "properties": {
+        "image": {"type": "string", "format": "image-key", "maxLength": 256},
+        "gate": {"type": "string", "maxLength": 64},  # held at the fault vendor until the sockets listen
+    },
+}
 
 
 @dataclass
@@ -76,8 +105,10 @@ class Stack:
     ports: list[int]  # the API processes' own ports, by process index
     serve: subprocess.Popen[bytes]
     worker: subprocess.Popen[bytes]
+    scheduler: subprocess.Popen[bytes]
     nginx: Nginx
     home: Path
+    metrics: dict[str, str]  # role -> its /metrics URL
 
     @property
     def origin(self) -> dict[str, str]:
@@ -86,7 +117,7 @@ class Stack:
 
     def alive(self) -> None:
         self.nginx.alive()
-        for name, process in (("serve", self.serve), ("worker", self.worker)):
+        for name, process in (("serve", self.serve), ("worker", self.worker), ("scheduler", self.scheduler)):
             log = self.home / f"{name}.log"
             assert process.poll() is None, f"{name} exited:\n{log.read_text(errors='replace')[-3000:]}"
 
@@ -121,6 +152,7 @@ async def _stack(api: Api, tmp_path: Path) -> AsyncIterator[Stack]:
         max_body_bytes=str(MAX_BODY),
         max_upload_bytes=str(MAX_UPLOAD),
         var_dir=str(tmp_path / "var"),
+        metrics_token=METRICS_TOKEN,
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     api_port, listen, base = _ports()
@@ -128,22 +160,28 @@ async def _stack(api: Api, tmp_path: Path) -> AsyncIterator[Stack]:
     where = ["--port", str(api_port), "--workers", str(WORKERS), "--socketio-port-base", str(base)]
     render_site(env, site, *where, "--listen", f"127.0.0.1:{listen}", "--access-log", str(tmp_path / "access.log"))
     serve = spawn_worker(env, tmp_path / "serve.log", "serve", "--host", "127.0.0.1", *where)
-    worker = spawn_worker(env, tmp_path / "worker.log")
+    role_ports = {"worker": free_port(), "scheduler": free_port()}
+    worker = spawn_worker({**env, "WARDROBE_METRICS_PORT": str(role_ports["worker"])}, tmp_path / "worker.log")
+    scheduler = spawn_worker(
+        {**env, "WARDROBE_METRICS_PORT": str(role_ports["scheduler"])}, tmp_path / "scheduler.log", "scheduler"
+    )
+    metrics = {"api": f"http://127.0.0.1:{api_port}/metrics"}
+    metrics |= {role: f"http://127.0.0.1:{port}/metrics" for role, port in role_ports.items()}
     try:
         with run_nginx(tmp_path / "nginx", site) as server:
-            stack = Stack(
-                f"http://127.0.0.1:{listen}", [base + i for i in range(WORKERS)], serve, worker, server, tmp_path
-            )
+            ports = [base + i for i in range(WORKERS)]
+            stack = Stack(f"http://127.0.0.1:{listen}", ports, serve, worker, scheduler, server, tmp_path, metrics)
 
             async def up() -> bool:
                 stack.alive()
                 urls = [stack.url, *(f"http://127.0.0.1:{p}" for p in stack.ports)]
+                urls += [url.removesuffix("/metrics") for role, url in metrics.items() if role != "api"]
                 return all(await asyncio.gather(*(_healthy(u) for u in urls)))
 
             await wait_until(up, within=120, every=0.2)
             yield stack
     finally:
-        stop_workers([serve, worker])
+        stop_workers([serve, worker, scheduler])
 
 
 @dataclass
@@ -236,6 +274,80 @@ async def _events_reach_every_transport(stack: Stack, http: httpx.AsyncClient, f
             await listener.close()
 
 
+async def _upload_run_and_download(stack: Stack, http: httpx.AsyncClient, user: Session, fault_vendor: Any) -> None:
+    """The first walk of a user, all through nginx: upload a photo, run a feature on it, watch it
+    over polling and websocket, download the result."""
+    photo = samples.noise(96, 64, "PNG")
+    ask = {"filename": "look.png", "content_type": "image/png", "size": len(photo)}
+    grant = data(await http.post("/api/v1/uploads", json=ask, headers=user.headers))
+    upload = grant["upload"]
+    stored = data(await http.request(upload["method"], upload["url"], content=photo, headers=upload["headers"]), 201)
+    assert (stored["width"], stored["height"]) == (96, 64)
+    listeners = {name: Listener() for name in ("polling", "websocket")}
+    try:
+        for name, listener in listeners.items():
+            await listener.connect(stack.url, user.access, transports=TRANSPORTS[name], headers=stack.origin)
+        fault_vendor.scenario("fault:look", hold=True)
+        body = {"feature": "look", "inputs": {"image": grant["object_key"], "gate": "look"}}
+        task_id = str(data(await http.post("/api/v1/tasks", json=body, headers=user.headers), 202)["id"])
+        for listener in listeners.values():
+            assert [t["id"] for t in (await listener.subscribe(task_id))["tasks"]] == [task_id]
+
+        async def at_vendor() -> bool:
+            stack.alive()
+            return "fault:look" in fault_vendor.in_flight_keys
+
+        await wait_until(at_vendor, within=60)
+        fault_vendor.release("fault:look")
+        for name, listener in listeners.items():
+            states = await listener.wait_terminal(task_id, within=60)
+            assert states[-1] == "succeeded", (name, states)
+    finally:
+        for listener in listeners.values():
+            await listener.close()
+    task = data(await http.get(f"/api/v1/tasks/{task_id}", headers=user.headers))
+    [output] = [o for o in task["outputs"] if o["name"] == "thumb"]
+    result = await http.get(output["url"])
+    assert result.status_code == 200, result.text
+    with Image.open(io.BytesIO(result.content)) as thumb:
+        assert max(thumb.size) == 32  # the worker read the upload and wrote what it made of it
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a scrape, summed over the label values not given."""
+    total, found = 0.0, False
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total, found = total + sample.value, True
+    assert found, f"{name}{labels} is not in the scrape"
+    return total
+
+
+async def _every_role_is_scraped(stack: Stack) -> None:
+    """Each role serves its own metrics behind the token, and shows what it did: the API took the
+    task, the worker ran it, the scheduler probed the database and ticked."""
+    scrapes: dict[str, str] = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for role, url in stack.metrics.items():
+            assert (await client.get(url)).status_code == 401, role
+            answer = await client.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+            assert answer.status_code == 200, (role, answer.text)
+            scrapes[role] = answer.text
+    assert _sample(scrapes["api"], "wardrobe_tasks_created_total", feature="look") == 1
+    assert _sample(scrapes["api"], "wardrobe_http_requests_total", route="/api/v1/uploads", status="200") >= 1
+    assert _sample(scrapes["worker"], "wardrobe_tasks_finished_total", feature="look", status="succeeded") == 1
+    assert _sample(scrapes["worker"], "wardrobe_step_duration_seconds_count", provider="local") >= 1
+
+    async def probed() -> bool:  # the scheduler's probe runs on its own clock
+        async with httpx.AsyncClient(timeout=10) as client:
+            auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+            text = (await client.get(stack.metrics["scheduler"], headers=auth)).text
+        return "wardrobe_dependency_up{" in text and _sample(text, "wardrobe_dependency_up", dependency="database") == 1
+
+    await wait_until(probed, within=60, every=0.5)
+
+
 async def _client_addresses_reach_the_api(stack: Stack) -> None:
     """Per-address limits count each client apart: nginx hands the client's address on and the API
     believes it from its trusted proxy. Were it lost, every client would share nginx's address, and
@@ -324,12 +436,16 @@ async def test_socketio_behind_nginx_reaches_every_process_over_every_transport(
     api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=False)
     admin = await login_as(api, "admin")
     await make_feature(api, admin, "edge", [step("only", timeout_seconds=120)], {"r": "$steps.only.result"})
+    gate = step("gate", inputs={"key": "$inputs.gate"}, timeout_seconds=120)
+    await make_feature(api, admin, "look", [gate, THUMBNAIL], {"thumb": "$steps.thumb.image"}, form_schema=PHOTO_FORM)
     async with _stack(api, tmp_path) as stack, httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
         watcher = await sms_login(http)
         for name, transports in TRANSPORTS.items():
             _all_served(await _handshakes(stack, watcher.access, transports, HANDSHAKES), HANDSHAKES, name)
         _routed_by_session(stack)
         await _events_reach_every_transport(stack, http, fault_vendor)
+        await _upload_run_and_download(stack, http, watcher, fault_vendor)
+        await _every_role_is_scraped(stack)
         await _client_addresses_reach_the_api(stack)
         await _body_caps(stack, http)
         await _processes_come_back(stack, watcher.access)
