@@ -206,11 +206,14 @@ def scheduler(
     once: Annotated[bool, typer.Option(help="Run each periodic job once and exit")] = False,
 ) -> None:
     """Run the periodic jobs (invite-code pool refill, expired auth data cleanup, payment
-    reconciliation, membership expiry, storage housekeeping)."""
+    reconciliation, membership expiry, storage housekeeping). Several may run: the one holding the
+    leader lock in Redis runs the jobs, the others stand by; until SIGTERM/SIGINT."""
     asyncio.run(_run_scheduler(once))
 
 
 async def _run_scheduler(once: bool) -> None:
+    import signal
+
     from wardrobe.core.logging import configure_logging
     from wardrobe.settings import get_settings
     from wardrobe.wiring import build_infra, close_infra
@@ -219,8 +222,13 @@ async def _run_scheduler(once: bool) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     infra = build_infra(settings)
+    # SIGTERM/SIGINT: the job running finishes, then the leader lock is released for a standby.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await run_scheduler(infra, once=once)
+        await run_scheduler(infra, once=once, stop=stop)
     finally:
         await close_infra(infra)
 
