@@ -11,8 +11,9 @@ by the new leader: the jobs settle such races in the database (conditional updat
 rowcount, deletions of what may already be gone; a membership ends once per term however many
 runs race), and the claim in the database keeps a job with a period from starting twice within it.
 
-Embedded mode runs no scheduler process, so the API process runs the few it needs itself. The work is done in the modules' ``jobs.py`` (and ``worker/jobs.py``); each entry here
-hands one job the parts of the process it uses.
+Embedded mode runs no scheduler process, so the API process runs the few it needs itself. The
+work is done in the modules' ``jobs.py`` (and ``worker/jobs.py``); each entry here hands one job
+the parts of the process it uses.
 """
 
 from __future__ import annotations
