@@ -189,6 +189,7 @@ async def run_scheduler(
     as a killed process would. ``once``: every job once, now, lock or not (an operator's run)."""
     period = periods(infra.settings) if job_periods is None else job_periods
     if once:
+        await read_runs(infra.session_factory, [job.__name__ for job in jobs])  # the rows to claim
         for job in jobs:
             await Ticks(infra, jobs, period, None).run_job(job, force=True)
         return
