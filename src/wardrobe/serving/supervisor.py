@@ -17,9 +17,11 @@ names each process, so the count is part of the deployment.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
+import time
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
@@ -28,6 +30,10 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
 from wardrobe.realtime.nodes import node_name
 
 NODE_VARIABLE = "WARDROBE_SOCKETIO_NODE"
+# How long a new process may take to start (spawn, imports, the app's startup) before it counts as
+# hung. uvicorn's health-check timeout (5 s) suits a process that serves; on a busy machine a start
+# alone takes longer, and uvicorn would kill the process for it, or abort a rolling restart.
+STARTUP_SECONDS = 120.0
 
 
 def socketio_ports(port: int, base: int, workers: int) -> list[int]:
@@ -48,6 +54,14 @@ class NodeProcess(Process):
         self.node = node
         super().__init__(config, sockets)
 
+    def _healthcheck(self, timeout: float) -> bool | None:
+        # A ping that timed out (a process still importing) is answered late: drop such answers,
+        # so that this one says how the process is now.
+        with contextlib.suppress(OSError, EOFError):
+            while self.parent_conn.poll(0):
+                self.parent_conn.recv()
+        return super()._healthcheck(timeout)
+
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # runs in the child
         os.environ[NODE_VARIABLE] = self.node
         super().target(sockets)
@@ -58,11 +72,19 @@ class NodeSupervisor(Multiprocess):
         super().__init__(config, shared)
         self.private = private
         self.processes_num = len(private)
+        self.spawned_at: dict[int, float] = {}
 
     def _spawn(self, index: int) -> Process:
         process = NodeProcess(self.config, [*self.sockets, self.private[index]], node_name(index))
         process.start()
+        self.spawned_at[index] = time.monotonic()
         return process
+
+    def _starting(self, index: int, process: Process) -> bool:
+        """Still within its start: not health-checked yet (it answers pings only once its
+        interpreter has imported enough to run them)."""
+        young = time.monotonic() - self.spawned_at.get(index, 0.0) < STARTUP_SECONDS
+        return young and process.process.is_alive() and not process.is_ready(timeout=0.2)
 
     def init_processes(self) -> None:
         self.processes = [self._spawn(index) for index in range(self.processes_num)]
@@ -73,7 +95,7 @@ class NodeSupervisor(Multiprocess):
         if self.should_exit.is_set():
             return
         for index, process in enumerate(self.processes):
-            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+            if self._starting(index, process) or process.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
             process.kill()  # hung or gone
             process.join()
@@ -92,7 +114,9 @@ class NodeSupervisor(Multiprocess):
             if self.should_exit.is_set():
                 return
             new = self._spawn(index)
-            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+            # The old process serves until the new one does; then it drains (SIGTERM: requests
+            # in flight finish within WARDROBE_SHUTDOWN_GRACE_SECONDS) while the new one serves.
+            if not new.wait_until_ready(STARTUP_SECONDS, self.should_exit):
                 new.kill()
                 new.join()
                 if not self.should_exit.is_set():
