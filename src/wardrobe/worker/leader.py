@@ -30,6 +30,7 @@ class Leadership:
         self._lock = Lock(redis, key, timeout=lease, blocking=False, thread_local=False)
         self._held = False
         self._renewed_at = 0.0
+        self._tried = False
 
     @property
     def leading(self) -> bool:
@@ -53,8 +54,9 @@ class Leadership:
         if self._held:
             # From before the call: the lease in Redis started no earlier than this.
             self._renewed_at = started
-        if self._held != was:
+        if self._held != was or not self._tried:
             log.info("scheduler_leader" if self._held else "scheduler_standby")
+        self._tried = True
         return self._held
 
     async def release(self) -> None:
