@@ -11,6 +11,7 @@ whatever Redis says, so two instances never both believe they lead for longer th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
@@ -42,13 +43,15 @@ class Leadership:
         started = time.monotonic()
         was = self._held
         try:
-            if self._held:
-                await self._lock.extend(self.lease, replace_ttl=True)
-            else:
-                self._held = bool(await self._lock.acquire(blocking=False))
+            # A Redis that hangs must not hold the renewal past the lease.
+            async with asyncio.timeout(self.lease / 3):
+                if self._held:
+                    await self._lock.extend(self.lease, replace_ttl=True)
+                else:
+                    self._held = bool(await self._lock.acquire(blocking=False))
         except LockError:  # expired, or another instance holds it now
             self._held = False
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, TimeoutError) as exc:
             log.warning("scheduler_lock_unreachable", error=type(exc).__name__)
             self._held = False
         if self._held:
