@@ -32,7 +32,7 @@ from wardrobe.worker.scheduler import Job, JobParts, Ticks, run_scheduler
 pytestmark = pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 
 TICK = 0.05
-LEASE = 1.5
+LEASE = 3.0
 
 
 @dataclass
@@ -49,11 +49,11 @@ def counting_job(calls: Calls, names: dict[int, str]) -> Job:
     async def job(parts: JobParts) -> int:
         calls.overlapped |= calls.running > 0
         calls.running += 1
+        calls.by.append(names[id(parts)])
         try:
             async with unit_of_work(parts.session_factory) as db:
                 started = await db.scalar(select(SchedulerRun.last_started_at).where(SchedulerRun.job == job.__name__))
             assert started is not None
-            calls.by.append(names[id(parts)])
             calls.started.append(started)
             await asyncio.sleep(0)  # a real job awaits: another instance could start meanwhile
             return 1
@@ -67,6 +67,15 @@ def counting_job(calls: Calls, names: dict[int, str]) -> Job:
 def runs(job: Job, outcome: str) -> float:
     value = REGISTRY.get_sample_value("wardrobe_scheduler_job_runs_total", {"job": job.__name__, "outcome": outcome})
     return value or 0.0
+
+
+def skipped_more(job: Job, count: int) -> Callable[[], Awaitable[bool]]:
+    target = runs(job, "skipped") + count
+
+    async def reached() -> bool:
+        return runs(job, "skipped") >= target
+
+    return reached
 
 
 async def start_instances(api_factory: Any, count: int) -> list[Api]:
@@ -134,7 +143,9 @@ async def test_one_instance_runs_each_job_once_per_period_and_a_standby_takes_ov
     async with unit_of_work(a.infra.session_factory) as db:
         row = await db.get(SchedulerRun, job.__name__)
     assert row is not None
-    assert row.runs == len(calls.by)
+    # The killed leader may have claimed a run in the database and died before running it, as a
+    # SIGKILLed process would: at most that one.
+    assert len(calls.by) <= row.runs <= len(calls.by) + 1
     assert row.last_succeeded_at is not None
     # A clean stop released the lock: nothing is left for a next instance to wait out.
     assert a.infra.redis is not None
@@ -156,12 +167,11 @@ async def test_a_leader_whose_lock_is_taken_stops_starting_jobs(api_factory: Any
             return not instance.leading
 
         await wait_until(stepped_down, within=60)
-        done, skipped = len(calls.by), runs(job, "skipped")
+        # A whole tick as a non-leader: the jobs of earlier ticks have finished.
+        await wait_until(skipped_more(job, 1), within=60)
+        done = len(calls.by)
+        await wait_until(skipped_more(job, 3), within=60)
 
-        async def ticked_on() -> bool:
-            return runs(job, "skipped") >= skipped + 3
-
-        await wait_until(ticked_on, within=60)
         assert len(calls.by) == done
         # Its shutdown leaves the other holder's lock alone (compare-and-delete).
         assert await a.infra.redis.get(f"{a.settings.redis_key_prefix}:scheduler:leader") == b"someone-else"
