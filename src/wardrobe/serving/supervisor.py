@@ -10,7 +10,8 @@ port i (realtime/nodes.py, serving/nginx.py).
 
 This subclass keeps everything else of uvicorn's: the parent binds the sockets once, restarts a
 process that dies or stops answering its health check (with the same slot's private socket and
-name), replaces them one by one on SIGHUP, and on SIGTERM/SIGINT stops every process gracefully
+name; a new process has ``STARTUP_SECONDS`` to start before it is checked), replaces them one by
+one on SIGHUP (each old one drains once its successor serves), and on SIGTERM/SIGINT stops every process gracefully
 and waits for them. Growing or shrinking with SIGTTIN/SIGTTOU is refused: nginx's configuration
 names each process, so the count is part of the deployment.
 """
@@ -25,6 +26,7 @@ import time
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
 
 from wardrobe.realtime.nodes import node_name
@@ -45,6 +47,29 @@ def socketio_ports(port: int, base: int, workers: int) -> list[int]:
     if port in ports:
         raise ValueError(f"the private ports {ports[0]}-{ports[-1]} include the shared port {port}")
     return ports
+
+
+class DrainingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, but a stopping process never closes an idle keep-alive connection.
+
+    uvicorn closes them at once on SIGTERM; nginx may be writing a request on one in that very
+    instant, and it resends only idempotent requests, so a POST would fail with 502 during every
+    rolling restart now and then. Here an idle connection is left open: nginx closes it itself once
+    it has been idle for its ``keepalive_timeout`` (2 s in our site, shorter than uvicorn's 5 s and
+    than WARDROBE_SHUTDOWN_GRACE_SECONDS, which uvicorn waits for the connections), and a request
+    that still arrives on it is answered, with ``Connection: close``."""
+
+    draining = False
+
+    def shutdown(self) -> None:
+        self.draining = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.draining and self.cycle is not None:
+            self.cycle.keep_alive = False
 
 
 class NodeProcess(Process):
@@ -73,6 +98,7 @@ class NodeSupervisor(Multiprocess):
         self.private = private
         self.processes_num = len(private)
         self.spawned_at: dict[int, float] = {}
+        self.served: set[int | None] = set()  # pids of the processes that have served
 
     def _spawn(self, index: int) -> Process:
         process = NodeProcess(self.config, [*self.sockets, self.private[index]], node_name(index))
@@ -81,10 +107,15 @@ class NodeSupervisor(Multiprocess):
         return process
 
     def _starting(self, index: int, process: Process) -> bool:
-        """Still within its start: not health-checked yet (it answers pings only once its
-        interpreter has imported enough to run them)."""
+        """Still within its start, so not health-checked yet: it answers pings only once its
+        interpreter has imported enough to run them. Once it has served, it is checked as usual."""
+        if process.pid in self.served:
+            return False
+        if process.is_ready(timeout=0.2):
+            self.served.add(process.pid)
+            return False
         young = time.monotonic() - self.spawned_at.get(index, 0.0) < STARTUP_SECONDS
-        return young and process.process.is_alive() and not process.is_ready(timeout=0.2)
+        return young and process.process.is_alive()
 
     def init_processes(self) -> None:
         self.processes = [self._spawn(index) for index in range(self.processes_num)]
@@ -142,6 +173,7 @@ def _bind(config: uvicorn.Config, port: int) -> socket.socket:
 
 def run(config: uvicorn.Config, ports: list[int]) -> None:
     """Serve ``config.app`` from ``len(ports)`` processes until SIGTERM/SIGINT."""
+    config.http = DrainingHttpToolsProtocol
     shared = config.bind_socket()
     private = [_bind(config, port) for port in ports]
     try:
