@@ -47,6 +47,7 @@ from tests.fixtures.nginx import (
     Nginx,
     NginxUnavailable,
     access_log,
+    api_processes,
     free_ports,
     nginx_binary,
     render_site,
@@ -387,35 +388,20 @@ async def _body_caps(stack: Stack, http: httpx.AsyncClient) -> None:
     assert {r.upstream for r in refused()} == {"-"}  # nginx answered; no process read those bodies
 
 
-def _api_processes(serve_pid: int) -> set[int]:
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == serve_pid and b"spawn_main" in command:
-            children.add(int(entry.name))
-    return children
-
-
 def _still_running(pids: set[int]) -> set[int]:
     return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
 async def _processes_come_back(stack: Stack, token: str) -> None:
     """The supervisor restarts a killed process on its own port and under its name."""
-    killed = _api_processes(stack.serve.pid)
+    killed = api_processes(stack.serve.pid)
     assert len(killed) == WORKERS
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
 
     async def back() -> bool:
         stack.alive()
-        current = _api_processes(stack.serve.pid)
+        current = api_processes(stack.serve.pid)
         if len(current) != WORKERS or current & killed:
             return False
         return all(await asyncio.gather(*(_healthy(f"http://127.0.0.1:{p}") for p in stack.ports)))
@@ -449,7 +435,7 @@ async def test_socketio_behind_nginx_reaches_every_process_over_every_transport(
         await _client_addresses_reach_the_api(stack)
         await _body_caps(stack, http)
         await _processes_come_back(stack, watcher.access)
-        children = _api_processes(stack.serve.pid)
+        children = api_processes(stack.serve.pid)
         stack.serve.send_signal(signal.SIGTERM)  # graceful: the supervisor stops and waits for each process
         assert stack.serve.wait(timeout=60) == 0
         assert _still_running(children) == set()

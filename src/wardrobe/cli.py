@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -215,11 +214,14 @@ def scheduler(
     once: Annotated[bool, typer.Option(help="Run each periodic job once and exit")] = False,
 ) -> None:
     """Run the periodic jobs (invite-code pool refill, expired auth data cleanup, payment
-    reconciliation, membership expiry, storage housekeeping)."""
+    reconciliation, membership expiry, storage housekeeping). Several may run: the one holding the
+    leader lock in Redis runs the jobs, the others stand by; until SIGTERM/SIGINT."""
     asyncio.run(_run_scheduler(once))
 
 
 async def _run_scheduler(once: bool) -> None:
+    import signal
+
     from wardrobe.core import telemetry
     from wardrobe.core.logging import configure_logging
     from wardrobe.settings import get_settings
@@ -231,32 +233,20 @@ async def _run_scheduler(once: bool) -> None:
     configure_logging(settings.log_level, settings.log_json)
     telemetry.setup(settings.otel_endpoint, role="scheduler", sample_ratio=settings.otel_sample_ratio)
     infra = build_infra(settings)
+    # SIGTERM/SIGINT: the job running finishes, then the leader lock is released for a standby.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
         if once:
-            await run_scheduler(infra, once=True)
+            await run_scheduler(infra, once=True, stop=stop)
             return
         async with process_telemetry(infra, "scheduler"):  # /metrics, /health, the probe
-            await _until_stopped(run_scheduler(infra))
+            await run_scheduler(infra, stop=stop)
     finally:
         await close_infra(infra)
         telemetry.shutdown()
-
-
-async def _until_stopped(work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` until it ends or SIGTERM/SIGINT arrives (then it is cancelled), so that what
-    the caller opened is closed in order."""
-    import signal
-
-    job = asyncio.ensure_future(work)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, job.cancel)
-    try:
-        await job
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if not job.cancelled() or (current is not None and current.cancelling()):
-            raise
 
 
 @admin_app.command("create-user")

@@ -222,6 +222,10 @@ class Settings(BaseSettings):
     provider_rate_limits: dict[str, str] = Field(default_factory=dict)
     # Tasks of one user running at once; the rest wait in the queue. 0 = no limit.
     user_max_running_tasks: int = Field(default=3, ge=0)
+    # `wardrobe scheduler`: how often it looks for due jobs, and the lease of its leader lock in
+    # Redis (renewed every third of it; a standby takes over at most 4/3 of it after the leader dies).
+    scheduler_tick_seconds: float = Field(default=60.0, gt=0)
+    scheduler_lease_seconds: float = Field(default=30.0, ge=0.3, le=3600)
 
     # Payments ---------------------------------------------------------------------------
     # Public base URL the platforms call back (https://api.example.com); notify paths are appended.

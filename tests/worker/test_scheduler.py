@@ -76,3 +76,37 @@ async def test_the_storage_gc_job_deletes_old_orphans_only(api: Api) -> None:
     assert await collect_storage_garbage(api.infra) == 1
     assert await storage.head("uploads/9/2026/01/orphan.png") is None
     assert await storage.head("uploads/9/2026/11/fresh.png") is not None
+
+
+async def test_the_loop_runs_due_jobs_on_either_backend_and_stops_cleanly(api_factory: object) -> None:
+    """With Redis the lone instance takes the lock; without (SQLite, embedded settings) it runs
+    unlocked. Either way it runs the jobs each tick, records them, and stops on its event."""
+    import asyncio
+
+    from tests.fixtures.tasks import wait_until
+    from wardrobe.models import SchedulerRun
+    from wardrobe.worker.scheduler import JobParts, run_scheduler
+
+    api: Api = await api_factory(scheduler_tick_seconds=0.05)  # type: ignore[operator]
+    calls: list[int] = []
+
+    async def every_tick(parts: JobParts) -> int:
+        calls.append(1)
+        return 0
+
+    stop = asyncio.Event()
+    loop = asyncio.create_task(run_scheduler(api.infra, stop=stop, jobs=[every_tick], job_periods={}))
+
+    async def ran_thrice() -> bool:
+        assert not loop.done()
+        return len(calls) >= 3
+
+    await wait_until(ran_thrice)
+    stop.set()
+    await asyncio.wait_for(loop, 30)
+    async with unit_of_work(api.infra.session_factory) as db:
+        row = await db.get(SchedulerRun, "every_tick")
+    assert row is not None
+    assert row.runs == len(calls)
+    if api.infra.redis is not None:
+        assert await api.infra.redis.get(f"{api.settings.redis_key_prefix}:scheduler:leader") is None

@@ -237,3 +237,29 @@ def render_metrics() -> tuple[bytes, str]:
             body += generate_latest(local)
         return body, CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# Scheduler (worker/scheduler.py): set by `wardrobe scheduler`, one process per instance. The
+# timestamps are unix seconds; a heartbeat or a last success falling behind is what alerts watch.
+SCHEDULER_LEADER = Gauge(
+    "wardrobe_scheduler_leader",
+    "1 in the scheduler instance that holds the leader lock (runs the jobs), 0 in a standby",
+    multiprocess_mode="livemax",
+)
+SCHEDULER_HEARTBEAT = Gauge(
+    "wardrobe_scheduler_heartbeat_timestamp_seconds",
+    "When the scheduler's loop last ticked (unix time), leader or standby",
+    multiprocess_mode="max",
+)
+SCHEDULER_JOB_LAST_SUCCESS = Gauge(
+    "wardrobe_scheduler_job_last_success_timestamp_seconds",
+    "When each periodic job last succeeded (unix time), as recorded in the database",
+    ["job"],
+    multiprocess_mode="max",
+)
+SCHEDULER_JOB_RUNS = Counter(
+    "wardrobe_scheduler_job_runs_total",
+    "Periodic job runs by outcome: ok, error, or skipped (due here, but started by another instance "
+    "or left because this one stopped leading)",
+    ["job", "outcome"],
+)

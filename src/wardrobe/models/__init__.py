@@ -22,6 +22,7 @@ from wardrobe.models.payments import (
     RefundStatus,
 )
 from wardrobe.models.providers import ProviderAccount, ProviderSwitch, VendorCallback
+from wardrobe.models.scheduler import SchedulerRun
 from wardrobe.models.stats import (
     StatsDaily,
     StatsDailyActiveUser,
@@ -64,6 +65,7 @@ __all__ = [
     "Refund",
     "RefundStatus",
     "Role",
+    "SchedulerRun",
     "SmsCode",
     "StatsDaily",
     "StatsDailyActiveUser",

@@ -10,24 +10,32 @@ port i (realtime/nodes.py, serving/nginx.py).
 
 This subclass keeps everything else of uvicorn's: the parent binds the sockets once, restarts a
 process that dies or stops answering its health check (with the same slot's private socket and
-name), replaces them one by one on SIGHUP, and on SIGTERM/SIGINT stops every process gracefully
+name; a new process has ``STARTUP_SECONDS`` to start before it is checked), replaces them one by
+one on SIGHUP (each old one drains once its successor serves), and on SIGTERM/SIGINT stops every process gracefully
 and waits for them. Growing or shrinking with SIGTTIN/SIGTTOU is refused: nginx's configuration
 names each process, so the count is part of the deployment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
+import time
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
 
 from wardrobe.realtime.nodes import node_name
 
 NODE_VARIABLE = "WARDROBE_SOCKETIO_NODE"
+# How long a new process may take to start (spawn, imports, the app's startup) before it counts as
+# hung. uvicorn's health-check timeout (5 s) suits a process that serves; on a busy machine a start
+# alone takes longer, and uvicorn would kill the process for it, or abort a rolling restart.
+STARTUP_SECONDS = 120.0
 
 
 def socketio_ports(port: int, base: int, workers: int) -> list[int]:
@@ -41,12 +49,43 @@ def socketio_ports(port: int, base: int, workers: int) -> list[int]:
     return ports
 
 
+class DrainingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, but a stopping process never closes an idle keep-alive connection.
+
+    uvicorn closes them at once on SIGTERM; nginx may be writing a request on one in that very
+    instant, and it resends only idempotent requests, so a POST would fail with 502 during every
+    rolling restart now and then. Here an idle connection is left open: nginx closes it itself once
+    it has been idle for its ``keepalive_timeout`` (2 s in our site, shorter than uvicorn's 5 s and
+    than WARDROBE_SHUTDOWN_GRACE_SECONDS, which uvicorn waits for the connections), and a request
+    that still arrives on it is answered, with ``Connection: close``."""
+
+    draining = False
+
+    def shutdown(self) -> None:
+        self.draining = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+
 class NodeProcess(Process):
     """One API process: names itself before the app (and its settings) is built in the child."""
 
     def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], node: str) -> None:
         self.node = node
         super().__init__(config, sockets)
+
+    def _healthcheck(self, timeout: float) -> bool | None:
+        # A ping that timed out (a process still importing) is answered late: drop such answers,
+        # so that this one says how the process is now.
+        with contextlib.suppress(OSError, EOFError):
+            while self.parent_conn.poll(0):
+                self.parent_conn.recv()
+        return super()._healthcheck(timeout)
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # runs in the child
         os.environ[NODE_VARIABLE] = self.node
@@ -58,11 +97,25 @@ class NodeSupervisor(Multiprocess):
         super().__init__(config, shared)
         self.private = private
         self.processes_num = len(private)
+        self.spawned_at: dict[int, float] = {}
+        self.served: set[int | None] = set()  # pids of the processes that have served
 
     def _spawn(self, index: int) -> Process:
         process = NodeProcess(self.config, [*self.sockets, self.private[index]], node_name(index))
         process.start()
+        self.spawned_at[index] = time.monotonic()
         return process
+
+    def _starting(self, index: int, process: Process) -> bool:
+        """Still within its start, so not health-checked yet: it answers pings only once its
+        interpreter has imported enough to run them. Once it has served, it is checked as usual."""
+        if process.pid in self.served:
+            return False
+        if process.is_ready(timeout=0.2):
+            self.served.add(process.pid)
+            return False
+        young = time.monotonic() - self.spawned_at.get(index, 0.0) < STARTUP_SECONDS
+        return young and process.process.is_alive()
 
     def init_processes(self) -> None:
         self.processes = [self._spawn(index) for index in range(self.processes_num)]
@@ -73,7 +126,7 @@ class NodeSupervisor(Multiprocess):
         if self.should_exit.is_set():
             return
         for index, process in enumerate(self.processes):
-            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+            if self._starting(index, process) or process.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
             process.kill()  # hung or gone
             process.join()
@@ -92,7 +145,9 @@ class NodeSupervisor(Multiprocess):
             if self.should_exit.is_set():
                 return
             new = self._spawn(index)
-            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+            # The old process serves until the new one does; then it drains (SIGTERM: requests
+            # in flight finish within WARDROBE_SHUTDOWN_GRACE_SECONDS) while the new one serves.
+            if not new.wait_until_ready(STARTUP_SECONDS, self.should_exit):
                 new.kill()
                 new.join()
                 if not self.should_exit.is_set():
@@ -118,6 +173,7 @@ def _bind(config: uvicorn.Config, port: int) -> socket.socket:
 
 def run(config: uvicorn.Config, ports: list[int]) -> None:
     """Serve ``config.app`` from ``len(ports)`` processes until SIGTERM/SIGINT."""
+    config.http = DrainingHttpToolsProtocol
     shared = config.bind_socket()
     private = [_bind(config, port) for port in ports]
     try:
