@@ -65,7 +65,7 @@ def counting_job(calls: Calls, names: dict[int, str]) -> Job:
 
 
 def runs(job: Job, outcome: str) -> float:
-    value = REGISTRY.get_sample_value("wardrobe_scheduler_job_runs_total", {"job": job.__name__, "outcome": outcome})
+    value = REGISTRY.get_sample_value("wardrobe_scheduler_job_runs_total", {"name": job.__name__, "outcome": outcome})
     return value or 0.0
 
 
@@ -200,7 +200,7 @@ async def test_a_restart_runs_a_missed_job_once_and_not_a_recent_one(api_factory
     assert rows[missed_job.__name__].last_succeeded_at is not None
     assert rows[recent_job.__name__].last_succeeded_at is None
     success = REGISTRY.get_sample_value(
-        "wardrobe_scheduler_job_last_success_timestamp_seconds", {"job": missed_job.__name__}
+        "wardrobe_scheduler_job_last_success_timestamp_seconds", {"name": missed_job.__name__}
     )
     assert success is not None
     assert success >= now.timestamp()

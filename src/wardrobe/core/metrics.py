@@ -254,12 +254,13 @@ SCHEDULER_HEARTBEAT = Gauge(
 SCHEDULER_JOB_LAST_SUCCESS = Gauge(
     "wardrobe_scheduler_job_last_success_timestamp_seconds",
     "When each periodic job last succeeded (unix time), as recorded in the database",
-    ["job"],
+    # Not "job": Prometheus sets that label to the scrape job and would rename ours exported_job.
+    ["name"],
     multiprocess_mode="max",
 )
 SCHEDULER_JOB_RUNS = Counter(
     "wardrobe_scheduler_job_runs_total",
     "Periodic job runs by outcome: ok, error, or skipped (due here, but started by another instance "
     "or left because this one stopped leading)",
-    ["job", "outcome"],
+    ["name", "outcome"],
 )
