@@ -144,7 +144,7 @@ def test_migrations_after_the_release_only_expand() -> None:
 
 def test_the_released_revision_is_in_the_chain_and_newer_ones_are_checked() -> None:
     names = [p.name for p in unreleased()]
-    assert "20261222_scheduler_runs.py" in names
+    assert "20261223_scheduler_runs.py" in names
     assert "20261221_stats.py" not in names  # the release itself is not rechecked
 
 

@@ -23,10 +23,11 @@ COLUMNS = ("trace_id", "trace_parent")
 def upgrade() -> None:
     # Nullable, no default: the running version writes rows without them, and rows from before
     # simply have no trace to carry on.
+    # Plain ADD COLUMN (no batch copy): every backend, SQLite included, adds a nullable column in
+    # place, and the migration check reads it as an expand operation.
     for table in TABLES:
-        with op.batch_alter_table(table) as batch:
-            for column in COLUMNS:
-                batch.add_column(sa.Column(column, sa.String(length=64), nullable=True))
+        for column in COLUMNS:
+            op.add_column(table, sa.Column(column, sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
