@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
@@ -25,12 +26,14 @@ from tests.modules.backup.drill import (
     state,
 )
 from wardrobe.cli import app
+from wardrobe.migrations.runner import alembic_config
 from wardrobe.modules.backup.archive import read_manifest
 from wardrobe.settings import get_settings
 
 __all__ = ["drill_db"]
 
-HEAD = "0017_stats"
+# The newest migration: what a backup of a freshly migrated database records.
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def test_restore_drill(drill_db: DrillDb, tmp_path: Path) -> None:
