@@ -134,6 +134,7 @@ export const EN = {
   "task.started": "Started",
   "task.finished": "Finished",
   "task.retry_of": "Retry of",
+  "task.trace": "Trace id (search the logs for it)",
   "task.retried_by": "Retried as",
   "task.timeline": "Step timeline",
   "task.live": "Updating live",

@@ -134,6 +134,7 @@ export const ZH = {
   "task.started": "开始时间",
   "task.finished": "结束时间",
   "task.retry_of": "重试自",
+  "task.trace": "追踪 ID（可在日志中检索）",
   "task.retried_by": "已重试为",
   "task.timeline": "步骤时间线",
   "task.live": "实时更新中",

@@ -179,6 +179,8 @@ function taskDetail(task, view) {
           [t("task.duration"), formatDuration(task.duration_ms)],
           [t("task.retry_of"), task.retry_of ? link(`#/tasks/${encodeURIComponent(task.retry_of)}`, task.retry_of) : null],
           [t("task.retried_by"), task.retried_by ? link(`#/tasks/${encodeURIComponent(task.retried_by)}`, task.retried_by) : null],
+          // The request id of the task's creation, on every log line of its run and in its pushes.
+          [t("task.trace"), task.trace_id, "task-trace"],
         ]),
       ),
       section(t("task.timeline"), h("p", { class: "muted live-note", testid: "live-note" }, t("task.live")), timeline(task.steps)),
