@@ -328,7 +328,8 @@ async def test_a_task_page_follows_the_task_live(as_admin: Browser, console_serv
     assert browser.settled("task-detail").get_attribute("data-status") == "queued"
     # Support reads the id that every log line of the task's run carries.
     traced = await server.get(f"/api/v1/admin/tasks/{task['id']}", server.admin)
-    assert traced["trace_id"] and browser.find("task-trace").text == traced["trace_id"]
+    assert traced["trace_id"]
+    assert browser.find("task-trace").text == traced["trace_id"]
     browser.find("cancel-task")
     canceled = await server.client.post(f"/api/v1/tasks/{task['id']}/cancel", headers=user.headers)
     assert data(canceled)["status"] == "canceled"
