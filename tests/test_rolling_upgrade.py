@@ -56,7 +56,7 @@ pytestmark = OWN_PROCESSES
 
 WORKERS = 2
 CLIENTS = 4
-PACE = 0.02  # seconds between one client's requests: a steady load, not a flood
+PACE = 0.02  # seconds between one client's requests: the load's pace, not a wait on anything
 
 
 @dataclass
