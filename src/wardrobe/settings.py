@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     db_pool_timeout: float = 10.0
     db_pool_recycle: int = 1800
     db_pool_pre_ping: bool = True
+    # ...but only a connection that sat idle this long: a busy pool's connections were just used,
+    # and pinging each costs a round trip per checkout. 0 = ping on every checkout.
+    db_pool_ping_after_idle_seconds: float = Field(default=5.0, ge=0, le=3600)
     db_echo: bool = False
     auto_migrate: bool = True
     seed_demo_data: bool = True
