@@ -13,6 +13,8 @@ from sqlalchemy.pool import NullPool
 
 from tests.conftest import Api
 from tests.fixtures.auth import data, sms_login
+from wardrobe.core.db import create_engine, create_session_factory, unit_of_work
+from wardrobe.models import SchedulerRun
 
 pytestmark = pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
 
@@ -83,3 +85,40 @@ async def test_a_busy_pool_is_not_pinged_and_a_dropped_connection_fails_one_requ
     assert failed.status_code == 503, failed.text
     assert failed.json()["code"] == "DEPENDENCY_UNAVAILABLE"
     assert data(await api.client.get("/api/v1/users/me", headers=user.headers))["id"] == user.user["id"]
+
+
+async def _session_rollbacks(conn: Any) -> int:
+    row = (await conn.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))).one()
+    return int(row[1])
+
+
+async def test_a_committed_connection_goes_back_without_a_rollback_and_an_open_one_is_rolled_back(
+    api_factory: Any,
+) -> None:
+    api: Api = await api_factory()
+    # One connection, so every checkout below is the same server session and its counters add up.
+    engine = create_engine(api.settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+    factory = create_session_factory(engine)
+    try:
+        async with engine.connect() as conn:
+            before = await _session_rollbacks(conn)
+            await conn.commit()
+        for n in range(5):
+            async with unit_of_work(factory) as db:
+                db.add(SchedulerRun(job=f"pool-probe-{n}", runs=0))
+        async with engine.connect() as conn:
+            assert await _session_rollbacks(conn) == before
+            # A transaction SQLAlchemy does not know of (written on the driver's own cursor)...
+            raw = await conn.get_raw_connection()
+            assert raw.driver_connection is not None
+            cursor = raw.driver_connection.cursor()
+            await cursor.execute("INSERT INTO scheduler_runs (job, runs) VALUES ('pool-probe-open', 0)")
+        # ...is still rolled back when the connection is returned.
+        async with engine.connect() as conn:
+            assert await _session_rollbacks(conn) == before + 1
+            jobs = set((await conn.execute(text("SELECT job FROM scheduler_runs"))).scalars())
+            await conn.commit()
+        assert {f"pool-probe-{n}" for n in range(5)} <= jobs
+        assert "pool-probe-open" not in jobs
+    finally:
+        await engine.dispose()

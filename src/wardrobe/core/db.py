@@ -97,6 +97,29 @@ def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float) -> None:
             raise
 
 
+def _roll_back_only_open_transactions(engine: AsyncEngine) -> None:
+    """Return a MySQL/MariaDB connection to the pool with a ROLLBACK only if a transaction is open.
+
+    The pool's default reset rolls back every connection it gets back unless SQLAlchemy itself just
+    ended a transaction on it, and after an ORM session's COMMIT it had not: each commit was
+    followed by a ROLLBACK round trip. The server reports in every reply whether a transaction is
+    open (``SERVER_STATUS_IN_TRANS``, which asyncmy keeps as ``get_transaction_status()``), so a
+    connection the server says is idle goes back as it is. This is SQLAlchemy's documented custom
+    reset (``pool_reset_on_return=None`` plus the pool's ``reset`` event); anything the driver cannot
+    answer for is rolled back as before.
+    """
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
+        if not state.asyncio_safe or state.transaction_was_reset:
+            return  # no I/O possible here, or SQLAlchemy just rolled back itself
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        status = getattr(driver, "get_transaction_status", None)
+        if status is not None and not status():
+            return
+        dbapi_connection.rollback()
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -133,6 +156,7 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
         if url.get_backend_name() == "mysql":
             kwargs["connect_args"] = {"charset": "utf8mb4"}
             kwargs["isolation_level"] = "READ COMMITTED"
+            kwargs["pool_reset_on_return"] = None  # see _roll_back_only_open_transactions
     # Looked up on the module at each call: OpenTelemetry's SQLAlchemy instrumentation (when on,
     # core/telemetry.py) wraps it there, after this module was imported.
     engine = sqlalchemy_asyncio.create_async_engine(url, **kwargs)
@@ -143,6 +167,8 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
             _hold_the_wal_open(engine, anchor_path)
     elif settings.db_pool_pre_ping and settings.db_pool_ping_after_idle_seconds > 0:
         _ping_idle_connections(engine, settings.db_pool_ping_after_idle_seconds)
+    if url.get_backend_name() == "mysql":
+        _roll_back_only_open_transactions(engine)
     watch_slow_queries(engine, settings.slow_query_ms)
     return engine
 

@@ -86,7 +86,9 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
     ]
     renderer: Any = structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # A level the root logger drops is dropped before any processor runs (timestamp, context,
+        # rendering): the access log at INFO costs nothing when the level is WARNING.
+        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,27 +64,37 @@ async def _record(
     ref: str,
     note: str | None = None,
     actor_id: int | None = None,
-) -> LedgerEntry:
-    # Read back inside the same transaction, after our own update: on MySQL the row is locked by
-    # it, on SQLite the whole database is, so these are exactly the values our change produced.
-    after = await get_balance(session, user_id)
-    entry = LedgerEntry(
-        user_id=user_id,
-        kind=kind.value,
-        amount=amount,
-        hold_delta=hold_delta,
-        balance_after=after.balance,
-        held_after=after.held,
-        ref=ref,
-        note=note,
-        actor_id=actor_id,
+) -> None:
+    """Append the ledger row of a change just made to the account, in the same transaction.
+
+    One ``INSERT … SELECT`` that copies the balance and held amount from the account row, read
+    after our own update: on MySQL the row is locked by it, on SQLite the whole database is, so
+    these are exactly the values our change produced (one round trip, where reading them back
+    first and then inserting took two)."""
+    values: dict[str, Any] = {
+        "user_id": user_id,
+        "kind": kind.value,
+        "amount": amount,
+        "hold_delta": hold_delta,
+        "ref": ref,
+        "note": note,
+        "actor_id": actor_id,
+        "created_at": utcnow(),
+    }
+    columns = LedgerEntry.__table__.c
+    constants = {name: literal(value, columns[name].type) for name, value in values.items() if name != "user_id"}
+    copied = select(QuotaAccount.user_id, QuotaAccount.balance, QuotaAccount.held, *constants.values()).where(
+        QuotaAccount.user_id == user_id
     )
-    session.add(entry)
-    await session.flush()
+    result = await session.execute(
+        insert(LedgerEntry).from_select(["user_id", "balance_after", "held_after", *constants], copied)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        # No account row (nothing above could have changed one): the record still says so, at 0.
+        await session.execute(insert(LedgerEntry).values(**values, balance_after=0, held_after=0))
     operation = _OPERATION_OF[kind]
     units = max(abs(amount), abs(hold_delta))
     after_commit(session, functools.partial(_count, operation, units))
-    return entry
 
 
 # The ledger's kinds as the quota metrics name them: what the operation did to the account.
@@ -168,14 +179,21 @@ async def expire(session: AsyncSession, user_id: int, amount: int, *, ref: str, 
     return True
 
 
-async def reserve(session: AsyncSession, user_id: int, amount: int, *, ref: str, ttl: timedelta) -> QuotaHold:
+async def reserve(
+    session: AsyncSession, user_id: int, amount: int, *, ref: str, ttl: timedelta, fresh: bool = False
+) -> QuotaHold:
     """Hold ``amount`` for the task ``ref``. Raises QUOTA_INSUFFICIENT, with nothing held, when the
-    available quota is short. The same ``ref`` twice returns the existing hold."""
+    available quota is short. The same ``ref`` twice returns the existing hold.
+
+    ``fresh``: the ref names a row this transaction just created (a new task), so no hold can
+    exist for it; the lookup and the savepoint that handle a second reserve are skipped, and a
+    duplicate would fail the whole transaction on the unique key instead."""
     if amount <= 0:
         raise ValueError("a hold must be positive")
-    existing = await session.scalar(select(QuotaHold).where(QuotaHold.ref == ref))
-    if existing is not None:
-        return existing
+    if not fresh:
+        existing = await session.scalar(select(QuotaHold).where(QuotaHold.ref == ref))
+        if existing is not None:
+            return existing
     result = await session.execute(
         update(QuotaAccount)
         .where(QuotaAccount.user_id == user_id, QuotaAccount.balance - QuotaAccount.held >= amount)
@@ -184,6 +202,11 @@ async def reserve(session: AsyncSession, user_id: int, amount: int, *, ref: str,
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise QuotaInsufficient(detail=f"user {user_id} cannot hold {amount}")
     hold = QuotaHold(user_id=user_id, ref=ref, amount=amount, expires_at=utcnow() + ttl)
+    if fresh:
+        session.add(hold)
+        await session.flush()
+        await _record(session, user_id, LedgerKind.RESERVE, amount=0, hold_delta=amount, ref=ref)
+        return hold
     try:
         async with session.begin_nested():
             session.add(hold)
@@ -201,20 +224,32 @@ async def reserve(session: AsyncSession, user_id: int, amount: int, *, ref: str,
     return hold
 
 
-async def _settle(session: AsyncSession, ref: str, to: HoldStatus, now: datetime) -> QuotaHold | None:
-    hold = await session.scalar(select(QuotaHold).where(QuotaHold.ref == ref))
-    if hold is None:
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    user_id: int
+    amount: int
+
+
+async def _settle(session: AsyncSession, ref: str, to: HoldStatus, now: datetime) -> _Settled | None:
+    """Flip the hold of ``ref`` from held to ``to``; what it held, or None if it was not held."""
+    row = (
+        await session.execute(
+            select(QuotaHold.id, QuotaHold.user_id, QuotaHold.amount).where(
+                QuotaHold.ref == ref, QuotaHold.status == HoldStatus.HELD.value
+            )
+        )
+    ).first()
+    if row is None:
         return None
     flipped = await session.execute(
         update(QuotaHold)
-        .where(QuotaHold.id == hold.id, QuotaHold.status == HoldStatus.HELD.value)
+        .where(QuotaHold.id == row.id, QuotaHold.status == HoldStatus.HELD.value)
         .values(status=to.value, settled_at=now)
         .execution_options(synchronize_session=False)
     )
     if flipped.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    await session.refresh(hold)
-    return hold
+        return None  # settled by a concurrent caller between the two statements
+    return _Settled(int(row.user_id), int(row.amount))
 
 
 async def confirm(session: AsyncSession, ref: str, *, kind: LedgerKind = LedgerKind.CONFIRM) -> bool:

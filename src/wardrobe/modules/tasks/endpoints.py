@@ -74,11 +74,12 @@ async def create_task(
         str | None, Header(alias="Idempotency-Key", min_length=8, max_length=128, pattern=r"^[!-~]{8,128}$")
     ] = None,
 ) -> OrjsonResponse:
-    task, _ = await service.create_task(
+    task, created = await service.create_task(
         session, parts, principal.user, feature_key=body.feature, inputs=body.inputs, idempotency_key=idempotency_key
     )
-    position = await service.queue_position(session, task)
-    [view] = await present(session, views, [task], {task.id: position} if position is not None else None)
+    position = await views.queue.position(session, task)
+    positions = {task.id: position} if position is not None else None
+    [view] = await present(session, views, [task], positions, new=created)
     return ok(view, status_code=202)
 
 
@@ -112,7 +113,7 @@ async def list_tasks(
 )
 async def get_task(task_id: str, principal: CurrentUser, views: TaskViewsDep, session: SessionDep) -> OrjsonResponse:
     task = await service.owned_task(session, principal.user, task_id)
-    position = await service.queue_position(session, task)
+    position = await views.queue.position(session, task)
     [view] = await present(session, views, [task], {task.id: position} if position is not None else None)
     return ok(view)
 

@@ -13,6 +13,7 @@ from wardrobe.core.deps import part
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStep
 from wardrobe.modules.pipeline.definition import PipelineDef
 from wardrobe.modules.storage.backend import ObjectStorage
+from wardrobe.modules.tasks.queue import QueuePositions
 
 # Public error codes: what a client may be told about why a task failed. Anything else a step
 # reported (vendor codes, internal errors) becomes "processing_failed".
@@ -68,6 +69,7 @@ class TaskViews:
         self.storage = storage
         self.download_url_ttl_seconds = download_url_ttl_seconds
         self._orders: dict[int, list[str]] = {}
+        self.queue = QueuePositions()
 
     def cached_orders(self, schema_ids: set[int]) -> dict[int, list[str]] | None:
         """The step orders of ``schema_ids`` if all are cached already (no session needed)."""
@@ -120,18 +122,27 @@ class TaskViews:
 
 
 async def present(
-    session: AsyncSession, views: TaskViews, tasks: list[Task], positions: dict[int, int] | None = None
+    session: AsyncSession,
+    views: TaskViews,
+    tasks: list[Task],
+    positions: dict[int, int] | None = None,
+    *,
+    new: bool = False,
 ) -> list[dict[str, Any]]:
-    """Serialise tasks with two queries, whatever their number (no N+1)."""
+    """Serialise tasks with two queries, whatever their number (no N+1); ``new`` tasks were created
+    in this transaction and have no step rows yet, so the second query is skipped."""
     if not tasks:
         return []
     orders = await views.step_orders(session, {t.pipeline_schema_id for t in tasks})
-    rows = await session.execute(
-        select(TaskStep.task_id, TaskStep.step_id, TaskStep.status).where(TaskStep.task_id.in_([t.id for t in tasks]))
-    )
     statuses: dict[int, dict[str, str]] = {}
-    for task_id, step_id, status in rows:
-        statuses.setdefault(task_id, {})[step_id] = status
+    if not new:
+        rows = await session.execute(
+            select(TaskStep.task_id, TaskStep.step_id, TaskStep.status).where(
+                TaskStep.task_id.in_([t.id for t in tasks])
+            )
+        )
+        for task_id, step_id, status in rows:
+            statuses.setdefault(task_id, {})[step_id] = status
     return [
         views.view(t, orders[t.pipeline_schema_id], statuses.get(t.id, {}), (positions or {}).get(t.id)) for t in tasks
     ]

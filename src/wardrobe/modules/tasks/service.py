@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,14 +120,17 @@ async def create_task(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
     )
+    user_id = user.id
     try:
-        async with session.begin_nested():
-            await enqueue(session, parts, task)
+        await enqueue(session, parts, task)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first: answer with its task.
+        # The task's row is this transaction's first write, so rolling all of it back undoes only
+        # the attempt (a savepoint around it would cost two more round trips on every creation).
         if not idempotency_key:
             raise
-        winner = await _by_idempotency_key(session, user.id, idempotency_key)
+        await session.rollback()
+        winner = await _by_idempotency_key(session, user_id, idempotency_key)
         if winner is None:
             raise
         return _same_request_or_conflict(winner, request_hash), False
@@ -151,6 +154,7 @@ async def enqueue(session: AsyncSession, parts: TaskParts, task: Task) -> None:
             task.quota_cost,
             ref=hold_ref(task),
             ttl=timedelta(seconds=parts.settings.quota_hold_ttl_seconds),
+            fresh=True,
         )
     announce(session, TOPIC_RUN, {"task_id": task.id})
     parts.announcer.local(session, TOPIC_TASK_CHANGED, {"task_id": task.id})
@@ -213,12 +217,3 @@ async def cancel_task(session: AsyncSession, announcer: Announcer, user: User, p
     await session.flush()
     await session.refresh(task)
     return task
-
-
-async def queue_position(session: AsyncSession, task: Task) -> int | None:
-    if task.status != TaskStatus.QUEUED.value:
-        return None
-    ahead = await session.scalar(
-        select(func.count()).select_from(Task).where(Task.status == TaskStatus.QUEUED.value, Task.id < task.id)
-    )
-    return int(ahead or 0)
