@@ -1,4 +1,5 @@
-"""SQLite (the embedded mode) keeps a unit of work atomic, savepoints included.
+"""SQLite (the embedded mode) keeps a unit of work atomic, savepoints included, and its writers in
+one process queue first come, first served.
 
 Python's sqlite3 module opens transactions itself, only before INSERT/UPDATE/DELETE; a SAVEPOINT
 issued first runs outside any transaction it knows of, and its RELEASE commits for good. These
@@ -7,14 +8,19 @@ tests fail on an engine without the fix in ``wardrobe.core.db`` (SQLAlchemy's do
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
+from tests.fixtures.tasks import wait_until
 from wardrobe.core.db import create_engine, create_session_factory, unit_of_work
+from wardrobe.core.sqlite_writer import WriterQueue, writer_queue
 from wardrobe.settings import Environment, Settings
 
 metadata = MetaData()
@@ -87,3 +93,49 @@ async def test_a_savepoint_after_a_read_rolls_back_with_its_unit_of_work(engine:
     with pytest.raises(Boom):
         await work()
     assert await _count(engine) == 0
+
+
+async def test_writers_in_one_process_take_turns_in_the_order_they_came(engine: AsyncEngine) -> None:
+    queue = writer_queue(engine)
+    assert queue is not None
+
+    async def write(text: str) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(insert(notes).values(text=text))
+
+    async with engine.connect() as first:
+        await first.execute(insert(notes).values(text="first"))  # holds the write, uncommitted
+        writers = []
+        for n in range(5):
+            writers.append(asyncio.create_task(write(f"w{n}")))
+
+            async def queued(n: int = n) -> bool:
+                return queue.waiting == n + 1
+
+            await wait_until(queued, within=10, every=0.01)
+        await first.commit()
+    await asyncio.gather(*writers)
+    async with engine.connect() as conn:
+        order = list((await conn.execute(select(notes.c.text).order_by(notes.c.id))).scalars())
+    # First come, first served: not whoever SQLite's busy handler happened to poll at the right time.
+    assert order == ["first", "w0", "w1", "w2", "w3", "w4"]
+    assert queue.waiting == 0
+
+
+async def test_a_writer_that_waits_past_the_timeout_fails_as_sqlite_would(tmp_path: Path) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'short.db'}", poolclass=NullPool)
+    WriterQueue(timeout=0.2).install(engine)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        async with engine.connect() as first:
+            await first.execute(insert(notes).values(text="first"))
+            with pytest.raises(OperationalError, match="database is locked"):
+                async with engine.begin() as late:
+                    await late.execute(insert(notes).values(text="late"))
+            await first.commit()
+        # The queue is free again once the first writer committed.
+        async with engine.begin() as conn:
+            await conn.execute(insert(notes).values(text="after"))
+    finally:
+        await engine.dispose()

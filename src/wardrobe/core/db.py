@@ -21,7 +21,11 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.pool import NullPool
 
 from wardrobe.core.slow_queries import watch_slow_queries
+from wardrobe.core.sqlite_writer import WriterQueue
 from wardrobe.settings import Settings
+
+
+SQLITE_BUSY_SECONDS = 15.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -29,7 +33,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     # for the lock instead of failing at once with "database is locked".
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # The WAL is rewound after each full checkpoint; this bounds the file it leaves on disk.
@@ -143,7 +147,7 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
         # SQLite has one writer; a pool only multiplies lock contention. NullPool opens a
         # connection per session, which for a local file costs microseconds.
         kwargs["poolclass"] = NullPool
-        kwargs["connect_args"] = {"timeout": 15}
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_SECONDS}
     else:
         kwargs.update(
             pool_size=settings.db_pool_size,
@@ -163,6 +167,7 @@ def create_engine(settings: Settings, *, database_url: str | None = None) -> Asy
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "savepoint", _sqlite_savepoint)
+        WriterQueue(timeout=SQLITE_BUSY_SECONDS).install(engine)
         if anchor_path is not None:
             _hold_the_wal_open(engine, anchor_path)
     elif settings.db_pool_pre_ping and settings.db_pool_ping_after_idle_seconds > 0:
