@@ -24,7 +24,6 @@ from wardrobe.core.slow_queries import watch_slow_queries
 from wardrobe.core.sqlite_writer import WriterQueue
 from wardrobe.settings import Settings
 
-
 SQLITE_BUSY_SECONDS = 15.0
 
 
