@@ -134,9 +134,12 @@ class UserTask:
 
 
 _RT_SQL = (
-    """INSERT INTO plans (sku, kind, name, price_fen, quota, period_days, is_active, sort_order, created_at)
-    VALUES (:sku, 'membership', 'Bench month', 3000, 300, 30, 1, 1, UTC_TIMESTAMP(3)),
-        ('bench_pack', 'quota_pack', 'Bench pack', 1000, 100, NULL, 1, 2, UTC_TIMESTAMP(3))""",
+    """INSERT INTO plans (sku, kind, name, price_fen, quota, period_days, features, channels, is_active,
+        sort_order, created_at, updated_at)
+    VALUES (:sku, 'membership', 'Bench month', 3000, 300, 30, JSON_ARRAY(), JSON_ARRAY(), 1, 1,
+            UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)),
+        ('bench_pack', 'quota_pack', 'Bench pack', 1000, 100, NULL, JSON_ARRAY(), JSON_ARRAY(), 1, 2,
+            UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))""",
     # Half the users are members: the membership cache holds values for them, "none" for the others.
     """UPDATE quota_accounts SET membership_sku = :sku,
         membership_expires_at = UTC_TIMESTAMP(3) + INTERVAL 30 DAY WHERE user_id % 2 = 0""",
@@ -215,9 +218,12 @@ def prepare(work: Path, users: int) -> Prepared:
 
 
 class _Socket:
-    def __init__(self, token: str, public_id: str) -> None:
+    def __init__(self, token: str, public_id: str, index: int) -> None:
         self.token = token
         self.public_id = public_id
+        # Each socket comes from an address of its own, as each user does in mixed.js (the server
+        # trusts 127.0.0.1 as its proxy): the per-address connect window runs as in production.
+        self.address = f"10.{(index >> 16) & 255}.{(index >> 8) & 255}.{index & 255}"
         self.subscribed = asyncio.Event()
         self.error = ""
 
@@ -228,7 +234,9 @@ async def _run_socket(
     import aiohttp
 
     try:
-        async with session.ws_connect(url, autoping=True, max_msg_size=0) as ws:
+        async with session.ws_connect(
+            url, autoping=True, max_msg_size=0, headers={"X-Forwarded-For": sock.address}
+        ) as ws:
             async for msg in ws:
                 now = time.monotonic()
                 if msg.type != aiohttp.WSMsgType.TEXT:
@@ -277,7 +285,7 @@ async def _clients_main(args: argparse.Namespace, mine: list[list[str]]) -> dict
     url = f"ws://{LOOPBACK}:{args.port}/socket.io/?EIO=4&transport=websocket"
     receipts: list[tuple[str, int, float]] = []
     stats = {"events": 0, "closed": 0}
-    sockets = [_Socket(token, public_id) for token, public_id in mine]
+    sockets = [_Socket(token, public_id, args.first + j) for j, (token, public_id) in enumerate(mine)]
     gate = asyncio.Semaphore(args.concurrency)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, connect=SOCKET_STEP_TIMEOUT_S)
@@ -451,7 +459,7 @@ def _probe_socket(port: int, token: str, public_id: str) -> None:
     async def probe() -> str:
         import aiohttp
 
-        sock = _Socket(token, public_id)
+        sock = _Socket(token, public_id, 1 << 20)  # an address no client uses
         receipts: list[tuple[str, int, float]] = []
         url = f"ws://{LOOPBACK}:{port}/socket.io/?EIO=4&transport=websocket"
         async with aiohttp.ClientSession() as session:
