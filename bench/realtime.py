@@ -55,7 +55,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import run
-from common import RESULTS_DIR, ROOT, Stores, migrate, percentile, rates, run_bench, write_report
+from common import (
+    RESULTS_DIR,
+    ROOT,
+    Stores,
+    extra_settings,
+    migrate,
+    percentile,
+    rates,
+    run_bench,
+    write_report,
+)
 from run import (
     CLOCK_TICKS,
     K6_GRACE_S,
@@ -113,7 +123,18 @@ _T0 = time.monotonic()
 # ---------------------------------------------------------------------------------------------
 
 
-def wardrobe_env(work: Path, secret: str) -> dict[str, str]:
+# Set by this script (the stores' and the limits'); --wardrobe-env can't change them.
+FIXED_SETTINGS = (
+    "WARDROBE_DATABASE_URL",
+    "WARDROBE_REDIS_URL",
+    "WARDROBE_REDIS_KEY_PREFIX",
+    "WARDROBE_JWT_SECRET",
+    "WARDROBE_VAR_DIR",
+    "WARDROBE_TRUSTED_PROXIES",
+)
+
+
+def wardrobe_env(work: Path, secret: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of every Wardrobe process of the run (API servers, migrate). API processes
     create tasks and push; no `wardrobe worker` runs here: created tasks stay queued, the running
     ones are moved by the publisher."""
@@ -123,6 +144,7 @@ def wardrobe_env(work: Path, secret: str) -> dict[str, str]:
         # Rate limits stay on with their defaults (6000/min per address, 1200/min per user, 60/min
         # task creations per user): k6 spreads the load over the users and their addresses.
         WARDROBE_TRUSTED_PROXIES='["127.0.0.1"]',
+        **(extra or {}),
     )
 
 
@@ -134,9 +156,12 @@ class UserTask:
 
 
 _RT_SQL = (
-    """INSERT INTO plans (sku, kind, name, price_fen, quota, period_days, is_active, sort_order, created_at)
-    VALUES (:sku, 'membership', 'Bench month', 3000, 300, 30, 1, 1, UTC_TIMESTAMP(3)),
-        ('bench_pack', 'quota_pack', 'Bench pack', 1000, 100, NULL, 1, 2, UTC_TIMESTAMP(3))""",
+    """INSERT INTO plans (sku, kind, name, price_fen, quota, period_days, features, channels, is_active,
+        sort_order, created_at, updated_at)
+    VALUES (:sku, 'membership', 'Bench month', 3000, 300, 30, JSON_ARRAY(), JSON_ARRAY(), 1, 1,
+            UTC_TIMESTAMP(3), UTC_TIMESTAMP(3)),
+        ('bench_pack', 'quota_pack', 'Bench pack', 1000, 100, NULL, JSON_ARRAY(), JSON_ARRAY(), 1, 2,
+            UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))""",
     # Half the users are members: the membership cache holds values for them, "none" for the others.
     """UPDATE quota_accounts SET membership_sku = :sku,
         membership_expires_at = UTC_TIMESTAMP(3) + INTERVAL 30 DAY WHERE user_id % 2 = 0""",
@@ -185,10 +210,10 @@ class Prepared:
     mariadb: str
 
 
-def prepare(work: Path, users: int) -> Prepared:
+def prepare(work: Path, users: int, extra: dict[str, str] | None = None) -> Prepared:
     secret = secrets.token_urlsafe(32)  # per run, never stored
     (work / "wardrobe-var").mkdir(exist_ok=True)
-    env = wardrobe_env(work, secret)
+    env = wardrobe_env(work, secret, extra)
     mariadb = STORES.recreate_database()
     migrate(work, env)
     say(f"creating {users:,} users with one session, a quota of {GRANT} and one running task each")
@@ -215,20 +240,35 @@ def prepare(work: Path, users: int) -> Prepared:
 
 
 class _Socket:
-    def __init__(self, token: str, public_id: str) -> None:
+    def __init__(self, token: str, public_id: str, index: int) -> None:
         self.token = token
         self.public_id = public_id
+        # Each socket comes from an address of its own, as each user does in mixed.js (the server
+        # trusts 127.0.0.1 as its proxy): the per-address connect window runs as in production.
+        self.address = f"10.{(index >> 16) & 255}.{(index >> 8) & 255}.{index & 255}"
         self.subscribed = asyncio.Event()
         self.error = ""
 
 
 async def _run_socket(
-    session: Any, url: str, sock: _Socket, receipts: list[tuple[str, int, float]], stats: dict[str, int]
+    session: Any,
+    url: str,
+    sock: _Socket,
+    receipts: list[tuple[str, int, float]],
+    stats: dict[str, int],
+    deflate: int = 0,
 ) -> None:
     import aiohttp
 
     try:
-        async with session.ws_connect(url, autoping=True, max_msg_size=0) as ws:
+        async with session.ws_connect(
+            # ``compress`` 15 offers permessage-deflate as browsers do; the server decides.
+            url,
+            autoping=True,
+            max_msg_size=0,
+            headers={"X-Forwarded-For": sock.address},
+            compress=deflate,
+        ) as ws:
             async for msg in ws:
                 now = time.monotonic()
                 if msg.type != aiohttp.WSMsgType.TEXT:
@@ -277,7 +317,7 @@ async def _clients_main(args: argparse.Namespace, mine: list[list[str]]) -> dict
     url = f"ws://{LOOPBACK}:{args.port}/socket.io/?EIO=4&transport=websocket"
     receipts: list[tuple[str, int, float]] = []
     stats = {"events": 0, "closed": 0}
-    sockets = [_Socket(token, public_id) for token, public_id in mine]
+    sockets = [_Socket(token, public_id, args.first + j) for j, (token, public_id) in enumerate(mine)]
     gate = asyncio.Semaphore(args.concurrency)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, connect=SOCKET_STEP_TIMEOUT_S)
@@ -287,7 +327,7 @@ async def _clients_main(args: argparse.Namespace, mine: list[list[str]]) -> dict
 
         async def open_one(sock: _Socket) -> None:
             async with gate:
-                running = asyncio.create_task(_run_socket(session, url, sock, receipts, stats))
+                running = asyncio.create_task(_run_socket(session, url, sock, receipts, stats, args.deflate))
                 runs.append(running)
                 waiter = asyncio.ensure_future(sock.subscribed.wait())
                 await asyncio.wait(
@@ -451,7 +491,7 @@ def _probe_socket(port: int, token: str, public_id: str) -> None:
     async def probe() -> str:
         import aiohttp
 
-        sock = _Socket(token, public_id)
+        sock = _Socket(token, public_id, 1 << 20)  # an address no client uses
         receipts: list[tuple[str, int, float]] = []
         url = f"ws://{LOOPBACK}:{port}/socket.io/?EIO=4&transport=websocket"
         async with aiohttp.ClientSession() as session:
@@ -529,6 +569,8 @@ def bench_push(registry: Registry, work: Path, prep: Prepared, args: argparse.Na
                             str(count),
                             "--concurrency",
                             str(args.connect_concurrency),
+                            "--deflate",
+                            str(0 if args.no_client_deflate else 15),
                             "--ready-file",
                             str(work / f"clients-{c}.ready"),
                             "--out-file",
@@ -1062,6 +1104,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--connect-concurrency", type=_bounded(1, 1000, int), default=50, help="handshakes at once (50)"
     )
     parser.add_argument(
+        "--no-client-deflate",
+        action="store_true",
+        help="clients do not offer permessage-deflate (by default they do, as browsers do)",
+    )
+    parser.add_argument(
         "--push-rates",
         type=rates(5000, in_order=True),
         default=[100, 200],
@@ -1080,14 +1127,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-baseline", action="store_true", help="skip part 4 (run.py's comparison)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "realtime.md", help="bench/results/realtime.md")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary folder (logs, k6 summaries)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--wardrobe-env", action="append", default=[], metavar="WARDROBE_NAME=VALUE", help="extra setting, repeatable"
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.extra_env = extra_settings(args.wardrobe_env, FIXED_SETTINGS)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
 
 
 def _child_args(role: str, argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"realtime.py {role}")
     for name in ("--users-file", "--ready-file", "--out-file", "--tasks-file", "--work"):
         parser.add_argument(name, default="")
-    for name in ("--port", "--first", "--count", "--concurrency", "--rate", "--offset", "--lanes"):
+    for name in ("--port", "--first", "--count", "--concurrency", "--rate", "--offset", "--lanes", "--deflate"):
         parser.add_argument(name, type=int, default=0)
     return parser.parse_args(argv)
 
@@ -1117,7 +1172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         machine_info(machine_report, k6)
         for name in ("cpu", "cores", "memory_gib", "kernel", "python", "k6"):
             setattr(report, name, getattr(machine_report, name))
-        prep = prepare(work, args.sockets)
+        prep = prepare(work, args.sockets, args.extra_env)
         report.mariadb = prep.mariadb
         if not args.skip_push:
             report.push = bench_push(registry, work, prep, args)

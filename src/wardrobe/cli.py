@@ -99,6 +99,11 @@ def serve(
         # WARDROBE_TRUSTED_PROXIES (core/edge_limits.py), the same under any server.
         "proxy_headers": False,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) or None,
+        # Websockets carry only Socket.IO, whose Engine.IO layer pings every socket itself (every
+        # 25 s, dropped after 20 s of silence): uvicorn's own ping would be a second timer and
+        # frame per socket for the same check.
+        "ws_ping_interval": None,
+        "ws_per_message_deflate": settings.socket_compression,
     }
     if n > 1:
         supervisor.run(uvicorn.Config("wardrobe.app:create_app", workers=n, **options), ports)

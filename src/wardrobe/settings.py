@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     # How often an API process re-reads the provider views while one of its staff sockets follows
     # them (subscribe_providers); a change is pushed at the next read.
     socket_provider_push_seconds: float = Field(default=2.0, ge=0.1, le=60)
+    # permessage-deflate on the sockets' websockets. Off by default: each socket that negotiates it
+    # (browsers and most clients do) holds a zlib compressor and decompressor, ~40 KiB, and every
+    # event is compressed once per socket; the events are small JSON documents.
+    socket_compression: bool = False
 
     # SMS codes and their limits
     sms_backend: SmsBackend = SmsBackend.CONSOLE

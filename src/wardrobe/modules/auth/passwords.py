@@ -11,8 +11,6 @@ under our back-off). The product's own names count as dictionary words.
 
 from __future__ import annotations
 
-from zxcvbn import zxcvbn
-
 from wardrobe.settings import get_settings
 
 # NIST SP 800-63B: at least 8 characters, whatever the configuration (settings enforce the floor).
@@ -33,6 +31,10 @@ def check_strength(value: str) -> str:
         raise ValueError(f"must be at most {settings.password_max_length} characters")
     if not any(c.isalpha() for c in value) or not any(c.isdigit() for c in value):
         raise ValueError("must contain both letters and digits")
+    # Imported on the first password set, not with the app: its word lists are ~11 MiB of every
+    # API process's memory, for a check that only sign-ups and password changes make.
+    from zxcvbn import zxcvbn
+
     estimate = zxcvbn(value[:_ESTIMATED_PREFIX], user_inputs=_CONTEXT_WORDS)
     if int(estimate["score"]) < settings.password_min_score:
         hint = str(estimate.get("feedback", {}).get("warning") or "").strip()
