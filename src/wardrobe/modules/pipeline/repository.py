@@ -7,11 +7,10 @@ the task changes nothing of it: whoever holds the lease settles the races, in th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep, User
@@ -25,7 +24,8 @@ WAITING_FOR_USER_PLACE = "waiting:user-limit"
 
 async def take_lease(session: AsyncSession, task_id: int, worker_id: str, now: datetime, until: datetime) -> bool:
     """Take the task (queued or running) if nobody holds a live lease on it, or if ``worker_id``
-    holds it already. True when this update won it."""
+    holds it already. True when this update won it. A first claim also marks the task started
+    (``runs`` is then 1); a resumed run keeps the first start."""
     result = await session.execute(
         update(Task)
         .where(
@@ -38,30 +38,18 @@ async def take_lease(session: AsyncSession, task_id: int, worker_id: str, now: d
             lease_owner=worker_id,
             lease_expires_at=until,
             runs=Task.runs + 1,
+            started_at=func.coalesce(Task.started_at, now),
             updated_at=now,
         )
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def mark_started(session: AsyncSession, task_id: int, now: datetime) -> tuple[str, datetime] | None:
-    """The task's first start (a resumed run keeps the first one). On the first start, the task's
-    feature and creation time (what its queue wait is measured by); None on a resumed run."""
-    result = await session.execute(
-        update(Task).where(Task.id == task_id, Task.started_at.is_(None)).values(started_at=now)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    row = (await session.execute(select(Task.feature_key, Task.created_at).where(Task.id == task_id))).one()
-    return str(row.feature_key), row.created_at
-
-
-async def user_has_room(session: AsyncSession, task_id: int, now: datetime, max_running: int) -> bool:
-    """Whether the owner of ``task_id`` (just claimed in this transaction) stays within the
-    per-user limit. Claims of one user's tasks are serialised on the user's row (FOR UPDATE on
-    MariaDB/PostgreSQL; SQLite's single writer lock is already held by the claim), and the count
-    runs after the lock, so two workers can never both take the last place."""
-    user_id = await session.scalar(select(Task.user_id).where(Task.id == task_id))
+async def user_has_room(session: AsyncSession, task_id: int, user_id: int, now: datetime, max_running: int) -> bool:
+    """Whether ``user_id``, the owner of ``task_id`` (just claimed in this transaction), stays
+    within the per-user limit. Claims of one user's tasks are serialised on the user's row (FOR
+    UPDATE on MariaDB/PostgreSQL; SQLite's single writer lock is already held by the claim), and
+    the count runs after the lock, so two workers can never both take the last place."""
     await session.execute(select(User.id).where(User.id == user_id).with_for_update())
     running = await session.scalar(
         select(func.count())
@@ -124,10 +112,6 @@ async def renew_lease(session: AsyncSession, task_id: int, worker_id: str, until
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def lease_owner(session: AsyncSession, task_id: int) -> str | None:
-    return await session.scalar(select(Task.lease_owner).where(Task.id == task_id))
-
-
 async def cancel_requested(session: AsyncSession, task_id: int) -> bool | None:
     return await session.scalar(select(Task.cancel_requested).where(Task.id == task_id))
 
@@ -135,77 +119,76 @@ async def cancel_requested(session: AsyncSession, task_id: int) -> bool | None:
 # -- a run's task and steps ------------------------------------------------------------------------
 
 
-async def trace_of(session: AsyncSession, task_id: int) -> tuple[str, str | None, str | None] | None:
-    """A task's public id and the trace it carries (trace id, W3C traceparent)."""
-    row = (
-        await session.execute(select(Task.public_id, Task.trace_id, Task.trace_parent).where(Task.id == task_id))
-    ).first()
-    return None if row is None else (row[0], row[1], row[2])
+async def load_task(session: AsyncSession, task_id: int) -> Task | None:
+    return await session.get(Task, task_id)
 
 
-async def load_run(
-    session: AsyncSession, task_id: int
-) -> tuple[Task | None, PipelineSchema | None, dict[str, TaskStep]]:
-    """The task, its pipeline and its persisted steps by step id."""
-    task = await session.get(Task, task_id)
-    schema = await session.get(PipelineSchema, task.pipeline_schema_id) if task else None
+async def pipeline_definition(session: AsyncSession, schema_id: int) -> dict[str, Any] | None:
+    return await session.scalar(select(PipelineSchema.definition).where(PipelineSchema.id == schema_id))
+
+
+async def load_steps(session: AsyncSession, task_id: int) -> dict[str, TaskStep]:
+    """The task's persisted steps by step id."""
     rows = await session.scalars(select(TaskStep).where(TaskStep.task_id == task_id))
-    return task, schema, {r.step_id: r for r in rows}
+    return {r.step_id: r for r in rows}
 
 
-async def save_step(
-    session: AsyncSession,
-    task_id: int,
-    step_id: str,
-    status: StepStatus,
-    now: datetime,
-    *,
-    provider: str | None = None,
-    attempt: int | None = None,
-    vendor_task_id: str | None = None,
-    account: str | None = None,
-    outputs: dict[str, Any] | None = None,
-    error: str | None = None,
-    finished: bool = False,
-) -> TaskStep:
-    """Write a step's state (its row is made on its first write). ``provider`` also records the
-    account (None: the provider's settings); ``attempt`` counts one more attempt."""
-    row = await session.scalar(select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.step_id == step_id))
-    if row is None:
-        row = TaskStep(task_id=task_id, step_id=step_id, started_at=now, attempts=0, outputs={})
-        session.add(row)
-    row.status = status.value
-    if provider is not None:
-        if row.provider != provider:
-            row.vendor_task_id = None
-        row.provider = provider
-        row.account = account
-    if attempt is not None:
-        row.attempts = (row.attempts or 0) + 1
-    if vendor_task_id is not None:
-        row.vendor_task_id = vendor_task_id
-    if outputs is not None:
-        row.outputs = outputs
-    if error is not None:
-        row.error = error[:500]
-    if finished:
-        row.finished_at = now
-    await session.flush()
-    return row
-
-
-async def raise_progress(session: AsyncSession, task_id: int, worker_id: str, progress: int, now: datetime) -> None:
-    """Progress only grows, and only the lease holder moves it."""
-    await session.execute(
+async def hold_task(session: AsyncSession, task_id: int, worker_id: str, now: datetime, progress: int | None) -> bool:
+    """Whether this worker still holds the running task, checked by an update of its row: from here
+    to the commit nobody else can take or end the task, so the writes that follow in the same
+    transaction are the lease holder's. ``progress`` (only ever raised) is written with it."""
+    values: dict[str, Any] = {"updated_at": now}
+    if progress is not None:
+        values["progress"] = case((Task.progress < progress, progress), else_=Task.progress)
+    result = await session.execute(
         update(Task)
-        .where(Task.id == task_id, Task.lease_owner == worker_id, Task.progress < progress)
-        .values(progress=progress, updated_at=now)
+        .where(Task.id == task_id, Task.lease_owner == worker_id, Task.status == TaskStatus.RUNNING.value)
+        .values(**values)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def new_step(task_id: int, step_id: str, now: datetime) -> TaskStep:
+    """A step's first state, kept in a run's memory until ``write_step`` inserts it."""
+    return TaskStep(
+        task_id=task_id,
+        step_id=step_id,
+        status=StepStatus.RUNNING.value,
+        provider=None,
+        attempts=0,
+        vendor_task_id=None,
+        account=None,
+        outputs={},
+        error=None,
+        started_at=now,
+        finished_at=None,
     )
 
 
-async def step_outputs(session: AsyncSession, task_id: int) -> Sequence[dict[str, Any]]:
-    """What each step of the task stored."""
-    return (await session.scalars(select(TaskStep.outputs).where(TaskStep.task_id == task_id))).all()
+STEP_FIELDS = (
+    "status",
+    "provider",
+    "attempts",
+    "vendor_task_id",
+    "account",
+    "outputs",
+    "error",
+    "started_at",
+    "finished_at",
+)
+
+
+async def write_step(session: AsyncSession, row: TaskStep, *, new: bool, now: datetime) -> None:
+    """Write a step's state as the run holds it (a row the run keeps in memory, not in a session):
+    one INSERT for a step not yet persisted, otherwise one UPDATE."""
+    values: dict[str, Any] = {name: getattr(row, name) for name in STEP_FIELDS}
+    values["updated_at"] = now
+    if new:
+        await session.execute(insert(TaskStep).values(task_id=row.task_id, step_id=row.step_id, **values))
+    else:
+        await session.execute(
+            update(TaskStep).where(TaskStep.task_id == row.task_id, TaskStep.step_id == row.step_id).values(**values)
+        )
 
 
 # -- the end -------------------------------------------------------------------------------------
