@@ -10,13 +10,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep, User
 
 # lease_owner of a queued task whose claim was deferred by the per-user limit (no lease: claimable).
 WAITING_FOR_USER_PLACE = "waiting:user-limit"
+
+
+async def _core(session: AsyncSession, statement: Executable) -> CursorResult[Any]:
+    """Run a write as a plain Core statement on the session's connection (in its transaction).
+    Through the session, the ORM would first match each UPDATE's criteria against its identity
+    map, which costs CPU on every step and finds nothing: the engine's sessions hold no objects
+    it writes this way."""
+    connection = await session.connection()
+    return await connection.execute(statement)
 
 
 # -- the task's lease ------------------------------------------------------------------------------
@@ -26,7 +36,8 @@ async def take_lease(session: AsyncSession, task_id: int, worker_id: str, now: d
     """Take the task (queued or running) if nobody holds a live lease on it, or if ``worker_id``
     holds it already. True when this update won it. A first claim also marks the task started
     (``runs`` is then 1); a resumed run keeps the first start."""
-    result = await session.execute(
+    result = await _core(
+        session,
         update(Task)
         .where(
             Task.id == task_id,
@@ -40,9 +51,9 @@ async def take_lease(session: AsyncSession, task_id: int, worker_id: str, now: d
             runs=Task.runs + 1,
             started_at=func.coalesce(Task.started_at, now),
             updated_at=now,
-        )
+        ),
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)
 
 
 async def user_has_room(session: AsyncSession, task_id: int, user_id: int, now: datetime, max_running: int) -> bool:
@@ -94,22 +105,24 @@ async def wake_next_waiting(session: AsyncSession, user_id: int) -> int | None:
 
 async def end_lease(session: AsyncSession, task_id: int, worker_id: str, now: datetime) -> bool:
     """Let the lease of a running task we hold expire now. True when we held it."""
-    result = await session.execute(
+    result = await _core(
+        session,
         update(Task)
         .where(Task.id == task_id, Task.lease_owner == worker_id, Task.status == TaskStatus.RUNNING.value)
-        .values(lease_expires_at=now)
+        .values(lease_expires_at=now),
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)
 
 
 async def renew_lease(session: AsyncSession, task_id: int, worker_id: str, until: datetime) -> bool:
     """Extend our lease of a running task. False when it is no longer ours (or no longer running)."""
-    result = await session.execute(
+    result = await _core(
+        session,
         update(Task)
         .where(Task.id == task_id, Task.lease_owner == worker_id, Task.status == TaskStatus.RUNNING.value)
-        .values(lease_expires_at=until)
+        .values(lease_expires_at=until),
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)
 
 
 async def cancel_requested(session: AsyncSession, task_id: int) -> bool | None:
@@ -133,19 +146,32 @@ async def load_steps(session: AsyncSession, task_id: int) -> dict[str, TaskStep]
     return {r.step_id: r for r in rows}
 
 
+# The statements a run sends at every step, built once: each execution then only binds its values
+# (building and keying a statement per call was a good part of a step's CPU).
+_HOLD = (
+    update(Task)
+    .where(
+        Task.id == bindparam("p_task"),
+        Task.lease_owner == bindparam("p_worker"),
+        Task.status == TaskStatus.RUNNING.value,
+    )
+    .values(updated_at=bindparam("p_now"))
+)
+_HOLD_AND_PROGRESS = _HOLD.values(
+    progress=case((Task.progress < bindparam("p_progress"), bindparam("p_progress")), else_=Task.progress)
+)
+
+
 async def hold_task(session: AsyncSession, task_id: int, worker_id: str, now: datetime, progress: int | None) -> bool:
     """Whether this worker still holds the running task, checked by an update of its row: from here
     to the commit nobody else can take or end the task, so the writes that follow in the same
     transaction are the lease holder's. ``progress`` (only ever raised) is written with it."""
-    values: dict[str, Any] = {"updated_at": now}
+    params: dict[str, Any] = {"p_task": task_id, "p_worker": worker_id, "p_now": now}
     if progress is not None:
-        values["progress"] = case((Task.progress < progress, progress), else_=Task.progress)
-    result = await session.execute(
-        update(Task)
-        .where(Task.id == task_id, Task.lease_owner == worker_id, Task.status == TaskStatus.RUNNING.value)
-        .values(**values)
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        params["p_progress"] = progress
+    connection = await session.connection()
+    result = await connection.execute(_HOLD if progress is None else _HOLD_AND_PROGRESS, params)
+    return bool(result.rowcount == 1)
 
 
 def new_step(task_id: int, step_id: str, now: datetime) -> TaskStep:
@@ -178,17 +204,22 @@ STEP_FIELDS = (
 )
 
 
+_STEP_VALUES: dict[str, BindParameter[Any]] = {name: bindparam(f"p_{name}") for name in (*STEP_FIELDS, "updated_at")}
+_INSERT_STEP = insert(TaskStep).values(task_id=bindparam("p_task"), step_id=bindparam("p_step"), **_STEP_VALUES)
+_UPDATE_STEP = (
+    update(TaskStep)
+    .where(TaskStep.task_id == bindparam("p_task"), TaskStep.step_id == bindparam("p_step"))
+    .values(**_STEP_VALUES)
+)
+
+
 async def write_step(session: AsyncSession, row: TaskStep, *, new: bool, now: datetime) -> None:
     """Write a step's state as the run holds it (a row the run keeps in memory, not in a session):
     one INSERT for a step not yet persisted, otherwise one UPDATE."""
-    values: dict[str, Any] = {name: getattr(row, name) for name in STEP_FIELDS}
-    values["updated_at"] = now
-    if new:
-        await session.execute(insert(TaskStep).values(task_id=row.task_id, step_id=row.step_id, **values))
-    else:
-        await session.execute(
-            update(TaskStep).where(TaskStep.task_id == row.task_id, TaskStep.step_id == row.step_id).values(**values)
-        )
+    params: dict[str, Any] = {f"p_{name}": getattr(row, name) for name in STEP_FIELDS}
+    params.update(p_updated_at=now, p_task=row.task_id, p_step=row.step_id)
+    connection = await session.connection()
+    await connection.execute(_INSERT_STEP if new else _UPDATE_STEP, params)
 
 
 # -- the end -------------------------------------------------------------------------------------
@@ -196,12 +227,13 @@ async def write_step(session: AsyncSession, row: TaskStep, *, new: bool, now: da
 
 async def finish_task(session: AsyncSession, task_id: int, worker_id: str, values: dict[str, Any]) -> bool:
     """The terminal transition of a running task, only by its lease holder. True when it was ours."""
-    result = await session.execute(
+    result = await _core(
+        session,
         update(Task)
         .where(Task.id == task_id, Task.status == TaskStatus.RUNNING.value, Task.lease_owner == worker_id)
-        .values(**values)
+        .values(**values),
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)
 
 
 async def mark_refunded(session: AsyncSession, task_id: int) -> None:
