@@ -9,7 +9,8 @@ the difference between the two pipelines, halved.
 
 The budgets: a step is one transaction (its end, the task's progress and the next step's start,
 under the lease) of at most three statements; the claim and the settlement of a task are one
-transaction each; a run reads nothing back that it wrote or read at its claim.
+transaction each; a run reads nothing back that it wrote or read at its claim. The relay that
+sends each task's final push marks a whole batch in one statement.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
 from tests.fixtures.tasks import balance, give_quota, make_feature, step
 from wardrobe.core.db import unit_of_work
+from wardrobe.core.outbox import TOPIC_PUSH
 from wardrobe.models import Task, TaskStep
+from wardrobe.worker.outbox import OutboxRelay
 
 TASKS = 3  # of each pipeline, after one of each has filled the process's caches
 
@@ -53,12 +56,14 @@ class Cost:
 
 @contextmanager
 def counted(engine: AsyncEngine) -> Iterator[dict[str, Any]]:
-    """Statements (by their first word), and the COMMITs and ROLLBACKs of connections, while the
-    block runs: the driver's own commit and rollback calls, the same on SQLite and MariaDB."""
+    """Statements (by their first word; an executemany counts its rows), and the COMMITs and
+    ROLLBACKs of connections, while the block runs: the driver's own commit and rollback calls,
+    the same on SQLite and MariaDB."""
     seen: dict[str, Any] = {"statements": Counter(), "commit": 0, "rollback": 0}
 
-    def statement(conn: Any, cursor: Any, text: str, *args: Any) -> None:
-        seen["statements"][text.split(None, 1)[0].upper()] += 1
+    def statement(conn: Any, cursor: Any, text: str, parameters: Any, context: Any, executemany: bool) -> None:
+        # An executemany is one statement per row for the database.
+        seen["statements"][text.split(None, 1)[0].upper()] += len(parameters) if executemany else 1
 
     def commit(conn: Any) -> None:
         seen["commit"] += 1
@@ -155,3 +160,20 @@ async def test_the_counted_runs_did_all_their_work(quiet_api: Api) -> None:
     assert len(steps) == 4 * (TASKS + 1)
     assert set(steps) == {("succeeded", "instant", 1)}
     assert await balance(quiet_api, user_id) == (0, 0, 0)
+
+
+async def test_a_relay_pass_marks_its_whole_batch_in_one_statement(quiet_api: Api) -> None:
+    await _costs(quiet_api)
+    sent: list[int] = []
+
+    async def publish(topic: str, payload: dict[str, Any], written_at: Any) -> None:
+        sent.append(payload["task_id"])
+
+    relay = OutboxRelay(quiet_api.infra.session_factory, publish, topics=(TOPIC_PUSH,))
+    with counted(quiet_api.infra.engine) as seen:
+        assert await relay.relay_once() == 2 * (TASKS + 1)  # each task's final push
+    assert seen["statements"] == {"SELECT": 1, "UPDATE": 1}
+    assert seen["commit"] == 1
+    assert await relay.relay_once() == 0  # all of them marked as sent
+    async with unit_of_work(quiet_api.infra.session_factory) as db:
+        assert sorted(sent) == list(await db.scalars(select(Task.id).order_by(Task.id)))
