@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wardrobe.core import telemetry, tracing
@@ -69,11 +69,18 @@ class OutboxRelay:
                 )
             )
             for row in rows:
-                row.attempts += 1
                 # Published under the trace of the work that wrote it (a request, a task's run).
                 with tracing.bound(row.trace_id), telemetry.resumed(row.trace_parent):
                     await self._publish(row.topic, dict(row.payload), row.created_at)
-                row.published_at = utcnow()
+            if rows:
+                # The batch is marked in one statement (not one per row): a failed publish above
+                # rolls all of it back, so nothing is marked that did not go out.
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_([row.id for row in rows]))
+                    .values(attempts=OutboxMessage.attempts + 1, published_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
         self.published += len(rows)
         return len(rows)
 

@@ -207,9 +207,9 @@ class TaskRuntime:
         if current is not None:
             self._runs.add(current)
         try:
-            # Under the task's trace (its creating request's id), the retries and their logs too.
-            async with self.engine.traced(task_id):
-                outcome = await self._run_attempts(task_id, current)
+            # Each run binds the task's trace (its creating request's id) from the row its claim
+            # reads (PipelineEngine.run): no read of its own here.
+            outcome = await self._run_attempts(task_id, current)
         finally:
             self._runs.discard(current)
             async with self._changed:

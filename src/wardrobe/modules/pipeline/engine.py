@@ -39,7 +39,8 @@ from wardrobe.modules.billing import quota
 from wardrobe.modules.moderation import Moderator
 from wardrobe.modules.pipeline import repository
 from wardrobe.modules.pipeline.config import EngineConfig
-from wardrobe.modules.pipeline.run import run_claimed
+from wardrobe.modules.pipeline.definition import PipelineDef, StepDef
+from wardrobe.modules.pipeline.run import Claimed, has_uploads, run_claimed
 from wardrobe.modules.providers.accounts import Account, AccountDirectory
 from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.callback_hints import CallbackHints
@@ -118,35 +119,61 @@ class PipelineEngine:
         # Where steps store their objects: a task's intermediates go when it ends.
         self.storage = storage
         self._account_rates: dict[tuple[str, str], list[RateLimitItem]] = {}
+        # Pipeline versions by id, parsed once per process (a version never changes).
+        self._definitions: dict[int, PipelineDef] = {}
 
     # -- claiming and the lease ----------------------------------------------------------------
 
-    async def claim(self, task_id: int) -> bool:
+    async def claim(self, task_id: int) -> Claimed | None:
         """Take the task if nobody holds a live lease on it — or if this worker holds it but no run
-        of it is active here any more (a run that crashed on a transient error). Exactly one wins."""
+        of it is active here any more (a run that crashed on a transient error). Exactly one wins.
+        The winner reads the task, its pipeline and its persisted steps in the same transaction
+        (nobody else can write them from there on), and on a first run starts the first step."""
         if task_id in self._active:
-            return False
+            return None
         now = utcnow()
         until = now + timedelta(seconds=self.config.lease_seconds)
         max_running = self.config.user_max_running
         try:
             async with unit_of_work(self._sessions) as session:
-                won = await repository.take_lease(session, task_id, self.worker_id, now, until)
-                if won and max_running and not await repository.user_has_room(session, task_id, now, max_running):
-                    raise _UserAtLimit
-                if won:
-                    first = await repository.mark_started(session, task_id, now)
-                    if first is not None:  # observed once the claim commits
-                        after_commit(session, functools.partial(_observe_queue_wait, *first, now))
-                    self.announce(session, task_id)
-        except _UserAtLimit:
+                if not await repository.take_lease(session, task_id, self.worker_id, now, until):
+                    return None
+                task = await repository.load_task(session, task_id)
+                if task is None:
+                    return None
+                if max_running and not await repository.user_has_room(session, task_id, task.user_id, now, max_running):
+                    raise _UserAtLimit(task.public_id)
+                claimed = await self._load_claimed(session, task, now)
+                if task.runs == 1:  # the first claim: observed once it commits
+                    after_commit(
+                        session, functools.partial(_observe_queue_wait, task.feature_key, task.created_at, now)
+                    )
+        except _UserAtLimit as deferred:
             # Rolled back: the task stays queued. Marked as waiting for a place, so that the user's
             # next task to finish sends it again (see _wake_next_of_user); the reaper is the safety net.
             async with unit_of_work(self._sessions) as session:
                 await repository.mark_waiting_for_user_place(session, task_id)
-            log.info("claim_deferred_user_limit", task_id=task_id)
-            return False
-        return won
+            log.info("claim_deferred_user_limit", task_id=task_id, task=str(deferred))
+            return None
+        return claimed
+
+    async def _load_claimed(self, session: AsyncSession, task: Task, now: datetime) -> Claimed | None:
+        task_id = task.id
+        definition = self._definitions.get(task.pipeline_schema_id)
+        if definition is None:
+            raw = await repository.pipeline_definition(session, task.pipeline_schema_id)
+            if raw is None:
+                return None
+            # A pipeline version never changes once written (models/catalog.py): kept for good.
+            definition = self._definitions[task.pipeline_schema_id] = PipelineDef.model_validate(raw)
+        steps = await repository.load_steps(session, task_id)
+        first = definition.steps[0]
+        # The first step starts with the claim, unless uploads are screened before any vendor call
+        # (a failed screening must leave every step pending) or the task is being canceled.
+        if not steps and isinstance(first, StepDef) and not task.cancel_requested and not has_uploads(task):
+            steps[first.id] = repository.new_step(task_id, first.id, now)
+            await repository.write_step(session, steps[first.id], new=True, now=now)
+        return Claimed(task, definition, steps)
 
     def rate_of(self, slug: str, account: Account | None) -> tuple[list[RateLimitItem], str]:
         """The rate windows a call counts against, and their key."""
@@ -169,30 +196,20 @@ class PipelineEngine:
             after_commit(session, functools.partial(self.on_change, task_id))
 
     @contextlib.asynccontextmanager
-    async def traced(self, task_id: int) -> AsyncIterator[None]:
+    async def traced(self, task: Task) -> AsyncIterator[None]:
         """Everything inside runs under the task's trace: its creating request's id as the
         ``request_id`` of every log line (libraries' too) and of its pushes, its public id as
-        ``task``, and, with OpenTelemetry, a span in that request's trace. The id is read from the
+        ``task``, and, with OpenTelemetry, a span in that request's trace. The id comes from the
         task row, so a run resumed by another worker after a crash carries the same one."""
-        if _traced_task.get() == task_id:
+        if _traced_task.get() == task.id:
             yield
             return
-        try:
-            async with self._sessions() as session:
-                found = await repository.trace_of(session, task_id)
-        except Exception:  # the run itself then meets the same failure and is retried
-            log.warning("task_trace_unread", task_id=task_id)
-            found = None
-        if found is None:
-            yield
-            return
-        public_id, trace_id, trace_parent = found
-        marker = _traced_task.set(task_id)
+        marker = _traced_task.set(task.id)
         try:
             # A task from before trace ids were stored still gets one of its own, never "-".
             with (
-                tracing.bound(trace_id or f"task-{public_id}", task=public_id),
-                telemetry.span("wardrobe.task.run", trace_parent, **{"wardrobe.task": public_id}),
+                tracing.bound(task.trace_id or f"task-{task.public_id}", task=task.public_id),
+                telemetry.span("wardrobe.task.run", task.trace_parent, **{"wardrobe.task": task.public_id}),
             ):
                 yield
         finally:
@@ -200,16 +217,21 @@ class PipelineEngine:
 
     async def run(self, task_id: int) -> str | None:
         """Claim and run the task to a terminal state. Returns the final status, or None if the
-        task was not ours to run (already claimed, finished, or the lease was lost midway)."""
-        async with self.traced(task_id):
-            return await self._run(task_id)
-
-    async def _run(self, task_id: int) -> str | None:
-        if not await self.claim(task_id):
+        task was not ours to run (already claimed, finished, or the lease was lost midway). The
+        run is traced from the task row its claim read (``traced``)."""
+        claimed = await self.claim(task_id)
+        if claimed is None:
             return None
+        async with self.traced(claimed.task):
+            if self.on_change is not None:
+                self.on_change(task_id)  # the claim has committed: told under the task's trace
+            return await self._run(claimed)
+
+    async def _run(self, claimed: Claimed) -> str | None:
+        task_id = claimed.task.id
         self._active.add(task_id)
         try:
-            return await run_claimed(self, task_id)
+            return await run_claimed(self, claimed)
         except asyncio.CancelledError:
             # This worker is shutting down mid-run: hand the task back now rather than leave it
             # until the lease runs out. Shielded, so a second cancellation cannot cut it short.

@@ -214,7 +214,10 @@ class ProviderCalls:
         self, step: StepDef, provider: SyncProvider, inputs: dict[str, Any], ctx: StepContext
     ) -> dict[str, Any]:
         slug = getattr(provider, "slug", "?")
-        await self.run.save_step(step.id, StepStatus.RUNNING, provider=slug, attempt=ctx.attempt, account=ctx.account)
+        # Kept in memory and written with the step's end: a call that answers in the call leaves
+        # nothing a resumed run could re-attach to, so this needs no transaction of its own (the
+        # step was written running, under the lease, before its first call).
+        self.run.record(step.id, StepStatus.RUNNING, utcnow(), provider=slug, attempt=ctx.attempt, account=ctx.account)
         await self._call_out(step, provider, step.timeout_seconds)
         try:
             result: dict[str, Any] = await self.run.bounded(

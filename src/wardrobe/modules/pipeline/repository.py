@@ -7,12 +7,12 @@ the task changes nothing of it: whoever holds the lease settles the races, in th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskStep, User
 
@@ -20,13 +20,24 @@ from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStatus, TaskSt
 WAITING_FOR_USER_PLACE = "waiting:user-limit"
 
 
+async def _core(session: AsyncSession, statement: Executable) -> CursorResult[Any]:
+    """Run a write as a plain Core statement on the session's connection (in its transaction).
+    Through the session, the ORM would first match each UPDATE's criteria against its identity
+    map, which costs CPU on every step and finds nothing: the engine's sessions hold no objects
+    it writes this way."""
+    connection = await session.connection()
+    return await connection.execute(statement)
+
+
 # -- the task's lease ------------------------------------------------------------------------------
 
 
 async def take_lease(session: AsyncSession, task_id: int, worker_id: str, now: datetime, until: datetime) -> bool:
     """Take the task (queued or running) if nobody holds a live lease on it, or if ``worker_id``
-    holds it already. True when this update won it."""
-    result = await session.execute(
+    holds it already. True when this update won it. A first claim also marks the task started
+    (``runs`` is then 1); a resumed run keeps the first start."""
+    result = await _core(
+        session,
         update(Task)
         .where(
             Task.id == task_id,
@@ -38,30 +49,18 @@ async def take_lease(session: AsyncSession, task_id: int, worker_id: str, now: d
             lease_owner=worker_id,
             lease_expires_at=until,
             runs=Task.runs + 1,
+            started_at=func.coalesce(Task.started_at, now),
             updated_at=now,
-        )
+        ),
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)
 
 
-async def mark_started(session: AsyncSession, task_id: int, now: datetime) -> tuple[str, datetime] | None:
-    """The task's first start (a resumed run keeps the first one). On the first start, the task's
-    feature and creation time (what its queue wait is measured by); None on a resumed run."""
-    result = await session.execute(
-        update(Task).where(Task.id == task_id, Task.started_at.is_(None)).values(started_at=now)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    row = (await session.execute(select(Task.feature_key, Task.created_at).where(Task.id == task_id))).one()
-    return str(row.feature_key), row.created_at
-
-
-async def user_has_room(session: AsyncSession, task_id: int, now: datetime, max_running: int) -> bool:
-    """Whether the owner of ``task_id`` (just claimed in this transaction) stays within the
-    per-user limit. Claims of one user's tasks are serialised on the user's row (FOR UPDATE on
-    MariaDB/PostgreSQL; SQLite's single writer lock is already held by the claim), and the count
-    runs after the lock, so two workers can never both take the last place."""
-    user_id = await session.scalar(select(Task.user_id).where(Task.id == task_id))
+async def user_has_room(session: AsyncSession, task_id: int, user_id: int, now: datetime, max_running: int) -> bool:
+    """Whether ``user_id``, the owner of ``task_id`` (just claimed in this transaction), stays
+    within the per-user limit. Claims of one user's tasks are serialised on the user's row (FOR
+    UPDATE on MariaDB/PostgreSQL; SQLite's single writer lock is already held by the claim), and
+    the count runs after the lock, so two workers can never both take the last place."""
     await session.execute(select(User.id).where(User.id == user_id).with_for_update())
     running = await session.scalar(
         select(func.count())
@@ -106,26 +105,24 @@ async def wake_next_waiting(session: AsyncSession, user_id: int) -> int | None:
 
 async def end_lease(session: AsyncSession, task_id: int, worker_id: str, now: datetime) -> bool:
     """Let the lease of a running task we hold expire now. True when we held it."""
-    result = await session.execute(
+    result = await _core(
+        session,
         update(Task)
         .where(Task.id == task_id, Task.lease_owner == worker_id, Task.status == TaskStatus.RUNNING.value)
-        .values(lease_expires_at=now)
+        .values(lease_expires_at=now),
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)
 
 
 async def renew_lease(session: AsyncSession, task_id: int, worker_id: str, until: datetime) -> bool:
     """Extend our lease of a running task. False when it is no longer ours (or no longer running)."""
-    result = await session.execute(
+    result = await _core(
+        session,
         update(Task)
         .where(Task.id == task_id, Task.lease_owner == worker_id, Task.status == TaskStatus.RUNNING.value)
-        .values(lease_expires_at=until)
+        .values(lease_expires_at=until),
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-async def lease_owner(session: AsyncSession, task_id: int) -> str | None:
-    return await session.scalar(select(Task.lease_owner).where(Task.id == task_id))
+    return bool(result.rowcount == 1)
 
 
 async def cancel_requested(session: AsyncSession, task_id: int) -> bool | None:
@@ -135,77 +132,94 @@ async def cancel_requested(session: AsyncSession, task_id: int) -> bool | None:
 # -- a run's task and steps ------------------------------------------------------------------------
 
 
-async def trace_of(session: AsyncSession, task_id: int) -> tuple[str, str | None, str | None] | None:
-    """A task's public id and the trace it carries (trace id, W3C traceparent)."""
-    row = (
-        await session.execute(select(Task.public_id, Task.trace_id, Task.trace_parent).where(Task.id == task_id))
-    ).first()
-    return None if row is None else (row[0], row[1], row[2])
+async def load_task(session: AsyncSession, task_id: int) -> Task | None:
+    return await session.get(Task, task_id)
 
 
-async def load_run(
-    session: AsyncSession, task_id: int
-) -> tuple[Task | None, PipelineSchema | None, dict[str, TaskStep]]:
-    """The task, its pipeline and its persisted steps by step id."""
-    task = await session.get(Task, task_id)
-    schema = await session.get(PipelineSchema, task.pipeline_schema_id) if task else None
+async def pipeline_definition(session: AsyncSession, schema_id: int) -> dict[str, Any] | None:
+    return await session.scalar(select(PipelineSchema.definition).where(PipelineSchema.id == schema_id))
+
+
+async def load_steps(session: AsyncSession, task_id: int) -> dict[str, TaskStep]:
+    """The task's persisted steps by step id."""
     rows = await session.scalars(select(TaskStep).where(TaskStep.task_id == task_id))
-    return task, schema, {r.step_id: r for r in rows}
+    return {r.step_id: r for r in rows}
 
 
-async def save_step(
-    session: AsyncSession,
-    task_id: int,
-    step_id: str,
-    status: StepStatus,
-    now: datetime,
-    *,
-    provider: str | None = None,
-    attempt: int | None = None,
-    vendor_task_id: str | None = None,
-    account: str | None = None,
-    outputs: dict[str, Any] | None = None,
-    error: str | None = None,
-    finished: bool = False,
-) -> TaskStep:
-    """Write a step's state (its row is made on its first write). ``provider`` also records the
-    account (None: the provider's settings); ``attempt`` counts one more attempt."""
-    row = await session.scalar(select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.step_id == step_id))
-    if row is None:
-        row = TaskStep(task_id=task_id, step_id=step_id, started_at=now, attempts=0, outputs={})
-        session.add(row)
-    row.status = status.value
-    if provider is not None:
-        if row.provider != provider:
-            row.vendor_task_id = None
-        row.provider = provider
-        row.account = account
-    if attempt is not None:
-        row.attempts = (row.attempts or 0) + 1
-    if vendor_task_id is not None:
-        row.vendor_task_id = vendor_task_id
-    if outputs is not None:
-        row.outputs = outputs
-    if error is not None:
-        row.error = error[:500]
-    if finished:
-        row.finished_at = now
-    await session.flush()
-    return row
+# The statements a run sends at every step, built once: each execution then only binds its values
+# (building and keying a statement per call was a good part of a step's CPU).
+_HOLD = (
+    update(Task)
+    .where(
+        Task.id == bindparam("p_task"),
+        Task.lease_owner == bindparam("p_worker"),
+        Task.status == TaskStatus.RUNNING.value,
+    )
+    .values(updated_at=bindparam("p_now"))
+)
+_HOLD_AND_PROGRESS = _HOLD.values(
+    progress=case((Task.progress < bindparam("p_progress"), bindparam("p_progress")), else_=Task.progress)
+)
 
 
-async def raise_progress(session: AsyncSession, task_id: int, worker_id: str, progress: int, now: datetime) -> None:
-    """Progress only grows, and only the lease holder moves it."""
-    await session.execute(
-        update(Task)
-        .where(Task.id == task_id, Task.lease_owner == worker_id, Task.progress < progress)
-        .values(progress=progress, updated_at=now)
+async def hold_task(session: AsyncSession, task_id: int, worker_id: str, now: datetime, progress: int | None) -> bool:
+    """Whether this worker still holds the running task, checked by an update of its row: from here
+    to the commit nobody else can take or end the task, so the writes that follow in the same
+    transaction are the lease holder's. ``progress`` (only ever raised) is written with it."""
+    params: dict[str, Any] = {"p_task": task_id, "p_worker": worker_id, "p_now": now}
+    if progress is not None:
+        params["p_progress"] = progress
+    connection = await session.connection()
+    result = await connection.execute(_HOLD if progress is None else _HOLD_AND_PROGRESS, params)
+    return bool(result.rowcount == 1)
+
+
+def new_step(task_id: int, step_id: str, now: datetime) -> TaskStep:
+    """A step's first state, kept in a run's memory until ``write_step`` inserts it."""
+    return TaskStep(
+        task_id=task_id,
+        step_id=step_id,
+        status=StepStatus.RUNNING.value,
+        provider=None,
+        attempts=0,
+        vendor_task_id=None,
+        account=None,
+        outputs={},
+        error=None,
+        started_at=now,
+        finished_at=None,
     )
 
 
-async def step_outputs(session: AsyncSession, task_id: int) -> Sequence[dict[str, Any]]:
-    """What each step of the task stored."""
-    return (await session.scalars(select(TaskStep.outputs).where(TaskStep.task_id == task_id))).all()
+STEP_FIELDS = (
+    "status",
+    "provider",
+    "attempts",
+    "vendor_task_id",
+    "account",
+    "outputs",
+    "error",
+    "started_at",
+    "finished_at",
+)
+
+
+_STEP_VALUES: dict[str, BindParameter[Any]] = {name: bindparam(f"p_{name}") for name in (*STEP_FIELDS, "updated_at")}
+_INSERT_STEP = insert(TaskStep).values(task_id=bindparam("p_task"), step_id=bindparam("p_step"), **_STEP_VALUES)
+_UPDATE_STEP = (
+    update(TaskStep)
+    .where(TaskStep.task_id == bindparam("p_task"), TaskStep.step_id == bindparam("p_step"))
+    .values(**_STEP_VALUES)
+)
+
+
+async def write_step(session: AsyncSession, row: TaskStep, *, new: bool, now: datetime) -> None:
+    """Write a step's state as the run holds it (a row the run keeps in memory, not in a session):
+    one INSERT for a step not yet persisted, otherwise one UPDATE."""
+    params: dict[str, Any] = {f"p_{name}": getattr(row, name) for name in STEP_FIELDS}
+    params.update(p_updated_at=now, p_task=row.task_id, p_step=row.step_id)
+    connection = await session.connection()
+    await connection.execute(_INSERT_STEP if new else _UPDATE_STEP, params)
 
 
 # -- the end -------------------------------------------------------------------------------------
@@ -213,12 +227,13 @@ async def step_outputs(session: AsyncSession, task_id: int) -> Sequence[dict[str
 
 async def finish_task(session: AsyncSession, task_id: int, worker_id: str, values: dict[str, Any]) -> bool:
     """The terminal transition of a running task, only by its lease holder. True when it was ours."""
-    result = await session.execute(
+    result = await _core(
+        session,
         update(Task)
         .where(Task.id == task_id, Task.status == TaskStatus.RUNNING.value, Task.lease_owner == worker_id)
-        .values(**values)
+        .values(**values),
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)
 
 
 async def mark_refunded(session: AsyncSession, task_id: int) -> None:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import STEP_DURATION, STEP_FALLBACKS
-from wardrobe.models import StepStatus, TaskStatus
+from wardrobe.models import StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.base import utcnow
 from wardrobe.modules.moderation import Purpose
 from wardrobe.modules.moderation.gates import image_keys
@@ -32,15 +33,23 @@ from wardrobe.modules.storage.keys import RESULTS, TMP
 log = get_logger("wardrobe.engine")
 
 
-async def run_claimed(engine: EngineParts, task_id: int) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What the claim of a task read: the task, its pipeline and its persisted steps by step id."""
+
+    task: Task
+    definition: PipelineDef
+    steps: dict[str, TaskStep]
+
+
+def has_uploads(task: Task) -> bool:
+    return bool(image_keys(task.inputs, bare_prefixes=("uploads/",)))
+
+
+async def run_claimed(engine: EngineParts, claimed: Claimed) -> str | None:
     """Run a task this worker has just claimed to a terminal state. Returns the final status, or
-    None if the task is gone or the lease was lost midway."""
-    async with engine.sessions() as session:
-        task, schema, steps = await repository.load_run(session, task_id)
-    if task is None or schema is None:
-        return None
-    definition = PipelineDef.model_validate(schema.definition)
-    return await TaskRun(RunState(engine, task, steps), definition).execute()
+    None if the lease was lost midway."""
+    return await TaskRun(RunState(engine, claimed.task, claimed.steps), claimed.definition).execute()
 
 
 class TaskRun:
@@ -63,7 +72,7 @@ class TaskRun:
         try:
             uploads = image_keys(task.inputs, bare_prefixes=("uploads/",))
             await screening.check_uploads_unchanged(self.state, uploads)
-            if not self.state.steps:  # moderation: uploads, once, before the first vendor call
+            if not self.state.calls_made():  # moderation: uploads, before the first vendor call
                 await screening.screen(self.state, "inputs", uploads, Purpose.INPUT_IMAGE)
             outputs = await self._run_units()
             final_outputs = self._collect_outputs(outputs)
@@ -107,12 +116,13 @@ class TaskRun:
             for sid, row in self.state.steps.items()
             if row.status == StepStatus.SUCCEEDED.value
         }
-        for unit in self.definition.steps:
+        units = self.definition.steps
+        for index, unit in enumerate(units):
             self.state.check_interrupts()
             if isinstance(unit, ForkDef):
                 await self._run_fork(unit, outputs)
             else:
-                outputs[unit.id] = await self._run_step(unit, outputs)
+                outputs[unit.id] = await self._run_step(unit, outputs, _next_step(units, index))
         return outputs
 
     async def _run_fork(self, fork: ForkDef, outputs: dict[str, dict[str, Any]]) -> None:
@@ -120,9 +130,9 @@ class TaskRun:
 
         async def branch(steps: list[StepDef]) -> None:
             async with limit:
-                for step in steps:
+                for index, step in enumerate(steps):
                     self.state.check_interrupts()
-                    outputs[step.id] = await self._run_step(step, outputs)
+                    outputs[step.id] = await self._run_step(step, outputs, _next_step(steps, index))
 
         # A TaskGroup cancels the sibling branches as soon as one fails: the pipeline stops at once.
         try:
@@ -144,7 +154,11 @@ class TaskRun:
                 resolved[name] = outputs.get(ref[1], {}).get(ref[2] or "")
         return resolved
 
-    async def _run_step(self, step: StepDef, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    async def _run_step(
+        self, step: StepDef, outputs: Mapping[str, Mapping[str, Any]], then: StepDef | None
+    ) -> dict[str, Any]:
+        """Run one step on its first working provider candidate. Its end is written in one
+        transaction with the task's progress and the start of ``then``, the step after it."""
         row = self.state.steps.get(step.id)
         if row is not None and row.status == StepStatus.SUCCEEDED.value:
             return dict(row.outputs or {})
@@ -153,6 +167,10 @@ class TaskRun:
                 return {}
             raise StepFailed(step.id, row.error or "step_failed")
         inputs = self._resolve(step, outputs)
+        if step.id not in self.state.persisted:
+            # Not started with the step before it: shown running (and the lease checked) before
+            # the first vendor call.
+            await self.state.save_step(step.id, StepStatus.RUNNING)
         last_code = "no_provider"
         switched_off = await self.engine.disabled() if self.engine.disabled is not None else frozenset()
         candidates = step.provider_candidates
@@ -178,20 +196,19 @@ class TaskRun:
                 continue  # fall back to the next candidate
             STEP_DURATION.labels(slug, step.action).observe(time.monotonic() - started)
             await screening.screen_outputs(self.state, step, result)  # moderation: before the outputs count
-            await self.state.save_step(step.id, StepStatus.SUCCEEDED, outputs=result, finished=True)
             self.done_steps += 1
-            await self._save_progress()
+            progress = min(99, int(100 * self.done_steps / self.total_steps))
+            await self.state.save_step(
+                step.id, StepStatus.SUCCEEDED, outputs=result, finished=True, progress=progress, then=_id(then)
+            )
             return result
-        await self.state.save_step(step.id, StepStatus.FAILED, error=last_code, finished=True)
-        if step.on_failure == "continue":
+        going_on = step.on_failure == "continue"
+        await self.state.save_step(
+            step.id, StepStatus.FAILED, error=last_code, finished=True, then=_id(then) if going_on else None
+        )
+        if going_on:
             return {}
         raise StepFailed(step.id, last_code)
-
-    async def _save_progress(self) -> None:
-        progress = min(99, int(100 * self.done_steps / self.total_steps))
-        async with unit_of_work(self.engine.sessions) as session:
-            await repository.raise_progress(session, self.task.id, self.engine.worker_id, progress, utcnow())
-            self.engine.announce(session, self.task.id)
 
     # -- the end ---------------------------------------------------------------------------------
 
@@ -233,12 +250,11 @@ class TaskRun:
         if storage is None:
             return
         final = {str(o["object_key"]) for o in kept if "object_key" in o}
-        async with self.engine.sessions() as session:
-            rows = await repository.step_outputs(session, self.task.id)
+        # The run holds every step's state (read at its claim, written by it since): nothing to read.
         ours = {
             key
-            for outputs in rows
-            for key in object_keys_in(outputs)
+            for row in self.state.steps.values()
+            for key in object_keys_in(row.outputs or {})
             if key.startswith((f"{RESULTS}/", f"{TMP}/")) and key not in final
         }
         if ours:
@@ -246,3 +262,13 @@ class TaskRun:
                 await storage.delete_many(sorted(ours))
             except Exception:
                 log.warning("intermediates_not_deleted", task=self.task.public_id, count=len(ours))
+
+
+def _next_step(units: Sequence[StepDef | ForkDef], index: int) -> StepDef | None:
+    """The unit after ``index`` when it is a single step (a fork's branches start on their own)."""
+    following = units[index + 1] if index + 1 < len(units) else None
+    return following if isinstance(following, StepDef) else None
+
+
+def _id(step: StepDef | None) -> str | None:
+    return step.id if step is not None else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from limits import RateLimitItem
@@ -93,7 +94,11 @@ class RunState:
     def __init__(self, engine: EngineParts, task: Task, steps: dict[str, TaskStep]) -> None:
         self.engine = engine
         self.task = task
+        # Every step's state as persisted, and as this run changes it: the run writes what it
+        # holds here and reads nothing back.
         self.steps = steps
+        # The steps that have a row in the database (the others are INSERTed by their first write).
+        self.persisted = set(steps)
         self.cancel = asyncio.Event()
         self.lost = asyncio.Event()
         # Provider slots held now: renewed by the heartbeat, so they end soon after this run does.
@@ -152,6 +157,44 @@ class RunState:
 
     # -- the step rows ---------------------------------------------------------------------------
 
+    def record(
+        self,
+        step_id: str,
+        status: StepStatus,
+        now: datetime,
+        *,
+        provider: str | None = None,
+        attempt: int | None = None,
+        vendor_task_id: str | None = None,
+        account: Account | None = None,
+        outputs: dict[str, Any] | None = None,
+        error: str | None = None,
+        finished: bool = False,
+    ) -> TaskStep:
+        """Change a step's state in this run's memory (written by the next ``save_step``).
+        ``provider`` also records the account (None: the provider's settings); ``attempt`` counts
+        one more attempt."""
+        row = self.steps.get(step_id)
+        if row is None:
+            row = self.steps[step_id] = repository.new_step(self.task.id, step_id, now)
+        row.status = status.value
+        if provider is not None:
+            if row.provider != provider:
+                row.vendor_task_id = None
+            row.provider = provider
+            row.account = account.name if account is not None else None
+        if attempt is not None:
+            row.attempts = (row.attempts or 0) + 1
+        if vendor_task_id is not None:
+            row.vendor_task_id = vendor_task_id
+        if outputs is not None:
+            row.outputs = outputs
+        if error is not None:
+            row.error = error[:500]
+        if finished:
+            row.finished_at = now
+        return row
+
     async def save_step(
         self,
         step_id: str,
@@ -164,28 +207,39 @@ class RunState:
         outputs: dict[str, Any] | None = None,
         error: str | None = None,
         finished: bool = False,
+        progress: int | None = None,
+        then: str | None = None,
     ) -> None:
-        """Persist a step's state, only while this run still holds the task's lease."""
+        """Persist a step's state, only while this run still holds the task's lease, in one
+        transaction with the task's ``progress`` and the start of the step that runs next
+        (``then``, when it has no row yet): one commit per step on a straight pipeline."""
         now = utcnow()
+        row = self.record(
+            step_id,
+            status,
+            now,
+            provider=provider,
+            attempt=attempt,
+            vendor_task_id=vendor_task_id,
+            account=account,
+            outputs=outputs,
+            error=error,
+            finished=finished,
+        )
+        rows = [row]
+        if then is not None and then not in self.steps and not self.cancel.is_set():
+            rows.append(self.record(then, StepStatus.RUNNING, now))
         async with unit_of_work(self.engine.sessions) as session:
-            await self._assert_lease(session)
-            self.steps[step_id] = await repository.save_step(
-                session,
-                self.task.id,
-                step_id,
-                status,
-                now,
-                provider=provider,
-                attempt=attempt,
-                vendor_task_id=vendor_task_id,
-                account=account.name if account is not None else None,
-                outputs=outputs,
-                error=error,
-                finished=finished,
-            )
+            if not await repository.hold_task(session, self.task.id, self.engine.worker_id, now, progress):
+                self.lost.set()
+                raise LeaseLost
+            for each in rows:
+                await repository.write_step(session, each, new=each.step_id not in self.persisted, now=now)
             self.engine.announce(session, self.task.id)
+        self.persisted.update(each.step_id for each in rows)
 
-    async def _assert_lease(self, session: AsyncSession) -> None:
-        if await repository.lease_owner(session, self.task.id) != self.engine.worker_id:
-            self.lost.set()
-            raise LeaseLost
+    def calls_made(self) -> bool:
+        """Whether any step of this task has reached a provider (or ended) in some run."""
+        return any(
+            row.status != StepStatus.RUNNING.value or row.attempts or row.vendor_task_id for row in self.steps.values()
+        )
