@@ -55,8 +55,6 @@ from typing import Any, Self
 
 import httpx
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.scf.v20180416 import models
-from tencentcloud.scf.v20180416.scf_client_async import ScfClient
 
 from wardrobe.core.logging import get_logger
 from wardrobe.modules.providers.adapters.hunyuan import (
@@ -217,6 +215,9 @@ class ScfProvider:
         self._outputs = outputs
         self._input_url = input_url
         self._status_query = status_query
+        # Here, not at the top: the SDK costs every process ~20 MiB, and most deployments never call it.
+        from tencentcloud.scf.v20180416.scf_client_async import ScfClient
+
         self._clients = TencentClients(
             ScfClient,
             secret_id=secret_id,
@@ -261,6 +262,8 @@ class ScfProvider:
     # -- submit ----------------------------------------------------------------------------------
 
     async def submit(self, action: str, inputs: Mapping[str, Any], ctx: StepContext) -> str:
+        from tencentcloud.scf.v20180416 import models  # loaded with the client (__init__)
+
         function = self._functions.get(action)
         if function is None:
             raise ProviderError("unsupported_action")
@@ -373,6 +376,8 @@ class ScfProvider:
         return next((r for r in found if r.status == SUCCEEDED), found[0] if found else None)
 
     async def _ask_scf(self, request_id: str, ctx: StepContext) -> JobStatus:
+        from tencentcloud.scf.v20180416 import models  # loaded with the client (__init__)
+
         request = models.GetAsyncEventStatusRequest()
         request.InvokeRequestId = request_id
         client = self._clients.get(ctx.account)  # SCF shows an invocation to its own account only

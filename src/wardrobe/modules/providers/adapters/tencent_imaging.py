@@ -36,11 +36,9 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import httpx
-from tencentcloud.aiart.v20221229 import models
-from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from wardrobe.core.logging import get_logger
@@ -60,6 +58,9 @@ from wardrobe.modules.providers.outputs import OutputTarget, output_key_stem
 from wardrobe.modules.storage.backend import ObjectExists, ObjectStorage
 from wardrobe.modules.storage.images import ImageRejected, verify_image
 from wardrobe.modules.storage.keys import EXTENSION_BY_CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
 
 ERASE = "erase"
 OUTPAINT = "outpaint"
@@ -168,6 +169,9 @@ class TencentImagingProvider:
         self._outputs = outputs
         self._input_url = input_url
         self._logo_add = logo_add
+        # Here, not at the top: the SDK costs every process ~20 MiB, and most deployments never call it.
+        from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
+
         self._clients = TencentClients(
             AiartClient,
             secret_id=secret_id,
@@ -219,6 +223,8 @@ class TencentImagingProvider:
     async def _request(
         self, action: str, inputs: Mapping[str, Any], client: AiartClient
     ) -> tuple[Callable[[Any], Awaitable[Any]], Any]:
+        from tencentcloud.aiart.v20221229 import models  # loaded with the client (__init__)
+
         request: Any
         if action == ERASE:
             request = models.ImageInpaintingRemovalRequest()
