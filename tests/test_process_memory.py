@@ -73,7 +73,7 @@ def test_the_embedded_api_loads_no_vendor_sdk(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(600)
-def test_a_configured_vendor_brings_its_sdk(tmp_path: Path) -> None:
+def test_a_configured_vendor_brings_its_sdk_when_used(tmp_path: Path) -> None:
     modules = modules_of_app(
         tmp_path,
         storage_backend="s3",
@@ -87,11 +87,16 @@ def test_a_configured_vendor_brings_its_sdk(tmp_path: Path) -> None:
         tencent_sms_sdk_app_id="1400000000",
         tencent_sms_template_id="100001",
         tencent_sms_phone_changed_template_id="100002",
+        hunyuan_enabled=True,
     )
     # S3 storage: its presigning client is built with the storage, so botocore comes at start-up.
     assert loaded(modules, "botocore")
     # Tencent SMS: the sender's client and request models.
     assert loaded(modules, "tencentcloud.sms")
+    # A provider is built in every process but only called where steps run: its SDK client (which
+    # imports all the request models) waits for the first call.
+    assert "wardrobe.modules.providers.adapters.hunyuan" in modules
+    assert not loaded(modules, "tencentcloud.hunyuan")
     # Still nothing of the vendors left unconfigured.
     for package in ("wechatpayv3", "tencentcloud.captcha", "tencentcloud.ims", *OTEL_TRACING):
         assert not loaded(modules, package), f"{package} is loaded although nothing configured uses it"

@@ -36,6 +36,7 @@ from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, 
 
 if TYPE_CHECKING:
     from tencentcloud.hunyuan.v20230901 import models
+    from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
 
 TEXT_TO_IMAGE = "text_to_image"
 IMAGE_TO_IMAGE = "image_to_image"
@@ -138,6 +139,15 @@ def _optional_text(inputs: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def _client_class() -> type[HunyuanClient]:
+    # Here, not at the top: the client module imports all its request models (~5-20 MiB in every
+    # process), and only the processes that run steps call the vendor (TencentClients).
+    from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
+
+    client_class: type[HunyuanClient] = HunyuanClient  # the SDK is untyped
+    return client_class
+
+
 class HunyuanProvider:
     """``text_to_image`` and ``image_to_image`` (a content image guiding the result) on Hunyuan.
 
@@ -171,12 +181,9 @@ class HunyuanProvider:
             raise ValueError("scheme must be 'https' or 'http'")
         self.slug = slug
         self._logo_add = logo_add
-        # Here, not at the top: the SDK costs every process ~20 MiB, and most deployments never call it.
-        from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
-
         # hunyuan 3.1.180 ships an async client (httpx), as SMS does; no thread needed.
         self._clients = TencentClients(
-            HunyuanClient,
+            _client_class,
             secret_id=secret_id,
             secret_key=secret_key,
             region=region,

@@ -51,7 +51,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -70,6 +70,9 @@ from wardrobe.modules.providers.adapters.hunyuan import classify as classify_com
 from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.providers.callbacks import CallbackEvent, CallbackForged, step_ref
+
+if TYPE_CHECKING:
+    from tencentcloud.scf.v20180416.scf_client_async import ScfClient
 
 UNKNOWN_PREFIX = "unknown:"
 FUNCTION_FAILED = "function_failed"
@@ -175,6 +178,15 @@ def read_signed_result(key: str, envelope: Mapping[str, Any]) -> ScfResult:
     )
 
 
+def _client_class() -> type[ScfClient]:
+    # Here, not at the top: the client module imports all its request models (~5-20 MiB in every
+    # process), and only the processes that run steps call the vendor (TencentClients).
+    from tencentcloud.scf.v20180416.scf_client_async import ScfClient
+
+    client_class: type[ScfClient] = ScfClient  # the SDK is untyped
+    return client_class
+
+
 class ScfProvider:
     """An ``AsyncProvider`` (and ``providers.callbacks.VerifiesCallbacks``): see the module docstring.
 
@@ -215,11 +227,8 @@ class ScfProvider:
         self._outputs = outputs
         self._input_url = input_url
         self._status_query = status_query
-        # Here, not at the top: the SDK costs every process ~20 MiB, and most deployments never call it.
-        from tencentcloud.scf.v20180416.scf_client_async import ScfClient
-
         self._clients = TencentClients(
-            ScfClient,
+            _client_class,
             secret_id=secret_id,
             secret_key=secret_key,
             region=region,

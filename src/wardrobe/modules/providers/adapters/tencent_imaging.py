@@ -132,6 +132,15 @@ def _text(inputs: Mapping[str, Any], name: str, limit: int, *, required: bool = 
     return value
 
 
+def _client_class() -> type[AiartClient]:
+    # Here, not at the top: the client module imports all its request models (~5-20 MiB in every
+    # process), and only the processes that run steps call the vendor (TencentClients).
+    from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
+
+    client_class: type[AiartClient] = AiartClient  # the SDK is untyped
+    return client_class
+
+
 class TencentImagingProvider:
     """A ``SyncProvider`` over the aiart actions in the module docstring. Calls go out as the
     step's account (``ctx.account``) when operators configured accounts, as in ``hunyuan.py``."""
@@ -169,11 +178,8 @@ class TencentImagingProvider:
         self._outputs = outputs
         self._input_url = input_url
         self._logo_add = logo_add
-        # Here, not at the top: the SDK costs every process ~20 MiB, and most deployments never call it.
-        from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
-
         self._clients = TencentClients(
-            AiartClient,
+            _client_class,
             secret_id=secret_id,
             secret_key=secret_key,
             region=region,
