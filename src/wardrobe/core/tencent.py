@@ -5,9 +5,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import httpx
-from tencentcloud.common.credential import Credential
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 
 from wardrobe.core.tracing import vendor_http_hooks
 
@@ -34,6 +31,11 @@ def tencent_client(
     """
     if scheme not in {"https", "http"}:
         raise ValueError("scheme must be 'https' or 'http'")
+    # Here, not at the top: the SDK (requests with it) costs every process ~20 MiB, used or not.
+    from tencentcloud.common.credential import Credential
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+
     profile = ClientProfile(
         httpProfile=HttpProfile(endpoint=endpoint, protocol=scheme, reqTimeout=timeout),
         disable_region_breaker=True,

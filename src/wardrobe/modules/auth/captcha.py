@@ -20,9 +20,6 @@ import logging
 from typing import NoReturn
 
 import httpx
-from tencentcloud.captcha.v20190722 import models
-from tencentcloud.captcha.v20190722.captcha_client_async import CaptchaClient
-from tencentcloud.common.abstract_client import LOGGER_NAME as SDK_LOGGER_NAME
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode
@@ -57,6 +54,10 @@ class TencentCaptcha:
     ) -> None:
         self.app_id = app_id
         self._app_secret_key = app_secret_key
+        # Here, not at the top: the SDK costs every process ~20 MiB, and the captcha is optional.
+        from tencentcloud.captcha.v20190722.captcha_client_async import CaptchaClient
+        from tencentcloud.common.abstract_client import LOGGER_NAME as SDK_LOGGER_NAME
+
         # Region "": the API takes none (the SDK then sends no X-TC-Region).
         self._client = tencent_client(
             CaptchaClient,
@@ -76,6 +77,8 @@ class TencentCaptcha:
     async def verify(self, *, ticket: str, randstr: str, user_ip: str) -> None:
         """Return if Tencent says the ticket passes; raise ``CAPTCHA_INVALID`` if it does not,
         ``DEPENDENCY_UNAVAILABLE`` if Tencent cannot say."""
+        from tencentcloud.captcha.v20190722 import models  # loaded with the client (__init__)
+
         request = models.DescribeCaptchaResultRequest()
         request.CaptchaType = CAPTCHA_TYPE
         request.Ticket = ticket

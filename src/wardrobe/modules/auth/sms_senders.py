@@ -12,18 +12,15 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 import httpx
-from tencentcloud.common.abstract_client import LOGGER_NAME as SDK_LOGGER_NAME
-from tencentcloud.common.credential import Credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
-from tencentcloud.sms.v20210111 import models as sms_models
-from tencentcloud.sms.v20210111.sms_client_async import SmsClient
 
 from wardrobe.core.logging import get_logger, mask_phone
+
+if TYPE_CHECKING:
+    from tencentcloud.sms.v20210111 import models as sms_models
 
 _OK = "Ok"
 _NETWORK_ERROR = "NetworkError"
@@ -138,6 +135,13 @@ class TencentSmsSender:
         self._template_id = template_id
         self._include_ttl_param = include_ttl_param
         self._notice_templates = dict(notice_templates or {})
+        # Here, not at the top: the SDK costs every process ~20 MiB, and most never send an SMS.
+        from tencentcloud.common.abstract_client import LOGGER_NAME as SDK_LOGGER_NAME
+        from tencentcloud.common.credential import Credential
+        from tencentcloud.common.profile.client_profile import ClientProfile
+        from tencentcloud.common.profile.http_profile import HttpProfile
+        from tencentcloud.sms.v20210111.sms_client_async import SmsClient
+
         http_profile = HttpProfile(endpoint=endpoint, protocol=scheme, reqTimeout=timeout)
         # The region breaker stays off (the default): its fallback builds a wrong URL for a
         # custom endpoint.
@@ -187,6 +191,8 @@ class TencentSmsSender:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _send_once(self, phone_e164: str, template_id: str, params: list[str]) -> SmsSendResult:
+        from tencentcloud.sms.v20210111 import models as sms_models  # loaded with the client (__init__)
+
         request = sms_models.SendSmsRequest()
         request.PhoneNumberSet = [phone_e164]
         request.SmsSdkAppId = self._sdk_app_id

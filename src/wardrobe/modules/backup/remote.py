@@ -10,9 +10,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from aiobotocore.session import get_session
-from botocore.config import Config
-
 from wardrobe.settings import Settings
 
 PART_BYTES = 16 * 1024 * 1024  # S3 and COS take parts of 5 MiB to 5 GiB, at most 10,000 of them
@@ -31,6 +28,10 @@ def parse_s3_url(value: str) -> tuple[str, str]:
 
 @asynccontextmanager
 async def s3_client(settings: Settings) -> AsyncIterator[Any]:
+    # Here, not at the top: botocore and aiobotocore cost ~50 MiB, and only backup commands call this.
+    from aiobotocore.session import get_session
+    from botocore.config import Config
+
     config = Config(
         signature_version="s3v4",
         s3={"addressing_style": settings.storage_s3_addressing_style},

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import TYPE_CHECKING
 
 import httpx
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.kms.v20190118 import models
-from tencentcloud.kms.v20190118.kms_client_async import KmsClient
 
 from wardrobe.core.logging import get_logger
 from wardrobe.core.tencent import tencent_client
@@ -29,6 +28,9 @@ from wardrobe.modules.crypto.keys import (
     WrappedKey,
     context_bytes,
 )
+
+if TYPE_CHECKING:
+    from tencentcloud.kms.v20190118.kms_client_async import KmsClient
 
 TENCENT_PREFIX = "tencent:"
 _TAMPERED = frozenset({"InvalidParameterValue.InvalidCiphertext", "InvalidParameter.DecryptMaterialError"})
@@ -52,6 +54,9 @@ class TencentKmsKeyManager:
         if not secret_id or not secret_key:
             raise ValueError("the tencent KMS backend needs WARDROBE_TENCENT_SECRET_ID and WARDROBE_TENCENT_SECRET_KEY")
         self.key_id = key_id
+        # Here, not at the top: the SDK costs every process ~30 MiB, and most deployments use local keys.
+        from tencentcloud.kms.v20190118.kms_client_async import KmsClient
+
         self._client: KmsClient = tencent_client(
             KmsClient,
             secret_id=secret_id,
@@ -85,6 +90,8 @@ class TencentKmsKeyManager:
         return key
 
     async def generate_data_key(self, context: Context) -> DataKey:
+        from tencentcloud.kms.v20190118 import models  # loaded with the client (__init__)
+
         request = models.GenerateDataKeyRequest()
         request.KeyId = self.key_id
         request.KeySpec = "AES_256"
@@ -96,6 +103,8 @@ class TencentKmsKeyManager:
         return DataKey(self._plaintext(response.Plaintext), str(response.CiphertextBlob), self.current_key_ref())
 
     async def decrypt_data_key(self, wrapped: str, key_ref: str, context: Context) -> bytes:
+        from tencentcloud.kms.v20190118 import models  # loaded with the client (__init__)
+
         if not key_ref.startswith(TENCENT_PREFIX):
             raise KeyUnavailable(f"{key_ref!r} was not wrapped by KMS")
         request = models.DecryptRequest()
@@ -108,6 +117,8 @@ class TencentKmsKeyManager:
         return self._plaintext(response.Plaintext)
 
     async def rewrap_data_key(self, wrapped: str, key_ref: str, context: Context) -> WrappedKey:
+        from tencentcloud.kms.v20190118 import models  # loaded with the client (__init__)
+
         data_key = await self.decrypt_data_key(wrapped, key_ref, context)
         request = models.EncryptRequest()
         request.KeyId = self.key_id

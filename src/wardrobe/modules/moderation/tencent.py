@@ -20,19 +20,18 @@ import asyncio
 import base64
 import io
 import re
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import httpx
-from PIL import Image
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.ims.v20201229 import models as ims_models
-from tencentcloud.ims.v20201229.ims_client_async import ImsClient
-from tencentcloud.tms.v20201229 import models as tms_models
-from tencentcloud.tms.v20201229.tms_client_async import TmsClient
 
 from wardrobe.core.logging import get_logger
 from wardrobe.core.tencent import tencent_client
 from wardrobe.modules.moderation.verdict import Decision, ModerationUnavailable, Verdict, worst
+
+if TYPE_CHECKING:
+    from tencentcloud.ims.v20201229.ims_client_async import ImsClient
+    from tencentcloud.tms.v20201229.tms_client_async import TmsClient
 
 # Our codes (ModerationUnavailable.code).
 VENDOR_UNAVAILABLE = "moderation_vendor_unavailable"
@@ -64,7 +63,7 @@ _UNANALYSABLE = frozenset(
 )
 UNANALYSABLE_LABEL = "Unanalysable"
 
-C = TypeVar("C", TmsClient, ImsClient)
+C = TypeVar("C", "TmsClient", "ImsClient")
 
 
 def _data_id(value: str | None) -> str | None:
@@ -83,7 +82,6 @@ class _TencentModeration(Generic[C]):
     SDK client's lifetime and how a failure is read."""
 
     source = "tencent"
-    _client_class: type[C]
     default_timeout: float  # seconds for the whole request, when the caller gives none
 
     def __init__(
@@ -100,7 +98,7 @@ class _TencentModeration(Generic[C]):
     ) -> None:
         self.biz_type = biz_type or None
         self._client = tencent_client(
-            self._client_class,
+            self._sdk_client_class(),
             secret_id=secret_id,
             secret_key=secret_key,
             region=region,
@@ -110,6 +108,12 @@ class _TencentModeration(Generic[C]):
             connect_timeout=connect_timeout,
         )
         self._log = get_logger(__name__)
+
+    @classmethod
+    def _sdk_client_class(cls) -> type[C]:
+        """The SDK's client class, imported when the first client is built: the SDK costs every
+        process ~20 MiB, and deployments without Tencent moderation never need it."""
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -138,19 +142,27 @@ class _TencentModeration(Generic[C]):
         return ModerationUnavailable(code, self.source, retryable=retryable)
 
 
-class TencentTextModeration(_TencentModeration[TmsClient]):
+class TencentTextModeration(_TencentModeration["TmsClient"]):
     """TMS ``TextModeration``. Text longer than one call allows is checked in pieces; the worst
     verdict wins."""
 
     source = "tms"
-    _client_class = TmsClient
     default_timeout = 5.0
+
+    @classmethod
+    def _sdk_client_class(cls) -> type[TmsClient]:
+        from tencentcloud.tms.v20201229.tms_client_async import TmsClient  # see the base class
+
+        client_class: type[TmsClient] = TmsClient  # the SDK is untyped
+        return client_class
 
     async def check(self, text: str, *, user_id: int | None, purpose: str, data_id: str | None = None) -> Verdict:
         pieces = [text[i : i + MAX_TEXT_CHARS] for i in range(0, len(text), MAX_TEXT_CHARS)] or [""]
         return worst([await self._check_piece(piece, user_id, purpose, data_id) for piece in pieces])
 
     async def _check_piece(self, text: str, user_id: int | None, purpose: str, data_id: str | None) -> Verdict:
+        from tencentcloud.tms.v20201229 import models as tms_models  # loaded with the client
+
         request = tms_models.TextModerationRequest()
         request.Content = base64.b64encode(text.encode("utf-8")).decode("ascii")
         request.BizType = self.biz_type
@@ -166,15 +178,23 @@ class TencentTextModeration(_TencentModeration[TmsClient]):
         return _verdict(response.Suggestion, response.Label, self.source)
 
 
-class TencentImageModeration(_TencentModeration[ImsClient]):
+class TencentImageModeration(_TencentModeration["ImsClient"]):
     """IMS ``ImageModeration`` on the image's bytes (``FileContent``): our objects are private,
     so Tencent is never given a URL to them."""
 
     source = "ims"
-    _client_class = ImsClient
     default_timeout = 10.0
 
+    @classmethod
+    def _sdk_client_class(cls) -> type[ImsClient]:
+        from tencentcloud.ims.v20201229.ims_client_async import ImsClient  # see the base class
+
+        client_class: type[ImsClient] = ImsClient  # the SDK is untyped
+        return client_class
+
     async def check(self, image: bytes, *, user_id: int | None, purpose: str, data_id: str | None = None) -> Verdict:
+        from tencentcloud.ims.v20201229 import models as ims_models  # loaded with the client
+
         if len(image) > MAX_IMAGE_BYTES:
             image = await asyncio.to_thread(_scaled_down, image)
         request = ims_models.ImageModerationRequest()
@@ -200,6 +220,8 @@ class TencentImageModeration(_TencentModeration[ImsClient]):
 def _scaled_down(image: bytes) -> bytes:
     """A JPEG of at most ``_SCALED_SIDE`` px a side: well under the 10 MB base64 limit. Our images
     were verified when stored, so Pillow can open them."""
+    from PIL import Image  # here: only oversized images need Pillow (~10 MiB in every process)
+
     with Image.open(io.BytesIO(image)) as opened:
         opened.thumbnail((_SCALED_SIDE, _SCALED_SIDE))
         out = io.BytesIO()

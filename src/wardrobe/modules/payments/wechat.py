@@ -21,9 +21,6 @@ from typing import Any
 
 import httpx
 
-# The async client has its own WeChatPayType enum: the top-level one never matches inside it.
-from wechatpayv3.async_ import AsyncWeChatPay, WeChatPayType
-
 from wardrobe.models import Order, PaymentChannel
 from wardrobe.modules.payments.gateway import (
     Notification,
@@ -91,6 +88,10 @@ class WeChatPayGateway:
         self.mchid = mchid
         self.appid = appid
         self._clock = clock
+        # Here, not at the top: the SDK costs every process ~25 MiB, and WeChat Pay is optional.
+        # The async client has its own WeChatPayType enum: the top-level one never matches inside it.
+        from wechatpayv3.async_ import AsyncWeChatPay, WeChatPayType
+
         self._pay = AsyncWeChatPay(
             wechatpay_type=WeChatPayType.MINIPROG,
             mchid=mchid,
@@ -139,6 +140,8 @@ class WeChatPayGateway:
         return status, body
 
     async def create(self, order: Order, *, notify_url: str, openid: str | None, client_ip: str) -> dict[str, Any]:
+        from wechatpayv3.async_ import WeChatPayType  # loaded with the client (__init__)
+
         channel = PaymentChannel(order.channel)
         common: dict[str, Any] = {
             "description": order.name[:127],

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 from fastapi import Depends
 
 from wardrobe.core.deps import part
 from wardrobe.modules.storage.backend import LocalObjectStorage, ObjectStorage
-from wardrobe.modules.storage.s3 import S3Credentials, S3ObjectStorage
 from wardrobe.settings import Settings
+
+# s3.py brings botocore and aiobotocore (~50 MiB in every process): imported only for an S3 backend.
+_S3_MODULE = "wardrobe.modules.storage.s3"
 
 
 def build_storage(settings: Settings) -> ObjectStorage:
     """The configured backend: local files, or a bucket of an S3-compatible store (COS included)."""
     if settings.storage_backend == "s3":
+        from wardrobe.modules.storage.s3 import S3Credentials, S3ObjectStorage  # see _S3_MODULE
+
         return S3ObjectStorage(
             bucket=settings.storage_s3_bucket,
             region=settings.storage_s3_region,
@@ -39,7 +44,9 @@ def build_storage(settings: Settings) -> ObjectStorage:
 async def close_storage(storage: ObjectStorage) -> None:
     """Release what the backend holds (the S3 client's connection pool; local files hold nothing).
     Called once at shutdown, with the process's other parts."""
-    if isinstance(storage, S3ObjectStorage):
+    # Without s3.py loaded no S3 backend exists; importing it here would load botocore to learn that.
+    s3 = sys.modules.get(_S3_MODULE)
+    if s3 is not None and isinstance(storage, s3.S3ObjectStorage):
         await storage.aclose()
 
 

@@ -15,7 +15,6 @@ from typing import Any
 from wardrobe.models.base import utcnow
 from wardrobe.modules.storage.backend import LocalObjectStorage, ObjectStorage
 from wardrobe.modules.storage.keys import TMP
-from wardrobe.modules.storage.s3 import S3ObjectStorage
 
 TMP_DAYS = 1
 ABORT_MULTIPART_DAYS = 1
@@ -52,6 +51,9 @@ class LifecycleNotApplied(Exception):
 async def apply(storage: ObjectStorage) -> list[dict[str, Any]]:
     """Put the rules on the bucket and read them back; returns what the store reports. Other rules
     the bucket had are replaced (S3 has one lifecycle configuration per bucket)."""
+    # Here, not at the top: s3.py brings botocore (~50 MiB), and the scheduler imports this module.
+    from wardrobe.modules.storage.s3 import S3ObjectStorage
+
     if isinstance(storage, S3ObjectStorage):
         await storage.put_lifecycle(wanted_rules())
         applied = await storage.get_lifecycle()

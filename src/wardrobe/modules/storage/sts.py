@@ -15,26 +15,28 @@ twice in a row gets the same keys, and STS is called about once per user per lif
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 import orjson
-from tencentcloud.common.common_client_async import CommonClient
-from tencentcloud.common.credential import Credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
 
 from wardrobe.core.errors import DependencyUnavailable
 from wardrobe.core.logging import get_logger
 from wardrobe.core.tencent import tencent_client
 from wardrobe.modules.storage import keys
 from wardrobe.modules.storage.expiring import ExpiringValues
+
+if TYPE_CHECKING:
+    from tencentcloud.common.credential import Credential
+    from tencentcloud.common.profile.client_profile import ClientProfile
 
 STS_VERSION = "2018-08-13"
 # What the temporary keys may do: single-request and multipart uploads, nothing else.
@@ -93,11 +95,17 @@ class UploadCredentials:
         return self.expires_at.timestamp() - now
 
 
-class _StsClient(CommonClient):  # type: ignore[misc]  # the SDK is untyped
+@functools.cache
+def _sts_client_class() -> type[Any]:
     """The common client bound to STS, shaped like the generated clients for ``tencent_client``."""
+    # Here, not at the top: the SDK costs every process ~20 MiB, and only COS direct uploads use STS.
+    from tencentcloud.common.common_client_async import CommonClient
 
-    def __init__(self, credential: Credential, region: str, profile: ClientProfile | None = None) -> None:
-        super().__init__("sts", STS_VERSION, credential, region, profile)
+    class _StsClient(CommonClient):  # type: ignore[misc]  # the SDK is untyped
+        def __init__(self, credential: Credential, region: str, profile: ClientProfile | None = None) -> None:
+            super().__init__("sts", STS_VERSION, credential, region, profile)
+
+    return _StsClient
 
 
 class StsUploadCredentials:
@@ -124,7 +132,7 @@ class StsUploadCredentials:
         if not 0 < duration_seconds <= MAX_DURATION_SECONDS:
             raise ValueError(f"the credentials' lifetime must be 1..{MAX_DURATION_SECONDS} seconds")
         self._client: Any = tencent_client(
-            _StsClient,
+            _sts_client_class(),
             secret_id=secret_id,
             secret_key=secret_key,
             region=sts_region,

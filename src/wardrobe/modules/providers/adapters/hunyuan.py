@@ -25,16 +25,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.hunyuan.v20230901 import models
-from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
 
 from wardrobe.core.logging import get_logger
 from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
+
+if TYPE_CHECKING:
+    from tencentcloud.hunyuan.v20230901 import models
+    from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
 
 TEXT_TO_IMAGE = "text_to_image"
 IMAGE_TO_IMAGE = "image_to_image"
@@ -137,6 +139,15 @@ def _optional_text(inputs: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def _client_class() -> type[HunyuanClient]:
+    # Here, not at the top: the client module imports all its request models (~5-20 MiB in every
+    # process), and only the processes that run steps call the vendor (TencentClients).
+    from tencentcloud.hunyuan.v20230901.hunyuan_client_async import HunyuanClient
+
+    client_class: type[HunyuanClient] = HunyuanClient  # the SDK is untyped
+    return client_class
+
+
 class HunyuanProvider:
     """``text_to_image`` and ``image_to_image`` (a content image guiding the result) on Hunyuan.
 
@@ -172,7 +183,7 @@ class HunyuanProvider:
         self._logo_add = logo_add
         # hunyuan 3.1.180 ships an async client (httpx), as SMS does; no thread needed.
         self._clients = TencentClients(
-            HunyuanClient,
+            _client_class,
             secret_id=secret_id,
             secret_key=secret_key,
             region=region,
@@ -216,6 +227,8 @@ class HunyuanProvider:
         return job_id
 
     async def poll(self, job_id: str, ctx: StepContext) -> JobStatus:
+        from tencentcloud.hunyuan.v20230901 import models  # loaded with the client (__init__)
+
         request = models.QueryHunyuanImageJobRequest()
         request.JobId = job_id
         # A job is only visible to the account that submitted it: the engine polls on that one.
@@ -233,6 +246,8 @@ class HunyuanProvider:
     # -- mapping -------------------------------------------------------------------------------
 
     def _submit_request(self, action: str, inputs: Mapping[str, Any]) -> models.SubmitHunyuanImageJobRequest:
+        from tencentcloud.hunyuan.v20230901 import models  # loaded with the client (__init__)
+
         if not self.supports(action):
             raise ProviderError("unsupported_action")
         prompt = inputs.get("prompt")

@@ -51,12 +51,10 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.scf.v20180416 import models
-from tencentcloud.scf.v20180416.scf_client_async import ScfClient
 
 from wardrobe.core.logging import get_logger
 from wardrobe.modules.providers.adapters.hunyuan import (
@@ -72,6 +70,9 @@ from wardrobe.modules.providers.adapters.hunyuan import classify as classify_com
 from wardrobe.modules.providers.adapters.tencent_clients import TencentClients
 from wardrobe.modules.providers.base import JobState, JobStatus, ProviderError, StepContext
 from wardrobe.modules.providers.callbacks import CallbackEvent, CallbackForged, step_ref
+
+if TYPE_CHECKING:
+    from tencentcloud.scf.v20180416.scf_client_async import ScfClient
 
 UNKNOWN_PREFIX = "unknown:"
 FUNCTION_FAILED = "function_failed"
@@ -177,6 +178,15 @@ def read_signed_result(key: str, envelope: Mapping[str, Any]) -> ScfResult:
     )
 
 
+def _client_class() -> type[ScfClient]:
+    # Here, not at the top: the client module imports all its request models (~5-20 MiB in every
+    # process), and only the processes that run steps call the vendor (TencentClients).
+    from tencentcloud.scf.v20180416.scf_client_async import ScfClient
+
+    client_class: type[ScfClient] = ScfClient  # the SDK is untyped
+    return client_class
+
+
 class ScfProvider:
     """An ``AsyncProvider`` (and ``providers.callbacks.VerifiesCallbacks``): see the module docstring.
 
@@ -218,7 +228,7 @@ class ScfProvider:
         self._input_url = input_url
         self._status_query = status_query
         self._clients = TencentClients(
-            ScfClient,
+            _client_class,
             secret_id=secret_id,
             secret_key=secret_key,
             region=region,
@@ -261,6 +271,8 @@ class ScfProvider:
     # -- submit ----------------------------------------------------------------------------------
 
     async def submit(self, action: str, inputs: Mapping[str, Any], ctx: StepContext) -> str:
+        from tencentcloud.scf.v20180416 import models  # loaded with the client (__init__)
+
         function = self._functions.get(action)
         if function is None:
             raise ProviderError("unsupported_action")
@@ -373,6 +385,8 @@ class ScfProvider:
         return next((r for r in found if r.status == SUCCEEDED), found[0] if found else None)
 
     async def _ask_scf(self, request_id: str, ctx: StepContext) -> JobStatus:
+        from tencentcloud.scf.v20180416 import models  # loaded with the client (__init__)
+
         request = models.GetAsyncEventStatusRequest()
         request.InvokeRequestId = request_id
         client = self._clients.get(ctx.account)  # SCF shows an invocation to its own account only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,11 +25,16 @@ class TencentClients(Generic[C]):
     cache entry remembers a digest of its SecretId, SecretKey, endpoint and region, so an account
     an operator edited gets a new client on its next call. The replaced client is only closed in
     ``aclose``: a call still running on it must not lose its connection.
+
+    ``client_class`` loads the SDK's client class, on the first call: an SDK client module imports
+    all of its request models (up to ~20 MiB), and an API process builds every configured provider
+    without ever calling one (workers do). The credentials and scheme are checked at once, as
+    building the client would.
     """
 
     def __init__(
         self,
-        client_class: type[C],
+        client_class: Callable[[], type[C]],
         *,
         secret_id: str,
         secret_key: str,
@@ -38,19 +44,33 @@ class TencentClients(Generic[C]):
         timeout: float,
         connect_timeout: float,
     ) -> None:
-        self._class = client_class
+        if scheme not in {"https", "http"}:
+            raise ValueError("scheme must be 'https' or 'http'")
+        # The SDK's own check of the keys (empty ones are refused): a small module, no request models.
+        from tencentcloud.common.credential import Credential
+
+        Credential(secret_id, secret_key)
+        self._load_class = client_class
+        self._secret = (secret_id, secret_key)
         self._region = region
         self._endpoint = endpoint
         self._scheme = scheme
         self._timeout = timeout
         self._connect_timeout = connect_timeout
-        self.default = self._build(secret_id, secret_key, region, endpoint, scheme)
+        self._default: C | None = None
         self._by_account: dict[str, tuple[str, C]] = {}
         self._retired: list[C] = []
 
+    @property
+    def default(self) -> C:
+        """The client on the deployment's credentials, built on first use."""
+        if self._default is None:
+            self._default = self._build(*self._secret, self._region, self._endpoint, self._scheme)
+        return self._default
+
     def _build(self, secret_id: str, secret_key: str, region: str, endpoint: str | None, scheme: str) -> C:
         return tencent_client(
-            self._class,
+            self._load_class(),
             secret_id=secret_id,
             secret_key=secret_key,
             region=region,
@@ -95,7 +115,9 @@ class TencentClients(Generic[C]):
         return client
 
     async def aclose(self) -> None:
-        clients: list[Any] = [self.default, *(c for _, c in self._by_account.values()), *self._retired]
+        built = [] if self._default is None else [self._default]
+        clients: list[Any] = [*built, *(c for _, c in self._by_account.values()), *self._retired]
+        self._default = None
         self._by_account.clear()
         self._retired.clear()
         for client in clients:

@@ -36,11 +36,9 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import httpx
-from tencentcloud.aiart.v20221229 import models
-from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from wardrobe.core.logging import get_logger
@@ -60,6 +58,9 @@ from wardrobe.modules.providers.outputs import OutputTarget, output_key_stem
 from wardrobe.modules.storage.backend import ObjectExists, ObjectStorage
 from wardrobe.modules.storage.images import ImageRejected, verify_image
 from wardrobe.modules.storage.keys import EXTENSION_BY_CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
 
 ERASE = "erase"
 OUTPAINT = "outpaint"
@@ -131,6 +132,15 @@ def _text(inputs: Mapping[str, Any], name: str, limit: int, *, required: bool = 
     return value
 
 
+def _client_class() -> type[AiartClient]:
+    # Here, not at the top: the client module imports all its request models (~5-20 MiB in every
+    # process), and only the processes that run steps call the vendor (TencentClients).
+    from tencentcloud.aiart.v20221229.aiart_client_async import AiartClient
+
+    client_class: type[AiartClient] = AiartClient  # the SDK is untyped
+    return client_class
+
+
 class TencentImagingProvider:
     """A ``SyncProvider`` over the aiart actions in the module docstring. Calls go out as the
     step's account (``ctx.account``) when operators configured accounts, as in ``hunyuan.py``."""
@@ -169,7 +179,7 @@ class TencentImagingProvider:
         self._input_url = input_url
         self._logo_add = logo_add
         self._clients = TencentClients(
-            AiartClient,
+            _client_class,
             secret_id=secret_id,
             secret_key=secret_key,
             region=region,
@@ -219,6 +229,8 @@ class TencentImagingProvider:
     async def _request(
         self, action: str, inputs: Mapping[str, Any], client: AiartClient
     ) -> tuple[Callable[[Any], Awaitable[Any]], Any]:
+        from tencentcloud.aiart.v20221229 import models  # loaded with the client (__init__)
+
         request: Any
         if action == ERASE:
             request = models.ImageInpaintingRemovalRequest()
