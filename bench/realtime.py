@@ -56,6 +56,9 @@ from typing import TYPE_CHECKING, Any
 
 import run
 from common import (
+    FIXED_SETTINGS as COMMON_SETTINGS,
+)
+from common import (
     RESULTS_DIR,
     ROOT,
     Stores,
@@ -123,13 +126,10 @@ _T0 = time.monotonic()
 # ---------------------------------------------------------------------------------------------
 
 
-# Set by this script (the stores' and the limits'); --wardrobe-env can't change them.
+# Set by this script (the stores' and the limits'); --wardrobe-env can't change them. The API
+# here may run its worker in-process (a --wardrobe-env choice), unlike the task bench's.
 FIXED_SETTINGS = (
-    "WARDROBE_DATABASE_URL",
-    "WARDROBE_REDIS_URL",
-    "WARDROBE_REDIS_KEY_PREFIX",
-    "WARDROBE_JWT_SECRET",
-    "WARDROBE_VAR_DIR",
+    *(name for name in COMMON_SETTINGS if name != "WARDROBE_WORKER_IN_PROCESS"),
     "WARDROBE_TRUSTED_PROXIES",
 )
 

@@ -405,6 +405,8 @@ async def _polls_after_a_webhook(rig: Rig, api: Api, runner: Api) -> None:
 
 async def test_a_webhook_wakes_its_polling_step(rig: Rig) -> None:
     await _polls_after_a_webhook(rig, rig.api, rig.api)
+    # Woken in the process that received it: no hint went through Redis.
+    assert rig.api.infra.runtime.hints.received == 0
 
 
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)

@@ -15,18 +15,15 @@ sends each task's final push marks a whole batch in one statement.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
 
 from tests.conftest import Api
 from tests.fixtures.auth import Session, data, login_as, sms_login
+from tests.fixtures.statements import checkouts, kinds
 from tests.fixtures.tasks import balance, give_quota, make_feature, step
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.outbox import TOPIC_PUSH
@@ -52,35 +49,6 @@ class Cost:
     commits: float
     rollbacks: float
     by_kind: dict[str, float]
-
-
-@contextmanager
-def counted(engine: AsyncEngine) -> Iterator[dict[str, Any]]:
-    """Statements (by their first word; an executemany counts its rows), and the COMMITs and
-    ROLLBACKs of connections, while the block runs: the driver's own commit and rollback calls,
-    the same on SQLite and MariaDB."""
-    seen: dict[str, Any] = {"statements": Counter(), "commit": 0, "rollback": 0}
-
-    def statement(conn: Any, cursor: Any, text: str, parameters: Any, context: Any, executemany: bool) -> None:
-        # An executemany is one statement per row for the database.
-        seen["statements"][text.split(None, 1)[0].upper()] += len(parameters) if executemany else 1
-
-    def commit(conn: Any) -> None:
-        seen["commit"] += 1
-
-    def rollback(conn: Any) -> None:
-        seen["rollback"] += 1
-
-    sync = engine.sync_engine
-    event.listen(sync, "before_cursor_execute", statement)
-    event.listen(sync, "commit", commit)
-    event.listen(sync, "rollback", rollback)
-    try:
-        yield seen
-    finally:
-        event.remove(sync, "before_cursor_execute", statement)
-        event.remove(sync, "commit", commit)
-        event.remove(sync, "rollback", rollback)
 
 
 @pytest.fixture
@@ -110,13 +78,14 @@ async def _queue(api: Api, user: Session, feature: str, count: int) -> list[int]
 
 async def _run_all(api: Api, ids: list[int]) -> Cost:
     engine = api.infra.runtime.engine
-    with counted(api.infra.engine) as seen:
+    with checkouts(api.infra.engine) as seen:
         for task_id in ids:
             assert await engine.run(task_id) == "succeeded"
     n = len(ids)
-    statements: Counter[str] = seen["statements"]
-    by_kind = {kind: count / n for kind, count in statements.items()}
-    return Cost(sum(statements.values()) / n, seen["commit"] / n, seen["rollback"] / n, by_kind)
+    counts = kinds(seen)
+    commits, rollbacks = counts.pop("COMMIT", 0), counts.pop("ROLLBACK", 0)
+    by_kind = {kind: count / n for kind, count in counts.items()}
+    return Cost(sum(counts.values()) / n, commits / n, rollbacks / n, by_kind)
 
 
 async def _costs(api: Api) -> tuple[Cost, Cost, int]:
@@ -170,10 +139,9 @@ async def test_a_relay_pass_marks_its_whole_batch_in_one_statement(quiet_api: Ap
         sent.append(payload["task_id"])
 
     relay = OutboxRelay(quiet_api.infra.session_factory, publish, topics=(TOPIC_PUSH,))
-    with counted(quiet_api.infra.engine) as seen:
+    with checkouts(quiet_api.infra.engine) as seen:
         assert await relay.relay_once() == 2 * (TASKS + 1)  # each task's final push
-    assert seen["statements"] == {"SELECT": 1, "UPDATE": 1}
-    assert seen["commit"] == 1
+    assert kinds(seen) == {"SELECT": 1, "UPDATE": 1, "COMMIT": 1}
     assert await relay.relay_once() == 0  # all of them marked as sent
     async with unit_of_work(quiet_api.infra.session_factory) as db:
         assert sorted(sent) == list(await db.scalars(select(Task.id).order_by(Task.id)))

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import io
 import re
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import httpx
@@ -77,7 +78,7 @@ def _verdict(suggestion: object, label: object, source: str) -> Verdict:
     return Verdict(decision, label if isinstance(label, str) and label else "Normal", source)
 
 
-class _TencentModeration(Generic[C]):
+class _TencentModeration(ABC, Generic[C]):
     """What TMS and IMS share: one constructor (both are called with the same arguments), the
     SDK client's lifetime and how a failure is read."""
 
@@ -110,10 +111,10 @@ class _TencentModeration(Generic[C]):
         self._log = get_logger(__name__)
 
     @classmethod
+    @abstractmethod
     def _sdk_client_class(cls) -> type[C]:
         """The SDK's client class, imported when the first client is built: the SDK costs every
         process ~20 MiB, and deployments without Tencent moderation never need it."""
-        raise NotImplementedError
 
     async def aclose(self) -> None:
         await self._client.close()
