@@ -17,6 +17,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from structlog.testing import capture_logs
 
 from tests.fixtures.tasks import wait_until
 from wardrobe.core.db import create_engine, create_session_factory, unit_of_work
@@ -128,12 +129,33 @@ async def test_a_writer_that_waits_past_the_timeout_fails_as_sqlite_would(tmp_pa
     try:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
-        async with engine.connect() as first:
-            await first.execute(insert(notes).values(text="first"))
-            with pytest.raises(OperationalError, match="database is locked"):
-                async with engine.begin() as late:
-                    await late.execute(insert(notes).values(text="late"))
-            await first.commit()
+        release = asyncio.Event()
+
+        async def keep_a_transaction_open() -> None:
+            async with engine.connect() as first:
+                await first.execute(insert(notes).values(text="first"))
+                await release.wait()
+                await first.commit()
+
+        holder = asyncio.create_task(keep_a_transaction_open(), name="slow-holder")
+        queue = writer_queue(engine)
+        assert queue is not None
+
+        async def holding() -> bool:
+            return queue.lock.locked()
+
+        await wait_until(holding, within=5)
+        with capture_logs() as logs, pytest.raises(OperationalError, match="database is locked"):
+            async with engine.begin() as late:
+                await late.execute(insert(notes).values(text="late"))
+        release.set()
+        await holder
+        # The timeout names who held the turn and where it stood, to find a transaction kept open.
+        [report] = [e for e in logs if e["event"] == "sqlite_writer_timeout"]
+        assert report["holder"] == "slow-holder"
+        assert any("keep_a_transaction_open" in frame for frame in report["holder_at"])
+        assert report["statement"] == "INSERT"
+        assert report["held_for_s"] >= 0.2
         # The queue is free again once the first writer committed.
         async with engine.begin() as conn:
             await conn.execute(insert(notes).values(text="after"))

@@ -12,13 +12,17 @@ Taken from SQLAlchemy's own hooks: the first statement that is not a read (INSER
 SAVEPOINT, BEGIN) waits for the lock inside ``before_cursor_execute``, which runs in the greenlet
 of the awaiting task, so ``await_only`` can wait there; ``commit``/``rollback`` and the return of
 the connection to the pool release it. A writer that cannot get it within the busy timeout fails as
-SQLite itself would ("database is locked"), which the API answers with 503.
+SQLite itself would ("database is locked"), which the API answers with 503. A wait of a third of
+the timeout logs where the holder stands (``sqlite_writer_slow``), and a timeout logs it again
+(``sqlite_writer_timeout``): either names the transaction that kept the turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 import weakref
 from typing import Any
 
@@ -26,6 +30,9 @@ from sqlalchemy import Engine, event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
+from wardrobe.core.logging import get_logger
+
+log = get_logger("wardrobe.db")
 _READS = ("SELECT", "PRAGMA", "WITH", "EXPLAIN")
 _QUEUES: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()
 
@@ -37,6 +44,8 @@ class WriterQueue:
         self._lock: asyncio.Lock | None = None
         self._holder: Any = None
         self._holder_info: dict[str, Any] | None = None
+        self._holder_task: asyncio.Task[Any] | None = None
+        self._held_since = 0.0
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -58,15 +67,38 @@ class WriterQueue:
         if conn is self._holder or statement.lstrip()[:8].upper().startswith(_READS):
             return
         self.waiting += 1
+        # A wait a third of the way to the timeout is already worth a line naming the holder.
+        slow = asyncio.get_running_loop().call_later(self.timeout / 3, self._report_holder, statement, "warning")
         try:
             await_only(asyncio.wait_for(self.lock.acquire(), self.timeout))
         except TimeoutError:
+            self._report_holder(statement, "error")
             raise exc.OperationalError(statement, None, sqlite3.OperationalError("database is locked")) from None
         finally:
+            slow.cancel()
             self.waiting -= 1
         # One holder at a time: the SQLAlchemy connection (its commit and rollback end the turn)
         # and its pool record (its return to the pool ends it too, if nothing else did).
         self._holder, self._holder_info = conn, conn.info
+        self._holder_task = asyncio.current_task()
+        self._held_since = time.monotonic()
+
+    def _report_holder(self, statement: str, level: str) -> None:
+        # A turn held past the busy timeout is a transaction kept open across something slow (or a
+        # waiter behind its own transaction); where the holder stands now names it. Code locations
+        # and the statement's verb only: no parameters, nothing personal.
+        task = self._holder_task
+        frames = task.get_stack(limit=40) if task is not None and not task.done() else []
+        where = [f"{'/'.join(f.f_code.co_filename.split('/')[-2:])}:{f.f_lineno} {f.f_code.co_name}" for f in frames]
+        log.log(
+            logging.ERROR if level == "error" else logging.WARNING,
+            "sqlite_writer_timeout" if level == "error" else "sqlite_writer_slow",
+            waiting=self.waiting,
+            statement=statement.lstrip()[:6].upper(),
+            holder=task.get_name() if task is not None else None,
+            held_for_s=round(time.monotonic() - self._held_since, 3),
+            holder_at=where,
+        )
 
     def _release_connection(self, conn: Any) -> None:
         if conn is self._holder:
@@ -80,7 +112,7 @@ class WriterQueue:
             self._release()
 
     def _release(self) -> None:
-        self._holder = self._holder_info = None
+        self._holder = self._holder_info = self._holder_task = None
         self.lock.release()
 
 
