@@ -37,8 +37,9 @@ from wardrobe.core.context import request_id_var
 from wardrobe.core.db import finish
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import PUSH_LAG
-from wardrobe.models import QuotaAccount, Task, TaskStatus
-from wardrobe.modules.tasks.presenter import TaskViews, present
+from wardrobe.models import QuotaAccount, TaskStatus
+from wardrobe.modules.tasks.listing import read_for_push
+from wardrobe.modules.tasks.presenter import TaskViews
 from wardrobe.realtime.hub import plain, task_room, user_room
 
 log = get_logger("wardrobe.realtime")
@@ -229,16 +230,16 @@ class TaskEvents:
         outcomes: dict[Item, Outcome] = dict.fromkeys(task_ids, False)
         try:
             async with self._sessions() as session:
-                tasks = list(await session.scalars(select(Task).where(Task.id.in_(task_ids))))
-                views = await present(session, self._views, tasks)
+                found = await read_for_push(session, self._views, task_ids)
                 await finish(session)
         except Exception as exc:
             log.exception("push_failed", items=len(task_ids))
             return dict.fromkeys(task_ids, exc)
         moved: dict[int, str | None] = {}  # users whose quota to push, with the trace to push it under
-        for task, view in zip(tasks, views, strict=True):
+        for pushed, view in found:
+            task = pushed.task
             # Every push of a task carries the trace id of the request that created it, whoever sends it.
-            trace_id = task.trace_id or traces.get(task.id)
+            trace_id = pushed.trace_id or traces.get(task.id)
             try:
                 await self._emit("task.updated", event("task.updated", view, trace_id), task_room(task.public_id))
             except Exception as exc:
@@ -250,12 +251,12 @@ class TaskEvents:
             # The quota moved when the task was created (held) and when it ended (spent or given
             # back), never while it runs.
             if task.status != TaskStatus.RUNNING.value:
-                moved[task.user_id] = trace_id
+                moved[pushed.user_id] = trace_id
         if moved:
             failed = await self._send_quotas(moved)
-            for task in tasks:
-                if task.user_id in failed and outcomes[task.id] is True:
-                    outcomes[task.id] = failed[task.user_id]
+            for pushed, _ in found:
+                if pushed.user_id in failed and outcomes[pushed.task.id] is True:
+                    outcomes[pushed.task.id] = failed[pushed.user_id]
         return outcomes
 
     async def _send_quotas(self, users: dict[int, str | None]) -> dict[int, BaseException]:
