@@ -50,7 +50,8 @@ WARDROBE_DB = "wardrobe_bench"
 REDIS_URL = f"redis://{LOOPBACK}:6379/14"
 REDIS_PREFIX = "wardrobe-bench"
 # The endpoint measured: the task list or the profile.
-WARDROBE_PATHS = {"tasks": "/api/v1/tasks", "me": "/api/v1/users/me"}
+# "health": no authentication, no database, no rate limit: what every request costs before its work.
+WARDROBE_PATHS = {"tasks": "/api/v1/tasks", "me": "/api/v1/users/me", "health": "/health"}
 EXPRESS_PATH = "/tasks"
 # Set by this script; the tokens and the database depend on them, so --wardrobe-env can't change them.
 FIXED_SETTINGS = (
@@ -911,6 +912,8 @@ def _looks_right(endpoint: str, body: dict[str, Any], user_id: int) -> bool:
     data = body.get("data") or {}
     if endpoint == "me":
         return bool(data.get("id") == user_id)
+    if endpoint == "health":
+        return bool(data.get("status") == "ok")
     items = data.get("items") or []
     return len(items) == 20 and bool(data.get("next_cursor")) and all(len(i["steps"]) == 2 for i in items)
 
@@ -1210,6 +1213,10 @@ ENDPOINT_NOTES = {
     "session joined with its user (1 row) and answers the envelope; the baseline's `GET /tasks` "
     "verifies the JWT and returns the user's 20 newest tasks (20 rows with JSON payloads) as a bare "
     "array. Compare them as such, not as equals.",
+    "health": "Not the same work, on purpose: Wardrobe's `GET /health` reads no token, no database and no "
+    "rate limit, so it is what every Wardrobe request costs before its own work (uvicorn, FastAPI, the "
+    "middleware, the envelope; it is the last route matched). The baseline still does its whole "
+    "`GET /tasks`.",
 }
 
 
@@ -1290,7 +1297,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--endpoint",
         choices=sorted(WARDROBE_PATHS),
         default="tasks",
-        help="Wardrobe endpoint: tasks = GET /api/v1/tasks (the baseline's work), me = GET /api/v1/users/me",
+        help="Wardrobe endpoint: tasks = GET /api/v1/tasks (the baseline's work), me = GET /api/v1/users/me, "
+        "health = GET /health (the HTTP stack alone)",
     )
     parser.add_argument("--skip-baseline", action="store_true", help="do not run the Express baseline")
     parser.add_argument(
