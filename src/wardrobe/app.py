@@ -44,7 +44,7 @@ from wardrobe.modules.tasks.endpoints import router as tasks_router
 from wardrobe.realtime.asyncapi import router as asyncapi_router
 from wardrobe.realtime.events import server_emitter
 from wardrobe.realtime.http_docs import SOCKETIO_PATHS
-from wardrobe.realtime.hub import HubParts, RealtimeHub
+from wardrobe.realtime.hub import DirectWebsockets, HubParts, RealtimeHub
 from wardrobe.settings import Environment, Settings, get_settings
 from wardrobe.wiring import (
     Infra,
@@ -219,7 +219,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     install_api_docs(app, app.title)
     app.state.realtime = hub
-    app.mount("/socket.io", hub.asgi_app())
+    sockets = hub.asgi_app()
+    app.mount("/socket.io", sockets)
+    # Added last, so outermost of the middleware: a live socket keeps no frame of the HTTP path.
+    app.add_middleware(DirectWebsockets, sockets=sockets)
     # The operator console: static files that act only through the admin API above.
     app.mount(CONSOLE_PATH, console_app())
     telemetry.instrument_app(app)

@@ -7,9 +7,11 @@ so the drop has to cross processes; on SQLite one embedded process does both.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 import socketio
 from sqlalchemy import update
@@ -19,6 +21,7 @@ from tests.fixtures.auth import Session, data, login_as, new_phone, request_code
 from tests.fixtures.realtime import Listener, live
 from tests.fixtures.tasks import wait_until
 from wardrobe.core.db import unit_of_work
+from wardrobe.core.sqlite_writer import awaiting
 from wardrobe.models import AuthSession, User
 from wardrobe.models.base import utcnow
 
@@ -247,3 +250,46 @@ async def test_a_user_holds_at_most_the_configured_sockets_on_every_process(api_
         finally:
             await first.close()
             await second.close()
+
+
+_HTTP_PATH_FILES = (
+    "fastapi/routing.py:",
+    "starlette/routing.py:",
+    "middleware/exceptions.py:",
+    "middleware/asyncexitstack.py:",
+    "core/middleware.py:",
+    "core/edge_limits.py:",
+)
+
+
+def _socket_stacks() -> list[list[str]]:
+    """The frames each live Engine.IO websocket's ASGI call holds in this process."""
+    stacks = []
+    for task in asyncio.all_tasks():
+        frames = awaiting(task, limit=200)
+        if any(f.startswith("engineio/async_socket.py:") and f.endswith(" _websocket_handler") for f in frames):
+            stacks.append(frames)
+    return stacks
+
+
+async def test_a_live_websocket_keeps_no_frame_of_the_http_path(api_factory: Any) -> None:
+    """A websocket is one ASGI call for the connection's whole life: it goes straight to Socket.IO,
+    so none of the HTTP middleware or routing stays on its stack (memory per socket). Polling keeps
+    the edge: its answers carry the request id header."""
+    api: Api = await api_factory()
+    user = await sms_login(api.client)
+    async with live(api.app) as url:
+        listener = Listener()
+        await listener.connect(url, user.access)
+        try:
+            stacks = _socket_stacks()
+            assert len(stacks) == 1
+            [frames] = stacks
+            assert any(f.startswith("async_drivers/asgi.py:") for f in frames), frames
+            assert [f for f in frames if f.startswith(_HTTP_PATH_FILES)] == []
+        finally:
+            await listener.close()
+        async with httpx.AsyncClient(base_url=url) as http:
+            polled = await http.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+        assert polled.status_code == 200
+        assert polled.headers.get("x-request-id")

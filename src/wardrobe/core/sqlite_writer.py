@@ -88,8 +88,7 @@ class WriterQueue:
         # waiter behind its own transaction); where the holder stands now names it. Code locations
         # and the statement's verb only: no parameters, nothing personal.
         task = self._holder_task
-        frames = task.get_stack(limit=40) if task is not None and not task.done() else []
-        where = [f"{'/'.join(f.f_code.co_filename.split('/')[-2:])}:{f.f_lineno} {f.f_code.co_name}" for f in frames]
+        where = awaiting(task) if task is not None and not task.done() else []
         log.log(
             logging.ERROR if level == "error" else logging.WARNING,
             "sqlite_writer_timeout" if level == "error" else "sqlite_writer_slow",
@@ -114,6 +113,23 @@ class WriterQueue:
     def _release(self) -> None:
         self._holder = self._holder_info = self._holder_task = None
         self.lock.release()
+
+
+def awaiting(task: asyncio.Task[Any], limit: int = 60) -> list[str]:
+    """Where a suspended task stands: each coroutine of its await chain, outermost first, as
+    ``dir/file.py:line function``. ``Task.get_stack`` gives only the outermost frame of a suspended
+    coroutine, and ``asyncio.capture_call_graph`` arrives with Python 3.14, so the chain is followed
+    here through ``cr_await`` (``gi_yieldfrom`` for generator-based awaitables)."""
+    where: list[str] = []
+    link: Any = task.get_coro()
+    while link is not None and len(where) < limit:
+        frame = getattr(link, "cr_frame", None) or getattr(link, "gi_frame", None) or getattr(link, "ag_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        where.append(f"{'/'.join(code.co_filename.split('/')[-2:])}:{frame.f_lineno} {code.co_name}")
+        link = getattr(link, "cr_await", None) or getattr(link, "gi_yieldfrom", None) or getattr(link, "ag_await", None)
+    return where
 
 
 def writer_queue(engine: AsyncEngine) -> WriterQueue | None:

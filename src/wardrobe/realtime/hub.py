@@ -121,6 +121,29 @@ def _methods_or_405(app: ASGIApp) -> ASGIApp:
     return guarded
 
 
+class DirectWebsockets:
+    """Websocket connections to Socket.IO go straight to it, past the HTTP middleware and routing.
+
+    A websocket is one ASGI call that lasts as long as the connection, so every layer it passes
+    through keeps a frame (and some a closure) alive for each socket: the edge and rate-limit
+    middleware (which let websockets through untouched), FastAPI's exception and exit-stack layers,
+    the router and the mount. Those come to about 6 KiB of the ~50 KiB of Python objects a socket
+    costs (tracemalloc). Plain HTTP to Socket.IO (long-polling) still takes the full path, with its
+    body caps and rate limits. A websocket is checked by the hub itself: token, session and connect
+    rate."""
+
+    def __init__(self, app: ASGIApp, sockets: ASGIApp, prefix: str = "/socket.io/") -> None:
+        self.app = app
+        self.sockets = sockets
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"].startswith(self.prefix):
+            await self.sockets(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 @dataclass(frozen=True, slots=True)
 class HubParts:
     """What the hub reads once the process is up: given by ``attach`` in the app's lifespan."""
