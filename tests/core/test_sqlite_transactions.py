@@ -156,8 +156,62 @@ async def test_a_writer_that_waits_past_the_timeout_fails_as_sqlite_would(tmp_pa
         assert any("keep_a_transaction_open" in frame for frame in report["holder_at"])
         assert report["statement"] == "INSERT"
         assert report["held_for_s"] >= 0.2
+        assert report["others_writing"] == []  # the holder's own transaction is not listed twice
         # The queue is free again once the first writer committed.
         async with engine.begin() as conn:
             await conn.execute(insert(notes).values(text="after"))
+    finally:
+        await engine.dispose()
+
+
+async def test_the_timeout_report_names_a_transaction_that_holds_the_lock_outside_the_queue(tmp_path: Path) -> None:
+    """The turn holder itself can be stuck in SQLite's busy handler when another connection of the
+    process holds SQLite's lock outside the queue (here: a write sent on the bare driver, past
+    SQLAlchemy's hooks). The report then lists that connection's task and where it stands."""
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{tmp_path / 'bypass.db'}", poolclass=NullPool, connect_args={"timeout": 2.0}
+    )
+    WriterQueue(timeout=0.3).install(engine)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        release = asyncio.Event()
+        written = asyncio.Event()
+
+        async def write_past_the_queue() -> None:
+            async with engine.connect() as bypass:
+                await bypass.execute(insert(notes).values(text="queued"))  # takes the turn
+                await bypass.commit()  # and ends it
+                driver = (await bypass.get_raw_connection()).driver_connection
+                assert driver is not None
+                await driver.execute("INSERT INTO notes (text) VALUES ('bypass')")  # SQLite's lock, no turn
+                written.set()
+                await release.wait()
+                await driver.rollback()
+
+        async def queued_write(text: str) -> None:
+            async with engine.begin() as conn:
+                await conn.execute(insert(notes).values(text=text))
+
+        bypass = asyncio.create_task(write_past_the_queue(), name="past-the-queue")
+        await written.wait()
+        holder = asyncio.create_task(queued_write("holder"), name="turn-holder")  # waits inside SQLite
+        queue = writer_queue(engine)
+        assert queue is not None
+
+        async def holding() -> bool:
+            return queue.lock.locked()
+
+        await wait_until(holding, within=5)
+        with capture_logs() as logs, pytest.raises(OperationalError, match="database is locked"):
+            await queued_write("late")
+        release.set()
+        await bypass
+        await holder  # SQLite's lock is free again: the holder's insert goes through
+        [report] = [e for e in logs if e["event"] == "sqlite_writer_timeout"]
+        assert report["holder"] == "turn-holder"
+        [other] = report["others_writing"]
+        assert other["task"] == "past-the-queue"
+        assert any("write_past_the_queue" in frame for frame in other["at"])
     finally:
         await engine.dispose()

@@ -14,7 +14,8 @@ of the awaiting task, so ``await_only`` can wait there; ``commit``/``rollback`` 
 the connection to the pool release it. A writer that cannot get it within the busy timeout fails as
 SQLite itself would ("database is locked"), which the API answers with 503. A wait of a third of
 the timeout logs where the holder stands (``sqlite_writer_slow``), and a timeout logs it again
-(``sqlite_writer_timeout``): either names the transaction that kept the turn.
+(``sqlite_writer_timeout``): either names the transaction that kept the turn, and any other
+connection of the process in a transaction that has written (SQLite's lock may be one of theirs).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class WriterQueue:
         self._holder_info: dict[str, Any] | None = None
         self._holder_task: asyncio.Task[Any] | None = None
         self._held_since = 0.0
+        # Connections out of the pool now, by pool record: the report names any of them still in a
+        # transaction that has written, whether or not it holds the turn.
+        self._out: dict[int, Any] = {}
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -62,10 +66,13 @@ class WriterQueue:
         event.listen(sync, "rollback", self._release_connection)
         event.listen(sync.pool, "reset", self._on_reset)
         event.listen(sync.pool, "close", self._on_close)
+        event.listen(sync.pool, "checkout", self._on_checkout)
+        event.listen(sync.pool, "checkin", self._on_checkin)
 
     def _before_statement(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if conn is self._holder or statement.lstrip()[:8].upper().startswith(_READS):
             return
+        conn.info["writer_task"] = asyncio.current_task()
         self.waiting += 1
         # A wait a third of the way to the timeout is already worth a line naming the holder.
         slow = asyncio.get_running_loop().call_later(self.timeout / 3, self._report_holder, statement, "warning")
@@ -97,7 +104,38 @@ class WriterQueue:
             holder=task.get_name() if task is not None else None,
             held_for_s=round(time.monotonic() - self._held_since, 3),
             holder_at=where,
+            others_writing=self._others_writing(),
         )
+
+    def _others_writing(self) -> list[dict[str, Any]]:
+        """Connections other than the holder's that are inside a transaction which has written:
+        SQLite's lock may be theirs (a transaction left open after its turn ended, or a write that
+        bypassed the queue), and then even the holder waits."""
+        found = []
+        for record in list(self._out.values()):
+            if record.info is self._holder_info:
+                continue
+            try:
+                open_ = bool(record.driver_connection.in_transaction)
+            except (ValueError, AttributeError, sqlite3.ProgrammingError):
+                continue  # closed or closing: it holds no lock any more
+            if open_:
+                task = record.info.get("writer_task")
+                found.append(
+                    {
+                        "task": task.get_name() if task is not None else None,
+                        "at": awaiting(task) if task is not None and not task.done() else [],
+                    }
+                )
+        return found
+
+    def _on_checkout(self, _dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        self._out[id(record)] = record
+
+    def _on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            self._out.pop(id(record), None)
+            record.info.pop("writer_task", None)
 
     def _release_connection(self, conn: Any) -> None:
         if conn is self._holder:
