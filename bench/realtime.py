@@ -109,7 +109,7 @@ STORES = Stores(db_name="wardrobe_bench_rt", redis_db=14, redis_prefix="wardrobe
 PUSH_FEATURE = PIPELINES[1]  # the users' running tasks: the 1-step pipeline `bench_p1`, step `s1`
 MEMBERSHIP_SKU = "bench_month"
 GRANT = 1000  # quota per user: far more than the creations of the mixed load
-PUBLISHER_LEASE = "bench-publisher"  # the lease owner of the bench's running tasks (_RT_SQL)
+PUBLISHER_LEASE = "bench-publisher"  # the lease owner of the bench's running tasks
 MAX_PROGRESS_VALUES = 98  # progress 1..98 tells a task's updates apart: at most 98 per task per run
 
 # Bounds, so that no wait or loop of this script can run on for ever.
@@ -173,7 +173,7 @@ _RT_SQL = (
     SELECT MD5(CONCAT('rt-', u.id)), u.id, :feature,
         (SELECT id FROM pipeline_schemas WHERE `key` = :feature ORDER BY version DESC LIMIT 1),
         'running', 0, JSON_OBJECT('text', 'bench'), JSON_ARRAY(), 1, 1, 0, 0, SHA2(u.id, 256),
-        'bench-publisher', UTC_TIMESTAMP(3) + INTERVAL 1 DAY, 1, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3),
+        :lease, UTC_TIMESTAMP(3) + INTERVAL 1 DAY, 1, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3),
         UTC_TIMESTAMP(3)
     FROM users u""",
     """INSERT INTO task_steps (task_id, step_id, status, provider, attempts, outputs, started_at, updated_at)
@@ -191,7 +191,7 @@ async def _prepare_push_data(settings: Settings) -> list[UserTask]:
     engine = create_engine(settings)
     try:
         async with engine.begin() as conn:
-            params = {"sku": MEMBERSHIP_SKU, "feature": PUSH_FEATURE}
+            params = {"sku": MEMBERSHIP_SKU, "feature": PUSH_FEATURE, "lease": PUBLISHER_LEASE}
             for statement in _RT_SQL:
                 await conn.execute(text(statement), {k: v for k, v in params.items() if f":{k}" in statement})
             rows = await conn.execute(

@@ -123,6 +123,16 @@ async def test_writers_in_one_process_take_turns_in_the_order_they_came(engine: 
     assert queue.waiting == 0
 
 
+async def _until_a_writer_holds_the_turn(engine: AsyncEngine) -> None:
+    queue = writer_queue(engine)
+    assert queue is not None
+
+    async def holding() -> bool:
+        return queue.lock.locked()
+
+    await wait_until(holding, within=5)
+
+
 async def test_a_writer_that_waits_past_the_timeout_fails_as_sqlite_would(tmp_path: Path) -> None:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'short.db'}", poolclass=NullPool)
     WriterQueue(timeout=0.2).install(engine)
@@ -138,13 +148,7 @@ async def test_a_writer_that_waits_past_the_timeout_fails_as_sqlite_would(tmp_pa
                 await first.commit()
 
         holder = asyncio.create_task(keep_a_transaction_open(), name="slow-holder")
-        queue = writer_queue(engine)
-        assert queue is not None
-
-        async def holding() -> bool:
-            return queue.lock.locked()
-
-        await wait_until(holding, within=5)
+        await _until_a_writer_holds_the_turn(engine)
         with capture_logs() as logs, pytest.raises(OperationalError, match="database is locked"):
             async with engine.begin() as late:
                 await late.execute(insert(notes).values(text="late"))
@@ -196,13 +200,7 @@ async def test_the_timeout_report_names_a_transaction_that_holds_the_lock_outsid
         bypass = asyncio.create_task(write_past_the_queue(), name="past-the-queue")
         await written.wait()
         holder = asyncio.create_task(queued_write("holder"), name="turn-holder")  # waits inside SQLite
-        queue = writer_queue(engine)
-        assert queue is not None
-
-        async def holding() -> bool:
-            return queue.lock.locked()
-
-        await wait_until(holding, within=5)
+        await _until_a_writer_holds_the_turn(engine)
         with capture_logs() as logs, pytest.raises(OperationalError, match="database is locked"):
             await queued_write("late")
         release.set()

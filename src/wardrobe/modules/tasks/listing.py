@@ -258,18 +258,28 @@ async def list_page(
             check_session(claims, *(found if found is not None else (None, None, "")))
             return {"items": [], "next_cursor": None}
         next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-        page = rows[:limit]
-        known: dict[int, dict[str, str]] = {}
-        for task_id, step_id, step_status in await queries.steps([r.id for r in page]):
-            known.setdefault(task_id, {})[step_id] = step_status
-        schema_ids = {row.pipeline_schema_id for row in page}
-        orders = views.cached_orders(schema_ids)
-        if orders is None:
-            async with AsyncSession(bind=conn, expire_on_commit=False, autoflush=False) as session:
-                orders = await views.step_orders(session, schema_ids)
-    user_id_var.set(claims.user_id)
-    items = [views.view(row, orders[row.pipeline_schema_id], known.get(row.id, {})) for row in page]
+        user_id_var.set(claims.user_id)
+        items = await _present(queries, views, rows[:limit])
     return {"items": items, "next_cursor": next_cursor}
+
+
+async def _present(
+    queries: _CoreQueries, views: TaskViews, tasks: Sequence[LeanTask], session: AsyncSession | None = None
+) -> list[dict[str, Any]]:
+    """The views of plain task rows: their steps' statuses in one read, their pipelines' step
+    orders from the cache or, on a miss, one more read (on ``session``, else on the queries' own
+    connection)."""
+    known: dict[int, dict[str, str]] = {}
+    for task_id, step_id, step_status in await queries.steps([t.id for t in tasks]):
+        known.setdefault(task_id, {})[step_id] = step_status
+    schema_ids = {t.pipeline_schema_id for t in tasks}
+    orders = views.cached_orders(schema_ids)
+    if orders is None and session is not None:
+        orders = await views.step_orders(session, schema_ids)
+    elif orders is None:
+        async with AsyncSession(bind=queries.conn, expire_on_commit=False, autoflush=False) as own:
+            orders = await views.step_orders(own, schema_ids)
+    return [views.view(t, orders[t.pipeline_schema_id], known.get(t.id, {})) for t in tasks]
 
 
 async def read_for_push(
@@ -285,11 +295,5 @@ async def read_for_push(
     found = await queries.tasks(task_ids)
     if not found:
         return []
-    known: dict[int, dict[str, str]] = {}
-    for task_id, step_id, step_status in await queries.steps([p.task.id for p in found]):
-        known.setdefault(task_id, {})[step_id] = step_status
-    schema_ids = {p.task.pipeline_schema_id for p in found}
-    orders = views.cached_orders(schema_ids)
-    if orders is None:
-        orders = await views.step_orders(session, schema_ids)
-    return [(p, views.view(p.task, orders[p.task.pipeline_schema_id], known.get(p.task.id, {}))) for p in found]
+    presented = await _present(queries, views, [p.task for p in found], session)
+    return list(zip(found, presented, strict=True))
