@@ -181,6 +181,11 @@ async def test_bad_accounts_are_refused_with_the_field_and_nothing_is_stored(rig
 # -- steps on accounts ----------------------------------------------------------------------------
 
 
+async def _vendor_jobs_of_steps(api: Api) -> list[str | None]:
+    async with unit_of_work(api.infra.session_factory) as db:
+        return list(await db.scalars(select(TaskStep.vendor_task_id)))
+
+
 async def _accounts_of_steps(api: Api) -> Counter[str]:
     async with unit_of_work(api.infra.session_factory) as db:
         return Counter(str(a) for a in await db.scalars(select(TaskStep.account)))
@@ -252,11 +257,16 @@ async def test_a_job_created_with_the_settings_key_is_resumed_with_it_after_acco
     await give_quota(rig.api, user.user["id"], 1)
     public_id = await outfit_task(rig.api, user)
 
-    async def submitted() -> bool:
-        return len(rig.peer.tasks_of(rig.peer.api_key)) == 1
+    async def recorded() -> bool:
+        # The job's id stored, not merely the job made at the peer: a worker lost between the two
+        # leaves a job nobody knows of, and the resumed run rightly submits anew (on an account).
+        async with unit_of_work(rig.api.infra.session_factory) as db:
+            job = await db.scalar(select(TaskStep.vendor_task_id).where(TaskStep.step_id == "change"))
+        return job is not None
 
-    await wait_until(submitted, within=30)
+    await wait_until(recorded, within=30)
     [vendor_task] = rig.peer.tasks_of(rig.peer.api_key)
+    assert await _vendor_jobs_of_steps(rig.api) == [vendor_task.task_id]
     await rig.add(name="b", secret_env="WARDROBE_VENDOR_KEY_RH_B", concurrency=2)
     runtime = rig.api.infra.runtime
     [run] = list(runtime._runs)
