@@ -34,6 +34,7 @@ from wardrobe.modules.crypto.factory import build_key_manager
 from wardrobe.modules.distributors.endpoints import router as distributors_router
 from wardrobe.modules.ops.endpoints import router as ops_router
 from wardrobe.modules.payments.endpoints import router as payments_router
+from wardrobe.modules.payments.sandbox_endpoints import router as sandbox_payments_router
 from wardrobe.modules.providers.callback_endpoints import router as callbacks_router
 from wardrobe.modules.providers.endpoints import router as providers_router
 from wardrobe.modules.storage.backend import OBJECTS_PATH
@@ -96,6 +97,7 @@ ROUTERS = (
     account_router,
     auth_router,
     payments_router,
+    sandbox_payments_router,
     callbacks_router,
     distributors_router,
     totp_router,

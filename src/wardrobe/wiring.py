@@ -46,6 +46,7 @@ from wardrobe.modules.moderation.factory import build_moderator
 from wardrobe.modules.moderation.moderator import Moderator
 from wardrobe.modules.payments.alipay import AlipayGateway
 from wardrobe.modules.payments.gateway import PaymentGateway, Payments
+from wardrobe.modules.payments.sandbox import SandboxGateway, sandbox_key
 from wardrobe.modules.payments.wechat import WeChatPayGateway
 from wardrobe.modules.providers import service as providers_service
 from wardrobe.modules.providers import switches
@@ -250,6 +251,8 @@ def build_payments(settings: Settings) -> Payments:
             return_url=settings.alipay_return_url,
             timeout=settings.payment_timeout_seconds,
         )
+    if settings.sandbox_payments_enabled:
+        gateways["sandbox"] = SandboxGateway(sandbox_key(settings.jwt_secret.get_secret_value()))
     return Payments(gateways=gateways, notify_base_url=settings.payment_notify_base_url)
 
 

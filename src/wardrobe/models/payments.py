@@ -34,9 +34,12 @@ class PaymentChannel(StrEnum):
     ALIPAY_PAGE = "alipay_page"
     ALIPAY_WAP = "alipay_wap"
     ALIPAY_QR = "alipay_qr"
+    SANDBOX = "sandbox"  # development only (modules/payments/sandbox.py)
 
     @property
     def provider(self) -> str:
+        if self is PaymentChannel.SANDBOX:
+            return "sandbox"
         return "wechat" if self.value.startswith("wechat") else "alipay"
 
 

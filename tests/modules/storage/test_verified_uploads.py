@@ -71,7 +71,7 @@ async def test_tasks_take_only_their_users_verified_uploads(api_factory: Any) ->
     funds = await balance(api, user.user["id"])
     for key, message in (
         (unverified, "not a verified upload: send the bytes, then complete it"),
-        (theirs, "must be an object_key from your own upload"),
+        (theirs, "must be the key of your own upload or result"),
         (replaced, "the object changed since it was verified"),
     ):
         assert failed(await create_task(api, user, key), 422, "VALIDATION_FAILED") == [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from tests.conftest import Api
@@ -15,7 +14,6 @@ from tests.fixtures.tasks import give_quota, internal_id, wait_until
 from tests.modules.account.erasure_flows import (
     create,
     finished_thumbnail,
-    held_feature,
     ledger_kinds,
     pending_rows,
     thumbnail_feature,
@@ -25,28 +23,13 @@ from wardrobe.core.db import unit_of_work
 from wardrobe.models import Task, TaskStep, VerifiedUpload
 
 
-@pytest.fixture
-async def delete_api(api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch) -> Api:
-    monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
-    api: Api = await api_factory(
-        extra_providers=["tests.providers.fault:build"],
-        worker_in_process=True,
-        task_heartbeat_seconds=0.1,
-        user_max_running_tasks=1,
-    )
-    admin = await login_as(api, "admin")
-    await thumbnail_feature(api, admin)
-    await held_feature(api, admin)
-    return api
-
-
 def _result_key(task: dict[str, Any]) -> str:
     [output] = task["outputs"]
     return str(output["url"].split("/storage/objects/", 1)[1].split("?", 1)[0])
 
 
-async def test_deleting_a_finished_task_takes_its_files_and_keeps_its_ledger(delete_api: Api) -> None:
-    api = delete_api
+async def test_deleting_a_finished_task_takes_its_files_and_keeps_its_ledger(files_api: Api) -> None:
+    api = files_api
     storage = api.infra.storage
     user = await sms_login(api.client)
     shared, own = await upload_photo(api, user, 1), await upload_photo(api, user, 2)
@@ -99,8 +82,8 @@ async def test_deleting_a_finished_task_takes_its_files_and_keeps_its_ledger(del
     assert (resp.status_code, resp.json()["code"]) == (422, "VALIDATION_FAILED")
 
 
-async def test_only_the_owner_and_only_a_finished_task(delete_api: Api, fault_vendor: Any) -> None:
-    api = delete_api
+async def test_only_the_owner_and_only_a_finished_task(files_api: Api, fault_vendor: Any) -> None:
+    api = files_api
     owner, stranger = await sms_login(api.client), await sms_login(api.client)
     done = await finished_thumbnail(api, owner, await upload_photo(api, owner))
     resp = await api.client.delete(f"/api/v1/tasks/{done['id']}", headers=stranger.headers)

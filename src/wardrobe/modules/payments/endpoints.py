@@ -28,7 +28,7 @@ from wardrobe.core.pagination import CursorQuery, decode_cursor, split_page
 from wardrobe.core.permissions import Permission
 from wardrobe.core.principal import CurrentUser, Principal, client_ip, require
 from wardrobe.core.schemas import Id
-from wardrobe.models import Order, Refund
+from wardrobe.models import Order, PaymentChannel, Refund
 from wardrobe.modules.payments import notifications, orders, refunds, repository
 from wardrobe.modules.payments.deps import PaymentsDep
 from wardrobe.modules.payments.gateway import Payments, SignatureInvalid
@@ -84,6 +84,17 @@ async def create_order(
         sessions, payments, settings, principal.user, sku=body.sku, channel=body.channel, client_ip=client_ip(request)
     )
     return ok(orders.order_body(order), status_code=201)
+
+
+@router.get(
+    "/api/v1/billing/channels",
+    summary="The payment channels this deployment takes",
+    description="Offer only these: ordering on another answers `PAYMENT_CHANNEL_UNAVAILABLE`. `sandbox` "
+    "appears only in development.",
+    response_model=Envelope[list[str]],
+)
+async def payment_channels(payments: PaymentsDep) -> OrjsonResponse:
+    return ok([c.value for c in PaymentChannel if c.provider in payments.gateways])
 
 
 @router.get(

@@ -22,6 +22,7 @@ NOTIFY_PATHS = {
     "wechat": "/api/v1/payments/wechat/notify",
     "wechat_refund": "/api/v1/payments/wechat/refund-notify",
     "alipay": "/api/v1/payments/alipay/notify",
+    "sandbox": "/api/v1/payments/sandbox/notify",
 }
 
 

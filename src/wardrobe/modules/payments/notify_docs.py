@@ -63,3 +63,23 @@ ALIPAY_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _fail_text("Alipay is not configured here, or the order is unknown"),
     500: _fail_text("Not recorded; Alipay retries on its schedule"),
 }
+
+SANDBOX_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "Accepted (recorded once; a duplicate is accepted again)"},
+    400: {"description": "Unsigned; or verified, but with the wrong amount"},
+    401: {"description": "The signature does not verify, or its timestamp is more than five minutes off"},
+    404: {"description": "The sandbox is off here (outside development), or the order is unknown"},
+    500: {"description": "Not recorded"},
+}
+SANDBOX_REQUEST: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": name,
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string", "maxLength": 128},
+            "description": "Set by the sandbox; the HMAC-SHA256 covers `timestamp.body`",
+        }
+        for name in ("Wardrobe-Sandbox-Timestamp", "Wardrobe-Sandbox-Signature")
+    ],
+}

@@ -125,7 +125,7 @@ async def push_refund(
         return
     provider = PaymentChannel(order.channel).provider
     gateway = payments.gateway(provider)
-    notify = payments.notify_url("wechat_refund" if provider == "wechat" else "alipay")
+    notify = payments.notify_url("wechat_refund" if provider == "wechat" else provider)
     try:
         result = await gateway.refund(
             order, refund_no=refund.refund_no, amount_fen=refund.amount_fen, reason=refund.reason, notify_url=notify

@@ -40,7 +40,7 @@ from wardrobe.modules.moderation import Moderator
 from wardrobe.modules.pipeline import repository
 from wardrobe.modules.pipeline.config import EngineConfig
 from wardrobe.modules.pipeline.definition import PipelineDef, StepDef
-from wardrobe.modules.pipeline.run import Claimed, has_uploads, run_claimed
+from wardrobe.modules.pipeline.run import Claimed, has_image_inputs, run_claimed
 from wardrobe.modules.providers.accounts import Account, AccountDirectory
 from wardrobe.modules.providers.base import ProviderRegistry
 from wardrobe.modules.providers.callback_hints import CallbackHints
@@ -168,9 +168,9 @@ class PipelineEngine:
             definition = self._definitions[task.pipeline_schema_id] = PipelineDef.model_validate(raw)
         steps = await repository.load_steps(session, task_id)
         first = definition.steps[0]
-        # The first step starts with the claim, unless uploads are screened before any vendor call
-        # (a failed screening must leave every step pending) or the task is being canceled.
-        if not steps and isinstance(first, StepDef) and not task.cancel_requested and not has_uploads(task):
+        # The first step starts with the claim, unless image inputs are checked before any vendor call
+        # (a failed check must leave every step pending) or the task is being canceled.
+        if not steps and isinstance(first, StepDef) and not task.cancel_requested and not has_image_inputs(task):
             steps[first.id] = repository.new_step(task_id, first.id, now)
             await repository.write_step(session, steps[first.id], new=True, now=now)
         return Claimed(task, definition, steps)

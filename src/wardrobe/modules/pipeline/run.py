@@ -28,7 +28,7 @@ from wardrobe.modules.pipeline.provider_call import ProviderCalls
 from wardrobe.modules.pipeline.run_state import EngineParts, LeaseLost, RunState, StepFailed, TaskCanceled
 from wardrobe.modules.providers.base import ProviderError
 from wardrobe.modules.storage.gc import object_keys_in
-from wardrobe.modules.storage.keys import RESULTS, TMP
+from wardrobe.modules.storage.keys import RESULTS, TMP, UPLOADS
 
 log = get_logger("wardrobe.engine")
 
@@ -42,8 +42,9 @@ class Claimed:
     steps: dict[str, TaskStep]
 
 
-def has_uploads(task: Task) -> bool:
-    return bool(image_keys(task.inputs, bare_prefixes=("uploads/",)))
+def has_image_inputs(task: Task) -> bool:
+    """Whether the task names uploads or earlier results: they are checked before any step starts."""
+    return bool(image_keys(task.inputs, bare_prefixes=(f"{UPLOADS}/", f"{RESULTS}/")))
 
 
 async def run_claimed(engine: EngineParts, claimed: Claimed) -> str | None:
@@ -70,8 +71,10 @@ class TaskRun:
             return await self._finish(TaskStatus.CANCELED, error_code="canceled")
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            uploads = image_keys(task.inputs, bare_prefixes=("uploads/",))
+            uploads = image_keys(task.inputs, bare_prefixes=(f"{UPLOADS}/",))
             await screening.check_uploads_unchanged(self.state, uploads)
+            if not self.state.calls_made():  # an earlier result it chains from may be deleted since
+                await screening.check_results_live(self.state, image_keys(task.inputs, bare_prefixes=(f"{RESULTS}/",)))
             if not self.state.calls_made():  # moderation: uploads, before the first vendor call
                 await screening.screen(self.state, "inputs", uploads, Purpose.INPUT_IMAGE)
             outputs = await self._run_units()

@@ -13,11 +13,12 @@ from wardrobe.modules.moderation import Purpose
 from wardrobe.modules.moderation.gates import image_keys, screen_images
 from wardrobe.modules.pipeline.definition import StepDef
 from wardrobe.modules.pipeline.run_state import RunState, StepFailed
-from wardrobe.modules.storage.verification import still_verified, verified
+from wardrobe.modules.storage.verification import live_results, still_verified, verified
 
 log = get_logger("wardrobe.engine")
 
 INPUT_CHANGED = "input_changed"  # an upload replaced after it was verified
+INPUT_DELETED = "input_deleted"  # an earlier result named as input, deleted before the task ran
 
 
 async def screen(run: RunState, step_id: str, keys: list[str], purpose: Purpose) -> None:
@@ -49,6 +50,20 @@ async def check_uploads_unchanged(run: RunState, keys: list[str]) -> None:
         if info is not None and not still_verified(record, info):
             log.warning("input_changed_since_verified", task=run.task.public_id)
             raise StepFailed("inputs", INPUT_CHANGED)
+
+
+async def check_results_live(run: RunState, keys: list[str]) -> None:
+    """A task may chain from the user's earlier results, checked when it was created; one deleted
+    since (its task deleted or purged, the object gone) fails the task, refunded, with a code the
+    user can act on rather than a vendor's unreadable-input error."""
+    storage = run.engine.storage
+    if storage is None or not keys:
+        return
+    async with run.engine.sessions() as session:
+        live = await live_results(session, storage, run.task.user_id, keys)
+    if set(keys) - live:
+        log.info("input_result_deleted", task=run.task.public_id)
+        raise StepFailed("inputs", INPUT_DELETED)
 
 
 async def screen_outputs(run: RunState, step: StepDef, result: dict[str, Any]) -> None:

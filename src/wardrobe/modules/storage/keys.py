@@ -35,6 +35,8 @@ _PREFIX = re.compile(rf"^(?:{_SEGMENT}/)*(?:{_SEGMENT})?$")
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}$")
 _EXT = re.compile(r"^[a-z0-9]{1,10}$")
 _OWNED = re.compile(rf"^(?:{UPLOADS}|{RESULTS})/([1-9][0-9]{{0,18}})/")
+# A result's name starts with its task's public id (uuid4 hex): "{task}-{step}[-{attempt}-{n}]".
+_RESULT_TASK = re.compile(rf"^{RESULTS}/[1-9][0-9]{{0,18}}/[0-9]{{4}}/[0-9]{{2}}/([0-9a-f]{{32}})-[^/]+$")
 
 EXTENSION_BY_CONTENT_TYPE: dict[str, str] = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 CONTENT_TYPE_BY_EXTENSION: dict[str, str] = {ext: ct for ct, ext in EXTENSION_BY_CONTENT_TYPE.items()}
@@ -99,3 +101,11 @@ def owner_of(key: str) -> int | None:
         return None
     match = _OWNED.match(key)
     return int(match.group(1)) if match else None
+
+
+def task_of_result(key: str) -> str | None:
+    """The public id of the task that produced a ``results/`` key; None for anything else."""
+    if not is_valid_key(key):
+        return None
+    match = _RESULT_TASK.match(key)
+    return match.group(1) if match else None

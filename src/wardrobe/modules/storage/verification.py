@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wardrobe.core.errors import AppError, ErrorCode, NotFound, ValidationFailed
 from wardrobe.core.logging import get_logger
-from wardrobe.models import VerifiedUpload
+from wardrobe.models import Task, TaskStatus, VerifiedUpload
 from wardrobe.modules.storage import images, keys
 from wardrobe.modules.storage.backend import ObjectInfo, ObjectNotFound, ObjectStorage
 from wardrobe.modules.storage.expiring import ExpiringValues
+from wardrobe.modules.storage.gc import object_keys_in
 
 log = get_logger("wardrobe.storage.verification")
 
@@ -189,3 +190,27 @@ async def _keep_image_only(storage: ObjectStorage, key: str, image: bytes, conte
         etag = after.etag if after is not None else None
     log.info("upload_trimmed", object_key=key, kept=len(image))
     return len(image), etag
+
+
+async def live_results(session: AsyncSession, storage: ObjectStorage, user_id: int, wanted: list[str]) -> set[str]:
+    """Which of ``wanted`` are outputs of the user's own succeeded tasks that are neither deleted nor
+    purged, and still in the store: the results a new task may take as inputs."""
+    by_task = {key: keys.task_of_result(key) for key in wanted}
+    ids = {public_id for public_id in by_task.values() if public_id is not None}
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(Task.public_id, Task.outputs).where(
+            Task.user_id == user_id,
+            Task.public_id.in_(ids),
+            Task.status == TaskStatus.SUCCEEDED.value,
+            Task.deleted_at.is_(None),
+            Task.files_purged_at.is_(None),
+        )
+    )
+    named = {public_id: set(object_keys_in(outputs)) for public_id, outputs in rows.all()}
+    live = set()
+    for key, public_id in by_task.items():
+        if public_id is not None and key in named.get(public_id, ()) and await storage.head(key) is not None:
+            live.add(key)
+    return live

@@ -29,6 +29,7 @@ _PUBLIC_ERRORS = {
     "input_changed": "An input image was replaced after it was uploaded; upload it again",
     "content_blocked": "The content did not pass moderation",  # ours or the vendor's
     "moderation_unavailable": "Content moderation was unavailable; try again later",
+    "input_deleted": "An input image was deleted before the task ran; choose another",
     "processing_failed": "Processing failed",
 }
 
@@ -97,7 +98,14 @@ class TaskViews:
         for item in task.outputs or ():
             if "object_key" in item:
                 url = self.storage.download_url(item["object_key"], self.download_url_ttl_seconds, None)
-                outputs.append({"name": item["name"], "url": url, "content_type": item.get("content_type")})
+                outputs.append(
+                    {
+                        "name": item["name"],
+                        "key": item["object_key"],
+                        "url": url,
+                        "content_type": item.get("content_type"),
+                    }
+                )
             else:
                 outputs.append({"name": item["name"], "value": item.get("value")})
         error = None

@@ -31,6 +31,11 @@ class StepOut(BaseModel):
 
 class OutputOut(BaseModel):
     name: str
+    key: str | None = Field(
+        default=None,
+        description="The result's object key: an image input of your next task (chaining), as an upload's key is",
+        examples=["results/1/2026/11/4f1c0b1e6f3a4d5e8a9b0c1d2e3f4a5b-cutout-1-0.png"],
+    )
     url: str | None = None
     content_type: str | None = None
     value: Any = None

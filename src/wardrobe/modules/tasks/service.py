@@ -30,7 +30,7 @@ from wardrobe.modules.moderation import gates as moderation_gates
 from wardrobe.modules.pipeline.engine import hold_ref
 from wardrobe.modules.storage import verification
 from wardrobe.modules.storage.backend import ObjectStorage
-from wardrobe.modules.storage.keys import owner_of
+from wardrobe.modules.storage.keys import RESULTS, UPLOADS, owner_of
 from wardrobe.modules.tasks.parts import TaskParts
 
 
@@ -42,16 +42,19 @@ def request_hash_of(feature: str, inputs: dict[str, Any]) -> str:
 async def _check_images(
     session: AsyncSession, storage: ObjectStorage, user: User, schema: dict[str, Any], inputs: dict[str, Any]
 ) -> None:
-    """Image inputs must be the user's own uploads, verified after they arrived, and still
-    the object that was verified: same size, and same ETag where the store has one (keys that may
-    still write under the user's prefix could have replaced it with other bytes)."""
+    """Image inputs must be the user's own: uploads verified after they arrived and still the
+    object that was verified (same size, and same ETag where the store has one: keys that may still
+    write under the user's prefix could have replaced it with other bytes), or results of the
+    user's own tasks that still exist (chaining; only the service writes results)."""
     problems = []
     fields = [(field, str(inputs[field])) for field in forms.image_fields(schema) if inputs.get(field) is not None]
-    records = await verification.verified(session, user.id, [key for _, key in fields])
+    uploads = [(field, key) for field, key in fields if owner_of(key) == user.id and key.startswith(f"{UPLOADS}/")]
+    results = [(field, key) for field, key in fields if owner_of(key) == user.id and key.startswith(f"{RESULTS}/")]
     for field, key in fields:
-        if owner_of(key) != user.id or not key.startswith("uploads/"):
-            problems.append({"field": f"inputs.{field}", "message": "must be an object_key from your own upload"})
-            continue
+        if (field, key) not in uploads and (field, key) not in results:
+            problems.append({"field": f"inputs.{field}", "message": "must be the key of your own upload or result"})
+    records = await verification.verified(session, user.id, [key for _, key in uploads]) if uploads else {}
+    for field, key in uploads:
         record = records.get(key)
         if record is None:
             problems.append(
@@ -63,6 +66,13 @@ async def _check_images(
             problems.append({"field": f"inputs.{field}", "message": "no uploaded object with this key"})
         elif not verification.still_verified(record, info):
             problems.append({"field": f"inputs.{field}", "message": "the object changed since it was verified"})
+    if results:
+        live = await verification.live_results(session, storage, user.id, [key for _, key in results])
+        problems += [
+            {"field": f"inputs.{field}", "message": "no result of yours with this key (deleted, or expired)"}
+            for field, key in results
+            if key not in live
+        ]
     if problems:
         raise AppError(ErrorCode.VALIDATION_FAILED, data=problems)
 

@@ -6,9 +6,6 @@ service runs embedded: SQLite under ``var/``, in-process cache, limiter and queu
 
 from __future__ import annotations
 
-import base64
-import binascii
-from enum import StrEnum
 from functools import lru_cache
 from ipaddress import ip_network
 from pathlib import Path
@@ -18,44 +15,30 @@ from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - refused in production
-DEFAULT_CODE_PEPPER = "dev-only-insecure-code-pepper-change-me-000"
-DEFAULT_STORAGE_SIGNING_KEY = "dev-only-insecure-storage-signing-key-0000"
-DEFAULT_CALLBACK_SECRET = "dev-only-insecure-vendor-callback-secret-00"  # noqa: S105 - refused in production
+from wardrobe.settings import _production
+from wardrobe.settings._values import (
+    DEFAULT_CALLBACK_SECRET,
+    DEFAULT_CODE_PEPPER,
+    DEFAULT_JWT_SECRET,
+    DEFAULT_STORAGE_SIGNING_KEY,
+    Environment,
+    SmsBackend,
+    parse_backup_key,
+    parse_provider_secrets_key,
+)
 
-
-def parse_provider_secrets_key(key_b64: str) -> bytes:
-    """The AES-256 key of WARDROBE_PROVIDER_SECRETS_KEY (base64 of 32 bytes); a ValueError says
-    what is wrong with it. Checked when settings load, used where account secrets are sealed."""
-    try:
-        key = base64.b64decode(key_b64, validate=True)
-    except binascii.Error as exc:
-        raise ValueError("WARDROBE_PROVIDER_SECRETS_KEY must be base64") from exc
-    if len(key) != 32:
-        raise ValueError("WARDROBE_PROVIDER_SECRETS_KEY must be 32 bytes (base64 of 32 random bytes)")
-    return key
-
-
-def parse_backup_key(key_b64: str) -> bytes:
-    """The AES-256 key of WARDROBE_BACKUP_ENCRYPTION_KEY (base64 of 32 bytes)."""
-    try:
-        key = base64.b64decode(key_b64, validate=True)
-    except binascii.Error as exc:
-        raise ValueError("WARDROBE_BACKUP_ENCRYPTION_KEY must be base64") from exc
-    if len(key) != 32:
-        raise ValueError("WARDROBE_BACKUP_ENCRYPTION_KEY must be 32 bytes (base64 of 32 random bytes)")
-    return key
-
-
-class Environment(StrEnum):
-    DEVELOPMENT = "development"
-    TEST = "test"
-    PRODUCTION = "production"
-
-
-class SmsBackend(StrEnum):
-    CONSOLE = "console"
-    TENCENT = "tencent"
+__all__ = [
+    "DEFAULT_CALLBACK_SECRET",
+    "DEFAULT_CODE_PEPPER",
+    "DEFAULT_JWT_SECRET",
+    "DEFAULT_STORAGE_SIGNING_KEY",
+    "Environment",
+    "Settings",
+    "SmsBackend",
+    "get_settings",
+    "parse_backup_key",
+    "parse_provider_secrets_key",
+]
 
 
 class Settings(BaseSettings):
@@ -257,6 +240,10 @@ class Settings(BaseSettings):
     alipay_gateway: str = "https://openapi.alipay.com/gateway.do"
     alipay_return_url: str = ""
     payment_timeout_seconds: float = 10.0
+    # The `sandbox` payment channel (modules/payments/sandbox.py): purchases complete on a checkout
+    # page of this service, through the real notification path. Unset: on in development only.
+    # Production refuses to start with it on.
+    payment_sandbox: bool | None = None
     # --- end of Payments -------------------------------------------------------------
 
     # AI vendors --------------------------------------------------------------------------
@@ -486,73 +473,11 @@ class Settings(BaseSettings):
 
     def production_problems(self) -> list[str]:
         """Insecure defaults that production must not run with."""
-        problems: list[str] = []
-        secret = self.jwt_secret.get_secret_value()
-        if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
-            problems.append("WARDROBE_JWT_SECRET is the default or shorter than 32 characters")
-        if any(old.get_secret_value() == DEFAULT_JWT_SECRET for old in self.jwt_previous_secrets):
-            problems.append("WARDROBE_JWT_PREVIOUS_SECRETS holds the development default")
-        if self.sms_code_pepper.get_secret_value() == DEFAULT_CODE_PEPPER:
-            problems.append("WARDROBE_SMS_CODE_PEPPER is the default")
-        storage_key = self.storage_signing_key.get_secret_value()
-        if self.storage_backend == "local" and (storage_key == DEFAULT_STORAGE_SIGNING_KEY or len(storage_key) < 32):
-            problems.append("WARDROBE_STORAGE_SIGNING_KEY is the default or shorter than 32 characters")
-        if self.storage_backend == "s3":
-            problems.extend(
-                f"WARDROBE_{name.upper()} must be set when WARDROBE_STORAGE_BACKEND=s3"
-                for name, value in (
-                    ("storage_s3_bucket", self.storage_s3_bucket),
-                    ("storage_s3_region", self.storage_s3_region),
-                    ("storage_s3_access_key_id", self.storage_s3_access_key_id),
-                    ("storage_s3_secret_access_key", self.storage_s3_secret_access_key.get_secret_value()),
-                )
-                if not value
-            )
-        if self.sms_backend is SmsBackend.CONSOLE:
-            problems.append("WARDROBE_SMS_BACKEND=console is for development only")
-        elif not self.tencent_sms_phone_changed_template_id:
-            # Without it a stolen session could move the account's phone with no word to its owner.
-            problems.append("WARDROBE_TENCENT_SMS_PHONE_CHANGED_TEMPLATE_ID must be set (notice to the old number)")
-        if self.sms_debug_codes:
-            problems.append("WARDROBE_SMS_DEBUG_CODES must be false")
-        if self.debug:
-            problems.append("WARDROBE_DEBUG must be false")
-        if self.seed_demo_data:
-            problems.append("WARDROBE_SEED_DEMO_DATA must be false")
-        if (self.wechatpay_mchid or self.alipay_app_id) and not self.payment_notify_base_url.startswith("https://"):
-            problems.append("WARDROBE_PAYMENT_NOTIFY_BASE_URL must be an https:// URL when a payment platform is set")
-        if self.scf_enabled and len(self.scf_callback_key.get_secret_value()) < 32:
-            problems.append("WARDROBE_SCF_CALLBACK_KEY must be 32+ characters when SCF is enabled")
-        if self.scf_enabled and not self.vendor_callback_base_url.startswith("https://"):
-            problems.append("WARDROBE_VENDOR_CALLBACK_BASE_URL must be an https:// URL when SCF is enabled")
-        callback_secret = self.vendor_callback_secret.get_secret_value()
-        if callback_secret == DEFAULT_CALLBACK_SECRET or len(callback_secret) < 32:
-            problems.append("WARDROBE_VENDOR_CALLBACK_SECRET is the default or shorter than 32 characters")
-        if self.storage_sts_enabled and not (self.tencent_secret_id and self.tencent_secret_key.get_secret_value()):
-            problems.append(
-                "WARDROBE_TENCENT_SECRET_ID and _SECRET_KEY must be set when WARDROBE_STORAGE_STS_ENABLED=true"
-            )
-        if self.kms_backend == "tencent" and not (self.kms_key_id and self.tencent_secret_id):
-            problems.append(
-                "WARDROBE_KMS_KEY_ID and WARDROBE_TENCENT_SECRET_ID must be set when WARDROBE_KMS_BACKEND=tencent"
-            )
-        if len(self.metrics_token.get_secret_value()) < 32:
-            # Metrics name routes, vendors, queue depths and failure rates: reconnaissance for an attacker.
-            problems.append("WARDROBE_METRICS_TOKEN must be set (32+ characters) for Prometheus to scrape /metrics")
-        if self.wechatpay_mchid and len(self.wechatpay_apiv3_key.get_secret_value().encode()) != 32:
-            problems.append("WARDROBE_WECHATPAY_APIV3_KEY must be 32 bytes")
-        return problems
+        return _production.problems(self)
 
     def production_warnings(self) -> list[str]:
-        """Choices production may run with but should not, logged when the API starts. Captcha is
-        not required: the per-phone and per-address SMS caps still bound what one phone or one
-        address costs, but not what a botnet pumping many numbers costs."""
-        warnings: list[str] = []
-        if not self.captcha_enabled:
-            warnings.append("WARDROBE_CAPTCHA_ENABLED=false: nothing but the SMS caps stands against SMS pumping")
-        if not self.admin_totp_enforced:
-            warnings.append("WARDROBE_ADMIN_TOTP_REQUIRED=false: an admin's password alone opens every admin route")
-        return warnings
+        """Choices production may run with but should not, logged when the API starts."""
+        return _production.warnings(self)
 
     @property
     def cos_appid(self) -> str:
@@ -582,6 +507,12 @@ class Settings(BaseSettings):
         if self.admin_totp_required is None:
             return self.env is Environment.PRODUCTION
         return self.admin_totp_required
+
+    @property
+    def sandbox_payments_enabled(self) -> bool:
+        if self.env is Environment.PRODUCTION:
+            return False
+        return self.env is Environment.DEVELOPMENT if self.payment_sandbox is None else self.payment_sandbox
 
     @property
     def debug_codes_enabled(self) -> bool:
