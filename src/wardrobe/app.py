@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import RedirectResponse
 
 from wardrobe.apidocs import install_api_docs
 from wardrobe.console import CONSOLE_PATH, console_app
@@ -47,6 +48,7 @@ from wardrobe.realtime.events import server_emitter
 from wardrobe.realtime.http_docs import SOCKETIO_PATHS
 from wardrobe.realtime.hub import DirectWebsockets, HubParts, RealtimeHub
 from wardrobe.settings import Environment, Settings, get_settings
+from wardrobe.webapp import APP_PATH, webapp_app
 from wardrobe.wiring import (
     Infra,
     build_infra,
@@ -227,5 +229,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DirectWebsockets, sockets=sockets)
     # The operator console: static files that act only through the admin API above.
     app.mount(CONSOLE_PATH, console_app())
+    # The end users' web app, likewise through the public API; the site's root leads to it.
+    app.mount(APP_PATH, webapp_app())
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse(f"{APP_PATH}/", status_code=307)
+
     telemetry.instrument_app(app)
     return app

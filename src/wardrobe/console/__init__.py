@@ -1,80 +1,23 @@
 """The operator console: static files (HTML, native ES modules, CSS) served at ``/console`` by the
 API process itself, so staff need nothing but a browser and the console needs nothing but the
-public admin API. No build step: what is in ``static/`` is what the browser runs.
-
-Every answer under ``/console`` carries a strict Content-Security-Policy (scripts, styles and
-connections from this origin only; no inline script, no eval, no framing) and cache headers: the
-page and the console's own modules are revalidated on every load (``no-cache`` with an ETag, so a
-deploy is seen at once and an unchanged file costs a 304), while vendored files, whose names carry
-their version, are cached for a year.
+public admin API. No build step: what is in ``static/`` is what the browser runs. Its headers
+(CSP, caching) are those of every static site here (``core/static_site.py``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
+
+from wardrobe.core.static_site import CONTENT_SECURITY_POLICY, static_site
+
+__all__ = ["CONSOLE_PATH", "CONTENT_SECURITY_POLICY", "STATIC_DIR", "console_app"]
 
 CONSOLE_PATH = "/console"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        # The admin API and the Socket.IO hub (polling, then its websocket) on this origin only.
-        "connect-src 'self'",
-        "font-src 'self'",
-        "manifest-src 'self'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    )
-)
-SECURITY_HEADERS = {
-    "content-security-policy": CONTENT_SECURITY_POLICY,
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
-    "cross-origin-opener-policy": "same-origin",
-}
-REVALIDATE = "no-cache"
-IMMUTABLE = "public, max-age=31536000, immutable"
-VENDOR_PREFIX = "/vendor/"
-
-
-def cache_control(path: str) -> str:
-    """``path`` relative to the console's root, as requested."""
-    return IMMUTABLE if path.startswith(VENDOR_PREFIX) else REVALIDATE
-
-
-class ConsoleHeaders:
-    """Adds the security and cache headers to every answer of the wrapped app (files and
-    redirects; a missing file is the API's 404 envelope, answered by its exception handler),
-    replacing any the app set itself."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        relative = scope["path"][len(scope.get("root_path", "")) :] or "/"
-        added = {**SECURITY_HEADERS, "cache-control": cache_control(relative)}
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", []) if k.decode("latin-1").lower() not in added]
-                message["headers"] = kept + [(k.encode(), v.encode()) for k, v in added.items()]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
 
 def console_app() -> ASGIApp:
     """The console's files; ``/console`` redirects to ``/console/`` (index.html)."""
-    return ConsoleHeaders(StaticFiles(directory=STATIC_DIR, html=True))
+    return static_site(STATIC_DIR)

@@ -34,7 +34,10 @@ class SandboxCheckout(InputModel):
 
 class SandboxPaid(BaseModel):
     order_no: str
-    outcome: str = Field(description="What the notification did: `fulfilled` the first time, nothing after")
+    outcome: str = Field(
+        description="What the notification did: `fulfilled` the first time; a later press sends a new "
+        "notification that finds the order paid (`already_fulfilled`) and moves nothing"
+    )
 
 
 def _sandbox(payments: PaymentsDep) -> SandboxGateway:
