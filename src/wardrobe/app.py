@@ -26,6 +26,7 @@ from wardrobe.core.openapi import operation_id
 from wardrobe.modules.account.endpoints import router as account_router
 from wardrobe.modules.admin.endpoints import router as admin_router
 from wardrobe.modules.admin.stats.endpoints import router as stats_router
+from wardrobe.modules.auth.api_key_endpoints import router as api_keys_router
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.totp_endpoints import router as totp_router
 from wardrobe.modules.billing.endpoints import router as billing_router
@@ -103,6 +104,7 @@ ROUTERS = (
     callbacks_router,
     distributors_router,
     totp_router,
+    api_keys_router,
     plans_router,
     tasks_admin_router,
     catalog_router,

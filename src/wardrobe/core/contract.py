@@ -13,7 +13,9 @@ same facts those layers act on, so that a route cannot forget one and a new rout
 - authentication: the ``401`` codes and ``403 ACCOUNT_DISABLED`` where a bearer token is
   required, and ``403 PERMISSION_DENIED`` plus ``x-permission`` (the permission, and the roles
   that hold it) where a route asks for a permission; ``403 TOTP_ENROLMENT_REQUIRED`` where that
-  permission is staff's (``core/principal.py`` ``check_second_factor``).
+  permission is staff's (``core/principal.py`` ``check_second_factor``); ``403 PERMISSION_DENIED``
+  also wherever a bearer token is taken, since an API key is refused outside the routes and scopes
+  it holds, and ``x-api-key-scope`` plus ``429`` (the key's own limit) where an API key may call.
 
 Every error answer's schema is the envelope with its ``code`` limited to the codes listed for
 that status, so a client (and the contract test) can rely on the pairs.
@@ -55,6 +57,7 @@ class RouteFacts:
     roles: tuple[str, ...]  # the roles that hold ``permission``
     reaches_dependencies: bool
     parses_body: bool  # FastAPI decodes the body (and answers MALFORMED_REQUEST when it cannot)
+    scope: str | None = None  # the API key scope that may call it (core/principal.py ``scoped``)
 
 
 def _calls(dependant: Any) -> Iterator[Any]:
@@ -78,11 +81,13 @@ def route_facts(app: FastAPI) -> dict[tuple[str, str], RouteFacts]:
     for route in api_routes(app.routes):
         calls = list(_calls(route.dependant))
         guard = next((c for c in calls if hasattr(c, "permission")), None)
+        scoped = next((c for c in calls if hasattr(c, "scope")), None)
         facts = RouteFacts(
             permission=None if guard is None else str(guard.permission),
             roles=tuple(getattr(guard, "roles", ())),
             reaches_dependencies=any(hasattr(c, "part") for c in calls),
             parses_body=route.body_field is not None,
+            scope=None if scoped is None else str(scoped.scope),
         )
         for method in route.methods or ():
             found[(method.lower(), route.path)] = facts
@@ -128,9 +133,12 @@ def _edge_codes(method: str, path: str, operation: dict[str, Any], facts: RouteF
     if facts is not None and facts.reaches_dependencies:
         codes.append(ErrorCode.DEPENDENCY_UNAVAILABLE)
     if any(USER_SCHEME in requirement for requirement in operation.get("security", [])):
-        codes.extend(AUTH_ERRORS)
+        codes.extend([*AUTH_ERRORS, ErrorCode.PERMISSION_DENIED])
+    if facts is not None and facts.scope is not None:
+        codes.append(ErrorCode.RATE_LIMITED)
     if facts is not None and facts.permission is not None:
-        codes.append(ErrorCode.PERMISSION_DENIED)
+        if ErrorCode.PERMISSION_DENIED not in codes:
+            codes.append(ErrorCode.PERMISSION_DENIED)
         if Role.USER.value not in facts.roles:
             codes.append(ErrorCode.TOTP_ENROLMENT_REQUIRED)
     return codes
@@ -196,6 +204,10 @@ def complete_operation(method: str, path: str, operation: dict[str, Any], facts:
         responses[str(status)] = _merge(custom.get(status), codes, status) if codes else custom[status]
     if facts is not None and facts.permission is not None:
         _document_permission(operation, facts.permission, list(facts.roles))
+    if facts is not None and facts.scope is not None:
+        operation["x-api-key-scope"] = facts.scope
+        note = f"An API key (`Bearer wk_…`) with the scope `{facts.scope}` may call it, as its owner."
+        operation["description"] = f"{operation.get('description', '').rstrip()}\n\n{note}".strip()
     operation["responses"] = dict(sorted(responses.items()))
 
 

@@ -1,5 +1,6 @@
 """ORM models, imported together so Alembic sees the whole schema."""
 
+from wardrobe.models.api_keys import ApiKey
 from wardrobe.models.auth import AuthSession, RefreshToken, SmsCode, UserTotp
 from wardrobe.models.base import Base
 from wardrobe.models.billing import (
@@ -35,6 +36,7 @@ from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, T
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
 
 __all__ = [
+    "ApiKey",
     "ApplicationStatus",
     "AuditLog",
     "AuthSession",

@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: float = Field(default=60.0, gt=0)
     scheduler_lease_seconds: float = Field(default=30.0, ge=0.3, le=3600)
 
+    # API keys a user may have live at once (business customers' systems; core/api_keys.py).
+    api_keys_per_user: int = Field(default=10, ge=1, le=100)
+
     # Payments ---------------------------------------------------------------------------
     # Public base URL the platforms call back (https://api.example.com); notify paths are appended.
     payment_notify_base_url: str = ""

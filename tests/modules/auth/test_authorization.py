@@ -83,6 +83,9 @@ ACCESS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/payments/sandbox/notify"): PUBLIC,  # signed; development only
     ("post", "/api/v1/payments/sandbox/checkout"): PUBLIC,  # the checkout token; development only
     ("get", "/api/v1/billing/channels"): PUBLIC,
+    ("post", "/api/v1/api-keys"): USER,
+    ("get", "/api/v1/api-keys"): USER,
+    ("delete", "/api/v1/api-keys/{key_id}"): USER,
     ("get", "/api/v1/admin/pipelines"): OPERATOR,
     ("get", "/api/v1/admin/providers"): OPERATOR,
     ("post", "/api/v1/admin/providers/{slug}/switch"): OPERATOR,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from fastapi import Header
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from wardrobe.core.openapi import server_check
 from wardrobe.core.schemas import EnumValue, InputModel
@@ -64,9 +64,11 @@ class SmsCodeRequest(InputModel):
     phone: Phone | None = Field(
         default=None,
         examples=["13812345678"],
-        description="Required, except for `change_phone` and `delete_account`: those codes go to the "
+        description="Required, except for `change_phone`, `delete_account` and `create_api_key`: those codes go to the "
         "logged-in account's own phone (send the bearer token; a phone given must be that one)",
-        json_schema_extra=server_check("for `change_phone` and `delete_account`, the account's own phone"),
+        json_schema_extra=server_check(
+            "for `change_phone`, `delete_account` and `create_api_key`, the account's own phone"
+        ),
     )
     purpose: EnumValue[CodePurpose] = CodePurpose.LOGIN
     captcha: CaptchaTicket | None = Field(
@@ -239,3 +241,40 @@ class TotpSecret(BaseModel):
 class TotpState(BaseModel):
     enabled: bool
     other_sessions_revoked: int = Field(description="Sessions of the account ended by the change")
+
+
+_PROOFS = ("code", "password", "wechat_code")
+_FITS = "only a kind of proof the account has: a phone, a password or a WeChat login"
+
+
+class FreshProof(InputModel):
+    """Proof that the caller holds the account now, beyond the access token (``reauth.py``): exactly
+    one of an SMS code sent to the account's phone (the purpose names the change), the password,
+    or — for an account with neither — a fresh ``wx.login`` code of the same WeChat user."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        # Exactly one of them is a string (the others absent or null).
+        json_schema_extra={
+            "oneOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in _PROOFS]
+        },
+    )
+
+    code: str | None = Field(
+        default=None, pattern=r"^[0-9]{6}$", examples=["123456"], json_schema_extra=server_check(_FITS)
+    )
+    password: str | None = Field(default=None, min_length=1, max_length=1024, json_schema_extra=server_check(_FITS))
+    wechat_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="a fresh wx.login code",
+        json_schema_extra=server_check(_FITS),
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [name for name in _PROOFS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("send exactly one of code, password, wechat_code")
+        return self

@@ -33,10 +33,11 @@ class CodePurpose(StrEnum):
     # Sent to the account's current phone, to prove it is the owner's: never to a number a client names.
     CHANGE_PHONE = "change_phone"
     DELETE_ACCOUNT = "delete_account"
+    CREATE_API_KEY = "create_api_key"
 
 
 # Purposes whose code goes to the logged-in account's own phone.
-ACCOUNT_PURPOSES = frozenset({CodePurpose.CHANGE_PHONE, CodePurpose.DELETE_ACCOUNT})
+ACCOUNT_PURPOSES = frozenset({CodePurpose.CHANGE_PHONE, CodePurpose.DELETE_ACCOUNT, CodePurpose.CREATE_API_KEY})
 
 
 @dataclass(frozen=True, slots=True)

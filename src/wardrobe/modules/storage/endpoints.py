@@ -20,7 +20,7 @@ from wardrobe.core.deps import LimiterDep, SessionDep, SettingsDep, part
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
-from wardrobe.core.principal import CurrentUser
+from wardrobe.core.principal import CurrentUser, Uploader
 from wardrobe.modules.storage import service, verification
 from wardrobe.modules.storage.backend import OBJECTS_PATH
 from wardrobe.modules.storage.deps import StorageDep
@@ -75,7 +75,7 @@ UploadsDep = Annotated[service.UploadServices, Depends(part(service.UploadServic
 )
 async def create_upload(
     body: UploadCreate,
-    principal: CurrentUser,
+    principal: Uploader,
     storage: StorageDep,
     limiter: LimiterDep,
     settings: SettingsDep,
@@ -102,7 +102,7 @@ async def create_upload(
 )
 async def complete_upload(
     body: UploadComplete,
-    principal: CurrentUser,
+    principal: Uploader,
     storage: StorageDep,
     settings: SettingsDep,
     session: SessionDep,

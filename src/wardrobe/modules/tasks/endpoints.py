@@ -6,12 +6,29 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query
 
-from wardrobe.core.deps import AnnouncerDep, CacheDep, DbEngineDep, SessionDep, SessionFactoryDep, TokensDep
+from wardrobe.core.api_keys import is_api_key
+from wardrobe.core.db import unit_of_work
+from wardrobe.core.deps import (
+    AnnouncerDep,
+    CacheDep,
+    DbEngineDep,
+    LimiterDep,
+    SessionDep,
+    SessionFactoryDep,
+    TokensDep,
+)
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.pagination import CursorQuery, decode_cursor
-from wardrobe.core.principal import BearerDep, CurrentUser, access_claims
+from wardrobe.core.principal import (
+    BearerDep,
+    CurrentUser,
+    TaskCreator,
+    TaskReader,
+    access_claims,
+    key_principal,
+)
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.schemas import FeatureOut
@@ -65,7 +82,7 @@ async def list_features(principal: CurrentUser, cache: CacheDep, session: Sessio
 )
 async def create_task(
     body: TaskCreate,
-    principal: CurrentUser,
+    principal: TaskCreator,
     parts: TaskPartsDep,
     views: TaskViewsDep,
     session: SessionDep,
@@ -94,14 +111,24 @@ async def list_tasks(
     tokens: TokensDep,
     views: TaskViewsDep,
     credentials: BearerDep,
+    sessions: SessionFactoryDep,
+    limiter: LimiterDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: CursorQuery = None,
     status: TaskStatusName | None = None,
     feature: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:
+    before = decode_cursor(cursor) if cursor else None
+    if credentials is not None and is_api_key(credentials.credentials):
+        # A business customer's key: checked on the generic path, then the same page of its owner.
+        async with unit_of_work(sessions) as session:
+            principal = await key_principal(session, limiter, credentials.credentials, "tasks:read")
+        page = await listing.list_user_page(
+            db, views, principal.id, limit=limit, before_id=before, status=status, feature=feature
+        )
+        return ok(page)
     # The lean path (listing.py): no ORM session, one query for the session check and the page.
     claims = access_claims(tokens, credentials)
-    before = decode_cursor(cursor) if cursor else None
     return ok(await listing.list_page(db, views, claims, limit=limit, before_id=before, status=status, feature=feature))
 
 
@@ -111,7 +138,7 @@ async def list_tasks(
     response_model=Envelope[TaskOut],
     responses=errors(*AUTH_ERRORS, ErrorCode.NOT_FOUND),
 )
-async def get_task(task_id: str, principal: CurrentUser, views: TaskViewsDep, session: SessionDep) -> OrjsonResponse:
+async def get_task(task_id: str, principal: TaskReader, views: TaskViewsDep, session: SessionDep) -> OrjsonResponse:
     task = await service.owned_task(session, principal.user, task_id)
     position = await views.queue.position(session, task)
     [view] = await present(session, views, [task], {task.id: position} if position is not None else None)

@@ -111,10 +111,13 @@ _STEPS = select(TaskStep.task_id, TaskStep.step_id, TaskStep.status).where(
 
 
 @functools.cache
-def _page(with_before: bool, with_status: bool, with_feature: bool) -> Select[Any]:
+def _page(with_before: bool, with_status: bool, with_feature: bool, with_session: bool = True) -> Select[Any]:
     """The page statement for one combination of filters, built once: values travel as bound
-    parameters, so neither building it nor computing its cache key is paid per request."""
-    stmt = select(*_COLUMNS).where(Task.user_id == bindparam("user_id"), Task.deleted_at.is_(None), _SESSION_VALID)
+    parameters, so neither building it nor computing its cache key is paid per request. Without
+    ``with_session`` the caller was authenticated otherwise (an API key)."""
+    stmt = select(*_COLUMNS).where(Task.user_id == bindparam("user_id"), Task.deleted_at.is_(None))
+    if with_session:
+        stmt = stmt.where(_SESSION_VALID)
     if with_before:
         stmt = stmt.where(Task.id < bindparam("before_id"))
     if with_status:
@@ -260,6 +263,33 @@ async def list_page(
         next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         user_id_var.set(claims.user_id)
         items = await _present(queries, views, rows[:limit])
+    return {"items": items, "next_cursor": next_cursor}
+
+
+async def list_user_page(
+    db: AsyncEngine,
+    views: TaskViews,
+    user_id: int,
+    *,
+    limit: int,
+    before_id: int | None,
+    status: str | None,
+    feature: str | None,
+) -> dict[str, Any]:
+    """``list_page`` for a caller already authenticated as ``user_id`` (an API key, checked with
+    its owner on the generic path)."""
+    params: dict[str, Any] = {"user_id": user_id, "limit": limit + 1}
+    if before_id is not None:
+        params["before_id"] = before_id
+    if status:
+        params["status"] = status
+    if feature:
+        params["feature"] = feature
+    async with db.connect() as conn:
+        queries = _queries(conn, await _driver_of(conn, True))
+        rows = await queries.page(_page(before_id is not None, bool(status), bool(feature), False), params)
+        next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+        items = await _present(queries, views, rows[:limit]) if rows else []
     return {"items": items, "next_cursor": next_cursor}
 
 
