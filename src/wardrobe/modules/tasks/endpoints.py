@@ -123,7 +123,7 @@ async def list_tasks(
         # A business customer's key: checked on the generic path, then the same page of its owner.
         async with unit_of_work(sessions) as session:
             principal = await key_principal(session, limiter, credentials.credentials, "tasks:read")
-        page = await listing.list_user_page(
+        page = await listing.list_page(
             db, views, principal.id, limit=limit, before_id=before, status=status, feature=feature
         )
         return ok(page)

@@ -235,7 +235,7 @@ async def _driver_of(conn: AsyncConnection, driver_path: bool) -> Any | None:
 async def list_page(
     db: AsyncEngine,
     views: TaskViews,
-    claims: AccessClaims,
+    caller: AccessClaims | int,
     *,
     limit: int,
     before_id: int | None,
@@ -243,9 +243,14 @@ async def list_page(
     feature: str | None,
     driver_path: bool = True,
 ) -> dict[str, Any]:
-    """The caller's page of tasks, newest first, as ``{"items", "next_cursor"}``. ``driver_path``
-    False keeps MySQL on the portable path (the test comparing the two)."""
-    params: dict[str, Any] = {"user_id": claims.user_id, "session_id": claims.session_id, "limit": limit + 1}
+    """The caller's page of tasks, newest first, as ``{"items", "next_cursor"}``. ``caller`` is a
+    login's verified claims (its session is checked here), or the id of a user authenticated
+    otherwise (an API key, checked with its owner on the generic path). ``driver_path`` False keeps
+    MySQL on the portable path (the test comparing the two)."""
+    claims = caller if isinstance(caller, AccessClaims) else None
+    params: dict[str, Any] = {"user_id": claims.user_id if claims else caller, "limit": limit + 1}
+    if claims is not None:
+        params["session_id"] = claims.session_id
     if before_id is not None:
         params["before_id"] = before_id
     if status:
@@ -254,42 +259,16 @@ async def list_page(
         params["feature"] = feature
     async with db.connect() as conn:
         queries = _queries(conn, await _driver_of(conn, driver_path))
-        rows = await queries.page(_page(before_id is not None, bool(status), bool(feature)), params)
+        rows = await queries.page(_page(before_id is not None, bool(status), bool(feature), claims is not None), params)
         if not rows:
-            # Empty page or unusable session: read the session and let check_session decide.
-            found = await queries.session(claims.session_id)
-            check_session(claims, *(found if found is not None else (None, None, "")))
+            if claims is not None:
+                # Empty page or unusable session: read the session and let check_session decide.
+                found = await queries.session(claims.session_id)
+                check_session(claims, *(found if found is not None else (None, None, "")))
             return {"items": [], "next_cursor": None}
         next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-        user_id_var.set(claims.user_id)
+        user_id_var.set(params["user_id"])
         items = await _present(queries, views, rows[:limit])
-    return {"items": items, "next_cursor": next_cursor}
-
-
-async def list_user_page(
-    db: AsyncEngine,
-    views: TaskViews,
-    user_id: int,
-    *,
-    limit: int,
-    before_id: int | None,
-    status: str | None,
-    feature: str | None,
-) -> dict[str, Any]:
-    """``list_page`` for a caller already authenticated as ``user_id`` (an API key, checked with
-    its owner on the generic path)."""
-    params: dict[str, Any] = {"user_id": user_id, "limit": limit + 1}
-    if before_id is not None:
-        params["before_id"] = before_id
-    if status:
-        params["status"] = status
-    if feature:
-        params["feature"] = feature
-    async with db.connect() as conn:
-        queries = _queries(conn, await _driver_of(conn, True))
-        rows = await queries.page(_page(before_id is not None, bool(status), bool(feature), False), params)
-        next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-        items = await _present(queries, views, rows[:limit]) if rows else []
     return {"items": items, "next_cursor": next_cursor}
 
 
