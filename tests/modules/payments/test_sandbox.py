@@ -20,7 +20,7 @@ from tests.fixtures.settings import production_settings
 from tests.fixtures.tasks import balance
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import LedgerEntry, PaymentNotification
-from wardrobe.modules.payments.sandbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, SandboxGateway, sandbox_key
+from wardrobe.modules.payments.sandbox import SIGNATURE_HEADERS, SandboxGateway, sandbox_key
 from wardrobe.seed import seed_plans
 from wardrobe.settings import Environment, Settings
 
@@ -124,8 +124,11 @@ async def test_notifications_are_verified_like_a_platforms(sandbox_api: Api) -> 
     other_key = SandboxGateway(sandbox_key("another deployment's secret, 32+ characters"))
     forged_headers, forged = other_key.paid_notification(order["order_no"], order["amount_fen"])
     assert (await api.client.post(NOTIFY, content=forged, headers=forged_headers)).status_code == 401
-    stale_headers = gateway.sign(body, time.time() - 3600)
+    stale_headers = gateway.sign(headers["webhook-id"], body, time.time() - 3600)
     assert (await api.client.post(NOTIFY, content=body, headers=stale_headers)).status_code == 401
+    # Well signed, but under another id than the event's: a replay dressed as a new event.
+    renamed = gateway.sign("sbx_evt_someone_else", body, time.time())
+    assert (await api.client.post(NOTIFY, content=body, headers=renamed)).status_code == 401
     assert await balance(api, uid) == before
 
     # The genuine one, delivered twice (a platform retries): credited once.
@@ -149,7 +152,7 @@ async def test_the_sandbox_is_off_unless_in_development(api: Api) -> None:
     )
     assert resp.json()["code"] in ("PAYMENT_CHANNEL_UNAVAILABLE", "PLAN_NOT_ON_SALE")
     assert (
-        await api.client.post(NOTIFY, content=b"{}", headers={TIMESTAMP_HEADER: "1", SIGNATURE_HEADER: "x"})
+        await api.client.post(NOTIFY, content=b"{}", headers=dict.fromkeys(SIGNATURE_HEADERS, "1"))
     ).status_code == 404
 
     assert Settings(_env_file=None, env=Environment.DEVELOPMENT).sandbox_payments_enabled

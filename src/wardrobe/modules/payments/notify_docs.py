@@ -78,8 +78,8 @@ SANDBOX_REQUEST: dict[str, Any] = {
             "in": "header",
             "required": True,
             "schema": {"type": "string", "maxLength": 128},
-            "description": "Set by the sandbox; the HMAC-SHA256 covers `timestamp.body`",
+            "description": "Standard Webhooks: the signature covers `id.timestamp.body`",
         }
-        for name in ("Wardrobe-Sandbox-Timestamp", "Wardrobe-Sandbox-Signature")
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
     ],
 }

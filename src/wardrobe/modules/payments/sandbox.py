@@ -6,15 +6,16 @@ real payment takes: the platform's checkout page (``/app/sandbox-checkout.html``
 WeChat Pay's and Alipay's (inbox first, fulfilment once, in one transaction). It is refused in
 production (``Settings.production_problems``) and off outside development unless asked for.
 
-The protocol is our own, as small as a platform's can be, so it is written here rather than taken
-from a library:
+The checkout is our own, as small as a platform's can be; the notifications are signed by the
+library every webhook of this service uses:
 
 - **Checkout**: ``create`` answers ``{checkout_url}``; the URL carries a token, an HMAC of the order
   number and amount under the sandbox key, so only the one who was given the URL can pay, and only
   that amount (the fulfilment still checks the amount against the order, as for any platform).
-- **Notifications**: a JSON body, signed HMAC-SHA256 over ``"{timestamp}.{body}"`` in the headers
-  ``Wardrobe-Sandbox-Timestamp`` and ``Wardrobe-Sandbox-Signature``; older than five minutes, or
-  from the future, is refused like a forged one. ``POST /api/v1/payments/sandbox/notify`` takes them.
+- **Notifications**: a JSON event signed per the Standard Webhooks specification (the
+  ``standardwebhooks`` library: ``webhook-id`` = the event's id, ``webhook-timestamp``,
+  ``webhook-signature``); one signed more than five minutes off is refused like a forged one.
+  ``POST /api/v1/payments/sandbox/notify`` takes them.
 - The sandbox keeps no trades of its own: ``query`` answers "pending" (an unpaid order is closed at
   its expiry as usual) and refunds succeed at once.
 
@@ -34,6 +35,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
 from wardrobe.models import Order
 from wardrobe.modules.payments.gateway import (
     Notification,
@@ -48,9 +52,7 @@ from wardrobe.modules.payments.gateway import (
 
 PROVIDER = "sandbox"
 CHECKOUT_PAGE = "/app/sandbox-checkout.html"
-TIMESTAMP_HEADER = "wardrobe-sandbox-timestamp"
-SIGNATURE_HEADER = "wardrobe-sandbox-signature"
-TOLERANCE_SECONDS = 300
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 PAID_EVENT = "TRANSACTION.SUCCESS"
 
 
@@ -63,6 +65,7 @@ class SandboxGateway:
 
     def __init__(self, key: bytes) -> None:
         self._key = key
+        self._signer = Webhook(key)
 
     async def start(self) -> None:
         return None
@@ -94,9 +97,10 @@ class SandboxGateway:
     ) -> tuple[dict[str, str], bytes]:
         """What the platform sends once the buyer paid: (headers, body), signed."""
         at = time.time() if now is None else now
+        event_id = f"sbx_evt_{uuid.uuid4().hex}"
         body = json.dumps(
             {
-                "id": f"sbx_evt_{uuid.uuid4().hex}",
+                "id": event_id,
                 "event_type": PAID_EVENT,
                 "order_no": order_no,
                 "transaction_id": f"sbx_txn_{uuid.uuid4().hex[:24]}",
@@ -105,12 +109,11 @@ class SandboxGateway:
             },
             separators=(",", ":"),
         ).encode()
-        return self.sign(body, at), body
+        return self.sign(event_id, body, at), body
 
-    def sign(self, body: bytes, at: float) -> dict[str, str]:
-        stamp = str(int(at))
-        signature = hmac.new(self._key, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-        return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: signature}
+    def sign(self, event_id: str, body: bytes, at: float) -> dict[str, str]:
+        signature = self._signer.sign(event_id, datetime.fromtimestamp(at, UTC), body)
+        return dict(zip(SIGNATURE_HEADERS, (event_id, str(int(at)), signature), strict=True))
 
     # -- the platform's API ----------------------------------------------------------------------
 
@@ -131,17 +134,13 @@ class SandboxGateway:
         return RefundResult(RefundState.SUCCEEDED, platform_refund_id=f"sbx_rfd_{refund_no}")
 
     def verify_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
-        stamp = headers.get(TIMESTAMP_HEADER, "")
-        given = headers.get(SIGNATURE_HEADER, "")
-        if not stamp.isdigit() or not given:
-            raise SignatureInvalid("unsigned")
-        if abs(time.time() - int(stamp)) > TOLERANCE_SECONDS:
-            raise SignatureInvalid("stale timestamp")
-        expected = hmac.new(self._key, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given):
-            raise SignatureInvalid("bad signature")
         try:
-            event = json.loads(body)
+            event = self._signer.verify(body, {name: headers.get(name, "") for name in SIGNATURE_HEADERS})
+        except WebhookVerificationError as exc:  # also: signed more than five minutes off
+            raise SignatureInvalid(str(exc)) from exc
+        try:
+            if event["id"] != headers.get("webhook-id"):
+                raise ValueError("the event is not the one the id was signed with")
             paid = event["event_type"] == PAID_EVENT
             trade = Trade(
                 TradeState.PAID,

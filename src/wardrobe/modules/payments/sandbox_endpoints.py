@@ -20,7 +20,7 @@ from wardrobe.modules.payments import notifications
 from wardrobe.modules.payments.deps import PaymentsDep
 from wardrobe.modules.payments.gateway import Notification, SignatureInvalid
 from wardrobe.modules.payments.notify_docs import SANDBOX_REQUEST, SANDBOX_RESPONSES
-from wardrobe.modules.payments.sandbox import PROVIDER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SandboxGateway
+from wardrobe.modules.payments.sandbox import PROVIDER, SIGNATURE_HEADERS, SandboxGateway
 
 router = APIRouter(tags=["payments"])
 log = get_logger("wardrobe.payments")
@@ -93,8 +93,8 @@ async def sandbox_checkout(
     "/api/v1/payments/sandbox/notify",
     summary="Sandbox payment notification (development only)",
     status_code=204,
-    description=f"A JSON event signed HMAC-SHA256 over `timestamp.body` (`{TIMESTAMP_HEADER}`, "
-    f"`{SIGNATURE_HEADER}`), at most five minutes old. 204 once stored (also for a duplicate); 400 unsigned; "
+    description="A JSON event signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, "
+    "`webhook-signature`), at most five minutes old. 204 once stored (also for a duplicate); 400 unsigned; "
     "401 for a bad or stale signature; 404 for an unknown order; 400 for a wrong amount.",
     responses=SANDBOX_RESPONSES,
     openapi_extra=SANDBOX_REQUEST,
@@ -107,7 +107,7 @@ async def sandbox_notify(
     cache: CacheDep,
     announcer: AnnouncerDep,
 ) -> Response:
-    if not (request.headers.get(TIMESTAMP_HEADER) and request.headers.get(SIGNATURE_HEADER)):
+    if not all(request.headers.get(name) for name in SIGNATURE_HEADERS):
         return Response(status_code=400)  # not a sandbox notification at all, whatever the configuration
     gateway = payments.gateways.get(PROVIDER)
     if not isinstance(gateway, SandboxGateway):
