@@ -50,6 +50,7 @@ from wardrobe.realtime.http_docs import SOCKETIO_PATHS
 from wardrobe.realtime.hub import DirectWebsockets, HubParts, RealtimeHub
 from wardrobe.settings import Environment, Settings, get_settings
 from wardrobe.webapp import APP_PATH, webapp_app
+from wardrobe.webkit import KIT_PATH, kit_app
 from wardrobe.wiring import (
     Infra,
     build_infra,
@@ -233,6 +234,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount(CONSOLE_PATH, console_app())
     # The end users' web app, likewise through the public API; the site's root leads to it.
     app.mount(APP_PATH, webapp_app())
+    # What the two sites share (modules, the vendored Socket.IO client), imported by absolute path.
+    app.mount(KIT_PATH, kit_app())
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

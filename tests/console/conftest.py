@@ -1,14 +1,11 @@
 """The console under test: the app served by a real uvicorn on a loopback port, once per backend
-(SQLite embedded, and MariaDB + Redis), in a thread of this process (a `wardrobe serve` process
-would spend most of its start importing what this process has imported already), with the demo
-data, its WeChat Pay pointed at the local peer, and tasks left queued (no worker consumes them, so a
-task's page can be watched changing); one headless Chromium for the module, signed in once per
-server."""
+(SQLite embedded, and MariaDB + Redis), in a thread of this process (tests/fixtures/served.py), with
+the demo data, its WeChat Pay pointed at the local peer, and tasks left queued (no worker consumes
+them, so a task's page can be watched changing); one headless Chromium for the module, signed in
+once per server."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,22 +16,18 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
-import uvicorn
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.conftest import BACKENDS, Backend, _purge_redis, _truncate, make_settings
+from tests.conftest import BACKENDS, Backend, _purge_redis, _truncate
 from tests.fixtures.auth import Session, data, new_phone, sms_login
 from tests.fixtures.browser import Browser, start_chrome
-from tests.fixtures.tasks import wait_until
+from tests.fixtures.served import ThreadedServer, served_settings, serving, wechatpay_peer
 from tests.modules.providers.images import encode, subject_on_background
-from tests.peers.fixtures import PeerClock
 from tests.peers.server import PeerServer
-from tests.peers.wechatpay_fixtures import ServedWeChatPayPeer, settings_for
-from wardrobe.app import create_app
+from tests.peers.wechatpay_fixtures import ServedWeChatPayPeer
 from wardrobe.core.db import create_engine, unit_of_work
 from wardrobe.models import User
-from wardrobe.settings import Settings
 
 STAFF_PASSWORD = "Wardrobe-console-7f3k!"
 OPERATOR_PHONE = "13800000000"  # the demo operator `serve` seeds
@@ -117,63 +110,6 @@ class ConsoleServer:
         return task
 
 
-class ThreadedServer:
-    """``create_app(settings)`` under uvicorn, with its lifespan, in a thread with its own event
-    loop, on a socket bound before the app starts (its settings name its own address)."""
-
-    def __init__(self) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", 0))
-        self.port: int = self.socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self, settings: Settings) -> None:
-        config = uvicorn.Config(
-            create_app(settings), log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=3
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, name=f"console-{self.port}", daemon=True
-        )
-        self.thread.start()
-
-    def failed(self) -> bool:
-        return self.thread is not None and not self.thread.is_alive()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(30)
-            if self.thread.is_alive():
-                raise RuntimeError(f"the console's server on port {self.port} did not stop")
-        self.socket.close()
-
-
-def _settings(backend: Backend, home: Path, port: int, peer: ServedWeChatPayPeer) -> Settings:
-    return make_settings(
-        backend,
-        redis_key_prefix=f"wc-{uuid.uuid4().hex[:12]}",
-        seed_demo_data=True,  # plans, the demo features, the demo operator
-        worker_in_process=False,
-        var_dir=home / "var",
-        storage_local_root=home / "objects",
-        kms_local_key_file=home / "master-keys.json",
-        login_limit_per_ip="100000/minute",
-        **settings_for(peer, peer.base_url, port),
-    )
-
-
-async def _healthy(client: httpx.AsyncClient) -> bool:
-    try:
-        return (await client.get("/health/ready")).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 async def console_server(
     request: pytest.FixtureRequest,
@@ -183,38 +119,27 @@ async def console_server(
 ) -> AsyncIterator[ConsoleServer]:
     backend = migrated_backends[request.param]
     home = tmp_path_factory.mktemp(f"console-{request.param}")
-    peer = ServedWeChatPayPeer(clock=PeerClock())
-    peer.base_url = wechatpay_peer_server.base_url
-    wechatpay_peer_server.app.state.peer = peer  # type: ignore[attr-defined]
+    peer = wechatpay_peer(wechatpay_peer_server)
     served = ThreadedServer()
-    settings = _settings(backend, home, served.port, peer)
-    served.start(settings)
-    url = served.url
+    settings = served_settings(
+        backend, home, served.port, peer, redis_key_prefix=f"wc-{uuid.uuid4().hex[:12]}", worker_in_process=False
+    )
     engine = create_engine(settings)
-    client = httpx.AsyncClient(base_url=url, timeout=30)
     try:
-
-        async def up() -> bool:
-            if served.failed():
-                raise AssertionError("the console's server did not start (see the log above)")
-            return await _healthy(client)
-
-        await wait_until(up, within=90, every=0.1)
-        # The admin: a user promoted in the database (the only way to a first admin), who then
-        # makes a password account for the browser through the admin API.
-        first = await sms_login(client)
-        async with unit_of_work(async_sessionmaker(engine, expire_on_commit=False)) as db:
-            await db.execute(update(User).where(User.id == first.user["id"]).values(role="admin"))
-        bootstrap = Staff(first.phone, "", first)
-        server = ConsoleServer(request.param, url, client, engine, peer, bootstrap, bootstrap, home)
-        admin = await server.staff("admin")
-        operator_session = await server.password_login(OPERATOR_PHONE, OPERATOR_PASSWORD)
-        server.admin = admin
-        server.operator = Staff(OPERATOR_PHONE, OPERATOR_PASSWORD, operator_session)
-        yield server
+        async with serving(served, settings, within=90) as client:
+            # The admin: a user promoted in the database (the only way to a first admin), who then
+            # makes a password account for the browser through the admin API.
+            first = await sms_login(client)
+            async with unit_of_work(async_sessionmaker(engine, expire_on_commit=False)) as db:
+                await db.execute(update(User).where(User.id == first.user["id"]).values(role="admin"))
+            bootstrap = Staff(first.phone, "", first)
+            server = ConsoleServer(request.param, served.url, client, engine, peer, bootstrap, bootstrap, home)
+            admin = await server.staff("admin")
+            operator_session = await server.password_login(OPERATOR_PHONE, OPERATOR_PASSWORD)
+            server.admin = admin
+            server.operator = Staff(OPERATOR_PHONE, OPERATOR_PASSWORD, operator_session)
+            yield server
     finally:
-        served.stop()
-        await client.aclose()
         await peer.aclose()
         try:
             await _truncate(engine)

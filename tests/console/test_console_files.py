@@ -1,110 +1,52 @@
-"""The console's files as served and as written: the security and cache headers of /console, the
-vendored Socket.IO client matching its manifest, no HTML ever built from strings, every word in
-both languages, and the role permissions the console hides buttons by equal to the server's."""
+"""The console's files as served and as written: the security and cache headers of /console, every
+module the page loads there (the kit's too) and none unused, no HTML ever built from strings, every
+word in both languages, the role permissions the console hides buttons by equal to the server's,
+and the tokens kept for the tab only. What the sites check alike is tests/fixtures/static_sites.py."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from pathlib import Path
 
 from tests.conftest import Api
-from wardrobe.console import CONTENT_SECURITY_POLICY, STATIC_DIR
+from tests.fixtures import static_sites as sites
+from wardrobe.console import CONSOLE_PATH, STATIC_DIR
 from wardrobe.core.permissions import ROLE_PERMISSIONS
 
 JS_DIR = STATIC_DIR / "js"
-VENDOR_DIR = STATIC_DIR / "vendor"
-
-
-def _modules() -> list[Path]:
-    return sorted(JS_DIR.rglob("*.js"))
-
-
-def _own_text() -> str:
-    return "\n".join(path.read_text(encoding="utf-8") for path in _modules())
+PAGES = ("index.html",)
 
 
 async def test_the_console_is_served_with_a_strict_policy_and_cache_headers(api: Api) -> None:
-    redirect = await api.client.get("/console")
+    redirect = await api.client.get(CONSOLE_PATH)
     assert redirect.status_code == 307
-    assert redirect.headers["location"].endswith("/console/")
-
-    page = await api.client.get("/console/")
-    assert page.status_code == 200
-    assert page.headers["content-type"].startswith("text/html")
-    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
-    policy = dict(part.split(" ", 1) for part in CONTENT_SECURITY_POLICY.split("; "))
-    assert policy["script-src"] == "'self'"  # no 'unsafe-inline', no 'unsafe-eval'
-    assert policy["style-src"] == "'self'"
-    assert policy["frame-ancestors"] == "'none'"
-    assert page.headers["x-content-type-options"] == "nosniff"
-    assert page.headers["x-request-id"]  # through the edge middleware like any request
-    assert page.headers["cache-control"] == "no-cache"
-    assert "<script>" not in page.text  # nothing inline for the CSP to refuse
-    assert " style=" not in page.text
-
-    module = await api.client.get("/console/js/main.js")
-    assert module.status_code == 200
-    assert module.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript")
-    assert module.headers["cache-control"] == "no-cache"
-    again = await api.client.get("/console/js/main.js", headers={"If-None-Match": module.headers["etag"]})
-    assert again.status_code == 304  # revalidation is cheap
-
-    vendored = await api.client.get("/console/vendor/socket.io-4.8.4.esm.min.js")
-    assert vendored.status_code == 200
-    assert vendored.headers["cache-control"] == "public, max-age=31536000, immutable"
-
-    missing = await api.client.get("/console/js/nothing.js")
-    assert missing.status_code == 404
-    assert missing.json()["code"] == "NOT_FOUND"  # the API's envelope, never a page to render
-    assert (await api.client.post("/console/", json={})).status_code == 405
-    escape = await api.client.get("/console/../pyproject.toml")
-    assert escape.status_code == 404 or "[project]" not in escape.text
+    assert redirect.headers["location"].endswith(f"{CONSOLE_PATH}/")
+    sites.assert_page(await api.client.get(f"{CONSOLE_PATH}/"))
+    await sites.assert_module_revalidates(api.client, f"{CONSOLE_PATH}/js/main.js")
+    await sites.assert_nothing_else_served(api.client, CONSOLE_PATH)
 
 
 async def test_every_file_the_page_loads_is_there(api: Api) -> None:
-    """Each relative import of each module, and each file index.html names, is served."""
-    wanted = {"/console/js/main.js", "/console/console.css", "/console/icon.svg"}
-    for path in _modules():
-        for target in re.findall(r'^import [^;]*? from "(\.{1,2}/[^"]+)";', path.read_text(encoding="utf-8"), re.M):
-            resolved = (path.parent / target).resolve().relative_to(STATIC_DIR)
-            wanted.add(f"/console/{resolved.as_posix()}")
-    index = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    assert set(re.findall(r'(?:src|href)="(/console/[^"]+)"', index)) <= wanted
-    for url in sorted(wanted):
-        assert (await api.client.get(url)).status_code == 200, url
+    """Each file index.html names, and each module main.js imports, here or in the kit, is served."""
+    wanted = await sites.assert_site_served(api.client, STATIC_DIR, PAGES)
+    assert {f"{CONSOLE_PATH}/js/main.js", f"{CONSOLE_PATH}/console.css", f"{CONSOLE_PATH}/icon.svg"} <= wanted
 
 
-def test_the_vendored_socketio_client_is_the_one_the_manifest_records() -> None:
-    manifest = json.loads((VENDOR_DIR / "manifest.json").read_text(encoding="utf-8"))
-    assert set(manifest) == {p.name for p in VENDOR_DIR.glob("*.js")}
-    for name, entry in manifest.items():
-        assert hashlib.sha256((VENDOR_DIR / name).read_bytes()).hexdigest() == entry["sha256"], name
-        assert entry["version"] in name
-        assert (VENDOR_DIR / entry["license_file"]).read_text(encoding="utf-8").startswith("The MIT License")
-    assert 'from "../vendor/socket.io-4.8.4.esm.min.js"' in (JS_DIR / "live.js").read_text(encoding="utf-8")
+def test_every_module_is_loaded_by_the_page() -> None:
+    sites.assert_every_module_loaded(STATIC_DIR, PAGES)
 
 
 def test_no_module_builds_html_from_strings() -> None:
-    """Data from users only ever becomes text nodes or attribute values."""
-    for path in [*_modules(), STATIC_DIR / "index.html"]:
-        text = path.read_text(encoding="utf-8")
-        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-            assert sink not in text, f"{path.name} uses {sink}"
-
-
-def _strings(name: str) -> set[str]:
-    text = (JS_DIR / name).read_text(encoding="utf-8")
-    return set(re.findall(r'^  "([^"]+)": ', text, re.M))
+    sites.assert_no_html_from_strings([*sites.modules(STATIC_DIR), STATIC_DIR / "index.html"])
 
 
 def test_every_word_exists_in_both_languages() -> None:
-    zh, en = _strings("strings_zh.js"), _strings("strings_en.js")
+    """Every key the console's modules use, and the kit's modules it loads, in both languages."""
+    zh, en = sites.string_keys(JS_DIR / "strings_zh.js"), sites.string_keys(JS_DIR / "strings_en.js")
     assert zh == en
-    code = _own_text()
-    used = set(re.findall(r'\bt\("([a-z_][\w.]*)"', code))
-    used |= {f"{kind}.{value}" for kind, value in re.findall(r'\blabel\("(\w+)", "(\w+)"\)', code)}
+    code = sites.loaded_code(STATIC_DIR, PAGES)
+    used = sites.used_keys(code)
+    assert {"common.loading", "common.more", "shell.not_found"} <= used  # the kit's, in the console's words
     used |= {f"nav.{key}" for key in re.findall(r'\{ key: "(\w+)", permission:', code)}
     used |= {f"task.{verb}{suffix}" for verb in ("cancel", "retry") for suffix in ("", "_hint", "_done")}
     assert used - zh == set()
@@ -124,7 +66,14 @@ def test_the_console_hides_buttons_by_the_servers_own_grants() -> None:
 
 
 def test_tokens_are_kept_for_the_tab_only() -> None:
+    """The kit's client keeps the tokens where the site says: the console says sessionStorage,
+    with no lock across tabs (no other tab shares them); localStorage holds the language only."""
     api_module = (JS_DIR / "api.js").read_text(encoding="utf-8")
-    assert "sessionStorage" in api_module
-    assert "localStorage" not in api_module
-    assert "localStorage" in (JS_DIR / "i18n.js").read_text(encoding="utf-8")  # the language only
+    assert re.search(r"\bstorage: sessionStorage\b", api_module)
+    assert re.search(r"\block: null\b", api_module)
+    assert "localStorage" not in sites.code_of(sites.modules(STATIC_DIR))
+    assert 'storageKey: "wardrobe.console.lang"' in (JS_DIR / "i18n.js").read_text(encoding="utf-8")
+
+
+def test_modules_are_small() -> None:
+    sites.assert_small([*sites.modules(STATIC_DIR), STATIC_DIR / "console.css"])

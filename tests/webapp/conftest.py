@@ -2,7 +2,8 @@
 new SQLite file migrated and seeded with the demo data on first start, local storage, the worker
 in the API process (the demo features run on the local CPU provider), the payment sandbox on, and
 WeChat Pay pointed at the local peer (tests/peers) — served by a real uvicorn on a loopback port in
-a thread of this process; one headless Chromium for the module, at a phone's size."""
+a thread of this process (tests/fixtures/served.py); one headless Chromium for the module, at a
+phone's size."""
 
 from __future__ import annotations
 
@@ -18,15 +19,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
-from tests.conftest import Backend, make_settings
-from tests.console.conftest import ThreadedServer
+from tests.conftest import Backend
 from tests.fixtures.auth import Session, data, sms_login
 from tests.fixtures.browser import Browser, css, start_chrome
-from tests.fixtures.tasks import wait_until
+from tests.fixtures.served import ThreadedServer, served_settings, serving, wechatpay_peer
 from tests.modules.providers.images import encode, subject_on_background
-from tests.peers.fixtures import PeerClock
 from tests.peers.server import PeerServer
-from tests.peers.wechatpay_fixtures import ServedWeChatPayPeer, settings_for
+from tests.peers.wechatpay_fixtures import ServedWeChatPayPeer
 from wardrobe.settings import Settings
 
 SESSION_KEY = "wardrobe.app.session"
@@ -107,25 +106,15 @@ class AppBrowser(Browser):
 
 def _settings(home: Path, port: int, peer: ServedWeChatPayPeer) -> Settings:
     database = f"sqlite+aiosqlite:///{home / 'wardrobe.db'}"
-    return make_settings(
+    return served_settings(
         Backend("sqlite", database, ""),
+        home,
+        port,
+        peer,
         auto_migrate=True,  # a fresh file, as on a first `serve`
-        seed_demo_data=True,  # the demo features and plans
         worker_in_process=True,  # tasks run, as embedded
         payment_sandbox=True,  # on by default only in development; the tests run as "test"
-        var_dir=home / "var",
-        storage_local_root=home / "objects",
-        kms_local_key_file=home / "master-keys.json",
-        login_limit_per_ip="100000/minute",
-        **settings_for(peer, peer.base_url, port),
     )
-
-
-async def _healthy(client: httpx.AsyncClient) -> bool:
-    try:
-        return (await client.get("/health/ready")).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -133,25 +122,13 @@ async def app_server(
     tmp_path_factory: pytest.TempPathFactory, wechatpay_peer_server: PeerServer
 ) -> AsyncIterator[AppServer]:
     home = tmp_path_factory.mktemp("webapp")
-    peer = ServedWeChatPayPeer(clock=PeerClock())
-    peer.base_url = wechatpay_peer_server.base_url
-    wechatpay_peer_server.app.state.peer = peer  # type: ignore[attr-defined]
+    peer = wechatpay_peer(wechatpay_peer_server)
     served = ThreadedServer()
     settings = _settings(home, served.port, peer)
-    served.start(settings)
-    client = httpx.AsyncClient(base_url=served.url, timeout=30)
     try:
-
-        async def up() -> bool:
-            if served.failed():
-                raise AssertionError("the web app's server did not start (see the log above)")
-            return await _healthy(client)
-
-        await wait_until(up, within=120, every=0.1)
-        yield AppServer(served.url, client, settings, peer)
+        async with serving(served, settings, within=120) as client:
+            yield AppServer(served.url, client, settings, peer)
     finally:
-        served.stop()
-        await client.aclose()
         await peer.aclose()
 
 

@@ -1,6 +1,6 @@
 """The static sites the API process serves itself (the operator console at ``/console``, the end
-users' web app at ``/app``): HTML, native ES modules and CSS that act only through the public API
-and the Socket.IO hub on the same origin.
+users' web app at ``/app``, and the kit of modules both import at ``/kit``): HTML, native ES modules
+and CSS that act only through the public API and the Socket.IO hub on the same origin.
 
 Every answer carries a strict Content-Security-Policy (scripts, styles and connections from this
 origin only; images also ``data:`` and ``blob:``, a picture previewed before it is uploaded; no inline

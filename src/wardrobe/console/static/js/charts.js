@@ -3,7 +3,7 @@
 // kilobytes to vendor, pin and audit. SVG also keeps the labels as text nodes (escaped like the
 // rest of the page), scales with the layout through its viewBox, and takes its colours from
 // console.css, so the strict style-src of the CSP holds.
-import { h, svg } from "./dom.js";
+import { h, svg } from "/kit/js/dom.js";
 
 const WIDTH = 640;
 const PAD = { top: 12, right: 16, bottom: 28, left: 56 };

@@ -5,7 +5,7 @@
 // spec: {name, label, type, options?, hint?, nullable?, rows?}; types: text, textarea, number,
 // yuan (fen in the API, yuan on screen), select, checkbox, checkboxes (a list from options),
 // list (comma-separated strings), ids (comma-separated integers), json, datetime.
-import { h } from "./dom.js";
+import { h } from "/kit/js/dom.js";
 import { formatFen, parseYuan } from "./i18n.js";
 import { field, input, select, textarea } from "./ui.js";
 

@@ -1,8 +1,8 @@
-// Live updates through the service's Socket.IO hub (docs/realtime.md): a task's timeline while
-// its page is open, and provider health on the providers page. One socket per tab, opened on first
-// use; after every (re)connect the subscriptions are sent again (events are not replayed), and an
-// expired access token is refreshed before connecting again.
-import { io } from "../vendor/socket.io-4.8.4.esm.min.js";
+// Live updates through the service's Socket.IO hub (docs/realtime.md), on the kit's socket
+// (/kit/js/live.js): a task's timeline while its page is open, and provider health on the
+// providers page. The socket opens on first use; after every (re)connect the subscriptions are
+// sent again (events are not replayed).
+import { closeSocket, listen, openSocket } from "/kit/js/live.js";
 import { freshAccessToken, refreshTokens } from "./api.js";
 
 let socket = null;
@@ -17,24 +17,8 @@ function resubscribe() {
 
 function connect() {
   if (socket) return socket;
-  socket = io({
-    path: "/socket.io",
-    auth: (send) => {
-      freshAccessToken().then(
-        (token) => send({ token }),
-        () => send({ token: "" }),
-      );
-    },
-    reconnectionAttempts: 5,
-    reconnectionDelay: 3000,
-  });
+  socket = openSocket({ freshAccessToken, refreshTokens });
   socket.on("connect", resubscribe);
-  socket.on("connect_error", (error) => {
-    if (error?.message === "AUTH_TOKEN_EXPIRED") refreshTokens().then(() => socket?.connect(), () => null);
-  });
-  socket.on("session.ended", (event) => {
-    if (event?.payload?.code === "AUTH_TOKEN_EXPIRED") refreshTokens().then(() => socket?.connect(), () => null);
-  });
   socket.on("task.updated", (event) => {
     const task = event?.payload;
     for (const listener of taskListeners.get(task?.id) || []) listener(task);
@@ -48,20 +32,10 @@ function connect() {
 /** Call ``listener(task)`` on each update of task ``id``; returns the unsubscribe function. */
 export function watchTask(id, listener) {
   const live = connect();
-  if (!taskListeners.has(id)) {
-    taskListeners.set(id, new Set());
-    if (live.connected) live.emit("subscribe", { task_ids: [id] });
-  }
-  taskListeners.get(id).add(listener);
-  return () => {
-    const listeners = taskListeners.get(id);
-    if (!listeners) return;
-    listeners.delete(listener);
-    if (listeners.size === 0) {
-      taskListeners.delete(id);
-      if (socket?.connected) socket.emit("unsubscribe", { task_ids: [id] });
-    }
-  };
+  return listen(taskListeners, id, listener, {
+    first: () => live.connected && live.emit("subscribe", { task_ids: [id] }),
+    last: () => socket?.connected && socket.emit("unsubscribe", { task_ids: [id] }),
+  });
 }
 
 /** Call ``listener(providers)`` with each provider.health push; returns the unsubscribe function. */
@@ -78,8 +52,6 @@ export function watchProviderHealth(listener) {
 export function closeLive() {
   taskListeners.clear();
   healthListeners.clear();
-  if (socket) {
-    socket.disconnect();
-    socket = null;
-  }
+  closeSocket(socket);
+  socket = null;
 }

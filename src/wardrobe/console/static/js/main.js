@@ -1,8 +1,9 @@
-// The console's shell: the login gate, the navigation, and a hash router (#/users/42?…) whose
-// pages are plain functions that return DOM.
-import { ApiError, currentSession, forget, get, onSignedOut, post, setUser } from "./api.js";
-import { h, mount } from "./dom.js";
-import { label, lang, setLang, t } from "./i18n.js";
+// The console's shell: the login gate, the navigation, and the kit's hash router (#/users/42?…)
+// whose pages are plain functions that return DOM.
+import { h, mount } from "/kit/js/dom.js";
+import { createRouter, languageSwitch as switchTo } from "/kit/js/router.js";
+import { ApiError, currentSession, endSession, forget, get, onSignedOut, setUser } from "./api.js";
+import { i18n, label, t } from "./i18n.js";
 import { closeLive } from "./live.js";
 import { can, isStaff } from "./permissions.js";
 import { errorBox } from "./ui.js";
@@ -48,56 +49,15 @@ const ROUTES = [
 ];
 
 const app = document.getElementById("app");
-let leaving = [];
-
-function parseHash() {
-  const raw = location.hash.replace(/^#\/?/, "");
-  const [path, search = ""] = raw.split("?");
-  return { path: path || "dashboard", query: Object.fromEntries(new URLSearchParams(search)) };
-}
-
-function hashOf(path, query) {
-  const search = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== "" && v != null)).toString();
-  return `#/${path}${search ? `?${search}` : ""}`;
-}
-
-function leave() {
-  for (const fn of leaving) {
-    try {
-      fn();
-    } catch {
-      // a page's clean-up must not stop the next page
-    }
-  }
-  leaving = [];
-}
+const router = createRouter({ routes: ROUTES, home: "dashboard", shell, t, errorBox });
 
 function languageSwitch() {
-  const other = lang() === "zh" ? "en" : "zh";
-  return h(
-    "button",
-    {
-      type: "button",
-      class: "lang-switch",
-      testid: "lang-switch",
-      title: t("shell.language"),
-      onclick: () => {
-        setLang(other);
-        render();
-      },
-    },
-    other === "en" ? "English" : "中文",
-  );
+  return switchTo(i18n, render, { en: "English", zh: "中文" });
 }
 
 async function logout() {
-  try {
-    await post("/api/v1/auth/logout");
-  } catch {
-    // the session may already be over; the tokens go either way
-  }
+  await endSession();
   closeLive();
-  forget();
   location.hash = "#/dashboard";
   render();
 }
@@ -122,35 +82,8 @@ function shell(active) {
   return page;
 }
 
-async function showRoute() {
-  leave();
-  const { path, query } = parseHash();
-  const route = ROUTES.find(([pattern]) => pattern.test(path));
-  const [pattern, navKey, pageFn] = route || [null, null, null];
-  const page = shell(navKey);
-  if (!route) {
-    mount(page, h("p", { class: "empty", testid: "not-found" }, t("shell.not_found")));
-    return;
-  }
-  const params = pattern.exec(path).slice(1);
-  const view = {
-    params,
-    query,
-    go: (nextQuery) => {
-      location.hash = hashOf(path, nextQuery);
-    },
-    onLeave: (fn) => leaving.push(fn),
-    reload: () => showRoute(),
-  };
-  try {
-    mount(page, await pageFn(view));
-  } catch (error) {
-    mount(page, errorBox(error));
-  }
-}
-
 function render() {
-  leave();
+  router.leave();
   document.title = t("shell.title");
   const session = currentSession();
   if (!session || !session.user) {
@@ -162,7 +95,7 @@ function render() {
     mount(app, loginPage({ languageSwitch, onSignedIn: render, notice: t("login.no_access") }));
     return;
   }
-  showRoute();
+  router.show();
 }
 
 onSignedOut((code) => {
@@ -171,7 +104,7 @@ onSignedOut((code) => {
 });
 
 window.addEventListener("hashchange", () => {
-  if (currentSession()?.user) showRoute();
+  if (currentSession()?.user) router.show();
 });
 
 async function boot() {

@@ -1,25 +1,12 @@
 // Widgets every page uses: tables with keyset paging, forms that show the API's per-field
-// errors, dialogs that ask for a reason before an action, notices.
+// errors, dialogs that ask for a reason before an action, notices. What the app has too is the
+// kit's (/kit/js/ui.js); how an error reads is the console's own (with its code).
+import { h } from "/kit/js/dom.js";
+import { clearErrors, errorSlot, feedback, field, placeFormError } from "/kit/js/ui.js";
 import { ApiError } from "./api.js";
-import { h, mount } from "./dom.js";
 import { t } from "./i18n.js";
 
-// -- notices -----------------------------------------------------------------------------------
-
-function toasts() {
-  let box = document.getElementById("toasts");
-  if (!box) {
-    box = h("div", { id: "toasts", class: "toasts", role: "status" });
-    document.body.append(box);
-  }
-  return box;
-}
-
-export function notify(text, kind = "ok") {
-  const item = h("div", { class: ["toast", `toast-${kind}`], testid: "toast" }, text);
-  toasts().append(item);
-  setTimeout(() => item.remove(), kind === "ok" ? 4000 : 8000);
-}
+export { badge, clearErrors, field, notify, section } from "/kit/js/ui.js";
 
 /** The words of a failure: the API's own message (in the chosen language) and its code. */
 export function describeError(error) {
@@ -38,22 +25,7 @@ export function errorBox(error, testid = "error") {
   return box;
 }
 
-export function loading() {
-  return h("div", { class: "loading", testid: "loading" }, t("common.loading"));
-}
-
-/** Render what ``load()`` gives into ``el`` (with ``render``), or the error it fails with. */
-export async function fill(el, load, render) {
-  mount(el, loading());
-  try {
-    const value = await load();
-    mount(el, render(value));
-    return value;
-  } catch (error) {
-    mount(el, errorBox(error));
-    return undefined;
-  }
-}
+export const { loading, fill, pager } = feedback({ t, errorBox });
 
 // -- tables ------------------------------------------------------------------------------------
 
@@ -108,47 +80,11 @@ export function dataTable({ testid, columns, rows = [], rowId, href, empty = t("
 /** A table fed page by page by ``load(cursor)`` -> {items, next_cursor}. */
 export function pagedTable({ load, ...options }) {
   const table = dataTable(options);
-  const status = h("div", { class: "pager" });
-  let cursor = null;
-  const more = h("button", { type: "button", testid: "more", hidden: true }, t("common.more"));
-
-  async function next() {
-    more.disabled = true;
-    mount(status, loading());
-    try {
-      const page = await load(cursor);
-      table.add(page.items);
-      cursor = page.next_cursor;
-      status.replaceChildren();
-      more.hidden = !cursor;
-    } catch (error) {
-      mount(status, errorBox(error));
-    } finally {
-      more.disabled = false;
-    }
-  }
-
-  more.addEventListener("click", next);
-  const ready = next();
-  return { el: h("div", {}, table.el, status, h("div", { class: "pager" }, more)), ready };
+  const paged = pager(load, table.add);
+  return { el: h("div", {}, table.el, paged.el), ready: paged.ready };
 }
 
 // -- forms -------------------------------------------------------------------------------------
-
-/** A labelled input with a slot for its errors; ``input`` gets name=``name``. */
-export function field(name, labelText, input, hint) {
-  input.name = name;
-  input.id = input.id || `f-${name}-${Math.random().toString(36).slice(2, 8)}`;
-  if (!input.dataset.testid) input.dataset.testid = `field-${name}`;
-  return h(
-    "div",
-    { class: "field", dataset: { field: name } },
-    h("label", { for: input.id }, labelText),
-    input,
-    hint ? h("small", { class: "hint" }, hint) : null,
-    h("div", { class: "field-error", testid: `error-${name}`, hidden: true }),
-  );
-}
 
 export function input(attrs = {}) {
   return h("input", { type: "text", autocomplete: "off", ...attrs });
@@ -166,14 +102,6 @@ export function select(options, value, attrs = {}) {
   );
 }
 
-export function clearErrors(form) {
-  for (const slot of form.querySelectorAll(".field-error")) {
-    slot.hidden = true;
-    slot.replaceChildren();
-  }
-  form.querySelector(".form-error")?.remove();
-}
-
 /** Show an error on the form: each {field, message} of a 422 next to its field (a nested path
  * such as "definition.steps.0.id" goes to the field "definition"), the rest above the buttons. */
 export function showErrors(form, error) {
@@ -182,8 +110,7 @@ export function showErrors(form, error) {
   const items = Array.isArray(error?.fieldErrors) ? error.fieldErrors : [];
   for (const item of items) {
     const name = item.field.split(".")[0];
-    const slot = form.querySelector(`.field[data-field="${CSS.escape(item.field)}"] .field-error`) ||
-      form.querySelector(`.field[data-field="${CSS.escape(name)}"] .field-error`);
+    const slot = errorSlot(form, item.field) || errorSlot(form, name);
     if (slot) {
       slot.hidden = false;
       slot.append(h("div", {}, item.field === name ? item.message : `${item.field}: ${item.message}`));
@@ -193,11 +120,8 @@ export function showErrors(form, error) {
   }
   if (items.length === 0 || rest.length > 0) {
     const box = errorBox(error, "form-error");
-    box.classList.add("form-error");
     for (const line of rest) box.append(h("div", {}, line));
-    const actions = form.querySelector(".actions");
-    if (actions) actions.before(box);
-    else form.append(box);
+    placeFormError(form, box);
   }
 }
 
@@ -264,7 +188,7 @@ export function actionDialog({ title, description, fields, confirmLabel, danger 
       if (missing.length > 0) {
         clearErrors(form);
         for (const spec of missing) {
-          const slot = form.querySelector(`.field[data-field="${spec.name}"] .field-error`);
+          const slot = errorSlot(form, spec.name);
           slot.hidden = false;
           slot.append(t("common.required", { min: spec.min ?? 2 }));
         }
@@ -321,12 +245,4 @@ export function filterBar(specs, values, onApply) {
     onApply({});
   });
   return form;
-}
-
-export function section(title, ...children) {
-  return h("section", { class: "card" }, title ? h("h2", {}, title) : null, ...children);
-}
-
-export function badge(text, kind) {
-  return h("span", { class: ["badge", kind ? `badge-${kind}` : null] }, text);
 }

@@ -1,9 +1,10 @@
 // The app's shell: the login gate, a header (quota, language, sign out), a tab bar at the bottom
-// (in reach of a thumb), and a hash router (#/tasks/…) whose pages are plain functions that
-// return DOM. Whatever fails shows as a message in the page, never as a blank screen.
-import { ApiError, currentSession, forget, get, onSignedOut, post, setUser } from "./api.js";
-import { h, mount } from "./dom.js";
-import { formatNumber, lang, setLang, t } from "./i18n.js";
+// (in reach of a thumb), and the kit's hash router (#/tasks/…) whose pages are plain functions
+// that return DOM. Whatever fails shows as a message in the page, never as a blank screen.
+import { h, mount } from "/kit/js/dom.js";
+import { createRouter, languageSwitch as switchTo } from "/kit/js/router.js";
+import { ApiError, currentSession, endSession, forget, get, onSignedOut, setUser } from "./api.js";
+import { formatNumber, i18n, t } from "./i18n.js";
 import { closeLive, connectLive, onUserEvent } from "./live.js";
 import { forgetState } from "./state.js";
 import { describeError, errorBox, notify } from "./ui.js";
@@ -28,50 +29,15 @@ const ROUTES = [
 ];
 
 const app = document.getElementById("app");
-let leaving = [];
+const router = createRouter({ routes: ROUTES, home: "features", shell, t, errorBox, onShown: () => window.scrollTo(0, 0) });
 let unwatchQuota = null;
 
-function parseHash() {
-  const raw = location.hash.replace(/^#\/?/, "");
-  const [path, search = ""] = raw.split("?");
-  return { path: path || "features", query: Object.fromEntries(new URLSearchParams(search)) };
-}
-
-function leave() {
-  for (const fn of leaving) {
-    try {
-      fn();
-    } catch {
-      // a page's clean-up must not stop the next page
-    }
-  }
-  leaving = [];
-}
-
 function languageSwitch() {
-  const other = lang() === "zh" ? "en" : "zh";
-  return h(
-    "button",
-    {
-      type: "button",
-      class: "lang-switch",
-      testid: "lang-switch",
-      title: t("shell.language"),
-      onclick: () => {
-        setLang(other);
-        render();
-      },
-    },
-    other === "en" ? "EN" : "中文",
-  );
+  return switchTo(i18n, render, { en: "EN", zh: "中文" });
 }
 
 async function logout() {
-  try {
-    await post("/api/v1/auth/logout");
-  } catch {
-    // the session may already be over; the tokens go either way
-  }
+  await endSession();
   signOutHere();
   location.hash = "#/features";
   render();
@@ -118,27 +84,8 @@ function shell(active) {
   return page;
 }
 
-async function showRoute() {
-  leave();
-  const { path, query } = parseHash();
-  const route = ROUTES.find(([pattern]) => pattern.test(path));
-  const [pattern, navKey, pageFn] = route || [null, null, null];
-  const page = shell(navKey);
-  if (!route) {
-    mount(page, h("p", { class: "empty", testid: "not-found" }, t("shell.not_found")));
-    return;
-  }
-  const view = { params: pattern.exec(path).slice(1), query, onLeave: (fn) => leaving.push(fn) };
-  try {
-    mount(page, await pageFn(view));
-  } catch (error) {
-    mount(page, errorBox(error));
-  }
-  window.scrollTo(0, 0);
-}
-
 function render() {
-  leave();
+  router.leave();
   document.title = t("shell.title");
   const session = currentSession();
   if (!session || !session.user) {
@@ -146,7 +93,7 @@ function render() {
     return;
   }
   connectLive();
-  showRoute();
+  router.show();
 }
 
 function signedIn() {
@@ -155,12 +102,12 @@ function signedIn() {
 
 onSignedOut((code) => {
   signOutHere();
-  leave();
+  router.leave();
   mount(app, loginPage({ languageSwitch, onSignedIn: signedIn, notice: t("login.signed_out", { code }) }));
 });
 
 window.addEventListener("hashchange", () => {
-  if (currentSession()?.user) showRoute();
+  if (currentSession()?.user) router.show();
 });
 
 // Never a silent failure: what no page caught is said in a notice (and still logged).

@@ -4,8 +4,8 @@
 // /api/v1/payments/sandbox/checkout, which needs no login (the token in the URL is the
 // authority), then leads back to the app where the balance shows. The amount is sent as the
 // number the URL carries: the server checks it against the token and the order.
+import { h, link, mount } from "/kit/js/dom.js";
 import { api } from "./api.js";
-import { h, link, mount } from "./dom.js";
 import { formatFen, label, t } from "./i18n.js";
 import { errorBox } from "./ui.js";
 

@@ -4,7 +4,7 @@
 // selects, numbers number inputs with their bounds, booleans checkboxes, other strings text. Each
 // control is named as the schema names its property, so the API's 422 (`inputs.<name>`) lands
 // next to it. The run button waits while an upload is under way (busy()).
-import { h } from "./dom.js";
+import { h } from "/kit/js/dom.js";
 import { t } from "./i18n.js";
 import { IMAGE_TYPES, uploadImage } from "./upload.js";
 import { errorBox, field } from "./ui.js";

@@ -1,7 +1,7 @@
 // The signed-in staff member's own account: two-step sign-in (TOTP) set-up. In production an admin
 // must sign in with a TOTP code before any admin route answers (TOTP_ENROLMENT_REQUIRED).
+import { facts, h } from "/kit/js/dom.js";
 import { get, post, setUser } from "../api.js";
-import { facts, h } from "../dom.js";
 import { label, t } from "../i18n.js";
 import { field, input, notify, section, submitting } from "../ui.js";
 

@@ -1,6 +1,6 @@
 // The audit log: who did what to which record, why, and what it changed (before / after).
+import { h, jsonBlock, link } from "/kit/js/dom.js";
 import { get } from "../api.js";
-import { h, jsonBlock, link } from "../dom.js";
 import { formatTime, t } from "../i18n.js";
 import { filterBar, pagedTable } from "../ui.js";
 

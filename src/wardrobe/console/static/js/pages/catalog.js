@@ -1,7 +1,7 @@
 // Features and their pipelines. Operators flip a feature's kill switch (with a reason); admins
 // edit features and save new pipeline versions, and see the API's validation per field.
+import { button, h, jsonBlock } from "/kit/js/dom.js";
 import { get, post, put } from "../api.js";
-import { button, h, jsonBlock } from "../dom.js";
 import { formFields, readForm } from "../forms.js";
 import { formatNumber, formatTime, label, t } from "../i18n.js";
 import { can } from "../permissions.js";
@@ -114,6 +114,39 @@ function pipelinesTable(pipelines, show) {
   }).el;
 }
 
+/** The form of a new feature (``feature`` null) or of an existing one. */
+function featureForm(feature, onSaved, onCancel) {
+  const creating = !feature;
+  return recordForm({
+    testid: "feature-form",
+    title: creating ? t("feature.create") : t("feature.edit", { key: feature.key }),
+    specs: FEATURE_SPECS(),
+    record: feature || { access_scope: "plan", is_enabled: true, quota_cost: 1, sort_order: 0, allowed_accounts: [], form_schema: { type: "object", properties: {}, additionalProperties: false } },
+    save: (body) => (creating ? post("/api/v1/admin/features", body) : put(`/api/v1/admin/features/${feature.id}`, body)),
+    onDone: (saved) => {
+      notify(t("feature.saved", { key: saved.key }));
+      onSaved();
+    },
+    onCancel,
+  });
+}
+
+/** The form of a new pipeline, or of a new version of ``base``. */
+function pipelineForm(base, onSaved, onCancel) {
+  return recordForm({
+    testid: "pipeline-form",
+    title: t("pipeline.create"),
+    specs: PIPELINE_SPECS(),
+    record: base ? { key: base.key, definition: base.definition } : { definition: { steps: [], outputs: {} } },
+    save: (body) => post("/api/v1/admin/pipelines", body),
+    onDone: (saved) => {
+      notify(t("pipeline.saved", { key: saved.key, version: saved.version }));
+      onSaved();
+    },
+    onCancel,
+  });
+}
+
 export function featuresPage() {
   const editor = h("div");
   const features = h("div");
@@ -134,22 +167,11 @@ export function featuresPage() {
   }
 
   function editFeature(feature) {
-    const creating = !feature;
-    openEditor(
-      recordForm({
-        testid: "feature-form",
-        title: creating ? t("feature.create") : t("feature.edit", { key: feature.key }),
-        specs: FEATURE_SPECS(),
-        record: feature || { access_scope: "plan", is_enabled: true, quota_cost: 1, sort_order: 0, allowed_accounts: [], form_schema: { type: "object", properties: {}, additionalProperties: false } },
-        save: (body) => (creating ? post("/api/v1/admin/features", body) : put(`/api/v1/admin/features/${feature.id}`, body)),
-        onDone: (saved) => {
-          notify(t("feature.saved", { key: saved.key }));
-          close();
-          loadFeatures();
-        },
-        onCancel: close,
-      }),
-    );
+    const saved = () => {
+      close();
+      loadFeatures();
+    };
+    openEditor(featureForm(feature, saved, close));
   }
 
   function showPipeline(pipeline) {
@@ -170,21 +192,11 @@ export function featuresPage() {
   }
 
   function newPipeline(base) {
-    openEditor(
-      recordForm({
-        testid: "pipeline-form",
-        title: t("pipeline.create"),
-        specs: PIPELINE_SPECS(),
-        record: base ? { key: base.key, definition: base.definition } : { definition: { steps: [], outputs: {} } },
-        save: (body) => post("/api/v1/admin/pipelines", body),
-        onDone: (saved) => {
-          notify(t("pipeline.saved", { key: saved.key, version: saved.version }));
-          close();
-          loadPipelines();
-        },
-        onCancel: close,
-      }),
-    );
+    const saved = () => {
+      close();
+      loadPipelines();
+    };
+    openEditor(pipelineForm(base, saved, close));
   }
 
   loadFeatures();

@@ -1,7 +1,7 @@
 // The day-to-day overview: GET /api/v1/admin/stats/overview for a range of UTC days.
+import { h } from "/kit/js/dom.js";
 import { get } from "../api.js";
 import { barChart, lineChart } from "../charts.js";
-import { h } from "../dom.js";
 import { formatDuration, formatFen, formatNumber, formatPercent, label, t } from "../i18n.js";
 import { dataTable, fill, filterBar, section } from "../ui.js";
 
@@ -41,60 +41,34 @@ function byFeature(rows) {
   return [...totals].map(([feature, value]) => ({ label: feature, value }));
 }
 
+/** The charts of the days in range: tasks, users, revenue, and tasks by feature. */
+function charts(data) {
+  const labels = data.series.map((row) => row.date.slice(5));
+  const values = (field) => data.series.map((row) => row[field]);
+  const line = (title, testid, series, format) =>
+    section(title, lineChart({ testid, labels, series: series.map(([name, field]) => ({ name, values: values(field) })), format }));
+  const count = (v) => formatNumber(Math.round(v));
+  return h(
+    "div",
+    { class: "grid-2" },
+    line(t("dash.chart_tasks"), "chart-tasks", [[t("dash.tasks"), "tasks"], [t("dash.tasks_failed"), "tasks_failed"]], count),
+    line(t("dash.chart_users"), "chart-users", [[t("dash.new_users"), "new_users"], [t("dash.active_users"), "active_users"]], count),
+    line(t("dash.chart_revenue"), "chart-revenue", [[t("dash.revenue"), "revenue_fen"], [t("dash.refunds"), "refunds_fen"]], (fen) => formatFen(Math.round(fen))),
+    section(
+      t("dash.chart_features"),
+      data.tasks_by_feature.length
+        ? barChart({ testid: "chart-features", items: byFeature(data.tasks_by_feature), format: formatNumber })
+        : h("p", { class: "empty" }, t("common.empty")),
+    ),
+  );
+}
+
 function overview(data) {
-  const days = data.series.map((row) => row.date.slice(5));
-  const pick = (key) => data.series.map((row) => row[key]);
-  const yuan = (fen) => formatFen(Math.round(fen));
   return h(
     "div",
     { testid: "dashboard" },
     totalsRow(data.totals),
-    h(
-      "div",
-      { class: "grid-2" },
-      section(
-        t("dash.chart_tasks"),
-        lineChart({
-          testid: "chart-tasks",
-          labels: days,
-          series: [
-            { name: t("dash.tasks"), values: pick("tasks") },
-            { name: t("dash.tasks_failed"), values: pick("tasks_failed") },
-          ],
-          format: (v) => formatNumber(Math.round(v)),
-        }),
-      ),
-      section(
-        t("dash.chart_users"),
-        lineChart({
-          testid: "chart-users",
-          labels: days,
-          series: [
-            { name: t("dash.new_users"), values: pick("new_users") },
-            { name: t("dash.active_users"), values: pick("active_users") },
-          ],
-          format: (v) => formatNumber(Math.round(v)),
-        }),
-      ),
-      section(
-        t("dash.chart_revenue"),
-        lineChart({
-          testid: "chart-revenue",
-          labels: days,
-          series: [
-            { name: t("dash.revenue"), values: pick("revenue_fen") },
-            { name: t("dash.refunds"), values: pick("refunds_fen") },
-          ],
-          format: yuan,
-        }),
-      ),
-      section(
-        t("dash.chart_features"),
-        data.tasks_by_feature.length
-          ? barChart({ testid: "chart-features", items: byFeature(data.tasks_by_feature), format: formatNumber })
-          : h("p", { class: "empty" }, t("common.empty")),
-      ),
-    ),
+    charts(data),
     section(
       t("dash.performance"),
       dataTable({

@@ -1,7 +1,7 @@
 // Distributor applications: approve or reject (operators); reveal an applicant's full ID number
 // (admins only: every reveal is audited with its reason, and the API's refusal is shown as is).
+import { button, h, link } from "/kit/js/dom.js";
 import { get, post } from "../api.js";
-import { button, h, link } from "../dom.js";
 import { formatTime, label, t } from "../i18n.js";
 import { can } from "../permissions.js";
 import { actionDialog, badge, filterBar, notify, pagedTable } from "../ui.js";

@@ -1,8 +1,8 @@
 // Staff sign in with phone and password; an account with two-step sign-in is asked for its TOTP
 // code when the API answers TOTP_REQUIRED. Accounts that are not staff are told so, and the
 // session their login opened is ended at once.
+import { h } from "/kit/js/dom.js";
 import { api, forget, keepTokens } from "../api.js";
-import { h } from "../dom.js";
 import { t } from "../i18n.js";
 import { isStaff } from "../permissions.js";
 import { describeError, field, input } from "../ui.js";

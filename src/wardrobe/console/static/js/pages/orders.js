@@ -1,6 +1,6 @@
 // Orders: the list (by status or user), an order with its refunds, and a refund with a reason.
+import { button, facts, h, link } from "/kit/js/dom.js";
 import { get, post } from "../api.js";
-import { button, facts, h, link } from "../dom.js";
 import { formatFen, formatNumber, formatTime, label, parseYuan, t } from "../i18n.js";
 import { can } from "../permissions.js";
 import { actionDialog, badge, dataTable, errorBox, filterBar, loading, notify, pagedTable, section } from "../ui.js";

@@ -1,6 +1,6 @@
 // What is sold: every plan, active or not; admins create and edit them (a change needs a reason).
+import { button, h } from "/kit/js/dom.js";
 import { get, patch, post } from "../api.js";
-import { button, h } from "../dom.js";
 import { formFields, readForm } from "../forms.js";
 import { formatFen, formatNumber, formatTime, label, t } from "../i18n.js";
 import { can } from "../permissions.js";

@@ -1,7 +1,7 @@
 // Providers and their vendor accounts: health (live through provider.health), slots in use
 // against the limit, recent failures; a provider's switch (operators), an account's (admins).
+import { button, h, link } from "/kit/js/dom.js";
 import { get, patch, post } from "../api.js";
-import { button, h, link } from "../dom.js";
 import { formatNumber, formatPercent, formatTime, label, t } from "../i18n.js";
 import { watchProviderHealth } from "../live.js";
 import { can } from "../permissions.js";

@@ -1,7 +1,7 @@
 // Tasks of every user: filters, and a task's detail with its step timeline, kept live through the
 // Socket.IO hub while the page is open; cancel (with refund) or retry (at no charge), with a reason.
+import { button, facts, h, jsonBlock, link } from "/kit/js/dom.js";
 import { get, post } from "../api.js";
-import { button, facts, h, jsonBlock, link } from "../dom.js";
 import { formatDuration, formatNumber, formatTime, label, t } from "../i18n.js";
 import { watchTask } from "../live.js";
 import { can } from "../permissions.js";

@@ -1,7 +1,7 @@
 // One user: profile, quota, ledger, sessions, orders, tasks; and what staff may do about them
 // (adjust quota, ban or unban, end sessions, change the role), each with a reason for the audit log.
+import { button, facts, h, link } from "/kit/js/dom.js";
 import { get, patch, post } from "../api.js";
-import { button, facts, h, link } from "../dom.js";
 import { formatFen, formatNumber, formatTime, label, t } from "../i18n.js";
 import { can } from "../permissions.js";
 import { actionDialog, badge, dataTable, errorBox, loading, notify, pagedTable, section } from "../ui.js";

@@ -1,6 +1,6 @@
 // Users: search by phone (exact), id or invite code; the list never shows a full phone number.
+import { h } from "/kit/js/dom.js";
 import { get } from "../api.js";
-import { h } from "../dom.js";
 import { formatTime, label, t } from "../i18n.js";
 import { badge, filterBar, pagedTable } from "../ui.js";
 

@@ -1,8 +1,8 @@
 // The gallery of what the user may run, and a feature's form (generated from its form_schema).
 // With ?use=<result key> the gallery is a chooser: pick the feature the result goes into next,
 // and its first image input holds that key (the API takes the user's own results as inputs).
+import { h, link } from "/kit/js/dom.js";
 import { ApiError, post } from "../api.js";
-import { h, link } from "../dom.js";
 import { t } from "../i18n.js";
 import { imageFields, schemaForm } from "../schema_form.js";
 import { loadFeatures, rememberTask, resultUrl } from "../state.js";

@@ -1,7 +1,7 @@
 // The user's tasks, newest first, a page at a time (keyset cursors: "more" asks for the next);
 // each opens its task view.
+import { h } from "/kit/js/dom.js";
 import { get } from "../api.js";
-import { h } from "../dom.js";
 import { formatTime, t } from "../i18n.js";
 import { loadFeatures } from "../state.js";
 import { pagedList } from "../ui.js";

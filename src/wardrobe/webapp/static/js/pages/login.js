@@ -1,8 +1,8 @@
 // Sign in (or up: a new phone gets a new account) with a code sent by SMS. In development the
 // API answers with the code itself (debug_code), which is shown here so the app can be tried
 // without a phone; a production answer never carries it.
+import { h } from "/kit/js/dom.js";
 import { api, keepTokens } from "../api.js";
-import { h } from "../dom.js";
 import { t } from "../i18n.js";
 import { describeError, field } from "../ui.js";
 

@@ -2,8 +2,8 @@
 // QR code; Alipay's qr_code or pay_url; WeChat JSAPI only inside WeChat), and its status, kept
 // current by order.updated pushes or, while the socket is down, by reading it every few seconds.
 // The payment page's own "success" is never trusted: only the order's status says it was paid.
+import { h, link } from "/kit/js/dom.js";
 import { get } from "../api.js";
-import { h, link } from "../dom.js";
 import { formatFen, formatTime, label, t } from "../i18n.js";
 import { live, onUserEvent } from "../live.js";
 import { badge, errorBox, loading, section } from "../ui.js";

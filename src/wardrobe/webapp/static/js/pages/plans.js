@@ -1,8 +1,8 @@
 // Buying: the plans on sale now, the payment channels this deployment takes, then an order. The
 // development sandbox's order opens its checkout page (pay_params.checkout_url, this origin);
 // WeChat Pay and Alipay orders show their payment parameters on the order's page (orders.js).
+import { h } from "/kit/js/dom.js";
 import { ApiError, get, post } from "../api.js";
-import { h } from "../dom.js";
 import { formatFen, formatNumber, label, lang, t } from "../i18n.js";
 import { errorBox, fill } from "../ui.js";
 

@@ -1,7 +1,7 @@
 // The user's quota (balance, what running tasks hold, what is left to spend, membership), kept
 // current by quota.updated pushes, and the ledger of every movement, a page at a time.
+import { h, link } from "/kit/js/dom.js";
 import { get } from "../api.js";
-import { h, link } from "../dom.js";
 import { formatNumber, formatTime, label, t } from "../i18n.js";
 import { onUserEvent } from "../live.js";
 import { fill, pagedList, section } from "../ui.js";

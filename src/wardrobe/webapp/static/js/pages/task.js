@@ -2,8 +2,8 @@
 // or — while the socket is down — read from GET /api/v1/tasks/{id} every few seconds. States only
 // move forward: an older snapshot (a slow poll, a late acknowledgement) never replaces a newer
 // one. Once it succeeded: each result, a download, and "use as input" for the next feature.
+import { button, h, link } from "/kit/js/dom.js";
 import { get, post } from "../api.js";
-import { button, h, link } from "../dom.js";
 import { formatTime, label, t } from "../i18n.js";
 import { live, watchTask } from "../live.js";
 import { featureNamed, rememberResult, takeTask } from "../state.js";

@@ -1,6 +1,7 @@
-// Building the page. Everything the API sends comes from users (nicknames, reasons, prompts), so
-// text only ever enters the document as text nodes or attribute values: no module parses HTML
-// from a string, and tests/console/test_console_files.py keeps it that way.
+// Building the page, for both sites. Everything the API sends may come from users (nicknames,
+// reasons, prompts, names of files), so text only ever enters the document as text nodes or
+// attribute values: no module parses HTML from a string, and the files tests of the kit and of
+// each site (tests/fixtures/static_sites.py) keep it that way.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -17,6 +18,7 @@ function applyAttrs(el, attrs) {
   }
 }
 
+// Nested arrays are flattened; null, undefined and false are skipped.
 function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
@@ -25,7 +27,7 @@ function append(el, children) {
   return el;
 }
 
-/** h("tr", {testid: "row"}, "text", node, [more]): an element; strings become text nodes. */
+/** h("li", {testid: "item"}, "text", node, [more]): an element; strings become text nodes. */
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   applyAttrs(el, attrs);
@@ -44,11 +46,7 @@ export function svg(tag, attrs, ...children) {
   return append(el, children);
 }
 
-export function clear(el) {
-  el.replaceChildren();
-  return el;
-}
-
+/** Replace what ``el`` holds with ``children``. */
 export function mount(el, ...children) {
   el.replaceChildren();
   return append(el, children);
@@ -59,7 +57,7 @@ export function jsonBlock(value, testid) {
   return h("pre", { class: "json", testid }, value === undefined ? "" : JSON.stringify(value, null, 2));
 }
 
-/** A <dl> of [label, value] pairs; values are text or nodes. */
+/** A <dl> of [label, value, testid?] entries; values are text or nodes, an empty one a dash. */
 export function facts(pairs, testid) {
   return h(
     "dl",
