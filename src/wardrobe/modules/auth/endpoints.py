@@ -180,7 +180,7 @@ async def login(
     response_model=Envelope[TokenResponse],
     responses=errors(
         ErrorCode.AUTH_TOKEN_INVALID,
-        ErrorCode.AUTH_TOKEN_EXPIRED,
+        ErrorCode.AUTH_SESSION_EXPIRED,
         ErrorCode.AUTH_SESSION_REVOKED,
         ErrorCode.AUTH_REFRESH_REUSED,
     ),

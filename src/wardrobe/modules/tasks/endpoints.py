@@ -77,6 +77,7 @@ async def list_features(principal: CurrentUser, cache: CacheDep, session: Sessio
         ErrorCode.FEATURE_UNAVAILABLE,
         ErrorCode.QUOTA_INSUFFICIENT,
         ErrorCode.IDEMPOTENCY_CONFLICT,
+        ErrorCode.CONTENT_BLOCKED,
         ErrorCode.RATE_LIMITED,
     ),
 )
