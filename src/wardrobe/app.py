@@ -44,6 +44,7 @@ from wardrobe.modules.storage.endpoints import router as storage_router
 from wardrobe.modules.storage.service import build_upload_services
 from wardrobe.modules.tasks.admin_endpoints import router as tasks_admin_router
 from wardrobe.modules.tasks.endpoints import router as tasks_router
+from wardrobe.modules.webhooks.endpoints import router as webhooks_router
 from wardrobe.realtime.asyncapi import router as asyncapi_router
 from wardrobe.realtime.events import server_emitter
 from wardrobe.realtime.http_docs import SOCKETIO_PATHS
@@ -106,6 +107,7 @@ ROUTERS = (
     distributors_router,
     totp_router,
     api_keys_router,
+    webhooks_router,
     plans_router,
     tasks_admin_router,
     catalog_router,

@@ -24,7 +24,7 @@ from wardrobe.core.cache import Cache, Policy
 from wardrobe.core.db import create_engine, create_session_factory, finish, unit_of_work
 from wardrobe.core.deps import Parts
 from wardrobe.core.edge_limits import EdgeLimits, EndpointClass
-from wardrobe.core.outbox import Announcer
+from wardrobe.core.outbox import TOPIC_WEBHOOK, Announcer
 from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.core.redis import create_redis
 from wardrobe.core.security import TokenCodec
@@ -65,6 +65,7 @@ from wardrobe.modules.storage.deps import build_storage, close_storage
 from wardrobe.modules.storage.service import UploadServices
 from wardrobe.modules.tasks.parts import TaskParts
 from wardrobe.modules.tasks.presenter import TaskViews
+from wardrobe.modules.webhooks.sender import WebhookSender
 from wardrobe.realtime.events import Emit, TaskEvents
 from wardrobe.realtime.revocations import RevocationBus
 from wardrobe.seed import seed_demo_data
@@ -269,6 +270,18 @@ def build_cache(settings: Settings, redis: Redis | None) -> Cache:
     return Cache(redis, settings.redis_key_prefix, policies)
 
 
+def _relayed(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession], sms_sender: SmsSender
+) -> tuple[WebhookSender, dict[str, Publisher]]:
+    """What any process's relay publishes: account notices (the old number after a phone change)
+    and webhook deliveries, recorded here and sent by the processes that run tasks."""
+    webhooks = WebhookSender(session_factory, settings)
+    return webhooks, {
+        TOPIC_SMS_NOTICE: functools.partial(notices.deliver, sms_sender, settings.sms_backend.value),
+        TOPIC_WEBHOOK: webhooks.publish,
+    }
+
+
 def build_infra(
     settings: Settings,
     *,
@@ -289,10 +302,7 @@ def build_infra(
     task_views = TaskViews(storage, settings.download_url_ttl_seconds)
     sms_sender = build_sms_sender(settings)
     revocations = RevocationBus(redis, settings.redis_key_prefix)
-    # Account notices (the old number after a phone change) go out through any process's relay.
-    publishers: dict[str, Publisher] = {
-        TOPIC_SMS_NOTICE: functools.partial(notices.deliver, sms_sender, settings.sms_backend.value)
-    }
+    webhooks, publishers = _relayed(settings, session_factory, sms_sender)
     events = None
     if emit is not None:
         events = TaskEvents(session_factory, task_views, emit)
@@ -320,6 +330,7 @@ def build_infra(
         storage=storage,  # a task's intermediates are deleted when it ends
         accounts=accounts,
         moderator=moderator,
+        webhooks=webhooks,
     )
     return Infra(
         settings=settings,

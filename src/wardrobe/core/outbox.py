@@ -33,6 +33,9 @@ TOPIC_RUN = "task.run"
 TOPIC_PUSH = "push"
 # A task moved on (not terminal): {"task_id"}; a hint for this process's live clients only.
 TOPIC_TASK_CHANGED = "task.changed"
+# Every durable push is also offered to webhooks ({"task_id"} or {"order_id"}), written beside it in
+# the same flush whatever this process relays: modules/webhooks decides what it means to whom.
+TOPIC_WEBHOOK = "webhook.fan_out"
 
 
 class Kickable(Protocol):
@@ -90,6 +93,8 @@ class Announcer:
         """A notice that must survive this process dying between the commit and its delivery:
         through this process's relay when it publishes ``topic`` (any live relay then sends it),
         else straight to this process's listener after commit."""
+        if topic == TOPIC_PUSH:
+            announce(session, TOPIC_WEBHOOK, payload)
         if self._relayed(topic):
             announce(session, topic, payload)
         else:

@@ -34,6 +34,7 @@ from wardrobe.models.stats import (
 from wardrobe.models.storage import PendingObjectDeletion, VerifiedUpload
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
 from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
+from wardrobe.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -82,5 +83,7 @@ __all__ = [
     "UserTotp",
     "VendorCallback",
     "VerifiedUpload",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "stats_daily_performance",
 ]

@@ -21,6 +21,7 @@ from wardrobe.settings._values import (
     DEFAULT_CODE_PEPPER,
     DEFAULT_JWT_SECRET,
     DEFAULT_STORAGE_SIGNING_KEY,
+    DEFAULT_WEBHOOK_SECRET_KEY,
     Environment,
     SmsBackend,
     parse_backup_key,
@@ -219,6 +220,17 @@ class Settings(BaseSettings):
 
     # API keys a user may have live at once (business customers' systems; core/api_keys.py).
     api_keys_per_user: int = Field(default=10, ge=1, le=100)
+    # Webhooks (modules/webhooks): the key every endpoint's signing secret is derived from (refused
+    # in production as the default), how many endpoints a user may register, how long a delivery is
+    # retried (then the endpoint, failing all that time, is disabled), the waits between attempts,
+    # the available quota at or below which `quota.low` is sent, and host:port pairs a webhook may
+    # reach although they are not public (internal systems, the tests' receivers).
+    webhook_secret_key: SecretStr = SecretStr(DEFAULT_WEBHOOK_SECRET_KEY)
+    webhook_endpoints_per_user: int = Field(default=10, ge=1, le=100)
+    webhook_retry_hours: float = Field(default=24.0, gt=0, le=72)
+    webhook_retry_seconds: list[float] = Field(default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0])
+    webhook_quota_low: int = Field(default=5, ge=0)
+    webhook_allow_private: list[str] = Field(default_factory=list)
 
     # Payments ---------------------------------------------------------------------------
     # Public base URL the platforms call back (https://api.example.com); notify paths are appended.

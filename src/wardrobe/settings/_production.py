@@ -9,6 +9,7 @@ from wardrobe.settings._values import (
     DEFAULT_CODE_PEPPER,
     DEFAULT_JWT_SECRET,
     DEFAULT_STORAGE_SIGNING_KEY,
+    DEFAULT_WEBHOOK_SECRET_KEY,
     SmsBackend,
 )
 
@@ -66,6 +67,9 @@ def problems(self: Settings) -> list[str]:
         problems.append(
             "WARDROBE_KMS_KEY_ID and WARDROBE_TENCENT_SECRET_ID must be set when WARDROBE_KMS_BACKEND=tencent"
         )
+    webhook_key = self.webhook_secret_key.get_secret_value()
+    if webhook_key == DEFAULT_WEBHOOK_SECRET_KEY or len(webhook_key) < 32:
+        problems.append("WARDROBE_WEBHOOK_SECRET_KEY is the default or shorter than 32 characters")
     if self.payment_sandbox:
         problems.append("WARDROBE_PAYMENT_SANDBOX must be off: anyone could pay with it")
     if len(self.metrics_token.get_secret_value()) < 32:

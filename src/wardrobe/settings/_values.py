@@ -10,6 +10,7 @@ from enum import StrEnum
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0000"  # noqa: S105 - refused in production
 DEFAULT_CODE_PEPPER = "dev-only-insecure-code-pepper-change-me-000"
 DEFAULT_STORAGE_SIGNING_KEY = "dev-only-insecure-storage-signing-key-0000"
+DEFAULT_WEBHOOK_SECRET_KEY = "dev-only-insecure-webhook-secret-key-00000"  # noqa: S105 - refused in production
 DEFAULT_CALLBACK_SECRET = "dev-only-insecure-vendor-callback-secret-00"  # noqa: S105 - refused in production
 
 

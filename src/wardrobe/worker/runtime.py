@@ -37,6 +37,7 @@ from wardrobe.modules.providers.callback_hints import CallbackHints
 from wardrobe.modules.providers.health import CircuitBreaker
 from wardrobe.modules.providers.slots import SlotStore
 from wardrobe.modules.storage.backend import ObjectStorage
+from wardrobe.modules.webhooks.sender import WebhookSender
 from wardrobe.settings import Settings
 from wardrobe.worker.outbox import OutboxRelay
 
@@ -67,8 +68,11 @@ class TaskRuntime:
         storage: ObjectStorage | None = None,
         accounts: AccountDirectory | None = None,
         moderator: Moderator | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self.settings = settings
+        # Sends webhook deliveries where tasks run (modules/webhooks); any relay records them.
+        self.webhooks = webhooks
         self._sessions = session_factory
         self.consume = consume
         self.engine = PipelineEngine(
@@ -290,6 +294,8 @@ class TaskRuntime:
         self._start_relay([TOPIC_RUN, *topics])
         if self.consume:
             self._background.append(asyncio.create_task(self._reap_forever()))
+            if self.webhooks is not None:
+                self._background.append(asyncio.create_task(self.webhooks.run_forever()))
             await self.hints.start()
             if not in_memory:
                 from taskiq.api import run_receiver_task

@@ -298,6 +298,56 @@ class SafeFetcher:
         except TimeoutError:
             raise _refuse(TIMEOUT, f"download took more than {timeout_seconds}s", retryable=True) from None
 
+    async def post(self, url: str, body: bytes, headers: Sequence[tuple[str, str]], *, timeout_seconds: float) -> int:
+        """POST ``body`` to ``url`` under the same rules (a webhook): no redirect is followed (a
+        receiver answers where it is registered), the answer's body is not read. Returns the HTTP
+        status; raises ``ProviderError`` when the URL or its addresses are refused or unreachable."""
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                target = _parse(url)
+                addresses = await self._vetted_addresses(target)
+                return await self._post(target, addresses, body, headers, timeout_seconds)
+        except TimeoutError:
+            raise _refuse(TIMEOUT, f"no answer within {timeout_seconds}s", retryable=True) from None
+
+    async def _post(
+        self,
+        target: _Target,
+        addresses: Sequence[str],
+        body: bytes,
+        headers: Sequence[tuple[str, str]],
+        timeout_seconds: float,
+    ) -> int:
+        url = target.url
+        request_url = httpcore.URL(
+            scheme=url.raw_scheme, host=target.host.encode("ascii"), port=target.port, target=url.raw_path
+        )
+        sent = [
+            (b"Host", url.netloc),
+            (b"User-Agent", self._user_agent),
+            (b"Content-Length", str(len(body)).encode()),
+            *((name.encode("ascii"), value.encode("ascii")) for name, value in headers),
+        ]
+        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), timeout_seconds)
+        try:
+            async with (
+                httpcore.AsyncConnectionPool(
+                    ssl_context=self._ssl_context,
+                    max_connections=1,
+                    retries=0,
+                    network_backend=_PinnedBackend(target.host, target.port, addresses),
+                ) as pool,
+                # Streamed and left unread: whatever a receiver answers with, we take only its status.
+                pool.stream(
+                    "POST", request_url, headers=sent, content=body, extensions={"timeout": timeouts}
+                ) as response,
+            ):
+                return response.status
+        except httpcore.TimeoutException:
+            raise _refuse(TIMEOUT, "the server is too slow", retryable=True) from None
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError, ssl.SSLError) as exc:
+            raise _refuse(UNREACHABLE, type(exc).__name__, retryable=True) from None
+
     async def _follow(self, url: str, max_bytes: int, timeout_seconds: float) -> Downloaded:
         for _ in range(self._max_redirects + 1):
             target = _parse(url)

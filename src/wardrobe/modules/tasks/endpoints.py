@@ -104,6 +104,9 @@ async def create_task(
 @router.get(
     "/api/v1/tasks",
     summary="My tasks, newest first (keyset pagination, filters)",
+    # An API key's scope is checked in the route (the lean path takes no ORM session): said here.
+    description="An API key (`Bearer wk_…`) with the scope `tasks:read` may call it, as its owner.",
+    openapi_extra={"x-api-key-scope": "tasks:read"},
     response_model=Envelope[TaskPage],
     responses=errors(*AUTH_ERRORS),
 )
