@@ -3,6 +3,7 @@
 
     python3 dev.py serve     # install (first run) and start the embedded service on :8000
     python3 dev.py test      # install (first run) and run the whole test suite
+    python3 dev.py clients   # regenerate the client kit (clients/) from the API: see clients/README.md
 
 It keeps uv in .tools/ and the locked environment in .venv/, then runs the command inside it.
 Any extra arguments go to the command (e.g. `python3 dev.py test -k refresh`).
@@ -46,6 +47,7 @@ COMMANDS = {
     "bench-stats": None,
     "wardrobe": ["wardrobe"],
     "services": None,
+    "clients": None,
 }
 
 BENCH_SCRIPTS = {
@@ -101,7 +103,7 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__)
         print("commands: serve, test, lint, bench, bench-tasks, bench-realtime, bench-vendors, bench-storage-gc, "
-              "bench-exports, bench-stats, services [stop], wardrobe <args>")
+              "bench-exports, bench-stats, services [stop], clients, wardrobe <args>")
         sys.exit(2)
     command, extra = sys.argv[1], sys.argv[2:]
     if command == "services":
@@ -111,14 +113,20 @@ def main() -> None:
     ensure_env(["bench"] if command.startswith("bench") else [])
     os.chdir(ROOT)
     if command == "lint":
-        paths = [p for p in ("src", "tests", "bench", "examples", "devtools") if (ROOT / p).exists()]
+        paths = [p for p in ("src", "tests", "bench", "examples", "devtools", "clients") if (ROOT / p).exists()]
         run([venv_bin("ruff"), "format", "--check", *paths])
         run([venv_bin("ruff"), "check", *paths])
-        run([venv_bin("mypy"), "src", "tests", "examples", "devtools"])
+        # clients/python/wardrobe_client given by path: mypy then finds it where the tests import it.
+        run([venv_bin("mypy"), "src", "tests", "examples", "devtools", "clients/python/wardrobe_client"])
         # The shape of the code: layers and no import circles (pyproject.toml), then sizes.
         run([venv_bin("lint-imports")])
         if sizes.main(ROOT / "src") != 0:
             sys.exit(1)
+        return
+    if command == "clients":
+        # The OpenAPI snapshot, the Python client's generated module and the TypeScript types and
+        # compiled client (npm ci and the pinned tools in a scratch directory): clients/generate.py.
+        run([venv_bin("python"), "clients/generate.py", *extra])
         return
     if command in BENCH_SCRIPTS:
         script = BENCH_SCRIPTS[command]

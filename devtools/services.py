@@ -70,6 +70,9 @@ TOOLS = (
     ("amtool", "prometheus-alertmanager", "tests/deploy"),
     # `wardrobe backup` dumps and restores MariaDB with its own client programs.
     ("mariadb-dump", "mariadb-client", "tests/modules/backup"),
+    # The client kit: openapi-typescript and tsc regenerate clients/typescript; node tests its client.
+    ("node", "nodejs", "tests/clients"),
+    ("npm", "npm", "tests/clients"),
 )
 
 
