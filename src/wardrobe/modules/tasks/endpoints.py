@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from wardrobe.core.api_keys import is_api_key
 from wardrobe.core.db import unit_of_work
@@ -12,10 +13,10 @@ from wardrobe.core.deps import (
     AnnouncerDep,
     CacheDep,
     DbEngineDep,
-    LimiterDep,
     SessionDep,
     SessionFactoryDep,
     TokensDep,
+    parts_of,
 )
 from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import ErrorCode
@@ -29,6 +30,7 @@ from wardrobe.core.principal import (
     access_claims,
     key_principal,
 )
+from wardrobe.core.ratelimit import RateLimiter
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
 from wardrobe.modules.catalog.schemas import FeatureOut
@@ -115,8 +117,7 @@ async def list_tasks(
     tokens: TokensDep,
     views: TaskViewsDep,
     credentials: BearerDep,
-    sessions: SessionFactoryDep,
-    limiter: LimiterDep,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: CursorQuery = None,
     status: TaskStatusName | None = None,
@@ -125,8 +126,10 @@ async def list_tasks(
     before = decode_cursor(cursor) if cursor else None
     if credentials is not None and is_api_key(credentials.credentials):
         # A business customer's key: checked on the generic path, then the same page of its owner.
-        async with unit_of_work(sessions) as session:
-            principal = await key_principal(session, limiter, credentials.credentials, "tasks:read")
+        # Its parts looked up here, not as dependencies: the login path (nearly every call) pays nothing.
+        parts = parts_of(request)
+        async with unit_of_work(parts.get(async_sessionmaker)) as session:
+            principal = await key_principal(session, parts.get(RateLimiter), credentials.credentials, "tasks:read")
         page = await listing.list_page(
             db, views, principal.id, limit=limit, before_id=before, status=status, feature=feature
         )

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wardrobe.core.audit import add_audit
 from wardrobe.core.db import unit_of_work
 from wardrobe.core.logging import get_logger
-from wardrobe.models import WebhookDelivery, WebhookEndpoint
+from wardrobe.models import Order, Task, WebhookDelivery, WebhookEndpoint
 from wardrobe.models.base import utcnow
 from wardrobe.modules.providers.base import ProviderError
 from wardrobe.modules.providers.fetch import SafeFetcher
@@ -34,17 +34,13 @@ CLAIM_SECONDS = 60.0
 async def fan_out(sessions: async_sessionmaker[AsyncSession], settings: Settings, payload: dict[str, Any]) -> int:
     """One pending delivery per endpoint subscribed to each event of ``payload``; returns how many
     were recorded (a message published again records nothing new)."""
+    # Every task's end comes here, and most users have no endpoint: one read answers that first.
+    async with sessions() as session:
+        endpoints = list(await session.scalars(_endpoints_of(payload)))
+    if not endpoints:
+        return 0
     async with unit_of_work(sessions) as session:
         events = await events_of(session, payload, settings.webhook_quota_low)
-        if not events:
-            return 0
-        endpoints = list(
-            await session.scalars(
-                select(WebhookEndpoint).where(
-                    WebhookEndpoint.user_id == events[0].user_id, WebhookEndpoint.disabled_at.is_(None)
-                )
-            )
-        )
         wanted = [(e, event) for event in events for e in endpoints if event.type in e.events]
         if not wanted:
             return 0
@@ -81,6 +77,17 @@ async def fan_out(sessions: async_sessionmaker[AsyncSession], settings: Settings
             await session.rollback()
             return 0
     return len(fresh)
+
+
+def _endpoints_of(payload: dict[str, Any]) -> Select[WebhookEndpoint]:
+    """The enabled endpoints of the user a push's subject (a task or an order) belongs to."""
+    subject: Any = Task if "task_id" in payload else Order
+    subject_id = int(payload.get("task_id", payload.get("order_id", 0)))
+    return (
+        select(WebhookEndpoint)
+        .join(subject, subject.user_id == WebhookEndpoint.user_id)
+        .where(subject.id == subject_id, WebhookEndpoint.disabled_at.is_(None))
+    )
 
 
 @dataclass(frozen=True, slots=True)
