@@ -57,7 +57,9 @@ def modules_of_app(tmp_path: Path, **settings: object) -> set[str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+    # The probe's one line that is a JSON list (log lines, which are JSON objects, may follow it).
+    [listed] = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    return set(json.loads(listed))
 
 
 def loaded(modules: set[str], package: str) -> bool:

@@ -45,6 +45,7 @@ class WebhookSender:
             try:
                 busy = await self.run_once()
             except (SQLAlchemyError, OSError):
+                _raise_if_stopping()  # a cancel landing in a query can surface as the driver's error
                 # The database is away: the deliveries wait in their table; try again soon.
                 log.warning("webhook_attempts_failed", exc_info=True)
                 busy = 0
@@ -55,7 +56,15 @@ class WebhookSender:
                 # A retry due sooner than the next poll (short waits) is not left for the poll.
                 soonest = await seconds_to_next(self._sessions)
             except (SQLAlchemyError, OSError):
+                _raise_if_stopping()
                 soonest = None
             wait = POLL_SECONDS if soonest is None else min(POLL_SECONDS, soonest)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+
+def _raise_if_stopping() -> None:
+    """The process is stopping this loop (its task is being cancelled): end, say nothing."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
