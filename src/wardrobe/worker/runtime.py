@@ -323,6 +323,8 @@ class TaskRuntime:
         self._stopping = True
         self._relaying = False
         self.relay.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         # Stop receiving first (the relay, the reaper and the stream reader), then drain.
         for job in self._background:
             job.cancel()

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wardrobe.core.logging import get_logger
@@ -25,7 +24,13 @@ class WebhookSender:
         self._settings = settings
         self._fetcher = SafeFetcher(allow_private=settings.webhook_allow_private, user_agent="wardrobe-webhooks/1")
         self._wake = asyncio.Event()
+        self._stopping = False
         self.attempted = 0  # attempts made by this process (tests, metrics)
+
+    def stop(self) -> None:
+        """Called before the loop is cancelled: an error from a query cut short is then the stop's."""
+        self._stopping = True
+        self._wake.set()
 
     async def publish(self, payload: dict[str, Any]) -> None:
         """The outbox publisher of ``TOPIC_WEBHOOK``: record the deliveries, then wake the loop."""
@@ -41,11 +46,14 @@ class WebhookSender:
         return done
 
     async def run_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 busy = await self.run_once()
-            except (SQLAlchemyError, OSError):
-                _raise_if_stopping()  # a cancel landing in a query can surface as the driver's error
+            except Exception:
+                # A stop landing in a query surfaces as the driver's error (asyncmy: a
+                # NotImplementedError from its cancelled read): the stop's, said by nobody.
+                if self._stopping or _cancelling():
+                    return
                 # The database is away: the deliveries wait in their table; try again soon.
                 log.warning("webhook_attempts_failed", exc_info=True)
                 busy = 0
@@ -55,16 +63,15 @@ class WebhookSender:
             try:
                 # A retry due sooner than the next poll (short waits) is not left for the poll.
                 soonest = await seconds_to_next(self._sessions)
-            except (SQLAlchemyError, OSError):
-                _raise_if_stopping()
+            except Exception:
+                if self._stopping or _cancelling():
+                    return
                 soonest = None
             wait = POLL_SECONDS if soonest is None else min(POLL_SECONDS, soonest)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
 
-def _raise_if_stopping() -> None:
-    """The process is stopping this loop (its task is being cancelled): end, say nothing."""
+def _cancelling() -> bool:
     task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
+    return task is not None and task.cancelling() > 0
