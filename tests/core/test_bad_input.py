@@ -13,7 +13,8 @@ from tests.fixtures.tasks import balance, give_quota, make_feature, step
 from wardrobe.core.db import unit_of_work
 from wardrobe.models import AuditLog, Task
 
-SURROGATE = "must be valid Unicode text (it contains a lone surrogate code point)"
+# The guard's sentence as a request without Accept-Language reads it (Chinese, the default).
+SURROGATE = "应为有效的 Unicode 文本（含有孤立的代理码点）"
 JSON = {"Content-Type": "application/json"}
 
 

@@ -23,7 +23,7 @@ from tests.fixtures.auth import Session, login_as
 from wardrobe.core.pagination import encode_cursor
 from wardrobe.core.schemas import MAX_ID, InputModel
 
-SURROGATE_MESSAGE = "must be valid Unicode text (it contains a lone surrogate code point)"
+SURROGATE_MESSAGE = "应为有效的 Unicode 文本（含有孤立的代理码点）"  # as answered without Accept-Language
 # U+D800 encoded as UTF-8 would be, percent-encoded: what a client can put in a URL or a header.
 ENCODED_SURROGATE = "%ED%A0%80"
 RAW_SURROGATE = b"\xed\xa0\x80"
@@ -135,7 +135,7 @@ async def test_cursors_of_ids_beyond_64_bits_are_a_422(api: Api) -> None:
     for op in paged:
         for cursor in (encode_cursor(2**63), encode_cursor(10**40), "aWQ6IDc", "aWQ6Kzc"):  # "id: 7", "id:+7"
             resp = await api.client.get(f"{op.url()}?cursor={cursor}", headers=admin.headers)
-            assert problems(resp) == [{"field": "cursor", "message": "is not a cursor this API gave out"}], op
+            assert problems(resp) == [{"field": "cursor", "message": "不是本接口给出的游标"}], op
 
 
 async def test_json_numbers_a_database_or_encoder_cannot_hold_are_a_422_naming_the_field(api: Api) -> None:

@@ -36,10 +36,12 @@ class Recorder:
         self.overlaps = 0
         self.gates: dict[str, asyncio.Event] = {}  # a room's sends wait here while a gate is shut
 
-    async def __call__(self, name: str, body: dict[str, Any], room: str) -> None:
+    async def __call__(self, name: str, body: dict[str, Any], rooms: str | list[str]) -> None:
         if name == "quota.updated":
             self.quota.append(body["payload"])
             return
+        # A task's push goes to its zh and en rooms at once (events.task_pushes): keyed by the first.
+        room = rooms[0] if isinstance(rooms, list) else rooms
         self.in_flight[room] += 1
         self.overlaps += self.in_flight[room] > 1
         try:

@@ -1,5 +1,6 @@
 """Live progress over Socket.IO: token on connect, rooms, subscribe with a snapshot, events
-in order to the terminal state — in one process, and from a worker process to another API process."""
+in order to the terminal state — in one process, and from a worker process to another API process;
+a failed task's message in each socket's language."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tests.fixtures.tasks import (
     wait_until,
     worker_env,
 )
+from wardrobe.realtime.events import task_pushes
+from wardrobe.realtime.hub import socket_language, task_room
 
 RANK = {"queued": 0, "running": 1, "succeeded": 2, "failed": 2, "canceled": 2}
 
@@ -50,14 +53,22 @@ def _moves_forward(states: list[str]) -> bool:
     return all(RANK[a] <= RANK[b] for a, b in itertools.pairwise(states))
 
 
-async def test_a_subscriber_sees_its_task_move_to_the_end(
+async def _one_process_with_a_user(
     api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Api, Session]:
+    """An API process that runs tasks itself, the "live" feature, and a user who can run it once."""
     monkeypatch.setenv("WARDROBE_TEST_FAULT_VENDOR_URL", fault_vendor.base_url)
     api: Api = await api_factory(extra_providers=["tests.providers.fault:build"], worker_in_process=True)
     await _feature(api)
     user = await sms_login(api.client)
     await give_quota(api, user.user["id"], 1)
+    return api, user
+
+
+async def test_a_subscriber_sees_its_task_move_to_the_end(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, user = await _one_process_with_a_user(api_factory, fault_vendor, monkeypatch)
     fault_vendor.scenario("fault:k1", hold=True)
     async with live(api.app) as url:
         listener = Listener()
@@ -311,3 +322,52 @@ async def test_the_end_of_a_task_is_pushed_even_if_the_process_that_ran_it_dies_
     async with unit_of_work(api_b.infra.session_factory) as db:
         pushes = (await db.scalars(select(OutboxMessage).where(OutboxMessage.topic == "push"))).all()
     assert [(m.payload, m.published_at is not None) for m in pushes] == [({"task_id": internal_id}, True)]
+
+
+def test_a_socket_language_comes_from_auth_then_accept_language() -> None:
+    assert socket_language({"token": "t", "lang": "en"}, {"HTTP_ACCEPT_LANGUAGE": "zh-CN"}) == "en"
+    assert socket_language({"token": "t", "lang": "fr"}, {"HTTP_ACCEPT_LANGUAGE": "en-US"}) == "en"
+    assert socket_language({"token": "t"}, {}) == "zh"
+    assert socket_language(None, {"HTTP_ACCEPT_LANGUAGE": "en;q=0.3, zh;q=0.9"}) == "zh"
+
+
+def test_only_a_failed_task_is_pushed_twice() -> None:
+    running = {"id": "t1", "status": "running", "error": None}
+    assert task_pushes("t1", running) == [([task_room("t1"), task_room("t1", "en")], running)]
+    failed = {"id": "t1", "status": "failed", "error": {"code": "canceled", "message": "任务已取消"}}
+    (zh_room, zh), (en_room, en) = task_pushes("t1", failed)
+    assert (zh_room, zh) == (task_room("t1"), failed)
+    assert en_room == task_room("t1", "en") != zh_room
+    assert en == {**failed, "error": {"code": "canceled", "message": "The task was canceled"}}
+
+
+async def test_each_socket_hears_a_failure_in_its_language(
+    api_factory: Any, fault_vendor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auth.lang``, else the handshake's Accept-Language, else zh: in pushes and in the snapshot."""
+    api, user = await _one_process_with_a_user(api_factory, fault_vendor, monkeypatch)
+    fault_vendor.scenario("fault:lang", hold=True, fail_code="vendor_says_no")
+    task_id = await _create(api, user, "lang")
+    listeners = {"zh": Listener(), "auth-en": Listener(), "header-en": Listener()}
+    async with live(api.app) as url:
+        try:
+            await listeners["zh"].connect(url, user.access)
+            await listeners["auth-en"].connect(url, user.access, lang="en")
+            await listeners["header-en"].connect(url, user.access, headers={"Accept-Language": "en-US"})
+            for listener in listeners.values():
+                assert (await listener.subscribe(task_id))["ok"] is True
+            await wait_until(_at_vendor(fault_vendor, "fault:lang"))
+            fault_vendor.release("fault:lang")
+            for listener in listeners.values():
+                assert (await listener.wait_terminal(task_id))[-1] == "failed"
+            snapshot = (await listeners["auth-en"].subscribe(task_id))["tasks"][0]
+        finally:
+            for listener in listeners.values():
+                await listener.close()
+    errors = {name: listener.tasks[-1]["payload"]["error"] for name, listener in listeners.items()}
+    assert errors["zh"] == {"code": "processing_failed", "message": "处理失败"}
+    assert errors["auth-en"] == errors["header-en"] == {"code": "processing_failed", "message": "Processing failed"}
+    assert snapshot["error"] == errors["auth-en"]
+    # Each socket heard the end once: the two language rooms never both reach one socket.
+    for listener in listeners.values():
+        assert listener.states(task_id).count("failed") == 1

@@ -12,9 +12,11 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from wardrobe.core.context import lang_var
 from wardrobe.core.contract import allowed_methods
 from wardrobe.core.envelope import error_response
 from wardrobe.core.errors import AppError, ErrorCode
+from wardrobe.core.i18n import localize_items, pydantic_message
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import DEPENDENCY_FAILURES
 
@@ -42,13 +44,9 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def validation_items(errors: Any) -> list[dict[str, str]]:
-    items = []
-    for err in errors:
-        message = str(err.get("msg", "invalid"))
-        # Pydantic prefixes custom ValueErrors; the client needs only the sentence.
-        message = message.removeprefix("Value error, ")
-        items.append({"field": _field_path(err.get("loc", ())), "message": message})
-    return items
+    """Pydantic's errors as ``{field, message}`` items, each message in the request's language."""
+    lang = lang_var.get()
+    return [{"field": _field_path(err.get("loc", ())), "message": pydantic_message(err, lang)} for err in errors]
 
 
 async def app_error_handler(_: Request, exc: Exception) -> Response:
@@ -56,7 +54,8 @@ async def app_error_handler(_: Request, exc: Exception) -> Response:
         raise TypeError(type(exc))
     if exc.code.status >= 500:
         log.error("app_error", error_code=exc.code.name, detail=exc.detail)
-    return error_response(exc.code, exc.data, exc.headers)
+    # The messages in data are written in English by the code that raised them.
+    return error_response(exc.code, localize_items(exc.data, lang_var.get()), exc.headers)
 
 
 async def validation_error_handler(_: Request, exc: Exception) -> Response:

@@ -171,7 +171,14 @@ def _schemas() -> dict[str, Any]:
             "ConnectAuth": {
                 "type": "object",
                 "required": ["token"],
-                "properties": {"token": {"type": "string", "description": "An access token from /api/v1/auth/login"}},
+                "properties": {
+                    "token": {"type": "string", "description": "An access token from /api/v1/auth/login"},
+                    "lang": {
+                        "enum": ["zh", "en"],
+                        "description": "The language of a failed task's error.message; without it, the "
+                        "handshake's Accept-Language, else zh",
+                    },
+                },
             },
             "ConnectRefused": {
                 "type": "object",

@@ -33,17 +33,17 @@ import socketio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wardrobe.core.context import request_id_var
+from wardrobe.core.context import lang_var, request_id_var
 from wardrobe.core.db import finish
 from wardrobe.core.logging import get_logger
 from wardrobe.core.metrics import PUSH_LAG
 from wardrobe.models import QuotaAccount, TaskStatus
 from wardrobe.modules.tasks.listing import read_for_push
-from wardrobe.modules.tasks.presenter import TaskViews
+from wardrobe.modules.tasks.presenter import TaskViews, public_error
 from wardrobe.realtime.hub import plain, task_room, user_room
 
 log = get_logger("wardrobe.realtime")
-Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]
+Emit = Callable[[str, dict[str, Any], str | list[str]], Awaitable[None]]
 Item = int | tuple[str, int]  # a task id, or ("order", order id)
 # What one send of an item came to: True sent, False nothing to send (the row is gone), or why it failed.
 Outcome = bool | BaseException
@@ -55,6 +55,17 @@ BATCH = 32  # items per batch: one read for all, then one emit each
 def event(kind: str, payload: Any, trace_id: str | None = None) -> dict[str, Any]:
     """A push; ``traceId`` is the trace of the change (a task's: the request that created it)."""
     return {"type": kind, "payload": plain(payload), "traceId": trace_id or request_id_var.get()}
+
+
+def task_pushes(public_id: str, view: dict[str, Any]) -> list[tuple[str | list[str], dict[str, Any]]]:
+    """Where a task's view goes, and as what. ``view`` was rendered in zh; only a failed task's
+    error message differs in English, so every other push is one emit to both language rooms (one
+    Redis message, as before) and a failure is two."""
+    error = view.get("error")
+    if error is None:
+        return [([task_room(public_id), task_room(public_id, "en")], view)]
+    english = {**view, "error": public_error(error["code"], "en")}
+    return [(task_room(public_id), view), (task_room(public_id, "en"), english)]
 
 
 def _quota(account: QuotaAccount) -> dict[str, int]:
@@ -229,9 +240,14 @@ class TaskEvents:
         has the truth and clients re-read it on reconnect): one failure never stops the others."""
         outcomes: dict[Item, Outcome] = dict.fromkeys(task_ids, False)
         try:
-            async with self._sessions() as session:
-                found = await read_for_push(session, self._views, task_ids)
-                await finish(session)
+            # Rendered in zh whatever request's context this send was started from; see task_pushes.
+            reset = lang_var.set("zh")
+            try:
+                async with self._sessions() as session:
+                    found = await read_for_push(session, self._views, task_ids)
+                    await finish(session)
+            finally:
+                lang_var.reset(reset)
         except Exception as exc:
             log.exception("push_failed", items=len(task_ids))
             return dict.fromkeys(task_ids, exc)
@@ -241,7 +257,8 @@ class TaskEvents:
             # Every push of a task carries the trace id of the request that created it, whoever sends it.
             trace_id = pushed.trace_id or traces.get(task.id)
             try:
-                await self._emit("task.updated", event("task.updated", view, trace_id), task_room(task.public_id))
+                for rooms, payload in task_pushes(task.public_id, view):
+                    await self._emit("task.updated", event("task.updated", payload, trace_id), rooms)
             except Exception as exc:
                 log.exception("push_failed", item=str(task.id))
                 outcomes[task.id] = exc
@@ -305,7 +322,7 @@ class TaskEvents:
 
 
 def server_emitter(sio: socketio.AsyncServer) -> Emit:
-    async def emit(name: str, data: dict[str, Any], room: str) -> None:
+    async def emit(name: str, data: dict[str, Any], room: str | list[str]) -> None:
         await sio.emit(name, data, to=room)
 
     return emit
@@ -314,7 +331,7 @@ def server_emitter(sio: socketio.AsyncServer) -> Emit:
 def manager_emitter(manager: socketio.AsyncManager) -> Emit:
     """For processes with no Socket.IO server (workers): publish through the shared manager."""
 
-    async def emit(name: str, data: dict[str, Any], room: str) -> None:
+    async def emit(name: str, data: dict[str, Any], room: str | list[str]) -> None:
         await manager.emit(name, data, namespace="/", room=room)
 
     return emit

@@ -1,8 +1,8 @@
 """Live progress over Socket.IO: python-socketio mounted at ``/socket.io`` beside the API.
 
-A client connects with ``auth: {token: <access_token>}``. The handshake is refused unless the
-page's ``Origin`` (when a browser sends one) is this service's own origin or one of
-``WARDROBE_CORS_ORIGINS``, the address and the user are within their connect windows, the token
+A client connects with ``auth: {token: <access_token>, lang?: "zh" | "en"}`` (``lang``: see
+``socket_language``). The handshake is refused unless the page's ``Origin`` (when a browser sends
+one) is this service's own origin or one of ``WARDROBE_CORS_ORIGINS``, the address and the user are within their connect windows, the token
 and its login session are valid (``check_session``, as for any request), and the user holds fewer
 than ``WARDROBE_SOCKETS_PER_USER`` sockets on all processes. The socket then joins its user's room.
 
@@ -40,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wardrobe.core.context import request_id_var
+from wardrobe.core.context import lang_var, pick_language, request_id_var
 from wardrobe.core.db import finish
 from wardrobe.core.edge_limits import client_address, parse_networks
 from wardrobe.core.errors import AppError, ErrorCode, RateLimited
@@ -73,8 +73,20 @@ def user_room(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-def task_room(public_id: str) -> str:
-    return f"task:{public_id}"
+def task_room(public_id: str, lang: str = "zh") -> str:
+    """The room of a task's sockets that read it in ``lang``: a failed task's message differs by
+    language, so English sockets hear their own copy of that push (events.py)."""
+    return f"task:{public_id}" if lang != "en" else f"task:{public_id}:en"
+
+
+def socket_language(auth: Any, environ: Mapping[str, Any]) -> str:
+    """The language a socket reads task messages in: ``auth.lang`` (``zh`` or ``en``) when the
+    client gives it (a mini program's socket has no Accept-Language of its own), else the
+    handshake's ``Accept-Language`` as for any request, else zh."""
+    lang = auth.get("lang") if isinstance(auth, dict) else None
+    if lang in ("zh", "en"):
+        return str(lang)
+    return pick_language(environ.get("HTTP_ACCEPT_LANGUAGE"))
 
 
 def channel(settings: Settings) -> str:
@@ -164,6 +176,7 @@ class Held:
     expiry: asyncio.TimerHandle | None = field(default=None)
     role: str = ""  # as the database said at the last check (connect, subscribe)
     mfa: bool = False  # whether the login session was opened with a TOTP code (same check)
+    lang: str = "zh"  # socket_language at connect
 
 
 class RealtimeHub:
@@ -293,7 +306,7 @@ class RealtimeHub:
         except BaseException:
             await self._unseat(claims.user_id, sid)
             raise
-        self._hold(sid, claims, user.role)
+        self._hold(sid, claims, user.role, socket_language(auth, environ))
         SOCKET_EVENTS.labels("connect", "accepted").inc()
 
     async def _seat(self, user_id: int, sid: str) -> bool:
@@ -309,10 +322,10 @@ class RealtimeHub:
         except Exception as exc:
             log.warning("socket_seats_unavailable", error_type=type(exc).__name__)
 
-    def _hold(self, sid: str, claims: AccessClaims, role: str) -> None:
+    def _hold(self, sid: str, claims: AccessClaims, role: str, lang: str) -> None:
         loop = asyncio.get_running_loop()
         delay = max(0.0, claims.expires_at - time.time())
-        held = Held(claims, role=role)
+        held = Held(claims, role=role, lang=lang)
         held.expiry = loop.call_later(delay, self._end_soon, sid, ErrorCode.AUTH_TOKEN_EXPIRED)
         self.held[sid] = held
         self._by_user.setdefault(claims.user_id, set()).add(sid)
@@ -413,10 +426,15 @@ class RealtimeHub:
         # event (after the ack, or before it and again in it). Read the other way round, a task
         # ending between the read and the join would look unfinished to the client forever.
         for public_id in owned:
-            await self.sio.enter_room(sid, task_room(public_id))
+            await self.sio.enter_room(sid, task_room(public_id, held.lang))
         async with parts.session_factory() as session:
             tasks = list(await session.scalars(select(Task).where(*owned_ids)))
-            views = await present(session, parts.views, tasks)
+            # This handler's context is its own: the snapshot takes the socket's language.
+            reset = lang_var.set(held.lang)
+            try:
+                views = await present(session, parts.views, tasks)
+            finally:
+                lang_var.reset(reset)
             await finish(session)
         # Another user's task and a task that does not exist look the same: refused.
         return {"ok": True, "tasks": plain(views), "refused": [i for i in ids if i not in owned]}
@@ -432,8 +450,10 @@ class RealtimeHub:
         ids = self._task_ids(data)
         if ids is None:
             return {"ok": False, "code": ErrorCode.VALIDATION_FAILED.name}
+        held = self.held.get(sid)
+        lang = held.lang if held is not None else "zh"
         for public_id in ids:
-            await self.sio.leave_room(sid, task_room(public_id))
+            await self.sio.leave_room(sid, task_room(public_id, lang))
         return {"ok": True}
 
     async def _subscribe_providers(self, sid: str, _: Any = None) -> dict[str, Any]:

@@ -143,9 +143,9 @@ async def test_concurrent_applications_of_one_user_leave_one(local_api: Api) -> 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (wrong_check, "check character"),
-        (lambda n: n[:17], "18 characters"),
-        (lambda n: "99" + n[2:], "region"),
+        (wrong_check, "校验位"),
+        (lambda n: n[:17], "18 位"),
+        (lambda n: "99" + n[2:], "地区码"),
     ],
 )
 async def test_an_invalid_id_number_is_refused_without_echoing_it(local_api: Api, mutate: Any, message: str) -> None:

@@ -150,7 +150,7 @@ async def test_a_blocked_prompt_is_refused_before_anything_is_held(
     assert refused.status_code == 422
     body = refused.json()
     assert (body["success"], body["code"]) == (False, "CONTENT_BLOCKED")
-    assert body["data"] == [{"field": "inputs.prompt", "message": "content not allowed"}]
+    assert body["data"] == [{"field": "inputs.prompt", "message": "内容不合规"}]
     assert prompt not in refused.text  # the user's words are not echoed
     assert await balance(api, user.user["id"]) == before == (15, 0, 15)
     assert await _task_rows(api, user) == 0

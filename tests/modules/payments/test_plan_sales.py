@@ -81,7 +81,7 @@ async def test_orders_refuse_plans_that_are_not_on_sale(shop: Shop) -> None:
     assert refused.json()["data"] == {"sku": "pack-ali", "channels": ["alipay_qr", "alipay_wap"]}
     unknown = await _order(api, user, "pack-none")
     assert (unknown.status_code, unknown.json()["code"]) == (422, "VALIDATION_FAILED")
-    assert unknown.json()["data"] == [{"field": "sku", "message": "no such plan"}]
+    assert unknown.json()["data"] == [{"field": "sku", "message": "套餐不存在"}]
     assert await _count(api, Order) == 0
 
     placed = data(await _order(api, user, "pack-wx"), 201)

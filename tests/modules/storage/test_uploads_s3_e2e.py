@@ -198,7 +198,7 @@ async def test_completion_refuses_and_deletes_what_is_not_the_granted_image(api_
     assert (await send_to_bucket(theirs, photo)).status_code == 200
     for key in (theirs["object_key"], theirs["object_key"].replace("uploads/", "results/"), "../etc/passwd"):
         assert failed(await complete(api, user, key), 422, "VALIDATION_FAILED") == [
-            {"field": "object_key", "message": "must be an object_key under your own uploads/"}
+            {"field": "object_key", "message": "应为你本人 uploads/ 下的 object_key"}
         ]
     assert await storage.head(theirs["object_key"]) is not None  # not touched
     failed(await api.client.post("/api/v1/uploads/complete", json={"object_key": never_sent}), 401, "AUTH_REQUIRED")
@@ -323,7 +323,7 @@ async def test_an_object_replaced_after_verification_by_bytes_of_the_same_size_i
     await swap_same_size(api, key, photo)
     funds = await balance(api, user.user["id"])
     assert failed(await create_task(api, user, key), 422, "VALIDATION_FAILED") == [
-        {"field": "inputs.image", "message": "the object changed since it was verified"}
+        {"field": "inputs.image", "message": "文件在校验后被修改过"}
     ]
     assert await balance(api, user.user["id"]) == funds  # nothing reserved
 

@@ -70,9 +70,9 @@ async def test_tasks_take_only_their_users_verified_uploads(api_factory: Any) ->
     await storage.put(replaced, photo + b"\0", "image/png")  # overwritten after verification
     funds = await balance(api, user.user["id"])
     for key, message in (
-        (unverified, "not a verified upload: send the bytes, then complete it"),
-        (theirs, "must be the key of your own upload or result"),
-        (replaced, "the object changed since it was verified"),
+        (unverified, "上传尚未校验：请先上传文件内容，再完成上传"),
+        (theirs, "应为你本人上传的文件或生成结果的 key"),
+        (replaced, "文件在校验后被修改过"),
     ):
         assert failed(await create_task(api, user, key), 422, "VALIDATION_FAILED") == [
             {"field": "inputs.image", "message": message}

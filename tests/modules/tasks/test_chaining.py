@@ -87,7 +87,7 @@ async def test_a_result_that_is_not_one_of_a_live_task_is_refused(files_api: Api
     resp = await api.client.delete(f"/api/v1/tasks/{done['id']}", headers=user.headers)
     assert resp.status_code == 200
     [problem] = await _refused(api, user, key)
-    assert problem == {"field": "inputs.image", "message": "no result of yours with this key (deleted, or expired)"}
+    assert problem == {"field": "inputs.image", "message": "没有该 key 对应的结果（已删除或已过期）"}
     assert await balance(api, uid) == (start[0] - 1, 0, start[2] - 1)  # one task charged; the refused held nothing
 
 

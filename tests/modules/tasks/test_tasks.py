@@ -122,7 +122,13 @@ async def test_failure_stops_the_pipeline_and_refunds_exactly_once(
     task = await run_to_end(task_api, user, public_id)
     assert task["status"] == "failed"
     assert task["refunded"] is True
-    assert task["error"] == {"code": "processing_failed", "message": "Processing failed"}
+    assert task["error"] == {"code": "processing_failed", "message": "处理失败"}
+    # The same task read in English, in its detail and in the list (one more lookup per failed row).
+    english = {**user.headers, "Accept-Language": "en"}
+    detail = data(await task_api.client.get(f"/api/v1/tasks/{public_id}", headers=english))
+    assert detail["error"] == {"code": "processing_failed", "message": "Processing failed"}
+    listed = data(await task_api.client.get("/api/v1/tasks", headers=english))["items"]
+    assert [t["error"] for t in listed if t["id"] == public_id] == [detail["error"]]
     assert "secret_vendor_message" not in str(task)
     assert [s["status"] for s in task["steps"]] == ["failed", "pending", "pending"]
     assert fault_vendor.calls["fault:k4"] == 1  # b and c never ran
@@ -293,7 +299,9 @@ async def test_invalid_pipelines_are_refused_when_saved(
     task_api: Api, admin: Session, definition: dict[str, Any], needle: str
 ) -> None:
     resp = await task_api.client.post(
-        "/api/v1/admin/pipelines", json={"key": "bad", "definition": definition}, headers=admin.headers
+        "/api/v1/admin/pipelines",
+        json={"key": "bad", "definition": definition},
+        headers={**admin.headers, "Accept-Language": "en"},
     )
     assert resp.status_code == 422
     assert needle in resp.text

@@ -9,29 +9,47 @@ from fastapi import Depends
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wardrobe.core.context import lang_var
 from wardrobe.core.deps import part
 from wardrobe.models import PipelineSchema, StepStatus, Task, TaskStep
 from wardrobe.modules.pipeline.definition import PipelineDef
 from wardrobe.modules.storage.backend import ObjectStorage
 from wardrobe.modules.tasks.queue import QueuePositions
 
-# Public error codes: what a client may be told about why a task failed. Anything else a step
-# reported (vendor codes, internal errors) becomes "processing_failed".
-_PUBLIC_ERRORS = {
-    "canceled": "The task was canceled",
-    "timeout": "A processing step took too long",
-    "no_face_found": "No face was found in the image",
-    "no_foreground_found": "No subject stands out from the background",
-    "bad_params": "A parameter is out of range",
-    "image_too_large": "The image is too large to process",
-    "bad_mask": "The mask is empty or covers too much of the image",
-    "bad_input": "An input image could not be read",
-    "input_changed": "An input image was replaced after it was uploaded; upload it again",
-    "content_blocked": "The content did not pass moderation",  # ours or the vendor's
-    "moderation_unavailable": "Content moderation was unavailable; try again later",
-    "input_deleted": "An input image was deleted before the task ran; choose another",
-    "processing_failed": "Processing failed",
+# Public error codes: what a client may be told about why a task failed, in zh and en. Anything
+# else a step reported (vendor codes, internal errors) becomes "processing_failed".
+_PUBLIC_ERRORS: dict[str, tuple[str, str]] = {
+    "canceled": ("任务已取消", "The task was canceled"),
+    "timeout": ("处理步骤耗时过长", "A processing step took too long"),
+    "no_face_found": ("图片中未检测到人脸", "No face was found in the image"),
+    "no_foreground_found": ("未能从背景中识别出主体", "No subject stands out from the background"),
+    "bad_params": ("参数超出允许范围", "A parameter is out of range"),
+    "image_too_large": ("图片太大，无法处理", "The image is too large to process"),
+    "bad_mask": ("蒙版为空或覆盖了图片的大部分", "The mask is empty or covers too much of the image"),
+    "bad_input": ("无法读取输入图片", "An input image could not be read"),
+    "input_changed": (
+        "输入图片在上传后被替换，请重新上传",
+        "An input image was replaced after it was uploaded; upload it again",
+    ),
+    "content_blocked": ("内容未通过审核", "The content did not pass moderation"),  # ours or the vendor's
+    "moderation_unavailable": ("内容审核暂不可用，请稍后再试", "Content moderation was unavailable; try again later"),
+    "input_deleted": (
+        "输入图片在任务运行前已被删除，请重新选择",
+        "An input image was deleted before the task ran; choose another",
+    ),
+    "processing_failed": ("处理失败", "Processing failed"),
 }
+# One table per language, so that rendering a failed task costs two dict lookups.
+_ERROR_MESSAGES = {
+    "zh": {code: zh for code, (zh, _) in _PUBLIC_ERRORS.items()},
+    "en": {code: en for code, (_, en) in _PUBLIC_ERRORS.items()},
+}
+
+
+def public_error(error_code: str, lang: str) -> dict[str, str]:
+    """A failed task's ``error`` as clients see it: a public code and its sentence in ``lang``."""
+    code = error_code if error_code in _PUBLIC_ERRORS else "processing_failed"
+    return {"code": code, "message": _ERROR_MESSAGES.get(lang, _ERROR_MESSAGES["zh"])[code]}
 
 
 class TaskFields(Protocol):
@@ -108,10 +126,7 @@ class TaskViews:
                 )
             else:
                 outputs.append({"name": item["name"], "value": item.get("value")})
-        error = None
-        if task.error_code:
-            code = task.error_code if task.error_code in _PUBLIC_ERRORS else "processing_failed"
-            error = {"code": code, "message": _PUBLIC_ERRORS[code]}
+        error = public_error(task.error_code, lang_var.get()) if task.error_code else None
         return {
             "id": task.public_id,
             "feature": task.feature_key,
