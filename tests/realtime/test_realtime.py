@@ -346,7 +346,7 @@ async def test_each_socket_hears_a_failure_in_its_language(
 ) -> None:
     """``auth.lang``, else the handshake's Accept-Language, else zh: in pushes and in the snapshot."""
     api, user = await _one_process_with_a_user(api_factory, fault_vendor, monkeypatch)
-    fault_vendor.scenario("fault:lang", hold=True, fail_code="vendor_says_no")
+    fault_vendor.scenario("fault:lang", hold=True)
     task_id = await _create(api, user, "lang")
     listeners = {"zh": Listener(), "auth-en": Listener(), "header-en": Listener()}
     async with live(api.app) as url:
@@ -357,6 +357,8 @@ async def test_each_socket_hears_a_failure_in_its_language(
             for listener in listeners.values():
                 assert (await listener.subscribe(task_id))["ok"] is True
             await wait_until(_at_vendor(fault_vendor, "fault:lang"))
+            # The first step, held until every socket is subscribed, succeeds; the second fails.
+            fault_vendor.scenario("fault:lang", fail_code="vendor_says_no")
             fault_vendor.release("fault:lang")
             for listener in listeners.values():
                 assert (await listener.wait_terminal(task_id))[-1] == "failed"

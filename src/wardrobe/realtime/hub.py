@@ -2,9 +2,10 @@
 
 A client connects with ``auth: {token: <access_token>, lang?: "zh" | "en"}`` (``lang``: see
 ``socket_language``). The handshake is refused unless the page's ``Origin`` (when a browser sends
-one) is this service's own origin or one of ``WARDROBE_CORS_ORIGINS``, the address and the user are within their connect windows, the token
-and its login session are valid (``check_session``, as for any request), and the user holds fewer
-than ``WARDROBE_SOCKETS_PER_USER`` sockets on all processes. The socket then joins its user's room.
+one) is this service's own origin or one of ``WARDROBE_CORS_ORIGINS``, the address and the user
+are within their connect windows, the token and its login session are valid (``check_session``, as
+for any request), and the user holds fewer than ``WARDROBE_SOCKETS_PER_USER`` sockets on all
+processes. The socket then joins its user's room.
 
 A socket lives no longer than its session and its token: every ``subscribe`` checks the session
 again; a revoked session's sockets are dropped by every process as soon as the revocation commits
