@@ -712,7 +712,7 @@ export interface paths {
         put?: never;
         /**
          * Log in (SMS code, password or WeChat); SMS and WeChat register new users
-         * @description An account with TOTP enabled also sends `totp_code`, the authenticator app's current code: without it the answer is 401 `TOTP_REQUIRED` (the first factor was right: ask for the code and send the whole login again), with a wrong or already used one 401 `TOTP_INVALID`. Each code works once; wrong codes count against the same back-off as wrong passwords.
+         * @description WeChat logs in from the mini program (`wechat`, a `wx.login` code), the web (`wechat_web`, the code and state of a QR login) or the mobile app (`wechat_app`); one person is one account on all three when their WeChat apps share an Open Platform account (the unionid). An account with TOTP enabled also sends `totp_code`, the authenticator app's current code: without it the answer is 401 `TOTP_REQUIRED` (the first factor was right: ask for the code and send the whole login again), with a wrong or already used one 401 `TOTP_INVALID`. Each code works once; wrong codes count against the same back-off as wrong passwords.
          */
         post: operations["auth_login"];
         delete?: never;
@@ -749,6 +749,23 @@ export interface paths {
         put?: never;
         /** Log out every session of this account */
         post: operations["auth_logout_all"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/methods": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The ways to log in that this deployment offers */
+        get: operations["auth_methods_list"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -969,6 +986,26 @@ export interface paths {
          * @description The same proof as `PUT /api/v1/auth/phone` (a WeChat user sends `wechat_code`).
          */
         post: operations["auth_wechat_phone_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/wechat/web/authorize": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Start a WeChat QR login on the web: where to send the browser
+         * @description Send the browser to `url` (WeChat's QR page). When the user has scanned and agreed, WeChat sends the browser back to `redirect_uri` with `code` and `state`; check that `state` is the one this answer gave (keep it in sessionStorage), then `POST /api/v1/auth/login` with `{"method": "wechat_web", "code", "state"}`. A state works once, for 10 minutes. One person is one account on the mini program, the web and the app when their WeChat apps share an Open Platform account (the unionid).
+         */
+        get: operations["auth_wechat_web_authorize_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1756,8 +1793,13 @@ export interface components {
             /** Password */
             password?: string | null;
             /**
+             * @description Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR login's code) or `app` (the mobile OpenSDK)
+             * @default miniprogram
+             */
+            wechat_app: components["schemas"]["WeChatApp"];
+            /**
              * Wechat Code
-             * @description a fresh wx.login code
+             * @description a fresh WeChat code of the account's WeChat user (see `wechat_app`)
              */
             wechat_code?: string | null;
         } & ({
@@ -1892,6 +1934,13 @@ export interface components {
              */
             status: string;
         };
+        /** AdminLedgerPage */
+        AdminLedgerPage: {
+            /** Items */
+            items: components["schemas"]["LedgerRow"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
         /** AdminLedgerRow */
         AdminLedgerRow: {
             /** Amount */
@@ -1916,8 +1965,7 @@ export interface components {
         AdminOrderOut: {
             /** Amount Fen */
             amount_fen: number;
-            /** Channel */
-            channel: string;
+            channel: components["schemas"]["PaymentChannel"];
             /**
              * Created At
              * Format: date-time
@@ -1928,8 +1976,7 @@ export interface components {
              * Format: date-time
              */
             expires_at: string;
-            /** Kind */
-            kind: string;
+            kind: components["schemas"]["PlanKind"];
             /** Name */
             name: string;
             /** Order No */
@@ -1955,8 +2002,7 @@ export interface components {
             refunds?: components["schemas"]["RefundOut"][];
             /** Sku */
             sku: string;
-            /** Status */
-            status: string;
+            status: components["schemas"]["OrderStatus"];
             /** Transaction Id */
             transaction_id: string | null;
             /** User Id */
@@ -2219,8 +2265,7 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
-            /** Gender */
-            gender: string;
+            gender: components["schemas"]["Gender"];
             /** Id */
             id: number;
             /** Invite Code */
@@ -2235,8 +2280,7 @@ export interface components {
             referrer_id: number | null;
             /** Region */
             region?: string | null;
-            /** Role */
-            role: string;
+            role: components["schemas"]["Role"];
             /** Status */
             status: string;
             /**
@@ -2296,8 +2340,13 @@ export interface components {
              */
             scopes: ("tasks:create" | "tasks:read" | "uploads:create")[];
             /**
+             * @description Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR login's code) or `app` (the mobile OpenSDK)
+             * @default miniprogram
+             */
+            wechat_app: components["schemas"]["WeChatApp"];
+            /**
              * Wechat Code
-             * @description a fresh wx.login code
+             * @description a fresh WeChat code of the account's WeChat user (see `wechat_app`)
              */
             wechat_code?: string | null;
         } & ({
@@ -2563,6 +2612,31 @@ export interface components {
              */
             code: string;
             data: components["schemas"]["AccountExport"];
+            /**
+             * Message
+             * @default OK
+             */
+            message: string;
+            /**
+             * Request Id
+             * @default -
+             * @example 6f1c0b1e6f3a4d5e
+             */
+            request_id: string;
+            /**
+             * Success
+             * @default true
+             */
+            success: boolean;
+        };
+        /** Envelope[AdminLedgerPage] */
+        Envelope_AdminLedgerPage_: {
+            /**
+             * Code
+             * @default OK
+             */
+            code: string;
+            data: components["schemas"]["AdminLedgerPage"];
             /**
              * Message
              * @default OK
@@ -2955,6 +3029,31 @@ export interface components {
              */
             success: boolean;
         };
+        /** Envelope[LedgerPage] */
+        Envelope_LedgerPage_: {
+            /**
+             * Code
+             * @default OK
+             */
+            code: string;
+            data: components["schemas"]["LedgerPage"];
+            /**
+             * Message
+             * @default OK
+             */
+            message: string;
+            /**
+             * Request Id
+             * @default -
+             * @example 6f1c0b1e6f3a4d5e
+             */
+            request_id: string;
+            /**
+             * Success
+             * @default true
+             */
+            success: boolean;
+        };
         /** Envelope[LoggedOut] */
         Envelope_LoggedOut_: {
             /**
@@ -2963,6 +3062,31 @@ export interface components {
              */
             code: string;
             data: components["schemas"]["LoggedOut"];
+            /**
+             * Message
+             * @default OK
+             */
+            message: string;
+            /**
+             * Request Id
+             * @default -
+             * @example 6f1c0b1e6f3a4d5e
+             */
+            request_id: string;
+            /**
+             * Success
+             * @default true
+             */
+            success: boolean;
+        };
+        /** Envelope[LoginMethods] */
+        Envelope_LoginMethods_: {
+            /**
+             * Code
+             * @default OK
+             */
+            code: string;
+            data: components["schemas"]["LoginMethods"];
             /**
              * Message
              * @default OK
@@ -3631,6 +3755,31 @@ export interface components {
              */
             success: boolean;
         };
+        /** Envelope[WeChatAuthorize] */
+        Envelope_WeChatAuthorize_: {
+            /**
+             * Code
+             * @default OK
+             */
+            code: string;
+            data: components["schemas"]["WeChatAuthorize"];
+            /**
+             * Message
+             * @default OK
+             */
+            message: string;
+            /**
+             * Request Id
+             * @default -
+             * @example 6f1c0b1e6f3a4d5e
+             */
+            request_id: string;
+            /**
+             * Success
+             * @default true
+             */
+            success: boolean;
+        };
         /** Envelope[WebhookCreated] */
         Envelope_WebhookCreated_: {
             /**
@@ -4079,13 +4228,16 @@ export interface components {
              */
             success: boolean;
         };
+        /**
+         * ErrorCode
+         * @description Every code an error envelope may carry; each response lists the ones it may answer.
+         * @enum {string}
+         */
+        ErrorCode: "VALIDATION_FAILED" | "MALFORMED_REQUEST" | "PAYLOAD_TOO_LARGE" | "AUTH_REQUIRED" | "AUTH_TOKEN_INVALID" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_REUSED" | "AUTH_SESSION_EXPIRED" | "REAUTHENTICATION_REQUIRED" | "AUTH_INVALID_CREDENTIALS" | "AUTH_CODE_INVALID" | "CAPTCHA_REQUIRED" | "CAPTCHA_INVALID" | "ACCOUNT_DISABLED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PHONE_ALREADY_BOUND" | "REFERRER_ALREADY_BOUND" | "INVITE_CODE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SIGNED_URL_EXPIRED" | "UPLOAD_INVALID" | "QUOTA_INSUFFICIENT" | "CONTENT_BLOCKED" | "FEATURE_UNAVAILABLE" | "RATE_LIMITED" | "CONNECTION_LIMIT_REACHED" | "PAYMENT_SIGNATURE_INVALID" | "PAYMENT_CHANNEL_UNAVAILABLE" | "PAYMENT_PLATFORM_ERROR" | "REFUND_NOT_ALLOWED" | "REFUND_EXCEEDS_UNSPENT" | "CALLBACK_SIGNATURE_INVALID" | "DEPENDENCY_UNAVAILABLE" | "INTERNAL_ERROR" | "TOTP_REQUIRED" | "TOTP_INVALID" | "TOTP_ENROLMENT_REQUIRED" | "PLAN_NOT_ON_SALE";
         /** ErrorEnvelope */
         ErrorEnvelope: {
-            /**
-             * Code
-             * @example VALIDATION_FAILED
-             */
-            code: string;
+            /** @example VALIDATION_FAILED */
+            code: components["schemas"]["ErrorCode"];
             /**
              * Data
              * @default null
@@ -4279,6 +4431,11 @@ export interface components {
              */
             type: "fork";
         };
+        /**
+         * Gender
+         * @enum {string}
+         */
+        Gender: "unknown" | "male" | "female";
         /** InviteOut */
         InviteOut: {
             /** Invite Code */
@@ -4299,10 +4456,21 @@ export interface components {
             created_at: string;
             /** Id */
             id: number;
-            /** Kind */
-            kind: string;
+            kind: components["schemas"]["LedgerKind"];
             /** Ref */
             ref: string;
+        };
+        /**
+         * LedgerKind
+         * @enum {string}
+         */
+        LedgerKind: "grant" | "purchase" | "reserve" | "confirm" | "cancel" | "expire" | "admin_adjustment" | "referral_reward" | "referral_rebate" | "refund_clawback";
+        /** LedgerPage */
+        LedgerPage: {
+            /** Items */
+            items: components["schemas"]["LedgerItem"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /** LedgerRow */
         LedgerRow: {
@@ -4336,6 +4504,37 @@ export interface components {
         LoggedOut: {
             /** Sessions Revoked */
             sessions_revoked: number;
+        };
+        /**
+         * LoginMethods
+         * @description What this deployment offers, so a login page shows only what works.
+         */
+        LoginMethods: {
+            /**
+             * Password
+             * @description Always true (for accounts that set one)
+             */
+            password: boolean;
+            /**
+             * Sms
+             * @description Always true
+             */
+            sms: boolean;
+            /**
+             * Wechat App
+             * @description `method: wechat_app` with the mobile OpenSDK's code
+             */
+            wechat_app: boolean;
+            /**
+             * Wechat Miniprogram
+             * @description `method: wechat` with a `wx.login` code
+             */
+            wechat_miniprogram: boolean;
+            /**
+             * Wechat Web
+             * @description `method: wechat_web`: QR login through `/wechat/web/authorize`
+             */
+            wechat_web: boolean;
         };
         /** LoginResponse */
         LoginResponse: {
@@ -4400,8 +4599,7 @@ export interface components {
         OrderOut: {
             /** Amount Fen */
             amount_fen: number;
-            /** Channel */
-            channel: string;
+            channel: components["schemas"]["PaymentChannel"];
             /**
              * Created At
              * Format: date-time
@@ -4412,8 +4610,7 @@ export interface components {
              * Format: date-time
              */
             expires_at: string;
-            /** Kind */
-            kind: string;
+            kind: components["schemas"]["PlanKind"];
             /** Name */
             name: string;
             /** Order No */
@@ -4433,8 +4630,7 @@ export interface components {
             refunded_fen: number;
             /** Sku */
             sku: string;
-            /** Status */
-            status: string;
+            status: components["schemas"]["OrderStatus"];
         };
         /** OrderPage */
         OrderPage: {
@@ -4467,6 +4663,11 @@ export interface components {
             /** Status */
             status: string;
         };
+        /**
+         * OrderStatus
+         * @enum {string}
+         */
+        OrderStatus: "pending" | "paid" | "fulfilled" | "closed" | "refunding" | "partially_refunded" | "refunded";
         /** OutputOut */
         OutputOut: {
             /** Content Type */
@@ -4563,8 +4764,13 @@ export interface components {
              */
             phone: string;
             /**
+             * @description Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR login's code) or `app` (the mobile OpenSDK)
+             * @default miniprogram
+             */
+            wechat_app: components["schemas"]["WeChatApp"];
+            /**
              * Wechat Code
-             * @description A fresh wx.login code of the account's WeChat user
+             * @description A fresh WeChat code of the account's WeChat user (see `wechat_app`)
              */
             wechat_code?: string | null;
         };
@@ -4586,8 +4792,13 @@ export interface components {
              */
             password?: string | null;
             /**
+             * @description Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR login's code) or `app` (the mobile OpenSDK)
+             * @default miniprogram
+             */
+            wechat_app: components["schemas"]["WeChatApp"];
+            /**
              * Wechat Code
-             * @description A fresh wx.login code of the account's WeChat user
+             * @description A fresh WeChat code of the account's WeChat user (see `wechat_app`)
              */
             wechat_code?: string | null;
         };
@@ -4983,9 +5194,13 @@ export interface components {
             refund_no: string;
             /** Settled At */
             settled_at: string | null;
-            /** Status */
-            status: string;
+            status: components["schemas"]["RefundStatus"];
         };
+        /**
+         * RefundStatus
+         * @enum {string}
+         */
+        RefundStatus: "processing" | "succeeded" | "failed";
         /** Rejection */
         Rejection: {
             /** Reason */
@@ -5003,6 +5218,11 @@ export interface components {
             /** Id Number */
             id_number: string;
         };
+        /**
+         * Role
+         * @enum {string}
+         */
+        Role: "user" | "distributor" | "operator" | "admin";
         /** SandboxCheckout */
         SandboxCheckout: {
             /** Amount Fen */
@@ -5263,9 +5483,13 @@ export interface components {
         StepOut: {
             /** Id */
             id: string;
-            /** Status */
-            status: string;
+            status: components["schemas"]["StepStatus"];
         };
+        /**
+         * StepStatus
+         * @enum {string}
+         */
+        StepStatus: "pending" | "running" | "succeeded" | "failed" | "skipped" | "canceled";
         /** StoredObjectOut */
         StoredObjectOut: {
             /** Content Type */
@@ -5642,8 +5866,7 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
-            /** Gender */
-            gender: string;
+            gender: components["schemas"]["Gender"];
             /** Id */
             id: number;
             /** Nickname */
@@ -5654,19 +5877,64 @@ export interface components {
             profile_completed: boolean;
             /** Region */
             region?: string | null;
-            /** Role */
-            role: string;
+            role: components["schemas"]["Role"];
             /**
              * Totp Enabled
              * @description Whether logins need the authenticator app's code
              */
             totp_enabled: boolean;
         };
+        /**
+         * WeChatApp
+         * @description The WeChat app a login came through: each has its own appid, so its own openids.
+         * @enum {string}
+         */
+        WeChatApp: "miniprogram" | "web" | "app";
+        /** WeChatAppLogin */
+        WeChatAppLogin: {
+            /**
+             * Code
+             * @description The code WeChat gave: `wx.login()` in the mini program, the QR login's redirect on the web, the OpenSDK's SendAuth answer in the app
+             */
+            code: string;
+            /** Invite Code */
+            invite_code?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            method: "wechat_app";
+            /**
+             * Totp Code
+             * @description The authenticator app's current code; required when the account has TOTP enabled (401 `TOTP_REQUIRED` without it, `TOTP_INVALID` when wrong or already used)
+             */
+            totp_code?: string | null;
+        };
+        /** WeChatAuthorize */
+        WeChatAuthorize: {
+            /**
+             * Expires In
+             * @description Seconds the state stays usable
+             */
+            expires_in: number;
+            /** Redirect Uri */
+            redirect_uri: string;
+            /**
+             * State
+             * @description Keep it (sessionStorage) and refuse a callback that carries another
+             */
+            state: string;
+            /**
+             * Url
+             * @description Send the browser here (WeChat's QR page); it comes back with code and state
+             */
+            url: string;
+        };
         /** WeChatLogin */
         WeChatLogin: {
             /**
              * Code
-             * @description wx.login() code
+             * @description The code WeChat gave: `wx.login()` in the mini program, the QR login's redirect on the web, the OpenSDK's SendAuth answer in the app
              */
             code: string;
             /** Invite Code */
@@ -5676,6 +5944,31 @@ export interface components {
              * @enum {string}
              */
             method: "wechat";
+            /**
+             * Totp Code
+             * @description The authenticator app's current code; required when the account has TOTP enabled (401 `TOTP_REQUIRED` without it, `TOTP_INVALID` when wrong or already used)
+             */
+            totp_code?: string | null;
+        };
+        /** WeChatWebLogin */
+        WeChatWebLogin: {
+            /**
+             * Code
+             * @description The code WeChat gave: `wx.login()` in the mini program, the QR login's redirect on the web, the OpenSDK's SendAuth answer in the app
+             */
+            code: string;
+            /** Invite Code */
+            invite_code?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            method: "wechat_web";
+            /**
+             * State
+             * @description The `state` on the same redirect: the one `GET /api/v1/auth/wechat/web/authorize` gave
+             */
+            state: string;
             /**
              * Totp Code
              * @description The authenticator app's current code; required when the account has TOTP enabled (401 `TOTP_REQUIRED` without it, `TOTP_INVALID` when wrong or already used)
@@ -5759,70 +6052,6 @@ export interface components {
             events?: string[] | null;
             /** Url */
             url?: string | null;
-        };
-        /** Envelope[LedgerPage] */
-        wardrobe__core__envelope__Envelope_LedgerPage___1: {
-            /**
-             * Code
-             * @default OK
-             */
-            code: string;
-            data: components["schemas"]["wardrobe__modules__billing__schemas__LedgerPage"];
-            /**
-             * Message
-             * @default OK
-             */
-            message: string;
-            /**
-             * Request Id
-             * @default -
-             * @example 6f1c0b1e6f3a4d5e
-             */
-            request_id: string;
-            /**
-             * Success
-             * @default true
-             */
-            success: boolean;
-        };
-        /** Envelope[LedgerPage] */
-        wardrobe__core__envelope__Envelope_LedgerPage___2: {
-            /**
-             * Code
-             * @default OK
-             */
-            code: string;
-            data: components["schemas"]["wardrobe__modules__admin__schemas__LedgerPage"];
-            /**
-             * Message
-             * @default OK
-             */
-            message: string;
-            /**
-             * Request Id
-             * @default -
-             * @example 6f1c0b1e6f3a4d5e
-             */
-            request_id: string;
-            /**
-             * Success
-             * @default true
-             */
-            success: boolean;
-        };
-        /** LedgerPage */
-        wardrobe__modules__admin__schemas__LedgerPage: {
-            /** Items */
-            items: components["schemas"]["LedgerRow"][];
-            /** Next Cursor */
-            next_cursor: string | null;
-        };
-        /** LedgerPage */
-        wardrobe__modules__billing__schemas__LedgerPage: {
-            /** Items */
-            items: components["schemas"]["LedgerItem"][];
-            /** Next Cursor */
-            next_cursor: string | null;
         };
     };
     responses: never;
@@ -9968,7 +10197,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["wardrobe__core__envelope__Envelope_LedgerPage___2"];
+                    "application/json": components["schemas"]["Envelope_AdminLedgerPage_"];
                 };
             };
             /** @description AUTH_REQUIRED / AUTH_TOKEN_INVALID / AUTH_TOKEN_EXPIRED / AUTH_SESSION_REVOKED */
@@ -10700,7 +10929,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SmsLogin"] | components["schemas"]["PasswordLogin"] | components["schemas"]["WeChatLogin"];
+                "application/json": components["schemas"]["SmsLogin"] | components["schemas"]["PasswordLogin"] | components["schemas"]["WeChatLogin"] | components["schemas"]["WeChatWebLogin"] | components["schemas"]["WeChatAppLogin"];
             };
         };
         responses: {
@@ -10951,6 +11180,78 @@ export interface operations {
                         /** @enum {unknown} */
                         code?: "ACCOUNT_DISABLED" | "PERMISSION_DENIED";
                     };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "VALIDATION_FAILED";
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "RATE_LIMITED";
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "INTERNAL_ERROR";
+                    };
+                };
+            };
+            /** @description DEPENDENCY_UNAVAILABLE */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "DEPENDENCY_UNAVAILABLE";
+                    };
+                };
+            };
+        };
+    };
+    auth_methods_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_LoginMethods_"];
                 };
             };
             /** @description VALIDATION_FAILED */
@@ -12368,6 +12669,90 @@ export interface operations {
             };
         };
     };
+    auth_wechat_web_authorize_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_WeChatAuthorize_"];
+                };
+            };
+            /** @description FEATURE_UNAVAILABLE */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "FEATURE_UNAVAILABLE";
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "VALIDATION_FAILED";
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "RATE_LIMITED";
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "INTERNAL_ERROR";
+                    };
+                };
+            };
+            /** @description DEPENDENCY_UNAVAILABLE */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "DEPENDENCY_UNAVAILABLE";
+                    };
+                };
+            };
+        };
+    };
     billing_channels_list: {
         parameters: {
             query?: never;
@@ -12459,7 +12844,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["wardrobe__core__envelope__Envelope_LedgerPage___1"];
+                    "application/json": components["schemas"]["Envelope_LedgerPage_"];
                 };
             };
             /** @description AUTH_REQUIRED / AUTH_TOKEN_INVALID / AUTH_TOKEN_EXPIRED / AUTH_SESSION_REVOKED */

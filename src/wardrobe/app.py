@@ -29,6 +29,7 @@ from wardrobe.modules.admin.stats.endpoints import router as stats_router
 from wardrobe.modules.auth.api_key_endpoints import router as api_keys_router
 from wardrobe.modules.auth.endpoints import router as auth_router
 from wardrobe.modules.auth.totp_endpoints import router as totp_router
+from wardrobe.modules.auth.wechat_endpoints import router as wechat_login_router
 from wardrobe.modules.billing.endpoints import router as billing_router
 from wardrobe.modules.billing.plan_endpoints import router as plans_router
 from wardrobe.modules.catalog.endpoints import router as catalog_router
@@ -106,6 +107,7 @@ ROUTERS = (
     callbacks_router,
     distributors_router,
     totp_router,
+    wechat_login_router,
     api_keys_router,
     webhooks_router,
     plans_router,

@@ -38,6 +38,7 @@ from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.sms_senders import ConsoleSmsSender, SmsNotice, SmsSender, TencentSmsSender
 from wardrobe.modules.auth.tokens import TOPIC_SESSIONS_REVOKED
 from wardrobe.modules.auth.wechat_client import WeChatClient
+from wardrobe.modules.auth.wechat_oauth import WeChatOAuthApps, WeChatOAuthClient
 from wardrobe.modules.billing import plans as billing_plans
 from wardrobe.modules.billing import service as billing
 from wardrobe.modules.catalog import service as catalog
@@ -89,6 +90,7 @@ class Infra:
     tokens: TokenCodec
     sms_sender: SmsSender
     wechat: WeChatClient | None  # None without a mini program
+    wechat_oauth: WeChatOAuthApps
     captcha: TencentCaptcha | None  # None while captcha is off
     storage: ObjectStorage
     providers: ProviderRegistry
@@ -348,6 +350,7 @@ def build_infra(
         ),
         sms_sender=sms_sender,
         wechat=build_wechat(settings, redis),
+        wechat_oauth=build_wechat_oauth(settings),
         captcha=build_captcha(settings),
         storage=storage,
         providers=providers,
@@ -383,6 +386,24 @@ def build_wechat(settings: Settings, redis: Redis | None) -> WeChatClient | None
         timeout=settings.wechat_timeout_seconds,
         redis=redis,
         cache_key_prefix=settings.redis_key_prefix,
+    )
+
+
+def build_wechat_oauth(settings: Settings) -> WeChatOAuthApps:
+    def client(appid: str, secret: str) -> WeChatOAuthClient | None:
+        if not appid:
+            return None
+        return WeChatOAuthClient(
+            appid,
+            secret,
+            base_url=settings.wechat_api_base,
+            timeout=settings.wechat_timeout_seconds,
+            open_base_url=settings.wechat_open_base,
+        )
+
+    return WeChatOAuthApps(
+        web=client(settings.wechat_web_appid, settings.wechat_web_secret.get_secret_value()),
+        mobile=client(settings.wechat_mobile_appid, settings.wechat_mobile_secret.get_secret_value()),
     )
 
 
@@ -455,6 +476,7 @@ def account_parts(infra: Infra) -> AccountParts:
         tokens=infra.tokens,
         sms_sender=infra.sms_sender,
         wechat=infra.wechat,
+        wechat_oauth=infra.wechat_oauth,
         captcha=infra.captcha,
     )
 
@@ -510,6 +532,7 @@ async def close_infra(infra: Infra) -> None:
     await close_storage(infra.storage)
     if infra.wechat is not None:
         await infra.wechat.aclose()
+    await infra.wechat_oauth.aclose()
     if infra.redis is not None:
         await infra.redis.aclose()
     await infra.engine.dispose()

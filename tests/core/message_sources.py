@@ -49,7 +49,14 @@ INTERNAL_DIRS = ("modules/providers/adapters/",)
 # ValueErrors that are caught where they are raised and answered with a code, never shown.
 INTERNAL_VALUE_ERRORS = frozenset({"InvalidKey", "NoImageEnd"})
 
-_MESSAGE_HELPERS = {"ValidationFailed": 1, "PydanticCustomError": 1, "_invalid": 1, "_problem": 1, "_not_applicable": 1}
+_MESSAGE_HELPERS = {
+    "ValidationFailed": 1,
+    "PydanticCustomError": 1,
+    "_invalid": 1,
+    "_problem": 1,
+    "_not_applicable": 1,
+    "_state_refused": 0,
+}
 SAMPLE = "7"
 
 

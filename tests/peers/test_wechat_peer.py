@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -11,8 +12,14 @@ import pytest
 from tests.peers.fixtures import PeerClock, ServedWeChatPeer
 from tests.peers.wechat import (
     JSCODE2SESSION_PATH,
+    OAUTH_TOKEN_PATH,
     PHONE_NUMBER_PATH,
+    QRCONNECT_PATH,
     STABLE_TOKEN_PATH,
+    TEST_MOBILE_APPID,
+    TEST_MOBILE_SECRET,
+    TEST_WEB_APPID,
+    TEST_WEB_SECRET,
     TEST_WECHAT_APPID,
     TEST_WECHAT_SECRET,
 )
@@ -274,6 +281,9 @@ async def test_force_refresh_revokes_the_old_token(
 async def test_force_refresh_needs_30_seconds_between_calls_and_20_a_day(
     wechat: WeChatCaller, peer_clock: PeerClock
 ) -> None:
+    # Noon in China: the twenty calls' ten minutes stay within one of WeChat's days (which start at
+    # midnight UTC+8, 16:00 UTC, when a run on the wall clock would see the count start again).
+    peer_clock.now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone(timedelta(hours=8))).timestamp()
     await wechat.token(force_refresh=True)
     too_soon = await wechat.stable_token(force_refresh=True)
     peer_clock.advance(30)
@@ -337,3 +347,115 @@ async def test_phone_call_checks_the_access_token(
     assert unknown["errcode"] == 40001
     assert missing["errcode"] == 41001
     assert expired["errcode"] == 42001
+
+
+# -- Open Platform: qrconnect and sns/oauth2/access_token ----------------------------------------
+
+
+def _oauth_apps(peer: ServedWeChatPeer) -> None:
+    peer.register_oauth_app(TEST_WEB_APPID, TEST_WEB_SECRET, website=True, redirect_host="app.test")
+    peer.register_oauth_app(TEST_MOBILE_APPID, TEST_MOBILE_SECRET, website=False)
+
+
+def _qr_params(**overrides: str) -> dict[str, str]:
+    return {
+        "appid": TEST_WEB_APPID,
+        "redirect_uri": "https://app.test/app/?from=qr",
+        "response_type": "code",
+        "scope": "snsapi_login",
+        "state": "s-1",
+    } | overrides
+
+
+async def _exchange(wechat: WeChatCaller, oauth_code: str, **overrides: str) -> dict[str, Any]:
+    params = {
+        "appid": TEST_WEB_APPID,
+        "secret": TEST_WEB_SECRET,
+        "code": oauth_code,
+        "grant_type": "authorization_code",
+    } | overrides
+    return WeChatCaller._answer(await wechat.http.get(OAUTH_TOKEN_PATH, params=params))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "page"),
+    [
+        ({"appid": "wx-unknown"}, "参数错误"),
+        ({"appid": TEST_MOBILE_APPID}, "参数错误"),  # a mobile app has no QR login
+        ({"response_type": "token"}, "参数错误"),
+        ({"scope": "snsapi_userinfo"}, "Scope 参数错误"),
+        ({"redirect_uri": "https://evil.test/app/"}, "redirect_uri 参数错误"),
+        ({"redirect_uri": "javascript:alert(1)"}, "redirect_uri 参数错误"),
+    ],
+)
+async def test_qrconnect_refuses_with_an_error_page(
+    wechat_peer: ServedWeChatPeer, wechat: WeChatCaller, overrides: dict[str, str], page: str
+) -> None:
+    _oauth_apps(wechat_peer)
+    wechat_peer.scan_as(TEST_WEB_APPID, "web-openid")
+    response = await wechat.http.get(QRCONNECT_PATH, params=_qr_params(**overrides))
+    assert (response.status_code, "location" in response.headers) == (200, False)
+    assert page in response.text
+
+
+async def test_qrconnect_redirects_with_a_code_once_scanned_and_the_state_only_when_refused(
+    wechat_peer: ServedWeChatPeer, wechat: WeChatCaller
+) -> None:
+    _oauth_apps(wechat_peer)
+    waiting = await wechat.http.get(QRCONNECT_PATH, params=_qr_params())
+    assert waiting.status_code == 200
+    assert "扫描二维码" in waiting.text
+    wechat_peer.scan_as(TEST_WEB_APPID, "web-openid", "union-q")
+    scanned = await wechat.http.get(QRCONNECT_PATH, params=_qr_params())
+    assert scanned.status_code == 302
+    target = httpx.URL(scanned.headers["location"])
+    assert (target.host, target.path, target.params["from"], target.params["state"]) == (
+        "app.test",
+        "/app/",
+        "qr",
+        "s-1",
+    )
+    answer = await _exchange(wechat, target.params["code"])
+    assert (answer["openid"], answer["unionid"], answer["scope"]) == ("web-openid", "union-q", "snsapi_login")
+    assert answer["access_token"].startswith("test-sns-token-")
+    assert (bool(answer["refresh_token"]), answer["expires_in"]) == (True, 7200)
+    wechat_peer.scan_as(TEST_WEB_APPID, None)
+    refused = httpx.URL((await wechat.http.get(QRCONNECT_PATH, params=_qr_params())).headers["location"])
+    assert ("code" in refused.params, refused.params["state"]) == (False, "s-1")
+
+
+async def test_oauth_code_is_single_use_per_app_and_expires(
+    wechat_peer: ServedWeChatPeer, wechat: WeChatCaller, peer_clock: PeerClock
+) -> None:
+    _oauth_apps(wechat_peer)
+    wechat_peer.register_oauth_code(TEST_WEB_APPID, "c-1", "web-openid")
+    wechat_peer.register_oauth_code(TEST_WEB_APPID, "c-2", "web-openid")
+    first = await _exchange(wechat, "c-1")
+    assert first["openid"] == "web-openid"
+    assert "unionid" not in first
+    assert (await _exchange(wechat, "c-1"))["errcode"] == 40163
+    other_app = await _exchange(wechat, "c-2", appid=TEST_MOBILE_APPID, secret=TEST_MOBILE_SECRET)
+    assert other_app["errcode"] == 40029
+    peer_clock.advance(300)
+    assert (await _exchange(wechat, "c-2"))["errcode"] == 40029
+
+
+@pytest.mark.parametrize(
+    ("overrides", "errcode"),
+    [
+        ({"grant_type": "client_credential"}, 40002),
+        ({"appid": ""}, 41002),
+        ({"secret": ""}, 41004),
+        ({"appid": "wx-unknown"}, 40013),
+        ({"secret": "wrong"}, 40125),
+        ({"code": ""}, 41008),
+    ],
+)
+async def test_oauth_exchange_checks_the_request(
+    wechat_peer: ServedWeChatPeer, wechat: WeChatCaller, overrides: dict[str, str], errcode: int
+) -> None:
+    _oauth_apps(wechat_peer)
+    wechat_peer.register_oauth_code(TEST_WEB_APPID, "c-ok", "web-openid")
+    answer = await _exchange(wechat, "c-ok", **overrides)
+    assert answer["errcode"] == errcode
+    assert "rid:" in answer["errmsg"]

@@ -1,7 +1,11 @@
-"""Local peer of the WeChat mini-program server API (design/protocols.md §1).
+"""Local peer of the WeChat server API (design/protocols.md §1) and of the Open Platform's login.
 
 Covers ``/sns/jscode2session``, ``/cgi-bin/stable_token`` and
-``/wxa/business/getuserphonenumber`` with WeChat's rules: single-use codes that expire, the stable
+``/wxa/business/getuserphonenumber`` of the mini program, and the Open Platform's website and
+mobile app login: ``/connect/qrconnect`` (the QR page, which checks the appid, scope and redirect
+domain and, once a test has "scanned", redirects with ``code`` and ``state``) and
+``/sns/oauth2/access_token`` (codes single-use, per app, 5 minutes; ``40029``, ``40163``). All of
+it with WeChat's rules: single-use codes that expire, the stable
 token that rotates in its last five minutes (both tokens valid meanwhile) and is revoked by
 ``force_refresh``, and errors that always arrive as HTTP 200 with ``errcode``/``errmsg``.
 ``jscode2session`` answers with ``text/plain`` as WeChat does, so clients must parse JSON whatever
@@ -23,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,6 +43,14 @@ TEST_WECHAT_SECRET = "wechat-test-secret-not-real"
 JSCODE2SESSION_PATH = "/sns/jscode2session"
 STABLE_TOKEN_PATH = "/cgi-bin/stable_token"
 PHONE_NUMBER_PATH = "/wxa/business/getuserphonenumber"
+OAUTH_TOKEN_PATH = "/sns/oauth2/access_token"
+QRCONNECT_PATH = "/connect/qrconnect"
+
+# The Open Platform apps of the same account as the mini program (one unionid across them).
+TEST_WEB_APPID = "wx-test-web-0000"
+TEST_WEB_SECRET = "wechat-web-secret-not-real"
+TEST_MOBILE_APPID = "wx-test-mobile-0000"
+TEST_MOBILE_SECRET = "wechat-mobile-secret-not-real"
 
 _CHINA_TZ = timezone(timedelta(hours=8))
 _JSON = "application/json; charset=UTF-8"
@@ -66,6 +79,22 @@ class _LoginCode:
 class _PhoneCode:
     phone: str
     country_code: str
+    issued_at: float
+    used: bool = False
+
+
+@dataclass(slots=True)
+class _OAuthApp:
+    secret: str
+    website: bool
+    redirect_host: str | None  # the domain registered for a website app's callbacks
+
+
+@dataclass(slots=True)
+class _OAuthCode:
+    appid: str
+    openid: str
+    unionid: str | None
     issued_at: float
     used: bool = False
 
@@ -112,6 +141,9 @@ class WeChatPeer:
         self._force_refreshes: list[float] = []
         self._logins: dict[str, list[float]] = {}
         self._faults: list[str | None] = []
+        self._oauth_apps: dict[str, _OAuthApp] = {}
+        self._oauth_codes: dict[str, _OAuthCode] = {}
+        self._scanners: dict[str, tuple[str, str | None] | None] = {}  # appid -> who scans (None: refuses)
         self._lock = threading.Lock()
 
     # -- test controls -------------------------------------------------------------------------
@@ -133,6 +165,23 @@ class WeChatPeer:
         """``phone`` is the number without its country code, e.g. ``13800138000``."""
         with self._lock:
             self._phone_codes[code] = _PhoneCode(phone, country_code, self.clock())
+
+    def register_oauth_app(self, appid: str, secret: str, *, website: bool, redirect_host: str | None = None) -> None:
+        """An Open Platform app: a website app (QR login, callbacks only to ``redirect_host``) or a
+        mobile app."""
+        with self._lock:
+            self._oauth_apps[appid] = _OAuthApp(secret, website, redirect_host)
+
+    def register_oauth_code(self, appid: str, code: str, openid: str, unionid: str | None = None) -> None:
+        """A code the app's user got from WeChat (the mobile OpenSDK's SendAuth answer)."""
+        with self._lock:
+            self._oauth_codes[code] = _OAuthCode(appid, openid, unionid, self.clock())
+
+    def scan_as(self, appid: str, openid: str | None, unionid: str | None = None) -> None:
+        """The next visits to ``appid``'s QR page are scanned by this user (``openid`` None: the
+        user refuses, and WeChat redirects with the state only)."""
+        with self._lock:
+            self._scanners[appid] = (openid, unionid) if openid is not None else None
 
     def fail_next(self, count: int, *, path: str | None = None) -> None:
         """Answer the next ``count`` requests (to ``path`` only, if given) with errcode -1."""
@@ -172,6 +221,7 @@ class WeChatPeer:
             ("GET", JSCODE2SESSION_PATH): lambda: self._jscode2session(query),
             ("POST", STABLE_TOKEN_PATH): lambda: self._stable_token(content_type, body),
             ("POST", PHONE_NUMBER_PATH): lambda: self._phone_number(query, content_type, body),
+            ("GET", OAUTH_TOKEN_PATH): lambda: self._oauth_token(query),
         }
         route = routes.get((method, path))
         if route is None:
@@ -222,6 +272,66 @@ class WeChatPeer:
         if entry.unionid is not None:
             answer["unionid"] = entry.unionid
         return answer
+
+    def _oauth_token(self, query: Mapping[str, str]) -> Answer:
+        if query.get("grant_type") != "authorization_code":
+            return _error(40002, "invalid grant_type")
+        appid, secret = query.get("appid"), query.get("secret")
+        if not appid:
+            return _error(41002, "appid missing")
+        if not secret:
+            return _error(41004, "appsecret missing")
+        app = self._oauth_apps.get(appid)
+        if app is None:
+            return _error(40013, "invalid appid")
+        if secret != app.secret:
+            return _error(40125, "invalid appsecret")
+        code = query.get("code")
+        if not code:
+            return _error(41008, "missing code")
+        entry = self._oauth_codes.get(code)
+        if entry is None or entry.appid != appid or self.clock() - entry.issued_at >= self.code_ttl:
+            return _error(40029, "invalid code")
+        if entry.used:
+            return _error(40163, "code been used")
+        entry.used = True
+        answer: Answer = {
+            "access_token": f"test-sns-token-{secrets.token_hex(12)}",
+            "expires_in": 7200,
+            "refresh_token": f"test-sns-refresh-{secrets.token_hex(12)}",
+            "openid": entry.openid,
+            "scope": "snsapi_login" if app.website else "snsapi_userinfo",
+        }
+        if entry.unionid is not None:
+            answer["unionid"] = entry.unionid
+        return answer
+
+    def qrconnect(self, query: Mapping[str, str]) -> tuple[int, str, str]:
+        """The QR page: (status, Location or "", page text). Errors are pages, as WeChat's are."""
+        with self._lock:
+            self.calls[QRCONNECT_PATH] += 1
+            app = self._oauth_apps.get(query.get("appid", ""))
+            if app is None or not app.website or query.get("response_type") != "code":
+                return 200, "", "参数错误"
+            if query.get("scope") != "snsapi_login":
+                return 200, "", "Scope 参数错误或没有 Scope 权限"
+            redirect_uri = query.get("redirect_uri", "")
+            parsed = urlsplit(redirect_uri)
+            if parsed.scheme not in ("http", "https") or parsed.hostname != app.redirect_host:
+                return 200, "", "redirect_uri 参数错误"
+            appid = query["appid"]
+            if appid not in self._scanners:
+                return 200, "", "微信登录：请使用微信扫描二维码登录"
+            scanner = self._scanners[appid]
+            params: dict[str, str] = {}
+            if scanner is not None:
+                code = f"web-code-{secrets.token_hex(8)}"
+                self._oauth_codes[code] = _OAuthCode(appid, scanner[0], scanner[1], self.clock())
+                params["code"] = code
+            if "state" in query:
+                params["state"] = query["state"]
+            separator = "&" if parsed.query else "?"
+            return 302, f"{redirect_uri}{separator}{urlencode(params)}", ""
 
     @staticmethod
     def _json_body(content_type: str, body: bytes) -> dict[str, Any] | None:
@@ -318,7 +428,16 @@ def create_wechat_app(peer: WeChatPeer) -> Starlette:
         )
         return Response(content, status_code=200, media_type=media_type)
 
-    paths = (JSCODE2SESSION_PATH, STABLE_TOKEN_PATH, PHONE_NUMBER_PATH)
-    app = Starlette(routes=[Route(path, endpoint, methods=["GET", "POST"]) for path in paths])
+    async def qrconnect(request: Request) -> Response:
+        current: WeChatPeer = request.app.state.peer
+        status, location, text = current.qrconnect(dict(request.query_params))
+        if status == 302:
+            return Response(status_code=302, headers={"Location": location})
+        page = f"<!doctype html><html lang=zh><meta charset=utf-8><title>微信登录</title><p>{text}</p></html>"
+        return Response(page, status_code=status, media_type="text/html; charset=utf-8")
+
+    paths = (JSCODE2SESSION_PATH, STABLE_TOKEN_PATH, PHONE_NUMBER_PATH, OAUTH_TOKEN_PATH)
+    routes = [Route(path, endpoint, methods=["GET", "POST"]) for path in paths]
+    app = Starlette(routes=[*routes, Route(QRCONNECT_PATH, qrconnect, methods=["GET"])])
     app.state.peer = peer
     return app

@@ -1,9 +1,9 @@
 """The web app under test: the embedded default as `wardrobe serve` runs it on a fresh machine — a
 new SQLite file migrated and seeded with the demo data on first start, local storage, the worker
 in the API process (the demo features run on the local CPU provider), the payment sandbox on, and
-WeChat Pay pointed at the local peer (tests/peers) — served by a real uvicorn on a loopback port in
-a thread of this process (tests/fixtures/served.py); one headless Chromium for the module, at a
-phone's size."""
+WeChat Pay and WeChat's QR and app login pointed at the local peers (tests/peers) — served by a
+real uvicorn on a loopback port in a thread of this process (tests/fixtures/served.py); one headless
+Chromium for the module, at a phone's size."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from tests.fixtures.browser import Browser, css, start_chrome
 from tests.fixtures.served import ThreadedServer, served_settings, serving, wechatpay_peer
 from tests.modules.providers.images import encode, subject_on_background
 from tests.peers.server import PeerServer
+from tests.peers.wechat import TEST_MOBILE_APPID, TEST_MOBILE_SECRET, TEST_WEB_APPID, TEST_WEB_SECRET
 from tests.peers.wechatpay_fixtures import ServedWeChatPayPeer
 from wardrobe.settings import Settings
 
@@ -104,7 +105,7 @@ class AppBrowser(Browser):
         self.find("nav")
 
 
-def _settings(home: Path, port: int, peer: ServedWeChatPayPeer) -> Settings:
+def _settings(home: Path, port: int, peer: ServedWeChatPayPeer, wechat_base: str) -> Settings:
     database = f"sqlite+aiosqlite:///{home / 'wardrobe.db'}"
     return served_settings(
         Backend("sqlite", database, ""),
@@ -114,17 +115,24 @@ def _settings(home: Path, port: int, peer: ServedWeChatPayPeer) -> Settings:
         auto_migrate=True,  # a fresh file, as on a first `serve`
         worker_in_process=True,  # tasks run, as embedded
         payment_sandbox=True,  # on by default only in development; the tests run as "test"
+        wechat_api_base=wechat_base,
+        wechat_open_base=wechat_base,
+        wechat_web_appid=TEST_WEB_APPID,
+        wechat_web_secret=TEST_WEB_SECRET,
+        wechat_web_redirect_uri=f"http://127.0.0.1:{port}/app/",
+        wechat_mobile_appid=TEST_MOBILE_APPID,
+        wechat_mobile_secret=TEST_MOBILE_SECRET,
     )
 
 
 @pytest.fixture(scope="module")
 async def app_server(
-    tmp_path_factory: pytest.TempPathFactory, wechatpay_peer_server: PeerServer
+    tmp_path_factory: pytest.TempPathFactory, wechatpay_peer_server: PeerServer, wechat_peer_server: PeerServer
 ) -> AsyncIterator[AppServer]:
     home = tmp_path_factory.mktemp("webapp")
     peer = wechatpay_peer(wechatpay_peer_server)
     served = ThreadedServer()
-    settings = _settings(home, served.port, peer)
+    settings = _settings(home, served.port, peer, wechat_peer_server.base_url)
     try:
         async with serving(served, settings, within=120) as client:
             yield AppServer(served.url, client, settings, peer)

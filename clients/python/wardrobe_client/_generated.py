@@ -82,7 +82,7 @@ class TaskStep(TypedDict):
     """``StepOut`` of the API document."""
 
     id: str
-    status: str
+    status: dict[str, Any]
 
 
 class TaskOutput(TypedDict):

@@ -235,6 +235,18 @@ def complete_document(
                 complete_operation(method, path, operation, facts.get((method, path)))
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorEnvelope"] = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+    # Every code as one named enum, so a generated client has the type; each response narrows it
+    # to its own codes.
+    schemas["ErrorCode"] = {
+        "title": "ErrorCode",
+        "type": "string",
+        "enum": [code.name for code in ErrorCode],
+        "description": "Every code an error envelope may carry; each response lists the ones it may answer.",
+    }
+    schemas["ErrorEnvelope"]["properties"]["code"] = {
+        "$ref": "#/components/schemas/ErrorCode",
+        "examples": ["VALIDATION_FAILED"],
+    }
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
 

@@ -48,6 +48,10 @@ OWN_MESSAGES: dict[str, str] = {
     "this account has no password": "该账号未设置密码",
     "this account is not a WeChat account": "该账号不是微信账号",
     "this account has never logged in through WeChat ({app})": "该账号从未通过微信（{app}）登录过",
+    "not a login we started, or it expired; start the WeChat login again": (
+        "不是本站发起的登录，或已过期，请重新微信登录"
+    ),
+    "this login was already finished; start the WeChat login again": "这次登录已经完成过，请重新微信登录",
     "send exactly one of code, password, wechat_code": "code、password、wechat_code 三者只能且必须提供一个",
     "this account has no password; set one first": "该账号未设置密码，请先设置密码",
     # billing: plans and quota

@@ -33,7 +33,17 @@ from wardrobe.models.stats import (
 )
 from wardrobe.models.storage import PendingObjectDeletion, VerifiedUpload
 from wardrobe.models.tasks import OutboxMessage, StepStatus, Task, TaskStatus, TaskStep
-from wardrobe.models.users import AuditLog, Gender, InviteCodePool, Referral, Role, User, UserStatus
+from wardrobe.models.users import (
+    AuditLog,
+    Gender,
+    InviteCodePool,
+    Referral,
+    Role,
+    User,
+    UserStatus,
+    WeChatAccount,
+    WeChatApp,
+)
 from wardrobe.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -83,6 +93,8 @@ __all__ = [
     "UserTotp",
     "VendorCallback",
     "VerifiedUpload",
+    "WeChatAccount",
+    "WeChatApp",
     "WebhookDelivery",
     "WebhookEndpoint",
     "stats_daily_performance",

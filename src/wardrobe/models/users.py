@@ -32,6 +32,14 @@ class Gender(StrEnum):
     FEMALE = "female"
 
 
+class WeChatApp(StrEnum):
+    """The WeChat app a login came through: each has its own appid, so its own openids."""
+
+    MINIPROGRAM = "miniprogram"
+    WEB = "web"
+    MOBILE = "app"
+
+
 class User(Base):
     __tablename__ = "users"
     # Statistics: sign-ups per day.
@@ -63,6 +71,23 @@ class User(Base):
     @property
     def is_active(self) -> bool:
         return self.status == UserStatus.ACTIVE.value
+
+
+class WeChatAccount(Base):
+    """A user's WeChat Open Platform identity: the unionid shared by every app of the platform
+    account, and the user's openid in the website and mobile apps (the mini program's openid is
+    ``users.wechat_openid``, where WeChat Pay's JSAPI needs it). One row per user; each column is
+    unique, so two first logins of one person on two clients at once still make one account: the
+    second insert of the unionid fails and that login joins the first one's user."""
+
+    __tablename__ = "wechat_accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), unique=True)
+    unionid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    web_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    app_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class InviteCodePool(Base):

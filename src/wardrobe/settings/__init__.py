@@ -186,6 +186,17 @@ class Settings(BaseSettings):
     wechat_secret: SecretStr = SecretStr("")
     wechat_api_base: str = "https://api.weixin.qq.com"
     wechat_timeout_seconds: float = 5.0
+    # WeChat Open Platform apps, each with its own appid and secret: the website app (QR login) and
+    # the mobile app. Bound to the same Open Platform account as the mini program, they give the
+    # same unionid, so one person is one account on every client.
+    wechat_web_appid: str = ""
+    wechat_web_secret: SecretStr = SecretStr("")
+    # Where WeChat sends the browser back after the scan: the web app, on the domain registered for
+    # the website app (e.g. https://www.example.com/app/).
+    wechat_web_redirect_uri: str = ""
+    wechat_open_base: str = "https://open.weixin.qq.com"
+    wechat_mobile_appid: str = ""
+    wechat_mobile_secret: SecretStr = SecretStr("")
 
     # Invite codes
     invite_code_length: int = 8

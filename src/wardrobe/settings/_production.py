@@ -75,6 +75,19 @@ def problems(self: Settings) -> list[str]:
     if len(self.metrics_token.get_secret_value()) < 32:
         # Metrics name routes, vendors, queue depths and failure rates: reconnaissance for an attacker.
         problems.append("WARDROBE_METRICS_TOKEN must be set (32+ characters) for Prometheus to scrape /metrics")
+    if self.wechat_web_appid and not self.wechat_web_redirect_uri.startswith("https://"):
+        problems.append(
+            "WARDROBE_WECHAT_WEB_REDIRECT_URI must be an https:// URL when WARDROBE_WECHAT_WEB_APPID is set"
+        )
+    problems.extend(
+        f"WARDROBE_{name}_SECRET must be set when WARDROBE_{name}_APPID is set"
+        for name, appid, secret in (
+            ("WECHAT", self.wechat_appid, self.wechat_secret),
+            ("WECHAT_WEB", self.wechat_web_appid, self.wechat_web_secret),
+            ("WECHAT_MOBILE", self.wechat_mobile_appid, self.wechat_mobile_secret),
+        )
+        if appid and not secret.get_secret_value()
+    )
     if self.wechatpay_mchid and len(self.wechatpay_apiv3_key.get_secret_value().encode()) != 32:
         problems.append("WARDROBE_WECHATPAY_APIV3_KEY must be 32 bytes")
     return problems

@@ -79,9 +79,11 @@ async def test_change_phone_codes_go_only_to_the_accounts_own_phone(api: Api) ->
     )
     assert (elsewhere.status_code, elsewhere.json()["data"]) == (
         422,
-        [{"field": "phone", "message": "must be the account's own phone"}],
+        [{"field": "phone", "message": "应为本账号绑定的手机号"}],  # zh unless Accept-Language asks for en
     )
-    no_phone = await api.client.post("/api/v1/auth/sms-codes", json={"purpose": "login"})
+    no_phone = await api.client.post(
+        "/api/v1/auth/sms-codes", json={"purpose": "login"}, headers={"Accept-Language": "en"}
+    )
     assert no_phone.json()["data"] == [{"field": "phone", "message": "is required"}]
     # The cooldown of the login code just sent would refuse the next code: free it.
     await _forget_cooldown(api, user.phone)

@@ -110,7 +110,8 @@ async def test_an_owner_sees_their_devices_and_logs_one_out(api: Api) -> None:
 )
 async def test_common_and_guessable_passwords_are_refused(api: Api, weak: str) -> None:
     user = await sms_login(api.client)
-    resp = await api.client.put("/api/v1/auth/password", json={"new_password": weak}, headers=user.headers)
+    english = {**user.headers, "Accept-Language": "en"}
+    resp = await api.client.put("/api/v1/auth/password", json={"new_password": weak}, headers=english)
     assert resp.status_code == 422, weak
     [error] = resp.json()["data"]
     assert error["field"] == "new_password"

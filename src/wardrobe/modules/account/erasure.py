@@ -45,12 +45,12 @@ from wardrobe.models import (
     UserStatus,
     UserTotp,
     VerifiedUpload,
+    WeChatAccount,
 )
 from wardrobe.models.base import utcnow
 from wardrobe.modules.account.schemas import AccountDeletion
 from wardrobe.modules.auth import reauth, tokens
 from wardrobe.modules.auth.parts import AccountParts
-from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.storage import pending_deletions
 from wardrobe.modules.tasks.deletion import cancel_open_tasks
@@ -101,15 +101,15 @@ async def _erase_person(session: AsyncSession, user: User) -> None:
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise AppError(ErrorCode.AUTH_SESSION_REVOKED, detail="account already deleted")
+    # The WeChat identities go with the person: the same WeChat user logging in later is a stranger.
+    await session.execute(delete(WeChatAccount).where(WeChatAccount.user_id == user.id))
 
 
 async def delete_account(
     session: AsyncSession, parts: AccountParts, announcer: Announcer, user: User, proof: AccountDeletion
 ) -> DeletionOutcome:
     """Check the proof, then erase the account in the caller's transaction (see the module)."""
-    await reauth.confirm_identity(
-        parts, user, CodePurpose.DELETE_ACCOUNT, Proof(proof.code, proof.password, proof.wechat_code)
-    )
+    await reauth.confirm_identity(session, parts, user, CodePurpose.DELETE_ACCOUNT, proof.proof())
     phone = user.phone
     await _erase_person(session, user)
     canceled, stopping = await cancel_open_tasks(session, announcer, user.id)

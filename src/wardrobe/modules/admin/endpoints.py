@@ -18,12 +18,12 @@ from wardrobe.core.schemas import Id
 from wardrobe.modules.admin import audit_endpoints, export_endpoints, reads, service
 from wardrobe.modules.admin.repository import UserFilter
 from wardrobe.modules.admin.schemas import (
+    AdminLedgerPage,
     AdminUserCreate,
     AdminUserDetail,
     AdminUserOut,
     AdminUserPage,
     AdminUserUpdate,
-    LedgerPage,
     Reason,
     RoleName,
     SessionsRevoked,
@@ -105,7 +105,7 @@ async def user_detail(user_id: Id, _: Reader, session: SessionDep) -> OrjsonResp
 @router.get(
     "/users/{user_id}/ledger",
     summary="A user's quota ledger, newest first (keyset pagination)",
-    response_model=Envelope[LedgerPage],
+    response_model=Envelope[AdminLedgerPage],
     responses=errors(*DENIED, ErrorCode.NOT_FOUND),
 )
 async def user_ledger(

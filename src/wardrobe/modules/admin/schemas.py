@@ -80,7 +80,7 @@ class LedgerRow(BaseModel):
     created_at: datetime
 
 
-class LedgerPage(BaseModel):
+class AdminLedgerPage(BaseModel):
     items: list[LedgerRow]
     next_cursor: str | None
 

@@ -26,7 +26,7 @@ from wardrobe.core.schemas import Id
 from wardrobe.models import ApiKey
 from wardrobe.models.base import utcnow
 from wardrobe.modules.auth.parts import AccountPartsDep
-from wardrobe.modules.auth.reauth import Proof, confirm_identity
+from wardrobe.modules.auth.reauth import confirm_identity
 from wardrobe.modules.auth.schemas import FreshProof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 
@@ -94,7 +94,7 @@ async def create_api_key(
         problem = f"unknown scope {unknown[0]}" if unknown else "a scope is named twice"
         raise AppError(ErrorCode.VALIDATION_FAILED, data=[{"field": "scopes", "message": problem}])
     user = principal.user
-    await confirm_identity(parts, user, CodePurpose.CREATE_API_KEY, Proof(body.code, body.password, body.wechat_code))
+    await confirm_identity(session, parts, user, CodePurpose.CREATE_API_KEY, body.proof())
     now = utcnow()
     live = await session.scalar(
         select(func.count())

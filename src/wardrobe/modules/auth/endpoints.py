@@ -13,6 +13,7 @@ from wardrobe.core.envelope import Envelope, OrjsonResponse, ok
 from wardrobe.core.errors import AppError, ErrorCode
 from wardrobe.core.openapi import AUTH_ERRORS, errors
 from wardrobe.core.principal import BearerDep, CurrentUser, client_info, client_ip, get_principal
+from wardrobe.models import WeChatApp
 from wardrobe.modules.auth import service, sms_codes, tokens
 from wardrobe.modules.auth.parts import AccountParts, AccountPartsDep
 from wardrobe.modules.auth.schemas import (
@@ -32,11 +33,14 @@ from wardrobe.modules.auth.schemas import (
     SmsCodeSent,
     SmsLogin,
     TokenResponse,
+    WeChatWebLogin,
 )
 from wardrobe.modules.auth.sms_codes import ACCOUNT_PURPOSES
 from wardrobe.modules.auth.tokens import TokenPair
 from wardrobe.modules.crypto.deps import CipherDep
 from wardrobe.modules.users.schemas import UserOut
+
+_WECHAT_APPS = {"wechat": WeChatApp.MINIPROGRAM, "wechat_web": WeChatApp.WEB, "wechat_app": WeChatApp.MOBILE}
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 # Session ids are 32 hex characters (core/security.py new_session_id).
@@ -117,7 +121,10 @@ async def _code_recipient(
 @router.post(
     "/login",
     summary="Log in (SMS code, password or WeChat); SMS and WeChat register new users",
-    description="An account with TOTP enabled also sends `totp_code`, the authenticator app's current "
+    description="WeChat logs in from the mini program (`wechat`, a `wx.login` code), the web "
+    "(`wechat_web`, the code and state of a QR login) or the mobile app (`wechat_app`); one person is one "
+    "account on all three when their WeChat apps share an Open Platform account (the unionid). "
+    "An account with TOTP enabled also sends `totp_code`, the authenticator app's current "
     "code: without it the answer is 401 `TOTP_REQUIRED` (the first factor was right: ask for the code and "
     "send the whole login again), with a wrong or already used one 401 `TOTP_INVALID`. Each code works "
     "once; wrong codes count against the same back-off as wrong passwords.",
@@ -158,11 +165,14 @@ async def login(
             session, parts, cipher, phone=body.phone, password=body.password, client=client, totp_code=body.totp_code
         )
     else:
+        app = _WECHAT_APPS[body.method]
         result = await service.login_with_wechat(
             session,
             parts,
             cipher,
+            app=app,
             code=body.code,
+            state=body.state if isinstance(body, WeChatWebLogin) else None,
             invite_code=body.invite_code,
             client=client,
             totp_code=body.totp_code,

@@ -20,6 +20,7 @@ from wardrobe.core.security import TokenCodec
 from wardrobe.modules.auth.captcha import TencentCaptcha
 from wardrobe.modules.auth.sms_senders import SmsSender
 from wardrobe.modules.auth.wechat_client import WeChatClient
+from wardrobe.modules.auth.wechat_oauth import WeChatOAuthApps
 from wardrobe.settings import Settings
 
 
@@ -32,6 +33,7 @@ class AccountParts:
     tokens: TokenCodec
     sms_sender: SmsSender
     wechat: WeChatClient | None  # None when no mini program is configured
+    wechat_oauth: WeChatOAuthApps  # the website and mobile apps, each None when not configured
     captcha: TencentCaptcha | None  # None when captcha is off
 
 

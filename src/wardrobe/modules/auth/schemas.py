@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from wardrobe.core.openapi import server_check
 from wardrobe.core.schemas import EnumValue, InputModel
+from wardrobe.models import WeChatApp
 from wardrobe.modules.auth.passwords import MIN_PASSWORD_LENGTH, check_strength
 from wardrobe.modules.auth.phone import Phone
 from wardrobe.modules.auth.reauth import Proof
@@ -111,16 +112,57 @@ class PasswordLogin(InputModel):
     totp_code: LoginTotpCode = None
 
 
-class WeChatLogin(InputModel):
+class _WeChatCodeLogin(InputModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["wechat"]
-    code: str = Field(min_length=1, max_length=128, description="wx.login() code")
+    code: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The code WeChat gave: `wx.login()` in the mini program, the QR login's redirect on the "
+        "web, the OpenSDK's SendAuth answer in the app",
+    )
     invite_code: InviteCode | None = None
     totp_code: LoginTotpCode = None
 
 
-LoginRequest = Annotated[SmsLogin | PasswordLogin | WeChatLogin, Field(discriminator="method")]
+class WeChatLogin(_WeChatCodeLogin):
+    method: Literal["wechat"]
+
+
+class WeChatWebLogin(_WeChatCodeLogin):
+    method: Literal["wechat_web"]
+    state: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The `state` on the same redirect: the one `GET /api/v1/auth/wechat/web/authorize` gave",
+        json_schema_extra=server_check("a state this service issued in the last 10 minutes, used once"),
+    )
+
+
+class WeChatAppLogin(_WeChatCodeLogin):
+    method: Literal["wechat_app"]
+
+
+LoginRequest = Annotated[
+    SmsLogin | PasswordLogin | WeChatLogin | WeChatWebLogin | WeChatAppLogin, Field(discriminator="method")
+]
+
+
+class LoginMethods(BaseModel):
+    """What this deployment offers, so a login page shows only what works."""
+
+    sms: bool = Field(description="Always true")
+    password: bool = Field(description="Always true (for accounts that set one)")
+    wechat_miniprogram: bool = Field(description="`method: wechat` with a `wx.login` code")
+    wechat_web: bool = Field(description="`method: wechat_web`: QR login through `/wechat/web/authorize`")
+    wechat_app: bool = Field(description="`method: wechat_app` with the mobile OpenSDK's code")
+
+
+class WeChatAuthorize(BaseModel):
+    url: str = Field(description="Send the browser here (WeChat's QR page); it comes back with code and state")
+    state: str = Field(description="Keep it (sessionStorage) and refuse a callback that carries another")
+    redirect_uri: str
+    expires_in: int = Field(description="Seconds the state stays usable")
 
 
 class TokenResponse(BaseModel):
@@ -181,12 +223,19 @@ class PhoneProofFields(InputModel):
         default=None,
         min_length=1,
         max_length=128,
-        description="A fresh wx.login code of the account's WeChat user",
+        description="A fresh WeChat code of the account's WeChat user (see `wechat_app`)",
         json_schema_extra=server_check(PROOF_FITS_ACCOUNT),
+    )
+    wechat_app: EnumValue[WeChatApp] = Field(
+        default=WeChatApp.MINIPROGRAM,
+        description="Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR "
+        "login's code) or `app` (the mobile OpenSDK)",
     )
 
     def proof(self) -> Proof:
-        return Proof(self.current_code, self.password, self.wechat_code, code_field="current_code")
+        return Proof(
+            self.current_code, self.password, self.wechat_code, code_field="current_code", wechat_app=self.wechat_app
+        )
 
 
 class PhoneBindSms(PhoneProofFields):
@@ -268,9 +317,17 @@ class FreshProof(InputModel):
         default=None,
         min_length=1,
         max_length=128,
-        description="a fresh wx.login code",
+        description="a fresh WeChat code of the account's WeChat user (see `wechat_app`)",
         json_schema_extra=server_check(_FITS),
     )
+    wechat_app: EnumValue[WeChatApp] = Field(
+        default=WeChatApp.MINIPROGRAM,
+        description="Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR "
+        "login's code) or `app` (the mobile OpenSDK)",
+    )
+
+    def proof(self) -> Proof:
+        return Proof(self.code, self.password, self.wechat_code, wechat_app=self.wechat_app)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:

@@ -14,7 +14,7 @@ from wardrobe.core.metrics import AUTH_EVENTS
 from wardrobe.core.principal import ClientInfo
 from wardrobe.core.ratelimit import Windows, parse_limits
 from wardrobe.core.security import hash_password, verify_password
-from wardrobe.models import User
+from wardrobe.models import User, WeChatApp
 from wardrobe.models.base import utcnow
 from wardrobe.modules.auth import notices, reauth, sms_codes, tokens, totp
 from wardrobe.modules.auth.parts import AccountParts
@@ -22,10 +22,12 @@ from wardrobe.modules.auth.phone import normalize_phone
 from wardrobe.modules.auth.reauth import Proof
 from wardrobe.modules.auth.sms_codes import CodePurpose
 from wardrobe.modules.auth.tokens import TokenPair
-from wardrobe.modules.auth.wechat_errors import wechat_answers, wechat_of
+from wardrobe.modules.auth.wechat_errors import consume_state, oauth_of, wechat_answers, wechat_of
+from wardrobe.modules.auth.wechat_oauth import WeChatIdentity
 from wardrobe.modules.crypto.envelope import EnvelopeCipher
 from wardrobe.modules.users import repository as users_repo
 from wardrobe.modules.users import service as users_service
+from wardrobe.modules.users import wechat as users_wechat
 from wardrobe.modules.users.service import SignupPolicy
 
 log = get_logger("wardrobe.auth")
@@ -136,23 +138,44 @@ async def login_with_wechat(
     parts: AccountParts,
     cipher: EnvelopeCipher,
     *,
+    app: WeChatApp,
     code: str,
     invite_code: str | None,
     client: ClientInfo,
+    state: str | None = None,
     totp_code: str | None = None,
 ) -> LoginResult:
-    wechat = wechat_of(parts)
+    """A WeChat login from any of its apps; the website's carries the ``state`` we issued for it."""
+    identity = await _wechat_identity(parts, app, code, state)
     referrer = await _referrer_for(session, invite_code)
-    with wechat_answers():
-        wx = await wechat.code2session(code)
-    user, created = await users_service.get_or_create_by_openid(
-        session, wx.openid, wx.unionid, policy=SignupPolicy.of(parts.settings), referrer=referrer
+    user, created = await users_wechat.get_or_create(
+        session,
+        parts.session_factory,
+        app,
+        identity.openid,
+        identity.unionid,
+        policy=SignupPolicy.of(parts.settings),
+        referrer=referrer,
     )
     _ensure_active(user)
     mfa = await _totp_after(session, parts, cipher, user, totp_code, client)
-    pair = await tokens.start_session(session, parts, user, method="wechat", client=client, mfa=mfa)
-    AUTH_EVENTS.labels("login_wechat", "registered" if created else "ok").inc()
+    method = "wechat" if app is WeChatApp.MINIPROGRAM else f"wechat_{app.value}"
+    pair = await tokens.start_session(session, parts, user, method=method, client=client, mfa=mfa)
+    AUTH_EVENTS.labels(f"login_{method}", "registered" if created else "ok").inc()
     return LoginResult(pair, user, created)
+
+
+async def _wechat_identity(parts: AccountParts, app: WeChatApp, code: str, state: str | None) -> WeChatIdentity:
+    if app is WeChatApp.MINIPROGRAM:
+        wechat = wechat_of(parts)
+        with wechat_answers():
+            session_info = await wechat.code2session(code)
+        return WeChatIdentity(session_info.openid, session_info.unionid)
+    oauth = oauth_of(parts, app)
+    if app is WeChatApp.WEB:
+        await consume_state(parts, state or "")
+    with wechat_answers():
+        return await oauth.exchange_code(code)
 
 
 async def bind_phone_with_wechat(
@@ -160,7 +183,7 @@ async def bind_phone_with_wechat(
 ) -> User:
     """Bind the phone WeChat vouches for (getPhoneNumber) to the logged-in user."""
     wechat = wechat_of(parts)
-    await reauth.confirm_identity(parts, user, CodePurpose.CHANGE_PHONE, proof)
+    await reauth.confirm_identity(session, parts, user, CodePurpose.CHANGE_PHONE, proof)
     with wechat_answers():
         phone_info = await wechat.get_phone_number(phone_code)
     try:
@@ -176,7 +199,7 @@ async def bind_phone_with_sms(
     """Bind ``phone`` (proved by ``code``, purpose bind_phone) to the logged-in user, who first
     proves to hold the account now (``proof``): a stolen access token alone must never be able to
     route the account's SMS login to another number."""
-    await reauth.confirm_identity(parts, user, CodePurpose.CHANGE_PHONE, proof)
+    await reauth.confirm_identity(session, parts, user, CodePurpose.CHANGE_PHONE, proof)
     await sms_codes.verify_code(parts, phone=phone, purpose=CodePurpose.BIND_PHONE, code=code)
     return await _move_phone(session, user, phone, keep_session_id)
 

@@ -76,6 +76,7 @@ _ERRORS: dict[int, type[WeChatError]] = {
     40029: WeChatCodeInvalidError,
     45011: WeChatRateLimitedError,
     45009: WeChatRateLimitedError,
+    40163: WeChatCodeInvalidError,  # an OAuth code already exchanged
     40226: WeChatUserBlockedError,
     40013: WeChatConfigError,
     40125: WeChatConfigError,
@@ -108,39 +109,18 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class WeChatClient:
-    _MAX_ATTEMPTS = 2  # WeChat's "-1 system busy" is retried once
-    _LOCK_POLL_SECONDS = 0.05
+class WeChatTransport:
+    """WeChat's server API as JSON answers: errors (always HTTP 200) become ``WeChatError``s and
+    "-1 system busy" is retried once. Shared by the mini-program client and the OAuth clients."""
 
-    def __init__(
-        self,
-        appid: str,
-        secret: str,
-        base_url: str = DEFAULT_BASE_URL,
-        timeout: float = 5.0,
-        redis: Redis | None = None,
-        http: httpx.AsyncClient | None = None,
-        cache_key_prefix: str = "wardrobe",
-    ) -> None:
-        self._appid = appid
-        self._secret = secret
+    _MAX_ATTEMPTS = 2
+
+    def __init__(self, base_url: str, timeout: float, http: httpx.AsyncClient | None) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
-        self._redis = redis
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=timeout)
-        self._token_key = f"{cache_key_prefix}:wechat:{appid}:stable_token"
-        self._lock_key = f"{self._token_key}:lock"
-        # The lock outlives a refresh (two attempts of ``timeout``) so it is not released under a
-        # live holder, yet expires soon enough if the holder dies.
-        self._lock_ttl_ms = int((timeout * self._MAX_ATTEMPTS + 1) * 1000)
-        self._lock_wait_attempts = math.ceil(self._lock_ttl_ms / 1000 / self._LOCK_POLL_SECONDS)
-        self._local_token: tuple[str, float] | None = None  # (token, monotonic deadline)
-        self._refresh_lock = asyncio.Lock()
         self._log = get_logger(__name__)
-
-    def __repr__(self) -> str:
-        return f"WeChatClient(appid={self._appid!r}, base_url={self._base_url!r})"
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -153,6 +133,86 @@ class WeChatClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        for attempt in range(1, self._MAX_ATTEMPTS + 1):
+            try:
+                return await self._call_once(method, path, params=params, json_body=json_body)
+            except WeChatUnavailableError as exc:
+                if attempt == self._MAX_ATTEMPTS:
+                    raise
+                self._log.warning("wechat unavailable, retrying", path=path, errcode=exc.errcode)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _call_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None,
+        json_body: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._http.request(
+                method, self._base_url + path, params=params, json=json_body, timeout=self._timeout
+            )
+        except httpx.TimeoutException:
+            raise WeChatUnavailableError(-1, "timeout") from None
+        except httpx.HTTPError as exc:
+            # Only the kind of failure: the URL carries the app secret or the access token.
+            raise WeChatUnavailableError(-1, f"network error: {type(exc).__name__}") from None
+        if response.status_code != httpx.codes.OK:
+            raise WeChatUnavailableError(-1, f"HTTP {response.status_code}")
+        try:
+            answer = json.loads(response.content)
+        except ValueError:
+            raise WeChatUnavailableError(-1, "answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise WeChatUnavailableError(-1, "answer is not a JSON object")
+        errcode = answer.get("errcode", 0)
+        if not isinstance(errcode, int):
+            raise WeChatUnavailableError(-1, "errcode is not a number")
+        if errcode != 0:
+            errmsg = str(answer.get("errmsg", ""))
+            raise _ERRORS.get(errcode, WeChatError)(errcode, errmsg)
+        return answer
+
+
+class WeChatClient(WeChatTransport):
+    _LOCK_POLL_SECONDS = 0.05
+
+    def __init__(
+        self,
+        appid: str,
+        secret: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 5.0,
+        redis: Redis | None = None,
+        http: httpx.AsyncClient | None = None,
+        cache_key_prefix: str = "wardrobe",
+    ) -> None:
+        super().__init__(base_url, timeout, http)
+        self._appid = appid
+        self._secret = secret
+        self._redis = redis
+        self._token_key = f"{cache_key_prefix}:wechat:{appid}:stable_token"
+        self._lock_key = f"{self._token_key}:lock"
+        # The lock outlives a refresh (two attempts of ``timeout``) so it is not released under a
+        # live holder, yet expires soon enough if the holder dies.
+        self._lock_ttl_ms = int((timeout * self._MAX_ATTEMPTS + 1) * 1000)
+        self._lock_wait_attempts = math.ceil(self._lock_ttl_ms / 1000 / self._LOCK_POLL_SECONDS)
+        self._local_token: tuple[str, float] | None = None  # (token, monotonic deadline)
+        self._refresh_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"WeChatClient(appid={self._appid!r}, base_url={self._base_url!r})"
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -288,56 +348,6 @@ class WeChatClient:
             "POST", _PHONE_NUMBER_PATH, params={"access_token": token}, json_body={"code": phone_code}
         )
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        json_body: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        for attempt in range(1, self._MAX_ATTEMPTS + 1):
-            try:
-                return await self._call_once(method, path, params=params, json_body=json_body)
-            except WeChatUnavailableError as exc:
-                if attempt == self._MAX_ATTEMPTS:
-                    raise
-                self._log.warning("wechat unavailable, retrying", path=path, errcode=exc.errcode)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-    async def _call_once(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None,
-        json_body: dict[str, Any] | None,
-    ) -> dict[str, Any]:
-        try:
-            response = await self._http.request(
-                method, self._base_url + path, params=params, json=json_body, timeout=self._timeout
-            )
-        except httpx.TimeoutException:
-            raise WeChatUnavailableError(-1, "timeout") from None
-        except httpx.HTTPError as exc:
-            # Only the kind of failure: the URL carries the app secret or the access token.
-            raise WeChatUnavailableError(-1, f"network error: {type(exc).__name__}") from None
-        if response.status_code != httpx.codes.OK:
-            raise WeChatUnavailableError(-1, f"HTTP {response.status_code}")
-        try:
-            answer = json.loads(response.content)
-        except ValueError:
-            raise WeChatUnavailableError(-1, "answer is not JSON") from None
-        if not isinstance(answer, dict):
-            raise WeChatUnavailableError(-1, "answer is not a JSON object")
-        errcode = answer.get("errcode", 0)
-        if not isinstance(errcode, int):
-            raise WeChatUnavailableError(-1, "errcode is not a number")
-        if errcode != 0:
-            errmsg = str(answer.get("errmsg", ""))
-            raise _ERRORS.get(errcode, WeChatError)(errcode, errmsg)
-        return answer
-
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -348,6 +358,7 @@ __all__ = [
     "WeChatPhone",
     "WeChatRateLimitedError",
     "WeChatSession",
+    "WeChatTransport",
     "WeChatUnavailableError",
     "WeChatUserBlockedError",
 ]

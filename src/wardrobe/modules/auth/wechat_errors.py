@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from wardrobe.core.errors import AppError, DependencyUnavailable, ErrorCode, RateLimited
+from wardrobe.core.ratelimit import per_seconds
+from wardrobe.models import WeChatApp
 from wardrobe.modules.auth.parts import AccountParts
 from wardrobe.modules.auth.wechat_client import (
     WeChatClient,
@@ -14,12 +16,35 @@ from wardrobe.modules.auth.wechat_client import (
     WeChatRateLimitedError,
     WeChatUserBlockedError,
 )
+from wardrobe.modules.auth.wechat_oauth import STATE_TTL_SECONDS, WeChatOAuthClient, check_state
 
 
 def wechat_of(parts: AccountParts) -> WeChatClient:
     if parts.wechat is None:
         raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail="wechat is not configured")
     return parts.wechat
+
+
+def oauth_of(parts: AccountParts, app: WeChatApp) -> WeChatOAuthClient:
+    client = parts.wechat_oauth.web if app is WeChatApp.WEB else parts.wechat_oauth.mobile
+    if client is None:
+        raise AppError(ErrorCode.FEATURE_UNAVAILABLE, detail=f"wechat {app.value} login is not configured")
+    return client
+
+
+def _state_refused(message: str) -> AppError:
+    return AppError(ErrorCode.AUTH_CODE_INVALID, data=[{"field": "state", "message": message}])
+
+
+async def consume_state(parts: AccountParts, state: str) -> None:
+    """A website login's state must be one we issued, unexpired, and used once: the second use of
+    one is refused in every process (the limiter's store is shared)."""
+    if not check_state(parts.settings.jwt_secret.get_secret_value(), state):
+        raise _state_refused("not a login we started, or it expired; start the WeChat login again")
+    try:
+        await parts.limiter.hit([per_seconds(1, STATE_TTL_SECONDS)], "wechat-state", state)
+    except RateLimited:
+        raise _state_refused("this login was already finished; start the WeChat login again") from None
 
 
 @contextmanager

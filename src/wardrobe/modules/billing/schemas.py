@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from wardrobe.core.openapi import server_check
 from wardrobe.core.schemas import EnumValue, InputModel, omit_not_null
-from wardrobe.models import PaymentChannel, PlanKind
+from wardrobe.models import LedgerKind, PaymentChannel, PlanKind
 
 SKU_PATTERN = r"^[a-z0-9][a-z0-9_.-]{1,63}$"
 TIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -208,7 +208,7 @@ class QuotaOut(BaseModel):
 
 class LedgerItem(BaseModel):
     id: int
-    kind: str
+    kind: LedgerKind
     amount: int
     balance_after: int
     ref: str

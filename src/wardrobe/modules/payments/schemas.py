@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from wardrobe.core.schemas import EnumValue, InputModel
-from wardrobe.models import PaymentChannel
+from wardrobe.models import OrderStatus, PaymentChannel, PlanKind, RefundStatus
 
 
 class OrderCreate(InputModel):
@@ -18,11 +18,11 @@ class OrderCreate(InputModel):
 
 class OrderOut(BaseModel):
     order_no: str
-    status: str
+    status: OrderStatus
     sku: str
-    kind: str
+    kind: PlanKind
     name: str
-    channel: str
+    channel: PaymentChannel
     amount_fen: int
     paid_fen: int
     refunded_fen: int
@@ -50,7 +50,7 @@ class RefundOut(BaseModel):
     order_no: str
     amount_fen: int
     quota: int = Field(description="quota taken back when the refund succeeds")
-    status: str
+    status: RefundStatus
     reason: str
     created_at: datetime
     settled_at: datetime | None

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from wardrobe.core.openapi import server_check
 from wardrobe.core.schemas import InputModel
+from wardrobe.models import StepStatus
 
 TaskStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
@@ -26,7 +27,7 @@ class TaskCreate(InputModel):
 
 class StepOut(BaseModel):
     id: str
-    status: str
+    status: StepStatus
 
 
 class OutputOut(BaseModel):

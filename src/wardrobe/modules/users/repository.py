@@ -16,10 +16,6 @@ async def get_by_phone(session: AsyncSession, phone: str) -> User | None:
     return await session.scalar(select(User).where(User.phone == phone))
 
 
-async def get_by_openid(session: AsyncSession, openid: str) -> User | None:
-    return await session.scalar(select(User).where(User.wechat_openid == openid))
-
-
 async def get_by_invite_code(session: AsyncSession, code: str) -> User | None:
     return await session.scalar(select(User).where(User.invite_code == code))
 

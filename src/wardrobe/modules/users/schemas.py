@@ -11,7 +11,7 @@ from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, f
 from wardrobe.core.logging import mask_phone
 from wardrobe.core.openapi import server_check
 from wardrobe.core.schemas import InputModel, IsoDate, omit_not_null
-from wardrobe.models import User
+from wardrobe.models import Gender, Role, User
 
 
 def _clean_text(value: str, *, multiline: bool = False) -> str:
@@ -51,11 +51,11 @@ class UserOut(BaseModel):
     phone_masked: str | None
     nickname: str | None
     avatar_url: str | None
-    gender: str
+    gender: Gender
     birthday: date | None = None
     bio: str | None = None
     region: str | None = None
-    role: str
+    role: Role
     profile_completed: bool
     created_at: datetime
     totp_enabled: bool = Field(description="Whether logins need the authenticator app's code")

@@ -105,26 +105,6 @@ async def get_or_create_by_phone(
     raise AppError(ErrorCode.CONFLICT, detail="phone insert kept conflicting")
 
 
-async def get_or_create_by_openid(
-    session: AsyncSession,
-    openid: str,
-    unionid: str | None,
-    *,
-    policy: SignupPolicy,
-    referrer: User | None = None,
-) -> tuple[User, bool]:
-    for _ in range(3):
-        user = await repository.get_by_openid(session, openid)
-        if user is not None:
-            if unionid and not user.wechat_unionid:
-                user.wechat_unionid = unionid
-            return user, False
-        created = await create_user(session, openid=openid, unionid=unionid, policy=policy, referrer=referrer)
-        if created is not None:
-            return created, True
-    raise AppError(ErrorCode.CONFLICT, detail="openid insert kept conflicting")
-
-
 async def update_profile(session: AsyncSession, user: User, update: ProfileUpdate) -> User:
     """Apply the fields the client sent; a nickname completes registration's second step."""
     changes = update.model_dump(exclude_unset=True)

@@ -11,6 +11,7 @@ import { describeError, errorBox, notify } from "./ui.js";
 import { featurePage, galleryPage } from "./pages/features.js";
 import { historyPage } from "./pages/history.js";
 import { loginPage } from "./pages/login.js";
+import { finishWeChatLogin } from "./pages/wechat_login.js";
 import { orderPage } from "./pages/orders.js";
 import { plansPage } from "./pages/plans.js";
 import { quotaPage } from "./pages/quota.js";
@@ -114,6 +115,14 @@ window.addEventListener("hashchange", () => {
 window.addEventListener("unhandledrejection", (event) => notify(describeError(event.reason), "error"));
 
 async function boot() {
+  const wechat = finishWeChatLogin();
+  if (wechat) {
+    const notice = await wechat;
+    if (notice) {
+      mount(app, loginPage({ languageSwitch, onSignedIn: signedIn, notice }));
+      return;
+    }
+  }
   if (currentSession()) {
     try {
       setUser(await get("/api/v1/users/me"));

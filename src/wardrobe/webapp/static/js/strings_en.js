@@ -30,6 +30,9 @@ export const EN = {
   "login.submit": "Sign in",
   "login.missing": "Enter your phone number and the 6-digit code.",
   "login.signed_out": "You were signed out; please sign in again ({code}).",
+  "login.wechat": "Sign in with WeChat (QR)",
+  "login.wechat_refused": "WeChat sign-in was cancelled.",
+  "login.wechat_foreign": "That WeChat sign-in was not started from this page, so it was refused. Scan again.",
 
   "feature.cost": "Costs {n}",
   "feature.run": "Create (costs {n})",

@@ -30,6 +30,9 @@ export const ZH = {
   "login.submit": "登录",
   "login.missing": "请输入手机号和 6 位验证码。",
   "login.signed_out": "登录已失效，请重新登录（{code}）。",
+  "login.wechat": "微信扫码登录",
+  "login.wechat_refused": "微信登录已取消。",
+  "login.wechat_foreign": "这次微信登录不是从本页发起的，已拒绝。请重新扫码。",
 
   "feature.cost": "消耗 {n} 次",
   "feature.run": "开始生成（消耗 {n} 次）",

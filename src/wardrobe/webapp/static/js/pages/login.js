@@ -5,6 +5,7 @@ import { h } from "/kit/js/dom.js";
 import { api, keepTokens } from "../api.js";
 import { t } from "../i18n.js";
 import { describeError, field } from "../ui.js";
+import { wechatLoginButton } from "./wechat_login.js";
 
 function countdown(sendButton, seconds) {
   let left = seconds;
@@ -67,6 +68,7 @@ export function loginPage({ languageSwitch, onSignedIn, notice }) {
     h("details", { class: "invite" }, h("summary", {}, t("login.have_invite")), field("invite_code", t("login.invite"), invite)),
     message,
     h("div", { class: "actions" }, submit),
+    h("div", { class: "actions alt-login" }, wechatLoginButton(say)),
   );
 
   form.addEventListener("submit", async (event) => {
