@@ -366,6 +366,7 @@ async def _clients_main(args: argparse.Namespace, mine: list[list[str]]) -> dict
 async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> dict[str, Any]:
     """Commit ``args.count`` progress updates at ``args.rate`` per second, each published after commit."""
     from wardrobe.core.db import after_commit, unit_of_work
+    from wardrobe.core.heap import settle_after_startup
     from wardrobe.models.base import utcnow
     from wardrobe.modules.pipeline import repository
     from wardrobe.realtime.events import manager_emitter
@@ -378,6 +379,7 @@ async def _publisher_main(args: argparse.Namespace, tasks: list[UserTask]) -> di
     events = infra.runtime.events
     assert events is not None  # given an emitter, the process pushes
     events.start()
+    settle_after_startup()  # as `wardrobe worker` does once started
     stamps: list[tuple[str, int, float]] = []
     late = 0
     gate = asyncio.Semaphore(args.lanes)

@@ -18,6 +18,7 @@ from wardrobe.core import contract, telemetry
 from wardrobe.core.db import pool_status
 from wardrobe.core.edge_limits import RateLimitMiddleware
 from wardrobe.core.handlers import install_exception_handlers
+from wardrobe.core.heap import settle_after_startup
 from wardrobe.core.json_guard import refuse_unstorable_json
 from wardrobe.core.logging import configure_logging, get_logger
 from wardrobe.core.metrics import register_pool_collector
@@ -144,7 +145,9 @@ def _background(infra: Infra) -> list[asyncio.Task[None]]:
     ]
 
 
-def _lifespan(settings: Settings, hub: RealtimeHub) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    settings: Settings, hub: RealtimeHub, settle_heap: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Distributors' ID numbers; refuses the local key file in production.
@@ -160,6 +163,8 @@ def _lifespan(settings: Settings, hub: RealtimeHub) -> Callable[[FastAPI], Abstr
         await infra.runtime.start()
         background = _background(infra)
         log.info("started", env=settings.env.value, db=infra.engine.dialect.name, embedded=settings.embedded)
+        if settle_heap:
+            settle_after_startup()
         if settings.env is Environment.PRODUCTION:
             for warning in settings.production_warnings():
                 log.warning("production_warning", detail=warning)
@@ -200,7 +205,13 @@ def _install_edge(app: FastAPI, settings: Settings) -> None:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_served_app() -> FastAPI:
+    """The app of `wardrobe serve` (uvicorn's factory): start-up's objects leave the collector's
+    sight once it has started (core/heap.py)."""
+    return create_app(settle_heap=True)
+
+
+def create_app(settings: Settings | None = None, *, settle_heap: bool = False) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
     # Before the parts are built: the engines and HTTP clients made afterwards are traced.
@@ -213,7 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         description=API_DESCRIPTION,
-        lifespan=_lifespan(settings, hub),
+        lifespan=_lifespan(settings, hub, settle_heap),
         telemetry={"tracing": False, "metrics": False, "logs": False},
         # Before any route's own dependencies: see core/json_guard.py.
         dependencies=[Depends(refuse_unstorable_json)],

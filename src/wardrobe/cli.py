@@ -106,9 +106,9 @@ def serve(
         "ws_per_message_deflate": settings.socket_compression,
     }
     if n > 1:
-        supervisor.run(uvicorn.Config("wardrobe.app:create_app", workers=n, **options), ports)
+        supervisor.run(uvicorn.Config("wardrobe.app:create_served_app", workers=n, **options), ports)
     else:
-        uvicorn.run("wardrobe.app:create_app", **options)
+        uvicorn.run("wardrobe.app:create_served_app", **options)
 
 
 @app.command("nginx-config")
@@ -182,6 +182,7 @@ async def _run_worker() -> None:
     import signal
 
     from wardrobe.core import telemetry
+    from wardrobe.core.heap import settle_after_startup
     from wardrobe.core.logging import configure_logging, get_logger
     from wardrobe.realtime.events import manager_emitter
     from wardrobe.realtime.hub import client_manager
@@ -203,6 +204,7 @@ async def _run_worker() -> None:
         loop.add_signal_handler(sig, stop.set)
     await infra.cache.start()  # operators' switches reach this worker at once
     await infra.runtime.start()
+    settle_after_startup()  # core/heap.py
     log.info("worker_started", worker=infra.runtime.engine.worker_id)
     try:
         async with process_telemetry(infra, "worker"):  # /metrics, /health, the probe
