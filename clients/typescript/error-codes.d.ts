@@ -42,4 +42,5 @@ export type ErrorCode =
     | "TOTP_INVALID"
     | "TOTP_REQUIRED"
     | "UPLOAD_INVALID"
-    | "VALIDATION_FAILED";
+    | "VALIDATION_FAILED"
+    | "WECHAT_ALREADY_BOUND";

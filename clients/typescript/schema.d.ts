@@ -972,6 +972,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/wechat/link": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Link a WeChat user to this account (needs fresh proof)
+         * @description For an account made by SMS or password: after this, the WeChat user logs in to it from that app (and, by unionid, from the others), and the mini program's user can pay with `wechat_jsapi`. Send the WeChat code (`link_code`, `link_app`, and `state` for a QR login) and exactly one proof: `code` (an SMS code with purpose `link_wechat`, sent to this account's phone), `password`, or `wechat_code`. A WeChat user that has another account here, or an account that already has another WeChat user of that app or of the platform, is 409 `WECHAT_ALREADY_BOUND`.
+         */
+        post: operations["auth_wechat_link_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/wechat/phone": {
         parameters: {
             query?: never;
@@ -2542,7 +2562,7 @@ export interface components {
          * CodePurpose
          * @enum {string}
          */
-        CodePurpose: "login" | "reset_password" | "bind_phone" | "change_phone" | "delete_account" | "create_api_key";
+        CodePurpose: "login" | "reset_password" | "bind_phone" | "change_phone" | "delete_account" | "create_api_key" | "link_wechat";
         /** DeliveryOut */
         DeliveryOut: {
             /** Attempts */
@@ -3780,6 +3800,31 @@ export interface components {
              */
             success: boolean;
         };
+        /** Envelope[WeChatLinked] */
+        Envelope_WeChatLinked_: {
+            /**
+             * Code
+             * @default OK
+             */
+            code: string;
+            data: components["schemas"]["WeChatLinked"];
+            /**
+             * Message
+             * @default OK
+             */
+            message: string;
+            /**
+             * Request Id
+             * @default -
+             * @example 6f1c0b1e6f3a4d5e
+             */
+            request_id: string;
+            /**
+             * Success
+             * @default true
+             */
+            success: boolean;
+        };
         /** Envelope[WebhookCreated] */
         Envelope_WebhookCreated_: {
             /**
@@ -4233,7 +4278,7 @@ export interface components {
          * @description Every code an error envelope may carry; each response lists the ones it may answer.
          * @enum {string}
          */
-        ErrorCode: "VALIDATION_FAILED" | "MALFORMED_REQUEST" | "PAYLOAD_TOO_LARGE" | "AUTH_REQUIRED" | "AUTH_TOKEN_INVALID" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_REUSED" | "AUTH_SESSION_EXPIRED" | "REAUTHENTICATION_REQUIRED" | "AUTH_INVALID_CREDENTIALS" | "AUTH_CODE_INVALID" | "CAPTCHA_REQUIRED" | "CAPTCHA_INVALID" | "ACCOUNT_DISABLED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PHONE_ALREADY_BOUND" | "REFERRER_ALREADY_BOUND" | "INVITE_CODE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SIGNED_URL_EXPIRED" | "UPLOAD_INVALID" | "QUOTA_INSUFFICIENT" | "CONTENT_BLOCKED" | "FEATURE_UNAVAILABLE" | "RATE_LIMITED" | "CONNECTION_LIMIT_REACHED" | "PAYMENT_SIGNATURE_INVALID" | "PAYMENT_CHANNEL_UNAVAILABLE" | "PAYMENT_PLATFORM_ERROR" | "REFUND_NOT_ALLOWED" | "REFUND_EXCEEDS_UNSPENT" | "CALLBACK_SIGNATURE_INVALID" | "DEPENDENCY_UNAVAILABLE" | "INTERNAL_ERROR" | "TOTP_REQUIRED" | "TOTP_INVALID" | "TOTP_ENROLMENT_REQUIRED" | "PLAN_NOT_ON_SALE";
+        ErrorCode: "VALIDATION_FAILED" | "MALFORMED_REQUEST" | "PAYLOAD_TOO_LARGE" | "AUTH_REQUIRED" | "AUTH_TOKEN_INVALID" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_REUSED" | "AUTH_SESSION_EXPIRED" | "REAUTHENTICATION_REQUIRED" | "AUTH_INVALID_CREDENTIALS" | "AUTH_CODE_INVALID" | "CAPTCHA_REQUIRED" | "CAPTCHA_INVALID" | "ACCOUNT_DISABLED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PHONE_ALREADY_BOUND" | "WECHAT_ALREADY_BOUND" | "REFERRER_ALREADY_BOUND" | "INVITE_CODE_INVALID" | "IDEMPOTENCY_CONFLICT" | "SIGNED_URL_EXPIRED" | "UPLOAD_INVALID" | "QUOTA_INSUFFICIENT" | "CONTENT_BLOCKED" | "FEATURE_UNAVAILABLE" | "RATE_LIMITED" | "CONNECTION_LIMIT_REACHED" | "PAYMENT_SIGNATURE_INVALID" | "PAYMENT_CHANNEL_UNAVAILABLE" | "PAYMENT_PLATFORM_ERROR" | "REFUND_NOT_ALLOWED" | "REFUND_EXCEEDS_UNSPENT" | "CALLBACK_SIGNATURE_INVALID" | "DEPENDENCY_UNAVAILABLE" | "INTERNAL_ERROR" | "TOTP_REQUIRED" | "TOTP_INVALID" | "TOTP_ENROLMENT_REQUIRED" | "PLAN_NOT_ON_SALE";
         /** ErrorEnvelope */
         ErrorEnvelope: {
             /** @example VALIDATION_FAILED */
@@ -5370,7 +5415,7 @@ export interface components {
             phone: string;
         } | {
             /** @enum {unknown} */
-            purpose: "change_phone" | "create_api_key" | "delete_account";
+            purpose: "change_phone" | "create_api_key" | "delete_account" | "link_wechat";
         };
         /** SmsCodeSent */
         SmsCodeSent: {
@@ -5929,6 +5974,57 @@ export interface components {
              * @description Send the browser here (WeChat's QR page); it comes back with code and state
              */
             url: string;
+        };
+        /**
+         * WeChatLinkRequest
+         * @description Link a WeChat user to this account: the code of the WeChat user to link, and one proof that
+         *     the caller holds the account now (an SMS code for `link_wechat`, the password, or a code of a
+         *     WeChat user the account already has).
+         */
+        WeChatLinkRequest: {
+            /**
+             * Code
+             * @example 123456
+             */
+            code?: string | null;
+            /**
+             * @description Which app `link_code` comes from
+             * @default miniprogram
+             */
+            link_app: components["schemas"]["WeChatApp"];
+            /**
+             * Link Code
+             * @description The WeChat code of the user to link (as a login's `code`)
+             */
+            link_code: string;
+            /** Password */
+            password?: string | null;
+            /**
+             * State
+             * @description With `link_app` `web`: the QR login's state, as for `method: wechat_web`
+             */
+            state?: string | null;
+            /**
+             * @description Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR login's code) or `app` (the mobile OpenSDK)
+             * @default miniprogram
+             */
+            wechat_app: components["schemas"]["WeChatApp"];
+            /**
+             * Wechat Code
+             * @description a fresh WeChat code of the account's WeChat user (see `wechat_app`)
+             */
+            wechat_code?: string | null;
+        } & ({
+            code: string;
+        } | {
+            password: string;
+        } | {
+            wechat_code: string;
+        });
+        /** WeChatLinked */
+        WeChatLinked: {
+            /** @description The app whose WeChat user is now linked */
+            app: components["schemas"]["WeChatApp"];
         };
         /** WeChatLogin */
         WeChatLogin: {
@@ -12464,6 +12560,142 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"] & {
                         /** @enum {unknown} */
                         code?: "CONFLICT";
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "PAYLOAD_TOO_LARGE";
+                    };
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "VALIDATION_FAILED";
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "RATE_LIMITED";
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "INTERNAL_ERROR";
+                    };
+                };
+            };
+            /** @description DEPENDENCY_UNAVAILABLE */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "DEPENDENCY_UNAVAILABLE";
+                    };
+                };
+            };
+        };
+    };
+    auth_wechat_link_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WeChatLinkRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_WeChatLinked_"];
+                };
+            };
+            /** @description AUTH_CODE_INVALID / MALFORMED_REQUEST */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "AUTH_CODE_INVALID" | "MALFORMED_REQUEST";
+                    };
+                };
+            };
+            /** @description AUTH_REQUIRED / AUTH_TOKEN_INVALID / AUTH_TOKEN_EXPIRED / AUTH_SESSION_REVOKED / AUTH_INVALID_CREDENTIALS */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "AUTH_REQUIRED" | "AUTH_TOKEN_INVALID" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_INVALID_CREDENTIALS";
+                    };
+                };
+            };
+            /** @description ACCOUNT_DISABLED / FEATURE_UNAVAILABLE / PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "ACCOUNT_DISABLED" | "FEATURE_UNAVAILABLE" | "PERMISSION_DENIED";
+                    };
+                };
+            };
+            /** @description WECHAT_ALREADY_BOUND */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        /** @enum {unknown} */
+                        code?: "WECHAT_ALREADY_BOUND";
                     };
                 };
             };

@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     TOTP_REQUIRED = "TOTP_REQUIRED"
     UPLOAD_INVALID = "UPLOAD_INVALID"
     VALIDATION_FAILED = "VALIDATION_FAILED"
+    WECHAT_ALREADY_BOUND = "WECHAT_ALREADY_BOUND"
 
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]

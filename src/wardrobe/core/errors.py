@@ -50,6 +50,11 @@ class ErrorCode(Enum):
         "该手机号已绑定其他账号，请使用短信验证码登录该账号",
         "This phone number belongs to another account; log in to it with an SMS code",
     )
+    WECHAT_ALREADY_BOUND = (
+        409,
+        "该微信已是其他账号，或本账号已绑定另一个微信",
+        "This WeChat user has another account here, or this account has another WeChat user",
+    )
     REFERRER_ALREADY_BOUND = (409, "邀请人已绑定，不能修改", "The referrer is already bound")
     INVITE_CODE_INVALID = (400, "邀请码无效", "The invite code is not valid")
     IDEMPOTENCY_CONFLICT = (409, "幂等键冲突", "Idempotency key conflict")

@@ -31,6 +31,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("put", "/api/v1/auth/password"): USER,
     ("put", "/api/v1/auth/phone"): USER,
     ("post", "/api/v1/auth/wechat/phone"): USER,
+    ("post", "/api/v1/auth/wechat/link"): USER,
     ("get", "/api/v1/auth/sessions"): USER,
     ("delete", "/api/v1/auth/sessions/{session_id}"): USER,
     # Any account may enrol an authenticator app: staff are who it is for.

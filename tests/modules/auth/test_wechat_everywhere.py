@@ -12,11 +12,12 @@ import httpx
 from sqlalchemy import func, select
 
 from tests.conftest import Api
-from tests.fixtures.auth import data
+from tests.fixtures.auth import Session, data, sms_login
+from tests.modules.account.erasure_flows import clear_cooldown
 from tests.modules.auth.test_vendor_login import wechat_settings
 from tests.peers.wechat import TEST_MOBILE_APPID, TEST_MOBILE_SECRET, TEST_WEB_APPID, TEST_WEB_SECRET
 from wardrobe.core.db import unit_of_work
-from wardrobe.models import LedgerEntry, User, WeChatAccount
+from wardrobe.models import AuditLog, LedgerEntry, User, WeChatAccount
 from wardrobe.modules.auth.wechat_oauth import STATE_TTL_SECONDS, issue_state
 
 REDIRECT = "http://app.test/app/"
@@ -227,3 +228,61 @@ async def test_a_web_only_account_proves_itself_with_a_fresh_qr_login(api_factor
     again = data(await web_login(api, code, state))
     assert again["is_new_user"] is True
     assert again["user"]["id"] != login["user"]["id"]
+
+
+async def _link_code(api: Api, user: Session) -> str:
+    await clear_cooldown(api, user.phone)
+    resp = await api.client.post("/api/v1/auth/sms-codes", json={"purpose": "link_wechat"}, headers=user.headers)
+    return str(data(resp)["debug_code"])
+
+
+async def _link(api: Api, user: Session, **body: Any) -> httpx.Response:
+    return await api.client.post("/api/v1/auth/wechat/link", json=body, headers=user.headers)
+
+
+async def test_an_sms_account_links_its_wechat_with_fresh_proof(api_factory: Any, wechat_peer: Any) -> None:
+    api: Api = await api_factory(**open_platform_settings(wechat_peer))
+    user = await sms_login(api.client)
+    wechat_peer.register_login_code("link-1", "mp-openid-l", "union-l")
+    # No proof, or a wrong one: refused, and the WeChat code is not spent.
+    assert (await _link(api, user, link_code="link-1")).json()["code"] == "VALIDATION_FAILED"
+    wrong = await _link(api, user, link_code="link-1", code="000000")
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "AUTH_CODE_INVALID")
+    assert wechat_peer.code2session_calls == 0
+    linked = await _link(api, user, link_code="link-1", code=await _link_code(api, user))
+    assert data(linked) == {"app": "miniprogram"}
+    # The mini program's and the website's logins of that person now land in the SMS account.
+    mini = await miniprogram_login(api, wechat_peer, "mp-after", "mp-openid-l", "union-l")
+    assert (mini["is_new_user"], mini["user"]["id"]) == (False, user.user["id"])
+    code, state = await scan(api, wechat_peer, "web-openid-l", "union-l")
+    assert data(await web_login(api, code, state))["user"]["id"] == user.user["id"]
+    async with unit_of_work(api.infra.session_factory) as db:
+        row = await db.get(User, user.user["id"])
+        assert row is not None
+        assert (row.wechat_openid, row.wechat_unionid) == ("mp-openid-l", "union-l")
+        audits = await db.scalar(
+            select(func.count()).select_from(AuditLog).where(AuditLog.action == "user.wechat_linked")
+        )
+        assert audits == 1
+
+
+async def test_a_wechat_user_with_its_own_account_is_not_linked_to_another(api_factory: Any, wechat_peer: Any) -> None:
+    api: Api = await api_factory(**open_platform_settings(wechat_peer))
+    theirs = await miniprogram_login(api, wechat_peer, "mp-own", "mp-openid-t", "union-t")
+    user = await sms_login(api.client)
+    wechat_peer.register_login_code("link-t", "mp-openid-t", "union-t")
+    taken = await _link(api, user, link_code="link-t", code=await _link_code(api, user))
+    assert (taken.status_code, taken.json()["code"]) == (409, "WECHAT_ALREADY_BOUND")
+    # An account that has a WeChat user already takes no second one of that platform.
+    wechat_peer.register_login_code("link-u", "mp-openid-u", "union-u")
+    data(await _link(api, user, link_code="link-u", code=await _link_code(api, user)))
+    wechat_peer.register_oauth_code(TEST_MOBILE_APPID, "app-v", "app-openid-v", "union-v")
+    other = await _link(api, user, link_code="app-v", link_app="app", code=await _link_code(api, user))
+    assert other.json()["code"] == "WECHAT_ALREADY_BOUND"
+    async with unit_of_work(api.infra.session_factory) as db:
+        mine = await db.get(User, user.user["id"])
+        assert mine is not None
+        assert (mine.wechat_openid, mine.wechat_unionid) == ("mp-openid-u", "union-u")
+        still = await db.get(User, theirs["user"]["id"])
+        assert still is not None
+        assert still.wechat_openid == "mp-openid-t"

@@ -335,3 +335,27 @@ class FreshProof(InputModel):
         if len(given) != 1:
             raise ValueError("send exactly one of code, password, wechat_code")
         return self
+
+
+class WeChatLinkRequest(FreshProof):
+    """Link a WeChat user to this account: the code of the WeChat user to link, and one proof that
+    the caller holds the account now (an SMS code for `link_wechat`, the password, or a code of a
+    WeChat user the account already has)."""
+
+    link_code: str = Field(
+        min_length=1, max_length=128, description="The WeChat code of the user to link (as a login's `code`)"
+    )
+    link_app: EnumValue[WeChatApp] = Field(
+        default=WeChatApp.MINIPROGRAM, description="Which app `link_code` comes from"
+    )
+    state: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="With `link_app` `web`: the QR login's state, as for `method: wechat_web`",
+        json_schema_extra=server_check("with link_app web: a state this service issued, used once"),
+    )
+
+
+class WeChatLinked(BaseModel):
+    app: WeChatApp = Field(description="The app whose WeChat user is now linked")

@@ -165,6 +165,36 @@ async def login_with_wechat(
     return LoginResult(pair, user, created)
 
 
+async def link_wechat(
+    session: AsyncSession,
+    parts: AccountParts,
+    user: User,
+    *,
+    app: WeChatApp,
+    code: str,
+    state: str | None,
+    proof: Proof,
+) -> None:
+    """Link the WeChat user behind ``code`` to the logged-in account, which first proves to be its
+    holder now: a stolen access token must not be able to add the thief's WeChat as a way in."""
+    await reauth.confirm_identity(session, parts, user, CodePurpose.LINK_WECHAT, proof)
+    identity = await _wechat_identity(parts, app, code, state)
+    if not await users_wechat.link(session, user, app, identity.openid, identity.unionid):
+        raise AppError(ErrorCode.WECHAT_ALREADY_BOUND)
+    add_audit(
+        session,
+        actor_id=user.id,
+        action="user.wechat_linked",
+        target_type="user",
+        target_id=str(user.id),
+        reason=None,
+        before=None,
+        after={"app": app.value, "unionid_known": identity.unionid is not None},
+    )
+    await session.flush()
+    log.info("wechat_linked", user_id=user.id, app=app.value)
+
+
 async def _wechat_identity(parts: AccountParts, app: WeChatApp, code: str, state: str | None) -> WeChatIdentity:
     if app is WeChatApp.MINIPROGRAM:
         wechat = wechat_of(parts)

@@ -34,10 +34,13 @@ class CodePurpose(StrEnum):
     CHANGE_PHONE = "change_phone"
     DELETE_ACCOUNT = "delete_account"
     CREATE_API_KEY = "create_api_key"
+    LINK_WECHAT = "link_wechat"
 
 
 # Purposes whose code goes to the logged-in account's own phone.
-ACCOUNT_PURPOSES = frozenset({CodePurpose.CHANGE_PHONE, CodePurpose.DELETE_ACCOUNT, CodePurpose.CREATE_API_KEY})
+ACCOUNT_PURPOSES = frozenset(
+    {CodePurpose.CHANGE_PHONE, CodePurpose.DELETE_ACCOUNT, CodePurpose.CREATE_API_KEY, CodePurpose.LINK_WECHAT}
+)
 
 
 @dataclass(frozen=True, slots=True)

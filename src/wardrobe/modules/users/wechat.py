@@ -92,6 +92,30 @@ def _record(
     return new
 
 
+async def link(session: AsyncSession, user: User, app: WeChatApp, openid: str, unionid: str | None) -> bool:
+    """Put this WeChat identity on ``user``; False when it is another account's, or the user
+    already holds another WeChat user of that app or platform. Unique columns settle a race."""
+    other = await find_user(session, app, openid, unionid)
+    if other is not None and other.id != user.id:
+        return False
+    row = await _account_row(session, user.id)
+    held = user.wechat_openid if app is WeChatApp.MINIPROGRAM else None
+    if row is not None and app is not WeChatApp.MINIPROGRAM:
+        held = row.web_openid if app is WeChatApp.WEB else row.app_openid
+    known_union = user.wechat_unionid or (row.unionid if row is not None else None)
+    if (held is not None and held != openid) or (unionid and known_union and known_union != unionid):
+        return False
+    try:
+        async with session.begin_nested():
+            new = _record(user, row, app, openid, unionid)
+            if new is not None:
+                session.add(new)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
 def _needs_writing(user: User, row: WeChatAccount | None, app: WeChatApp, openid: str, unionid: str | None) -> bool:
     if unionid and (not user.wechat_unionid or row is None or row.unionid is None):
         return True
