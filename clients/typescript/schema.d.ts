@@ -4322,6 +4322,8 @@ export interface components {
              * @default
              */
             description: string;
+            /** Description En */
+            description_en?: string | null;
             /** Form Schema */
             form_schema: {
                 /** @constant */
@@ -4342,6 +4344,11 @@ export interface components {
             key: string;
             /** Name */
             name: string;
+            /**
+             * Name En
+             * @example Cutout
+             */
+            name_en?: string | null;
             /** Pipeline Key */
             pipeline_key: string;
             /**
@@ -4372,6 +4379,11 @@ export interface components {
         FeatureOut: {
             /** Description */
             description: string;
+            /**
+             * Description En
+             * @description Likewise; null: use `description`
+             */
+            description_en?: string | null;
             /** Form Schema */
             form_schema: {
                 [key: string]: unknown;
@@ -4380,6 +4392,11 @@ export interface components {
             key: string;
             /** Name */
             name: string;
+            /**
+             * Name En
+             * @description For English-speaking users; null: use `name`
+             */
+            name_en?: string | null;
             /** Quota Cost */
             quota_cost: number;
         };
@@ -4420,6 +4437,8 @@ export interface components {
              * @default
              */
             description: string;
+            /** Description En */
+            description_en?: string | null;
             /** Form Schema */
             form_schema: {
                 /** @constant */
@@ -4438,6 +4457,11 @@ export interface components {
             key: string;
             /** Name */
             name: string;
+            /**
+             * Name En
+             * @example Cutout
+             */
+            name_en?: string | null;
             /** Pipeline Key */
             pipeline_key: string;
             /**

@@ -173,6 +173,10 @@ async def test_the_language_switch_changes_the_words_and_is_remembered(
     assert browser.local_storage()[LANG_KEY] == "en"
     browser.driver.refresh()
     browser.wait(lambda _: browser.text("nav-features") == "Create")  # remembered
+    # The operator's English name of a demo feature (wardrobe.seed), in place of the Chinese one.
+    card = browser.card("feature-card", key="cutout")
+    browser.wait(lambda _: "Cutout" in card.text, message="no English feature name")
+    assert "智能抠图" not in card.text
     browser.click("nav-quota")
     browser.find("quota-balance")
     assert browser.find("page").find_element(By.TAG_NAME, "h1").text == "Quota"

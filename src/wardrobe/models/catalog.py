@@ -44,6 +44,9 @@ class FeatureDefinition(Base):
     key: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
+    # What an English-speaking user reads; None: the name and description above.
+    name_en: Mapped[str | None] = mapped_column(String(64))
+    description_en: Mapped[str | None] = mapped_column(Text)
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     access_scope: Mapped[str] = mapped_column(String(16), default="plan")  # plan | whitelist

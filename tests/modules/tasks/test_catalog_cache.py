@@ -107,3 +107,21 @@ async def test_the_kill_switch_needs_a_reason_is_audited_and_can_be_undone(api: 
             )
         ).all()
     assert [tuple(row) for row in trail][-2:] == [("feature.disable", "vendor down"), ("feature.enable", "vendor back")]
+
+
+async def test_a_feature_carries_its_english_name_from_the_operator_to_users(api: Api) -> None:
+    admin = await login_as(api, "admin")
+    await make_feature(api, admin, "bilingual", INSTANT, {"r": "$steps.only.key"})
+    feature_id = await _feature_id(api, "bilingual", admin.headers)
+    await _write(api, feature_id, admin.headers, name="双语", name_en="Bilingual", description_en="In English too")
+    user = await sms_login(api.client)
+    [listed] = [
+        f for f in data(await api.client.get("/api/v1/features", headers=user.headers)) if f["key"] == "bilingual"
+    ]
+    assert (listed["name"], listed["name_en"], listed["description_en"]) == ("双语", "Bilingual", "In English too")
+    # A replace without them clears them (PUT is a whole replacement), as for every optional field.
+    await _write(api, feature_id, admin.headers, name_en=None, description_en=None)
+    [listed] = [
+        f for f in data(await api.client.get("/api/v1/features", headers=user.headers)) if f["key"] == "bilingual"
+    ]
+    assert (listed["name_en"], listed["description_en"]) == (None, None)

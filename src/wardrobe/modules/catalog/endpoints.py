@@ -34,6 +34,8 @@ def _feature_body(feature: FeatureDefinition, schema: dict[str, Any]) -> dict[st
         "key": feature.key,
         "name": feature.name,
         "description": feature.description,
+        "name_en": feature.name_en,
+        "description_en": feature.description_en,
         "is_enabled": feature.is_enabled,
         "access_scope": feature.access_scope,
         "plan_required": feature.plan_required,

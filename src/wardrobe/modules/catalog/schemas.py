@@ -19,6 +19,8 @@ class FeatureOut(BaseModel):
     key: str
     name: str
     description: str
+    name_en: str | None = Field(default=None, description="For English-speaking users; null: use `name`")
+    description_en: str | None = Field(default=None, description="Likewise; null: use `description`")
     quota_cost: int
     form_schema: dict[str, Any]
 
@@ -31,6 +33,8 @@ class FeatureWrite(InputModel):
     )
     name: str = Field(min_length=1, max_length=64)
     description: str = Field(default="", max_length=2000)
+    name_en: str | None = Field(default=None, min_length=1, max_length=64, examples=["Cutout"])
+    description_en: str | None = Field(default=None, max_length=2000)
     is_enabled: bool = True
     access_scope: Literal["plan", "whitelist"] = "plan"
     plan_required: str | None = Field(

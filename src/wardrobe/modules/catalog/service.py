@@ -27,6 +27,8 @@ class CatalogEntry:
     key: str
     name: str
     description: str
+    name_en: str | None
+    description_en: str | None
     is_enabled: bool
     access_scope: str
     plan_required: frozenset[str]
@@ -106,6 +108,8 @@ def _entry(feature: FeatureDefinition, schema: dict[str, Any]) -> CatalogEntry:
         key=feature.key,
         name=feature.name,
         description=feature.description,
+        name_en=feature.name_en,
+        description_en=feature.description_en,
         is_enabled=feature.is_enabled,
         access_scope=feature.access_scope,
         plan_required=plans,
@@ -203,6 +207,8 @@ async def save_feature(session: AsyncSession, body: FeatureWrite, existing_id: i
     for name in (
         "name",
         "description",
+        "name_en",
+        "description_en",
         "is_enabled",
         "access_scope",
         "plan_required",

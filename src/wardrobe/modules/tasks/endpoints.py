@@ -59,6 +59,8 @@ async def list_features(principal: CurrentUser, cache: CacheDep, session: Sessio
                 "key": e.key,
                 "name": e.name,
                 "description": e.description,
+                "name_en": e.name_en,
+                "description_en": e.description_en,
                 "quota_cost": e.quota_cost,
                 "form_schema": e.form_schema,
             }

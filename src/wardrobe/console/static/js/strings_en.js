@@ -206,6 +206,8 @@ export const EN = {
   "feature.key_hint": "Lower-case letters, digits, underscores; cannot change",
   "feature.name": "Name",
   "feature.description": "Description",
+  "feature.name_en": "English name",
+  "feature.description_en": "English description",
   "feature.quota_cost": "Quota per task",
   "feature.pipeline": "Pipeline",
   "feature.access_scope": "Who may use it",

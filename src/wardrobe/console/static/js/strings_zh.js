@@ -206,6 +206,8 @@ export const ZH = {
   "feature.key_hint": "小写字母、数字和下划线；不能修改",
   "feature.name": "名称",
   "feature.description": "说明",
+  "feature.name_en": "英文名称",
+  "feature.description_en": "英文说明",
   "feature.quota_cost": "每次消耗额度",
   "feature.pipeline": "流水线",
   "feature.access_scope": "可用范围",

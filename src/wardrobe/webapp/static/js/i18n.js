@@ -11,3 +11,10 @@ export const i18n = createI18n({
 });
 
 export const { lang, acceptLanguage, setLang, t, label, formatTime, formatNumber, formatFen } = i18n;
+
+// An operator's text in the user's language: `name_en` (say) in English when the operator wrote
+// one, else `name`.
+export function localized(record, field) {
+  const english = record?.[`${field}_en`];
+  return lang() === "en" && english ? english : record?.[field];
+}

@@ -11,6 +11,8 @@ const FEATURE_SPECS = () => [
   { name: "key", label: t("feature.key"), hint: t("feature.key_hint") },
   { name: "name", label: t("feature.name") },
   { name: "description", label: t("feature.description"), type: "textarea" },
+  { name: "name_en", label: t("feature.name_en"), nullable: true },
+  { name: "description_en", label: t("feature.description_en"), type: "textarea", nullable: true },
   { name: "quota_cost", label: t("feature.quota_cost"), type: "number" },
   { name: "pipeline_key", label: t("feature.pipeline") },
   { name: "access_scope", label: t("feature.access_scope"), type: "select", options: ["plan", "whitelist"].map((s) => [s, label("access_scope", s)]) },

@@ -3,7 +3,7 @@
 // and its first image input holds that key (the API takes the user's own results as inputs).
 import { h, link } from "/kit/js/dom.js";
 import { ApiError, post } from "../api.js";
-import { t } from "../i18n.js";
+import { localized, t } from "../i18n.js";
 import { imageFields, schemaForm } from "../schema_form.js";
 import { loadFeatures, rememberTask, resultUrl } from "../state.js";
 import { clearErrors, fill, showErrors } from "../ui.js";
@@ -20,8 +20,8 @@ function card(feature, use) {
   return h(
     "a",
     { class: "feature-card card", href: withUse(`#/features/${encodeURIComponent(feature.key)}`, use), testid: "feature-card", dataset: { key: feature.key } },
-    h("h2", {}, feature.name),
-    h("p", { class: "muted" }, feature.description),
+    h("h2", {}, localized(feature, "name")),
+    h("p", { class: "muted" }, localized(feature, "description")),
     h("span", { class: "badge" }, cost(feature)),
   );
 }
@@ -101,8 +101,8 @@ export function featurePage(view) {
     if (!feature) return h("p", { class: "empty", testid: "not-found" }, t("feature.unknown"));
     return [
       link(withUse("#/features", use), `‹ ${t("nav.features")}`, { class: "back" }),
-      h("h1", {}, feature.name),
-      h("p", { class: "muted" }, feature.description, " · ", cost(feature)),
+      h("h1", {}, localized(feature, "name")),
+      h("p", { class: "muted" }, localized(feature, "description"), " · ", cost(feature)),
       featureForm(feature, use),
     ];
   });

@@ -2,7 +2,7 @@
 // each opens its task view.
 import { h } from "/kit/js/dom.js";
 import { get } from "../api.js";
-import { formatTime, t } from "../i18n.js";
+import { formatTime, localized, t } from "../i18n.js";
 import { loadFeatures } from "../state.js";
 import { pagedList } from "../ui.js";
 import { statusBadge } from "./task.js";
@@ -20,7 +20,7 @@ export function historyPage() {
     load: async (cursor) => {
       if (names.size === 0) {
         const features = await loadFeatures().catch(() => []);
-        for (const feature of features) names.set(feature.key, feature.name);
+        for (const feature of features) names.set(feature.key, localized(feature, "name"));
       }
       return get("/api/v1/tasks", { limit: 20, cursor });
     },

@@ -3,7 +3,7 @@
 // WeChat Pay and Alipay orders show their payment parameters on the order's page (orders.js).
 import { h } from "/kit/js/dom.js";
 import { ApiError, get, post } from "../api.js";
-import { formatFen, formatNumber, label, lang, t } from "../i18n.js";
+import { formatFen, formatNumber, label, localized, t } from "../i18n.js";
 import { errorBox, fill } from "../ui.js";
 
 export const CHECKOUT_PAGE = "/app/sandbox-checkout.html";
@@ -11,7 +11,7 @@ export const CHECKOUT_PAGE = "/app/sandbox-checkout.html";
 const NOT_ON_THE_WEB = new Set(["wechat_jsapi"]);
 
 function planName(plan) {
-  return lang() === "en" && plan.name_en ? plan.name_en : plan.name;
+  return localized(plan, "name");
 }
 
 /** The channels ``plan`` may be paid on here: its own list (empty: all) within the deployment's and the web's. */

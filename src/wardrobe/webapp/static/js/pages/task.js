@@ -4,7 +4,7 @@
 // one. Once it succeeded: each result, a download, and "use as input" for the next feature.
 import { button, h, link } from "/kit/js/dom.js";
 import { get, post } from "../api.js";
-import { formatTime, label, t } from "../i18n.js";
+import { formatTime, label, localized, t } from "../i18n.js";
 import { live, watchTask } from "../live.js";
 import { featureNamed, rememberResult, takeTask } from "../state.js";
 import { badge, describeError, errorBox, loading, notify, section } from "../ui.js";
@@ -161,7 +161,7 @@ export function taskPage(view) {
 
   function lookUpName(feature) {
     featureNamed(feature).then((found) => {
-      name = found?.name || null;
+      name = localized(found, "name") || null;
       if (name && current) render();
     });
   }
