@@ -32,6 +32,14 @@ NewPassword = Annotated[
 ]
 # A proof of identity only works where the account has that kind of credential.
 PROOF_FITS_ACCOUNT = "only a kind of proof the account has: a phone, a password or a WeChat login"
+# Which WeChat app a proof's ``wechat_code`` comes from.
+WeChatAppOfCode = Annotated[
+    EnumValue[WeChatApp],
+    Field(
+        description="Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR "
+        "login's code) or `app` (the mobile OpenSDK)"
+    ),
+]
 SmsCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", examples=["123456"])]
 TotpCode = Annotated[
     str, Field(pattern=r"^[0-9]{6}$", examples=["492039"], description="The code the authenticator app shows now")
@@ -226,11 +234,7 @@ class PhoneProofFields(InputModel):
         description="A fresh WeChat code of the account's WeChat user (see `wechat_app`)",
         json_schema_extra=server_check(PROOF_FITS_ACCOUNT),
     )
-    wechat_app: EnumValue[WeChatApp] = Field(
-        default=WeChatApp.MINIPROGRAM,
-        description="Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR "
-        "login's code) or `app` (the mobile OpenSDK)",
-    )
+    wechat_app: WeChatAppOfCode = WeChatApp.MINIPROGRAM
 
     def proof(self) -> Proof:
         return Proof(
@@ -293,7 +297,6 @@ class TotpState(BaseModel):
 
 
 _PROOFS = ("code", "password", "wechat_code")
-_FITS = "only a kind of proof the account has: a phone, a password or a WeChat login"
 
 
 class FreshProof(InputModel):
@@ -310,21 +313,19 @@ class FreshProof(InputModel):
     )
 
     code: str | None = Field(
-        default=None, pattern=r"^[0-9]{6}$", examples=["123456"], json_schema_extra=server_check(_FITS)
+        default=None, pattern=r"^[0-9]{6}$", examples=["123456"], json_schema_extra=server_check(PROOF_FITS_ACCOUNT)
     )
-    password: str | None = Field(default=None, min_length=1, max_length=1024, json_schema_extra=server_check(_FITS))
+    password: str | None = Field(
+        default=None, min_length=1, max_length=1024, json_schema_extra=server_check(PROOF_FITS_ACCOUNT)
+    )
     wechat_code: str | None = Field(
         default=None,
         min_length=1,
         max_length=128,
         description="a fresh WeChat code of the account's WeChat user (see `wechat_app`)",
-        json_schema_extra=server_check(_FITS),
+        json_schema_extra=server_check(PROOF_FITS_ACCOUNT),
     )
-    wechat_app: EnumValue[WeChatApp] = Field(
-        default=WeChatApp.MINIPROGRAM,
-        description="Which WeChat app `wechat_code` comes from: `miniprogram` (wx.login), `web` (a QR "
-        "login's code) or `app` (the mobile OpenSDK)",
-    )
+    wechat_app: WeChatAppOfCode = WeChatApp.MINIPROGRAM
 
     def proof(self) -> Proof:
         return Proof(self.code, self.password, self.wechat_code, wechat_app=self.wechat_app)

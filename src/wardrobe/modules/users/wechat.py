@@ -38,11 +38,22 @@ class _LostRace(Exception):
     """Another login created or linked the same identity first."""
 
 
+# Where the website's and the mobile app's openids live (the mini program's is users.wechat_openid).
+_ROW_FIELD = {WeChatApp.WEB: "web_openid", WeChatApp.MOBILE: "app_openid"}
+
+
+def _held_openid(user: User, row: WeChatAccount | None, app: WeChatApp) -> str | None:
+    """The openid ``user`` has on record for ``app``, if any."""
+    if app is WeChatApp.MINIPROGRAM:
+        return user.wechat_openid
+    return None if row is None else getattr(row, _ROW_FIELD[app])
+
+
 async def find_user(session: AsyncSession, app: WeChatApp, openid: str, unionid: str | None) -> User | None:
     if app is WeChatApp.MINIPROGRAM:
         user = await session.scalar(select(User).where(User.wechat_openid == openid))
     else:
-        column = WeChatAccount.web_openid if app is WeChatApp.WEB else WeChatAccount.app_openid
+        column = getattr(WeChatAccount, _ROW_FIELD[app])
         user = await session.scalar(
             select(User).join(WeChatAccount, WeChatAccount.user_id == User.id).where(column == openid)
         )
@@ -62,10 +73,7 @@ async def openid_of(session: AsyncSession, user: User, app: WeChatApp) -> str | 
     """The user's openid in ``app``, if the user ever logged in through it."""
     if app is WeChatApp.MINIPROGRAM:
         return user.wechat_openid
-    row = await _account_row(session, user.id)
-    if row is None:
-        return None
-    return row.web_openid if app is WeChatApp.WEB else row.app_openid
+    return _held_openid(user, await _account_row(session, user.id), app)
 
 
 def _record(
@@ -85,10 +93,8 @@ def _record(
         row = new = WeChatAccount(user_id=user.id)
     if unionid and row.unionid is None:
         row.unionid = unionid
-    if app is WeChatApp.WEB and row.web_openid != openid:
-        row.web_openid = openid
-    elif app is WeChatApp.MOBILE and row.app_openid != openid:
-        row.app_openid = openid
+    if app is not WeChatApp.MINIPROGRAM and getattr(row, _ROW_FIELD[app]) != openid:
+        setattr(row, _ROW_FIELD[app], openid)
     return new
 
 
@@ -99,9 +105,7 @@ async def link(session: AsyncSession, user: User, app: WeChatApp, openid: str, u
     if other is not None and other.id != user.id:
         return False
     row = await _account_row(session, user.id)
-    held = user.wechat_openid if app is WeChatApp.MINIPROGRAM else None
-    if row is not None and app is not WeChatApp.MINIPROGRAM:
-        held = row.web_openid if app is WeChatApp.WEB else row.app_openid
+    held = _held_openid(user, row, app)
     known_union = user.wechat_unionid or (row.unionid if row is not None else None)
     if (held is not None and held != openid) or (unionid and known_union and known_union != unionid):
         return False
@@ -119,11 +123,7 @@ async def link(session: AsyncSession, user: User, app: WeChatApp, openid: str, u
 def _needs_writing(user: User, row: WeChatAccount | None, app: WeChatApp, openid: str, unionid: str | None) -> bool:
     if unionid and (not user.wechat_unionid or row is None or row.unionid is None):
         return True
-    if app is WeChatApp.MINIPROGRAM:
-        return user.wechat_openid != openid
-    if row is None:
-        return True
-    return (row.web_openid if app is WeChatApp.WEB else row.app_openid) != openid
+    return _held_openid(user, row, app) != openid
 
 
 async def _account_row(session: AsyncSession, user_id: int) -> WeChatAccount | None:
